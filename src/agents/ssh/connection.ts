@@ -1,0 +1,346 @@
+// One authenticated SSH client: its remote forwards (tcpip-forward), its session channel (the command line
+// and the terminal), and the endpoints they become. Forwards are bound only once the session's options are
+// known, so `--basic-auth` can never arrive after an endpoint was already public without it:
+//   - OpenSSH sends the forwards, then opens the session and sends exec (or -N: no-more-sessions, no session);
+//   - Dropbear opens the session first, then sends the forwards and exec (want_reply = 0), in either order;
+//   - Dropbear -N sends forwards and nothing else: after a short settle time they bind with defaults.
+import type { Connection, ServerChannel, Session, TcpipBindInfo } from 'ssh2'
+import type { Logger } from 'pino'
+import { PortholeError, isPortholeError } from '../../core/errors.js'
+import type { ClientAddress, Endpoint, Owner, RequestRecord } from '../../core/endpoint.js'
+import type { Registry } from '../../core/registry.js'
+import { DEFAULT_OPTIONS, parseCommand, type SessionOptions } from './exec-grammar.js'
+import { Terminal } from './terminal.js'
+
+export interface ConnectionContext {
+  readonly registry: Registry
+  readonly log: Logger
+  readonly maxForwards: number
+  readonly maxChannels: number
+  /** The public URL of a bound host, e.g. http://abc.localhost:8080 */
+  readonly urlFor: (host: string) => string
+  /** The port reported for -R 0 (the HTTP edge's port); made unique per session. */
+  readonly defaultAllocatedPort: number
+  /** ms to wait for the command once a session channel is open, and for a session at all. */
+  readonly commandWaitMs: number
+  readonly settleMs: number
+  /** Called once the endpoint is bound, so the edge can attach its upstream state. */
+  readonly onBound: (endpoint: Endpoint, options: SessionOptions) => void
+}
+
+type Accept = ((port?: number) => void) | undefined
+type Reject = (() => void) | undefined
+
+interface Forward {
+  readonly bindAddr: string
+  readonly bindPort: number
+  readonly replyPort: number
+  accept: Accept
+  reject: Reject
+  endpoint: Endpoint | null
+}
+
+const HTTP_PORTS = new Set([80, 443, 0])
+const CTRL_C = 0x03
+const CTRL_D = 0x04
+
+export class SshConnection {
+  readonly id: string
+  readonly owner: Owner
+  readonly #client: Connection
+  readonly #ctx: ConnectionContext
+  readonly #log: Logger
+  readonly #forwards: Forward[] = []
+  #options: SessionOptions | null = null
+  #sessionOpen = false
+  #terminal: Terminal | null = null
+  #waitTimer: NodeJS.Timeout | null = null
+  #settleDeadline = 0
+  #openChannels = 0
+  #closed = false
+
+  constructor (id: string, client: Connection, owner: Owner, ctx: ConnectionContext) {
+    this.id = id
+    this.#client = client
+    this.owner = owner
+    this.#ctx = ctx
+    this.#log = ctx.log.child({ session: id, owner: owner.id })
+    client.on('request', (accept, reject, name, info) => this.#onGlobalRequest(accept, reject, name, info as TcpipBindInfo))
+    client.on('session', (accept) => this.#onSession(accept()))
+    client.once('close', () => this.#onClose())
+  }
+
+  get endpoints (): Endpoint[] {
+    return this.#forwards.flatMap((f) => (f.endpoint ? [f.endpoint] : []))
+  }
+
+  // --- global requests ---------------------------------------------------------------------------------
+
+  #onGlobalRequest (accept: Accept, reject: Reject, name: string, info: TcpipBindInfo): void {
+    if (name === 'tcpip-forward') return this.#onForward(accept, reject, info)
+    if (name === 'cancel-tcpip-forward') return this.#onCancel(accept, reject, info)
+    if (name === 'streamlocal-forward@openssh.com') {
+      const path = (info as unknown as { socketPath?: string }).socketPath ?? ''
+      this.#refuse(new PortholeError('PH_1015', path))
+      reject?.()
+      return
+    }
+    reject?.()
+  }
+
+  #onForward (accept: Accept, reject: Reject, info: TcpipBindInfo): void {
+    const bindAddr = info.bindAddr
+    const bindPort = info.bindPort
+    const label = `${bindAddr}:${bindPort}`
+    if (this.#closed) return reject?.()
+    if (this.#forwards.length >= this.#ctx.maxForwards) {
+      this.#refuse(new PortholeError('PH_1018', String(this.#ctx.maxForwards)))
+      return reject?.()
+    }
+    if (this.#forwards.some((f) => f.bindAddr === bindAddr && (f.bindPort === bindPort || (bindPort !== 0 && f.replyPort === bindPort)))) {
+      this.#refuse(new PortholeError('PH_1017', label))
+      return reject?.()
+    }
+    const forward: Forward = { bindAddr, bindPort, replyPort: bindPort === 0 ? this.#allocatePort(bindAddr) : bindPort, accept, reject, endpoint: null }
+    this.#forwards.push(forward)
+    this.#log.debug({ bind: label }, 'forward requested')
+    if (this.#options) this.#bindPending()
+    else this.#awaitOptions()
+  }
+
+  #onCancel (accept: Accept, reject: Reject, info: TcpipBindInfo): void {
+    const index = this.#forwards.findIndex((f) => f.bindAddr === info.bindAddr && f.replyPort === info.bindPort)
+    if (index === -1) return reject?.()
+    const [forward] = this.#forwards.splice(index, 1)
+    this.#settle(forward!, null)
+    if (forward!.endpoint) {
+      this.#ctx.registry.unbind(forward!.endpoint)
+      this.#log.info({ host: forward!.endpoint.host }, 'endpoint cancelled')
+      forward!.endpoint = null
+    }
+    accept?.()
+  }
+
+  #allocatePort (bindAddr: string): number {
+    let port = this.#ctx.defaultAllocatedPort
+    while (this.#forwards.some((f) => f.bindAddr === bindAddr && f.replyPort === port)) port++
+    return port
+  }
+
+  // --- the session channel: command line and terminal ---------------------------------------------------
+
+  #onSession (session: Session): void {
+    if (this.#sessionOpen) {
+      // One terminal per connection; further sessions (ssh multiplexing) are refused.
+      session.once('exec', (_accept, reject) => reject?.())
+      session.once('shell', (_accept, reject) => reject?.())
+      return
+    }
+    this.#sessionOpen = true
+    let pty = false
+    session.on('pty', (accept) => { pty = true; accept?.() })
+    session.on('window-change', (accept) => accept?.())
+    session.on('env', (accept) => accept?.())
+    session.on('signal', (accept) => accept?.())
+    session.on('auth-agent', (_accept, reject) => reject?.())
+    session.on('x11', (_accept, reject) => reject?.())
+    session.on('subsystem', (_accept, reject) => reject?.())
+    session.on('sftp', (_accept, reject) => reject?.())
+    const start = (accept: () => ServerChannel, command: string): void => {
+      const stream = accept()
+      const terminal = new Terminal(stream)
+      terminal.pty = pty
+      this.#terminal = terminal
+      stream.on('data', (data: Buffer) => {
+        // In a pty, Ctrl-C and Ctrl-D arrive as bytes: they end the session like they would a local program.
+        if (pty && (data.includes(CTRL_C) || data.includes(CTRL_D))) this.#client.end()
+      })
+      stream.stderr.on('error', () => {})
+      stream.on('error', () => {})
+      this.#onCommand(command)
+    }
+    session.once('exec', (accept, _reject, info) => start(accept, info.command))
+    session.once('shell', (accept) => start(accept, ''))
+    if (this.#forwards.length > 0) this.#awaitOptions()
+  }
+
+  #onCommand (command: string): void {
+    const terminal = this.#terminal!
+    let parsed
+    try {
+      parsed = parseCommand(command)
+    } catch (error) {
+      const err = isPortholeError(error) ? error : new PortholeError('PH_1002', String(error))
+      terminal.error(err.toLine())
+      this.#log.info({ code: err.code, command }, err.message)
+      this.#failPending()
+      terminal.exit(1)
+      return
+    }
+    if (parsed.kind === 'help') {
+      terminal.print(parsed.text)
+      this.#failPending()
+      terminal.exit(0)
+      return
+    }
+    this.#options = parsed.options
+    terminal.output = parsed.options.output
+    if (this.#forwards.length > 0) this.#bindPending()
+    else this.#awaitForwards()
+  }
+
+  /** A session with a command but no -R: say how to use the gateway, unless forwards follow shortly (Dropbear). */
+  #awaitForwards (): void {
+    setTimeout(() => {
+      if (this.#closed || this.#forwards.length > 0 || !this.#terminal) return
+      this.#terminal.error(new PortholeError('PH_1019', 'gateway').toLine())
+      this.#terminal.exit(1)
+    }, this.#ctx.commandWaitMs).unref()
+  }
+
+  // --- binding ---------------------------------------------------------------------------------------
+
+  /** Waits until the options are known: a command arrives, or it is clear none will (see file header). */
+  #awaitOptions (): void {
+    if (this.#waitTimer || this.#options) return
+    this.#settleDeadline = Date.now() + this.#ctx.settleMs
+    const commandDeadline = Date.now() + this.#ctx.commandWaitMs
+    const check = (): void => {
+      this.#waitTimer = null
+      if (this.#closed || this.#options) return
+      const noSessionComing = !this.#sessionOpen && (this.#client.noMoreSessions || Date.now() >= this.#settleDeadline)
+      if (noSessionComing) {
+        this.#options = DEFAULT_OPTIONS
+        this.#bindPending()
+        return
+      }
+      if (this.#sessionOpen && !this.#terminal && Date.now() >= commandDeadline) {
+        const pending = this.#forwards.filter((f) => f.accept || f.reject)
+        for (const forward of pending) this.#refuse(new PortholeError('PH_1022', `${forward.bindAddr}:${forward.bindPort}`))
+        this.#failPending()
+        return
+      }
+      this.#waitTimer = setTimeout(check, 25)
+    }
+    this.#waitTimer = setTimeout(check, 25)
+  }
+
+  #bindPending (): void {
+    const options = this.#options!
+    const bound: Endpoint[] = []
+    for (const forward of [...this.#forwards]) {
+      if (!forward.accept && !forward.reject) continue
+      try {
+        const endpoint = this.#bind(forward, options)
+        forward.endpoint = endpoint
+        bound.push(endpoint)
+        this.#settle(forward, true)
+      } catch (error) {
+        const err = isPortholeError(error) ? error : new PortholeError('PH_1002', String(error))
+        this.#refuse(err)
+        this.#settle(forward, false)
+        this.#forwards.splice(this.#forwards.indexOf(forward), 1)
+      }
+    }
+    if (bound.length > 0) {
+      this.#terminal?.endpoints(bound.map((endpoint) => ({
+        url: this.#ctx.urlFor(endpoint.host),
+        proto: endpoint.spec.proto,
+        bind: this.#forwardOf(endpoint)!,
+      })))
+    }
+  }
+
+  #forwardOf (endpoint: Endpoint): string | undefined {
+    const forward = this.#forwards.find((f) => f.endpoint === endpoint)
+    return forward ? `${forward.bindAddr}:${forward.replyPort}` : undefined
+  }
+
+  #bind (forward: Forward, options: SessionOptions): Endpoint {
+    if (!HTTP_PORTS.has(forward.bindPort)) {
+      if (options.command === 'http') throw new PortholeError('PH_1014', String(forward.bindPort))
+      throw new PortholeError('PH_1016', 'tcp')
+    }
+    const url = (): string => this.#ctx.urlFor(endpoint.host)
+    const endpoint = this.#ctx.registry.bind({
+      bindAddr: forward.bindAddr,
+      slot: `${forward.bindAddr}:${forward.bindPort}`,
+      spec: options.spec,
+      owner: this.owner,
+      dial: (client) => this.#dial(forward, client),
+      hooks: {
+        onRequest: (record: RequestRecord) => this.#terminal?.request(record, url()),
+        onEvicted: () => {
+          forward.endpoint = null
+          this.#terminal?.error(new PortholeError('PH_1023', url()).toLine())
+          this.#log.info({ host: endpoint.host }, 'endpoint taken over by a newer session')
+        },
+      },
+    })
+    this.#ctx.onBound(endpoint, options)
+    this.#log.info({ host: endpoint.host, bind: `${forward.bindAddr}:${forward.bindPort}` }, 'endpoint bound')
+    return endpoint
+  }
+
+  /** Opens a forwarded-tcpip channel carrying exactly the bind address and port the client asked for. */
+  #dial (forward: Forward, client: ClientAddress): Promise<ServerChannel> {
+    if (this.#openChannels >= this.#ctx.maxChannels) {
+      return Promise.reject(new PortholeError('PH_3002', `more than ${this.#ctx.maxChannels} open streams on this tunnel`))
+    }
+    return new Promise((resolve, reject) => {
+      this.#client.forwardOut(forward.bindAddr, forward.replyPort, client.remoteAddress, client.remotePort, (err, channel) => {
+        if (err) {
+          reject(new PortholeError('PH_3002', err.message.replace(/^\(SSH\) /, ''), { cause: err }))
+          return
+        }
+        this.#openChannels++
+        channel.once('close', () => { this.#openChannels-- })
+        resolve(channel)
+      })
+    })
+  }
+
+  // --- replies and endings ------------------------------------------------------------------------------
+
+  #settle (forward: Forward, ok: boolean | null): void {
+    const { accept, reject } = forward
+    forward.accept = undefined
+    forward.reject = undefined
+    if (ok === true) accept?.(forward.bindPort === 0 ? forward.replyPort : undefined)
+    else if (ok === false) reject?.()
+  }
+
+  #failPending (): void {
+    for (const forward of [...this.#forwards]) {
+      if (!forward.accept && !forward.reject) continue
+      this.#settle(forward, false)
+      this.#forwards.splice(this.#forwards.indexOf(forward), 1)
+    }
+  }
+
+  #refuse (error: PortholeError): void {
+    this.#log.info({ code: error.code }, error.message)
+    this.#terminal?.error(error.toLine())
+  }
+
+  /** Tells the user why the session ends (shutdown, kill) and closes it. */
+  end (error?: PortholeError): void {
+    if (error) this.#terminal?.error(error.toLine())
+    this.#terminal?.exit(error ? 255 : 0)
+    this.#client.end()
+  }
+
+  #onClose (): void {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#waitTimer) clearTimeout(this.#waitTimer)
+    for (const forward of this.#forwards) {
+      if (forward.endpoint) {
+        this.#ctx.registry.unbind(forward.endpoint)
+        this.#log.info({ host: forward.endpoint.host }, 'endpoint unbound')
+        forward.endpoint = null
+      }
+    }
+    this.#forwards.length = 0
+  }
+}

@@ -1,0 +1,173 @@
+// The SSH agent transport: an ssh2 server that authenticates clients (authorized_keys, or anonymous under
+// DESIGN's rule), answers keepalives, pings idle clients and hands each client to an SshConnection.
+import { randomUUID } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
+import ssh2, { type AuthContext, type Connection } from 'ssh2'
+import type { Logger } from 'pino'
+import { PortholeError } from '../../core/errors.js'
+import type { Owner } from '../../core/endpoint.js'
+import type { AuthorizedKeys } from '../../identity/authorized-keys.js'
+import { fingerprint } from '../../identity/fingerprint.js'
+import { SshConnection, type ConnectionContext } from './connection.js'
+
+const { Server, utils } = ssh2
+
+export interface SshAgentOptions {
+  readonly hostKeys: Buffer[]
+  readonly authorizedKeys: AuthorizedKeys
+  readonly anonymous: boolean
+  readonly keepaliveIntervalMs: number
+  readonly keepaliveCountMax: number
+  readonly maxSessions: number
+  readonly maxSessionsPerKey: number
+  readonly connection: Omit<ConnectionContext, 'log'>
+  readonly log: Logger
+}
+
+// ssh2's channel error levels -> what they mean to an operator.
+const LEVEL_LOG: Record<string, 'debug' | 'info' | 'warn'> = {
+  'client-socket': 'debug',
+  socket: 'debug',
+  'client-timeout': 'info',
+  handshake: 'info',
+  protocol: 'warn',
+}
+
+/** The key type is the first string inside an SSH public key blob. */
+function keyText (blob: Buffer): string {
+  const length = blob.readUInt32BE(0)
+  return `${blob.subarray(4, 4 + length).toString('latin1')} ${blob.toString('base64')}`
+}
+
+function verifySignature (ctx: AuthContext & { method: 'publickey' }): boolean {
+  const parsed = utils.parseKey(keyText(ctx.key.data))
+  if (parsed instanceof Error) return false
+  const key = Array.isArray(parsed) ? parsed[0]! : parsed
+  return key.verify(ctx.blob!, ctx.signature!, ctx.hashAlgo) === true
+}
+
+export class SshAgent {
+  readonly #options: SshAgentOptions
+  readonly #log: Logger
+  readonly #server: InstanceType<typeof Server>
+  readonly #connections = new Map<string, SshConnection>()
+  #sockets = 0
+  #closing = false
+
+  constructor (options: SshAgentOptions) {
+    this.#options = options
+    this.#log = options.log
+    this.#server = new Server({
+      hostKeys: options.hostKeys,
+      ident: 'Porthole',
+      keepaliveInterval: options.keepaliveIntervalMs,
+      keepaliveCountMax: options.keepaliveCountMax,
+      algorithms: {
+        // Old Dropbear (2016.74-2019.78) on routers only knows group14-sha1 besides curve25519/ecdh.
+        kex: { append: ['diffie-hellman-group14-sha1'] } as never,
+      },
+    }, (client, info) => this.#onClient(client, info))
+    this.#server.on('error', (error: Error) => this.#log.error({ err: error }, 'ssh listener error'))
+  }
+
+  get connections (): SshConnection[] {
+    return [...this.#connections.values()]
+  }
+
+  listen (host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', reject)
+        resolve(this.#server.address() as AddressInfo)
+      })
+    })
+  }
+
+  #onClient (client: Connection, info: { ip: string, port: number, header: { versions: { software: string } } }): void {
+    const id = randomUUID().slice(0, 8)
+    const log = this.#log.child({ conn: id, ip: info.ip })
+    // An 'error' listener first thing: ssh2 emits socket and protocol errors on the connection.
+    client.on('error', (error: Error & { level?: string }) => {
+      log[LEVEL_LOG[error.level ?? ''] ?? 'info']({ level_ssh: error.level, err: error.message }, 'ssh connection error')
+    })
+    this.#sockets++
+    client.once('close', () => { this.#sockets-- })
+    if (this.#closing || this.#sockets > this.#options.maxSessions) {
+      log.warn({ sessions: this.#sockets }, this.#closing ? 'refused: shutting down' : 'refused: session limit')
+      client.end()
+      return
+    }
+
+    let owner: Owner | null = null
+    let refusedKey: string | null = null
+    client.on('authentication', (ctx) => {
+      // ctx.accept() emits 'ready' synchronously, so the owner is recorded before accepting.
+      this.#authenticate(ctx, refusedKey, (result) => {
+        if (result.refusedKey) refusedKey = result.refusedKey
+        if (result.owner) owner = result.owner
+      })
+    })
+    client.once('ready', () => {
+      if (!owner) return client.end()
+      const sameOwner = this.connections.filter((c) => c.owner.id === owner!.id).length
+      if (owner.persistent && sameOwner >= this.#options.maxSessionsPerKey) {
+        log.warn({ owner: owner.id }, 'refused: too many sessions for this key')
+        client.end()
+        return
+      }
+      log.info({ owner: owner.id, client: info.header?.versions?.software }, 'ssh session started')
+      const connection = new SshConnection(id, client, owner, { ...this.#options.connection, log })
+      this.#connections.set(id, connection)
+      client.once('close', () => {
+        this.#connections.delete(id)
+        log.info('ssh session ended')
+      })
+    })
+  }
+
+  #authenticate (ctx: AuthContext, refusedKey: string | null, note: (result: { owner?: Owner, refusedKey?: string }) => void): void {
+    const { authorizedKeys, anonymous } = this.#options
+    if (ctx.method === 'publickey') {
+      const print = fingerprint(ctx.key.data)
+      const known = authorizedKeys.find(ctx.key.data)
+      if (!known && !anonymous) {
+        this.#log.info({ key: print, user: ctx.username }, 'refused: key not authorized')
+        note({ refusedKey: print })
+        ctx.reject(['publickey', 'keyboard-interactive'])
+        return
+      }
+      if (!ctx.signature) {
+        ctx.accept() // the client asks whether this key would do; it signs next
+        return
+      }
+      if (!verifySignature(ctx)) {
+        ctx.reject(['publickey', 'keyboard-interactive'])
+        return
+      }
+      note({ owner: { id: print, persistent: true } })
+      ctx.accept()
+      return
+    }
+    if (ctx.method === 'keyboard-interactive') {
+      if (anonymous) {
+        note({ owner: { id: `anon:${randomUUID()}`, persistent: false } })
+        ctx.accept()
+        return
+      }
+      // No prompts, just the reason: OpenSSH and Dropbear print the instruction text to the user.
+      const reason = new PortholeError('PH_1020', refusedKey ?? '(none offered)').toLine()
+      ctx.prompt([], 'Porthole', reason, () => ctx.reject(['publickey']))
+      return
+    }
+    ctx.reject(['publickey', 'keyboard-interactive'])
+  }
+
+  /** Stops accepting, tells connected users why, and closes their sessions. */
+  async close (): Promise<void> {
+    this.#closing = true
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    for (const connection of this.#connections.values()) connection.end(new PortholeError('PH_1021'))
+    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2000).unref())])
+  }
+}

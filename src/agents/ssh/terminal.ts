@@ -1,0 +1,97 @@
+// What the SSH user sees on the session channel: the banner with one Forwarding line per endpoint, then a
+// line per request; or with --output json one JSON object per line. Output never blocks the tunnel: when
+// the user's terminal falls behind, request lines are dropped (and counted) instead of buffered.
+import type { ServerChannel } from 'ssh2'
+import type { RequestRecord } from '../../core/endpoint.js'
+import type { OutputMode } from './exec-grammar.js'
+
+const MAX_BUFFERED = 64 * 1024
+
+export interface EndpointLine {
+  readonly url: string
+  readonly proto: string
+  readonly bind: string
+}
+
+export class Terminal {
+  readonly #stream: ServerChannel
+  #pty = false
+  #output: OutputMode = 'text'
+  #dropped = 0
+  #closed = false
+
+  constructor (stream: ServerChannel) {
+    this.#stream = stream
+    stream.once('close', () => { this.#closed = true })
+  }
+
+  set pty (value: boolean) { this.#pty = value }
+  set output (value: OutputMode) { this.#output = value }
+  get output (): OutputMode { return this.#output }
+
+  #write (text: string, stderr = false): boolean {
+    if (this.#closed || !this.#stream.writable) return false
+    const eol = this.#pty ? '\r\n' : '\n'
+    const data = text.replace(/\r?\n/g, eol) + eol
+    if (stderr && !this.#pty) this.#stream.stderr.write(data)
+    else this.#stream.write(data)
+    return true
+  }
+
+  /** Free text (help, notices). */
+  print (text: string): void {
+    this.#write(text.replace(/\r?\n$/, ''))
+  }
+
+  /** A one-line error, on stderr so scripts see it apart from output. */
+  error (line: string): void {
+    if (this.#output === 'json') this.#write(JSON.stringify({ event: 'error', message: line }), true)
+    else this.#write(line, true)
+  }
+
+  endpoints (lines: readonly EndpointLine[]): void {
+    if (this.#output === 'json') {
+      for (const line of lines) this.#write(JSON.stringify({ event: 'endpoint', url: line.url, proto: line.proto, bind: line.bind }))
+      return
+    }
+    const width = 'Forwarding'.length + 2
+    this.#write(['Porthole', ...lines.map((line) => `${'Forwarding'.padEnd(width)}${line.url}`)].join('\n'))
+  }
+
+  request (record: RequestRecord, url: string): void {
+    if (this.#closed) return
+    if (this.#stream.writableLength > MAX_BUFFERED) {
+      this.#dropped++
+      return
+    }
+    if (this.#dropped > 0) {
+      const dropped = this.#dropped
+      this.#dropped = 0
+      this.#write(this.#output === 'json' ? JSON.stringify({ event: 'dropped', count: dropped }) : `(${dropped} request lines dropped: terminal too slow)`)
+    }
+    if (this.#output === 'json') {
+      this.#write(JSON.stringify({
+        event: 'request',
+        url,
+        method: record.method,
+        path: record.path,
+        status: record.status,
+        duration_ms: record.durationMs,
+        client_ip: record.clientIp,
+        ...(record.errorCode ? { error_code: record.errorCode } : {}),
+      }))
+    } else {
+      this.#write(`${record.method} ${record.path} ${record.status} ${record.durationMs}ms${record.errorCode ? ` ${record.errorCode}` : ''}`)
+    }
+  }
+
+  /** Ends the session with an exit status (0 ok, 1 refused options, 255 gateway closing). */
+  exit (status: number): void {
+    if (this.#closed) return
+    this.#closed = true
+    try {
+      this.#stream.exit(status)
+      this.#stream.end()
+    } catch {}
+  }
+}

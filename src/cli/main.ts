@@ -1,0 +1,117 @@
+// `porthole <command>`: the command-line entry. Today: `serve`. Flags mirror config keys (kebab-case).
+import { readFileSync } from 'node:fs'
+import yargsParser from 'yargs-parser'
+import { CONFIG_KEYS, kebab, loadConfig } from '../config/load.js'
+import { PortholeError, isPortholeError } from '../core/errors.js'
+import { startGateway } from '../gateway.js'
+import { createLogger } from '../log.js'
+
+const BOOLEAN_FLAGS = ['allow-anonymous']
+const ARRAY_FLAGS = ['authorized-keys']
+const FLAGS = [...CONFIG_KEYS.map(kebab), 'config']
+
+const USAGE = `Usage: porthole serve [flags]
+
+Runs the gateway. With no flags: domain localhost, SSH on 127.0.0.1:2222, HTTP on 127.0.0.1:8080,
+state and host keys in ./keys. Users then run:  ssh -p 2222 -R 80:localhost:3000 localhost http
+
+Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file):
+  --config FILE            YAML settings file
+  --domain NAME            base domain of endpoint names (default localhost)
+  --ssh-addr HOST:PORT     SSH listener (default 127.0.0.1:2222)
+  --http-addr HOST:PORT    HTTP listener (default 127.0.0.1:8080)
+  --https-addr HOST:PORT   HTTPS listener (default 127.0.0.1:8443; not served yet)
+  --tcp-ports LO-HI        TCP endpoint port pool (default 20000-20999; not served yet)
+  --tcp-host NAME          host printed in tcp:// URLs (default: the domain)
+  --data-dir DIR           host keys and state (default ./keys)
+  --authorized-keys FILE   OpenSSH authorized_keys file of allowed keys (repeatable)
+  --allow-anonymous        accept any client even on public listeners
+  --name-grace DURATION    how long a name stays with its owner after disconnect (default 24h)
+  --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
+`
+
+function version (): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+function parseFlags (args: string[]): Record<string, unknown> {
+  const argv = yargsParser(args, {
+    string: FLAGS.filter((f) => !BOOLEAN_FLAGS.includes(f)),
+    boolean: [...BOOLEAN_FLAGS, 'help'],
+    array: ARRAY_FLAGS,
+    configuration: { 'camel-case-expansion': false, 'dot-notation': false, 'parse-numbers': false, 'boolean-negation': false, 'greedy-arrays': false, 'duplicate-arguments-array': true },
+  })
+  const out: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(argv)) {
+    if (key === '_' || key === '--' || key === 'help') continue
+    if (!FLAGS.includes(key)) {
+      const near = FLAGS.find((f) => f.startsWith(key) || key.startsWith(f))
+      throw new PortholeError('PH_2001', `unknown option --${key}${near ? `; did you mean --${near}?` : ''}`)
+    }
+    if (value === undefined) continue
+    if (!ARRAY_FLAGS.includes(key) && Array.isArray(value)) throw new PortholeError('PH_2001', `--${key} given more than once`)
+    out[key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())] = value
+  }
+  if (argv._.length > 1) throw new PortholeError('PH_2001', `unexpected argument ${JSON.stringify(String(argv._[1]))}`)
+  if (argv.help) out.help = true
+  return out
+}
+
+export async function main (args: string[]): Promise<number | undefined> {
+  const [command, ...rest] = args
+  if (command === '--version' || command === '-v') {
+    process.stdout.write(`${version()}\n`)
+    return 0
+  }
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(USAGE)
+    return command === undefined ? 1 : 0
+  }
+  if (command !== 'serve') {
+    process.stderr.write(`PH_2001: unknown command ${JSON.stringify(command)}; run porthole --help\n`)
+    return 2
+  }
+  let config
+  try {
+    const flags = parseFlags(rest)
+    if (flags.help) {
+      process.stdout.write(USAGE)
+      return 0
+    }
+    config = loadConfig(flags)
+  } catch (error) {
+    process.stderr.write(`${isPortholeError(error) ? error.toLine() : String(error)}\n`)
+    return 2
+  }
+  const log = createLogger(config.logLevel)
+  let gateway
+  try {
+    gateway = await startGateway(config, log)
+  } catch (error) {
+    const err = error as NodeJS.ErrnoException
+    const line = isPortholeError(err) ? err.toLine() : `PH_2002: ${err.code === 'EADDRINUSE' ? `address in use (${err.message.replace(/^.*EADDRINUSE:? ?/, '')})` : err.message}`
+    log.fatal({ err: err.message }, line)
+    process.stderr.write(`${line}\n`)
+    return 1
+  }
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now')
+      process.exit(1)
+    }
+    stopping = true
+    log.info({ signal }, 'shutting down')
+    gateway.close().then(() => {
+      log.info('stopped')
+      process.exit(0)
+    }, (error: unknown) => {
+      log.error({ err: String(error) }, 'error while shutting down')
+      process.exit(1)
+    })
+  }
+  process.on('SIGINT', () => stop('SIGINT'))
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  return undefined
+}

@@ -1,0 +1,100 @@
+// The one ServerConfig: a strict zod schema with the embedded defaults. Validated once at start, frozen and
+// passed down; no other module reads env, flags or files for settings.
+import { isIP } from 'node:net'
+import { z } from 'zod'
+
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/
+
+export interface ListenAddress { host: string, port: number }
+
+export function parseAddress (text: string): ListenAddress | null {
+  const match = HOST_PORT.exec(text)
+  if (!match) return null
+  const port = Number(match[2])
+  if (port > 65535) return null
+  const host = match[1]!.replace(/^\[|\]$/g, '')
+  return { host: host === '' ? '0.0.0.0' : host, port }
+}
+
+const address = z.string().transform((text, ctx) => {
+  const parsed = parseAddress(text)
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: `want host:port, got ${JSON.stringify(text)}` })
+    return z.NEVER
+  }
+  return parsed
+})
+
+const portRange = z.string().transform((text, ctx) => {
+  const match = /^(\d{1,5})-(\d{1,5})$/.exec(text)
+  const lo = match ? Number(match[1]) : NaN
+  const hi = match ? Number(match[2]) : NaN
+  if (!match || lo < 1 || hi > 65535 || lo > hi) {
+    ctx.addIssue({ code: 'custom', message: `want LO-HI within 1-65535, got ${JSON.stringify(text)}` })
+    return z.NEVER
+  }
+  return { lo, hi }
+})
+
+const domain = z.string().toLowerCase().regex(/^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$/, 'want a DNS name such as example.com')
+
+/** Settings users set (flags, env PORTHOLE_*, YAML keys in kebab-case). */
+export const configSchema = z.strictObject({
+  domain: domain.default('localhost'),
+  sshAddr: address.prefault('127.0.0.1:2222'),
+  httpAddr: address.prefault('127.0.0.1:8080'),
+  httpsAddr: address.prefault('127.0.0.1:8443'),
+  tcpPorts: portRange.prefault('20000-20999'),
+  tcpHost: z.string().min(1).optional(),
+  dataDir: z.string().min(1).default('./keys'),
+  authorizedKeys: z.array(z.string().min(1)).default([]),
+  allowAnonymous: z.boolean().default(false),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** How long a name stays with its owner after the endpoint goes away. */
+  nameGrace: z.string().regex(/^\d+(ms|s|m|h|d)$/, 'want a duration such as 24h or 30m').default('24h'),
+})
+
+export type ConfigInput = z.input<typeof configSchema>
+type Parsed = z.output<typeof configSchema>
+
+export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace'> {
+  readonly tcpHost: string
+  readonly nameGraceMs: number
+  /** Anonymous clients: allowed with --allow-anonymous, or when every listener is on loopback and no keys are configured. */
+  readonly anonymous: boolean
+  /** Server-side liveness pings. */
+  readonly keepaliveIntervalMs: number
+  readonly keepaliveCountMax: number
+  /** Limits on what one SSH client can make us allocate. */
+  readonly maxForwardsPerSession: number
+  readonly maxSessions: number
+  readonly maxSessionsPerKey: number
+}
+
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const
+
+export function durationMs (text: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(text)!
+  return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS]
+}
+
+export function isLoopback (host: string): boolean {
+  if (host === 'localhost') return true
+  if (isIP(host) === 4) return host.startsWith('127.')
+  return host === '::1'
+}
+
+export function finishConfig (parsed: Parsed): ServerConfig {
+  const loopbackOnly = [parsed.sshAddr, parsed.httpAddr, parsed.httpsAddr].every((a) => isLoopback(a.host))
+  return Object.freeze({
+    ...parsed,
+    tcpHost: parsed.tcpHost ?? parsed.domain,
+    nameGraceMs: durationMs(parsed.nameGrace),
+    anonymous: parsed.allowAnonymous || (loopbackOnly && parsed.authorizedKeys.length === 0),
+    keepaliveIntervalMs: 15_000,
+    keepaliveCountMax: 3,
+    maxForwardsPerSession: 16,
+    maxSessions: 1000,
+    maxSessionsPerKey: 20,
+  })
+}

@@ -1,0 +1,56 @@
+// The seam between agent transports and the edge: an agent produces (EndpointSpec, Dialer, Owner); the
+// registry binds it into an Endpoint; the edge routes public traffic to it and calls dial().
+import type { Duplex } from 'node:stream'
+import type { PolicyDocument } from '../policy/document.js'
+
+export type EndpointProto = 'http'
+
+export interface EndpointSpec {
+  readonly proto: EndpointProto
+  /** Traffic policy compiled from flags (and later documents); evaluated by the edge. */
+  readonly policy: PolicyDocument
+  /** 'rewrite' sends the upstream Host header as the upstream address; another value sends that value. */
+  readonly hostHeader?: string
+}
+
+/** Who owns a name. `persistent` owners (a key) can come back for their names; anonymous ones cannot. */
+export interface Owner {
+  readonly id: string
+  readonly persistent: boolean
+}
+
+/** The public client a stream is opened for (what SSH puts in a forwarded-tcpip channel as originator). */
+export interface ClientAddress {
+  readonly remoteAddress: string
+  readonly remotePort: number
+}
+
+/** Opens one bidirectional stream to the agent's upstream. */
+export type Dialer = (client: ClientAddress) => Promise<Duplex>
+
+export interface RequestRecord {
+  readonly method: string
+  readonly path: string
+  readonly status: number
+  readonly durationMs: number
+  readonly clientIp: string
+  readonly errorCode?: string
+}
+
+export interface EndpointHooks {
+  /** Called once per finished HTTP request (the terminal's request log). */
+  onRequest?: (record: RequestRecord) => void
+  /** Called when the registry removes this endpoint for another session of the same owner. */
+  onEvicted?: () => void
+}
+
+export interface Endpoint {
+  readonly id: string
+  readonly host: string // exact host or '*.suffix'
+  readonly spec: EndpointSpec
+  readonly owner: Owner
+  readonly dial: Dialer
+  readonly hooks: EndpointHooks
+  /** Set by the edge: per-endpoint upstream state (connection pool); closed on unbind. */
+  upstream?: { close: () => Promise<void> | void }
+}

@@ -1,0 +1,82 @@
+// The one catalogue of Porthole error codes. Every error a user or operator can see has an entry here:
+// its HTTP status (for the edge and API), a message template and where it surfaces. docs/errors.md documents
+// the same codes; test/unit/errors.test.ts keeps the two in step.
+
+export type Surface = 'edge' | 'ssh' | 'config'
+
+interface CatalogueEntry {
+  readonly status: number
+  readonly message: string
+  readonly surfaces: readonly Surface[]
+}
+
+export const catalogue = {
+  // SSH command line and binding (shown on the SSH terminal; the forward is refused, nothing is bound).
+  PH_1001: { status: 400, message: 'unknown option {detail}', surfaces: ['ssh'] },
+  PH_1002: { status: 400, message: 'bad value for {detail}', surfaces: ['ssh'] },
+  PH_1003: { status: 400, message: 'unknown command {detail}; use http (tcp and tls come later)', surfaces: ['ssh'] },
+  PH_1004: { status: 400, message: 'bad CIDR {detail}', surfaces: ['ssh'] },
+  PH_1005: { status: 400, message: 'malformed header {detail}', surfaces: ['ssh'] },
+  PH_1006: { status: 400, message: 'malformed credential {detail}', surfaces: ['ssh'] },
+  PH_1010: { status: 400, message: 'invalid name {detail}', surfaces: ['ssh'] },
+  PH_1011: { status: 409, message: 'name {detail} is in use or held by another key', surfaces: ['ssh'] },
+  PH_1012: { status: 403, message: 'wildcard {detail} would cover the whole base domain; bind *.<label>.<domain> instead', surfaces: ['ssh'] },
+  PH_1013: { status: 403, message: 'host {detail} is not under this gateway\'s domain', surfaces: ['ssh'] },
+  PH_1014: { status: 400, message: 'port {detail} cannot carry an http endpoint; use -R 80:..., -R 443:... or -R 0:...', surfaces: ['ssh'] },
+  PH_1015: { status: 400, message: 'unix socket forwarding is not supported ({detail}); forward a TCP port', surfaces: ['ssh'] },
+  PH_1016: { status: 501, message: '{detail} endpoints are not available on this gateway yet', surfaces: ['ssh'] },
+  PH_1017: { status: 409, message: 'forward {detail} is already requested in this session', surfaces: ['ssh'] },
+  PH_1018: { status: 429, message: 'too many forwards in one session (limit {detail})', surfaces: ['ssh'] },
+  PH_1019: { status: 400, message: 'no forwards: run ssh with -R, e.g. ssh -R 80:localhost:3000 {detail}', surfaces: ['ssh'] },
+  PH_1020: { status: 401, message: 'key {detail} is not authorized on this gateway', surfaces: ['ssh'] },
+  PH_1021: { status: 503, message: 'gateway is shutting down', surfaces: ['ssh', 'edge'] },
+  PH_1022: { status: 408, message: 'no command arrived in time for the forward {detail}', surfaces: ['ssh'] },
+  PH_1023: { status: 409, message: 'endpoint {detail} was taken over by a newer session of the same key', surfaces: ['ssh'] },
+
+  // Gateway configuration (refused at start, one line on stderr).
+  PH_2001: { status: 500, message: 'invalid configuration: {detail}', surfaces: ['config'] },
+  PH_2002: { status: 500, message: 'refusing to start: {detail}', surfaces: ['config'] },
+
+  // HTTP edge (status + porthole-error-code header + short page).
+  PH_3000: { status: 404, message: 'no endpoint is bound at {detail}', surfaces: ['edge'] },
+  PH_3001: { status: 503, message: 'the endpoint {detail} is offline; its agent is not connected', surfaces: ['edge'] },
+  PH_3002: { status: 502, message: 'the agent could not reach its upstream service ({detail})', surfaces: ['edge'] },
+  PH_3003: { status: 502, message: 'the upstream service sent an invalid HTTP response ({detail})', surfaces: ['edge'] },
+  PH_3004: { status: 504, message: 'the upstream service did not answer in time', surfaces: ['edge'] },
+  PH_3005: { status: 431, message: 'request headers too large', surfaces: ['edge'] },
+  PH_3006: { status: 502, message: 'upstream response headers too large', surfaces: ['edge'] },
+  PH_3007: { status: 400, message: 'malformed request', surfaces: ['edge'] },
+  PH_3100: { status: 403, message: 'access denied for your IP address', surfaces: ['edge'] },
+  PH_3101: { status: 401, message: 'authentication required', surfaces: ['edge'] },
+} as const satisfies Record<string, CatalogueEntry>
+
+export type ErrorCode = keyof typeof catalogue
+
+export function formatMessage (code: ErrorCode, detail?: string): string {
+  const template: string = catalogue[code].message
+  return template.replace('{detail}', detail ?? '').replace(/\s+\(\)/, '').trim()
+}
+
+/** An error a user can see: it carries its catalogue code and the HTTP status that goes with it. */
+export class PortholeError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly detail: string | undefined
+
+  constructor (code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    super(formatMessage(code, detail), options)
+    this.name = 'PortholeError'
+    this.code = code
+    this.status = catalogue[code].status
+    this.detail = detail
+  }
+
+  /** The one-line form shown on terminals and in logs: `PH_1001: unknown option --foo`. */
+  toLine (): string {
+    return `${this.code}: ${this.message}`
+  }
+}
+
+export function isPortholeError (err: unknown): err is PortholeError {
+  return err instanceof PortholeError
+}

@@ -1,0 +1,195 @@
+// Which endpoint serves which host, and who owns which name. A name belongs to the owner that first bound
+// it; when its endpoint goes away the owner keeps a hold on it for a grace period, so the same key gets the
+// same name back (random names included) and nobody else can take it meanwhile. No I/O here: the holds are
+// handed to a persistence callback (identity/name-store) whenever they change.
+import { randomUUID } from 'node:crypto'
+import { PortholeError } from './errors.js'
+import { covers, parseBindAddress, randomLabel, wildcardsFor } from './names.js'
+import type { Dialer, Endpoint, EndpointHooks, EndpointSpec, Owner } from './endpoint.js'
+
+/** A name held by an owner. `slot` tells random names of one owner apart (the -R bind address and port). */
+export interface Hold {
+  host: string
+  ownerId: string
+  random: boolean
+  slot: string | null
+  /** ms since epoch when the hold lapses; null while an endpoint is bound to it. */
+  expiresAt: number | null
+}
+
+export interface RegistryOptions {
+  domain: string
+  graceMs: number
+  maxHolds?: number
+  now?: () => number
+  onHoldsChanged?: (holds: Hold[]) => void
+}
+
+export interface BindRequest {
+  bindAddr: string
+  slot: string
+  spec: EndpointSpec
+  owner: Owner
+  dial: Dialer
+  hooks: EndpointHooks
+}
+
+export type Lookup =
+  | { state: 'bound', endpoint: Endpoint }
+  | { state: 'offline', host: string }
+  | { state: 'unknown' }
+
+export class Registry {
+  readonly #domain: string
+  readonly #graceMs: number
+  readonly #maxHolds: number
+  readonly #now: () => number
+  readonly #onHoldsChanged: ((holds: Hold[]) => void) | undefined
+  readonly #exact = new Map<string, Endpoint>()
+  readonly #wildcard = new Map<string, Endpoint>()
+  readonly #holds = new Map<string, Hold>()
+
+  constructor (options: RegistryOptions) {
+    this.#domain = options.domain
+    this.#graceMs = options.graceMs
+    this.#maxHolds = options.maxHolds ?? 10_000
+    this.#now = options.now ?? Date.now
+    this.#onHoldsChanged = options.onHoldsChanged
+  }
+
+  /** Restores holds saved by an earlier run; names bound then are held for the grace period from now. */
+  restore (holds: Hold[]): void {
+    const now = this.#now()
+    for (const hold of holds) {
+      const expiresAt = hold.expiresAt ?? now + this.#graceMs
+      if (expiresAt > now) this.#holds.set(hold.host, { ...hold, expiresAt })
+    }
+  }
+
+  get size (): number {
+    return this.#exact.size + this.#wildcard.size
+  }
+
+  endpoints (): Endpoint[] {
+    return [...this.#exact.values(), ...this.#wildcard.values()]
+  }
+
+  /**
+   * Binds an endpoint for what the client asked (its bind address), or throws a PortholeError saying why not.
+   * The same owner asking again for an exact name it has bound in another session takes it over (that
+   * session is most likely dead and not yet noticed).
+   */
+  bind (request: BindRequest): Endpoint {
+    const wanted = parseBindAddress(request.bindAddr, this.#domain)
+    const owner = request.owner
+    let host: string
+    let random = false
+    if (wanted.kind === 'random') {
+      host = this.#randomHostFor(owner, request.slot)
+      random = true
+    } else {
+      host = wanted.host
+      this.#checkMayBind(host, owner)
+    }
+    const previous = this.#exact.get(host) ?? this.#wildcard.get(host)
+    if (previous) {
+      this.unbind(previous)
+      previous.hooks.onEvicted?.()
+    }
+    const endpoint: Endpoint = {
+      id: randomUUID(),
+      host,
+      spec: request.spec,
+      owner,
+      dial: request.dial,
+      hooks: request.hooks,
+    }
+    ;(host.startsWith('*.') ? this.#wildcard : this.#exact).set(host, endpoint)
+    this.#holds.set(host, { host, ownerId: owner.id, random, slot: random ? request.slot : null, expiresAt: null })
+    this.#changed()
+    return endpoint
+  }
+
+  /** Removes an endpoint; its owner keeps the name for the grace period. Safe to call twice. */
+  unbind (endpoint: Endpoint): void {
+    const map = endpoint.host.startsWith('*.') ? this.#wildcard : this.#exact
+    if (map.get(endpoint.host) !== endpoint) return
+    map.delete(endpoint.host)
+    void endpoint.upstream?.close()
+    const hold = this.#holds.get(endpoint.host)
+    if (hold && hold.ownerId === endpoint.owner.id) {
+      if (endpoint.owner.persistent) hold.expiresAt = this.#now() + this.#graceMs
+      else this.#holds.delete(endpoint.host)
+    }
+    this.#changed()
+  }
+
+  /** Routes a public Host (lower-case, no port): exact names first, then the most specific wildcard. */
+  lookup (host: string): Lookup {
+    const exact = this.#exact.get(host)
+    if (exact) return { state: 'bound', endpoint: exact }
+    if (this.#wildcard.size > 0) {
+      for (const pattern of wildcardsFor(host)) {
+        const endpoint = this.#wildcard.get(pattern)
+        if (endpoint) return { state: 'bound', endpoint }
+      }
+    }
+    const hold = this.#holds.get(host)
+    if (hold && (hold.expiresAt === null || hold.expiresAt > this.#now())) return { state: 'offline', host }
+    return { state: 'unknown' }
+  }
+
+  holds (): Hold[] {
+    return [...this.#holds.values()].map((hold) => ({ ...hold }))
+  }
+
+  #live (hold: Hold): boolean {
+    return hold.expiresAt === null || hold.expiresAt > this.#now()
+  }
+
+  #checkMayBind (host: string, owner: Owner): void {
+    for (const hold of this.#holds.values()) {
+      if (hold.ownerId === owner.id || !this.#live(hold)) continue
+      // Someone else's name, a wildcard of theirs covering this name, or a name of theirs under this wildcard.
+      if (hold.host === host || covers(hold.host, host) || covers(host, hold.host)) {
+        throw new PortholeError('PH_1011', host)
+      }
+    }
+  }
+
+  #randomHostFor (owner: Owner, slot: string): string {
+    if (owner.persistent) {
+      for (const hold of this.#holds.values()) {
+        if (hold.random && hold.ownerId === owner.id && hold.slot === slot && hold.expiresAt !== null && this.#live(hold)) {
+          return hold.host
+        }
+      }
+    }
+    for (;;) {
+      const host = `${randomLabel()}.${this.#domain}`
+      const hold = this.#holds.get(host)
+      if (hold && this.#live(hold)) continue
+      if (this.lookup(host).state !== 'unknown') continue
+      return host
+    }
+  }
+
+  #changed (): void {
+    this.#prune()
+    this.#onHoldsChanged?.(this.holds())
+  }
+
+  /** Drops lapsed holds, and the oldest unbound ones past maxHolds (a stranger could otherwise grow this). */
+  #prune (): void {
+    const now = this.#now()
+    for (const [host, hold] of this.#holds) {
+      if (hold.expiresAt !== null && hold.expiresAt <= now) this.#holds.delete(host)
+    }
+    if (this.#holds.size <= this.#maxHolds) return
+    const unbound = [...this.#holds.values()].filter((h) => h.expiresAt !== null).sort((a, b) => a.expiresAt! - b.expiresAt!)
+    for (const hold of unbound) {
+      if (this.#holds.size <= this.#maxHolds) break
+      this.#holds.delete(hold.host)
+    }
+  }
+}

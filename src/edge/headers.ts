@@ -1,0 +1,73 @@
+// Header handling for a compliant reverse proxy (RFC 9110 section 7.6.1): hop-by-hop headers, and those
+// named in Connection, stay on their hop; X-Forwarded-* say where the request came from; only Porthole may
+// set porthole-error-code.
+import type { IncomingMessage } from 'node:http'
+import type { HeaderMap } from '../policy/compiled.js'
+
+export const ERROR_CODE_HEADER = 'porthole-error-code'
+
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'http2-settings',
+])
+
+function connectionTokens (value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null
+  const text = Array.isArray(value) ? value.join(',') : value
+  const tokens = new Set<string>()
+  for (const token of text.split(',')) {
+    const name = token.trim().toLowerCase()
+    if (name !== '' && name !== 'close' && name !== 'keep-alive' && name !== 'upgrade') tokens.add(name)
+  }
+  return tokens.size > 0 ? tokens : null
+}
+
+/**
+ * The headers to send upstream for a public request: end-to-end headers only (or, for an upgrade, also
+ * Connection/Upgrade), plus X-Forwarded-For/Proto appended and X-Forwarded-Host set.
+ */
+export function upstreamRequestHeaders (req: IncomingMessage, clientIp: string, proto: string, upgrade: boolean): HeaderMap {
+  const raw = req.rawHeaders
+  const extra = connectionTokens(req.headers.connection)
+  const headers: HeaderMap = {}
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase()
+    if (HOP_BY_HOP.has(name) || name === 'expect' || (extra !== null && extra.has(name))) continue
+    const value = raw[i + 1]!
+    const existing = headers[name]
+    if (existing === undefined) headers[name] = value
+    else if (Array.isArray(existing)) existing.push(value)
+    else headers[name] = [existing, value]
+  }
+  if (upgrade) {
+    headers.connection = 'Upgrade'
+    headers.upgrade = req.headers.upgrade
+  }
+  const forwardedFor = headers['x-forwarded-for']
+  headers['x-forwarded-for'] = forwardedFor === undefined ? clientIp : `${Array.isArray(forwardedFor) ? forwardedFor.join(', ') : forwardedFor}, ${clientIp}`
+  const forwardedProto = headers['x-forwarded-proto']
+  headers['x-forwarded-proto'] = forwardedProto === undefined ? proto : `${Array.isArray(forwardedProto) ? forwardedProto.join(', ') : forwardedProto}, ${proto}`
+  if (req.headers.host !== undefined) headers['x-forwarded-host'] = req.headers.host
+  return headers
+}
+
+/** Cleans an upstream response's headers (as undici parsed them) in place before they go to the client. */
+export function cleanResponseHeaders (headers: HeaderMap): HeaderMap {
+  const extra = connectionTokens(headers.connection)
+  for (const name of HOP_BY_HOP) delete headers[name]
+  if (extra) for (const name of extra) delete headers[name]
+  delete headers[ERROR_CODE_HEADER]
+  return headers
+}
+
+/** Serialises a request head for a raw (upgrade) stream: `GET /path HTTP/1.1\r\nName: value\r\n...\r\n\r\n`. */
+export function requestHead (method: string, path: string, headers: HeaderMap): string {
+  let head = `${method} ${path} HTTP/1.1\r\n`
+  for (const name in headers) {
+    const value = headers[name]
+    if (value === undefined) continue
+    if (Array.isArray(value)) for (const v of value) head += `${name}: ${v}\r\n`
+    else head += `${name}: ${value}\r\n`
+  }
+  return head + '\r\n'
+}

@@ -1,0 +1,272 @@
+// The public HTTP listener: routes each request by Host to its endpoint, runs the endpoint's policy, and
+// proxies through the tunnel with undici (bodies streamed both ways, never buffered whole). Upgrades
+// (WebSocket) get a stream of their own, piped both ways. Knows nothing about SSH.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { Dispatcher } from 'undici'
+import type { Logger } from 'pino'
+import { isPortholeError, type ErrorCode } from '../core/errors.js'
+import type { Endpoint } from '../core/endpoint.js'
+import type { Registry } from '../core/registry.js'
+import type { CompiledPolicy, HeaderMap } from '../policy/compiled.js'
+import { cleanResponseHeaders, requestHead, upstreamRequestHeaders } from './headers.js'
+import { sendError, sendRawError } from './error-response.js'
+import { Upstream } from './upstream.js'
+
+export interface HttpEdgeOptions {
+  readonly registry: Registry
+  readonly log: Logger
+  readonly maxRequestHeaderSize: number
+  readonly maxResponseHeaderSize: number
+  readonly idleTimeoutMs: number
+  readonly upstreamConnections: number
+}
+
+/** Host header -> lower-case host without port or trailing dot. */
+export function routingHost (hostHeader: string | undefined): string {
+  if (!hostHeader) return ''
+  let host = hostHeader.toLowerCase()
+  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1)
+  const colon = host.indexOf(':')
+  if (colon !== -1) host = host.slice(0, colon)
+  return host.endsWith('.') ? host.slice(0, -1) : host
+}
+
+/** Maps what undici or the dialer threw to the catalogue code the client sees. */
+function upstreamErrorCode (error: unknown): { code: ErrorCode, detail?: string } {
+  if (isPortholeError(error)) return { code: error.code, detail: error.detail }
+  const code = (error as { code?: string }).code ?? ''
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return { code: 'PH_3004' }
+  if (code === 'UND_ERR_HEADERS_OVERFLOW') return { code: 'PH_3006' }
+  return { code: 'PH_3003', detail: (error as Error).message }
+}
+
+/** Where a Location header must point after a Host rewrite: the public origin instead of the upstream host. */
+function rewriteLocation (headers: HeaderMap, upstreamHost: string, publicOrigin: string): void {
+  const location = headers.location
+  if (typeof location !== 'string') return
+  for (const scheme of ['http://', 'https://']) {
+    const prefix = `${scheme}${upstreamHost}`
+    if (location.startsWith(prefix) && (location.length === prefix.length || '/?#'.includes(location[prefix.length]!))) {
+      headers.location = publicOrigin + location.slice(prefix.length)
+      return
+    }
+  }
+}
+
+/** Streams one upstream response into the public response, with backpressure both ways. */
+class ProxyHandler implements Dispatcher.DispatchHandler {
+  readonly #res: ServerResponse
+  readonly #edge: HttpEdge
+  readonly #endpoint: Endpoint
+  readonly #policy: CompiledPolicy
+  readonly #publicOrigin: string
+  readonly #upstreamHost: string | undefined
+  #controller: Dispatcher.DispatchController | null = null
+  #onDrain = (): void => { this.#controller?.resume() }
+
+  constructor (res: ServerResponse, edge: HttpEdge, endpoint: Endpoint, upstream: Upstream, publicOrigin: string, upstreamHost: string | undefined) {
+    this.#res = res
+    this.#edge = edge
+    this.#endpoint = endpoint
+    this.#policy = upstream.policy
+    this.#publicOrigin = publicOrigin
+    this.#upstreamHost = upstreamHost
+    res.on('drain', this.#onDrain)
+  }
+
+  onRequestStart (controller: Dispatcher.DispatchController): void {
+    this.#controller = controller
+    // The public client went away: stop the upstream request too.
+    this.#res.once('close', () => { if (!this.#res.writableFinished) controller.abort(new Error('client closed')) })
+  }
+
+  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    cleanResponseHeaders(headers)
+    const steps = this.#policy.onHttpResponse
+    if (steps !== null) for (const step of steps) step(headers)
+    if (this.#upstreamHost !== undefined) rewriteLocation(headers, this.#upstreamHost, this.#publicOrigin)
+    this.#res.writeHead(statusCode, statusMessage || undefined, headers as Record<string, string | string[]>)
+  }
+
+  onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#res.write(chunk)) controller.pause()
+  }
+
+  onResponseEnd (): void {
+    this.#res.end()
+  }
+
+  onResponseError (_controller: Dispatcher.DispatchController, error: Error): void {
+    if ((error as { code?: string }).code === 'UND_ERR_ABORTED' || this.#res.destroyed) return
+    const { code, detail } = upstreamErrorCode(error)
+    this.#edge.fail(this.#res, this.#endpoint, code, detail)
+  }
+}
+
+export class HttpEdge {
+  readonly #options: HttpEdgeOptions
+  readonly #registry: Registry
+  readonly #log: Logger
+  readonly server: Server
+  /** scheme://host:port suffix for URLs, filled in once listening. */
+  #portSuffix = ''
+
+  constructor (options: HttpEdgeOptions) {
+    this.#options = options
+    this.#registry = options.registry
+    this.#log = options.log
+    this.server = createServer({
+      maxHeaderSize: options.maxRequestHeaderSize,
+      requestTimeout: 0, // bodies may stream for a long time; the idle timeout below guards dead sockets
+      headersTimeout: 60_000,
+      keepAliveTimeout: options.idleTimeoutMs,
+    })
+    this.server.timeout = options.idleTimeoutMs
+    this.server.maxHeadersCount = 200
+    this.server.on('request', (req, res) => this.#onRequest(req, res))
+    this.server.on('upgrade', (req, socket, head) => this.#onUpgrade(req, socket as Socket, head))
+    this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+      this.#log.debug({ err: error.message }, 'http client error')
+      if (error.code === 'ECONNRESET' || !socket.writable) return socket.destroy()
+      sendRawError(socket, error.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3005' : 'PH_3007')
+    })
+  }
+
+  listen (host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject)
+        const address = this.server.address() as AddressInfo
+        this.#portSuffix = address.port === 80 ? '' : `:${address.port}`
+        resolve(address)
+      })
+    })
+  }
+
+  urlFor (host: string): string {
+    return `http://${host}${this.#portSuffix}`
+  }
+
+  /** Builds the endpoint's upstream state (pool + compiled policy) at bind time. */
+  attach (endpoint: Endpoint, policy: CompiledPolicy): void {
+    endpoint.upstream = new Upstream(endpoint, policy, {
+      connections: this.#options.upstreamConnections,
+      maxResponseHeaderSize: this.#options.maxResponseHeaderSize,
+    })
+  }
+
+  /** Answers with a catalogue error and logs the request line. */
+  fail (res: ServerResponse, endpoint: Endpoint | null, code: ErrorCode, detail?: string, headers?: Record<string, string>): void {
+    ;(res as ResponseWithCode).errorCode = code
+    if (res.statusCode >= 500 || code === 'PH_3002' || code === 'PH_3003' || code === 'PH_3004') {
+      this.#log.info({ host: endpoint?.host, code, detail }, 'upstream error')
+    }
+    sendError(res, code, detail, headers)
+  }
+
+  #route (req: IncomingMessage): { endpoint: Endpoint, upstream: Upstream } | { code: ErrorCode, detail: string } {
+    const host = routingHost(req.headers.host)
+    const found = this.#registry.lookup(host)
+    if (found.state === 'bound' && found.endpoint.upstream instanceof Upstream) {
+      return { endpoint: found.endpoint, upstream: found.endpoint.upstream }
+    }
+    return found.state === 'offline' ? { code: 'PH_3001', detail: host } : { code: 'PH_3000', detail: host || '(no Host header)' }
+  }
+
+  #upstreamHost (upstream: Upstream, req: IncomingMessage): string | undefined {
+    if (upstream.hostHeader === undefined) return undefined
+    return upstream.hostHeader === 'rewrite' ? 'localhost' : upstream.hostHeader
+  }
+
+  #onRequest (req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now()
+    const clientIp = req.socket.remoteAddress ?? ''
+    const routed = this.#route(req)
+    if ('code' in routed) {
+      sendError(res, routed.code, routed.detail)
+      return
+    }
+    const { endpoint, upstream } = routed
+    const onRequest = endpoint.hooks.onRequest
+    if (onRequest) {
+      res.once('close', () => onRequest({
+        method: req.method ?? 'GET',
+        path: req.url ?? '/',
+        status: res.statusCode,
+        durationMs: Math.round(performance.now() - started),
+        clientIp,
+        errorCode: (res as ResponseWithCode).errorCode,
+      }))
+    }
+    const headers = upstreamRequestHeaders(req, clientIp, 'http', false)
+    const steps = upstream.policy.onHttpRequest
+    if (steps !== null) {
+      const ctx = { clientIp, headers }
+      for (const step of steps) {
+        const denial = step(ctx)
+        if (denial) {
+          req.resume()
+          this.fail(res, endpoint, denial.code, undefined, denial.headers)
+          return
+        }
+      }
+    }
+    const upstreamHost = this.#upstreamHost(upstream, req)
+    if (upstreamHost !== undefined) headers.host = upstreamHost
+    upstream.lastClient = { remoteAddress: clientIp, remotePort: req.socket.remotePort ?? 0 }
+    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
+    const origin = `http://${req.headers.host ?? endpoint.host}`
+    upstream.pool.dispatch({
+      method: req.method as Dispatcher.HttpMethod,
+      path: req.url ?? '/',
+      headers: headers as Record<string, string | string[]>,
+      body: hasBody ? req : null,
+    }, new ProxyHandler(res, this, endpoint, upstream, origin, upstreamHost))
+  }
+
+  #onUpgrade (req: IncomingMessage, socket: Socket, head: Buffer): void {
+    socket.on('error', () => {})
+    const clientIp = socket.remoteAddress ?? ''
+    const routed = this.#route(req)
+    if ('code' in routed) return sendRawError(socket, routed.code, routed.detail)
+    const { endpoint, upstream } = routed
+    const headers = upstreamRequestHeaders(req, clientIp, 'http', true)
+    const steps = upstream.policy.onHttpRequest
+    if (steps !== null) {
+      for (const step of steps) {
+        const denial = step({ clientIp, headers })
+        if (denial) return sendRawError(socket, denial.code, undefined, denial.headers)
+      }
+    }
+    const upstreamHost = this.#upstreamHost(upstream, req)
+    if (upstreamHost !== undefined) headers.host = upstreamHost
+    const started = performance.now()
+    endpoint.dial({ remoteAddress: clientIp, remotePort: socket.remotePort ?? 0 }).then((stream) => {
+      if (socket.destroyed) return stream.destroy()
+      stream.on('error', () => socket.destroy())
+      socket.on('close', () => stream.destroy())
+      stream.on('close', () => socket.destroy())
+      stream.write(requestHead(req.method ?? 'GET', req.url ?? '/', headers))
+      if (head.length > 0) stream.write(head)
+      // The upstream's own 101 (or refusal) goes back to the client as it is.
+      stream.pipe(socket)
+      socket.pipe(stream)
+      endpoint.hooks.onRequest?.({ method: req.method ?? 'GET', path: req.url ?? '/', status: 101, durationMs: Math.round(performance.now() - started), clientIp })
+    }, (error: unknown) => {
+      const { code, detail } = upstreamErrorCode(error)
+      sendRawError(socket, code, detail)
+    })
+  }
+
+  close (): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve())
+      this.server.closeAllConnections()
+    })
+  }
+}
+
+type ResponseWithCode = ServerResponse & { errorCode?: ErrorCode }

@@ -1,0 +1,96 @@
+// Wires the layers into a running gateway: registry + name store, the SSH agent transport, the HTTP edge.
+// `startGateway` is what `porthole serve` and the end-to-end tests run.
+import { resolve } from 'node:path'
+import type { Logger } from 'pino'
+import type { ServerConfig } from './config/schema.js'
+import { Registry } from './core/registry.js'
+import { NameStore } from './identity/name-store.js'
+import { AuthorizedKeys } from './identity/authorized-keys.js'
+import { loadHostKeys } from './agents/ssh/host-keys.js'
+import { SshAgent } from './agents/ssh/server.js'
+import { HttpEdge } from './edge/http-edge.js'
+
+export interface RunningGateway {
+  readonly config: ServerConfig
+  readonly registry: Registry
+  readonly sshPort: number
+  readonly httpPort: number
+  readonly ssh: SshAgent
+  close (): Promise<void>
+}
+
+export async function startGateway (config: ServerConfig, log: Logger): Promise<RunningGateway> {
+  const dataDir = resolve(config.dataDir)
+  const hostKeys = loadHostKeys(dataDir)
+  const names = new NameStore(dataDir)
+  const registry = new Registry({
+    domain: config.domain,
+    graceMs: config.nameGraceMs,
+    onHoldsChanged: (holds) => names.save(holds),
+  })
+  registry.restore(names.load())
+  const authorizedKeys = new AuthorizedKeys(config.authorizedKeys, (message) => log.warn(message))
+
+  const edge = new HttpEdge({
+    registry,
+    log: log.child({ component: 'edge' }),
+    maxRequestHeaderSize: 16 * 1024,
+    maxResponseHeaderSize: 32 * 1024,
+    idleTimeoutMs: 5 * 60_000,
+    upstreamConnections: 128,
+  })
+  const http = await edge.listen(config.httpAddr.host, config.httpAddr.port)
+
+  const ssh = new SshAgent({
+    hostKeys,
+    authorizedKeys,
+    anonymous: config.anonymous,
+    keepaliveIntervalMs: config.keepaliveIntervalMs,
+    keepaliveCountMax: config.keepaliveCountMax,
+    maxSessions: config.maxSessions,
+    maxSessionsPerKey: config.maxSessionsPerKey,
+    log: log.child({ component: 'ssh' }),
+    connection: {
+      registry,
+      maxForwards: config.maxForwardsPerSession,
+      maxChannels: 1024,
+      urlFor: (host) => edge.urlFor(host),
+      defaultAllocatedPort: http.port,
+      commandWaitMs: 10_000,
+      settleMs: 500,
+      onBound: (endpoint, options) => edge.attach(endpoint, options.compiled),
+    },
+  })
+  let sshAddress
+  try {
+    sshAddress = await ssh.listen(config.sshAddr.host, config.sshAddr.port)
+  } catch (error) {
+    await edge.close()
+    throw error
+  }
+  log.info({
+    ssh: `${sshAddress.address}:${sshAddress.port}`,
+    http: `${http.address}:${http.port}`,
+    domain: config.domain,
+    anonymous: config.anonymous,
+    keys: authorizedKeys.size,
+  }, 'porthole gateway listening')
+
+  let closing: Promise<void> | null = null
+  return {
+    config,
+    registry,
+    ssh,
+    sshPort: sshAddress.port,
+    httpPort: http.port,
+    close () {
+      closing ??= (async () => {
+        await ssh.close()
+        for (const endpoint of registry.endpoints()) registry.unbind(endpoint)
+        await edge.close()
+        names.flush()
+      })()
+      return closing
+    },
+  }
+}

@@ -1,0 +1,57 @@
+// Keeps name holds across restarts: one JSON file in the data dir, replaced atomically (temp file, fsync,
+// rename) so a crash leaves either the old or the new file, never half of one. Writes are coalesced: the
+// registry may change many times a second, the file is written at most every `delayMs`.
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Hold } from '../core/registry.js'
+
+export class NameStore {
+  readonly #file: string
+  readonly #delayMs: number
+  #pending: Hold[] | null = null
+  #timer: NodeJS.Timeout | null = null
+
+  constructor (dataDir: string, delayMs = 200) {
+    this.#file = join(dataDir, 'names.json')
+    this.#delayMs = delayMs
+  }
+
+  load (): Hold[] {
+    let text: string
+    try {
+      text = readFileSync(this.#file, 'utf8')
+    } catch {
+      return []
+    }
+    try {
+      const data = JSON.parse(text) as { holds?: Hold[] }
+      return Array.isArray(data.holds) ? data.holds.filter((h) => typeof h.host === 'string' && typeof h.ownerId === 'string') : []
+    } catch {
+      return []
+    }
+  }
+
+  save (holds: Hold[]): void {
+    this.#pending = holds
+    if (this.#timer) return
+    this.#timer = setTimeout(() => this.flush(), this.#delayMs)
+    this.#timer.unref()
+  }
+
+  flush (): void {
+    if (this.#timer) clearTimeout(this.#timer)
+    this.#timer = null
+    const holds = this.#pending
+    if (!holds) return
+    this.#pending = null
+    const temp = `${this.#file}.${process.pid}.tmp`
+    const fd = openSync(temp, 'w', 0o600)
+    try {
+      writeSync(fd, JSON.stringify({ version: 1, holds }, null, 1))
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(temp, this.#file)
+  }
+}

@@ -1,0 +1,75 @@
+// Compiles a PolicyDocument into a CompiledPolicy, validating every action on the way: a bad value throws a
+// PortholeError naming the phase, rule and action, so nothing half-valid is ever bound.
+import { PortholeError } from '../core/errors.js'
+import type { Action, PolicyDocument, Rule } from './document.js'
+import type { CompiledPolicy, RequestStep, ResponseStep } from './compiled.js'
+import { compileBasicAuth } from './actions/basic-auth.js'
+import { compileRestrictIps } from './actions/restrict-ips.js'
+import { compileAddHeaders, compileRemoveHeaders } from './actions/headers.js'
+
+function where (phase: string, ruleIndex: number, actionIndex: number, error: unknown): never {
+  if (error instanceof PortholeError) {
+    throw new PortholeError(error.code, `${error.detail ?? ''} at ${phase}[${ruleIndex}].actions[${actionIndex}]`.trim(), { cause: error })
+  }
+  throw error
+}
+
+function checkRule (rule: Rule, phase: string, index: number): void {
+  if (rule.expressions && rule.expressions.length > 0) {
+    throw new PortholeError('PH_1002', `${phase}[${index}].expressions (CEL expressions are not supported yet)`)
+  }
+}
+
+function requestStep (action: Action): RequestStep {
+  switch (action.type) {
+    case 'basic-auth': return compileBasicAuth(action)
+    case 'restrict-ips': return compileRestrictIps(action)
+    case 'add-headers': {
+      const apply = compileAddHeaders(action)
+      return (ctx) => { apply(ctx.headers); return undefined }
+    }
+    case 'remove-headers': {
+      const apply = compileRemoveHeaders(action)
+      return (ctx) => { apply(ctx.headers); return undefined }
+    }
+    default: throw new PortholeError('PH_1002', `action type ${JSON.stringify((action as { type: unknown }).type)}`)
+  }
+}
+
+function responseStep (action: Action): ResponseStep {
+  switch (action.type) {
+    case 'add-headers': return compileAddHeaders(action)
+    case 'remove-headers': return compileRemoveHeaders(action)
+    default: throw new PortholeError('PH_1002', `action type ${JSON.stringify(action.type)} (not allowed in on_http_response)`)
+  }
+}
+
+function compilePhase<T> (phase: string, rules: Rule[] | undefined, build: (action: Action) => T): T[] {
+  const steps: T[] = []
+  ;(rules ?? []).forEach((rule, ruleIndex) => {
+    checkRule(rule, phase, ruleIndex)
+    ;(rule.actions ?? []).forEach((action, actionIndex) => {
+      try {
+        steps.push(build(action))
+      } catch (error) {
+        where(phase, ruleIndex, actionIndex, error)
+      }
+    })
+  })
+  return steps
+}
+
+export function compilePolicy (document: PolicyDocument): CompiledPolicy {
+  // For HTTP endpoints on_tcp_connect rules run first on each request: the Host that picks the endpoint is
+  // only known once a request arrives. Only restrict-ips makes sense there.
+  const connect = compilePhase('on_tcp_connect', document.on_tcp_connect, (action) => {
+    if (action.type !== 'restrict-ips') throw new PortholeError('PH_1002', `action type ${JSON.stringify(action.type)} (not allowed in on_tcp_connect)`)
+    return requestStep(action)
+  })
+  const request = [...connect, ...compilePhase('on_http_request', document.on_http_request, requestStep)]
+  const response = compilePhase('on_http_response', document.on_http_response, responseStep)
+  return {
+    onHttpRequest: request.length > 0 ? request : null,
+    onHttpResponse: response.length > 0 ? response : null,
+  }
+}
