@@ -21,7 +21,6 @@ export const catalogue = {
   PH_1010: { status: 400, message: 'invalid name {detail}', surfaces: ['ssh'] },
   PH_1011: { status: 409, message: 'name {detail} is in use or held by another key', surfaces: ['ssh'] },
   PH_1012: { status: 403, message: 'wildcard {detail} would cover the whole base domain; bind *.<label>.<domain> instead', surfaces: ['ssh'] },
-  PH_1013: { status: 403, message: 'host {detail} is not under this gateway\'s domain', surfaces: ['ssh'] },
   PH_1014: { status: 400, message: 'port {detail} cannot carry an http endpoint; use -R 80:..., -R 443:... or -R 0:...', surfaces: ['ssh'] },
   PH_1015: { status: 400, message: 'unix socket forwarding is not supported ({detail}); forward a TCP port', surfaces: ['ssh'] },
   PH_1016: { status: 501, message: '{detail} endpoints are not available on this gateway yet', surfaces: ['ssh'] },

@@ -27,8 +27,8 @@ export type HostRequest =
 
 /**
  * What a `tcpip-forward` bind address asks for, per DESIGN's grammar:
- * '' / 'localhost' -> a random name; 'myapp' -> myapp.<domain>; 'a.b.tld' or '*.b.tld' -> that host.
- * Throws PH_1010/PH_1012/PH_1013 for names that may never be bound.
+ * '' / 'localhost' -> a random name; 'myapp' -> myapp.<domain>; 'a.b.<domain>' or '*.b.<domain>' -> that host;
+ * other names are taken as relative to the domain. Throws PH_1010/PH_1012 for names that may never be bound.
  */
 export function parseBindAddress (bindAddr: string, domain: string): HostRequest {
   const addr = bindAddr.trim().toLowerCase().replace(/\.$/, '')
@@ -45,8 +45,8 @@ export function parseBindAddress (bindAddr: string, domain: string): HostRequest
       throw new PortholeError('PH_1010', `${JSON.stringify(bindAddr)} (labels are a-z, 0-9 and inner '-', at most 63 characters)`)
     }
   }
-  const host = labels.length === 1 ? `${rest}.${domain}` : rest
-  if (host !== domain && !host.endsWith(`.${domain}`)) throw new PortholeError('PH_1013', host)
+  // Names are relative to the base domain unless they already end with it: 'app.team' -> app.team.<domain>.
+  const host = rest === domain || rest.endsWith(`.${domain}`) ? rest : `${rest}.${domain}`
   if (wildcard) {
     if (host === domain) throw new PortholeError('PH_1012', `*.${host}`)
     return { kind: 'wildcard', host: `*.${host}` }

@@ -68,6 +68,15 @@ export class SshConnection {
     client.on('request', (accept, reject, name, info) => this.#onGlobalRequest(accept, reject, name, info as TcpipBindInfo))
     client.on('session', (accept) => this.#onSession(accept()))
     client.once('close', () => this.#onClose())
+    client.once('end', () => this.#onClose())
+    client.on('error', (error: Error & { level?: string }) => {
+      // No answer to our liveness pings: the client is gone (or frozen). Free its names now, not when
+      // the TCP connection finally times out, and drop the socket.
+      if (error.level === 'client-timeout') {
+        this.#onClose()
+        ;(client as unknown as { _sock?: { destroy: () => void } })._sock?.destroy()
+      }
+    })
   }
 
   get endpoints (): Endpoint[] {
@@ -173,14 +182,12 @@ export class SshConnection {
       const err = isPortholeError(error) ? error : new PortholeError('PH_1002', String(error))
       terminal.error(err.toLine())
       this.#log.info({ code: err.code, command }, err.message)
-      this.#failPending()
-      terminal.exit(1)
+      void this.#exitThenFail(1)
       return
     }
     if (parsed.kind === 'help') {
       terminal.print(parsed.text)
-      this.#failPending()
-      terminal.exit(0)
+      void this.#exitThenFail(0)
       return
     }
     this.#options = parsed.options
@@ -194,7 +201,7 @@ export class SshConnection {
     setTimeout(() => {
       if (this.#closed || this.#forwards.length > 0 || !this.#terminal) return
       this.#terminal.error(new PortholeError('PH_1019', 'gateway').toLine())
-      this.#terminal.exit(1)
+      void this.#terminal.exit(1)
     }, this.#ctx.commandWaitMs).unref()
   }
 
@@ -217,7 +224,7 @@ export class SshConnection {
       if (this.#sessionOpen && !this.#terminal && Date.now() >= commandDeadline) {
         const pending = this.#forwards.filter((f) => f.accept || f.reject)
         for (const forward of pending) this.#refuse(new PortholeError('PH_1022', `${forward.bindAddr}:${forward.bindPort}`))
-        this.#failPending()
+        void this.#exitThenFail(1)
         return
       }
       this.#waitTimer = setTimeout(check, 25)
@@ -228,19 +235,23 @@ export class SshConnection {
   #bindPending (): void {
     const options = this.#options!
     const bound: Endpoint[] = []
-    for (const forward of [...this.#forwards]) {
-      if (!forward.accept && !forward.reject) continue
+    let refused = 0
+    for (const forward of this.#forwards) {
+      if (forward.endpoint || (!forward.accept && !forward.reject)) continue
       try {
         const endpoint = this.#bind(forward, options)
         forward.endpoint = endpoint
         bound.push(endpoint)
         this.#settle(forward, true)
       } catch (error) {
-        const err = isPortholeError(error) ? error : new PortholeError('PH_1002', String(error))
-        this.#refuse(err)
-        this.#settle(forward, false)
-        this.#forwards.splice(this.#forwards.indexOf(forward), 1)
+        this.#refuse(isPortholeError(error) ? error : new PortholeError('PH_1002', String(error)))
+        refused++
       }
+    }
+    if (refused > 0) {
+      // Nothing bound at all: the session has no purpose; end it with status 1 (see #exitThenFail).
+      if (this.endpoints.length === 0) void this.#exitThenFail(1)
+      else this.#failPending()
     }
     if (bound.length > 0) {
       this.#terminal?.endpoints(bound.map((endpoint) => ({
@@ -308,6 +319,15 @@ export class SshConnection {
     forward.reject = undefined
     if (ok === true) accept?.(forward.bindPort === 0 ? forward.replyPort : undefined)
     else if (ok === false) reject?.()
+  }
+
+  /**
+   * Ends the session, then refuses the pending forwards. In this order because OpenSSH with
+   * ExitOnForwardFailure exits the moment a refusal arrives, before printing what the session said.
+   */
+  async #exitThenFail (status: number): Promise<void> {
+    if (this.#terminal) await this.#terminal.exit(status)
+    this.#failPending()
   }
 
   #failPending (): void {

@@ -65,6 +65,9 @@ export class SshAgent {
       algorithms: {
         // Old Dropbear (2016.74-2019.78) on routers only knows group14-sha1 besides curve25519/ecdh.
         kex: { append: ['diffie-hellman-group14-sha1'] } as never,
+        // No compression: it costs CPU on every packet, and ssh2's zlib writer throws once a
+        // compressed connection has closed under an open channel.
+        compress: ['none'],
       },
     }, (client, info) => this.#onClient(client, info))
     this.#server.on('error', (error: Error) => this.#log.error({ err: error }, 'ssh listener error'))

@@ -25,6 +25,8 @@ export class Terminal {
     stream.once('close', () => { this.#closed = true })
   }
 
+  get closed (): boolean { return this.#closed }
+
   set pty (value: boolean) { this.#pty = value }
   set output (value: OutputMode) { this.#output = value }
   get output (): OutputMode { return this.#output }
@@ -85,13 +87,21 @@ export class Terminal {
     }
   }
 
-  /** Ends the session with an exit status (0 ok, 1 refused options, 255 gateway closing). */
-  exit (status: number): void {
-    if (this.#closed) return
+  /**
+   * Ends the session with an exit status (0 ok, 1 refused, 255 gateway closing). Resolves once the client
+   * closed the channel too (or after a second), so replies sent afterwards cannot overtake the message.
+   */
+  exit (status: number): Promise<void> {
+    if (this.#closed) return Promise.resolve()
     this.#closed = true
+    const closed = new Promise<void>((resolve) => {
+      this.#stream.once('close', resolve)
+      setTimeout(resolve, 1000).unref()
+    })
     try {
       this.#stream.exit(status)
       this.#stream.end()
     } catch {}
+    return closed
   }
 }

@@ -1,0 +1,431 @@
+// `npm run bench`: measures Porthole against the reference it replaces (DESIGN.md, "Performance method").
+// One run starts one nginx upstream, an OpenSSH sshd doing a plain `-R` forward, and a Porthole gateway,
+// both fed by the same stock `ssh` client, then drives both with the same wrk/curl load in alternating
+// rounds and prints Porthole/sshd ratios. The machines are shared and noisy: quote ratios, not absolutes.
+//
+//   node bench/run.js [--cpu-prof] [--only=sshd|porthole]
+//   env BENCH_DURATION=10s (wrk duration per round), BENCH_ROUNDS=2 (rounds per target, median taken)
+import { spawn, execFileSync } from 'node:child_process'
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
+import { createServer, Socket } from 'node:net'
+import { request } from 'node:http'
+import { tmpdir, userInfo } from 'node:os'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+const RESULTS = join(ROOT, 'bench', 'results')
+const BIG_BYTES = 1024 ** 3
+const SMALL_BODY = 'x'.repeat(99) + '\n'
+const DURATION = process.env.BENCH_DURATION || '10s'
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS || 2))
+const WARMUP = '2s'
+const ARGS = process.argv.slice(2)
+const CPU_PROF = ARGS.includes('--cpu-prof')
+const ONLY = ARGS.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? null
+
+/** Every child process we started, with the signal that stops it cleanly. */
+const children = new Set()
+let tmp = null
+
+// --- processes -------------------------------------------------------------------------------------
+
+/** Starts a long-running child in its own process group (so Ctrl-C reaches only us; we stop it). */
+function startChild (name, cmd, args, { stopSignal = 'SIGTERM', onStderr, quiet = false } = {}) {
+  const child = spawn(cmd, args, { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  const entry = { name, child, stopSignal, exited: false, log: '' }
+  const keep = (data) => { entry.log = (entry.log + data.toString()).slice(-4000) }
+  child.stdout.on('data', keep)
+  child.stderr.on('data', (data) => { keep(data); onStderr?.(data.toString()) })
+  child.on('exit', (code, signal) => {
+    entry.exited = true
+    entry.exitCode = code
+    if (!stopping && !quiet) process.stderr.write(`bench: ${name} exited early (${signal ?? code})\n${entry.log}\n`)
+  })
+  child.on('error', (error) => { process.stderr.write(`bench: cannot start ${name}: ${error.message}\n`) })
+  children.add(entry)
+  return entry
+}
+
+function waitExit (entry, ms) {
+  if (entry.exited) return Promise.resolve(true)
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms)
+    entry.child.once('exit', () => { clearTimeout(timer); resolve(true) })
+  })
+}
+
+/** Stops one child: its clean signal first, SIGKILL if it lingers. */
+async function stopChild (entry, ms = 5000) {
+  if (!entry.exited) {
+    try { process.kill(entry.child.pid, entry.stopSignal) } catch {}
+    if (!(await waitExit(entry, ms))) {
+      try { process.kill(entry.child.pid, 'SIGKILL') } catch {}
+      await waitExit(entry, 1000)
+    }
+  }
+  children.delete(entry)
+}
+
+/** Runs a short command to completion, returning stdout (rejects on non-zero exit). */
+function run (cmd, args, { timeoutMs = 300_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d) => { out += d })
+    child.stderr.on('data', (d) => { err += d })
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      if (code === 0) resolve(out)
+      else reject(new Error(`${cmd} ${args.join(' ')} exited ${code}\n${err}${out}`))
+    })
+  })
+}
+
+let stopping = false
+async function cleanup () {
+  if (stopping) return
+  stopping = true
+  await Promise.all([...children].map((entry) => stopChild(entry)))
+  if (tmp) rmSync(tmp, { recursive: true, force: true })
+}
+
+// --- helpers -----------------------------------------------------------------------------------------
+
+function freePort () {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** One GET over a fresh connection; resolves to the status code (or 0 on a network error). */
+function httpStatus (port, host, path) {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, headers: { host }, agent: false, timeout: 2000 }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode))
+    })
+    req.on('timeout', () => req.destroy())
+    req.on('error', () => resolve(0))
+    req.end()
+  })
+}
+
+/** Polls until GET /small through the target answers 200. */
+async function waitReady (target, ms = 20_000) {
+  const deadline = Date.now() + ms
+  let status = 0
+  while (Date.now() < deadline) {
+    for (const entry of target.processes) if (entry.exited) throw new Error(`${entry.name} exited: ${entry.log}`)
+    status = await httpStatus(target.port, target.host, '/small')
+    if (status === 200) return
+    await sleep(100)
+  }
+  throw new Error(`${target.name} endpoint did not answer 200 within ${ms} ms (last status ${status || 'none'})`)
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+// --- setup ---------------------------------------------------------------------------------------------
+
+function nginxConfig (dir, port) {
+  return `worker_processes 1;
+error_log ${dir}/error.log warn;
+pid ${dir}/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  types { }
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:${port};
+    root ${dir}/www;
+    location = /small { default_type text/plain; }
+    location = /big { }
+  }
+}
+`
+}
+
+async function startNginx () {
+  const dir = join(tmp, 'nginx')
+  mkdirSync(join(dir, 'www'), { recursive: true })
+  writeFileSync(join(dir, 'www', 'small'), SMALL_BODY)
+  closeSync(openSync(join(dir, 'www', 'big'), 'w'))
+  truncateSync(join(dir, 'www', 'big'), BIG_BYTES) // sparse: reads as zeros, costs no disk
+  const port = await freePort()
+  writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port))
+  const entry = startChild('nginx', 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], { stopSignal: 'SIGQUIT' })
+  await waitReady({ name: 'nginx', port, host: 'localhost', processes: [entry] })
+  return { port, entry }
+}
+
+function keygen (file) {
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', file])
+  return file
+}
+
+/** Options shared by every ssh client invocation, for both targets. */
+function sshClientArgs (key, port) {
+  return ['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
+    '-o', 'IdentitiesOnly=yes', '-o', 'ExitOnForwardFailure=yes', '-i', key, '-p', String(port)]
+}
+
+async function startSshd (clientKey) {
+  const dir = join(tmp, 'sshd')
+  mkdirSync(dir)
+  mkdirSync('/run/sshd', { recursive: true }) // privilege separation directory sshd insists on
+  const hostKey = keygen(join(dir, 'host_ed25519'))
+  const authorized = join(dir, 'authorized_keys')
+  writeFileSync(authorized, readFileSync(`${clientKey}.pub`))
+  chmodSync(authorized, 0o600)
+  const port = await freePort()
+  const conf = join(dir, 'sshd_config')
+  writeFileSync(conf, [
+    `Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${hostKey}`, `AuthorizedKeysFile ${authorized}`,
+    'PubkeyAuthentication yes', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin yes',
+    'GatewayPorts yes', 'AllowTcpForwarding yes', 'UsePAM no', 'PidFile none', 'StrictModes no', 'UseDNS no',
+    'LogLevel ERROR', '',
+  ].join('\n'))
+  const entry = startChild('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', conf])
+  await waitListening(port, entry)
+  return { port, entry }
+}
+
+async function startPorthole () {
+  const dataDir = join(tmp, 'porthole')
+  mkdirSync(dataDir)
+  const sshPort = await freePort()
+  const httpPort = await freePort()
+  const node = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', RESULTS] : []
+  const entry = startChild('porthole', process.execPath, [...node, 'bin/porthole.js', 'serve', '--data-dir', dataDir,
+    '--ssh-addr', `127.0.0.1:${sshPort}`, '--http-addr', `127.0.0.1:${httpPort}`, '--log-level', 'warn'], { stopSignal: 'SIGINT' })
+  await waitListening(sshPort, entry)
+  return { sshPort, httpPort, entry }
+}
+
+/** Polls until something accepts TCP connections on the port. */
+async function waitListening (port, entry, ms = 15_000) {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    if (entry.exited) throw new Error(`${entry.name} exited: ${entry.log}`)
+    if (await canConnect(port)) return
+    await sleep(100)
+  }
+  throw new Error(`${entry.name} did not listen on ${port} within ${ms} ms`)
+}
+
+function canConnect (port) {
+  return new Promise((resolve) => {
+    const socket = new Socket()
+    socket.once('connect', () => { socket.destroy(); resolve(true) })
+    socket.once('error', () => resolve(false))
+    socket.connect(port, '127.0.0.1')
+  })
+}
+
+/** The stock ssh client holding the tunnel open (-N -R ...). */
+function startTunnel (name, key, sshPort, forward) {
+  return startChild(`ssh client (${name})`, 'ssh', [...sshClientArgs(key, sshPort), '-o', 'LogLevel=ERROR', '-N', '-R', forward, `${userInfo().username}@127.0.0.1`])
+}
+
+/** Connects once with -v and reads the negotiated algorithms from the debug output (client defaults). */
+function probeAlgorithms (key, sshPort) {
+  return new Promise((resolve) => {
+    const found = {}
+    let entry = null
+    let finished = false
+    const done = () => {
+      if (finished) return
+      finished = true
+      clearTimeout(timer)
+      stopChild(entry, 1000).then(() => resolve(found))
+    }
+    const timer = setTimeout(done, 10_000)
+    entry = startChild('ssh -v probe', 'ssh', [...sshClientArgs(key, sshPort), '-v', '-N', `${userInfo().username}@127.0.0.1`], {
+      quiet: true,
+      onStderr: (text) => {
+        const kex = /kex: algorithm: (\S+)/.exec(text)
+        if (kex) found.kex = kex[1]
+        const hostKey = /kex: host key algorithm: (\S+)/.exec(text)
+        if (hostKey) found.hostKey = hostKey[1]
+        const cipher = /kex: server->client cipher: (\S+) MAC: (\S+)/.exec(text)
+        if (cipher) { found.cipher = cipher[1]; found.mac = cipher[2] }
+        if (/Authenticated to|Permission denied/.test(text)) done()
+      },
+    })
+    entry.child.once('exit', done)
+  })
+}
+
+// --- measurements ----------------------------------------------------------------------------------
+
+const TIME_UNITS = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+
+function parseTime (text) {
+  const match = /^([\d.]+)(us|ms|s|m|h)$/.exec(text)
+  if (!match) throw new Error(`unparsable wrk time ${text}`)
+  return Number(match[1]) * TIME_UNITS[match[2]]
+}
+
+function parseWrk (out) {
+  const number = (re) => { const m = re.exec(out); return m ? m[1] : null }
+  const rps = number(/Requests\/sec:\s+([\d.]+)/)
+  const p50 = number(/^\s+50%\s+(\S+)/m)
+  const p99 = number(/^\s+99%\s+(\S+)/m)
+  if (rps === null || p50 === null || p99 === null) throw new Error(`unparsable wrk output:\n${out}`)
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
+  return {
+    rps: Number(rps),
+    p50Ms: parseTime(p50),
+    p99Ms: parseTime(p99),
+    non2xx: Number(number(/Non-2xx or 3xx responses: (\d+)/) ?? 0),
+    socketErrors: socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
+  }
+}
+
+function wrk (target, duration) {
+  return run('wrk', ['-t1', '-c50', `-d${duration}`, '--latency', '-H', `Host: ${target.host}`, `http://127.0.0.1:${target.port}/small`])
+}
+
+async function download (target) {
+  const out = await run('curl', ['-s', '-o', '/dev/null', '--max-time', '300', '-w', '%{speed_download} %{size_download} %{http_code}',
+    '-H', `Host: ${target.host}`, `http://127.0.0.1:${target.port}/big`])
+  const [speed, size, status] = out.trim().split(' ').map(Number)
+  if (status !== 200 || size !== BIG_BYTES) throw new Error(`${target.name}: /big gave HTTP ${status}, ${size} bytes`)
+  return speed / 1e6
+}
+
+async function measure (target, round) {
+  await wrk(target, WARMUP)
+  const http = parseWrk(await wrk(target, DURATION))
+  const mbps = await download(target)
+  const sample = { target: target.name, round, ...http, mbps }
+  process.stdout.write(`  round ${round} ${target.name.padEnd(8)} ${http.rps.toFixed(0)} req/s  p50 ${http.p50Ms.toFixed(2)} ms  p99 ${http.p99Ms.toFixed(2)} ms  ${mbps.toFixed(1)} MB/s` +
+    (http.non2xx || http.socketErrors ? `  (non-2xx ${http.non2xx}, socket errors ${http.socketErrors})` : '') + '\n')
+  return sample
+}
+
+// --- report ----------------------------------------------------------------------------------------
+
+const METRICS = [['rps', 'req/s'], ['mbps', 'MB/s'], ['p50Ms', 'p50 ms'], ['p99Ms', 'p99 ms']]
+
+function summarise (samples, names) {
+  const medians = {}
+  for (const name of names) {
+    const mine = samples.filter((s) => s.target === name)
+    medians[name] = Object.fromEntries(METRICS.map(([key]) => [key, median(mine.map((s) => s[key]))]))
+  }
+  const ratio = names.length === 2
+    ? Object.fromEntries(METRICS.map(([key]) => [key, medians.porthole[key] / medians.sshd[key]]))
+    : null
+  return { medians, ratio }
+}
+
+function printTable ({ medians, ratio }) {
+  const fmt = (v) => (v === undefined ? '-' : v >= 100 ? v.toFixed(0) : v.toFixed(2))
+  const rows = [['metric', 'sshd', 'porthole', 'ratio (porthole/sshd)']]
+  for (const [key, label] of METRICS) {
+    rows.push([label, fmt(medians.sshd?.[key]), fmt(medians.porthole?.[key]), ratio ? ratio[key].toFixed(2) : '-'])
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)))
+  const line = (r) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`
+  process.stdout.write(`\n${line(rows[0])}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${rows.slice(1).map(line).join('\n')}\n`)
+}
+
+function toolVersions () {
+  const first = (cmd, args) => { try { return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim() } catch (e) { return `${e.stderr ?? ''}`.split('\n')[0].trim() } }
+  return { ssh: first('ssh', ['-V']), nginx: first('nginx', ['-v']), wrk: first('wrk', ['-v']), curl: first('curl', ['--version']) }
+}
+
+// --- main ------------------------------------------------------------------------------------------
+
+async function main () {
+  if (ONLY && !['sshd', 'porthole'].includes(ONLY)) throw new Error('--only must be sshd or porthole')
+  tmp = mkdtempSync(join(tmpdir(), 'porthole-bench-'))
+  chmodSync(tmp, 0o755) // nginx workers run as an unprivileged user and must reach www/
+  mkdirSync(RESULTS, { recursive: true })
+  const clientKey = keygen(join(tmp, 'client_ed25519'))
+  const nginx = await startNginx()
+  const targets = []
+  const ciphers = {}
+
+  if (ONLY !== 'porthole') {
+    const sshd = await startSshd(clientKey)
+    const port = await freePort()
+    const tunnel = startTunnel('sshd', clientKey, sshd.port, `127.0.0.1:${port}:127.0.0.1:${nginx.port}`)
+    targets.push({ name: 'sshd', port, host: `127.0.0.1:${port}`, processes: [sshd.entry, tunnel] })
+    ciphers.sshd = await probeAlgorithms(clientKey, sshd.port)
+  }
+  if (ONLY !== 'sshd') {
+    const porthole = await startPorthole()
+    const tunnel = startTunnel('porthole', clientKey, porthole.sshPort, `bench:80:127.0.0.1:${nginx.port}`)
+    targets.push({ name: 'porthole', port: porthole.httpPort, host: 'bench.localhost', processes: [porthole.entry, tunnel] })
+    ciphers.porthole = await probeAlgorithms(clientKey, porthole.sshPort)
+  }
+  for (const target of targets) await waitReady(target)
+
+  process.stdout.write(`bench: wrk -t1 -c50 -d${DURATION} (after ${WARMUP} warm-up), curl 1 GiB; ${ROUNDS} round(s), median taken${CPU_PROF ? '; porthole under --cpu-prof (slower)' : ''}\n`)
+  for (const [name, found] of Object.entries(ciphers)) {
+    process.stdout.write(`  ${name.padEnd(8)} cipher ${found.cipher ?? '?'} (MAC ${found.mac ?? '?'}, kex ${found.kex ?? '?'})\n`)
+  }
+  const samples = []
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const target of targets) samples.push(await measure(target, round))
+  }
+  const summary = summarise(samples, targets.map((t) => t.name))
+  printTable(summary)
+
+  const date = new Date().toISOString()
+  const file = join(RESULTS, `${date.replace(/[:.]/g, '-')}.json`)
+  writeFileSync(file, JSON.stringify({
+    date,
+    node: process.version,
+    tools: toolVersions(),
+    settings: { duration: DURATION, warmup: WARMUP, rounds: ROUNDS, wrk: '-t1 -c50', bigBytes: BIG_BYTES, cpuProf: CPU_PROF, only: ONLY },
+    ciphers,
+    medians: summary.medians,
+    ratio: summary.ratio,
+    samples,
+  }, null, 2) + '\n')
+  process.stdout.write(`\nraw figures: ${file}\n`)
+}
+
+process.on('SIGINT', () => { cleanup().finally(() => process.exit(130)) })
+process.on('SIGTERM', () => { cleanup().finally(() => process.exit(143)) })
+process.on('exit', () => { for (const entry of children) try { process.kill(entry.child.pid, 'SIGKILL') } catch {} })
+
+let failed = false
+try {
+  await main()
+} catch (error) {
+  failed = true
+  process.stderr.write(`bench failed: ${error.stack ?? error}\n`)
+} finally {
+  await cleanup()
+  if (CPU_PROF) process.stdout.write(`cpu profile written to ${RESULTS} (summarise with: node bench/top-functions.js FILE)\n`)
+}
+process.exitCode = failed ? 1 : 0
