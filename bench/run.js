@@ -319,11 +319,17 @@ async function download (target) {
   return speed / 1e6
 }
 
+/** Seconds since the target's gateway started: lets a --cpu-prof profile be cut into phases (top-functions --window). */
+const since = (target) => Number(((performance.now() - target.startedAt) / 1000).toFixed(2))
+
 async function measure (target, round) {
   await wrk(target, WARMUP)
+  const wrkStart = since(target)
   const http = parseWrk(await wrk(target, DURATION))
+  const bigStart = since(target)
   const mbps = await download(target)
-  const sample = { target: target.name, round, ...http, mbps }
+  const phases = { wrk: [wrkStart, bigStart], big: [bigStart, since(target)] }
+  const sample = { target: target.name, round, ...http, mbps, phases }
   process.stdout.write(`  round ${round} ${target.name.padEnd(8)} ${http.rps.toFixed(0)} req/s  p50 ${http.p50Ms.toFixed(2)} ms  p99 ${http.p99Ms.toFixed(2)} ms  ${mbps.toFixed(1)} MB/s` +
     (http.non2xx || http.socketErrors ? `  (non-2xx ${http.non2xx}, socket errors ${http.socketErrors})` : '') + '\n')
   return sample
@@ -374,16 +380,18 @@ async function main () {
   const ciphers = {}
 
   if (ONLY !== 'porthole') {
+    const startedAt = performance.now()
     const sshd = await startSshd(clientKey)
     const port = await freePort()
     const tunnel = startTunnel('sshd', clientKey, sshd.port, `127.0.0.1:${port}:127.0.0.1:${nginx.port}`)
-    targets.push({ name: 'sshd', port, host: `127.0.0.1:${port}`, processes: [sshd.entry, tunnel] })
+    targets.push({ name: 'sshd', port, host: `127.0.0.1:${port}`, processes: [sshd.entry, tunnel], startedAt })
     ciphers.sshd = await probeAlgorithms(clientKey, sshd.port)
   }
   if (ONLY !== 'sshd') {
+    const startedAt = performance.now()
     const porthole = await startPorthole()
     const tunnel = startTunnel('porthole', clientKey, porthole.sshPort, `bench:80:127.0.0.1:${nginx.port}`)
-    targets.push({ name: 'porthole', port: porthole.httpPort, host: 'bench.localhost', processes: [porthole.entry, tunnel] })
+    targets.push({ name: 'porthole', port: porthole.httpPort, host: 'bench.localhost', processes: [porthole.entry, tunnel], startedAt })
     ciphers.porthole = await probeAlgorithms(clientKey, porthole.sshPort)
   }
   for (const target of targets) await waitReady(target)
@@ -426,6 +434,9 @@ try {
   process.stderr.write(`bench failed: ${error.stack ?? error}\n`)
 } finally {
   await cleanup()
-  if (CPU_PROF) process.stdout.write(`cpu profile written to ${RESULTS} (summarise with: node bench/top-functions.js FILE)\n`)
+  if (CPU_PROF) {
+    process.stdout.write(`cpu profile written to ${RESULTS}; summarise with: node bench/top-functions.js FILE [--window=FROM-TO]\n` +
+      '(the "phases" of each porthole sample in the JSON give the wrk and /big windows, in seconds since porthole started)\n')
+  }
 }
 process.exitCode = failed ? 1 : 0

@@ -94,6 +94,8 @@ export class SshAgent {
     client.on('error', (error: Error & { level?: string }) => {
       log[LEVEL_LOG[error.level ?? ''] ?? 'info']({ level_ssh: error.level, err: error.message }, 'ssh connection error')
     })
+    // Tunnel traffic is interactive (HTTP exchanges, window adjusts): Nagle's delays would stall it.
+    client.setNoDelay(true)
     this.#sockets++
     client.once('close', () => { this.#sockets-- })
     if (this.#closing || this.#sockets > this.#options.maxSessions) {
