@@ -111,10 +111,12 @@ export function connect (options: ClientOptions): SshClient {
   let bin: string
   if (options.kind === 'openssh') {
     bin = 'ssh'
+    // ssh keeps the first value it sees of an option, so the test's own options go first.
     args = [
+      ...(options.extra ?? []),
       '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes',
       '-o', 'IdentitiesOnly=yes', '-o', 'ExitOnForwardFailure=yes', '-T',
-      '-i', options.key, '-p', String(options.port), ...forwards, ...(options.noSession ? ['-N'] : []), ...(options.extra ?? []),
+      '-i', options.key, '-p', String(options.port), ...forwards, ...(options.noSession ? ['-N'] : []),
       'tester@127.0.0.1', ...command,
     ]
   } else {

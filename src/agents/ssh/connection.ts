@@ -38,6 +38,10 @@ interface Forward {
   accept: Accept
   reject: Reject
   endpoint: Endpoint | null
+  /** Not yet answered (bound or refused). */
+  pending: boolean
+  /** Refused on arrival; reported once the terminal exists (see #bindPending). */
+  refusal?: PortholeError
 }
 
 const HTTP_PORTS = new Set([80, 443, 0])
@@ -90,11 +94,16 @@ export class SshConnection {
     if (name === 'cancel-tcpip-forward') return this.#onCancel(accept, reject, info)
     if (name === 'streamlocal-forward@openssh.com') {
       const path = (info as unknown as { socketPath?: string }).socketPath ?? ''
-      this.#refuse(new PortholeError('PH_1015', path))
-      reject?.()
-      return
+      return this.#enqueue({ bindAddr: path, bindPort: -1, replyPort: -1, accept, reject, endpoint: null, pending: true, refusal: new PortholeError('PH_1015', path) })
     }
     reject?.()
+  }
+
+  /** Queues a forward until the session's options (and terminal) are known. */
+  #enqueue (forward: Forward): void {
+    this.#forwards.push(forward)
+    if (this.#options) this.#bindPending()
+    else this.#awaitOptions()
   }
 
   #onForward (accept: Accept, reject: Reject, info: TcpipBindInfo): void {
@@ -106,15 +115,18 @@ export class SshConnection {
       this.#refuse(new PortholeError('PH_1018', String(this.#ctx.maxForwards)))
       return reject?.()
     }
-    if (this.#forwards.some((f) => f.bindAddr === bindAddr && (f.bindPort === bindPort || (bindPort !== 0 && f.replyPort === bindPort)))) {
-      this.#refuse(new PortholeError('PH_1017', label))
-      return reject?.()
-    }
-    const forward: Forward = { bindAddr, bindPort, replyPort: bindPort === 0 ? this.#allocatePort(bindAddr) : bindPort, accept, reject, endpoint: null }
-    this.#forwards.push(forward)
+    const duplicate = this.#forwards.some((f) => f.bindAddr === bindAddr && (f.bindPort === bindPort || (bindPort !== 0 && f.replyPort === bindPort)))
     this.#log.debug({ bind: label }, 'forward requested')
-    if (this.#options) this.#bindPending()
-    else this.#awaitOptions()
+    this.#enqueue({
+      bindAddr,
+      bindPort,
+      replyPort: bindPort === 0 ? this.#allocatePort(bindAddr) : bindPort,
+      accept,
+      reject,
+      endpoint: null,
+      pending: true,
+      ...(duplicate ? { refusal: new PortholeError('PH_1017', label) } : {}),
+    })
   }
 
   #onCancel (accept: Accept, reject: Reject, info: TcpipBindInfo): void {
@@ -222,7 +234,7 @@ export class SshConnection {
         return
       }
       if (this.#sessionOpen && !this.#terminal && Date.now() >= commandDeadline) {
-        const pending = this.#forwards.filter((f) => f.accept || f.reject)
+        const pending = this.#forwards.filter((f) => f.pending)
         for (const forward of pending) this.#refuse(new PortholeError('PH_1022', `${forward.bindAddr}:${forward.bindPort}`))
         void this.#exitThenFail(1)
         return
@@ -237,7 +249,7 @@ export class SshConnection {
     const bound: Endpoint[] = []
     let refused = 0
     for (const forward of this.#forwards) {
-      if (forward.endpoint || (!forward.accept && !forward.reject)) continue
+      if (!forward.pending) continue
       try {
         const endpoint = this.#bind(forward, options)
         forward.endpoint = endpoint
@@ -268,6 +280,7 @@ export class SshConnection {
   }
 
   #bind (forward: Forward, options: SessionOptions): Endpoint {
+    if (forward.refusal) throw forward.refusal
     if (!HTTP_PORTS.has(forward.bindPort)) {
       if (options.command === 'http') throw new PortholeError('PH_1014', String(forward.bindPort))
       throw new PortholeError('PH_1016', 'tcp')
@@ -315,6 +328,7 @@ export class SshConnection {
 
   #settle (forward: Forward, ok: boolean | null): void {
     const { accept, reject } = forward
+    forward.pending = false
     forward.accept = undefined
     forward.reject = undefined
     if (ok === true) accept?.(forward.bindPort === 0 ? forward.replyPort : undefined)
@@ -332,7 +346,7 @@ export class SshConnection {
 
   #failPending (): void {
     for (const forward of [...this.#forwards]) {
-      if (!forward.accept && !forward.reject) continue
+      if (!forward.pending) continue
       this.#settle(forward, false)
       this.#forwards.splice(this.#forwards.indexOf(forward), 1)
     }

@@ -95,7 +95,7 @@ export class SshAgent {
       log[LEVEL_LOG[error.level ?? ''] ?? 'info']({ level_ssh: error.level, err: error.message }, 'ssh connection error')
     })
     // Tunnel traffic is interactive (HTTP exchanges, window adjusts): Nagle's delays would stall it.
-    client.setNoDelay(true)
+    ;(client as unknown as { setNoDelay: (on: boolean) => void }).setNoDelay(true)
     this.#sockets++
     client.once('close', () => { this.#sockets-- })
     if (this.#closing || this.#sockets > this.#options.maxSessions) {
