@@ -140,6 +140,8 @@ export function parseCommand (commandLine: string): ParsedCommand {
     if (raw === undefined || info.key === 'help') continue
     const values = (Array.isArray(raw) ? raw : [raw]).map(String)
     if (!info.repeatable && values.length > 1) throw new PortholeError('PH_1002', `--${info.flag} (given more than once)`)
+    // yargs-parser gives [] for an array flag with no value after it.
+    if (values.length === 0) throw new PortholeError('PH_1002', `--${info.flag} (needs a value)`)
     for (const value of values) {
       if (value.trim() === '') throw new PortholeError('PH_1002', `--${info.flag} (needs a value)`)
     }

@@ -1,0 +1,58 @@
+// Config: defaults < YAML < env < flags, strict validation with one-line errors, the anonymous rule.
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config/load.js'
+
+const errorOf = (fn: () => unknown): string => {
+  try { fn() } catch (error) { return (error as Error).message }
+  return 'none'
+}
+
+describe('config', () => {
+  it('has the embedded defaults of the DESIGN contract', () => {
+    const config = loadConfig({}, {})
+    expect(config).toMatchObject({
+      domain: 'localhost',
+      sshAddr: { host: '127.0.0.1', port: 2222 },
+      httpAddr: { host: '127.0.0.1', port: 8080 },
+      httpsAddr: { host: '127.0.0.1', port: 8443 },
+      tcpPorts: { lo: 20000, hi: 20999 },
+      tcpHost: 'localhost',
+      dataDir: './keys',
+      anonymous: true,
+      nameGraceMs: 24 * 3600_000,
+    })
+    expect(Object.isFrozen(config)).toBe(true)
+  })
+
+  it('layers YAML < env < flags', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
+    const file = join(dir, 'porthole.yml')
+    writeFileSync(file, 'domain: yaml.example\nssh-addr: 127.0.0.1:3000\nhttp-addr: 127.0.0.1:3001\n')
+    const config = loadConfig({ config: file, httpAddr: '127.0.0.1:4001' }, { PORTHOLE_SSH_ADDR: '127.0.0.1:4000' })
+    expect(config.domain).toBe('yaml.example')
+    expect(config.sshAddr.port).toBe(4000)
+    expect(config.httpAddr.port).toBe(4001)
+  })
+
+  it('refuses bad and unknown settings with one line', () => {
+    expect(errorOf(() => loadConfig({ sshAddr: 'nope' }, {}))).toBe('invalid configuration: ssh-addr: want host:port, got "nope"')
+    expect(errorOf(() => loadConfig({ tcpPorts: '9-3' }, {}))).toMatch(/tcp-ports: want LO-HI/)
+    expect(errorOf(() => loadConfig({ domain: 'bad domain' }, {}))).toMatch(/^invalid configuration: domain:/)
+    const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
+    writeFileSync(join(dir, 'c.yml'), 'domian: x\n')
+    expect(errorOf(() => loadConfig({ config: join(dir, 'c.yml') }, {}))).toBe('invalid configuration: unknown setting domian')
+  })
+
+  it('refuses a public listener without keys unless anonymous is allowed', () => {
+    expect(errorOf(() => loadConfig({ sshAddr: '0.0.0.0:2222' }, {}))).toMatch(/^refusing to start: listening on 0\.0\.0\.0:2222 \(not loopback\) with no --authorized-keys/)
+    expect(loadConfig({ sshAddr: '0.0.0.0:2222', allowAnonymous: true }, {}).anonymous).toBe(true)
+  })
+
+  it('configured keys turn anonymous access off, even on loopback', () => {
+    expect(loadConfig({ authorizedKeys: ['/dev/null'] }, {}).anonymous).toBe(false)
+    expect(loadConfig({}, { PORTHOLE_AUTHORIZED_KEYS: '/a,/b' }).authorizedKeys).toEqual(['/a', '/b'])
+  })
+})

@@ -1,0 +1,100 @@
+// Registry: routing (exact over wildcard), ownership, holds and their grace period, takeover by the owner.
+import { describe, expect, it } from 'vitest'
+import { Registry, type Hold } from '../../src/core/registry.js'
+import type { Owner } from '../../src/core/endpoint.js'
+import { PortholeError } from '../../src/core/errors.js'
+
+const ann: Owner = { id: 'SHA256:ann', persistent: true }
+const bob: Owner = { id: 'SHA256:bob', persistent: true }
+const anon: Owner = { id: 'anon:1', persistent: false }
+
+function setup () {
+  let now = 1_000_000
+  const saved: Hold[][] = []
+  const registry = new Registry({ domain: 'example.com', graceMs: 60_000, now: () => now, onHoldsChanged: (holds) => saved.push(holds) })
+  const bind = (owner: Owner, bindAddr: string, slot = `${bindAddr}:80`, onEvicted?: () => void) => registry.bind({
+    bindAddr, slot, owner, spec: { proto: 'http', policy: {} }, dial: async () => { throw new Error('no') }, hooks: { onEvicted },
+  })
+  return { registry, bind, saved, tick: (ms: number) => { now += ms } }
+}
+
+const codeOf = (fn: () => unknown): string => {
+  try { fn() } catch (error) { return (error as PortholeError).code }
+  return 'none'
+}
+
+describe('registry', () => {
+  it('routes exact names before the most specific wildcard', () => {
+    const { registry, bind } = setup()
+    const wide = bind(ann, '*.team')
+    const narrow = bind(ann, '*.a.team')
+    const exact = bind(ann, 'x.a.team')
+    expect(registry.lookup('x.a.team.example.com')).toEqual({ state: 'bound', endpoint: exact })
+    expect(registry.lookup('y.a.team.example.com')).toEqual({ state: 'bound', endpoint: narrow })
+    expect(registry.lookup('b.team.example.com')).toEqual({ state: 'bound', endpoint: wide })
+    expect(registry.lookup('team.example.com').state).toBe('unknown')
+  })
+
+  it('keeps a name for its owner during the grace period, then frees it', () => {
+    const { registry, bind, tick } = setup()
+    const endpoint = bind(ann, 'shop')
+    registry.unbind(endpoint)
+    expect(registry.lookup('shop.example.com')).toEqual({ state: 'offline', host: 'shop.example.com' })
+    expect(codeOf(() => bind(bob, 'shop'))).toBe('PH_1011')
+    expect(bind(ann, 'shop').host).toBe('shop.example.com')
+    registry.unbind(registry.endpoints()[0]!)
+    tick(60_001)
+    expect(registry.lookup('shop.example.com').state).toBe('unknown')
+    expect(bind(bob, 'shop').owner).toBe(bob)
+  })
+
+  it('gives the same random name back per owner and slot, a new one when it is still online', () => {
+    const { registry, bind } = setup()
+    const first = bind(ann, 'localhost', 'localhost:80')
+    const other = bind(ann, 'localhost', 'localhost:443')
+    expect(other.host).not.toBe(first.host)
+    const concurrent = bind(ann, 'localhost', 'localhost:80')
+    expect(concurrent.host).not.toBe(first.host)
+    registry.unbind(first)
+    registry.unbind(concurrent)
+    expect([first.host, concurrent.host]).toContain(bind(ann, 'localhost', 'localhost:80').host)
+    expect(bind(bob, 'localhost', 'localhost:80').host).not.toBe(first.host)
+  })
+
+  it('does not hold names of anonymous owners', () => {
+    const { registry, bind } = setup()
+    const endpoint = bind(anon, 'temp')
+    registry.unbind(endpoint)
+    expect(registry.lookup('temp.example.com').state).toBe('unknown')
+  })
+
+  it('refuses names under another owner\'s wildcard and wildcards over another owner\'s names', () => {
+    const { bind } = setup()
+    bind(ann, '*.ann')
+    expect(codeOf(() => bind(bob, 'x.ann'))).toBe('PH_1011')
+    bind(bob, 'y.bobs')
+    expect(codeOf(() => bind(ann, '*.bobs'))).toBe('PH_1011')
+  })
+
+  it('lets the owner take over its own exact name from an older session', () => {
+    const { registry, bind } = setup()
+    let evicted = false
+    const old = bind(ann, 'api', 'api:80', () => { evicted = true })
+    const fresh = bind(ann, 'api')
+    expect(evicted).toBe(true)
+    expect(registry.lookup('api.example.com')).toEqual({ state: 'bound', endpoint: fresh })
+    registry.unbind(old) // the old session ending later must not remove the new endpoint
+    expect(registry.lookup('api.example.com')).toEqual({ state: 'bound', endpoint: fresh })
+  })
+
+  it('reports holds for persistence and restores them with a fresh grace period', () => {
+    const { registry, bind, saved } = setup()
+    bind(ann, 'kept')
+    const holds = saved.at(-1)!
+    expect(holds).toEqual([{ host: 'kept.example.com', ownerId: 'SHA256:ann', random: false, slot: null, expiresAt: null }])
+    const restored = new Registry({ domain: 'example.com', graceMs: 60_000 })
+    restored.restore(holds)
+    expect(restored.lookup('kept.example.com').state).toBe('offline')
+    void registry
+  })
+})
