@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import yargsParser from 'yargs-parser'
 import { CONFIG_KEYS, kebab, loadConfig } from '../config/load.js'
 import { PortholeError, isPortholeError } from '../core/errors.js'
+import { didYouMean } from '../core/suggest.js'
 import { startGateway } from '../gateway.js'
 import { createLogger } from '../log.js'
 
@@ -46,8 +47,7 @@ function parseFlags (args: string[]): Record<string, unknown> {
   for (const [key, value] of Object.entries(argv)) {
     if (key === '_' || key === '--' || key === 'help') continue
     if (!FLAGS.includes(key)) {
-      const near = FLAGS.find((f) => f.startsWith(key) || key.startsWith(f))
-      throw new PortholeError('PH_2001', `unknown option --${key}${near ? `; did you mean --${near}?` : ''}`)
+      throw new PortholeError('PH_2001', `unknown option --${key}${didYouMean(key, FLAGS)}`)
     }
     if (value === undefined) continue
     if (!ARRAY_FLAGS.includes(key) && Array.isArray(value)) throw new PortholeError('PH_2001', `--${key} given more than once`)

@@ -115,7 +115,7 @@ export function connect (options: ClientOptions): SshClient {
     args = [
       ...(options.extra ?? []),
       '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes',
-      '-o', 'IdentitiesOnly=yes', '-o', 'ExitOnForwardFailure=yes', '-T',
+      '-o', 'IdentitiesOnly=yes', '-o', 'ExitOnForwardFailure=yes', ...(options.extra?.some((a) => /^-t+$/.test(a)) ? [] : ['-T']),
       '-i', options.key, '-p', String(options.port), ...forwards, ...(options.noSession ? ['-N'] : []),
       'tester@127.0.0.1', ...command,
     ]

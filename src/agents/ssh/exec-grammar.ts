@@ -3,6 +3,7 @@
 // refused with a catalogue code: nothing is ever silently replaced by a default.
 import yargsParser from 'yargs-parser'
 import { PortholeError } from '../../core/errors.js'
+import { didYouMean } from '../../core/suggest.js'
 import { compilePolicy } from '../../policy/compile.js'
 import { policyFromFlags, type ModuleFlags } from '../../policy/from-flags.js'
 import type { EndpointSpec } from '../../core/endpoint.js'
@@ -58,30 +59,6 @@ export const TOP_HELP = [
   'Run `http --help` for its flags.',
 ].join('\r\n') + '\r\n'
 
-function distance (a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    let previous = row[0]!
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const current = row[j]!
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1))
-      previous = current
-    }
-  }
-  return row[b.length]!
-}
-
-function suggest (flag: string): string {
-  let best: string | undefined
-  let bestDistance = Infinity
-  for (const known of KNOWN.keys()) {
-    const d = distance(flag, known)
-    if (d < bestDistance) { best = known; bestDistance = d }
-  }
-  return best !== undefined && bestDistance <= Math.max(2, Math.floor(flag.length / 3)) ? `; did you mean --${best}?` : ''
-}
-
 const DEFAULT_FLAGS: ModuleFlags = {
   basicAuth: [], cidrAllow: [], cidrDeny: [], requestHeaderAdd: [], requestHeaderRemove: [], responseHeaderAdd: [], responseHeaderRemove: [],
 }
@@ -128,7 +105,7 @@ export function parseCommand (commandLine: string): ParsedCommand {
 
   for (const key of Object.keys(argv)) {
     if (key === '_' || key === '--') continue
-    if (!KNOWN.has(key)) throw new PortholeError('PH_1001', `${key.length === 1 ? '-' : '--'}${key}${suggest(key)}`)
+    if (!KNOWN.has(key)) throw new PortholeError('PH_1001', `${key.length === 1 ? '-' : '--'}${key}${didYouMean(key, KNOWN.keys())}`)
   }
   if (argv.help === true) return { kind: 'help', text: first === undefined ? TOP_HELP : HTTP_HELP }
 
