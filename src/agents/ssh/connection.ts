@@ -357,10 +357,13 @@ export class SshConnection {
     this.#terminal?.error(error.toLine())
   }
 
-  /** Tells the user why the session ends (shutdown, kill) and closes it. */
-  end (error?: PortholeError): void {
+  /**
+   * Tells the user why the session ends (shutdown, kill) and closes it: the channel first, so the message
+   * is printed before the connection goes (OpenSSH drops unprinted output when disconnected).
+   */
+  async end (error?: PortholeError): Promise<void> {
     if (error) this.#terminal?.error(error.toLine())
-    this.#terminal?.exit(error ? 255 : 0)
+    await this.#terminal?.exit(error ? 255 : 0)
     this.#client.end()
   }
 

@@ -172,7 +172,7 @@ export class SshAgent {
   async close (): Promise<void> {
     this.#closing = true
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
-    for (const connection of this.#connections.values()) connection.end(new PortholeError('PH_1021'))
-    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2000).unref())])
+    const ended = Promise.all([...this.#connections.values()].map((connection) => connection.end(new PortholeError('PH_1021'))))
+    await Promise.race([ended.then(() => closed), new Promise((resolve) => setTimeout(resolve, 3000).unref())])
   }
 }
