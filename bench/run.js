@@ -5,13 +5,12 @@
 //
 //   node bench/run.js [--cpu-prof] [--only=sshd|porthole]
 //   env BENCH_DURATION=10s (wrk duration per round), BENCH_ROUNDS=2 (rounds per target, median taken)
-import { spawn, execFileSync } from 'node:child_process'
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
-import { createServer, Socket } from 'node:net'
-import { request } from 'node:http'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { cleanup, freePort, isStopping, killAll, run, startChild, stopChild, waitListening, waitReady } from './processes.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const RESULTS = join(ROOT, 'bench', 'results')
@@ -23,116 +22,7 @@ const WARMUP = '2s'
 const ARGS = process.argv.slice(2)
 const CPU_PROF = ARGS.includes('--cpu-prof')
 const ONLY = ARGS.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? null
-
-/** Every child process we started, with the signal that stops it cleanly. */
-const children = new Set()
 let tmp = null
-
-// --- processes -------------------------------------------------------------------------------------
-
-/** Starts a long-running child in its own process group (so Ctrl-C reaches only us; we stop it). */
-function startChild (name, cmd, args, { stopSignal = 'SIGTERM', onStderr, quiet = false } = {}) {
-  const child = spawn(cmd, args, { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
-  const entry = { name, child, stopSignal, exited: false, log: '' }
-  const keep = (data) => { entry.log = (entry.log + data.toString()).slice(-4000) }
-  child.stdout.on('data', keep)
-  child.stderr.on('data', (data) => { keep(data); onStderr?.(data.toString()) })
-  child.on('exit', (code, signal) => {
-    entry.exited = true
-    entry.exitCode = code
-    if (!stopping && !quiet) process.stderr.write(`bench: ${name} exited early (${signal ?? code})\n${entry.log}\n`)
-  })
-  child.on('error', (error) => { process.stderr.write(`bench: cannot start ${name}: ${error.message}\n`) })
-  children.add(entry)
-  return entry
-}
-
-function waitExit (entry, ms) {
-  if (entry.exited) return Promise.resolve(true)
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms)
-    entry.child.once('exit', () => { clearTimeout(timer); resolve(true) })
-  })
-}
-
-/** Stops one child: its clean signal first, SIGKILL if it lingers. */
-async function stopChild (entry, ms = 5000) {
-  if (!entry.exited) {
-    try { process.kill(entry.child.pid, entry.stopSignal) } catch {}
-    if (!(await waitExit(entry, ms))) {
-      try { process.kill(entry.child.pid, 'SIGKILL') } catch {}
-      await waitExit(entry, 1000)
-    }
-  }
-  children.delete(entry)
-}
-
-/** Runs a short command to completion, returning stdout (rejects on non-zero exit). */
-function run (cmd, args, { timeoutMs = 300_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (d) => { out += d })
-    child.stderr.on('data', (d) => { err += d })
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      if (code === 0) resolve(out)
-      else reject(new Error(`${cmd} ${args.join(' ')} exited ${code}\n${err}${out}`))
-    })
-  })
-}
-
-let stopping = false
-async function cleanup () {
-  if (stopping) return
-  stopping = true
-  await Promise.all([...children].map((entry) => stopChild(entry)))
-  if (tmp) rmSync(tmp, { recursive: true, force: true })
-}
-
-// --- helpers -----------------------------------------------------------------------------------------
-
-function freePort () {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** One GET over a fresh connection; resolves to the status code (or 0 on a network error). */
-function httpStatus (port, host, path) {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, headers: { host }, agent: false, timeout: 2000 }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode))
-    })
-    req.on('timeout', () => req.destroy())
-    req.on('error', () => resolve(0))
-    req.end()
-  })
-}
-
-/** Polls until GET /small through the target answers 200. */
-async function waitReady (target, ms = 20_000) {
-  const deadline = Date.now() + ms
-  let status = 0
-  while (Date.now() < deadline) {
-    for (const entry of target.processes) if (entry.exited) throw new Error(`${entry.name} exited: ${entry.log}`)
-    status = await httpStatus(target.port, target.host, '/small')
-    if (status === 200) return
-    await sleep(100)
-  }
-  throw new Error(`${target.name} endpoint did not answer 200 within ${ms} ms (last status ${status || 'none'})`)
-}
 
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -221,30 +111,10 @@ async function startPorthole () {
   const sshPort = await freePort()
   const httpPort = await freePort()
   const node = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', RESULTS] : []
-  const entry = startChild('porthole', process.execPath, [...node, 'bin/porthole.js', 'serve', '--data-dir', dataDir,
+  const entry = startChild('porthole', process.execPath, [...node, join(ROOT, 'bin', 'porthole.js'), 'serve', '--data-dir', dataDir,
     '--ssh-addr', `127.0.0.1:${sshPort}`, '--http-addr', `127.0.0.1:${httpPort}`, '--log-level', 'warn'], { stopSignal: 'SIGINT' })
   await waitListening(sshPort, entry)
   return { sshPort, httpPort, entry }
-}
-
-/** Polls until something accepts TCP connections on the port. */
-async function waitListening (port, entry, ms = 15_000) {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline) {
-    if (entry.exited) throw new Error(`${entry.name} exited: ${entry.log}`)
-    if (await canConnect(port)) return
-    await sleep(100)
-  }
-  throw new Error(`${entry.name} did not listen on ${port} within ${ms} ms`)
-}
-
-function canConnect (port) {
-  return new Promise((resolve) => {
-    const socket = new Socket()
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => resolve(false))
-    socket.connect(port, '127.0.0.1')
-  })
 }
 
 /** The stock ssh client holding the tunnel open (-N -R ...). */
@@ -395,6 +265,9 @@ async function main () {
     ciphers.porthole = await probeAlgorithms(clientKey, porthole.sshPort)
   }
   for (const target of targets) await waitReady(target)
+  // Read /big once straight from nginx: the first read of the sparse file fills the page cache, and would
+  // otherwise slow down whichever target downloads first.
+  await download({ name: 'nginx (page cache warm-up)', port: nginx.port, host: 'localhost' })
 
   process.stdout.write(`bench: wrk -t1 -c50 -d${DURATION} (after ${WARMUP} warm-up), curl 1 GiB; ${ROUNDS} round(s), median taken${CPU_PROF ? '; porthole under --cpu-prof (slower)' : ''}\n`)
   for (const [name, found] of Object.entries(ciphers)) {
@@ -422,18 +295,18 @@ async function main () {
   process.stdout.write(`\nraw figures: ${file}\n`)
 }
 
-process.on('SIGINT', () => { cleanup().finally(() => process.exit(130)) })
-process.on('SIGTERM', () => { cleanup().finally(() => process.exit(143)) })
-process.on('exit', () => { for (const entry of children) try { process.kill(entry.child.pid, 'SIGKILL') } catch {} })
+process.on('SIGINT', () => { cleanup(tmp).finally(() => process.exit(130)) })
+process.on('SIGTERM', () => { cleanup(tmp).finally(() => process.exit(143)) })
+process.on('exit', killAll)
 
 let failed = false
 try {
   await main()
 } catch (error) {
   failed = true
-  process.stderr.write(`bench failed: ${error.stack ?? error}\n`)
+  if (!isStopping()) process.stderr.write(`bench failed: ${error.stack ?? error}\n`)
 } finally {
-  await cleanup()
+  await cleanup(tmp)
   if (CPU_PROF) {
     process.stdout.write(`cpu profile written to ${RESULTS}; summarise with: node bench/top-functions.js FILE [--window=FROM-TO]\n` +
       '(the "phases" of each porthole sample in the JSON give the wrk and /big windows, in seconds since porthole started)\n')

@@ -37,6 +37,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     maxRequestHeaderSize: 16 * 1024,
     maxResponseHeaderSize: 32 * 1024,
     idleTimeoutMs: 5 * 60_000,
+    upstreamTimeoutMs: config.upstreamTimeoutMs,
     upstreamConnections: 128,
   })
   const http = await edge.listen(config.httpAddr.host, config.httpAddr.port)

@@ -89,8 +89,9 @@ export async function main (args: string[]): Promise<number | undefined> {
   try {
     gateway = await startGateway(config, log)
   } catch (error) {
-    const err = error as NodeJS.ErrnoException
-    const line = isPortholeError(err) ? err.toLine() : `PH_2002: ${err.code === 'EADDRINUSE' ? `address in use (${err.message.replace(/^.*EADDRINUSE:? ?/, '')})` : err.message}`
+    const err = error as NodeJS.ErrnoException & { address?: string, port?: number }
+    const detail = err.code === 'EADDRINUSE' ? `${err.address}:${err.port} is already in use` : err.message
+    const line = isPortholeError(err) ? err.toLine() : new PortholeError('PH_2002', detail).toLine()
     log.fatal({ err: err.message }, line)
     process.stderr.write(`${line}\n`)
     return 1

@@ -69,6 +69,8 @@ export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace'> {
   readonly maxForwardsPerSession: number
   readonly maxSessions: number
   readonly maxSessionsPerKey: number
+  /** How long the edge waits for upstream response headers, and between body chunks. */
+  readonly upstreamTimeoutMs: number
 }
 
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const
@@ -96,5 +98,6 @@ export function finishConfig (parsed: Parsed): ServerConfig {
     maxForwardsPerSession: 16,
     maxSessions: 1000,
     maxSessionsPerKey: 20,
+    upstreamTimeoutMs: 5 * 60_000,
   })
 }

@@ -20,6 +20,7 @@ export interface HttpEdgeOptions {
   readonly maxRequestHeaderSize: number
   readonly maxResponseHeaderSize: number
   readonly idleTimeoutMs: number
+  readonly upstreamTimeoutMs: number
   readonly upstreamConnections: number
 }
 
@@ -154,6 +155,7 @@ export class HttpEdge {
   attach (endpoint: Endpoint, policy: CompiledPolicy): void {
     endpoint.upstream = new Upstream(endpoint, policy, {
       connections: this.#options.upstreamConnections,
+      timeoutMs: this.#options.upstreamTimeoutMs,
       maxResponseHeaderSize: this.#options.maxResponseHeaderSize,
     })
   }

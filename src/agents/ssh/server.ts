@@ -33,6 +33,9 @@ const LEVEL_LOG: Record<string, 'debug' | 'info' | 'warn'> = {
   protocol: 'warn',
 }
 
+const AUTH_TIMEOUT_MS = 30_000
+const MAX_AUTH_ATTEMPTS = 20
+
 /** The key type is the first string inside an SSH public key blob. */
 function keyText (blob: Buffer): string {
   const length = blob.readUInt32BE(0)
@@ -106,7 +109,19 @@ export class SshAgent {
 
     let owner: Owner | null = null
     let refusedKey: string | null = null
+    let attempts = 0
+    // A stranger may open connections and never finish logging in, or guess forever: both are bounded.
+    const authTimer = setTimeout(() => {
+      log.info('refused: no authentication in time')
+      client.end()
+    }, AUTH_TIMEOUT_MS)
+    client.once('close', () => clearTimeout(authTimer))
     client.on('authentication', (ctx) => {
+      if (++attempts > MAX_AUTH_ATTEMPTS) {
+        log.info({ attempts }, 'refused: too many authentication attempts')
+        client.end()
+        return
+      }
       // ctx.accept() emits 'ready' synchronously, so the owner is recorded before accepting.
       this.#authenticate(ctx, refusedKey, (result) => {
         if (result.refusedKey) refusedKey = result.refusedKey
@@ -114,6 +129,7 @@ export class SshAgent {
       })
     })
     client.once('ready', () => {
+      clearTimeout(authTimer)
       if (!owner) return client.end()
       const sameOwner = this.connections.filter((c) => c.owner.id === owner!.id).length
       if (owner.persistent && sameOwner >= this.#options.maxSessionsPerKey) {

@@ -1,0 +1,139 @@
+// Child-process and socket helpers for bench/run.js: start/stop long-running children (each in its own
+// process group, stopped by pid on exit), run short commands, pick free ports and poll until ready.
+import { spawn } from 'node:child_process'
+import { rmSync } from 'node:fs'
+import { createServer, Socket } from 'node:net'
+import { request } from 'node:http'
+
+/** Every child process we started, with the signal that stops it cleanly. */
+const children = new Set()
+let stopping = false
+
+/** Starts a long-running child in its own process group (so Ctrl-C reaches only us; we stop it). */
+export function startChild (name, cmd, args, { stopSignal = 'SIGTERM', onStderr, quiet = false } = {}) {
+  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  const entry = { name, child, stopSignal, exited: false, log: '' }
+  const keep = (data) => { entry.log = (entry.log + data.toString()).slice(-4000) }
+  child.stdout.on('data', keep)
+  child.stderr.on('data', (data) => { keep(data); onStderr?.(data.toString()) })
+  child.on('exit', (code, signal) => {
+    entry.exited = true
+    entry.exitCode = code
+    if (!stopping && !quiet) process.stderr.write(`bench: ${name} exited early (${signal ?? code})\n${entry.log}\n`)
+  })
+  child.on('error', (error) => { process.stderr.write(`bench: cannot start ${name}: ${error.message}\n`) })
+  children.add(entry)
+  return entry
+}
+
+function waitExit (entry, ms) {
+  if (entry.exited) return Promise.resolve(true)
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms)
+    entry.child.once('exit', () => { clearTimeout(timer); resolve(true) })
+  })
+}
+
+/** Stops one child: its clean signal first, SIGKILL if it lingers. */
+export async function stopChild (entry, ms = 5000) {
+  if (!entry.exited) {
+    try { process.kill(entry.child.pid, entry.stopSignal) } catch {}
+    if (!(await waitExit(entry, ms))) {
+      try { process.kill(entry.child.pid, 'SIGKILL') } catch {}
+      await waitExit(entry, 1000)
+    }
+  }
+  children.delete(entry)
+}
+
+/** Runs a short command to completion, returning stdout (rejects on non-zero exit). */
+export function run (cmd, args, { timeoutMs = 300_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d) => { out += d })
+    child.stderr.on('data', (d) => { err += d })
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      if (code === 0) resolve(out)
+      else reject(new Error(`${cmd} ${args.join(' ')} exited ${code}\n${err}${out}`))
+    })
+  })
+}
+
+export const isStopping = () => stopping
+
+/** Stops every child still running, then removes the temp dir (if any). Runs once. */
+export async function cleanup (tmp) {
+  if (stopping) return
+  stopping = true
+  await Promise.all([...children].map((entry) => stopChild(entry)))
+  if (tmp) rmSync(tmp, { recursive: true, force: true })
+}
+
+/** Last resort from a synchronous 'exit' handler. */
+export function killAll () {
+  for (const entry of children) try { process.kill(entry.child.pid, 'SIGKILL') } catch {}
+}
+
+export function freePort () {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** One GET over a fresh connection; resolves to the status code (or 0 on a network error). */
+export function httpStatus (port, host, path) {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, headers: { host }, agent: false, timeout: 2000 }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode))
+    })
+    req.on('timeout', () => req.destroy())
+    req.on('error', () => resolve(0))
+    req.end()
+  })
+}
+
+/** Polls until GET /small through the target answers 200. */
+export async function waitReady (target, ms = 20_000) {
+  const deadline = Date.now() + ms
+  let status = 0
+  while (Date.now() < deadline) {
+    for (const entry of target.processes) if (entry.exited) throw new Error(`${entry.name} exited: ${entry.log}`)
+    status = await httpStatus(target.port, target.host, '/small')
+    if (status === 200) return
+    await sleep(100)
+  }
+  throw new Error(`${target.name} endpoint did not answer 200 within ${ms} ms (last status ${status || 'none'})`)
+}
+
+/** Polls until something accepts TCP connections on the port. */
+export async function waitListening (port, entry, ms = 15_000) {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    if (entry.exited) throw new Error(`${entry.name} exited: ${entry.log}`)
+    if (await canConnect(port)) return
+    await sleep(100)
+  }
+  throw new Error(`${entry.name} did not listen on ${port} within ${ms} ms`)
+}
+
+function canConnect (port) {
+  return new Promise((resolve) => {
+    const socket = new Socket()
+    socket.once('connect', () => { socket.destroy(); resolve(true) })
+    socket.once('error', () => resolve(false))
+    socket.connect(port, '127.0.0.1')
+  })
+}
