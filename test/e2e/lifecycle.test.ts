@@ -81,6 +81,14 @@ describe('with OpenSSH only', () => {
     await client.kill()
   })
 
+  it('serves a client limited to what old Dropbear builds speak: ssh-rsa (SHA-1) host key, group14-sha1', async () => {
+    const extra = ['-o', 'HostKeyAlgorithms=ssh-rsa', '-o', 'KexAlgorithms=diffie-hellman-group14-sha1', '-o', 'Ciphers=aes128-ctr', '-o', 'MACs=hmac-sha1']
+    const client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`legacy:80:localhost:${upstream.port}`], command: 'http', extra })
+    const [url] = await client.urls()
+    expect((await fetchVia(gateway, `${url}/`)).status).toBe(200)
+    await client.kill()
+  })
+
   it('refuses unix socket forwards with a reason', async () => {
     const client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`${join(gateway.tmp, 'sock')}:localhost:${upstream.port}`], command: 'http' })
     await client.waitFor(/PH_1015: unix socket forwarding is not supported/)

@@ -33,7 +33,7 @@ const HTTP_FLAGS: readonly FlagInfo[] = [
   { flag: 'request-header-remove', key: 'requestHeaderRemove', repeatable: true, help: 'Name  remove a header from requests to your service' },
   { flag: 'response-header-add', key: 'responseHeaderAdd', repeatable: true, help: "'Name: value'  set a header on responses to clients" },
   { flag: 'response-header-remove', key: 'responseHeaderRemove', repeatable: true, help: 'Name  remove a header from responses to clients' },
-  { flag: 'host-header', key: 'hostHeader', repeatable: false, help: 'rewrite|HOST  Host header sent upstream (rewrite: localhost:<port>); Location is rewritten back' },
+  { flag: 'host-header', key: 'hostHeader', repeatable: false, help: 'rewrite|HOST[:PORT]  Host header sent upstream (rewrite: localhost); Location is rewritten back' },
   { flag: 'output', key: 'output', repeatable: false, help: 'text|json  terminal output: banner and request lines, or one JSON object per line' },
   { flag: 'help', key: 'help', repeatable: false, help: '  show this help' },
 ]
