@@ -5,7 +5,7 @@
 //
 //   node bench/run.js [--cpu-prof] [--only=sshd|porthole]
 //   env BENCH_DURATION=10s (wrk duration per round), BENCH_ROUNDS=2 (rounds per target, median taken)
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join, dirname } from 'node:path'
@@ -232,9 +232,13 @@ function printTable ({ medians, ratio }) {
   process.stdout.write(`\n${line(rows[0])}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${rows.slice(1).map(line).join('\n')}\n`)
 }
 
+/** First line a tool prints about its version (some print it on stderr, wrk exits non-zero). */
 function toolVersions () {
-  const first = (cmd, args) => { try { return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim() } catch (e) { return `${e.stderr ?? ''}`.split('\n')[0].trim() } }
-  return { ssh: first('ssh', ['-V']), nginx: first('nginx', ['-v']), wrk: first('wrk', ['-v']), curl: first('curl', ['--version']) }
+  const first = (cmd, args) => {
+    const { stdout = '', stderr = '' } = spawnSync(cmd, args, { encoding: 'utf8' })
+    return `${stdout}${stderr}`.split('\n').find((line) => line.trim() !== '')?.trim() ?? ''
+  }
+  return { ssh: first('ssh', ['-V']), sshd: first('/usr/sbin/sshd', ['-V']), nginx: first('nginx', ['-v']), wrk: first('wrk', ['-v']), curl: first('curl', ['--version']) }
 }
 
 // --- main ------------------------------------------------------------------------------------------
