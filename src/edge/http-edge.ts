@@ -66,6 +66,11 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   readonly #upstreamHost: string | undefined
   #controller: Dispatcher.DispatchController | null = null
   #onDrain = (): void => { this.#controller?.resume() }
+  #corked = false
+  #uncork = (): void => {
+    this.#corked = false
+    this.#res.uncork()
+  }
 
   constructor (res: ServerResponse, edge: HttpEdge, endpoint: Endpoint, upstream: Upstream, publicOrigin: string, upstreamHost: string | undefined) {
     this.#res = res
@@ -92,6 +97,12 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    // Chunks arrive one SSH packet (<= 32 KiB) at a time, often several per tick: cork them into one writev.
+    if (!this.#corked) {
+      this.#corked = true
+      this.#res.cork()
+      process.nextTick(this.#uncork)
+    }
     if (!this.#res.write(chunk)) controller.pause()
   }
 

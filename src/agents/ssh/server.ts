@@ -1,7 +1,7 @@
 // The SSH agent transport: an ssh2 server that authenticates clients (authorized_keys, or anonymous under
 // DESIGN's rule), answers keepalives, pings idle clients and hands each client to an SshConnection.
 import { randomUUID } from 'node:crypto'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import ssh2, { type AuthContext, type Connection } from 'ssh2'
 import type { Logger } from 'pino'
 import { PortholeError } from '../../core/errors.js'
@@ -9,6 +9,7 @@ import type { Owner } from '../../core/endpoint.js'
 import type { AuthorizedKeys } from '../../identity/authorized-keys.js'
 import { fingerprint } from '../../identity/fingerprint.js'
 import { SshConnection, type ConnectionContext } from './connection.js'
+import { batchWritesPerTick } from './batch-writes.js'
 
 const { Server, utils } = ssh2
 
@@ -97,8 +98,11 @@ export class SshAgent {
     client.on('error', (error: Error & { level?: string }) => {
       log[LEVEL_LOG[error.level ?? ''] ?? 'info']({ level_ssh: error.level, err: error.message }, 'ssh connection error')
     })
-    // Tunnel traffic is interactive (HTTP exchanges, window adjusts): Nagle's delays would stall it.
-    ;(client as unknown as { setNoDelay: (on: boolean) => void }).setNoDelay(true)
+    // Tunnel traffic is interactive (HTTP exchanges, window adjusts): Nagle's delays would stall it;
+    // instead, packets of one tick leave together.
+    const socket = (client as unknown as { _sock: Socket })._sock
+    socket.setNoDelay(true)
+    batchWritesPerTick(socket)
     this.#sockets++
     client.once('close', () => { this.#sockets-- })
     if (this.#closing || this.#sockets > this.#options.maxSessions) {
