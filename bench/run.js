@@ -2,11 +2,13 @@
 // One run starts one nginx upstream, an OpenSSH sshd doing a plain `-R` forward, and a Porthole gateway,
 // both fed by the same stock `ssh` client, then drives both with the same wrk/curl load in alternating
 // rounds and prints Porthole/sshd ratios. The machines are shared and noisy: quote ratios, not absolutes.
+// Besides wall-clock figures it reads each gateway's CPU time from /proc around every phase (CPU per request,
+// per GiB), which other tenants disturb less than throughput.
 //
 //   node bench/run.js [--cpu-prof] [--only=sshd|porthole]
 //   env BENCH_DURATION=10s (wrk duration per round), BENCH_ROUNDS=2 (rounds per target, median taken)
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -14,7 +16,8 @@ import { cleanup, freePort, isStopping, killAll, run, startChild, stopChild, wai
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const RESULTS = join(ROOT, 'bench', 'results')
-const BIG_BYTES = 1024 ** 3
+const GIB = 1024 ** 3
+const BIG_BYTES = GIB
 const SMALL_BODY = 'x'.repeat(99) + '\n'
 const DURATION = process.env.BENCH_DURATION || '10s'
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS || 2))
@@ -151,6 +154,40 @@ function probeAlgorithms (key, sshPort) {
   })
 }
 
+// --- CPU time (/proc) -----------------------------------------------------------------------------
+
+const MS_PER_TICK = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
+
+/** ppid and utime+stime (clock ticks, all threads) of one process from /proc/PID/stat; null once it is gone. */
+function procStat (pid) {
+  let text
+  try { text = readFileSync(`/proc/${pid}/stat`, 'utf8') } catch { return null }
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ') // comm may hold spaces and parentheses
+  return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) }
+}
+
+/** CPU ms one process has used so far. */
+const processCpuMs = (pid) => (procStat(pid)?.ticks ?? 0) * MS_PER_TICK
+
+/** CPU ms used so far by every live process whose parent chain leads to root (the per-connection sshd
+ * processes under the listener); root itself only accepts, and is left out. */
+function descendantsCpuMs (root) {
+  const stats = new Map()
+  for (const name of readdirSync('/proc')) {
+    const stat = /^\d+$/.test(name) ? procStat(name) : null
+    if (stat) stats.set(Number(name), stat)
+  }
+  const leadsToRoot = (pid) => {
+    for (let p = stats.get(pid).ppid; p > 0; p = stats.get(p)?.ppid) if (p === root) return true
+    return false
+  }
+  let ticks = 0
+  for (const [pid, stat] of stats) if (leadsToRoot(pid)) ticks += stat.ticks
+  return ticks * MS_PER_TICK
+}
+
+const cpuDelta = (before, after) => ({ gateway: after.gateway - before.gateway, client: after.client - before.client })
+
 // --- measurements ----------------------------------------------------------------------------------
 
 const TIME_UNITS = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
@@ -164,12 +201,14 @@ function parseTime (text) {
 function parseWrk (out) {
   const number = (re) => { const m = re.exec(out); return m ? m[1] : null }
   const rps = number(/Requests\/sec:\s+([\d.]+)/)
+  const requests = number(/(\d+) requests in /)
   const p50 = number(/^\s+50%\s+(\S+)/m)
   const p99 = number(/^\s+99%\s+(\S+)/m)
-  if (rps === null || p50 === null || p99 === null) throw new Error(`unparsable wrk output:\n${out}`)
+  if (rps === null || requests === null || p50 === null || p99 === null) throw new Error(`unparsable wrk output:\n${out}`)
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
   return {
     rps: Number(rps),
+    requests: Number(requests),
     p50Ms: parseTime(p50),
     p99Ms: parseTime(p99),
     non2xx: Number(number(/Non-2xx or 3xx responses: (\d+)/) ?? 0),
@@ -192,22 +231,39 @@ async function download (target) {
 /** Seconds since the target's gateway started: lets a --cpu-prof profile be cut into phases (top-functions --window). */
 const since = (target) => Number(((performance.now() - target.startedAt) / 1000).toFixed(2))
 
+/** Gateway and ssh client CPU figures of one round, from the raw CPU ms of its wrk and /big phases. */
+function cpuFigures (wrkCpu, bigCpu, requests) {
+  return {
+    cpuUsPerReq: wrkCpu.gateway * 1000 / requests,
+    cpuMsPerGiB: bigCpu.gateway / (BIG_BYTES / GIB),
+    clientCpuMsPerGiB: bigCpu.client / (BIG_BYTES / GIB),
+    cpu: { wrk: wrkCpu, big: bigCpu },
+  }
+}
+
 async function measure (target, round) {
   await wrk(target, WARMUP)
   const wrkStart = since(target)
-  const http = parseWrk(await wrk(target, DURATION))
+  const cpuStart = target.cpu()
+  const wrkOut = await wrk(target, DURATION)
+  const cpuWrk = target.cpu()
   const bigStart = since(target)
   const mbps = await download(target)
+  const cpuBig = target.cpu()
   const phases = { wrk: [wrkStart, bigStart], big: [bigStart, since(target)] }
-  const sample = { target: target.name, round, ...http, mbps, phases }
+  const http = parseWrk(wrkOut)
+  const cpu = cpuFigures(cpuDelta(cpuStart, cpuWrk), cpuDelta(cpuWrk, cpuBig), http.requests)
+  const sample = { target: target.name, round, ...http, mbps, ...cpu, phases }
   process.stdout.write(`  round ${round} ${target.name.padEnd(8)} ${http.rps.toFixed(0)} req/s  p50 ${http.p50Ms.toFixed(2)} ms  p99 ${http.p99Ms.toFixed(2)} ms  ${mbps.toFixed(1)} MB/s` +
+    `  cpu ${cpu.cpuUsPerReq.toFixed(1)} µs/req ${cpu.cpuMsPerGiB.toFixed(0)} ms/GiB (client ${cpu.clientCpuMsPerGiB.toFixed(0)} ms/GiB)` +
     (http.non2xx || http.socketErrors ? `  (non-2xx ${http.non2xx}, socket errors ${http.socketErrors})` : '') + '\n')
   return sample
 }
 
 // --- report ----------------------------------------------------------------------------------------
 
-const METRICS = [['rps', 'req/s'], ['mbps', 'MB/s'], ['p50Ms', 'p50 ms'], ['p99Ms', 'p99 ms']]
+const METRICS = [['rps', 'req/s'], ['mbps', 'MB/s'], ['p50Ms', 'p50 ms'], ['p99Ms', 'p99 ms'],
+  ['cpuUsPerReq', 'cpu µs/req'], ['cpuMsPerGiB', 'cpu ms/GiB'], ['clientCpuMsPerGiB', 'client cpu ms/GiB']]
 
 function summarise (samples, names) {
   const medians = {}
@@ -258,14 +314,16 @@ async function main () {
     const sshd = await startSshd(clientKey)
     const port = await freePort()
     const tunnel = startTunnel('sshd', clientKey, sshd.port, `127.0.0.1:${port}:127.0.0.1:${nginx.port}`)
-    targets.push({ name: 'sshd', port, host: `127.0.0.1:${port}`, processes: [sshd.entry, tunnel], startedAt })
+    const cpu = () => ({ gateway: descendantsCpuMs(sshd.entry.child.pid), client: processCpuMs(tunnel.child.pid) })
+    targets.push({ name: 'sshd', port, host: `127.0.0.1:${port}`, processes: [sshd.entry, tunnel], startedAt, cpu })
     ciphers.sshd = await probeAlgorithms(clientKey, sshd.port)
   }
   if (ONLY !== 'sshd') {
     const startedAt = performance.now()
     const porthole = await startPorthole()
     const tunnel = startTunnel('porthole', clientKey, porthole.sshPort, `bench:80:127.0.0.1:${nginx.port}`)
-    targets.push({ name: 'porthole', port: porthole.httpPort, host: 'bench.localhost', processes: [porthole.entry, tunnel], startedAt })
+    const cpu = () => ({ gateway: processCpuMs(porthole.entry.child.pid), client: processCpuMs(tunnel.child.pid) })
+    targets.push({ name: 'porthole', port: porthole.httpPort, host: 'bench.localhost', processes: [porthole.entry, tunnel], startedAt, cpu })
     ciphers.porthole = await probeAlgorithms(clientKey, porthole.sshPort)
   }
   for (const target of targets) await waitReady(target)
@@ -290,7 +348,7 @@ async function main () {
     date,
     node: process.version,
     tools: toolVersions(),
-    settings: { duration: DURATION, warmup: WARMUP, rounds: ROUNDS, wrk: '-t1 -c50', bigBytes: BIG_BYTES, cpuProf: CPU_PROF, only: ONLY },
+    settings: { duration: DURATION, warmup: WARMUP, rounds: ROUNDS, wrk: '-t1 -c50', bigBytes: BIG_BYTES, cpuMsPerTick: MS_PER_TICK, cpuProf: CPU_PROF, only: ONLY },
     ciphers,
     medians: summary.medians,
     ratio: summary.ratio,
