@@ -9,6 +9,7 @@ import { AuthorizedKeys } from './identity/authorized-keys.js'
 import { loadHostKeys } from './agents/ssh/host-keys.js'
 import { SshAgent } from './agents/ssh/server.js'
 import { HttpEdge } from './edge/http-edge.js'
+import { TcpEdge } from './edge/tcp-edge.js'
 
 export interface RunningGateway {
   readonly config: ServerConfig
@@ -41,6 +42,8 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     upstreamConnections: 128,
   })
   const http = await edge.listen(config.httpAddr.host, config.httpAddr.port)
+  // TCP endpoints listen on the public HTTP interface.
+  const tcp = new TcpEdge({ host: config.httpAddr.host, log: log.child({ component: 'tcp' }) })
 
   const ssh = new SshAgent({
     hostKeys,
@@ -55,11 +58,13 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       registry,
       maxForwards: config.maxForwardsPerSession,
       maxChannels: 1024,
-      urlFor: (host) => edge.urlFor(host),
+      urlFor: (endpoint) => endpoint.port !== undefined ? `tcp://${config.tcpHost}:${endpoint.port}` : edge.urlFor(endpoint.host),
+      tcpPorts: config.tcpPorts,
+      tcpHosts: [config.tcpHost, config.domain],
       defaultAllocatedPort: http.port,
       commandWaitMs: 10_000,
       settleMs: 500,
-      onBound: (endpoint, options) => edge.attach(endpoint, options.compiled),
+      attach: (endpoint, compiled) => endpoint.spec.proto === 'tcp' ? tcp.attach(endpoint, compiled) : edge.attach(endpoint, compiled),
     },
   })
   let sshAddress

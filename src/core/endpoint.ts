@@ -3,7 +3,7 @@
 import type { Duplex } from 'node:stream'
 import type { PolicyDocument } from '../policy/document.js'
 
-export type EndpointProto = 'http'
+export type EndpointProto = 'http' | 'tcp' | 'tls'
 
 export interface EndpointSpec {
   readonly proto: EndpointProto
@@ -35,6 +35,9 @@ export interface RequestRecord {
   readonly durationMs: number
   readonly clientIp: string
   readonly errorCode?: string
+  /** tcp/tls connections: bytes from and to the public client. */
+  readonly bytesIn?: number
+  readonly bytesOut?: number
 }
 
 export interface EndpointHooks {
@@ -46,7 +49,10 @@ export interface EndpointHooks {
 
 export interface Endpoint {
   readonly id: string
-  readonly host: string // exact host or '*.suffix'
+  /** Exact host or '*.suffix' (http, tls); 'tcp:PORT' for tcp. */
+  readonly host: string
+  /** The public port of a tcp endpoint. */
+  readonly port?: number
   readonly spec: EndpointSpec
   readonly owner: Owner
   readonly dial: Dialer

@@ -14,7 +14,7 @@ export const catalogue = {
   // SSH command line and binding (shown on the SSH terminal; the forward is refused, nothing is bound).
   PH_1001: { status: 400, message: 'unknown option {detail}', surfaces: ['ssh'] },
   PH_1002: { status: 400, message: 'bad value for {detail}', surfaces: ['ssh'] },
-  PH_1003: { status: 400, message: 'unknown command {detail}; use http (tcp and tls come later)', surfaces: ['ssh'] },
+  PH_1003: { status: 400, message: 'unknown command {detail}; use http, tcp or tls', surfaces: ['ssh'] },
   PH_1004: { status: 400, message: 'bad CIDR {detail}', surfaces: ['ssh'] },
   PH_1005: { status: 400, message: 'malformed header {detail}', surfaces: ['ssh'] },
   PH_1006: { status: 400, message: 'malformed credential {detail}', surfaces: ['ssh'] },
@@ -23,13 +23,17 @@ export const catalogue = {
   PH_1012: { status: 403, message: 'wildcard {detail} would cover the whole base domain; bind *.<label>.<domain> instead', surfaces: ['ssh'] },
   PH_1014: { status: 400, message: 'port {detail} cannot carry an http endpoint; use -R 80:..., -R 443:... or -R 0:...', surfaces: ['ssh'] },
   PH_1015: { status: 400, message: 'unix socket forwarding is not supported ({detail}); forward a TCP port', surfaces: ['ssh'] },
-  PH_1016: { status: 501, message: '{detail} endpoints are not available on this gateway yet', surfaces: ['ssh'] },
   PH_1017: { status: 409, message: 'forward {detail} is already requested in this session', surfaces: ['ssh'] },
   PH_1018: { status: 429, message: 'too many forwards in one session (limit {detail})', surfaces: ['ssh'] },
   PH_1019: { status: 400, message: 'no forwards: run ssh with -R, e.g. ssh -R 80:localhost:3000 {detail}', surfaces: ['ssh'] },
   PH_1020: { status: 401, message: 'key {detail} is not authorized on this gateway', surfaces: ['ssh'] },
   PH_1021: { status: 503, message: 'gateway is shutting down', surfaces: ['ssh', 'edge'] },
   PH_1022: { status: 408, message: 'no command arrived in time for the forward {detail}', surfaces: ['ssh'] },
+  PH_1030: { status: 409, message: 'port {detail} is in use or held by another key', surfaces: ['ssh'] },
+  PH_1031: { status: 400, message: 'port {detail} is outside this gateway\'s TCP port pool', surfaces: ['ssh'] },
+  PH_1032: { status: 503, message: 'no free port left in the TCP port pool ({detail})', surfaces: ['ssh'] },
+  PH_1033: { status: 400, message: 'port {detail} cannot carry a tls endpoint; use -R name:443:localhost:PORT tls', surfaces: ['ssh'] },
+  PH_1034: { status: 400, message: 'tcp endpoints take no name ({detail}); use -R 0:... or -R PORT:...', surfaces: ['ssh'] },
   PH_1023: { status: 409, message: 'endpoint {detail} was taken over by a newer session of the same key', surfaces: ['ssh'] },
 
   // Gateway configuration (refused at start, one line on stderr).

@@ -2,7 +2,7 @@
 // it; when its endpoint goes away the owner keeps a hold on it for a grace period, so the same key gets the
 // same name back (random names included) and nobody else can take it meanwhile. No I/O here: the holds are
 // handed to a persistence callback (identity/name-store) whenever they change.
-import { randomUUID } from 'node:crypto'
+import { randomInt, randomUUID } from 'node:crypto'
 import { PortholeError } from './errors.js'
 import { covers, parseBindAddress, randomLabel, wildcardsFor } from './names.js'
 import type { Dialer, Endpoint, EndpointHooks, EndpointSpec, Owner } from './endpoint.js'
@@ -34,6 +34,14 @@ export interface BindRequest {
   hooks: EndpointHooks
 }
 
+export interface TcpBindRequest extends Omit<BindRequest, 'bindAddr'> {
+  /** 0 for any free port of the pool. */
+  port: number
+  range: { lo: number, hi: number }
+  /** Ports found unusable (another program listens there): never chosen again for this request. */
+  exclude?: ReadonlySet<number>
+}
+
 export type Lookup =
   | { state: 'bound', endpoint: Endpoint }
   | { state: 'offline', host: string }
@@ -47,6 +55,7 @@ export class Registry {
   readonly #onHoldsChanged: ((holds: Hold[]) => void) | undefined
   readonly #exact = new Map<string, Endpoint>()
   readonly #wildcard = new Map<string, Endpoint>()
+  readonly #tcp = new Map<number, Endpoint>()
   readonly #holds = new Map<string, Hold>()
 
   constructor (options: RegistryOptions) {
@@ -67,11 +76,11 @@ export class Registry {
   }
 
   get size (): number {
-    return this.#exact.size + this.#wildcard.size
+    return this.#exact.size + this.#wildcard.size + this.#tcp.size
   }
 
   endpoints (): Endpoint[] {
-    return [...this.#exact.values(), ...this.#wildcard.values()]
+    return [...this.#exact.values(), ...this.#wildcard.values(), ...this.#tcp.values()]
   }
 
   /**
@@ -91,34 +100,73 @@ export class Registry {
       host = wanted.host
       this.#checkMayBind(host, owner)
     }
-    const previous = this.#exact.get(host) ?? this.#wildcard.get(host)
+    return this.#add(host, undefined, random, request)
+  }
+
+  /**
+   * Binds a tcp endpoint on `port`, or on a free port of the range for 0 (the owner's held port for this
+   * slot first, so a reconnect gets its port back). Throws PH_1030/1031/1032.
+   */
+  bindTcp (request: TcpBindRequest): Endpoint {
+    const { owner, range } = request
+    let port = request.port
+    const random = port === 0
+    if (random) {
+      port = this.#freePortFor(owner, request.slot, range, request.exclude)
+    } else {
+      if (port < range.lo || port > range.hi) throw new PortholeError('PH_1031', `${port} (pool ${range.lo}-${range.hi})`)
+      const hold = this.#holds.get(`tcp:${port}`)
+      if ((hold && hold.ownerId !== owner.id && this.#live(hold)) || request.exclude?.has(port)) throw new PortholeError('PH_1030', String(port))
+    }
+    return this.#add(`tcp:${port}`, port, random, request)
+  }
+
+  lookupTcp (port: number): Endpoint | undefined {
+    return this.#tcp.get(port)
+  }
+
+  #mapFor (key: string): Map<string, Endpoint> | Map<number, Endpoint> {
+    return key.startsWith('tcp:') ? this.#tcp : key.startsWith('*.') ? this.#wildcard : this.#exact
+  }
+
+  #current (endpoint: { host: string, port?: number }): Endpoint | undefined {
+    return endpoint.port !== undefined ? this.#tcp.get(endpoint.port) : (this.#mapFor(endpoint.host) as Map<string, Endpoint>).get(endpoint.host)
+  }
+
+  #add (key: string, port: number | undefined, random: boolean, request: Omit<BindRequest, 'bindAddr'>): Endpoint {
+    const previous = this.#current({ host: key, ...(port !== undefined ? { port } : {}) })
     if (previous) {
       this.unbind(previous)
       previous.hooks.onEvicted?.()
     }
     const endpoint: Endpoint = {
       id: randomUUID(),
-      host,
+      host: key,
+      ...(port !== undefined ? { port } : {}),
       spec: request.spec,
-      owner,
+      owner: request.owner,
       dial: request.dial,
       hooks: request.hooks,
     }
-    ;(host.startsWith('*.') ? this.#wildcard : this.#exact).set(host, endpoint)
-    this.#holds.set(host, { host, ownerId: owner.id, random, slot: random ? request.slot : null, expiresAt: null })
+    if (port !== undefined) this.#tcp.set(port, endpoint)
+    else (this.#mapFor(key) as Map<string, Endpoint>).set(key, endpoint)
+    this.#holds.set(key, { host: key, ownerId: request.owner.id, random, slot: random ? request.slot : null, expiresAt: null })
     this.#changed()
     return endpoint
   }
 
-  /** Removes an endpoint; its owner keeps the name for the grace period. Safe to call twice. */
-  unbind (endpoint: Endpoint): void {
-    const map = endpoint.host.startsWith('*.') ? this.#wildcard : this.#exact
-    if (map.get(endpoint.host) !== endpoint) return
-    map.delete(endpoint.host)
+  /**
+   * Removes an endpoint; its owner keeps the name for the grace period (unless keepHold is false: a bind
+   * that never went live). Safe to call twice.
+   */
+  unbind (endpoint: Endpoint, { keepHold = true }: { keepHold?: boolean } = {}): void {
+    if (this.#current(endpoint) !== endpoint) return
+    if (endpoint.port !== undefined) this.#tcp.delete(endpoint.port)
+    else (this.#mapFor(endpoint.host) as Map<string, Endpoint>).delete(endpoint.host)
     void endpoint.upstream?.close()
     const hold = this.#holds.get(endpoint.host)
     if (hold && hold.ownerId === endpoint.owner.id) {
-      if (endpoint.owner.persistent) hold.expiresAt = this.#now() + this.#graceMs
+      if (endpoint.owner.persistent && keepHold) hold.expiresAt = this.#now() + this.#graceMs
       else this.#holds.delete(endpoint.host)
     }
     this.#changed()
@@ -149,7 +197,7 @@ export class Registry {
 
   #checkMayBind (host: string, owner: Owner): void {
     for (const hold of this.#holds.values()) {
-      if (hold.ownerId === owner.id || !this.#live(hold)) continue
+      if (hold.ownerId === owner.id || !this.#live(hold) || hold.host.startsWith('tcp:')) continue
       // Someone else's name, a wildcard of theirs covering this name, or a name of theirs under this wildcard.
       if (hold.host === host || covers(hold.host, host) || covers(host, hold.host)) {
         throw new PortholeError('PH_1011', host)
@@ -157,10 +205,32 @@ export class Registry {
     }
   }
 
+  #freePortFor (owner: Owner, slot: string, range: { lo: number, hi: number }, exclude?: ReadonlySet<number>): number {
+    const usable = (port: number): boolean => {
+      if (exclude?.has(port) || this.#tcp.has(port)) return false
+      const hold = this.#holds.get(`tcp:${port}`)
+      return !hold || !this.#live(hold)
+    }
+    if (owner.persistent) {
+      for (const hold of this.#holds.values()) {
+        if (!hold.host.startsWith('tcp:') || !hold.random || hold.ownerId !== owner.id || hold.slot !== slot || hold.expiresAt === null || !this.#live(hold)) continue
+        const port = Number(hold.host.slice(4))
+        if (port >= range.lo && port <= range.hi && !exclude?.has(port) && !this.#tcp.has(port)) return port
+      }
+    }
+    const size = range.hi - range.lo + 1
+    for (let i = 0; i < 32; i++) {
+      const port = range.lo + randomInt(size)
+      if (usable(port)) return port
+    }
+    for (let port = range.lo; port <= range.hi; port++) if (usable(port)) return port
+    throw new PortholeError('PH_1032', `${range.lo}-${range.hi}`)
+  }
+
   #randomHostFor (owner: Owner, slot: string): string {
     if (owner.persistent) {
       for (const hold of this.#holds.values()) {
-        if (hold.random && hold.ownerId === owner.id && hold.slot === slot && hold.expiresAt !== null && this.#live(hold)) {
+        if (hold.random && !hold.host.startsWith('tcp:') && hold.ownerId === owner.id && hold.slot === slot && hold.expiresAt !== null && this.#live(hold)) {
           return hold.host
         }
       }

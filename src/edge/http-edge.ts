@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import { isPortholeError, type ErrorCode } from '../core/errors.js'
 import type { Endpoint } from '../core/endpoint.js'
 import type { Registry } from '../core/registry.js'
-import type { CompiledPolicy, HeaderMap } from '../policy/compiled.js'
+import type { CompiledPolicy, Denial, HeaderMap } from '../policy/compiled.js'
 import { cleanResponseHeaders, requestHead, upstreamRequestHeaders } from './headers.js'
 import { sendError, sendRawError } from './error-response.js'
 import { Upstream } from './upstream.js'
@@ -54,6 +54,26 @@ function rewriteLocation (headers: HeaderMap, upstreamHost: string, publicOrigin
       return
     }
   }
+}
+
+/** on_tcp_connect (per request for HTTP: the endpoint is known only from the Host), then on_http_request. */
+function runRequestPhases (policy: CompiledPolicy, clientIp: string, headers: HeaderMap): Denial | undefined {
+  const connect = policy.onTcpConnect
+  if (connect !== null) {
+    for (const step of connect) {
+      const denial = step({ clientIp })
+      if (denial) return denial
+    }
+  }
+  const request = policy.onHttpRequest
+  if (request !== null) {
+    const ctx = { clientIp, headers }
+    for (const step of request) {
+      const denial = step(ctx)
+      if (denial) return denial
+    }
+  }
+  return undefined
 }
 
 /** Streams one upstream response into the public response, with backpressure both ways. */
@@ -217,17 +237,11 @@ export class HttpEdge {
       }))
     }
     const headers = upstreamRequestHeaders(req, clientIp, 'http', false)
-    const steps = upstream.policy.onHttpRequest
-    if (steps !== null) {
-      const ctx = { clientIp, headers }
-      for (const step of steps) {
-        const denial = step(ctx)
-        if (denial) {
-          req.resume()
-          this.fail(res, endpoint, denial.code, undefined, denial.headers)
-          return
-        }
-      }
+    const denial = runRequestPhases(upstream.policy, clientIp, headers)
+    if (denial) {
+      req.resume()
+      this.fail(res, endpoint, denial.code, undefined, denial.headers)
+      return
     }
     const upstreamHost = this.#upstreamHost(upstream, req)
     if (upstreamHost !== undefined) headers.host = upstreamHost
@@ -249,13 +263,8 @@ export class HttpEdge {
     if ('code' in routed) return sendRawError(socket, routed.code, routed.detail)
     const { endpoint, upstream } = routed
     const headers = upstreamRequestHeaders(req, clientIp, 'http', true)
-    const steps = upstream.policy.onHttpRequest
-    if (steps !== null) {
-      for (const step of steps) {
-        const denial = step({ clientIp, headers })
-        if (denial) return sendRawError(socket, denial.code, undefined, denial.headers)
-      }
-    }
+    const denial = runRequestPhases(upstream.policy, clientIp, headers)
+    if (denial) return sendRawError(socket, denial.code, undefined, denial.headers)
     const upstreamHost = this.#upstreamHost(upstream, req)
     if (upstreamHost !== undefined) headers.host = upstreamHost
     const started = performance.now()

@@ -2,7 +2,7 @@
 // PortholeError naming the phase, rule and action, so nothing half-valid is ever bound.
 import { PortholeError } from '../core/errors.js'
 import type { Action, PolicyDocument, Rule } from './document.js'
-import type { CompiledPolicy, RequestStep, ResponseStep } from './compiled.js'
+import type { CompiledPolicy, ConnectStep, RequestStep, ResponseStep } from './compiled.js'
 import { compileBasicAuth } from './actions/basic-auth.js'
 import { compileRestrictIps } from './actions/restrict-ips.js'
 import { compileAddHeaders, compileRemoveHeaders } from './actions/headers.js'
@@ -59,17 +59,20 @@ function compilePhase<T> (phase: string, rules: Rule[] | undefined, build: (acti
   return steps
 }
 
-export function compilePolicy (document: PolicyDocument): CompiledPolicy {
-  // For HTTP endpoints on_tcp_connect rules run first on each request: the Host that picks the endpoint is
-  // only known once a request arrives. Only restrict-ips makes sense there.
-  const connect = compilePhase('on_tcp_connect', document.on_tcp_connect, (action) => {
+const orNull = <T>(steps: T[]): T[] | null => (steps.length > 0 ? steps : null)
+
+/** Compiles for an endpoint of `proto`: TCP and TLS endpoints see no HTTP, so HTTP phases are refused. */
+export function compilePolicy (document: PolicyDocument, proto: 'http' | 'tcp' | 'tls' = 'http'): CompiledPolicy {
+  const connect = compilePhase('on_tcp_connect', document.on_tcp_connect, (action): ConnectStep => {
     if (action.type !== 'restrict-ips') throw new PortholeError('PH_1002', `action type ${JSON.stringify(action.type)} (not allowed in on_tcp_connect)`)
-    return requestStep(action)
+    return compileRestrictIps(action)
   })
-  const request = [...connect, ...compilePhase('on_http_request', document.on_http_request, requestStep)]
-  const response = compilePhase('on_http_response', document.on_http_response, responseStep)
+  if (proto !== 'http' && (document.on_http_request?.length || document.on_http_response?.length)) {
+    throw new PortholeError('PH_1002', `on_http_request/on_http_response (a ${proto} endpoint carries no HTTP)`)
+  }
   return {
-    onHttpRequest: request.length > 0 ? request : null,
-    onHttpResponse: response.length > 0 ? response : null,
+    onTcpConnect: orNull(connect),
+    onHttpRequest: orNull(compilePhase('on_http_request', document.on_http_request, requestStep)),
+    onHttpResponse: orNull(compilePhase('on_http_response', document.on_http_response, responseStep)),
   }
 }

@@ -5,6 +5,11 @@ import type { ErrorCode } from '../core/errors.js'
 /** Header name (lower case) -> value(s). Used for both request and response headers. */
 export type HeaderMap = Record<string, string | string[] | undefined>
 
+export interface ConnectContext {
+  /** The TCP peer address of the public client. */
+  readonly clientIp: string
+}
+
 export interface HttpRequestContext {
   /** The TCP peer address of the public client. */
   readonly clientIp: string
@@ -18,10 +23,14 @@ export interface Denial {
   readonly headers?: Record<string, string>
 }
 
+export type ConnectStep = (ctx: ConnectContext) => Denial | undefined
 export type RequestStep = (ctx: HttpRequestContext) => Denial | undefined
 export type ResponseStep = (headers: HeaderMap) => void
 
 export interface CompiledPolicy {
+  /** TCP/TLS endpoints: once per connection. HTTP endpoints: once per request, before on_http_request
+   *  (the Host that picks the endpoint is only known once a request arrives). */
+  readonly onTcpConnect: readonly ConnectStep[] | null
   readonly onHttpRequest: readonly RequestStep[] | null
   readonly onHttpResponse: readonly ResponseStep[] | null
 }

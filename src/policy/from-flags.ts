@@ -30,10 +30,11 @@ function headerAdds (values: string[], flag: string): Record<string, string> {
 }
 
 export function policyFromFlags (flags: ModuleFlags): PolicyDocument {
+  const connect: Rule[] = []
   const request: Rule[] = []
   const response: Rule[] = []
   if (flags.cidrAllow.length > 0 || flags.cidrDeny.length > 0) {
-    request.push({ name: 'cidr flags', actions: [{ type: 'restrict-ips', config: { allow: flags.cidrAllow, deny: flags.cidrDeny } }] })
+    connect.push({ name: 'cidr flags', actions: [{ type: 'restrict-ips', config: { allow: flags.cidrAllow, deny: flags.cidrDeny } }] })
   }
   if (flags.basicAuth.length > 0) {
     request.push({ name: 'basic-auth flag', actions: [{ type: 'basic-auth', config: { credentials: flags.basicAuth } }] })
@@ -51,6 +52,7 @@ export function policyFromFlags (flags: ModuleFlags): PolicyDocument {
     response.push({ name: 'response header flags', actions: [{ type: 'add-headers', config: { headers: headerAdds(flags.responseHeaderAdd, '--response-header-add') } }] })
   }
   const document: PolicyDocument = {}
+  if (connect.length > 0) document.on_tcp_connect = connect
   if (request.length > 0) document.on_http_request = request
   if (response.length > 0) document.on_http_response = response
   return document

@@ -1,13 +1,13 @@
 // The SSH command-line grammar: good input becomes the same policy rules the engine runs; bad input is
 // refused with a stable code and a one-line reason.
 import { describe, expect, it } from 'vitest'
-import { parseCommand, HTTP_HELP, TOP_HELP } from '../../src/agents/ssh/exec-grammar.js'
+import { parseCommand, specFor, HELP, TOP_HELP } from '../../src/agents/ssh/exec-grammar.js'
 import { PortholeError } from '../../src/core/errors.js'
 
 function options (line: string) {
   const parsed = parseCommand(line)
   if (parsed.kind !== 'options') throw new Error('expected options')
-  return parsed.options
+  return { ...parsed.options, ...specFor(parsed.options, parsed.options.command ?? 'http') }
 }
 
 function codeOf (line: string): string {
@@ -25,16 +25,20 @@ describe('exec grammar', () => {
     expect(options('').command).toBeNull()
     expect(options('http').command).toBe('http')
     expect(options('http').spec.policy).toEqual({})
-    expect(options('http').compiled).toEqual({ onHttpRequest: null, onHttpResponse: null })
+    expect(options('http').compiled).toEqual({ onTcpConnect: null, onHttpRequest: null, onHttpResponse: null })
+    expect(options('tcp').command).toBe('tcp')
+    expect(options('tls --cidr-allow 10.0.0.0/8').compiled.onTcpConnect).toHaveLength(1)
     expect(options('http').output).toBe('text')
   })
 
-  it('compiles module flags to policy rules in order: IP rules, auth, headers', () => {
+  it('compiles module flags to policy rules: IP rules on connect, then auth, then headers', () => {
     const parsed = options("http --basic-auth 'ann:s3cret' --basic-auth bo:pw --cidr-allow 10.0.0.0/8 --cidr-deny 10.1.0.0/16 " +
       "--request-header-add 'X-Team: blue' --request-header-remove x-drop --response-header-add \"X-Frame-Options: DENY\" --response-header-remove server")
     expect(parsed.spec.policy).toEqual({
-      on_http_request: [
+      on_tcp_connect: [
         { name: 'cidr flags', actions: [{ type: 'restrict-ips', config: { allow: ['10.0.0.0/8'], deny: ['10.1.0.0/16'] } }] },
+      ],
+      on_http_request: [
         { name: 'basic-auth flag', actions: [{ type: 'basic-auth', config: { credentials: ['ann:s3cret', 'bo:pw'] } }] },
         { name: 'request header flags', actions: [{ type: 'remove-headers', config: { headers: ['x-drop'] } }] },
         { name: 'request header flags', actions: [{ type: 'add-headers', config: { headers: { 'X-Team': 'blue' } } }] },
@@ -44,7 +48,8 @@ describe('exec grammar', () => {
         { name: 'response header flags', actions: [{ type: 'add-headers', config: { headers: { 'X-Frame-Options': 'DENY' } } }] },
       ],
     })
-    expect(parsed.compiled.onHttpRequest).toHaveLength(4)
+    expect(parsed.compiled.onTcpConnect).toHaveLength(1)
+    expect(parsed.compiled.onHttpRequest).toHaveLength(3)
     expect(parsed.compiled.onHttpResponse).toHaveLength(2)
   })
 
@@ -55,22 +60,24 @@ describe('exec grammar', () => {
   })
 
   it('prints help', () => {
-    expect(parseCommand('http --help')).toEqual({ kind: 'help', text: HTTP_HELP })
-    expect(parseCommand('http -h')).toEqual({ kind: 'help', text: HTTP_HELP })
+    expect(parseCommand('http --help')).toEqual({ kind: 'help', text: HELP.http })
+    expect(parseCommand('http -h')).toEqual({ kind: 'help', text: HELP.http })
+    expect(parseCommand('tcp --help')).toEqual({ kind: 'help', text: HELP.tcp })
+    expect(HELP.tcp).not.toContain('--basic-auth')
     expect(parseCommand('--help')).toEqual({ kind: 'help', text: TOP_HELP })
     expect(parseCommand('help')).toEqual({ kind: 'help', text: TOP_HELP })
-    expect(HTTP_HELP).toContain('--basic-auth')
+    expect(HELP.http).toContain('--basic-auth')
   })
 
   it.each([
     ['http --basic-aut a:b', 'PH_1001 unknown option --basic-aut; did you mean --basic-auth?'],
     ['http --frobnicate', 'PH_1001 unknown option --frobnicate'],
     ['http -x', 'PH_1001 unknown option -x'],
-    ['ftp', 'PH_1003 unknown command "ftp"; use http (tcp and tls come later)'],
-    ['tcp', 'PH_1016 tcp endpoints are not available on this gateway yet'],
+    ['ftp', 'PH_1003 unknown command "ftp"; use http, tcp or tls'],
+    ['tcp --basic-auth a:b', 'PH_1001 unknown option --basic-auth for tcp (it applies to http)'],
     ['http extra', 'PH_1002 bad value for argument "extra" (flags start with --)'],
-    ['http --cidr-allow 10.0.0/33', 'PH_1004 bad CIDR "10.0.0/33" at on_http_request[0].actions[0]'],
-    ['http --cidr-deny nonsense', 'PH_1004 bad CIDR "nonsense" at on_http_request[0].actions[0]'],
+    ['http --cidr-allow 10.0.0/33', 'PH_1004 bad CIDR "10.0.0/33" at on_tcp_connect[0].actions[0]'],
+    ['tcp --cidr-deny nonsense', 'PH_1004 bad CIDR "nonsense" at on_tcp_connect[0].actions[0]'],
     ['http --basic-auth nocolon', 'PH_1006 malformed credential "nocolon" (want user:password, both non-empty) at on_http_request[0].actions[0]'],
     ['http --basic-auth :pw', 'PH_1006 malformed credential ":***" (want user:password, both non-empty) at on_http_request[0].actions[0]'],
     ['http --basic-auth user:', 'PH_1006 malformed credential "user:***" (want user:password, both non-empty) at on_http_request[0].actions[0]'],

@@ -7,9 +7,10 @@
 import type { Connection, ServerChannel, Session, TcpipBindInfo } from 'ssh2'
 import type { Logger } from 'pino'
 import { PortholeError, isPortholeError } from '../../core/errors.js'
-import type { ClientAddress, Endpoint, Owner, RequestRecord } from '../../core/endpoint.js'
-import type { Registry } from '../../core/registry.js'
-import { DEFAULT_OPTIONS, parseCommand, type SessionOptions } from './exec-grammar.js'
+import type { ClientAddress, Endpoint, EndpointProto, Owner, RequestRecord } from '../../core/endpoint.js'
+import type { Registry, TcpBindRequest } from '../../core/registry.js'
+import type { CompiledPolicy } from '../../policy/compiled.js'
+import { DEFAULT_OPTIONS, parseCommand, specFor, type SessionOptions } from './exec-grammar.js'
 import { Terminal } from './terminal.js'
 
 export interface ConnectionContext {
@@ -17,15 +18,18 @@ export interface ConnectionContext {
   readonly log: Logger
   readonly maxForwards: number
   readonly maxChannels: number
-  /** The public URL of a bound host, e.g. http://abc.localhost:8080 */
-  readonly urlFor: (host: string) => string
+  /** The public URL of an endpoint, e.g. http://abc.localhost:8080 or tcp://localhost:20123 */
+  readonly urlFor: (endpoint: Endpoint) => string
+  /** The TCP port pool, and the bind addresses a tcp forward may name (besides '' and localhost). */
+  readonly tcpPorts: { lo: number, hi: number }
+  readonly tcpHosts: readonly string[]
   /** The port reported for -R 0 (the HTTP edge's port); made unique per session. */
   readonly defaultAllocatedPort: number
   /** ms to wait for the command once a session channel is open, and for a session at all. */
   readonly commandWaitMs: number
   readonly settleMs: number
-  /** Called once the endpoint is bound, so the edge can attach its upstream state. */
-  readonly onBound: (endpoint: Endpoint, options: SessionOptions) => void
+  /** Called once the endpoint is bound, so an edge can attach (listen, build its upstream state). */
+  readonly attach: (endpoint: Endpoint, compiled: CompiledPolicy) => Promise<void> | void
 }
 
 type Accept = ((port?: number) => void) | undefined
@@ -34,12 +38,15 @@ type Reject = (() => void) | undefined
 interface Forward {
   readonly bindAddr: string
   readonly bindPort: number
-  readonly replyPort: number
+  /** The port the client hears back and finds in forwarded-tcpip channels (the allocated one for -R 0). */
+  replyPort: number
   accept: Accept
   reject: Reject
   endpoint: Endpoint | null
   /** Not yet answered (bound or refused). */
   pending: boolean
+  /** A bind is under way (tcp binds wait for their listener). */
+  binding?: boolean
   /** Refused on arrival; reported once the terminal exists (see #bindPending). */
   refusal?: PortholeError
 }
@@ -62,6 +69,8 @@ export class SshConnection {
   #settleDeadline = 0
   #openChannels = 0
   #closed = false
+  /** Binds run one batch at a time, in request order. */
+  #binding: Promise<void> = Promise.resolve()
 
   constructor (id: string, client: Connection, owner: Owner, ctx: ConnectionContext) {
     this.id = id
@@ -244,14 +253,20 @@ export class SshConnection {
     this.#waitTimer = setTimeout(check, 25)
   }
 
+  /** Binds the pending forwards one after another (tcp ones wait for their listener), then prints them. */
   #bindPending (): void {
+    this.#binding = this.#binding.then(() => this.#bindPendingNow())
+  }
+
+  async #bindPendingNow (): Promise<void> {
     const options = this.#options!
     const bound: Endpoint[] = []
     let refused = 0
-    for (const forward of this.#forwards) {
-      if (!forward.pending) continue
+    for (const forward of [...this.#forwards]) {
+      if (!forward.pending || forward.binding) continue
+      forward.binding = true
       try {
-        const endpoint = this.#bind(forward, options)
+        const endpoint = await this.#bind(forward, options)
         forward.endpoint = endpoint
         bound.push(endpoint)
         this.#settle(forward, true)
@@ -260,6 +275,7 @@ export class SshConnection {
         refused++
       }
     }
+    if (this.#closed) return
     if (refused > 0) {
       // Nothing bound at all: the session has no purpose; end it with status 1 (see #exitThenFail).
       if (this.endpoints.length === 0) void this.#exitThenFail(1)
@@ -267,7 +283,7 @@ export class SshConnection {
     }
     if (bound.length > 0) {
       this.#terminal?.endpoints(bound.map((endpoint) => ({
-        url: this.#ctx.urlFor(endpoint.host),
+        url: this.#ctx.urlFor(endpoint),
         proto: endpoint.spec.proto,
         bind: this.#forwardOf(endpoint)!,
       })))
@@ -279,19 +295,30 @@ export class SshConnection {
     return forward ? `${forward.bindAddr}:${forward.replyPort}` : undefined
   }
 
-  #bind (forward: Forward, options: SessionOptions): Endpoint {
-    if (forward.refusal) throw forward.refusal
-    if (!HTTP_PORTS.has(forward.bindPort)) {
-      if (options.command === 'http') throw new PortholeError('PH_1014', String(forward.bindPort))
-      throw new PortholeError('PH_1016', 'tcp')
+  /** The endpoint kind a forward becomes: the command's, or with none, http for ports 80/443/0 and tcp otherwise. */
+  #protoFor (forward: Forward, options: SessionOptions): EndpointProto {
+    const proto = options.command ?? (HTTP_PORTS.has(forward.bindPort) ? 'http' : 'tcp')
+    if (proto === 'http' && !HTTP_PORTS.has(forward.bindPort)) throw new PortholeError('PH_1014', String(forward.bindPort))
+    if (proto === 'tls' && forward.bindPort !== 443 && forward.bindPort !== 0) throw new PortholeError('PH_1033', String(forward.bindPort))
+    if (proto === 'tcp') {
+      const addr = forward.bindAddr.toLowerCase()
+      if (addr !== '' && addr !== 'localhost' && addr !== '*' && addr !== '0.0.0.0' && !this.#ctx.tcpHosts.includes(addr)) {
+        throw new PortholeError('PH_1034', JSON.stringify(forward.bindAddr))
+      }
     }
-    const url = (): string => this.#ctx.urlFor(endpoint.host)
-    const endpoint = this.#ctx.registry.bind({
-      bindAddr: forward.bindAddr,
+    return proto
+  }
+
+  async #bind (forward: Forward, options: SessionOptions): Promise<Endpoint> {
+    if (forward.refusal) throw forward.refusal
+    const proto = this.#protoFor(forward, options)
+    const { spec, compiled } = specFor(options, proto)
+    const url = (): string => this.#ctx.urlFor(endpoint)
+    const request = {
       slot: `${forward.bindAddr}:${forward.bindPort}`,
-      spec: options.spec,
+      spec,
       owner: this.owner,
-      dial: (client) => this.#dial(forward, client),
+      dial: (client: ClientAddress) => this.#dial(forward, client),
       hooks: {
         onRequest: (record: RequestRecord) => this.#terminal?.request(record, url()),
         onEvicted: () => {
@@ -300,10 +327,36 @@ export class SshConnection {
           this.#log.info({ host: endpoint.host }, 'endpoint taken over by a newer session')
         },
       },
-    })
-    this.#ctx.onBound(endpoint, options)
+    }
+    const endpoint: Endpoint = proto === 'tcp'
+      ? await this.#bindTcp(forward, request, compiled)
+      : this.#ctx.registry.bind({ ...request, bindAddr: forward.bindAddr })
+    if (proto !== 'tcp') await this.#ctx.attach(endpoint, compiled)
+    if (this.#closed) {
+      // The client left while we were binding: leave nothing behind.
+      this.#ctx.registry.unbind(endpoint)
+      throw new PortholeError('PH_1021')
+    }
     this.#log.info({ host: endpoint.host, bind: `${forward.bindAddr}:${forward.bindPort}` }, 'endpoint bound')
     return endpoint
+  }
+
+  /** A tcp endpoint: a port from the registry, then a listener on it; a port another program holds is skipped. */
+  async #bindTcp (forward: Forward, request: Omit<TcpBindRequest, 'port' | 'range' | 'exclude'>, compiled: CompiledPolicy): Promise<Endpoint> {
+    const exclude = new Set<number>()
+    for (;;) {
+      const endpoint = this.#ctx.registry.bindTcp({ ...request, port: forward.bindPort, range: this.#ctx.tcpPorts, exclude })
+      try {
+        await this.#ctx.attach(endpoint, compiled)
+        forward.replyPort = endpoint.port!
+        return endpoint
+      } catch (error) {
+        this.#ctx.registry.unbind(endpoint, { keepHold: false })
+        this.#log.info({ port: endpoint.port, err: (error as Error).message }, 'tcp port unavailable')
+        if (forward.bindPort !== 0 || exclude.size >= 8) throw new PortholeError('PH_1030', String(endpoint.port), { cause: error })
+        exclude.add(endpoint.port!)
+      }
+    }
   }
 
   /** Opens a forwarded-tcpip channel carrying exactly the bind address and port the client asked for. */

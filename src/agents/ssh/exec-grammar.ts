@@ -6,16 +6,18 @@ import { PortholeError } from '../../core/errors.js'
 import { didYouMean } from '../../core/suggest.js'
 import { compilePolicy } from '../../policy/compile.js'
 import { policyFromFlags, type ModuleFlags } from '../../policy/from-flags.js'
-import type { EndpointSpec } from '../../core/endpoint.js'
+import type { EndpointProto, EndpointSpec } from '../../core/endpoint.js'
 import type { CompiledPolicy } from '../../policy/compiled.js'
+import type { PolicyDocument } from '../../policy/document.js'
 
 export type OutputMode = 'text' | 'json'
+export type Command = EndpointProto
 
 export interface SessionOptions {
-  /** The command the user typed, or null for none (ports then decide: 80/443/0 http). */
-  readonly command: 'http' | null
-  readonly spec: EndpointSpec
-  readonly compiled: CompiledPolicy
+  /** The command the user typed, or null for none (ports then decide: 80/443/0 http, others tcp). */
+  readonly command: Command | null
+  readonly policy: PolicyDocument
+  readonly hostHeader: string | undefined
   readonly output: OutputMode
 }
 
@@ -23,63 +25,98 @@ export type ParsedCommand =
   | { kind: 'options', options: SessionOptions }
   | { kind: 'help', text: string }
 
-interface FlagInfo { readonly flag: string, readonly key: keyof ModuleFlags | 'hostHeader' | 'output' | 'help', readonly repeatable: boolean, readonly help: string }
+type FlagKey = keyof ModuleFlags | 'hostHeader' | 'output' | 'help'
 
-const HTTP_FLAGS: readonly FlagInfo[] = [
-  { flag: 'basic-auth', key: 'basicAuth', repeatable: true, help: "user:password  require HTTP basic auth (repeat for several users)" },
-  { flag: 'cidr-allow', key: 'cidrAllow', repeatable: true, help: 'CIDR  only allow clients from this range (repeatable)' },
-  { flag: 'cidr-deny', key: 'cidrDeny', repeatable: true, help: 'CIDR  refuse clients from this range (repeatable)' },
-  { flag: 'request-header-add', key: 'requestHeaderAdd', repeatable: true, help: "'Name: value'  set a header on requests to your service" },
-  { flag: 'request-header-remove', key: 'requestHeaderRemove', repeatable: true, help: 'Name  remove a header from requests to your service' },
-  { flag: 'response-header-add', key: 'responseHeaderAdd', repeatable: true, help: "'Name: value'  set a header on responses to clients" },
-  { flag: 'response-header-remove', key: 'responseHeaderRemove', repeatable: true, help: 'Name  remove a header from responses to clients' },
-  { flag: 'host-header', key: 'hostHeader', repeatable: false, help: 'rewrite|HOST[:PORT]  Host header sent upstream (rewrite: localhost); Location is rewritten back' },
-  { flag: 'output', key: 'output', repeatable: false, help: 'text|json  terminal output: banner and request lines, or one JSON object per line' },
-  { flag: 'help', key: 'help', repeatable: false, help: '  show this help' },
+interface FlagInfo {
+  readonly flag: string
+  readonly key: FlagKey
+  readonly repeatable: boolean
+  readonly commands: readonly Command[]
+  readonly help: string
+}
+
+const ALL: readonly Command[] = ['http', 'tcp', 'tls']
+const FLAGS: readonly FlagInfo[] = [
+  { flag: 'basic-auth', key: 'basicAuth', repeatable: true, commands: ['http'], help: 'user:password  require HTTP basic auth (repeat for several users)' },
+  { flag: 'cidr-allow', key: 'cidrAllow', repeatable: true, commands: ALL, help: 'CIDR  only allow clients from this range (repeatable)' },
+  { flag: 'cidr-deny', key: 'cidrDeny', repeatable: true, commands: ALL, help: 'CIDR  refuse clients from this range (repeatable)' },
+  { flag: 'request-header-add', key: 'requestHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on requests to your service" },
+  { flag: 'request-header-remove', key: 'requestHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from requests to your service' },
+  { flag: 'response-header-add', key: 'responseHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on responses to clients" },
+  { flag: 'response-header-remove', key: 'responseHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from responses to clients' },
+  { flag: 'host-header', key: 'hostHeader', repeatable: false, commands: ['http'], help: 'rewrite|HOST[:PORT]  Host header sent upstream (rewrite: localhost); Location is rewritten back' },
+  { flag: 'output', key: 'output', repeatable: false, commands: ALL, help: 'text|json  terminal output: banner and request lines, or one JSON object per line' },
+  { flag: 'help', key: 'help', repeatable: false, commands: ALL, help: '  show this help' },
 ]
+const KNOWN = new Map(FLAGS.map((info) => [info.flag, info]))
 
-const KNOWN = new Map(HTTP_FLAGS.map((info) => [info.flag, info]))
+const USAGE: Record<Command, readonly string[]> = {
+  http: [
+    'Usage: ssh -R [name:]80:localhost:PORT <gateway> http [flags]',
+    'Names: -R 80:... a random name; -R myapp:80:... myapp.<domain>; -R "*.team:80:..." a wildcard.',
+  ],
+  tcp: [
+    'Usage: ssh -R 0:localhost:PORT <gateway> tcp [flags]       (a free port from the pool)',
+    '       ssh -R PORT:localhost:PORT <gateway> tcp [flags]    (that port, if free and yours)',
+  ],
+  tls: [
+    'Usage: ssh -R name:443:localhost:PORT <gateway> tls [flags]',
+    'TLS passthrough by SNI: your service terminates TLS with its own certificate.',
+  ],
+}
 
-export const HTTP_HELP = [
-  'Usage: ssh -R [name:]80:localhost:PORT <gateway> http [flags]',
-  '',
-  'Flags:',
-  ...HTTP_FLAGS.map((info) => `  --${info.flag} ${info.help}`),
-  '',
-  'Names: -R 80:... a random name; -R myapp:80:... myapp.<domain>; -R "*.team:80:..." a wildcard.',
-  'Tip: add -o ExitOnForwardFailure=yes so a refused name ends the command.',
-].join('\r\n') + '\r\n'
+function commandHelp (command: Command): string {
+  return [
+    USAGE[command][0]!,
+    '',
+    'Flags:',
+    ...FLAGS.filter((f) => f.commands.includes(command)).map((f) => `  --${f.flag} ${f.help}`),
+    '',
+    ...USAGE[command].slice(1),
+    'Tip: add -o ExitOnForwardFailure=yes so a refused forward ends the command.',
+  ].join('\r\n') + '\r\n'
+}
+
+export const HELP: Record<Command, string> = { http: commandHelp('http'), tcp: commandHelp('tcp'), tls: commandHelp('tls') }
 
 export const TOP_HELP = [
-  'Usage: ssh -R [name:]80:localhost:PORT <gateway> [http] [flags]',
+  'Usage: ssh -R [name:]80:localhost:PORT <gateway> [http|tcp|tls] [flags]',
   '',
   'Commands:',
   '  http    expose a local HTTP service (the default for ports 80, 443 and 0)',
+  '  tcp     expose a local TCP service on a port of the gateway (the default for other ports)',
+  '  tls     pass TLS through by SNI to a local TLS service',
   '',
-  'Run `http --help` for its flags.',
+  'Run `<command> --help` for its flags.',
 ].join('\r\n') + '\r\n'
 
-const DEFAULT_FLAGS: ModuleFlags = {
+const NO_FLAGS: ModuleFlags = {
   basicAuth: [], cidrAllow: [], cidrDeny: [], requestHeaderAdd: [], requestHeaderRemove: [], responseHeaderAdd: [], responseHeaderRemove: [],
 }
 
-function buildOptions (command: 'http' | null, flags: ModuleFlags, hostHeader: string | undefined, output: OutputMode): SessionOptions {
-  const policy = policyFromFlags(flags)
-  const compiled = compilePolicy(policy)
-  const spec: EndpointSpec = hostHeader === undefined ? { proto: 'http', policy } : { proto: 'http', policy, hostHeader }
-  return { command, spec, compiled, output }
+export const DEFAULT_OPTIONS: SessionOptions = { command: null, policy: {}, hostHeader: undefined, output: 'text' }
+
+/** The spec and compiled policy a forward of `proto` is bound with. Throws PH_10xx if they do not fit. */
+export function specFor (options: SessionOptions, proto: EndpointProto): { spec: EndpointSpec, compiled: CompiledPolicy } {
+  const compiled = compilePolicy(options.policy, proto)
+  const spec: EndpointSpec = proto === 'http' && options.hostHeader !== undefined
+    ? { proto, policy: options.policy, hostHeader: options.hostHeader }
+    : { proto, policy: options.policy }
+  return { spec, compiled }
 }
 
-export const DEFAULT_OPTIONS: SessionOptions = buildOptions(null, DEFAULT_FLAGS, undefined, 'text')
-
 const HOST_VALUE = /^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/
+
+function isCommand (word: string): word is Command {
+  return (ALL as readonly string[]).includes(word)
+}
 
 /** Parses an exec string. Throws a PortholeError (PH_10xx) for anything it cannot honour. */
 export function parseCommand (commandLine: string): ParsedCommand {
   const argv = yargsParser(commandLine, {
-    string: HTTP_FLAGS.filter((f) => f.key !== 'help').map((f) => f.flag),
+    string: FLAGS.filter((f) => f.key !== 'help').map((f) => f.flag),
     boolean: ['help'],
-    array: HTTP_FLAGS.filter((f) => f.repeatable).map((f) => f.flag),
+    array: FLAGS.filter((f) => f.repeatable).map((f) => f.flag),
     alias: { help: ['h'] },
     configuration: {
       'camel-case-expansion': false,
@@ -97,22 +134,23 @@ export function parseCommand (commandLine: string): ParsedCommand {
   const positionals = argv._.map(String)
   const first = positionals[0]
   if (first === 'help') return { kind: 'help', text: TOP_HELP }
-  if (first !== undefined && first !== 'http') {
-    if (first === 'tcp' || first === 'tls') throw new PortholeError('PH_1016', first)
-    throw new PortholeError('PH_1003', JSON.stringify(first))
-  }
+  if (first !== undefined && !isCommand(first)) throw new PortholeError('PH_1003', JSON.stringify(first))
+  const command = first ?? null
   if (positionals.length > 1) throw new PortholeError('PH_1002', `argument ${JSON.stringify(positionals[1])} (flags start with --)`)
 
+  const allowed = command ?? 'http' // no command: flags as for http, the default for ports 80/443/0
   for (const key of Object.keys(argv)) {
     if (key === '_' || key === '--') continue
-    if (!KNOWN.has(key)) throw new PortholeError('PH_1001', `${key.length === 1 ? '-' : '--'}${key}${didYouMean(key, KNOWN.keys())}`)
+    const info = KNOWN.get(key)
+    if (!info) throw new PortholeError('PH_1001', `${key.length === 1 ? '-' : '--'}${key}${didYouMean(key, KNOWN.keys())}`)
+    if (!info.commands.includes(allowed)) throw new PortholeError('PH_1001', `--${key} for ${allowed} (it applies to ${info.commands.join(', ')})`)
   }
-  if (argv.help === true) return { kind: 'help', text: first === undefined ? TOP_HELP : HTTP_HELP }
+  if (argv.help === true) return { kind: 'help', text: command === null ? TOP_HELP : HELP[command] }
 
-  const flags: ModuleFlags = { ...DEFAULT_FLAGS }
+  const flags: ModuleFlags = { ...NO_FLAGS }
   let hostHeader: string | undefined
   let output: OutputMode = 'text'
-  for (const info of HTTP_FLAGS) {
+  for (const info of FLAGS) {
     const raw: unknown = argv[info.flag]
     if (raw === undefined || info.key === 'help') continue
     const values = (Array.isArray(raw) ? raw : [raw]).map(String)
@@ -134,5 +172,7 @@ export function parseCommand (commandLine: string): ParsedCommand {
       flags[info.key] = values
     }
   }
-  return { kind: 'options', options: buildOptions(first === 'http' ? 'http' : null, flags, hostHeader, output) }
+  const options: SessionOptions = { command, policy: policyFromFlags(flags), hostHeader, output }
+  specFor(options, allowed) // validates every value now, so a bad one is refused before anything binds
+  return { kind: 'options', options }
 }

@@ -71,6 +71,7 @@ export class Terminal {
       this.#dropped = 0
       this.#write(this.#output === 'json' ? JSON.stringify({ event: 'dropped', count: dropped }) : `(${dropped} request lines dropped: terminal too slow)`)
     }
+    if (record.bytesIn !== undefined) return this.#connection(record, url)
     if (this.#output === 'json') {
       this.#write(JSON.stringify({
         event: 'request',
@@ -84,6 +85,17 @@ export class Terminal {
       }))
     } else {
       this.#write(`${record.method} ${record.path} ${record.status} ${record.durationMs}ms${record.errorCode ? ` ${record.errorCode}` : ''}`)
+    }
+  }
+
+  /** A finished tcp/tls connection. */
+  #connection (record: RequestRecord, url: string): void {
+    if (this.#output === 'json') {
+      this.#write(JSON.stringify({
+        event: 'connection', url, client: record.path, duration_ms: record.durationMs, bytes_in: record.bytesIn, bytes_out: record.bytesOut,
+      }))
+    } else {
+      this.#write(`${record.method} ${record.path} closed ${record.durationMs}ms in ${record.bytesIn}B out ${record.bytesOut}B`)
     }
   }
 

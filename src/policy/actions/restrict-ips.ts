@@ -3,7 +3,7 @@
 import ipaddr from 'ipaddr.js'
 import { PortholeError } from '../../core/errors.js'
 import type { RestrictIpsAction } from '../document.js'
-import type { RequestStep } from '../compiled.js'
+import type { ConnectStep } from '../compiled.js'
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number]
 
@@ -25,7 +25,7 @@ function matchesAny (addr: ipaddr.IPv4 | ipaddr.IPv6, ranges: Range[]): boolean 
   return false
 }
 
-export function compileRestrictIps (action: RestrictIpsAction): RequestStep {
+export function compileRestrictIps (action: RestrictIpsAction): ConnectStep {
   const allow = (action.config.allow ?? []).map(parseCidr)
   const deny = (action.config.deny ?? []).map(parseCidr)
   if (allow.length === 0 && deny.length === 0) {

@@ -1,0 +1,98 @@
+// Public TCP endpoints: one listener per bound port of the pool. Each public connection runs the
+// endpoint's on_tcp_connect rules (restrict-ips) and then gets a tunnel stream of its own, piped both ways.
+// No idle timeout on the streams: long-lived connections are the point; liveness is the SSH session's job.
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import type { Endpoint } from '../core/endpoint.js'
+import type { CompiledPolicy } from '../policy/compiled.js'
+
+export interface TcpEdgeOptions {
+  /** The interface TCP endpoints listen on. */
+  readonly host: string
+  readonly log: Logger
+}
+
+/** Runs on_tcp_connect rules; true when the client may go on. */
+export function admitted (policy: CompiledPolicy, clientIp: string): boolean {
+  const steps = policy.onTcpConnect
+  if (steps === null) return true
+  for (const step of steps) if (step({ clientIp })) return false
+  return true
+}
+
+/** Pipes a public socket and a tunnel stream both ways; either side closing closes the other. */
+export function splice (socket: Socket, stream: Duplex, onClose: (bytesIn: number, bytesOut: number) => void): void {
+  let bytesIn = 0
+  let bytesOut = 0
+  socket.on('data', (chunk: Buffer) => { bytesIn += chunk.length })
+  stream.on('data', (chunk: Buffer) => { bytesOut += chunk.length })
+  stream.on('error', () => socket.destroy())
+  socket.on('error', () => stream.destroy())
+  stream.once('close', () => socket.destroy())
+  socket.once('close', () => {
+    stream.destroy()
+    onClose(bytesIn, bytesOut)
+  })
+  socket.pipe(stream)
+  stream.pipe(socket)
+}
+
+export class TcpEdge {
+  readonly #options: TcpEdgeOptions
+
+  constructor (options: TcpEdgeOptions) {
+    this.#options = options
+  }
+
+  /** Starts listening on the endpoint's port; rejects (EADDRINUSE, ...) if the port cannot be had. */
+  async attach (endpoint: Endpoint, policy: CompiledPolicy): Promise<void> {
+    const log = this.#options.log.child({ port: endpoint.port })
+    const sockets = new Set<Socket>()
+    const server: Server = createServer({ noDelay: true }, (socket) => {
+      sockets.add(socket)
+      socket.once('close', () => sockets.delete(socket))
+      this.#onConnection(endpoint, policy, socket, log)
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(endpoint.port, this.#options.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    server.on('error', (error) => log.warn({ err: error.message }, 'tcp listener error'))
+    endpoint.upstream = {
+      close: () => {
+        server.close()
+        for (const socket of sockets) socket.destroy()
+      },
+    }
+    log.debug({ address: (server.address() as AddressInfo).address }, 'tcp endpoint listening')
+  }
+
+  #onConnection (endpoint: Endpoint, policy: CompiledPolicy, socket: Socket, log: Logger): void {
+    const started = performance.now()
+    const clientIp = socket.remoteAddress ?? ''
+    const remotePort = socket.remotePort ?? 0
+    socket.on('error', () => {})
+    if (!admitted(policy, clientIp)) {
+      log.debug({ client: clientIp }, 'tcp connection denied by policy')
+      socket.destroy()
+      return
+    }
+    socket.pause()
+    endpoint.dial({ remoteAddress: clientIp, remotePort }).then((stream) => {
+      if (socket.destroyed) return stream.destroy()
+      splice(socket, stream, (bytesIn, bytesOut) => {
+        endpoint.hooks.onRequest?.({
+          method: 'TCP', path: `${clientIp}:${remotePort}`, status: 0, durationMs: Math.round(performance.now() - started), clientIp, bytesIn, bytesOut,
+        })
+      })
+      socket.resume()
+    }, (error: Error) => {
+      log.info({ client: clientIp, err: error.message }, 'tcp upstream unreachable')
+      socket.destroy()
+    })
+  }
+}
