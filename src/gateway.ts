@@ -10,12 +10,17 @@ import { loadHostKeys } from './agents/ssh/host-keys.js'
 import { SshAgent } from './agents/ssh/server.js'
 import { HttpEdge } from './edge/http-edge.js'
 import { TcpEdge } from './edge/tcp-edge.js'
+import { TlsEdge } from './edge/tls-edge.js'
+import { CertStore } from './certs/cert-store.js'
 
 export interface RunningGateway {
   readonly config: ServerConfig
   readonly registry: Registry
   readonly sshPort: number
   readonly httpPort: number
+  readonly httpsPort: number
+  /** The local CA's certificate (PEM): what clients trust to verify https endpoints. */
+  readonly caPem: string
   readonly ssh: SshAgent
   close (): Promise<void>
 }
@@ -44,6 +49,16 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   const http = await edge.listen(config.httpAddr.host, config.httpAddr.port)
   // TCP endpoints listen on the public HTTP interface.
   const tcp = new TcpEdge({ host: config.httpAddr.host, log: log.child({ component: 'tcp' }) })
+  const certs = new CertStore({ dataDir })
+  const tls = new TlsEdge({ registry, certs, http: edge, log: log.child({ component: 'tls' }), helloTimeoutMs: 10_000, idleTimeoutMs: 5 * 60_000 })
+  let https
+  try {
+    https = await tls.listen(config.httpsAddr.host, config.httpsAddr.port)
+  } catch (error) {
+    await edge.close()
+    throw error
+  }
+  edge.httpsPort = https.port
 
   const ssh = new SshAgent({
     hostKeys,
@@ -58,25 +73,35 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       registry,
       maxForwards: config.maxForwardsPerSession,
       maxChannels: 1024,
-      urlFor: (endpoint) => endpoint.port !== undefined ? `tcp://${config.tcpHost}:${endpoint.port}` : edge.urlFor(endpoint.host),
+      urlsFor: (endpoint) => {
+        const { proto, schemes } = endpoint.spec
+        if (proto === 'tcp') return [`tcp://${config.tcpHost}:${endpoint.port}`]
+        if (proto === 'tls') return [`tls://${endpoint.host}${https.port === 443 ? '' : `:${https.port}`}`]
+        return [...(schemes.https ? [edge.urlFor(endpoint.host, 'https')] : []), ...(schemes.http ? [edge.urlFor(endpoint.host, 'http')] : [])]
+      },
       tcpPorts: config.tcpPorts,
       tcpHosts: [config.tcpHost, config.domain],
       defaultAllocatedPort: http.port,
       commandWaitMs: 10_000,
       settleMs: 500,
-      attach: (endpoint, compiled) => endpoint.spec.proto === 'tcp' ? tcp.attach(endpoint, compiled) : edge.attach(endpoint, compiled),
+      attach: (endpoint, compiled) => {
+        if (endpoint.spec.proto === 'tcp') return tcp.attach(endpoint, compiled)
+        if (endpoint.spec.proto === 'tls') return tls.attach(endpoint, compiled)
+        return edge.attach(endpoint, compiled)
+      },
     },
   })
   let sshAddress
   try {
     sshAddress = await ssh.listen(config.sshAddr.host, config.sshAddr.port)
   } catch (error) {
-    await edge.close()
+    await Promise.all([edge.close(), tls.close()])
     throw error
   }
   log.info({
     ssh: `${sshAddress.address}:${sshAddress.port}`,
     http: `${http.address}:${http.port}`,
+    https: `${https.address}:${https.port}`,
     domain: config.domain,
     anonymous: config.anonymous,
     keys: authorizedKeys.size,
@@ -89,11 +114,13 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     ssh,
     sshPort: sshAddress.port,
     httpPort: http.port,
+    httpsPort: https.port,
+    caPem: certs.caPem,
     close () {
       closing ??= (async () => {
         await ssh.close()
         for (const endpoint of registry.endpoints()) registry.unbind(endpoint)
-        await edge.close()
+        await Promise.all([edge.close(), tls.close()])
         names.flush()
       })()
       return closing

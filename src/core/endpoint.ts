@@ -11,6 +11,8 @@ export interface EndpointSpec {
   readonly policy: PolicyDocument
   /** 'rewrite' sends the upstream Host header as the upstream address; another value sends that value. */
   readonly hostHeader?: string
+  /** http endpoints: which public schemes serve it (--schemes); plain HTTP is redirected when only https. */
+  readonly schemes: { readonly http: boolean, readonly https: boolean }
 }
 
 /** Who owns a name. `persistent` owners (a key) can come back for their names; anonymous ones cannot. */

@@ -32,6 +32,7 @@ export function upstreamRequestHeaders (req: IncomingMessage, clientIp: string, 
   const headers: HeaderMap = {}
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase()
+    if (name.charCodeAt(0) === 58 /* ':' */) continue // HTTP/2 pseudo-headers; :authority becomes Host below
     if (HOP_BY_HOP.has(name) || name === 'expect' || (extra !== null && extra.has(name))) continue
     const value = raw[i + 1]!
     const existing = headers[name]
@@ -47,7 +48,11 @@ export function upstreamRequestHeaders (req: IncomingMessage, clientIp: string, 
   headers['x-forwarded-for'] = forwardedFor === undefined ? clientIp : `${Array.isArray(forwardedFor) ? forwardedFor.join(', ') : forwardedFor}, ${clientIp}`
   const forwardedProto = headers['x-forwarded-proto']
   headers['x-forwarded-proto'] = forwardedProto === undefined ? proto : `${Array.isArray(forwardedProto) ? forwardedProto.join(', ') : forwardedProto}, ${proto}`
-  if (req.headers.host !== undefined) headers['x-forwarded-host'] = req.headers.host
+  const host = req.headers.host ?? (req.headers[':authority'] as string | undefined)
+  if (host !== undefined) {
+    headers.host ??= host
+    headers['x-forwarded-host'] = host
+  }
   return headers
 }
 

@@ -34,6 +34,16 @@ export function routingHost (hostHeader: string | undefined): string {
   return host.endsWith('.') ? host.slice(0, -1) : host
 }
 
+export type Scheme = 'http' | 'https'
+
+/** An endpoint serving only https answers plain HTTP with a permanent redirect (308 keeps the method). */
+function redirectToHttps (res: ServerResponse, endpoint: Endpoint, path: string, httpsPort: number): void {
+  const host = routingHost(res.req.headers.host)
+  res.writeHead(308, { location: `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${path}`, 'content-length': 0 })
+  res.end()
+  void endpoint
+}
+
 /** Maps what undici or the dialer threw to the catalogue code the client sees. */
 function upstreamErrorCode (error: unknown): { code: ErrorCode, detail?: string } {
   if (isPortholeError(error)) return { code: error.code, detail: error.detail }
@@ -87,6 +97,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | null = null
   #onDrain = (): void => { this.#controller?.resume() }
   #corked = false
+  readonly #h2: boolean
   #uncork = (): void => {
     this.#corked = false
     this.#res.uncork()
@@ -99,6 +110,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     this.#policy = upstream.policy
     this.#publicOrigin = publicOrigin
     this.#upstreamHost = upstreamHost
+    this.#h2 = res.req.httpVersionMajor === 2
     res.on('drain', this.#onDrain)
   }
 
@@ -113,14 +125,16 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     const steps = this.#policy.onHttpResponse
     if (steps !== null) for (const step of steps) step(headers)
     if (this.#upstreamHost !== undefined) rewriteLocation(headers, this.#upstreamHost, this.#publicOrigin)
-    this.#res.writeHead(statusCode, statusMessage || undefined, headers as Record<string, string | string[]>)
+    // HTTP/2 has no status message (and warns when given one).
+    if (this.#h2 || !statusMessage) this.#res.writeHead(statusCode, headers as Record<string, string | string[]>)
+    else this.#res.writeHead(statusCode, statusMessage, headers as Record<string, string | string[]>)
   }
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
     // Chunks arrive a socket read (<= 64 KiB) at a time, often several per event-loop turn: cork them until
     // the turn ends (setImmediate) so they leave in one writev. Measured: ~40% less CPU per GiB downloaded
     // than uncorking per tick.
-    if (!this.#corked) {
+    if (!this.#corked && !this.#h2) {
       this.#corked = true
       this.#res.cork()
       setImmediate(this.#uncork)
@@ -146,6 +160,7 @@ export class HttpEdge {
   readonly server: Server
   /** scheme://host:port suffix for URLs, filled in once listening. */
   #portSuffix = ''
+  #httpsPort = 443
 
   constructor (options: HttpEdgeOptions) {
     this.#options = options
@@ -159,8 +174,8 @@ export class HttpEdge {
     })
     this.server.timeout = options.idleTimeoutMs
     this.server.maxHeadersCount = 200
-    this.server.on('request', (req, res) => this.#onRequest(req, res))
-    this.server.on('upgrade', (req, socket, head) => this.#onUpgrade(req, socket as Socket, head))
+    this.server.on('request', (req, res) => this.handle(req, res, 'http'))
+    this.server.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket as Socket, head, 'http'))
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
       this.#log.debug({ err: error.message }, 'http client error')
       if (error.code === 'ECONNRESET' || !socket.writable) return socket.destroy()
@@ -180,7 +195,11 @@ export class HttpEdge {
     })
   }
 
-  urlFor (host: string): string {
+  /** The port public HTTPS URLs name (set by the gateway once the HTTPS listener is up). */
+  set httpsPort (port: number) { this.#httpsPort = port }
+
+  urlFor (host: string, scheme: Scheme = 'http'): string {
+    if (scheme === 'https') return `https://${host}${this.#httpsPort === 443 ? '' : `:${this.#httpsPort}`}`
     return `http://${host}${this.#portSuffix}`
   }
 
@@ -203,7 +222,7 @@ export class HttpEdge {
   }
 
   #route (req: IncomingMessage): { endpoint: Endpoint, upstream: Upstream } | { code: ErrorCode, detail: string } {
-    const host = routingHost(req.headers.host)
+    const host = routingHost(req.headers.host ?? (req.headers[':authority'] as string | undefined))
     const found = this.#registry.lookup(host)
     if (found.state === 'bound' && found.endpoint.upstream instanceof Upstream) {
       return { endpoint: found.endpoint, upstream: found.endpoint.upstream }
@@ -216,7 +235,8 @@ export class HttpEdge {
     return upstream.hostHeader === 'rewrite' ? 'localhost' : upstream.hostHeader
   }
 
-  #onRequest (req: IncomingMessage, res: ServerResponse): void {
+  /** One public request, from the HTTP listener or the HTTPS one (HTTP/1.1 or HTTP/2 compat objects). */
+  handle (req: IncomingMessage, res: ServerResponse, scheme: Scheme): void {
     const started = performance.now()
     const clientIp = req.socket.remoteAddress ?? ''
     const routed = this.#route(req)
@@ -236,7 +256,12 @@ export class HttpEdge {
         errorCode: (res as ResponseWithCode).errorCode,
       }))
     }
-    const headers = upstreamRequestHeaders(req, clientIp, 'http', false)
+    if (scheme === 'http' && !endpoint.spec.schemes.http) {
+      req.resume()
+      redirectToHttps(res, endpoint, req.url ?? '/', this.#httpsPort)
+      return
+    }
+    const headers = upstreamRequestHeaders(req, clientIp, scheme, false)
     const denial = runRequestPhases(upstream.policy, clientIp, headers)
     if (denial) {
       req.resume()
@@ -247,7 +272,7 @@ export class HttpEdge {
     if (upstreamHost !== undefined) headers.host = upstreamHost
     upstream.lastClient = { remoteAddress: clientIp, remotePort: req.socket.remotePort ?? 0 }
     const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
-    const origin = `http://${req.headers.host ?? endpoint.host}`
+    const origin = `${scheme}://${req.headers.host ?? req.headers[':authority'] ?? endpoint.host}`
     upstream.pool.dispatch({
       method: req.method as Dispatcher.HttpMethod,
       path: req.url ?? '/',
@@ -256,13 +281,14 @@ export class HttpEdge {
     }, new ProxyHandler(res, this, endpoint, upstream, origin, upstreamHost))
   }
 
-  #onUpgrade (req: IncomingMessage, socket: Socket, head: Buffer): void {
+  handleUpgrade (req: IncomingMessage, socket: Socket, head: Buffer, scheme: Scheme): void {
     socket.on('error', () => {})
     const clientIp = socket.remoteAddress ?? ''
     const routed = this.#route(req)
     if ('code' in routed) return sendRawError(socket, routed.code, routed.detail)
     const { endpoint, upstream } = routed
-    const headers = upstreamRequestHeaders(req, clientIp, 'http', true)
+    if (scheme === 'http' && !endpoint.spec.schemes.http) return sendRawError(socket, 'PH_3008')
+    const headers = upstreamRequestHeaders(req, clientIp, scheme, true)
     const denial = runRequestPhases(upstream.policy, clientIp, headers)
     if (denial) return sendRawError(socket, denial.code, undefined, denial.headers)
     const upstreamHost = this.#upstreamHost(upstream, req)

@@ -40,6 +40,7 @@ describe('porthole serve', () => {
     let server: ReturnType<typeof run>
     let sshPort: number
     let httpPort: number
+    let httpsPort: number
     let upstream: Awaited<ReturnType<typeof startUpstream>>
     const dataDir = join(tmp, 'data')
     const key = join(tmp, 'alice')
@@ -48,30 +49,35 @@ describe('porthole serve', () => {
       copyFileSync(join(FIXTURES, 'keys', 'alice'), key)
       chmodSync(key, 0o600)
       upstream = await startUpstream()
-      server = run(['serve', '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--data-dir', dataDir])
+      server = run(['serve', '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0', '--data-dir', dataDir])
       const line = await eventually(() => {
         const found = server.stdout().split('\n').find((l) => l.includes('porthole gateway listening'))
         if (!found) throw new Error(`not listening yet: ${server.stderr()}`)
-        return JSON.parse(found) as { ssh: string, http: string }
+        return JSON.parse(found) as { ssh: string, http: string, https: string }
       }, 20_000)
       sshPort = Number(line.ssh.split(':').at(-1))
       httpPort = Number(line.http.split(':').at(-1))
+      httpsPort = Number(line.https.split(':').at(-1))
     })
     afterAll(async () => {
       server.proc.kill('SIGKILL')
       await upstream.close()
     })
 
-    it('created ed25519 and rsa host keys with mode 0600', () => {
-      for (const file of ['ssh_host_ed25519_key', 'ssh_host_rsa_key']) {
+    it('created ed25519 and rsa host keys and the local CA keys with mode 0600', () => {
+      for (const file of ['ssh_host_ed25519_key', 'ssh_host_rsa_key', 'ca-key.pem', 'leaf-key.pem']) {
         expect(statSync(join(dataDir, file)).mode & 0o777).toBe(0o600)
       }
     })
 
     it('prints JSON lines with --output json', async () => {
       const client = connect({ kind: 'openssh', port: sshPort, key, forwards: [`json:80:localhost:${upstream.port}`], command: 'http --output json' })
-      const endpointLine = await client.waitFor(/\{"event":"endpoint".*\}/)
-      expect(JSON.parse(endpointLine[0])).toEqual({ event: 'endpoint', url: `http://json.localhost:${httpPort}`, proto: 'http', bind: 'json:80' })
+      await client.waitFor(/(\{"event":"endpoint".*\}\n){2}/)
+      const endpoints = client.output.split('\n').filter((l) => l.includes('"endpoint"')).map((l) => JSON.parse(l))
+      expect(endpoints).toEqual([
+        { event: 'endpoint', url: `https://json.localhost:${httpsPort}`, proto: 'http', bind: 'json:80' },
+        { event: 'endpoint', url: `http://json.localhost:${httpPort}`, proto: 'http', bind: 'json:80' },
+      ])
       const res = await request(`http://127.0.0.1:${httpPort}/x?y=1`, { headers: { host: 'json.localhost' } })
       await res.body.text()
       const requestLine = await client.waitFor(/\{"event":"request".*\}/)

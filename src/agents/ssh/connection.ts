@@ -18,8 +18,8 @@ export interface ConnectionContext {
   readonly log: Logger
   readonly maxForwards: number
   readonly maxChannels: number
-  /** The public URL of an endpoint, e.g. http://abc.localhost:8080 or tcp://localhost:20123 */
-  readonly urlFor: (endpoint: Endpoint) => string
+  /** The public URLs of an endpoint, main one first: https://abc.localhost:8443, tcp://localhost:20123 ... */
+  readonly urlsFor: (endpoint: Endpoint) => string[]
   /** The TCP port pool, and the bind addresses a tcp forward may name (besides '' and localhost). */
   readonly tcpPorts: { lo: number, hi: number }
   readonly tcpHosts: readonly string[]
@@ -282,11 +282,11 @@ export class SshConnection {
       else this.#failPending()
     }
     if (bound.length > 0) {
-      this.#terminal?.endpoints(bound.map((endpoint) => ({
-        url: this.#ctx.urlFor(endpoint),
+      this.#terminal?.endpoints(bound.flatMap((endpoint) => this.#ctx.urlsFor(endpoint).map((url) => ({
+        url,
         proto: endpoint.spec.proto,
         bind: this.#forwardOf(endpoint)!,
-      })))
+      }))))
     }
   }
 
@@ -313,7 +313,7 @@ export class SshConnection {
     if (forward.refusal) throw forward.refusal
     const proto = this.#protoFor(forward, options)
     const { spec, compiled } = specFor(options, proto)
-    const url = (): string => this.#ctx.urlFor(endpoint)
+    const url = (): string => this.#ctx.urlsFor(endpoint)[0]!
     const request = {
       slot: `${forward.bindAddr}:${forward.bindPort}`,
       spec,

@@ -18,6 +18,7 @@ export interface SessionOptions {
   readonly command: Command | null
   readonly policy: PolicyDocument
   readonly hostHeader: string | undefined
+  readonly schemes: EndpointSpec['schemes']
   readonly output: OutputMode
 }
 
@@ -25,7 +26,7 @@ export type ParsedCommand =
   | { kind: 'options', options: SessionOptions }
   | { kind: 'help', text: string }
 
-type FlagKey = keyof ModuleFlags | 'hostHeader' | 'output' | 'help'
+type FlagKey = keyof ModuleFlags | 'hostHeader' | 'schemes' | 'output' | 'help'
 
 interface FlagInfo {
   readonly flag: string
@@ -45,6 +46,7 @@ const FLAGS: readonly FlagInfo[] = [
   { flag: 'response-header-add', key: 'responseHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on responses to clients" },
   { flag: 'response-header-remove', key: 'responseHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from responses to clients' },
   { flag: 'host-header', key: 'hostHeader', repeatable: false, commands: ['http'], help: 'rewrite|HOST[:PORT]  Host header sent upstream (rewrite: localhost); Location is rewritten back' },
+  { flag: 'schemes', key: 'schemes', repeatable: false, commands: ['http'], help: 'http,https|https|http  public schemes (default both; https alone redirects plain HTTP with a 308)' },
   { flag: 'output', key: 'output', repeatable: false, commands: ALL, help: 'text|json  terminal output: banner and request lines, or one JSON object per line' },
   { flag: 'help', key: 'help', repeatable: false, commands: ALL, help: '  show this help' },
 ]
@@ -94,14 +96,16 @@ const NO_FLAGS: ModuleFlags = {
   basicAuth: [], cidrAllow: [], cidrDeny: [], requestHeaderAdd: [], requestHeaderRemove: [], responseHeaderAdd: [], responseHeaderRemove: [],
 }
 
-export const DEFAULT_OPTIONS: SessionOptions = { command: null, policy: {}, hostHeader: undefined, output: 'text' }
+const BOTH_SCHEMES = { http: true, https: true } as const
+
+export const DEFAULT_OPTIONS: SessionOptions = { command: null, policy: {}, hostHeader: undefined, schemes: BOTH_SCHEMES, output: 'text' }
 
 /** The spec and compiled policy a forward of `proto` is bound with. Throws PH_10xx if they do not fit. */
 export function specFor (options: SessionOptions, proto: EndpointProto): { spec: EndpointSpec, compiled: CompiledPolicy } {
   const compiled = compilePolicy(options.policy, proto)
   const spec: EndpointSpec = proto === 'http' && options.hostHeader !== undefined
-    ? { proto, policy: options.policy, hostHeader: options.hostHeader }
-    : { proto, policy: options.policy }
+    ? { proto, policy: options.policy, hostHeader: options.hostHeader, schemes: options.schemes }
+    : { proto, policy: options.policy, schemes: proto === 'http' ? options.schemes : BOTH_SCHEMES }
   return { spec, compiled }
 }
 
@@ -149,6 +153,7 @@ export function parseCommand (commandLine: string): ParsedCommand {
 
   const flags: ModuleFlags = { ...NO_FLAGS }
   let hostHeader: string | undefined
+  let schemes: EndpointSpec['schemes'] = BOTH_SCHEMES
   let output: OutputMode = 'text'
   for (const info of FLAGS) {
     const raw: unknown = argv[info.flag]
@@ -164,6 +169,12 @@ export function parseCommand (commandLine: string): ParsedCommand {
       const value = values[0]!
       if (value !== 'rewrite' && !HOST_VALUE.test(value)) throw new PortholeError('PH_1002', `--host-header ${JSON.stringify(value)} (want rewrite or a host[:port])`)
       hostHeader = value
+    } else if (info.key === 'schemes') {
+      const list = values[0]!.split(',').map((v) => v.trim().toLowerCase())
+      if (list.length === 0 || list.some((v) => v !== 'http' && v !== 'https')) {
+        throw new PortholeError('PH_1002', `--schemes ${JSON.stringify(values[0])} (want http, https or http,https)`)
+      }
+      schemes = { http: list.includes('http'), https: list.includes('https') }
     } else if (info.key === 'output') {
       const value = values[0]!
       if (value !== 'text' && value !== 'json') throw new PortholeError('PH_1002', `--output ${JSON.stringify(value)} (want text or json)`)
@@ -172,7 +183,7 @@ export function parseCommand (commandLine: string): ParsedCommand {
       flags[info.key] = values
     }
   }
-  const options: SessionOptions = { command, policy: policyFromFlags(flags), hostHeader, output }
+  const options: SessionOptions = { command, policy: policyFromFlags(flags), hostHeader, schemes, output }
   specFor(options, allowed) // validates every value now, so a bad one is refused before anything binds
   return { kind: 'options', options }
 }

@@ -1,0 +1,161 @@
+// The HTTPS listener. It reads each connection's ClientHello first: a name bound as a tls endpoint is
+// passed through untouched (the agent's service terminates TLS); a name bound as an http endpoint is
+// terminated here with a certificate from the local CA and served as HTTP/2 or HTTP/1.1 (ALPN) through
+// the same routing and policy as plain HTTP. Anything else (no SNI, an unbound name, garbage) is closed,
+// and no certificate is ever issued for a name nobody bound.
+import { createSecureServer, type Http2SecureServer } from 'node:http2'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import type { SecureContext } from 'node:tls'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
+import type { Endpoint } from '../core/endpoint.js'
+import type { Registry } from '../core/registry.js'
+import type { CertStore } from '../certs/cert-store.js'
+import type { CompiledPolicy } from '../policy/compiled.js'
+import { MAX_HELLO_BYTES, parseClientHello } from './client-hello.js'
+import type { HttpEdge } from './http-edge.js'
+import { admitted, splice } from './tcp-edge.js'
+
+export interface TlsEdgeOptions {
+  readonly registry: Registry
+  readonly certs: CertStore
+  readonly http: HttpEdge
+  readonly log: Logger
+  /** How long a client may take to send its ClientHello. */
+  readonly helloTimeoutMs: number
+  readonly idleTimeoutMs: number
+}
+
+/** A tls endpoint's state: its compiled policy (on_tcp_connect), built at bind time. */
+class PassThrough {
+  readonly policy: CompiledPolicy
+  constructor (policy: CompiledPolicy) { this.policy = policy }
+  close (): void {}
+}
+
+export class TlsEdge {
+  readonly #options: TlsEdgeOptions
+  readonly #log: Logger
+  readonly #server: Server
+  readonly #https: Http2SecureServer
+  readonly #sockets = new Set<Socket>()
+
+  constructor (options: TlsEdgeOptions) {
+    this.#options = options
+    this.#log = options.log
+    this.#https = createSecureServer({
+      allowHTTP1: true,
+      minVersion: 'TLSv1.2',
+      SNICallback: (name, callback) => {
+        const context = this.#contextFor(name)
+        if (context) callback(null, context)
+        else callback(new Error(`no https endpoint at ${name}`))
+      },
+    })
+    this.#https.setTimeout(options.idleTimeoutMs)
+    this.#https.on('request', (req, res) => options.http.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse, 'https'))
+    this.#https.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => options.http.handleUpgrade(req, socket, head, 'https'))
+    this.#https.on('tlsClientError', (error: Error) => this.#log.debug({ err: error.message }, 'tls client error'))
+    this.#server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.#onConnection(socket))
+  }
+
+  listen (host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', reject)
+        resolve(this.#server.address() as AddressInfo)
+      })
+    })
+  }
+
+  attach (endpoint: Endpoint, policy: CompiledPolicy): void {
+    endpoint.upstream = new PassThrough(policy)
+  }
+
+  /** The certificate for an https endpoint's name: only bound names get one (a wildcard endpoint's cert covers it). */
+  #contextFor (name: string): SecureContext | undefined {
+    const endpoint = this.#terminated(name.toLowerCase())
+    return endpoint ? this.#options.certs.secureContextFor(endpoint.host) : undefined
+  }
+
+  #terminated (name: string): Endpoint | undefined {
+    const found = this.#options.registry.lookup(name)
+    if (found.state !== 'bound') return undefined
+    const { spec } = found.endpoint
+    return spec.proto === 'http' && spec.schemes.https ? found.endpoint : undefined
+  }
+
+  #onConnection (socket: Socket): void {
+    this.#sockets.add(socket)
+    socket.once('close', () => this.#sockets.delete(socket))
+    socket.on('error', () => {})
+    let buffered: Buffer = Buffer.alloc(0)
+    const timer = setTimeout(() => {
+      this.#log.debug({ client: socket.remoteAddress }, 'tls: no ClientHello in time')
+      socket.destroy()
+    }, this.#options.helloTimeoutMs)
+    const onData = (chunk: Buffer): void => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
+      const hello = buffered.length > MAX_HELLO_BYTES ? { state: 'invalid' as const, reason: 'too long' } : parseClientHello(buffered)
+      if (hello.state === 'incomplete') return
+      clearTimeout(timer)
+      socket.off('data', onData)
+      socket.pause()
+      if (hello.state === 'invalid' || hello.serverName === null) {
+        this.#log.debug({ client: socket.remoteAddress, reason: hello.state === 'invalid' ? hello.reason : 'no SNI' }, 'tls connection closed')
+        socket.destroy()
+        return
+      }
+      this.#route(socket, hello.serverName, buffered)
+    }
+    socket.on('data', onData)
+    socket.once('close', () => clearTimeout(timer))
+  }
+
+  #route (socket: Socket, name: string, hello: Buffer): void {
+    const found = this.#options.registry.lookup(name)
+    const endpoint = found.state === 'bound' ? found.endpoint : undefined
+    if (endpoint?.spec.proto === 'tls') return this.#passThrough(socket, endpoint, hello)
+    if (endpoint && this.#terminated(name)) {
+      // Node's TLS server takes bytes already read and put back (unshift) when the socket is paused.
+      socket.unshift(hello)
+      this.#https.emit('connection', socket)
+      return
+    }
+    this.#log.debug({ client: socket.remoteAddress, name }, 'tls: no endpoint for this name')
+    socket.destroy()
+  }
+
+  #passThrough (socket: Socket, endpoint: Endpoint, hello: Buffer): void {
+    const started = performance.now()
+    const clientIp = socket.remoteAddress ?? ''
+    const remotePort = socket.remotePort ?? 0
+    const upstream = endpoint.upstream
+    if (!(upstream instanceof PassThrough) || !admitted(upstream.policy, clientIp)) {
+      socket.destroy()
+      return
+    }
+    endpoint.dial({ remoteAddress: clientIp, remotePort }).then((stream) => {
+      if (socket.destroyed) return stream.destroy()
+      stream.write(hello)
+      splice(socket, stream, (bytesIn, bytesOut) => {
+        endpoint.hooks.onRequest?.({
+          method: 'TLS', path: `${clientIp}:${remotePort}`, status: 0, durationMs: Math.round(performance.now() - started), clientIp, bytesIn: bytesIn + hello.length, bytesOut,
+        })
+      })
+      socket.resume()
+    }, (error: Error) => {
+      this.#log.info({ client: clientIp, err: error.message }, 'tls upstream unreachable')
+      socket.destroy()
+    })
+  }
+
+  close (): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve())
+      for (const socket of this.#sockets) socket.destroy()
+      this.#https.close()
+    })
+  }
+}
