@@ -44,6 +44,14 @@ export class CertStore {
   }
 
   /** The context to serve `host` with (case-insensitive). Throws a plain Error for a malformed host. */
+  /**
+   * What the HTTPS listener asks during a handshake, for a bound endpoint's host (or wildcard pattern).
+   * May become asynchronous (certificates ordered from an ACME CA take a while); the listener waits.
+   */
+  contextFor (host: string): SecureContext | Promise<SecureContext> {
+    return this.secureContextFor(host)
+  }
+
   secureContextFor (host: string): SecureContext {
     const key = host.toLowerCase()
     const cached = this.#cache.get(key)

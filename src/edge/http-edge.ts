@@ -22,7 +22,11 @@ export interface HttpEdgeOptions {
   readonly idleTimeoutMs: number
   readonly upstreamTimeoutMs: number
   readonly upstreamConnections: number
+  /** ACME HTTP-01: the key authorization for a token, if a certificate order is waiting for it. */
+  readonly acmeChallenge?: (token: string) => string | undefined
 }
+
+const ACME_PREFIX = '/.well-known/acme-challenge/'
 
 /** Host header -> lower-case host without port or trailing dot. */
 export function routingHost (hostHeader: string | undefined): string {
@@ -230,6 +234,14 @@ export class HttpEdge {
     return found.state === 'offline' ? { code: 'PH_3001', detail: host } : { code: 'PH_3000', detail: host || '(no Host header)' }
   }
 
+  /** The edge answers ACME HTTP-01 challenges itself, for every host, before routing. */
+  #answerChallenge (req: IncomingMessage, res: ServerResponse): void {
+    const answer = this.#options.acmeChallenge!(req.url!.slice(ACME_PREFIX.length))
+    if (answer === undefined) return sendError(res, 'PH_3000', routingHost(req.headers.host) + req.url)
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': Buffer.byteLength(answer) })
+    res.end(answer)
+  }
+
   #upstreamHost (upstream: Upstream, req: IncomingMessage): string | undefined {
     if (upstream.hostHeader === undefined) return undefined
     return upstream.hostHeader === 'rewrite' ? 'localhost' : upstream.hostHeader
@@ -237,6 +249,7 @@ export class HttpEdge {
 
   /** One public request, from the HTTP listener or the HTTPS one (HTTP/1.1 or HTTP/2 compat objects). */
   handle (req: IncomingMessage, res: ServerResponse, scheme: Scheme): void {
+    if (scheme === 'http' && this.#options.acmeChallenge && req.url?.startsWith(ACME_PREFIX)) return this.#answerChallenge(req, res)
     const started = performance.now()
     const clientIp = req.socket.remoteAddress ?? ''
     const routed = this.#route(req)

@@ -5,7 +5,6 @@
 // and no certificate is ever issued for a name nobody bound.
 import { createSecureServer, type Http2SecureServer } from 'node:http2'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import type { SecureContext } from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { Endpoint } from '../core/endpoint.js'
@@ -47,9 +46,16 @@ export class TlsEdge {
       allowHTTP1: true,
       minVersion: 'TLSv1.2',
       SNICallback: (name, callback) => {
-        const context = this.#contextFor(name)
-        if (context) callback(null, context)
-        else callback(new Error(`no https endpoint at ${name}`))
+        const endpoint = this.#terminated(name.toLowerCase())
+        if (!endpoint) return callback(new Error(`no https endpoint at ${name}`))
+        // Only bound names get a certificate; a wildcard endpoint's certificate covers its names.
+        Promise.resolve().then(() => options.certs.contextFor(endpoint.host)).then(
+          (context) => callback(null, context),
+          (error: Error) => {
+            this.#log.warn({ host: endpoint.host, err: error.message }, 'no certificate for endpoint')
+            callback(error)
+          },
+        )
       },
     })
     this.#https.setTimeout(options.idleTimeoutMs)
@@ -71,12 +77,6 @@ export class TlsEdge {
 
   attach (endpoint: Endpoint, policy: CompiledPolicy): void {
     endpoint.upstream = new PassThrough(policy)
-  }
-
-  /** The certificate for an https endpoint's name: only bound names get one (a wildcard endpoint's cert covers it). */
-  #contextFor (name: string): SecureContext | undefined {
-    const endpoint = this.#terminated(name.toLowerCase())
-    return endpoint ? this.#options.certs.secureContextFor(endpoint.host) : undefined
   }
 
   #terminated (name: string): Endpoint | undefined {

@@ -63,7 +63,8 @@ describe.each(CLIENTS)('https and tls endpoints with %s', (kind) => {
   it('carries a WebSocket over wss', async () => {
     const client = open(`wss-${kind}:443:localhost:${upstream.port}`, 'http')
     await client.urls()
-    const ws = new WebSocket(`wss://127.0.0.1:${gateway.httpsPort}/ws`, { ca: gateway.caPem, servername: `wss-${kind}.localhost`, headers: { host: `wss-${kind}.localhost` } })
+    const options = { ca: gateway.caPem, servername: `wss-${kind}.localhost`, headers: { host: `wss-${kind}.localhost` } }
+    const ws = new WebSocket(`wss://127.0.0.1:${gateway.httpsPort}/ws`, options as WebSocket.ClientOptions)
     const messages: string[] = []
     ws.on('message', (data) => messages.push(data.toString()))
     await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
