@@ -2,7 +2,7 @@
 // its HTTP status (for the edge and API), a message template and where it surfaces. docs/errors.md documents
 // the same codes; test/unit/errors.test.ts keeps the two in step.
 
-export type Surface = 'edge' | 'ssh' | 'config'
+export type Surface = 'edge' | 'ssh' | 'config' | 'log'
 
 interface CatalogueEntry {
   readonly status: number
@@ -52,6 +52,11 @@ export const catalogue = {
   PH_3008: { status: 400, message: 'this endpoint is served over https only', surfaces: ['edge'] },
   PH_3100: { status: 403, message: 'access denied for your IP address', surfaces: ['edge'] },
   PH_3101: { status: 401, message: 'authentication required', surfaces: ['edge'] },
+
+  // Certificates (the gateway's log, at warn level; the handshake falls back to another certificate).
+  PH_4001: { status: 500, message: 'certificate pair skipped: {detail}', surfaces: ['log'] },
+  PH_4002: { status: 502, message: 'ACME order failed: {detail}', surfaces: ['log'] },
+  PH_4003: { status: 429, message: 'ACME order held back by the rate guard: {detail}', surfaces: ['log'] },
 } as const satisfies Record<string, CatalogueEntry>
 
 export type ErrorCode = keyof typeof catalogue
