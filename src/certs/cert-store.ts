@@ -1,8 +1,12 @@
-// TLS secure contexts for the HTTPS edge, one per host, made on demand from the local CA and cached: the
-// edge's SNICallback asks for a context during each handshake, so a cache hit must cost a map lookup and a
-// miss one signature (a few ms, synchronous).
+// TLS secure contexts for the HTTPS edge, one per host. Sources, first match wins: bring-your-own files
+// (--certs-dir, byo-certs.ts), then ACME (--acme-directory, acme-certs.ts; exact names only), then the local
+// CA, whose certificates are made on demand and cached: the edge's SNICallback asks for a context during
+// each handshake, so a cache hit must cost a map lookup and a miss one signature (a few ms, synchronous).
 import { createSecureContext, type SecureContext } from 'node:tls'
 import { LRUCache } from 'lru-cache'
+import type { Logger } from 'pino'
+import { AcmeCerts, type AcmeCertsOptions } from './acme-certs.js'
+import { ByoCerts, type CertReport } from './byo-certs.js'
 import { LocalCa, type IssuedCert } from './local-ca.js'
 
 const DAY_MS = 24 * 3_600_000
@@ -14,6 +18,13 @@ export interface CertStoreOptions {
   /** A cached certificate is re-issued once it expires within this window. Default 30 days. */
   readonly renewBeforeMs?: number
   readonly now?: () => number
+  /** A directory of `<host>.crt`/`<host>.key` pairs, watched; they win over ACME and the local CA. */
+  readonly certsDir?: string
+  /** Order certificates for bound names from this ACME CA. */
+  readonly acme?: Omit<AcmeCertsOptions, 'dataDir' | 'log' | 'report' | 'now'>
+  readonly log?: Logger
+  /** Where the catalogued certificate warnings (PH_4001-PH_4003) go. */
+  readonly report?: CertReport
 }
 
 interface Entry {
@@ -22,11 +33,13 @@ interface Entry {
 }
 
 /**
- * Certificates for endpoint hosts, signed by the gateway's local CA (see local-ca.ts).
+ * Certificates for endpoint hosts: the operator's own (byo-certs.ts), ordered from an ACME CA
+ * (acme-certs.ts), or signed by the gateway's local CA (local-ca.ts).
  *
- * The store issues for any well-formed name it is given. Callers must ask only for hosts that are bound
- * endpoints (look the SNI name up in the registry first): the gateway must never sign names it does not
- * serve, and an unchecked SNI name would let anyone fill the cache and spend CPU on signatures.
+ * The store issues (and orders) for any well-formed name it is given. Callers must ask only for hosts that
+ * are bound endpoints (look the SNI name up in the registry first): the gateway must never sign or order
+ * names it does not serve, and an unchecked SNI name would let anyone fill the cache, spend CPU on
+ * signatures and spend the ACME CA's rate limits.
  */
 export class CertStore {
   readonly caPem: string
@@ -34,6 +47,8 @@ export class CertStore {
   readonly #cache: LRUCache<string, Entry>
   readonly #renewBeforeMs: number
   readonly #now: () => number
+  readonly byo: ByoCerts | null
+  readonly acme: AcmeCerts | null
 
   constructor (options: CertStoreOptions) {
     this.#ca = LocalCa.loadOrCreate(options.dataDir)
@@ -41,17 +56,39 @@ export class CertStore {
     this.#cache = new LRUCache({ max: options.maxCached ?? 1000 })
     this.#renewBeforeMs = options.renewBeforeMs ?? 30 * DAY_MS
     this.#now = options.now ?? Date.now
+    const { log, report, now } = options
+    this.byo = options.certsDir ? new ByoCerts({ dir: options.certsDir, log, report, now }) : null
+    this.acme = options.acme ? new AcmeCerts({ ...options.acme, dataDir: options.dataDir, log, report, now }) : null
   }
 
-  /** The context to serve `host` with (case-insensitive). Throws a plain Error for a malformed host. */
   /**
-   * What the HTTPS listener asks during a handshake, for a bound endpoint's host (or wildcard pattern).
-   * May become asynchronous (certificates ordered from an ACME CA take a while); the listener waits.
+   * What the HTTPS listener asks during a handshake, for a bound endpoint's host (or wildcard pattern) and
+   * the client's server name (a name the pattern covers). A promise while an ACME order runs; it never
+   * rejects for that: a failed or slow order falls back to the local CA. Throws for a malformed host.
    */
-  contextFor (host: string): SecureContext | Promise<SecureContext> {
-    return this.secureContextFor(host)
+  contextFor (host: string, serverName: string = host): SecureContext | Promise<SecureContext> {
+    const own = this.byo?.lookup(serverName)
+    if (own) return own
+    const key = host.toLowerCase()
+    if (this.acme && !key.startsWith('*.')) {
+      const ordered = this.acme.contextFor(key)
+      if (ordered instanceof Promise) return ordered.then((context) => context ?? this.secureContextFor(key))
+      if (ordered) return ordered
+    }
+    return this.secureContextFor(key)
   }
 
+  /** The HTTP-01 answer for an ACME token, while an order waits for it. */
+  acmeChallenge (token: string): string | undefined {
+    return this.acme?.challenge(token)
+  }
+
+  /** Stops watching the certs dir. */
+  close (): void {
+    this.byo?.close()
+  }
+
+  /** The local CA's context for `host` (case-insensitive). Throws a plain Error for a malformed host. */
   secureContextFor (host: string): SecureContext {
     const key = host.toLowerCase()
     const cached = this.#cache.get(key)

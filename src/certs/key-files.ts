@@ -24,15 +24,7 @@ export function readIfExists (path: string): string | null {
  * (ours, or the one another process created first).
  */
 export function createOnce (path: string, text: string, mode: number): string {
-  const temp = `${path}.${process.pid}.${Date.now()}.tmp`
-  const fd = openSync(temp, 'wx', mode)
-  try {
-    fchmodSync(fd, mode) // the umask may have narrowed the mode given to open
-    writeSync(fd, text)
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
+  const temp = writeTemp(path, text, mode)
   try {
     linkSync(temp, path)
   } catch (error) {
@@ -52,12 +44,48 @@ export function createOnce (path: string, text: string, mode: number): string {
 
 /** Loads the RSA private key (PKCS#8 PEM) at `path`, generating it on first use; keeps the file at 0600. */
 export function loadOrCreateRsaKey (path: string, bits: number): string {
+  // node:crypto, not forge: forge falls back to pure JS (seconds) when it cannot find the native call.
+  return loadOrCreateKey(path, () => generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: 0x10001 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string)
+}
+
+/** A new ECDSA P-256 private key as PKCS#8 PEM (ACME account and certificate keys). */
+export function newEcKeyPem (): string {
+  return generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
+}
+
+/** Loads the ECDSA P-256 private key (PKCS#8 PEM) at `path`, generating it on first use; keeps it at 0600. */
+export function loadOrCreateEcKey (path: string): string {
+  return loadOrCreateKey(path, newEcKeyPem)
+}
+
+function loadOrCreateKey (path: string, generate: () => string): string {
   let pem = readIfExists(path)
-  if (pem === null) {
-    // node:crypto, not forge: forge falls back to pure JS (seconds) when it cannot find the native call.
-    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: 0x10001 })
-    pem = createOnce(path, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600)
-  }
+  if (pem === null) pem = createOnce(path, generate(), 0o600)
   chmodSync(path, 0o600)
   return pem
+}
+
+/** Replaces `path` with `text` in one step (temp file, fsync, rename): readers see the old or the new file. */
+export function replaceFile (path: string, text: string, mode: number): void {
+  const temp = writeTemp(path, text, mode)
+  try {
+    renameSync(temp, path)
+  } catch (error) {
+    try { unlinkSync(temp) } catch {}
+    throw error
+  }
+}
+
+/** Writes `text` to a new temp file beside `path` (fsynced, with exactly `mode`); returns its path. */
+function writeTemp (path: string, text: string, mode: number): string {
+  const temp = `${path}.${process.pid}.${Date.now()}.tmp`
+  const fd = openSync(temp, 'wx', mode)
+  try {
+    fchmodSync(fd, mode) // the umask may have narrowed the mode given to open
+    writeSync(fd, text)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  return temp
 }

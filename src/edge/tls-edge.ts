@@ -1,8 +1,8 @@
 // The HTTPS listener. It reads each connection's ClientHello first: a name bound as a tls endpoint is
 // passed through untouched (the agent's service terminates TLS); a name bound as an http endpoint is
-// terminated here with a certificate from the local CA and served as HTTP/2 or HTTP/1.1 (ALPN) through
-// the same routing and policy as plain HTTP. Anything else (no SNI, an unbound name, garbage) is closed,
-// and no certificate is ever issued for a name nobody bound.
+// terminated here with a certificate from the CertStore (own files, ACME, local CA) and served as HTTP/2
+// or HTTP/1.1 (ALPN) through the same routing and policy as plain HTTP. Anything else (no SNI, an unbound
+// name, garbage) is closed, and no certificate is ever issued for a name nobody bound.
 import { createSecureServer, type Http2SecureServer } from 'node:http2'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -49,7 +49,7 @@ export class TlsEdge {
         const endpoint = this.#terminated(name.toLowerCase())
         if (!endpoint) return callback(new Error(`no https endpoint at ${name}`))
         // Only bound names get a certificate; a wildcard endpoint's certificate covers its names.
-        Promise.resolve().then(() => options.certs.contextFor(endpoint.host)).then(
+        Promise.resolve().then(() => options.certs.contextFor(endpoint.host, name)).then(
           (context) => callback(null, context),
           (error: Error) => {
             this.#log.warn({ host: endpoint.host, err: error.message }, 'no certificate for endpoint')
