@@ -1,5 +1,6 @@
 // Wires the layers into a running gateway: registry + name store, the SSH agent transport, the HTTP edge.
 // `startGateway` is what `porthole serve` and the end-to-end tests run.
+import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import type { Logger } from 'pino'
 import type { ServerConfig } from './config/schema.js'
@@ -12,6 +13,7 @@ import { HttpEdge } from './edge/http-edge.js'
 import { TcpEdge } from './edge/tcp-edge.js'
 import { TlsEdge } from './edge/tls-edge.js'
 import { CertStore } from './certs/cert-store.js'
+import { PortholeError } from './core/errors.js'
 
 export interface RunningGateway {
   readonly config: ServerConfig
@@ -36,10 +38,12 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   })
   registry.restore(names.load())
   const authorizedKeys = new AuthorizedKeys(config.authorizedKeys, (message) => log.warn(message))
+  const certs = createCertStore(config, dataDir, log.child({ component: 'certs' }))
 
   const edge = new HttpEdge({
     registry,
     log: log.child({ component: 'edge' }),
+    acmeChallenge: certs.acme ? (token) => certs.acmeChallenge(token) : undefined,
     maxRequestHeaderSize: 16 * 1024,
     maxResponseHeaderSize: 32 * 1024,
     idleTimeoutMs: 5 * 60_000,
@@ -49,13 +53,13 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   const http = await edge.listen(config.httpAddr.host, config.httpAddr.port)
   // TCP endpoints listen on the public HTTP interface.
   const tcp = new TcpEdge({ host: config.httpAddr.host, log: log.child({ component: 'tcp' }) })
-  const certs = new CertStore({ dataDir })
   const tls = new TlsEdge({ registry, certs, http: edge, log: log.child({ component: 'tls' }), helloTimeoutMs: 10_000, idleTimeoutMs: 5 * 60_000 })
   let https
   try {
     https = await tls.listen(config.httpsAddr.host, config.httpsAddr.port)
   } catch (error) {
     await edge.close()
+    certs.close()
     throw error
   }
   edge.httpsPort = https.port
@@ -96,6 +100,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     sshAddress = await ssh.listen(config.sshAddr.host, config.sshAddr.port)
   } catch (error) {
     await Promise.all([edge.close(), tls.close()])
+    certs.close()
     throw error
   }
   log.info({
@@ -121,9 +126,29 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
         await ssh.close()
         for (const endpoint of registry.endpoints()) registry.unbind(endpoint)
         await Promise.all([edge.close(), tls.close()])
+        certs.close()
         names.flush()
       })()
       return closing
     },
   }
+}
+
+/** Local CA, plus --certs-dir and ACME when configured; certificate warnings are logged with their code. */
+function createCertStore (config: ServerConfig, dataDir: string, log: Logger): CertStore {
+  let caPem: string | undefined
+  if (config.acmeCaFile !== undefined) {
+    try {
+      caPem = readFileSync(config.acmeCaFile, 'utf8')
+    } catch (error) {
+      throw new PortholeError('PH_2002', `--acme-ca-file ${config.acmeCaFile}: ${(error as Error).message}`)
+    }
+  }
+  return new CertStore({
+    dataDir,
+    log,
+    report: (code, detail, fields) => log.warn(fields ?? {}, new PortholeError(code, detail).toLine()),
+    certsDir: config.certsDir === undefined ? undefined : resolve(config.certsDir),
+    acme: config.acmeDirectory && config.acmeEmail ? { directoryUrl: config.acmeDirectory, email: config.acmeEmail, caPem } : undefined,
+  })
 }

@@ -28,6 +28,12 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --authorized-keys FILE   OpenSSH authorized_keys file of allowed keys (repeatable)
   --allow-anonymous        accept any client even on public listeners
   --name-grace DURATION    how long a name stays with its owner after disconnect (default 24h)
+  --certs-dir DIR          your own certificates: <host>.crt + <host>.key PEM pairs (a wildcard as
+                           _wildcard.<suffix>.crt), watched and reloaded; they win over ACME and the local CA
+  --acme-directory URL     order certificates for bound names from this ACME CA (HTTP-01 on the HTTP
+                           listener, which must be reachable on port 80); needs --acme-email
+  --acme-email EMAIL       contact address for the ACME account (you agree to the CA's terms)
+  --acme-ca-file FILE      extra CA certificates (PEM) to trust for the ACME server's HTTPS
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
 `
 

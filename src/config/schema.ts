@@ -52,6 +52,21 @@ export const configSchema = z.strictObject({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long a name stays with its owner after the endpoint goes away. */
   nameGrace: z.string().regex(/^\d+(ms|s|m|h|d)$/, 'want a duration such as 24h or 30m').default('24h'),
+  /** Bring-your-own certificates: a directory of <host>.crt/<host>.key pairs, watched. */
+  certsDir: z.string().min(1).optional(),
+  /** ACME: both or neither. */
+  acmeDirectory: z.url({ protocol: /^https$/, error: 'want the https URL of an ACME directory' }).optional(),
+  acmeEmail: z.email({ error: 'want an email address' }).optional(),
+  /** A PEM file of CA certificates to trust for the ACME server's HTTPS (a test CA such as pebble). */
+  acmeCaFile: z.string().min(1).optional(),
+}).superRefine((settings, ctx) => {
+  if ((settings.acmeDirectory === undefined) !== (settings.acmeEmail === undefined)) {
+    const missing = settings.acmeDirectory === undefined ? 'acmeDirectory' : 'acmeEmail'
+    ctx.addIssue({ code: 'custom', path: [missing], message: 'ACME needs both --acme-directory and --acme-email' })
+  }
+  if (settings.acmeCaFile !== undefined && settings.acmeDirectory === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['acmeCaFile'], message: 'only used with --acme-directory' })
+  }
 })
 
 export type ConfigInput = z.input<typeof configSchema>

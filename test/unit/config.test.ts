@@ -51,6 +51,20 @@ describe('config', () => {
     expect(loadConfig({ sshAddr: '0.0.0.0:2222', allowAnonymous: true }, {}).anonymous).toBe(true)
   })
 
+  it('takes certificate settings from every source; ACME needs both directory and email', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
+    writeFileSync(join(dir, 'c.yml'), 'acme-directory: https://acme.example/dir\nacme-email: ops@example.com\ncerts-dir: /etc/certs\n')
+    expect(loadConfig({ config: join(dir, 'c.yml') }, {})).toMatchObject({ acmeDirectory: 'https://acme.example/dir', acmeEmail: 'ops@example.com', certsDir: '/etc/certs' })
+    expect(loadConfig({}, { PORTHOLE_CERTS_DIR: '/c', PORTHOLE_ACME_DIRECTORY: 'https://a.example/dir', PORTHOLE_ACME_EMAIL: 'a@example.com', PORTHOLE_ACME_CA_FILE: '/ca.pem' }))
+      .toMatchObject({ certsDir: '/c', acmeCaFile: '/ca.pem' })
+    expect(loadConfig({}, {}).acmeDirectory).toBeUndefined()
+    expect(errorOf(() => loadConfig({ acmeDirectory: 'https://a.example/dir' }, {}))).toBe('invalid configuration: acme-email: ACME needs both --acme-directory and --acme-email')
+    expect(errorOf(() => loadConfig({ acmeEmail: 'a@example.com' }, {}))).toBe('invalid configuration: acme-directory: ACME needs both --acme-directory and --acme-email')
+    expect(errorOf(() => loadConfig({ acmeDirectory: 'http://a.example/dir', acmeEmail: 'a@example.com' }, {}))).toMatch(/acme-directory: want the https URL of an ACME directory/)
+    expect(errorOf(() => loadConfig({ acmeDirectory: 'https://a.example/dir', acmeEmail: 'nobody' }, {}))).toMatch(/acme-email: want an email address/)
+    expect(errorOf(() => loadConfig({ acmeCaFile: '/ca.pem' }, {}))).toBe('invalid configuration: acme-ca-file: only used with --acme-directory')
+  })
+
   it('configured keys turn anonymous access off, even on loopback', () => {
     expect(loadConfig({ authorizedKeys: ['/dev/null'] }, {}).anonymous).toBe(false)
     expect(loadConfig({}, { PORTHOLE_AUTHORIZED_KEYS: '/a,/b' }).authorizedKeys).toEqual(['/a', '/b'])
