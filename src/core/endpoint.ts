@@ -13,6 +13,10 @@ export interface EndpointSpec {
   readonly hostHeader?: string
   /** http endpoints: which public schemes serve it (--schemes); plain HTTP is redirected when only https. */
   readonly schemes: { readonly http: boolean, readonly https: boolean }
+  /** http endpoints: how the edge speaks to the service through the tunnel. */
+  readonly upstream: { readonly tls: boolean, readonly verify: boolean, readonly cas: string | null, readonly protocol: 'http1' | 'http2' }
+  /** tcp/tls endpoints: PROXY protocol version prepended to each stream (0: none). */
+  readonly proxyProto?: 0 | 1 | 2
 }
 
 /** Who owns a name. `persistent` owners (a key) can come back for their names; anonymous ones cannot. */

@@ -50,6 +50,7 @@ export const catalogue = {
   PH_3006: { status: 502, message: 'upstream response headers too large', surfaces: ['edge'] },
   PH_3007: { status: 400, message: 'malformed request', surfaces: ['edge'] },
   PH_3008: { status: 400, message: 'this endpoint is served over https only', surfaces: ['edge'] },
+  PH_3009: { status: 502, message: 'TLS to the upstream service failed ({detail})', surfaces: ['edge'] },
   PH_3100: { status: 403, message: 'access denied for your IP address', surfaces: ['edge'] },
   PH_3101: { status: 401, message: 'authentication required', surfaces: ['edge'] },
 

@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Endpoint } from '../core/endpoint.js'
 import type { CompiledPolicy } from '../policy/compiled.js'
+import { proxyHeader } from './proxy-protocol.js'
 
 export interface TcpEdgeOptions {
   /** The interface TCP endpoints listen on. */
@@ -84,6 +85,8 @@ export class TcpEdge {
     socket.pause()
     endpoint.dial({ remoteAddress: clientIp, remotePort }).then((stream) => {
       if (socket.destroyed) return stream.destroy()
+      const version = endpoint.spec.proxyProto
+      if (version) stream.write(proxyHeader(version, socket))
       splice(socket, stream, (bytesIn, bytesOut) => {
         endpoint.hooks.onRequest?.({
           method: 'TCP', path: `${clientIp}:${remotePort}`, status: 0, durationMs: Math.round(performance.now() - started), clientIp, bytesIn, bytesOut,

@@ -14,6 +14,7 @@ import type { CompiledPolicy } from '../policy/compiled.js'
 import { MAX_HELLO_BYTES, parseClientHello } from './client-hello.js'
 import type { HttpEdge } from './http-edge.js'
 import { admitted, splice } from './tcp-edge.js'
+import { proxyHeader } from './proxy-protocol.js'
 
 export interface TlsEdgeOptions {
   readonly registry: Registry
@@ -138,6 +139,8 @@ export class TlsEdge {
     }
     endpoint.dial({ remoteAddress: clientIp, remotePort }).then((stream) => {
       if (socket.destroyed) return stream.destroy()
+      const version = endpoint.spec.proxyProto
+      if (version) stream.write(proxyHeader(version, socket))
       stream.write(hello)
       splice(socket, stream, (bytesIn, bytesOut) => {
         endpoint.hooks.onRequest?.({

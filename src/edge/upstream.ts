@@ -1,7 +1,11 @@
 // Per-endpoint upstream state, built once at bind time: an undici Pool whose "sockets" are tunnel streams
-// from the endpoint's Dialer (keep-alive reuses them), and the compiled policy.
+// from the endpoint's Dialer (keep-alive reuses them), and the compiled policy. With --upstream-tls the
+// edge runs a TLS client over each stream; with --upstream-protocol http2 undici speaks HTTP/2 to the
+// service (negotiated by ALPN over TLS, or with prior knowledge over the plain stream).
 import { Pool } from 'undici'
 import { Duplex } from 'node:stream'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
+import { PortholeError } from '../core/errors.js'
 import type { ClientAddress, Endpoint } from '../core/endpoint.js'
 import type { CompiledPolicy } from '../policy/compiled.js'
 
@@ -23,7 +27,12 @@ export class Upstream {
   constructor (endpoint: Endpoint, policy: CompiledPolicy, limits: UpstreamLimits) {
     this.policy = policy
     this.hostHeader = endpoint.spec.hostHeader
-    this.pool = new Pool('http://upstream.invalid', {
+    const { upstream } = endpoint.spec
+    const h2 = upstream.protocol === 'http2'
+    // SSH never tells us the service's host name; the Host we send (if set) is the best SNI there is.
+    const servername = upstream.tls ? serverName(endpoint.spec.hostHeader) : ''
+    this.pool = new Pool(upstream.tls ? 'https://upstream.invalid' : 'http://upstream.invalid', {
+      allowH2: h2,
       connections: limits.connections,
       pipelining: 1,
       keepAliveTimeout: 30_000,
@@ -32,10 +41,9 @@ export class Upstream {
       bodyTimeout: limits.timeoutMs,
       maxHeaderSize: limits.maxResponseHeaderSize,
       connect: (_options, callback) => {
-        endpoint.dial(this.lastClient).then(
-          (stream: Duplex) => callback(null, asSocket(stream) as never),
-          (error: Error) => callback(error, null),
-        )
+        endpoint.dial(this.lastClient)
+          .then((stream): Duplex | Promise<Duplex> => upstream.tls ? withTls(asSocket(stream), servername, upstream, h2) : priorKnowledge(asSocket(stream), h2))
+          .then((socket) => callback(null, socket as never), (error: Error) => callback(error, null))
       },
     })
     this.pool.on('connectionError', noop)
@@ -48,16 +56,52 @@ export class Upstream {
 
 function noop (): void {}
 
+function serverName (hostHeader: string | undefined): string {
+  if (hostHeader === undefined || hostHeader === 'rewrite') return 'localhost'
+  return hostHeader.replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
+}
+
+/** undici picks HTTP/2 when the socket says ALPN chose h2; over a plain stream that is h2c prior knowledge. */
+function priorKnowledge (socket: Duplex, h2: boolean): Duplex {
+  if (h2) (socket as Duplex & { alpnProtocol?: string }).alpnProtocol = 'h2'
+  return socket
+}
+
+/** A TLS client over the tunnel stream; certificate checked only with --upstream-tls-verify. */
+function withTls (stream: Duplex, servername: string, upstream: Endpoint['spec']['upstream'], h2: boolean): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({
+      socket: stream,
+      servername: /^[\d.]+$|:/.test(servername) ? undefined : servername,
+      rejectUnauthorized: upstream.verify,
+      ...(upstream.cas !== null ? { ca: upstream.cas } : {}),
+      ALPNProtocols: h2 ? ['h2', 'http/1.1'] : ['http/1.1'],
+      minVersion: 'TLSv1.2',
+    })
+    const onError = (error: Error): void => {
+      stream.destroy()
+      reject(new PortholeError('PH_3009', error.message, { cause: error }))
+    }
+    socket.once('error', onError)
+    socket.once('secureConnect', () => {
+      socket.off('error', onError)
+      resolve(socket)
+    })
+  })
+}
+
 /**
  * Makes a tunnel stream usable as undici's socket. undici ends a request by destroying its socket with the
  * reason (headers timeout, headers overflow) and reads that reason back from the 'error' event; ssh2's
  * Channel.destroy() ignores its argument and leaves `destroyed` false; this fixes both.
  */
 function asSocket (stream: Duplex): Duplex {
-  const socket = stream as Duplex & { setNoDelay?: () => void, setKeepAlive?: () => void, setTimeout?: () => void }
+  const socket = stream as Duplex & { setNoDelay?: () => void, setKeepAlive?: () => void, setTimeout?: () => void, ref?: () => void, unref?: () => void }
   socket.setNoDelay ??= noop
   socket.setKeepAlive ??= noop
   socket.setTimeout ??= noop
+  socket.ref ??= noop // undici's HTTP/2 client calls these unconditionally
+  socket.unref ??= noop
   const destroy = socket.destroy
   socket.destroy = function (this: Duplex, error?: Error) {
     destroy.call(this) // ssh2: end our side and send CHANNEL_CLOSE

@@ -13,7 +13,7 @@ function setup () {
   const saved: Hold[][] = []
   const registry = new Registry({ domain: 'example.com', graceMs: 60_000, now: () => now, onHoldsChanged: (holds) => saved.push(holds) })
   const bind = (owner: Owner, bindAddr: string, slot = `${bindAddr}:80`, onEvicted?: () => void) => registry.bind({
-    bindAddr, slot, owner, spec: { proto: 'http', policy: {}, schemes: { http: true, https: true } }, dial: async () => { throw new Error('no') }, hooks: { onEvicted },
+    bindAddr, slot, owner, spec: { proto: 'http', policy: {}, schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' } }, dial: async () => { throw new Error('no') }, hooks: { onEvicted },
   })
   return { registry, bind, saved, tick: (ms: number) => { now += ms } }
 }

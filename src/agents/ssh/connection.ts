@@ -10,7 +10,7 @@ import { PortholeError, isPortholeError } from '../../core/errors.js'
 import type { ClientAddress, Endpoint, EndpointProto, Owner, RequestRecord } from '../../core/endpoint.js'
 import type { Registry, TcpBindRequest } from '../../core/registry.js'
 import type { CompiledPolicy } from '../../policy/compiled.js'
-import { DEFAULT_OPTIONS, parseCommand, specFor, type SessionOptions } from './exec-grammar.js'
+import { DEFAULT_OPTIONS, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
 import { Terminal } from './terminal.js'
 
 export interface ConnectionContext {
@@ -52,6 +52,8 @@ interface Forward {
 }
 
 const HTTP_PORTS = new Set([80, 443, 0])
+/** What a session may send on stdin (CA certificates; later policy documents). */
+const MAX_STDIN_BYTES = 256 * 1024
 const CTRL_C = 0x03
 const CTRL_D = 0x04
 
@@ -187,18 +189,26 @@ export class SshConnection {
       })
       stream.stderr.on('error', () => {})
       stream.on('error', () => {})
-      this.#onCommand(command)
+      void this.#onCommand(command)
     }
     session.once('exec', (accept, _reject, info) => start(accept, info.command))
     session.once('shell', (accept) => start(accept, ''))
     if (this.#forwards.length > 0) this.#awaitOptions()
   }
 
-  #onCommand (command: string): void {
+  async #onCommand (command: string): Promise<void> {
     const terminal = this.#terminal!
-    let parsed
+    let options: SessionOptions
     try {
-      parsed = parseCommand(command)
+      const parsed = parseCommand(command)
+      if (parsed.kind === 'help') {
+        terminal.print(parsed.text)
+        void this.#exitThenFail(0)
+        return
+      }
+      terminal.output = parsed.options.output
+      // Some options come on stdin (`... --upstream-tls-verify-cas - < ca.pem`): forwards wait for it.
+      options = parsed.options.stdin ? withStdin(parsed.options, await terminal.readInput(MAX_STDIN_BYTES)) : parsed.options
     } catch (error) {
       const err = isPortholeError(error) ? error : new PortholeError('PH_1002', String(error))
       terminal.error(err.toLine())
@@ -206,13 +216,8 @@ export class SshConnection {
       void this.#exitThenFail(1)
       return
     }
-    if (parsed.kind === 'help') {
-      terminal.print(parsed.text)
-      void this.#exitThenFail(0)
-      return
-    }
-    this.#options = parsed.options
-    terminal.output = parsed.options.output
+    if (this.#closed) return
+    this.#options = options
     if (this.#forwards.length > 0) this.#bindPending()
     else this.#awaitForwards()
   }

@@ -1,6 +1,7 @@
 // The command an SSH user types after the host (`ssh -R ... gateway http --basic-auth a:b`), parsed with
 // yargs-parser into the options every forward of the session is bound with. Unknown or bad options are
 // refused with a catalogue code: nothing is ever silently replaced by a default.
+import { X509Certificate } from 'node:crypto'
 import yargsParser from 'yargs-parser'
 import { PortholeError } from '../../core/errors.js'
 import { didYouMean } from '../../core/suggest.js'
@@ -19,19 +20,33 @@ export interface SessionOptions {
   readonly policy: PolicyDocument
   readonly hostHeader: string | undefined
   readonly schemes: EndpointSpec['schemes']
+  readonly upstream: UpstreamOptions
+  /** tcp/tls endpoints: PROXY protocol version prepended to the upstream stream (0: none). */
+  readonly proxyProto: 0 | 1 | 2
   readonly output: OutputMode
+  /** Something the session must still read from the user's stdin before binding (--upstream-tls-verify-cas -). */
+  readonly stdin: 'upstream-tls-verify-cas' | null
+}
+
+export interface UpstreamOptions {
+  readonly tls: boolean
+  readonly verify: boolean
+  /** PEM of the CAs that verify the upstream's certificate (sent on stdin). */
+  readonly cas: string | null
+  readonly protocol: 'http1' | 'http2'
 }
 
 export type ParsedCommand =
   | { kind: 'options', options: SessionOptions }
   | { kind: 'help', text: string }
 
-type FlagKey = keyof ModuleFlags | 'hostHeader' | 'schemes' | 'output' | 'help'
+type FlagKey = keyof ModuleFlags | 'hostHeader' | 'schemes' | 'upstreamTls' | 'upstreamTlsVerify' | 'upstreamTlsVerifyCas' | 'upstreamProtocol' | 'proxyProto' | 'output' | 'help'
 
 interface FlagInfo {
   readonly flag: string
   readonly key: FlagKey
   readonly repeatable: boolean
+  readonly boolean?: true
   readonly commands: readonly Command[]
   readonly help: string
 }
@@ -47,6 +62,11 @@ const FLAGS: readonly FlagInfo[] = [
   { flag: 'response-header-remove', key: 'responseHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from responses to clients' },
   { flag: 'host-header', key: 'hostHeader', repeatable: false, commands: ['http'], help: 'rewrite|HOST[:PORT]  Host header sent upstream (rewrite: localhost); Location is rewritten back' },
   { flag: 'schemes', key: 'schemes', repeatable: false, commands: ['http'], help: 'http,https|https|http  public schemes (default both; https alone redirects plain HTTP with a 308)' },
+  { flag: 'upstream-tls', key: 'upstreamTls', repeatable: false, boolean: true, commands: ['http'], help: '  speak TLS to your service through the tunnel (its certificate is not checked unless --upstream-tls-verify)' },
+  { flag: 'upstream-tls-verify', key: 'upstreamTlsVerify', repeatable: false, boolean: true, commands: ['http'], help: '  verify the service\'s certificate (system CAs, or --upstream-tls-verify-cas -)' },
+  { flag: 'upstream-tls-verify-cas', key: 'upstreamTlsVerifyCas', repeatable: false, commands: ['http'], help: '-  read the CA certificates (PEM) that verify your service from stdin: ... < ca.pem' },
+  { flag: 'upstream-protocol', key: 'upstreamProtocol', repeatable: false, commands: ['http'], help: 'http1|http2  protocol to your service (http2: prior knowledge, or ALPN with --upstream-tls)' },
+  { flag: 'proxy-proto', key: 'proxyProto', repeatable: false, commands: ['tcp', 'tls'], help: '1|2  prepend a PROXY protocol header (v1 text, v2 binary) to each connection to your service' },
   { flag: 'output', key: 'output', repeatable: false, commands: ALL, help: 'text|json  terminal output: banner and request lines, or one JSON object per line' },
   { flag: 'help', key: 'help', repeatable: false, commands: ALL, help: '  show this help' },
 ]
@@ -98,14 +118,18 @@ const NO_FLAGS: ModuleFlags = {
 
 const BOTH_SCHEMES = { http: true, https: true } as const
 
-export const DEFAULT_OPTIONS: SessionOptions = { command: null, policy: {}, hostHeader: undefined, schemes: BOTH_SCHEMES, output: 'text' }
+const PLAIN_UPSTREAM: UpstreamOptions = { tls: false, verify: false, cas: null, protocol: 'http1' }
+
+export const DEFAULT_OPTIONS: SessionOptions = {
+  command: null, policy: {}, hostHeader: undefined, schemes: BOTH_SCHEMES, upstream: PLAIN_UPSTREAM, proxyProto: 0, output: 'text', stdin: null,
+}
 
 /** The spec and compiled policy a forward of `proto` is bound with. Throws PH_10xx if they do not fit. */
 export function specFor (options: SessionOptions, proto: EndpointProto): { spec: EndpointSpec, compiled: CompiledPolicy } {
   const compiled = compilePolicy(options.policy, proto)
-  const spec: EndpointSpec = proto === 'http' && options.hostHeader !== undefined
-    ? { proto, policy: options.policy, hostHeader: options.hostHeader, schemes: options.schemes }
-    : { proto, policy: options.policy, schemes: proto === 'http' ? options.schemes : BOTH_SCHEMES }
+  const spec: EndpointSpec = proto === 'http'
+    ? { proto, policy: options.policy, schemes: options.schemes, upstream: options.upstream, ...(options.hostHeader !== undefined ? { hostHeader: options.hostHeader } : {}) }
+    : { proto, policy: options.policy, schemes: BOTH_SCHEMES, upstream: PLAIN_UPSTREAM, proxyProto: options.proxyProto }
   return { spec, compiled }
 }
 
@@ -115,11 +139,26 @@ function isCommand (word: string): word is Command {
   return (ALL as readonly string[]).includes(word)
 }
 
+/** Completes options that wait for stdin: validates the CA certificates and returns the options to bind with. */
+export function withStdin (options: SessionOptions, input: string): SessionOptions {
+  if (options.stdin !== 'upstream-tls-verify-cas') return options
+  const pems = input.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
+  try {
+    if (pems.length === 0) throw new Error('no PEM certificate')
+    for (const pem of pems) new X509Certificate(pem) // eslint-disable-line no-new
+  } catch (error) {
+    throw new PortholeError('PH_1002', `--upstream-tls-verify-cas - (stdin: ${(error as Error).message})`)
+  }
+  return { ...options, upstream: { ...options.upstream, cas: pems.join('\n') }, stdin: null }
+}
+
 /** Parses an exec string. Throws a PortholeError (PH_10xx) for anything it cannot honour. */
 export function parseCommand (commandLine: string): ParsedCommand {
-  const argv = yargsParser(commandLine, {
-    string: FLAGS.filter((f) => f.key !== 'help').map((f) => f.flag),
-    boolean: ['help'],
+  // yargs-parser reads a lone '-' as a positional (the stdin convention), not as the value of the flag before it.
+  const line = commandLine.replace(/(--upstream-tls-verify-cas)\s+-(?=\s|$)/, '$1=-')
+  const argv = yargsParser(line, {
+    string: FLAGS.filter((f) => !f.boolean && f.key !== 'help').map((f) => f.flag),
+    boolean: ['help', ...FLAGS.filter((f) => f.boolean).map((f) => f.flag)],
     array: FLAGS.filter((f) => f.repeatable).map((f) => f.flag),
     alias: { help: ['h'] },
     configuration: {
@@ -155,9 +194,17 @@ export function parseCommand (commandLine: string): ParsedCommand {
   let hostHeader: string | undefined
   let schemes: EndpointSpec['schemes'] = BOTH_SCHEMES
   let output: OutputMode = 'text'
+  let proxyProto: 0 | 1 | 2 = 0
+  const upstream: { -readonly [K in keyof UpstreamOptions]: UpstreamOptions[K] } = { ...PLAIN_UPSTREAM }
+  let casFromStdin = false
   for (const info of FLAGS) {
     const raw: unknown = argv[info.flag]
     if (raw === undefined || info.key === 'help') continue
+    if (info.boolean) {
+      if (info.key === 'upstreamTls') upstream.tls = raw === true
+      if (info.key === 'upstreamTlsVerify') upstream.verify = raw === true
+      continue
+    }
     const values = (Array.isArray(raw) ? raw : [raw]).map(String)
     if (!info.repeatable && values.length > 1) throw new PortholeError('PH_1002', `--${info.flag} (given more than once)`)
     // yargs-parser gives [] for an array flag with no value after it.
@@ -175,15 +222,30 @@ export function parseCommand (commandLine: string): ParsedCommand {
         throw new PortholeError('PH_1002', `--schemes ${JSON.stringify(values[0])} (want http, https or http,https)`)
       }
       schemes = { http: list.includes('http'), https: list.includes('https') }
+    } else if (info.key === 'upstreamTlsVerifyCas') {
+      if (values[0] !== '-') throw new PortholeError('PH_1002', `--upstream-tls-verify-cas ${JSON.stringify(values[0])} (give - and send the PEM on stdin: ... < ca.pem)`)
+      casFromStdin = true
+    } else if (info.key === 'upstreamProtocol') {
+      const value = values[0]!
+      if (value !== 'http1' && value !== 'http2') throw new PortholeError('PH_1002', `--upstream-protocol ${JSON.stringify(value)} (want http1 or http2)`)
+      upstream.protocol = value
+    } else if (info.key === 'proxyProto') {
+      const value = values[0]!
+      if (value !== '1' && value !== '2') throw new PortholeError('PH_1002', `--proxy-proto ${JSON.stringify(value)} (want 1 or 2)`)
+      proxyProto = Number(value) as 1 | 2
     } else if (info.key === 'output') {
       const value = values[0]!
       if (value !== 'text' && value !== 'json') throw new PortholeError('PH_1002', `--output ${JSON.stringify(value)} (want text or json)`)
       output = value
     } else {
-      flags[info.key] = values
+      flags[info.key as keyof ModuleFlags] = values
     }
   }
-  const options: SessionOptions = { command, policy: policyFromFlags(flags), hostHeader, schemes, output }
+  if (upstream.verify && !upstream.tls) throw new PortholeError('PH_1002', '--upstream-tls-verify (needs --upstream-tls)')
+  if (casFromStdin && !upstream.verify) throw new PortholeError('PH_1002', '--upstream-tls-verify-cas (needs --upstream-tls-verify)')
+  const options: SessionOptions = {
+    command, policy: policyFromFlags(flags), hostHeader, schemes, upstream, proxyProto, output, stdin: casFromStdin ? 'upstream-tls-verify-cas' : null,
+  }
   specFor(options, allowed) // validates every value now, so a bad one is refused before anything binds
   return { kind: 'options', options }
 }

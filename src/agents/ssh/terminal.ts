@@ -3,6 +3,7 @@
 // the user's terminal falls behind, request lines are dropped (and counted) instead of buffered.
 import type { ServerChannel } from 'ssh2'
 import type { RequestRecord } from '../../core/endpoint.js'
+import { PortholeError } from '../../core/errors.js'
 import type { OutputMode } from './exec-grammar.js'
 
 const MAX_BUFFERED = 64 * 1024
@@ -38,6 +39,28 @@ export class Terminal {
     if (stderr && !this.#pty) this.#stream.stderr.write(data)
     else this.#stream.write(data)
     return true
+  }
+
+  /** Everything the user sends on stdin until EOF; throws PH_1002 past maxBytes. */
+  readInput (maxBytes: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = []
+      let size = 0
+      const onData = (chunk: Buffer): void => {
+        size += chunk.length
+        if (size > maxBytes) {
+          this.#stream.off('data', onData)
+          reject(new PortholeError('PH_1002', `stdin (more than ${maxBytes} bytes)`))
+          return
+        }
+        chunks.push(chunk)
+      }
+      this.#stream.on('data', onData)
+      this.#stream.once('end', () => {
+        this.#stream.off('data', onData)
+        resolve(Buffer.concat(chunks).toString('utf8'))
+      })
+    })
   }
 
   /** Free text (help, notices). */
