@@ -13,6 +13,7 @@ import type { CompiledPolicy, Denial, HeaderMap } from '../policy/compiled.js'
 import { cleanResponseHeaders, requestHead, upstreamRequestHeaders } from './headers.js'
 import { sendError, sendRawError } from './error-response.js'
 import { Upstream } from './upstream.js'
+import { listenOn } from './listen.js'
 
 export interface HttpEdgeOptions {
   readonly registry: Registry
@@ -187,16 +188,10 @@ export class HttpEdge {
     })
   }
 
-  listen (host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject)
-        const address = this.server.address() as AddressInfo
-        this.#portSuffix = address.port === 80 ? '' : `:${address.port}`
-        resolve(address)
-      })
-    })
+  async listen (host: string, port: number): Promise<AddressInfo> {
+    const address = await listenOn(this.server, host, port)
+    this.#portSuffix = address.port === 80 ? '' : `:${address.port}`
+    return address
   }
 
   /** The port public HTTPS URLs name (set by the gateway once the HTTPS listener is up). */

@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import type { Endpoint } from '../core/endpoint.js'
 import type { CompiledPolicy } from '../policy/compiled.js'
 import { proxyHeader } from './proxy-protocol.js'
+import { listenOn } from './listen.js'
 
 export interface TcpEdgeOptions {
   /** The interface TCP endpoints listen on. */
@@ -55,13 +56,7 @@ export class TcpEdge {
       socket.once('close', () => sockets.delete(socket))
       this.#onConnection(endpoint, policy, socket, log)
     })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(endpoint.port, this.#options.host, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
+    await listenOn(server, this.#options.host, endpoint.port!)
     server.on('error', (error) => log.warn({ err: error.message }, 'tcp listener error'))
     endpoint.upstream = {
       close: () => {

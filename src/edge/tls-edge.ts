@@ -14,6 +14,7 @@ import type { CompiledPolicy } from '../policy/compiled.js'
 import { MAX_HELLO_BYTES, parseClientHello } from './client-hello.js'
 import type { HttpEdge } from './http-edge.js'
 import { admitted, splice } from './tcp-edge.js'
+import { listenOn } from './listen.js'
 import { proxyHeader } from './proxy-protocol.js'
 
 export interface TlsEdgeOptions {
@@ -67,13 +68,7 @@ export class TlsEdge {
   }
 
   listen (host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject)
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', reject)
-        resolve(this.#server.address() as AddressInfo)
-      })
-    })
+    return listenOn(this.#server, host, port)
   }
 
   attach (endpoint: Endpoint, policy: CompiledPolicy): void {

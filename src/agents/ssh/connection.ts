@@ -68,7 +68,6 @@ export class SshConnection {
   #sessionOpen = false
   #terminal: Terminal | null = null
   #waitTimer: NodeJS.Timeout | null = null
-  #settleDeadline = 0
   #openChannels = 0
   #closed = false
   /** Binds run one batch at a time, in request order. */
@@ -236,12 +235,12 @@ export class SshConnection {
   /** Waits until the options are known: a command arrives, or it is clear none will (see file header). */
   #awaitOptions (): void {
     if (this.#waitTimer || this.#options) return
-    this.#settleDeadline = Date.now() + this.#ctx.settleMs
+    const settleDeadline = Date.now() + this.#ctx.settleMs
     const commandDeadline = Date.now() + this.#ctx.commandWaitMs
     const check = (): void => {
       this.#waitTimer = null
       if (this.#closed || this.#options) return
-      const noSessionComing = !this.#sessionOpen && (this.#client.noMoreSessions || Date.now() >= this.#settleDeadline)
+      const noSessionComing = !this.#sessionOpen && (this.#client.noMoreSessions || Date.now() >= settleDeadline)
       if (noSessionComing) {
         this.#options = DEFAULT_OPTIONS
         this.#bindPending()

@@ -1,7 +1,8 @@
 // The SSH agent transport: an ssh2 server that authenticates clients (authorized_keys, or anonymous under
 // DESIGN's rule), answers keepalives, pings idle clients and hands each client to an SshConnection.
 import { randomUUID } from 'node:crypto'
-import type { AddressInfo, Socket } from 'node:net'
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
+import { listenOn } from '../../edge/listen.js'
 import ssh2, { type AuthContext, type Connection } from 'ssh2'
 import type { Logger } from 'pino'
 import { PortholeError } from '../../core/errors.js'
@@ -82,13 +83,7 @@ export class SshAgent {
   }
 
   listen (host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject)
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', reject)
-        resolve(this.#server.address() as AddressInfo)
-      })
-    })
+    return listenOn(this.#server as unknown as NetServer, host, port)
   }
 
   #onClient (client: Connection, info: { ip: string, port: number, header: { versions: { software: string } } }): void {
