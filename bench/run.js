@@ -4,15 +4,17 @@
 // rounds and prints Porthole/sshd ratios. The machines are shared and noisy: quote ratios, not absolutes.
 // Besides wall-clock figures it reads each gateway's CPU time from /proc around every phase (CPU per request,
 // per GiB), which other tenants disturb less than throughput.
+// A second part compares Porthole's HTTPS listener with its plain HTTP one (same gateway, same tunnel, same
+// load generator, h2load, for both): HTTPS over HTTP/1.1 and over HTTP/2 against plain HTTP/1.1.
 //
-//   node bench/run.js [--cpu-prof] [--only=sshd|porthole]
-//   env BENCH_DURATION=10s (wrk duration per round), BENCH_ROUNDS=2 (rounds per target, median taken)
+//   node bench/run.js [--cpu-prof] [--only=sshd|porthole|https]
+//   env BENCH_DURATION=10s (wrk and h2load duration per round), BENCH_ROUNDS=2 (rounds per target, median taken)
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cleanup, freePort, isStopping, killAll, run, startChild, stopChild, waitListening, waitReady } from './processes.js'
+import { cleanup, freePort, isStopping, killAll, run, sleep, startChild, stopChild, waitListening, waitReady } from './processes.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const RESULTS = join(ROOT, 'bench', 'results')
@@ -27,6 +29,7 @@ const CPU_PROF = ARGS.includes('--cpu-prof')
 const ONLY = ARGS.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? null
 let tmp = null
 
+const PARTS = ['sshd', 'porthole', 'https']
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1
@@ -113,11 +116,13 @@ async function startPorthole () {
   mkdirSync(dataDir)
   const sshPort = await freePort()
   const httpPort = await freePort()
+  const httpsPort = await freePort()
   const node = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', RESULTS] : []
   const entry = startChild('porthole', process.execPath, [...node, join(ROOT, 'bin', 'porthole.js'), 'serve', '--data-dir', dataDir,
-    '--ssh-addr', `127.0.0.1:${sshPort}`, '--http-addr', `127.0.0.1:${httpPort}`, '--log-level', 'warn'], { stopSignal: 'SIGINT' })
+    '--ssh-addr', `127.0.0.1:${sshPort}`, '--http-addr', `127.0.0.1:${httpPort}`, '--https-addr', `127.0.0.1:${httpsPort}`,
+    '--log-level', 'warn'], { stopSignal: 'SIGINT' })
   await waitListening(sshPort, entry)
-  return { sshPort, httpPort, entry }
+  return { sshPort, httpPort, httpsPort, ca: join(dataDir, 'ca.pem'), entry }
 }
 
 /** The stock ssh client holding the tunnel open (-N -R ...). */
@@ -260,6 +265,123 @@ async function measure (target, round) {
   return sample
 }
 
+// --- Porthole HTTPS vs plain HTTP ----------------------------------------------------------------------
+// Same gateway, same tunnel, same load generator for every variant: h2load, because wrk takes the TLS SNI
+// from the URL host and bench.localhost does not resolve here, while h2load sends SNI and :authority from
+// the URL and dials --connect-to instead. Plain HTTP is measured with h2load too (--h1), so the ratios
+// compare listeners, not load generators. -m1: one request in flight per connection, as with wrk.
+
+const HTTPS_HOST = 'bench.localhost'
+const HTTPS_VARIANTS = [
+  { name: 'http', label: 'http h1', scheme: 'http', alpn: 'http/1.1', curl: '--http1.1', curlVersion: '1.1' },
+  { name: 'https-h1', label: 'https h1', scheme: 'https', alpn: 'http/1.1', curl: '--http1.1', curlVersion: '1.1' },
+  { name: 'https-h2', label: 'https h2', scheme: 'https', alpn: 'h2', curl: '--http2', curlVersion: '2' },
+]
+const H2LOAD = '-t1 -c50 -m1'
+
+const variantPort = (target, variant) => (variant.scheme === 'https' ? target.httpsPort : target.port)
+
+/** curl options reaching the variant's listener: --resolve/--cacert for https (SNI bench.localhost), Host for http. */
+function curlTarget (target, variant, path) {
+  const port = variantPort(target, variant)
+  return variant.scheme === 'https'
+    ? [variant.curl, '--resolve', `${HTTPS_HOST}:${port}:127.0.0.1`, '--cacert', target.ca, `https://${HTTPS_HOST}:${port}${path}`]
+    : [variant.curl, '-H', `Host: ${HTTPS_HOST}`, `http://127.0.0.1:${port}${path}`]
+}
+
+/** Polls until GET /small over HTTPS answers 200 with a certificate the local CA verifies. */
+async function waitHttpsReady (target, ms = 20_000) {
+  const deadline = Date.now() + ms
+  let last = ''
+  while (Date.now() < deadline) {
+    for (const entry of target.processes) if (entry.exited) throw new Error(`${entry.name} exited: ${entry.log}`)
+    try {
+      const status = await run('curl', ['-s', '-o', '/dev/null', '--max-time', '2', '-w', '%{http_code}', ...curlTarget(target, HTTPS_VARIANTS[1], '/small')])
+      if (status.trim() === '200') return
+      last = `HTTP ${status.trim()}`
+    } catch (error) { last = error.message.split('\n').slice(0, 2).join(' ') }
+    await sleep(200)
+  }
+  throw new Error(`porthole https endpoint did not answer 200 within ${ms} ms (last: ${last})`)
+}
+
+/** Percentile (nearest rank) of an ascending array. */
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p / 100 * sorted.length) - 1))]
+
+/** req/s, counts and TLS details from h2load's summary; p50/p99 from its per-request log (main phase only:
+ * requests that straddle the end of the warm-up are logged with status 0, their duration is still right). */
+function parseH2load (out, logFile, variant) {
+  const number = (re) => { const m = re.exec(out); return m ? m[1] : null }
+  const rps = number(/finished in [\d.]+\w+, ([\d.]+) req\/s/)
+  const counts = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out)
+  const statuses = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out)
+  const alpn = number(/Application protocol: (\S+)/)
+  if (rps === null || !counts || !statuses) throw new Error(`unparsable h2load output:\n${out}`)
+  if (alpn !== variant.alpn) throw new Error(`${variant.name}: h2load negotiated ${alpn}, expected ${variant.alpn}\n${out}`)
+  const durations = []
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) if (line) durations.push(Number(line.split('\t')[2]) / 1000)
+  if (durations.length === 0) throw new Error(`${variant.name}: h2load logged no requests\n${out}`)
+  durations.sort((a, b) => a - b)
+  return {
+    rps: Number(rps),
+    requests: Number(counts[4]),
+    p50Ms: percentile(durations, 50),
+    p99Ms: percentile(durations, 99),
+    non2xx: statuses.slice(2).reduce((sum, n) => sum + Number(n), 0),
+    errors: Number(counts[5]) + Number(counts[6]) + Number(counts[7]),
+    tls: variant.scheme === 'https' ? { protocol: number(/TLS Protocol: (\S+)/), cipher: number(/Cipher: (\S+)/), serverTempKey: number(/Server Temp Key: (.+)/)?.trim() ?? null, alpn } : null,
+  }
+}
+
+/** One h2load run: WARMUP (connections opened and kept, not counted), then DURATION measured. The gateway's
+ * CPU is read when the warm-up ends (timer from the spawn) and after h2load exits. */
+async function h2load (target, variant) {
+  const port = variantPort(target, variant)
+  const logFile = join(tmp, 'h2load.log')
+  rmSync(logFile, { force: true }) // h2load appends
+  const protocol = variant.alpn === 'h2' ? ['--npn-list=h2'] : ['--h1']
+  const args = [...H2LOAD.split(' '), '-D', DURATION, `--warm-up-time=${WARMUP}`, `--log-file=${logFile}`, ...protocol,
+    `--connect-to=127.0.0.1:${port}`, `${variant.scheme}://${HTTPS_HOST}:${port}/small`]
+  let start = null
+  const timer = setTimeout(() => { start = { at: since(target), cpu: target.cpu() } }, parseTime(WARMUP))
+  let out
+  try { out = await run('h2load', args) } finally { clearTimeout(timer) }
+  if (!start) throw new Error(`h2load ${variant.name} exited before its warm-up ended:\n${out}`)
+  const end = { at: since(target), cpu: target.cpu() }
+  return { ...parseH2load(out, logFile, variant), window: [start.at, end.at], wrkCpu: cpuDelta(start.cpu, end.cpu) }
+}
+
+async function downloadVariant (target, variant) {
+  const out = await run('curl', ['-s', '-o', '/dev/null', '--max-time', '300', '-w', '%{speed_download} %{size_download} %{http_code} %{http_version}',
+    ...curlTarget(target, variant, '/big')])
+  const [speed, size, status, version] = out.trim().split(' ')
+  if (Number(status) !== 200 || Number(size) !== BIG_BYTES || version !== variant.curlVersion) {
+    throw new Error(`${variant.name}: /big gave HTTP ${status} (version ${version}), ${size} bytes`)
+  }
+  return Number(speed) / 1e6
+}
+
+/** One round of the HTTPS part: per variant, h2load on /small then one curl download of /big. The variant
+ * order rotates with the round, so no variant always runs first. */
+async function measureHttps (target, round) {
+  const samples = []
+  const shift = (round - 1) % HTTPS_VARIANTS.length
+  for (const variant of [...HTTPS_VARIANTS.slice(shift), ...HTTPS_VARIANTS.slice(0, shift)]) {
+    const { window, wrkCpu, tls, ...http } = await h2load(target, variant)
+    const bigStart = since(target)
+    const cpuBefore = target.cpu()
+    const mbps = await downloadVariant(target, variant)
+    const bigCpu = cpuDelta(cpuBefore, target.cpu())
+    const cpu = cpuFigures(wrkCpu, bigCpu, http.requests)
+    const sample = { target: variant.name, round, ...http, mbps, ...cpu, tls, phases: { h2load: window, big: [bigStart, since(target)] } }
+    process.stdout.write(`  round ${round} ${variant.label.padEnd(8)} ${http.rps.toFixed(0)} req/s  p50 ${http.p50Ms.toFixed(2)} ms  p99 ${http.p99Ms.toFixed(2)} ms  ${mbps.toFixed(1)} MB/s` +
+      `  cpu ${cpu.cpuUsPerReq.toFixed(1)} µs/req ${cpu.cpuMsPerGiB.toFixed(0)} ms/GiB (client ${cpu.clientCpuMsPerGiB.toFixed(0)} ms/GiB)` +
+      (http.non2xx || http.errors ? `  (non-2xx ${http.non2xx}, failed/errored/timeout ${http.errors})` : '') + '\n')
+    samples.push(sample)
+  }
+  return samples
+}
+
 // --- report ----------------------------------------------------------------------------------------
 
 const METRICS = [['rps', 'req/s'], ['mbps', 'MB/s'], ['p50Ms', 'p50 ms'], ['p99Ms', 'p99 ms'],
@@ -277,12 +399,43 @@ function summarise (samples, names) {
   return { medians, ratio }
 }
 
+const fmt = (v) => (v === undefined ? '-' : v >= 100 ? v.toFixed(0) : v.toFixed(2))
+
 function printTable ({ medians, ratio }) {
-  const fmt = (v) => (v === undefined ? '-' : v >= 100 ? v.toFixed(0) : v.toFixed(2))
   const rows = [['metric', 'sshd', 'porthole', 'ratio (porthole/sshd)']]
   for (const [key, label] of METRICS) {
     rows.push([label, fmt(medians.sshd?.[key]), fmt(medians.porthole?.[key]), ratio ? ratio[key].toFixed(2) : '-'])
   }
+  printRows(rows)
+}
+
+/** The HTTPS part's metrics: the ssh client's CPU is left out (the same tunnel carries every variant). */
+const HTTPS_METRICS = METRICS.filter(([key]) => key !== 'clientCpuMsPerGiB')
+
+/** Medians per variant, and each https variant over plain http. */
+function summariseHttps (samples) {
+  const medians = {}
+  for (const { name } of HTTPS_VARIANTS) {
+    const mine = samples.filter((s) => s.target === name)
+    medians[name] = Object.fromEntries(METRICS.map(([key]) => [key, median(mine.map((s) => s[key]))]))
+  }
+  const ratio = Object.fromEntries(HTTPS_VARIANTS.filter((v) => v.scheme === 'https').map(({ name }) =>
+    [`${name}/http`, Object.fromEntries(METRICS.map(([key]) => [key, medians[name][key] / medians.http[key]]))]))
+  return { medians, ratio }
+}
+
+function printHttpsTable ({ medians, ratio }, tls) {
+  process.stdout.write(`\nPorthole HTTPS / HTTP${tls ? ` (${tls.protocol} ${tls.cipher}, key exchange ${tls.serverTempKey})` : ''}\n`)
+  const ratios = Object.keys(ratio)
+  const rows = [['metric', ...HTTPS_VARIANTS.map((v) => v.label), ...ratios.map((r) => r.replace('https-', 'https ').replace('/http', ' / http'))]]
+  for (const [key, label] of HTTPS_METRICS) {
+    rows.push([label, ...HTTPS_VARIANTS.map((v) => fmt(medians[v.name][key])), ...ratios.map((r) => ratio[r][key].toFixed(2))])
+  }
+  printRows(rows)
+}
+
+/** A markdown table, columns padded. */
+function printRows (rows) {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)))
   const line = (r) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`
   process.stdout.write(`\n${line(rows[0])}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${rows.slice(1).map(line).join('\n')}\n`)
@@ -294,13 +447,20 @@ function toolVersions () {
     const { stdout = '', stderr = '' } = spawnSync(cmd, args, { encoding: 'utf8' })
     return `${stdout}${stderr}`.split('\n').find((line) => line.trim() !== '')?.trim() ?? ''
   }
-  return { ssh: first('ssh', ['-V']), sshd: first('/usr/sbin/sshd', ['-V']), nginx: first('nginx', ['-v']), wrk: first('wrk', ['-v']), curl: first('curl', ['--version']) }
+  return {
+    ssh: first('ssh', ['-V']), sshd: first('/usr/sbin/sshd', ['-V']), nginx: first('nginx', ['-v']), wrk: first('wrk', ['-v']), curl: first('curl', ['--version']),
+    h2load: first('h2load', ['--version']),
+  }
 }
 
 // --- main ------------------------------------------------------------------------------------------
 
 async function main () {
-  if (ONLY && !['sshd', 'porthole'].includes(ONLY)) throw new Error('--only must be sshd or porthole')
+  if (ONLY && !PARTS.includes(ONLY)) throw new Error(`--only must be one of ${PARTS.join(', ')}`)
+  const wanted = (part) => ONLY === null || ONLY === part
+  if (wanted('https') && spawnSync('h2load', ['--version']).error) {
+    throw new Error('the HTTPS part needs h2load on PATH (Debian: apt-get install nghttp2-client); or run --only=sshd / --only=porthole')
+  }
   tmp = mkdtempSync(join(tmpdir(), 'porthole-bench-'))
   chmodSync(tmp, 0o755) // nginx workers run as an unprivileged user and must reach www/
   mkdirSync(RESULTS, { recursive: true })
@@ -308,8 +468,9 @@ async function main () {
   const nginx = await startNginx()
   const targets = []
   const ciphers = {}
+  let https = null // the porthole gateway, for the HTTPS part
 
-  if (ONLY !== 'porthole') {
+  if (wanted('sshd')) {
     const startedAt = performance.now()
     const sshd = await startSshd(clientKey)
     const port = await freePort()
@@ -318,29 +479,46 @@ async function main () {
     targets.push({ name: 'sshd', port, host: `127.0.0.1:${port}`, processes: [sshd.entry, tunnel], startedAt, cpu })
     ciphers.sshd = await probeAlgorithms(clientKey, sshd.port)
   }
-  if (ONLY !== 'sshd') {
+  if (wanted('porthole') || wanted('https')) {
     const startedAt = performance.now()
     const porthole = await startPorthole()
     const tunnel = startTunnel('porthole', clientKey, porthole.sshPort, `bench:80:127.0.0.1:${nginx.port}`)
     const cpu = () => ({ gateway: processCpuMs(porthole.entry.child.pid), client: processCpuMs(tunnel.child.pid) })
-    targets.push({ name: 'porthole', port: porthole.httpPort, host: 'bench.localhost', processes: [porthole.entry, tunnel], startedAt, cpu })
+    const target = { name: 'porthole', port: porthole.httpPort, httpsPort: porthole.httpsPort, ca: porthole.ca, host: 'bench.localhost', processes: [porthole.entry, tunnel], startedAt, cpu }
+    if (wanted('porthole')) targets.push(target)
+    if (wanted('https')) https = target
     ciphers.porthole = await probeAlgorithms(clientKey, porthole.sshPort)
   }
   for (const target of targets) await waitReady(target)
+  if (https) {
+    await waitReady(https)
+    await waitHttpsReady(https)
+  }
   // Read /big once straight from nginx: the first read of the sparse file fills the page cache, and would
   // otherwise slow down whichever target downloads first.
   await download({ name: 'nginx (page cache warm-up)', port: nginx.port, host: 'localhost' })
 
-  process.stdout.write(`bench: wrk -t1 -c50 -d${DURATION} (after ${WARMUP} warm-up), curl 1 GiB; ${ROUNDS} round(s), median taken${CPU_PROF ? '; porthole under --cpu-prof (slower)' : ''}\n`)
+  const load = [targets.length ? `wrk -t1 -c50 -d${DURATION} (after ${WARMUP} warm-up)` : null, https ? `h2load ${H2LOAD} -D ${DURATION} (after ${WARMUP} warm-up)` : null]
+  process.stdout.write(`bench: ${load.filter(Boolean).join(' and ')}, curl 1 GiB; ${ROUNDS} round(s), median taken${CPU_PROF ? '; porthole under --cpu-prof (slower)' : ''}\n`)
+  if (https) {
+    process.stdout.write(`  https part: h2load ${H2LOAD} -D ${DURATION} --warm-up-time=${WARMUP} for ${HTTPS_VARIANTS.map((v) => v.label).join(', ')} ` +
+      `(SNI ${HTTPS_HOST}); curl 1 GiB --http1.1 / --http2\n`)
+  }
   for (const [name, found] of Object.entries(ciphers)) {
     process.stdout.write(`  ${name.padEnd(8)} cipher ${found.cipher ?? '?'} (MAC ${found.mac ?? '?'}, kex ${found.kex ?? '?'})\n`)
   }
   const samples = []
+  const httpsSamples = []
   for (let round = 1; round <= ROUNDS; round++) {
     for (const target of targets) samples.push(await measure(target, round))
+    if (https) httpsSamples.push(...await measureHttps(https, round))
   }
   const summary = summarise(samples, targets.map((t) => t.name))
-  printTable(summary)
+  if (targets.length) printTable(summary)
+  const httpsSummary = https ? summariseHttps(httpsSamples) : null
+  if (httpsSummary) {
+    printHttpsTable(httpsSummary, httpsSamples.find((s) => s.tls)?.tls)
+  }
 
   const date = new Date().toISOString()
   const file = join(RESULTS, `${date.replace(/[:.]/g, '-')}.json`)
@@ -353,6 +531,13 @@ async function main () {
     medians: summary.medians,
     ratio: summary.ratio,
     samples,
+    https: httpsSummary && {
+      loadGenerator: `h2load ${H2LOAD} -D ${DURATION} --warm-up-time=${WARMUP} --connect-to=127.0.0.1:PORT (SNI ${HTTPS_HOST})`,
+      variants: HTTPS_VARIANTS,
+      medians: httpsSummary.medians,
+      ratio: httpsSummary.ratio,
+      samples: httpsSamples,
+    },
   }, null, 2) + '\n')
   process.stdout.write(`\nraw figures: ${file}\n`)
 }
@@ -371,7 +556,8 @@ try {
   await cleanup(tmp)
   if (CPU_PROF) {
     process.stdout.write(`cpu profile written to ${RESULTS}; summarise with: node bench/top-functions.js FILE [--window=FROM-TO]\n` +
-      '(the "phases" of each porthole sample in the JSON give the wrk and /big windows, in seconds since porthole started)\n')
+      '(the "phases" of each porthole sample in the JSON give the wrk and /big windows, and those of each https.samples entry\n' +
+      'the h2load and /big windows, in seconds since porthole started)\n')
   }
 }
 process.exitCode = failed ? 1 : 0
