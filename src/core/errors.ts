@@ -18,6 +18,7 @@ export const catalogue = {
   PH_1004: { status: 400, message: 'bad CIDR {detail}', surfaces: ['ssh'] },
   PH_1005: { status: 400, message: 'malformed header {detail}', surfaces: ['ssh'] },
   PH_1006: { status: 400, message: 'malformed credential {detail}', surfaces: ['ssh'] },
+  PH_1008: { status: 400, message: 'invalid traffic policy: {detail}', surfaces: ['ssh'] },
   PH_1010: { status: 400, message: 'invalid name {detail}', surfaces: ['ssh'] },
   PH_1011: { status: 409, message: 'name {detail} is in use or held by another key', surfaces: ['ssh'] },
   PH_1012: { status: 403, message: 'wildcard {detail} would cover the whole base domain; bind *.<label>.<domain> instead', surfaces: ['ssh'] },
@@ -51,6 +52,7 @@ export const catalogue = {
   PH_3007: { status: 400, message: 'malformed request', surfaces: ['edge'] },
   PH_3008: { status: 400, message: 'this endpoint is served over https only', surfaces: ['edge'] },
   PH_3009: { status: 502, message: 'TLS to the upstream service failed ({detail})', surfaces: ['edge'] },
+  PH_3102: { status: 403, message: 'denied by the endpoint\'s traffic policy', surfaces: ['edge'] },
   PH_3100: { status: 403, message: 'access denied for your IP address', surfaces: ['edge'] },
   PH_3101: { status: 401, message: 'authentication required', surfaces: ['edge'] },
 

@@ -39,3 +39,18 @@ export function sendRawError (socket: Duplex, code: ErrorCode, detail?: string, 
   for (const [name, value] of Object.entries(headers ?? {})) head += `${name}: ${value}\r\n`
   socket.end(`${head}\r\n${text}`)
 }
+
+export interface PolicyResponse { readonly status: number, readonly headers: Record<string, string>, readonly body: string }
+
+/** A response a traffic policy wrote (custom-response, redirect, deny). */
+export function sendResponse (res: ServerResponse, response: PolicyResponse): void {
+  if (res.headersSent) return void res.destroy()
+  res.writeHead(response.status, { ...response.headers, 'content-length': Buffer.byteLength(response.body) })
+  res.end(response.body)
+}
+
+export function sendRawResponse (socket: Duplex, response: PolicyResponse): void {
+  let head = `HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ''}\r\ncontent-length: ${Buffer.byteLength(response.body)}\r\nconnection: close\r\n`
+  for (const [name, value] of Object.entries(response.headers)) head += `${name}: ${value}\r\n`
+  socket.end(`${head}\r\n${response.body}`)
+}

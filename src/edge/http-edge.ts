@@ -9,9 +9,9 @@ import type { Logger } from 'pino'
 import { isPortholeError, type ErrorCode } from '../core/errors.js'
 import type { Endpoint } from '../core/endpoint.js'
 import type { Registry } from '../core/registry.js'
-import type { CompiledPolicy, Denial, HeaderMap } from '../policy/compiled.js'
+import type { CompiledPolicy, Denial, HeaderMap, HttpRequestContext } from '../policy/compiled.js'
 import { cleanResponseHeaders, requestHead, upstreamRequestHeaders } from './headers.js'
-import { sendError, sendRawError } from './error-response.js'
+import { sendError, sendRawError, sendRawResponse, sendResponse } from './error-response.js'
 import { Upstream } from './upstream.js'
 import { listenOn } from './listen.js'
 
@@ -72,17 +72,16 @@ function rewriteLocation (headers: HeaderMap, upstreamHost: string, publicOrigin
 }
 
 /** on_tcp_connect (per request for HTTP: the endpoint is known only from the Host), then on_http_request. */
-function runRequestPhases (policy: CompiledPolicy, clientIp: string, headers: HeaderMap): Denial | undefined {
+function runRequestPhases (policy: CompiledPolicy, ctx: HttpRequestContext): Denial | undefined {
   const connect = policy.onTcpConnect
   if (connect !== null) {
     for (const step of connect) {
-      const denial = step({ clientIp })
+      const denial = step(ctx)
       if (denial) return denial
     }
   }
   const request = policy.onHttpRequest
   if (request !== null) {
-    const ctx = { clientIp, headers }
     for (const step of request) {
       const denial = step(ctx)
       if (denial) return denial
@@ -91,12 +90,28 @@ function runRequestPhases (policy: CompiledPolicy, clientIp: string, headers: He
   return undefined
 }
 
+/** The policy's context for one public request. */
+function requestContext (req: IncomingMessage, endpoint: Endpoint, scheme: Scheme, headers: HeaderMap): HttpRequestContext {
+  return {
+    clientIp: req.socket.remoteAddress ?? '',
+    clientPort: req.socket.remotePort ?? 0,
+    serverPort: req.socket.localPort ?? 0,
+    endpointHost: endpoint.host,
+    protocol: scheme,
+    method: req.method ?? 'GET',
+    path: req.url ?? '/',
+    host: routingHost(req.headers.host ?? (req.headers[':authority'] as string | undefined)),
+    headers,
+  }
+}
+
 /** Streams one upstream response into the public response, with backpressure both ways. */
 class ProxyHandler implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse
   readonly #edge: HttpEdge
   readonly #endpoint: Endpoint
   readonly #policy: CompiledPolicy
+  readonly #request: HttpRequestContext
   readonly #publicOrigin: string
   readonly #upstreamHost: string | undefined
   #controller: Dispatcher.DispatchController | null = null
@@ -108,8 +123,9 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     this.#res.uncork()
   }
 
-  constructor (res: ServerResponse, edge: HttpEdge, endpoint: Endpoint, upstream: Upstream, publicOrigin: string, upstreamHost: string | undefined) {
+  constructor (res: ServerResponse, edge: HttpEdge, endpoint: Endpoint, upstream: Upstream, request: HttpRequestContext, publicOrigin: string, upstreamHost: string | undefined) {
     this.#res = res
+    this.#request = request
     this.#edge = edge
     this.#endpoint = endpoint
     this.#policy = upstream.policy
@@ -128,7 +144,10 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
     cleanResponseHeaders(headers)
     const steps = this.#policy.onHttpResponse
-    if (steps !== null) for (const step of steps) step(headers)
+    if (steps !== null) {
+      const ctx = { request: this.#request, status: statusCode, headers }
+      for (const step of steps) step(ctx)
+    }
     if (this.#upstreamHost !== undefined) rewriteLocation(headers, this.#upstreamHost, this.#publicOrigin)
     // HTTP/2 has no status message (and warns when given one).
     if (this.#h2 || !statusMessage) this.#res.writeHead(statusCode, headers as Record<string, string | string[]>)
@@ -270,10 +289,12 @@ export class HttpEdge {
       return
     }
     const headers = upstreamRequestHeaders(req, clientIp, scheme, false)
-    const denial = runRequestPhases(upstream.policy, clientIp, headers)
+    const ctx = requestContext(req, endpoint, scheme, headers)
+    const denial = runRequestPhases(upstream.policy, ctx)
     if (denial) {
       req.resume()
-      this.fail(res, endpoint, denial.code, undefined, denial.headers)
+      if ('code' in denial) this.fail(res, endpoint, denial.code, undefined, denial.headers)
+      else sendResponse(res, denial.response)
       return
     }
     const upstreamHost = this.#upstreamHost(upstream, req)
@@ -283,10 +304,10 @@ export class HttpEdge {
     const origin = `${scheme}://${req.headers.host ?? req.headers[':authority'] ?? endpoint.host}`
     upstream.pool.dispatch({
       method: req.method as Dispatcher.HttpMethod,
-      path: req.url ?? '/',
+      path: ctx.path,
       headers: headers as Record<string, string | string[]>,
       body: hasBody ? req : null,
-    }, new ProxyHandler(res, this, endpoint, upstream, origin, upstreamHost))
+    }, new ProxyHandler(res, this, endpoint, upstream, ctx, origin, upstreamHost))
   }
 
   handleUpgrade (req: IncomingMessage, socket: Socket, head: Buffer, scheme: Scheme): void {
@@ -297,8 +318,9 @@ export class HttpEdge {
     const { endpoint, upstream } = routed
     if (scheme === 'http' && !endpoint.spec.schemes.http) return sendRawError(socket, 'PH_3008')
     const headers = upstreamRequestHeaders(req, clientIp, scheme, true)
-    const denial = runRequestPhases(upstream.policy, clientIp, headers)
-    if (denial) return sendRawError(socket, denial.code, undefined, denial.headers)
+    const ctx = requestContext(req, endpoint, scheme, headers)
+    const denial = runRequestPhases(upstream.policy, ctx)
+    if (denial) return 'code' in denial ? sendRawError(socket, denial.code, undefined, denial.headers) : sendRawResponse(socket, denial.response)
     const upstreamHost = this.#upstreamHost(upstream, req)
     if (upstreamHost !== undefined) headers.host = upstreamHost
     const started = performance.now()
@@ -307,7 +329,7 @@ export class HttpEdge {
       stream.on('error', () => socket.destroy())
       socket.on('close', () => stream.destroy())
       stream.on('close', () => socket.destroy())
-      stream.write(requestHead(req.method ?? 'GET', req.url ?? '/', headers))
+      stream.write(requestHead(req.method ?? 'GET', ctx.path, headers))
       if (head.length > 0) stream.write(head)
       // The upstream's own 101 (or refusal) goes back to the client as it is.
       stream.pipe(socket)

@@ -15,11 +15,12 @@ export interface TcpEdgeOptions {
   readonly log: Logger
 }
 
-/** Runs on_tcp_connect rules; true when the client may go on. */
-export function admitted (policy: CompiledPolicy, clientIp: string): boolean {
+/** Runs on_tcp_connect rules for a public connection to a tcp or tls endpoint; true when it may go on. */
+export function admitted (policy: CompiledPolicy, socket: Socket, endpoint: Endpoint, protocol: 'tcp' | 'tls'): boolean {
   const steps = policy.onTcpConnect
   if (steps === null) return true
-  for (const step of steps) if (step({ clientIp })) return false
+  const ctx = { clientIp: socket.remoteAddress ?? '', clientPort: socket.remotePort ?? 0, serverPort: socket.localPort ?? 0, endpointHost: endpoint.host, protocol }
+  for (const step of steps) if (step(ctx)) return false
   return true
 }
 
@@ -72,7 +73,7 @@ export class TcpEdge {
     const clientIp = socket.remoteAddress ?? ''
     const remotePort = socket.remotePort ?? 0
     socket.on('error', () => {})
-    if (!admitted(policy, clientIp)) {
+    if (!admitted(policy, socket, endpoint, 'tcp')) {
       log.debug({ client: clientIp }, 'tcp connection denied by policy')
       socket.destroy()
       return

@@ -128,7 +128,7 @@ export class TlsEdge {
     const clientIp = socket.remoteAddress ?? ''
     const remotePort = socket.remotePort ?? 0
     const upstream = endpoint.upstream
-    if (!(upstream instanceof PassThrough) || !admitted(upstream.policy, clientIp)) {
+    if (!(upstream instanceof PassThrough) || !admitted(upstream.policy, socket, endpoint, 'tls')) {
       socket.destroy()
       return
     }

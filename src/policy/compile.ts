@@ -1,22 +1,22 @@
 // Compiles a PolicyDocument into a CompiledPolicy, validating every action on the way: a bad value throws a
-// PortholeError naming the phase, rule and action, so nothing half-valid is ever bound.
+// PortholeError naming the phase, rule and action, so nothing half-valid is ever bound. A rule with
+// expressions becomes one guarded step: its actions run only when every expression holds.
 import { PortholeError } from '../core/errors.js'
 import type { Action, PolicyDocument, Rule } from './document.js'
-import type { CompiledPolicy, ConnectStep, RequestStep, ResponseStep } from './compiled.js'
+import type { CompiledPolicy, ConnectContext, ConnectStep, Denial, RequestStep, ResponseStep } from './compiled.js'
+import { allHold, compileExpression, connectVars, requestVars, responseVars, type CelProgram } from './cel.js'
 import { compileBasicAuth } from './actions/basic-auth.js'
 import { compileRestrictIps } from './actions/restrict-ips.js'
 import { compileAddHeaders, compileRemoveHeaders } from './actions/headers.js'
+import { compileCustomResponse, compileDeny, compileRedirect, compileUrlRewrite } from './actions/respond.js'
 
-function where (phase: string, ruleIndex: number, actionIndex: number, error: unknown): never {
-  if (error instanceof PortholeError) {
-    throw new PortholeError(error.code, `${error.detail ?? ''} at ${phase}[${ruleIndex}].actions[${actionIndex}]`.trim(), { cause: error })
-  }
-  throw error
-}
+type Phase = 'on_tcp_connect' | 'on_http_request' | 'on_http_response'
 
-function checkRule (rule: Rule, phase: string, index: number): void {
-  if (rule.expressions && rule.expressions.length > 0) {
-    throw new PortholeError('PH_1002', `${phase}[${index}].expressions (CEL expressions are not supported yet)`)
+function connectStep (action: Action): ConnectStep {
+  switch (action.type) {
+    case 'restrict-ips': return compileRestrictIps(action)
+    case 'deny': return () => ({ code: 'PH_3102' })
+    default: throw new PortholeError('PH_1008', `action type ${JSON.stringify(action.type)} is not allowed in on_tcp_connect`)
   }
 }
 
@@ -26,53 +26,81 @@ function requestStep (action: Action): RequestStep {
     case 'restrict-ips': return compileRestrictIps(action)
     case 'add-headers': {
       const apply = compileAddHeaders(action)
-      return (ctx) => { apply(ctx.headers); return undefined }
+      return (ctx) => { apply(ctx.headers, () => requestVars(ctx)); return undefined }
     }
     case 'remove-headers': {
       const apply = compileRemoveHeaders(action)
       return (ctx) => { apply(ctx.headers); return undefined }
     }
-    default: throw new PortholeError('PH_1002', `action type ${JSON.stringify((action as { type: unknown }).type)}`)
+    case 'deny': return compileDeny(action)
+    case 'custom-response': return compileCustomResponse(action)
+    case 'redirect': return compileRedirect(action)
+    case 'url-rewrite': return compileUrlRewrite(action)
   }
 }
 
 function responseStep (action: Action): ResponseStep {
   switch (action.type) {
-    case 'add-headers': return compileAddHeaders(action)
-    case 'remove-headers': return compileRemoveHeaders(action)
-    default: throw new PortholeError('PH_1002', `action type ${JSON.stringify(action.type)} (not allowed in on_http_response)`)
+    case 'add-headers': {
+      const apply = compileAddHeaders(action)
+      return (ctx) => apply(ctx.headers, () => responseVars(ctx))
+    }
+    case 'remove-headers': {
+      const apply = compileRemoveHeaders(action)
+      return (ctx) => apply(ctx.headers)
+    }
+    default: throw new PortholeError('PH_1008', `action type ${JSON.stringify(action.type)} is not allowed in on_http_response`)
   }
 }
 
-function compilePhase<T> (phase: string, rules: Rule[] | undefined, build: (action: Action) => T): T[] {
-  const steps: T[] = []
-  ;(rules ?? []).forEach((rule, ruleIndex) => {
-    checkRule(rule, phase, ruleIndex)
-    ;(rule.actions ?? []).forEach((action, actionIndex) => {
+function located (where: string, error: unknown): never {
+  if (error instanceof PortholeError) {
+    throw new PortholeError(error.code, `${error.detail ?? ''} at ${where}`.trim(), { cause: error })
+  }
+  throw error
+}
+
+/** Compiles each rule of a phase into one step; `vars` builds the CEL variables for guarded rules. */
+function compilePhase<C, R> (
+  phase: Phase,
+  rules: Rule[] | undefined,
+  build: (action: Action) => (ctx: C) => R,
+  vars: (ctx: C) => Record<string, unknown>,
+): ((ctx: C) => R | undefined)[] {
+  return (rules ?? []).map((rule, ruleIndex) => {
+    const guard: CelProgram[] = (rule.expressions ?? []).map((expression, i) => compileExpression(expression, `${phase}[${ruleIndex}].expressions[${i}]`))
+    const steps = (rule.actions ?? []).map((action, actionIndex) => {
       try {
-        steps.push(build(action))
+        return build(action)
       } catch (error) {
-        where(phase, ruleIndex, actionIndex, error)
+        return located(`${phase}[${ruleIndex}].actions[${actionIndex}]`, error)
       }
     })
+    const run = (ctx: C): R | undefined => {
+      for (const step of steps) {
+        const result = step(ctx)
+        if (result) return result
+      }
+      return undefined
+    }
+    if (guard.length === 0) return steps.length === 1 ? steps[0]! : run
+    return (ctx: C) => (allHold(guard, vars(ctx)) ? run(ctx) : undefined)
   })
-  return steps
 }
 
 const orNull = <T>(steps: T[]): T[] | null => (steps.length > 0 ? steps : null)
 
 /** Compiles for an endpoint of `proto`: TCP and TLS endpoints see no HTTP, so HTTP phases are refused. */
 export function compilePolicy (document: PolicyDocument, proto: 'http' | 'tcp' | 'tls' = 'http'): CompiledPolicy {
-  const connect = compilePhase('on_tcp_connect', document.on_tcp_connect, (action): ConnectStep => {
-    if (action.type !== 'restrict-ips') throw new PortholeError('PH_1002', `action type ${JSON.stringify(action.type)} (not allowed in on_tcp_connect)`)
-    return compileRestrictIps(action)
-  })
   if (proto !== 'http' && (document.on_http_request?.length || document.on_http_response?.length)) {
-    throw new PortholeError('PH_1002', `on_http_request/on_http_response (a ${proto} endpoint carries no HTTP)`)
+    throw new PortholeError('PH_1008', `on_http_request/on_http_response: a ${proto} endpoint carries no HTTP`)
   }
+  const connect = compilePhase<ConnectContext, Denial | undefined>('on_tcp_connect', document.on_tcp_connect, connectStep, connectVars)
+  const request = compilePhase('on_http_request', document.on_http_request, requestStep, requestVars)
+  const response = compilePhase('on_http_response', document.on_http_response, responseStep, responseVars)
   return {
     onTcpConnect: orNull(connect),
-    onHttpRequest: orNull(compilePhase('on_http_request', document.on_http_request, requestStep)),
-    onHttpResponse: orNull(compilePhase('on_http_response', document.on_http_response, responseStep)),
+    onHttpRequest: orNull(request),
+    onHttpResponse: orNull(response as ResponseStep[]),
   }
 }

@@ -6,26 +6,44 @@ import type { ErrorCode } from '../core/errors.js'
 export type HeaderMap = Record<string, string | string[] | undefined>
 
 export interface ConnectContext {
-  /** The TCP peer address of the public client. */
+  /** The TCP peer address and port of the public client. */
   readonly clientIp: string
+  readonly clientPort: number
+  /** The public port the client connected to. */
+  readonly serverPort: number
+  /** The endpoint's host ('tcp:PORT' for tcp endpoints). */
+  readonly endpointHost: string
+  readonly protocol: 'http' | 'https' | 'tcp' | 'tls'
+  /** CEL variables, built on first use by a rule with expressions (policy/cel.ts). */
+  vars?: Record<string, unknown>
 }
 
-export interface HttpRequestContext {
-  /** The TCP peer address of the public client. */
-  readonly clientIp: string
+export interface HttpRequestContext extends ConnectContext {
+  readonly method: string
+  /** Path and query sent upstream; url-rewrite may change it. */
+  path: string
+  /** The public Host (without port). */
+  readonly host: string
   /** Headers that will go to the upstream; steps may change them. */
   readonly headers: HeaderMap
 }
 
-/** A step that stops the request: the edge answers with this catalogue code (and extra headers). */
-export interface Denial {
-  readonly code: ErrorCode
-  readonly headers?: Record<string, string>
+export interface HttpResponseContext {
+  readonly request: HttpRequestContext
+  readonly status: number
+  /** Headers that will go to the client; steps may change them. */
+  readonly headers: HeaderMap
+  vars?: Record<string, unknown>
 }
+
+/** A step that stops the request: a catalogue error page, or a response the policy wrote itself. */
+export type Denial =
+  | { readonly code: ErrorCode, readonly headers?: Record<string, string> }
+  | { readonly response: { readonly status: number, readonly headers: Record<string, string>, readonly body: string } }
 
 export type ConnectStep = (ctx: ConnectContext) => Denial | undefined
 export type RequestStep = (ctx: HttpRequestContext) => Denial | undefined
-export type ResponseStep = (headers: HeaderMap) => void
+export type ResponseStep = (ctx: HttpResponseContext) => void
 
 export interface CompiledPolicy {
   /** TCP/TLS endpoints: once per connection. HTTP endpoints: once per request, before on_http_request

@@ -19,11 +19,30 @@ export interface RemoveHeadersAction {
   config: { headers: string[] }
 }
 
-export type Action = BasicAuthAction | RestrictIpsAction | AddHeadersAction | RemoveHeadersAction
+export interface DenyAction {
+  type: 'deny'
+  config?: { status_code?: number }
+}
+export interface CustomResponseAction {
+  type: 'custom-response'
+  config: { status_code: number, body?: string, content?: string, headers?: Record<string, string> }
+}
+export interface RedirectAction {
+  type: 'redirect'
+  config: { from?: string, to: string, status_code?: number, headers?: Record<string, string> }
+}
+export interface UrlRewriteAction {
+  type: 'url-rewrite'
+  config: { from?: string, to: string }
+}
+
+export type Action =
+  | BasicAuthAction | RestrictIpsAction | AddHeadersAction | RemoveHeadersAction
+  | DenyAction | CustomResponseAction | RedirectAction | UrlRewriteAction
 
 export interface Rule {
   name?: string
-  /** CEL expressions; all must hold. Evaluated once the CEL engine lands (issue 5); until then must be empty. */
+  /** CEL expressions (policy/cel.ts); the actions run only when all of them hold. */
   expressions?: string[]
   actions: Action[]
 }

@@ -10,6 +10,7 @@ import { policyFromFlags, type ModuleFlags } from '../../policy/from-flags.js'
 import type { EndpointProto, EndpointSpec } from '../../core/endpoint.js'
 import type { CompiledPolicy } from '../../policy/compiled.js'
 import type { PolicyDocument } from '../../policy/document.js'
+import { combinePolicies, parsePolicy } from '../../policy/parse.js'
 
 export type OutputMode = 'text' | 'json'
 export type Command = EndpointProto
@@ -25,7 +26,7 @@ export interface SessionOptions {
   readonly proxyProto: 0 | 1 | 2
   readonly output: OutputMode
   /** Something the session must still read from the user's stdin before binding (--upstream-tls-verify-cas -). */
-  readonly stdin: 'upstream-tls-verify-cas' | null
+  readonly stdin: 'upstream-tls-verify-cas' | 'traffic-policy-file' | null
 }
 
 export interface UpstreamOptions {
@@ -40,7 +41,7 @@ export type ParsedCommand =
   | { kind: 'options', options: SessionOptions }
   | { kind: 'help', text: string }
 
-type FlagKey = keyof ModuleFlags | 'hostHeader' | 'schemes' | 'upstreamTls' | 'upstreamTlsVerify' | 'upstreamTlsVerifyCas' | 'upstreamProtocol' | 'proxyProto' | 'output' | 'help'
+type FlagKey = keyof ModuleFlags | 'trafficPolicy' | 'trafficPolicyFile' | 'hostHeader' | 'schemes' | 'upstreamTls' | 'upstreamTlsVerify' | 'upstreamTlsVerifyCas' | 'upstreamProtocol' | 'proxyProto' | 'output' | 'help'
 
 interface FlagInfo {
   readonly flag: string
@@ -60,6 +61,8 @@ const FLAGS: readonly FlagInfo[] = [
   { flag: 'request-header-remove', key: 'requestHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from requests to your service' },
   { flag: 'response-header-add', key: 'responseHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on responses to clients" },
   { flag: 'response-header-remove', key: 'responseHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from responses to clients' },
+  { flag: 'traffic-policy', key: 'trafficPolicy', repeatable: false, commands: ALL, help: "'DOC'  a traffic policy document (YAML or JSON, ngrok's format), after the flags' rules" },
+  { flag: 'traffic-policy-file', key: 'trafficPolicyFile', repeatable: false, commands: ALL, help: '-  read the traffic policy document from stdin: ... < policy.yml' },
   { flag: 'host-header', key: 'hostHeader', repeatable: false, commands: ['http'], help: 'rewrite|HOST[:PORT]  Host header sent upstream (rewrite: localhost); Location is rewritten back' },
   { flag: 'schemes', key: 'schemes', repeatable: false, commands: ['http'], help: 'http,https|https|http  public schemes (default both; https alone redirects plain HTTP with a 308)' },
   { flag: 'upstream-tls', key: 'upstreamTls', repeatable: false, boolean: true, commands: ['http'], help: '  speak TLS to your service through the tunnel (its certificate is not checked unless --upstream-tls-verify)' },
@@ -141,6 +144,11 @@ function isCommand (word: string): word is Command {
 
 /** Completes options that wait for stdin: validates the CA certificates and returns the options to bind with. */
 export function withStdin (options: SessionOptions, input: string): SessionOptions {
+  if (options.stdin === 'traffic-policy-file') {
+    const completed = { ...options, policy: combinePolicies(options.policy, parsePolicy(input)), stdin: null }
+    specFor(completed, options.command ?? 'http') // validate before anything binds
+    return completed
+  }
   if (options.stdin !== 'upstream-tls-verify-cas') return options
   const pems = input.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
   try {
@@ -155,7 +163,7 @@ export function withStdin (options: SessionOptions, input: string): SessionOptio
 /** Parses an exec string. Throws a PortholeError (PH_10xx) for anything it cannot honour. */
 export function parseCommand (commandLine: string): ParsedCommand {
   // yargs-parser reads a lone '-' as a positional (the stdin convention), not as the value of the flag before it.
-  const line = commandLine.replace(/(--upstream-tls-verify-cas)\s+-(?=\s|$)/, '$1=-')
+  const line = commandLine.replace(/(--upstream-tls-verify-cas|--traffic-policy-file)\s+-(?=\s|$)/g, '$1=-')
   const argv = yargsParser(line, {
     string: FLAGS.filter((f) => !f.boolean && f.key !== 'help').map((f) => f.flag),
     boolean: ['help', ...FLAGS.filter((f) => f.boolean).map((f) => f.flag)],
@@ -197,6 +205,8 @@ export function parseCommand (commandLine: string): ParsedCommand {
   let proxyProto: 0 | 1 | 2 = 0
   const upstream: { -readonly [K in keyof UpstreamOptions]: UpstreamOptions[K] } = { ...PLAIN_UPSTREAM }
   let casFromStdin = false
+  let policyFromStdin = false
+  let document: PolicyDocument = {}
   for (const info of FLAGS) {
     const raw: unknown = argv[info.flag]
     if (raw === undefined || info.key === 'help') continue
@@ -222,6 +232,11 @@ export function parseCommand (commandLine: string): ParsedCommand {
         throw new PortholeError('PH_1002', `--schemes ${JSON.stringify(values[0])} (want http, https or http,https)`)
       }
       schemes = { http: list.includes('http'), https: list.includes('https') }
+    } else if (info.key === 'trafficPolicy') {
+      document = parsePolicy(values[0]!)
+    } else if (info.key === 'trafficPolicyFile') {
+      if (values[0] !== '-') throw new PortholeError('PH_1002', `--traffic-policy-file ${JSON.stringify(values[0])} (give - and send the document on stdin: ... < policy.yml)`)
+      policyFromStdin = true
     } else if (info.key === 'upstreamTlsVerifyCas') {
       if (values[0] !== '-') throw new PortholeError('PH_1002', `--upstream-tls-verify-cas ${JSON.stringify(values[0])} (give - and send the PEM on stdin: ... < ca.pem)`)
       casFromStdin = true
@@ -243,8 +258,17 @@ export function parseCommand (commandLine: string): ParsedCommand {
   }
   if (upstream.verify && !upstream.tls) throw new PortholeError('PH_1002', '--upstream-tls-verify (needs --upstream-tls)')
   if (casFromStdin && !upstream.verify) throw new PortholeError('PH_1002', '--upstream-tls-verify-cas (needs --upstream-tls-verify)')
+  if (casFromStdin && policyFromStdin) throw new PortholeError('PH_1002', '--traffic-policy-file - (stdin already carries --upstream-tls-verify-cas)')
+  if (policyFromStdin && Object.keys(document).length > 0) throw new PortholeError('PH_1002', '--traffic-policy-file (give either it or --traffic-policy)')
   const options: SessionOptions = {
-    command, policy: policyFromFlags(flags), hostHeader, schemes, upstream, proxyProto, output, stdin: casFromStdin ? 'upstream-tls-verify-cas' : null,
+    command,
+    policy: combinePolicies(policyFromFlags(flags), document),
+    hostHeader,
+    schemes,
+    upstream,
+    proxyProto,
+    output,
+    stdin: casFromStdin ? 'upstream-tls-verify-cas' : policyFromStdin ? 'traffic-policy-file' : null,
   }
   specFor(options, allowed) // validates every value now, so a bad one is refused before anything binds
   return { kind: 'options', options }

@@ -4,6 +4,7 @@
 import { PortholeError } from '../../core/errors.js'
 import type { AddHeadersAction, RemoveHeadersAction } from '../document.js'
 import type { HeaderMap } from '../compiled.js'
+import { compileTemplate } from '../cel.js'
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 // Headers the edge owns: letting a policy set them would break framing or our own error signalling.
@@ -21,14 +22,15 @@ export function headerValue (name: string, value: unknown): string {
   return value.trim()
 }
 
-export function compileAddHeaders (action: AddHeadersAction): (headers: HeaderMap) => void {
+/** Values may interpolate CEL (`${req.host}`); `vars` gives the variables when one does. */
+export function compileAddHeaders (action: AddHeadersAction): (headers: HeaderMap, vars: () => Record<string, unknown>) => void {
   const entries = Object.entries(action.config.headers ?? {}).map(([name, value]) => {
     const lower = headerName(name)
-    return [lower, headerValue(lower, value)] as const
+    return [lower, compileTemplate(headerValue(lower, value), `header ${lower}`)] as const
   })
   if (entries.length === 0) throw new PortholeError('PH_1005', '(add-headers needs at least one header)')
-  return (headers) => {
-    for (const [name, value] of entries) headers[name] = value
+  return (headers, vars) => {
+    for (const [name, value] of entries) headers[name] = typeof value === 'string' ? value : value(vars()).replace(/[\r\n]/g, ' ')
   }
 }
 

@@ -1,0 +1,145 @@
+// CEL expressions of traffic policy rules (via @bufbuild/cel), with the variable names ngrok documents:
+// conn.*, req.*, res.*, endpoint.*, time.now, and a few of its helper functions. Expressions are parsed
+// and planned once, at bind time; the variables of a request are built only if a rule asks for them.
+import { celEnv, celFunc, CelScalar, isCelError, listType, parse, plan } from '@bufbuild/cel'
+import { timestampFromDate } from '@bufbuild/protobuf/wkt'
+import ipaddr from 'ipaddr.js'
+import { PortholeError } from '../core/errors.js'
+import type { ConnectContext, HeaderMap, HttpRequestContext, HttpResponseContext } from './compiled.js'
+
+/** The variables of the request being evaluated: ngrok's helpers (hasReqHeader, ...) read them implicitly. */
+let current: Record<string, unknown> = {}
+
+function list (value: string | string[] | undefined): string[] {
+  return value === undefined ? [] : Array.isArray(value) ? value : [value]
+}
+
+function headerMap (headers: HeaderMap): Map<string, string[]> {
+  const map = new Map<string, string[]>()
+  for (const name in headers) {
+    const values = list(headers[name])
+    if (values.length > 0) map.set(name, values)
+  }
+  return map
+}
+
+function inCidrRange (ip: string, cidr: string): boolean {
+  try {
+    const addr = ipaddr.process(ip)
+    const range = ipaddr.parseCIDR(cidr)
+    return addr.kind() === range[0].kind() && addr.match(range)
+  } catch {
+    return false
+  }
+}
+
+const requestMap = (field: 'headers' | 'query_params'): Map<string, string[]> =>
+  ((current.req as Record<string, unknown> | undefined)?.[field] as Map<string, string[]> | undefined) ?? new Map()
+
+const STRING_LIST = listType(CelScalar.STRING)
+
+const env = celEnv({
+  funcs: [
+    celFunc('inCidrRange', [CelScalar.STRING, CelScalar.STRING], CelScalar.BOOL, inCidrRange),
+    celFunc('hasReqHeader', [CelScalar.STRING], CelScalar.BOOL, (name: string) => requestMap('headers').has(name.toLowerCase())),
+    celFunc('getReqHeader', [CelScalar.STRING], STRING_LIST, (name: string) => (requestMap('headers').get(name.toLowerCase()) ?? []) as never),
+    celFunc('hasQueryParam', [CelScalar.STRING], CelScalar.BOOL, (name: string) => requestMap('query_params').has(name)),
+    celFunc('getQueryParam', [CelScalar.STRING], STRING_LIST, (name: string) => (requestMap('query_params').get(name) ?? []) as never),
+  ],
+})
+
+export type CelProgram = (vars: Record<string, unknown>) => unknown
+
+/** Parses and plans one expression; `where` names it in the error (on_http_request[0].expressions[1]). */
+export function compileExpression (expression: string, where: string): CelProgram {
+  if (typeof expression !== 'string' || expression.trim() === '') throw new PortholeError('PH_1008', `${where}: an expression must be a non-empty string`)
+  let program: ReturnType<typeof plan>
+  try {
+    program = plan(env, parse(expression))
+  } catch (error) {
+    throw new PortholeError('PH_1008', `${where}: ${(error as Error).message.split('\n')[0]}`)
+  }
+  return (vars) => {
+    current = vars
+    return program(vars as never)
+  }
+}
+
+/** All expressions must evaluate to true; an evaluation error (unknown variable, wrong type) counts as false. */
+export function allHold (programs: readonly CelProgram[], vars: Record<string, unknown>): boolean {
+  for (const program of programs) {
+    const result = program(vars)
+    if (result !== true || isCelError(result)) return false
+  }
+  return true
+}
+
+function connVars (ctx: ConnectContext): Record<string, unknown> {
+  return {
+    conn: { client_ip: ctx.clientIp, client_port: BigInt(ctx.clientPort), server_port: BigInt(ctx.serverPort) },
+    endpoint: { host: ctx.endpointHost, protocol: ctx.protocol },
+    time: { now: timestampFromDate(new Date()) },
+  }
+}
+
+export function connectVars (ctx: ConnectContext): Record<string, unknown> {
+  return (ctx.vars ??= connVars(ctx))
+}
+
+export function requestVars (ctx: HttpRequestContext): Record<string, unknown> {
+  if (ctx.vars) return ctx.vars
+  const query = ctx.path.indexOf('?')
+  const path = query === -1 ? ctx.path : ctx.path.slice(0, query)
+  const rawQuery = query === -1 ? '' : ctx.path.slice(query + 1)
+  const params = new Map<string, string[]>()
+  for (const [name, value] of new URLSearchParams(rawQuery)) params.set(name, [...(params.get(name) ?? []), value])
+  const cookies = new Map<string, string[]>()
+  for (const header of list(ctx.headers.cookie)) {
+    for (const pair of header.split(';')) {
+      const eq = pair.indexOf('=')
+      if (eq > 0) {
+        const name = pair.slice(0, eq).trim()
+        cookies.set(name, [...(cookies.get(name) ?? []), pair.slice(eq + 1).trim()])
+      }
+    }
+  }
+  const contentType = list(ctx.headers['content-type'])[0] ?? ''
+  const vars = connVars(ctx)
+  vars.req = {
+    method: ctx.method,
+    host: ctx.host,
+    url: { path, query: rawQuery, host: ctx.host, scheme: ctx.protocol, raw: `${ctx.protocol}://${ctx.host}${ctx.path}` },
+    headers: headerMap(ctx.headers),
+    query_params: params,
+    cookies,
+    content_type: contentType,
+  }
+  return (ctx.vars = vars)
+}
+
+export function responseVars (ctx: HttpResponseContext): Record<string, unknown> {
+  if (ctx.vars) return ctx.vars
+  return (ctx.vars = { ...requestVars(ctx.request), res: { status_code: BigInt(ctx.status), headers: headerMap(ctx.headers) } })
+}
+
+/** `${expr}` interpolation in action config strings: a constant when there is none, else a renderer. */
+export function compileTemplate (text: string, where: string): string | ((vars: Record<string, unknown>) => string) {
+  if (!text.includes('${')) return text
+  const parts: (string | CelProgram)[] = []
+  let rest = text
+  for (;;) {
+    const start = rest.indexOf('${')
+    if (start === -1) break
+    const end = rest.indexOf('}', start)
+    if (end === -1) throw new PortholeError('PH_1008', `${where}: unclosed \${ in ${JSON.stringify(text)}`)
+    if (start > 0) parts.push(rest.slice(0, start))
+    parts.push(compileExpression(rest.slice(start + 2, end), where))
+    rest = rest.slice(end + 1)
+  }
+  if (rest !== '') parts.push(rest)
+  return (vars) => parts.map((part) => {
+    if (typeof part === 'string') return part
+    const value = part(vars)
+    return isCelError(value) || value === undefined || value === null ? '' : String(value)
+  }).join('')
+}

@@ -1,0 +1,72 @@
+// Reads a traffic policy document (YAML or JSON, as ngrok accepts them) and checks its shape: phases,
+// rules, action types and their config fields. Every error names where it is: on_http_request[0].actions[1]
+// .config.status_code. Values inside actions (CIDRs, headers, regexes, expressions) are checked when the
+// document is compiled (policy/compile.ts).
+import { parse as parseYaml } from 'yaml'
+import { z } from 'zod'
+import { PortholeError } from '../core/errors.js'
+import type { PolicyDocument } from './document.js'
+
+/** A policy arrives on the SSH command line or stdin; bigger than this is refused. */
+export const MAX_POLICY_BYTES = 64 * 1024
+
+const headers = z.record(z.string(), z.string())
+const status = z.number().int().min(100).max(599)
+
+const action = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('basic-auth'), config: z.strictObject({ credentials: z.array(z.string()).min(1), realm: z.string().optional() }) }),
+  z.strictObject({ type: z.literal('restrict-ips'), config: z.strictObject({ allow: z.array(z.string()).optional(), deny: z.array(z.string()).optional() }) }),
+  z.strictObject({ type: z.literal('add-headers'), config: z.strictObject({ headers }) }),
+  z.strictObject({ type: z.literal('remove-headers'), config: z.strictObject({ headers: z.array(z.string()).min(1) }) }),
+  z.strictObject({ type: z.literal('deny'), config: z.strictObject({ status_code: status.optional() }).optional() }),
+  z.strictObject({ type: z.literal('custom-response'), config: z.strictObject({ status_code: status, body: z.string().optional(), content: z.string().optional(), headers: headers.optional() }) }),
+  z.strictObject({ type: z.literal('redirect'), config: z.strictObject({ from: z.string().optional(), to: z.string().min(1), status_code: z.number().int().min(300).max(399).optional(), headers: headers.optional() }) }),
+  z.strictObject({ type: z.literal('url-rewrite'), config: z.strictObject({ from: z.string().optional(), to: z.string().min(1) }) }),
+])
+
+const rule = z.strictObject({
+  name: z.string().optional(),
+  expressions: z.array(z.string()).optional(),
+  actions: z.array(action).min(1),
+})
+
+const documentSchema = z.strictObject({
+  on_tcp_connect: z.array(rule).optional(),
+  on_http_request: z.array(rule).optional(),
+  on_http_response: z.array(rule).optional(),
+})
+
+function pathOf (path: readonly PropertyKey[]): string {
+  return path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('').replace(/^\./, '')
+}
+
+export function parsePolicy (text: string): PolicyDocument {
+  if (Buffer.byteLength(text) > MAX_POLICY_BYTES) throw new PortholeError('PH_1008', `document larger than ${MAX_POLICY_BYTES} bytes`)
+  let data: unknown
+  try {
+    data = parseYaml(text, { maxAliasCount: 100 })
+  } catch (error) {
+    throw new PortholeError('PH_1008', (error as Error).message.split('\n')[0]!)
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new PortholeError('PH_1008', 'want a mapping with on_tcp_connect, on_http_request or on_http_response')
+  const result = documentSchema.safeParse(data)
+  if (!result.success) {
+    const issue = result.error.issues[0]!
+    const where = pathOf(issue.path)
+    const message = issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.join(', ')}`
+      : issue.code === 'invalid_union' && where.endsWith('actions') === false && /actions\[\d+\]$/.test(where) ? 'unknown action type'
+        : issue.message
+    throw new PortholeError('PH_1008', `${where || 'document'}: ${message}`)
+  }
+  return result.data as PolicyDocument
+}
+
+/** Flag rules first, then the document's, phase by phase. */
+export function combinePolicies (first: PolicyDocument, second: PolicyDocument): PolicyDocument {
+  const out: PolicyDocument = {}
+  for (const phase of ['on_tcp_connect', 'on_http_request', 'on_http_response'] as const) {
+    const rules = [...(first[phase] ?? []), ...(second[phase] ?? [])]
+    if (rules.length > 0) out[phase] = rules
+  }
+  return out
+}
