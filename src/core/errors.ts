@@ -35,6 +35,8 @@ export const catalogue = {
   PH_1032: { status: 503, message: 'no free port left in the TCP port pool ({detail})', surfaces: ['ssh'] },
   PH_1033: { status: 400, message: 'port {detail} cannot carry a tls endpoint; use -R name:443:localhost:PORT tls', surfaces: ['ssh'] },
   PH_1034: { status: 400, message: 'tcp endpoints take no name ({detail}); use -R 0:... or -R PORT:...', surfaces: ['ssh'] },
+  PH_1035: { status: 429, message: 'this key already has {detail} endpoints online', surfaces: ['ssh'] },
+  PH_1036: { status: 503, message: 'the gateway holds too many names right now; try again later', surfaces: ['ssh'] },
   PH_1023: { status: 409, message: 'endpoint {detail} was taken over by a newer session of the same key', surfaces: ['ssh'] },
 
   // Gateway configuration (refused at start, one line on stderr).
@@ -55,6 +57,8 @@ export const catalogue = {
   PH_3102: { status: 403, message: 'denied by the endpoint\'s traffic policy', surfaces: ['edge'] },
   PH_3100: { status: 403, message: 'access denied for your IP address', surfaces: ['edge'] },
   PH_3101: { status: 401, message: 'authentication required', surfaces: ['edge'] },
+  PH_3103: { status: 429, message: 'too many requests: the endpoint\'s rate limit was reached', surfaces: ['edge'] },
+  PH_3104: { status: 503, message: 'the endpoint\'s circuit breaker is open: its service has been failing; try again later', surfaces: ['edge'] },
 
   // Certificates (the gateway's log, at warn level; the handshake falls back to another certificate).
   PH_4001: { status: 500, message: 'certificate pair skipped: {detail}', surfaces: ['log'] },

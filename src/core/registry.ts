@@ -20,7 +20,10 @@ export interface Hold {
 export interface RegistryOptions {
   domain: string
   graceMs: number
+  /** All holds (bound or not) the gateway keeps; past it new names are refused, never others' evicted. */
   maxHolds?: number
+  /** Holds of one owner; past it that owner's oldest unbound hold makes room. */
+  maxHoldsPerOwner?: number
   now?: () => number
   onHoldsChanged?: (holds: Hold[]) => void
 }
@@ -51,6 +54,7 @@ export class Registry {
   readonly #domain: string
   readonly #graceMs: number
   readonly #maxHolds: number
+  readonly #maxHoldsPerOwner: number
   readonly #now: () => number
   readonly #onHoldsChanged: ((holds: Hold[]) => void) | undefined
   readonly #exact = new Map<string, Endpoint>()
@@ -62,6 +66,7 @@ export class Registry {
     this.#domain = options.domain
     this.#graceMs = options.graceMs
     this.#maxHolds = options.maxHolds ?? 10_000
+    this.#maxHoldsPerOwner = options.maxHoldsPerOwner ?? 100
     this.#now = options.now ?? Date.now
     this.#onHoldsChanged = options.onHoldsChanged
   }
@@ -134,6 +139,7 @@ export class Registry {
   }
 
   #add (key: string, port: number | undefined, random: boolean, request: Omit<BindRequest, 'bindAddr'>): Endpoint {
+    this.#makeRoom(key, request.owner)
     const previous = this.#current({ host: key, ...(port !== undefined ? { port } : {}) })
     if (previous) {
       this.unbind(previous)
@@ -249,17 +255,28 @@ export class Registry {
     this.#onHoldsChanged?.(this.holds())
   }
 
-  /** Drops lapsed holds, and the oldest unbound ones past maxHolds (a stranger could otherwise grow this). */
+  /** Drops lapsed holds. */
   #prune (): void {
     const now = this.#now()
     for (const [host, hold] of this.#holds) {
       if (hold.expiresAt !== null && hold.expiresAt <= now) this.#holds.delete(host)
     }
-    if (this.#holds.size <= this.#maxHolds) return
-    const unbound = [...this.#holds.values()].filter((h) => h.expiresAt !== null).sort((a, b) => a.expiresAt! - b.expiresAt!)
-    for (const hold of unbound) {
-      if (this.#holds.size <= this.#maxHolds) break
-      this.#holds.delete(hold.host)
+  }
+
+  /**
+   * Bounds what one owner, and everyone together, can make the registry keep. An owner over its share loses
+   * its own oldest unbound hold; a full registry refuses new names. Evicting someone else's hold would let a
+   * stranger flood the table and then take the freed name.
+   */
+  #makeRoom (key: string, owner: Owner): void {
+    if (this.#holds.get(key)?.ownerId === owner.id) return // re-binding a name it holds adds nothing
+    this.#prune()
+    const own = [...this.#holds.values()].filter((hold) => hold.ownerId === owner.id)
+    if (own.length >= this.#maxHoldsPerOwner) {
+      const oldest = own.filter((hold) => hold.expiresAt !== null).sort((a, b) => a.expiresAt! - b.expiresAt!)[0]
+      if (!oldest) throw new PortholeError('PH_1035', String(this.#maxHoldsPerOwner))
+      this.#holds.delete(oldest.host)
     }
+    if (this.#holds.size >= this.#maxHolds) throw new PortholeError('PH_1036')
   }
 }

@@ -87,6 +87,25 @@ describe('registry', () => {
     expect(registry.lookup('api.example.com')).toEqual({ state: 'bound', endpoint: fresh })
   })
 
+  it('cannot be flooded into dropping another owner\'s hold (regression: name hijack by 10 000 junk binds)', () => {
+    let now = 0
+    const registry = new Registry({ domain: 'example.com', graceMs: 60_000, maxHolds: 50, maxHoldsPerOwner: 10, now: () => now })
+    const bindAs = (owner: Owner, name: string) => registry.bind({
+      bindAddr: name, slot: `${name}:80`, owner, spec: { proto: 'http', policy: {}, schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' } }, dial: async () => { throw new Error('no') }, hooks: {},
+    })
+    registry.unbind(bindAs(ann, 'myapp'))
+    for (let i = 0; i < 200; i++) registry.unbind(bindAs(bob, `junk${i}`))
+    expect(registry.holds().filter((h) => h.ownerId === bob.id)).toHaveLength(10) // bob only ever evicts his own
+    expect(codeOf(() => bindAs(bob, 'myapp'))).toBe('PH_1011')
+    for (let i = 0; i < 60; i++) {
+      const owner: Owner = { id: `k${i}`, persistent: true }
+      try { registry.unbind(bindAs(owner, `n${i}`)) } catch (error) { expect((error as PortholeError).code).toBe('PH_1036') }
+    }
+    expect(registry.lookup('myapp.example.com').state).toBe('offline')
+    now += 60_001
+    expect(bindAs(bob, 'myapp').owner).toBe(bob) // lapsed holds free up room and names
+  })
+
   it('reports holds for persistence and restores them with a fresh grace period', () => {
     const { registry, bind, saved } = setup()
     bind(ann, 'kept')
