@@ -14,6 +14,7 @@ import { TcpEdge } from './edge/tcp-edge.js'
 import { TlsEdge } from './edge/tls-edge.js'
 import { CertStore } from './certs/cert-store.js'
 import { PortholeError } from './core/errors.js'
+import { policyLogChannel, type PolicyLogRecord } from './policy/actions/vars-and-log.js'
 
 export interface RunningGateway {
   readonly config: ServerConfig
@@ -72,6 +73,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     keepaliveCountMax: config.keepaliveCountMax,
     maxSessions: config.maxSessions,
     maxSessionsPerKey: config.maxSessionsPerKey,
+    loginTimeoutMs: config.loginTimeoutMs,
     log: log.child({ component: 'ssh' }),
     connection: {
       registry,
@@ -112,6 +114,14 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     keys: authorizedKeys.size,
   }, 'porthole gateway listening')
 
+  // Traffic policy `log` actions publish on a diagnostics channel; their records go to this log.
+  const policyLog = log.child({ component: 'policy' })
+  const onPolicyLog = (message: unknown): void => {
+    const record = message as PolicyLogRecord
+    policyLog.info({ endpoint: record.endpoint, phase: record.phase, metadata: record.metadata }, 'policy log')
+  }
+  policyLogChannel.subscribe(onPolicyLog)
+
   let closing: Promise<void> | null = null
   return {
     config,
@@ -124,6 +134,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     close () {
       closing ??= (async () => {
         await ssh.close()
+        policyLogChannel.unsubscribe(onPolicyLog)
         for (const endpoint of registry.endpoints()) registry.unbind(endpoint)
         await Promise.all([edge.close(), tls.close()])
         certs.close()

@@ -84,6 +84,8 @@ export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace'> {
   readonly maxForwardsPerSession: number
   readonly maxSessions: number
   readonly maxSessionsPerKey: number
+  /** An SSH connection must have logged in this long after it opened. */
+  readonly loginTimeoutMs: number
   /** How long the edge waits for upstream response headers, and between body chunks. */
   readonly upstreamTimeoutMs: number
 }
@@ -113,6 +115,7 @@ export function finishConfig (parsed: Parsed): ServerConfig {
     maxForwardsPerSession: 16,
     maxSessions: 1000,
     maxSessionsPerKey: 20,
+    loginTimeoutMs: 30_000,
     upstreamTimeoutMs: 5 * 60_000,
   })
 }

@@ -1,7 +1,7 @@
 // The SSH agent transport: an ssh2 server that authenticates clients (authorized_keys, or anonymous under
 // DESIGN's rule), answers keepalives, pings idle clients and hands each client to an SshConnection.
 import { randomUUID } from 'node:crypto'
-import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
+import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { listenOn } from '../../edge/listen.js'
 import ssh2, { type AuthContext, type Connection } from 'ssh2'
 import type { Logger } from 'pino'
@@ -22,6 +22,8 @@ export interface SshAgentOptions {
   readonly keepaliveCountMax: number
   readonly maxSessions: number
   readonly maxSessionsPerKey: number
+  /** A TCP connection must have logged in by then. */
+  readonly loginTimeoutMs: number
   readonly connection: Omit<ConnectionContext, 'log'>
   readonly log: Logger
 }
@@ -35,8 +37,10 @@ const LEVEL_LOG: Record<string, 'debug' | 'info' | 'warn'> = {
   protocol: 'warn',
 }
 
-const AUTH_TIMEOUT_MS = 30_000
 const MAX_AUTH_ATTEMPTS = 20
+const MAX_UNAUTHENTICATED_PER_IP = 20
+const MAX_UNAUTHENTICATED = 500
+const LOGGED_IN = Symbol('porthole.loggedIn')
 
 /** The key type is the first string inside an SSH public key blob. */
 function keyText (blob: Buffer): string {
@@ -56,7 +60,10 @@ export class SshAgent {
   readonly #log: Logger
   readonly #server: InstanceType<typeof Server>
   readonly #connections = new Map<string, SshConnection>()
-  #sockets = 0
+  /** Our own listener: it bounds connections before ssh2 sees them (see #onSocket). */
+  readonly #listener: NetServer
+  /** Connections not yet logged in, per source address. */
+  readonly #unauthenticated = new Map<string, number>()
   #closing = false
 
   constructor (options: SshAgentOptions) {
@@ -76,6 +83,48 @@ export class SshAgent {
       },
     }, (client, info) => this.#onClient(client, info))
     this.#server.on('error', (error: Error) => this.#log.error({ err: error }, 'ssh listener error'))
+    this.#listener = createServer({ noDelay: true }, (socket) => this.#onSocket(socket))
+  }
+
+  /**
+   * Every TCP connection gets a login deadline from its first byte on (ssh2 only starts its own work once
+   * the client's ident line arrived, so a silent socket would otherwise stay forever), and connections not
+   * yet logged in are capped per source address and in all. A refused or late one is destroyed, not ended:
+   * a peer that never reads would keep a half-closed socket.
+   */
+  #onSocket (socket: Socket): void {
+    socket.on('error', () => {})
+    const ip = socket.remoteAddress ?? ''
+    const pending = this.#unauthenticated.get(ip) ?? 0
+    const total = [...this.#unauthenticated.values()].reduce((a, b) => a + b, 0)
+    if (this.#closing || pending >= MAX_UNAUTHENTICATED_PER_IP || total >= MAX_UNAUTHENTICATED || this.#connections.size >= this.#options.maxSessions) {
+      this.#log.warn({ ip, pending, total, sessions: this.#connections.size }, 'ssh connection refused: limit')
+      socket.destroy()
+      return
+    }
+    this.#unauthenticated.set(ip, pending + 1)
+    let counted = true
+    const release = (): void => {
+      if (!counted) return
+      counted = false
+      const left = (this.#unauthenticated.get(ip) ?? 1) - 1
+      if (left > 0) this.#unauthenticated.set(ip, left)
+      else this.#unauthenticated.delete(ip)
+    }
+    const deadline = setTimeout(() => {
+      this.#log.info({ ip }, 'ssh connection closed: no login in time')
+      socket.destroy()
+    }, this.#options.loginTimeoutMs)
+    const loggedIn = (): void => {
+      clearTimeout(deadline)
+      release()
+    }
+    socket.once('close', () => {
+      clearTimeout(deadline)
+      release()
+    })
+    ;(socket as Socket & { [LOGGED_IN]?: () => void })[LOGGED_IN] = loggedIn
+    this.#server.injectSocket(socket)
   }
 
   get connections (): SshConnection[] {
@@ -83,7 +132,7 @@ export class SshAgent {
   }
 
   listen (host: string, port: number): Promise<AddressInfo> {
-    return listenOn(this.#server as unknown as NetServer, host, port)
+    return listenOn(this.#listener, host, port)
   }
 
   #onClient (client: Connection, info: { ip: string, port: number, header: { versions: { software: string } } }): void {
@@ -95,30 +144,17 @@ export class SshAgent {
     })
     // Tunnel traffic is interactive (HTTP exchanges, window adjusts): Nagle's delays would stall it;
     // instead, packets of one tick leave together.
-    const socket = (client as unknown as { _sock: Socket })._sock
-    socket.setNoDelay(true)
+    const socket = (client as unknown as { _sock: Socket & { [LOGGED_IN]?: () => void } })._sock
     batchWritesPerTick(socket)
-    this.#sockets++
-    client.once('close', () => { this.#sockets-- })
-    if (this.#closing || this.#sockets > this.#options.maxSessions) {
-      log.warn({ sessions: this.#sockets }, this.#closing ? 'refused: shutting down' : 'refused: session limit')
-      client.end()
-      return
-    }
 
     let owner: Owner | null = null
     let refusedKey: string | null = null
     let attempts = 0
-    // A stranger may open connections and never finish logging in, or guess forever: both are bounded.
-    const authTimer = setTimeout(() => {
-      log.info('refused: no authentication in time')
-      client.end()
-    }, AUTH_TIMEOUT_MS)
-    client.once('close', () => clearTimeout(authTimer))
     client.on('authentication', (ctx) => {
+      // Guessing forever on one connection is bounded too (the login deadline bounds the time).
       if (++attempts > MAX_AUTH_ATTEMPTS) {
         log.info({ attempts }, 'refused: too many authentication attempts')
-        client.end()
+        socket.destroy()
         return
       }
       // ctx.accept() emits 'ready' synchronously, so the owner is recorded before accepting.
@@ -128,12 +164,12 @@ export class SshAgent {
       })
     })
     client.once('ready', () => {
-      clearTimeout(authTimer)
-      if (!owner) return client.end()
+      socket[LOGGED_IN]?.()
+      if (!owner) return socket.destroy()
       const sameOwner = this.connections.filter((c) => c.owner.id === owner!.id).length
-      if (owner.persistent && sameOwner >= this.#options.maxSessionsPerKey) {
-        log.warn({ owner: owner.id }, 'refused: too many sessions for this key')
-        client.end()
+      if (this.#connections.size >= this.#options.maxSessions || (owner.persistent && sameOwner >= this.#options.maxSessionsPerKey)) {
+        log.warn({ owner: owner.id, sessions: this.#connections.size }, 'refused: too many sessions')
+        socket.destroy()
         return
       }
       log.info({ owner: owner.id, client: info.header?.versions?.software }, 'ssh session started')
@@ -186,7 +222,7 @@ export class SshAgent {
   /** Stops accepting, tells connected users why, and closes their sessions. */
   async close (): Promise<void> {
     this.#closing = true
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    const closed = new Promise<void>((resolve) => this.#listener.close(() => resolve()))
     const ended = Promise.all([...this.#connections.values()].map((connection) => connection.end(new PortholeError('PH_1021'))))
     await Promise.race([ended.then(() => closed), new Promise((resolve) => setTimeout(resolve, 3000).unref())])
   }
