@@ -31,7 +31,7 @@ export interface RunningGateway {
 export async function startGateway (config: ServerConfig, log: Logger): Promise<RunningGateway> {
   const dataDir = resolve(config.dataDir)
   const hostKeys = loadHostKeys(dataDir)
-  const names = new NameStore(dataDir)
+  const names = new NameStore(dataDir, (error) => log.error({ err: error.message }, 'could not save name holds; they are kept in memory'))
   const registry = new Registry({
     domain: config.domain,
     graceMs: config.nameGraceMs,

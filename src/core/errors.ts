@@ -55,6 +55,7 @@ export const catalogue = {
   PH_3008: { status: 400, message: 'this endpoint is served over https only', surfaces: ['edge'] },
   PH_3009: { status: 502, message: 'TLS to the upstream service failed ({detail})', surfaces: ['edge'] },
   PH_3102: { status: 403, message: 'denied by the endpoint\'s traffic policy', surfaces: ['edge'] },
+  PH_3010: { status: 503, message: 'the endpoint {detail} has too many requests waiting; try again shortly', surfaces: ['edge'] },
   PH_3100: { status: 403, message: 'access denied for your IP address', surfaces: ['edge'] },
   PH_3101: { status: 401, message: 'authentication required', surfaces: ['edge'] },
   PH_3103: { status: 429, message: 'too many requests: the endpoint\'s rate limit was reached', surfaces: ['edge'] },

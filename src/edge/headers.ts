@@ -23,10 +23,10 @@ function connectionTokens (value: string | string[] | undefined): Set<string> | 
 }
 
 /**
- * The headers to send upstream for a public request: end-to-end headers only (or, for an upgrade, also
- * Connection/Upgrade), plus X-Forwarded-For/Proto appended and X-Forwarded-Host set.
+ * The headers to send upstream for a public request: end-to-end headers only (undici adds Connection and
+ * Upgrade itself for upgrades), plus X-Forwarded-For/Proto appended and X-Forwarded-Host set.
  */
-export function upstreamRequestHeaders (req: IncomingMessage, clientIp: string, proto: string, upgrade: boolean): HeaderMap {
+export function upstreamRequestHeaders (req: IncomingMessage, clientIp: string, proto: string): HeaderMap {
   const raw = req.rawHeaders
   const extra = connectionTokens(req.headers.connection)
   const headers: HeaderMap = {}
@@ -39,10 +39,6 @@ export function upstreamRequestHeaders (req: IncomingMessage, clientIp: string, 
     if (existing === undefined) headers[name] = value
     else if (Array.isArray(existing)) existing.push(value)
     else headers[name] = [existing, value]
-  }
-  if (upgrade) {
-    headers.connection = 'Upgrade'
-    headers.upgrade = req.headers.upgrade
   }
   const forwardedFor = headers['x-forwarded-for']
   headers['x-forwarded-for'] = forwardedFor === undefined ? clientIp : `${Array.isArray(forwardedFor) ? forwardedFor.join(', ') : forwardedFor}, ${clientIp}`
@@ -63,16 +59,4 @@ export function cleanResponseHeaders (headers: HeaderMap): HeaderMap {
   if (extra) for (const name of extra) delete headers[name]
   delete headers[ERROR_CODE_HEADER]
   return headers
-}
-
-/** Serialises a request head for a raw (upgrade) stream: `GET /path HTTP/1.1\r\nName: value\r\n...\r\n\r\n`. */
-export function requestHead (method: string, path: string, headers: HeaderMap): string {
-  let head = `${method} ${path} HTTP/1.1\r\n`
-  for (const name in headers) {
-    const value = headers[name]
-    if (value === undefined) continue
-    if (Array.isArray(value)) for (const v of value) head += `${name}: ${v}\r\n`
-    else head += `${name}: ${value}\r\n`
-  }
-  return head + '\r\n'
 }

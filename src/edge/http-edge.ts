@@ -10,10 +10,11 @@ import { isPortholeError, type ErrorCode } from '../core/errors.js'
 import type { Endpoint } from '../core/endpoint.js'
 import type { Registry } from '../core/registry.js'
 import type { CompiledPolicy, Denial, HeaderMap, HttpRequestContext } from '../policy/compiled.js'
-import { cleanResponseHeaders, requestHead, upstreamRequestHeaders } from './headers.js'
+import { cleanResponseHeaders, upstreamRequestHeaders } from './headers.js'
 import { sendError, sendRawError, sendRawResponse, sendResponse } from './error-response.js'
 import { Upstream } from './upstream.js'
 import { listenOn } from './listen.js'
+import { proxyUpgrade } from './upgrade.js'
 
 export interface HttpEdgeOptions {
   readonly registry: Registry
@@ -28,16 +29,21 @@ export interface HttpEdgeOptions {
 }
 
 const ACME_PREFIX = '/.well-known/acme-challenge/'
+const MAX_QUEUED_PER_ENDPOINT = 1000
 
-/** Host header -> lower-case host without port or trailing dot. */
+/** Host header -> lower-case host without port or trailing dot; '' when absent or not a host name at all. */
 export function routingHost (hostHeader: string | undefined): string {
   if (!hostHeader) return ''
   let host = hostHeader.toLowerCase()
   if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1)
   const colon = host.indexOf(':')
   if (colon !== -1) host = host.slice(0, colon)
-  return host.endsWith('.') ? host.slice(0, -1) : host
+  if (host.endsWith('.')) host = host.slice(0, -1)
+  // Anything but a DNS name (evil.example/.team.localhost) must not reach a wildcard endpoint as its Host.
+  return HOST_NAME.test(host) ? host : ''
 }
+
+const HOST_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/
 
 export type Scheme = 'http' | 'https'
 
@@ -141,7 +147,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     this.#res.once('close', () => { if (!this.#res.writableFinished) controller.abort(new Error('client closed')) })
   }
 
-  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return // 1xx (103 Early Hints) are not passed on; the final response follows
     cleanResponseHeaders(headers)
     const steps = this.#policy.onHttpResponse
     if (steps !== null) {
@@ -149,9 +156,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
       for (const step of steps) step(ctx)
     }
     if (this.#upstreamHost !== undefined) rewriteLocation(headers, this.#upstreamHost, this.#publicOrigin)
-    // HTTP/2 has no status message (and warns when given one).
-    if (this.#h2 || !statusMessage) this.#res.writeHead(statusCode, headers as Record<string, string | string[]>)
-    else this.#res.writeHead(statusCode, statusMessage, headers as Record<string, string | string[]>)
+    // The standard reason phrase, not the upstream's: HTTP/2 has none, and a malformed one would hang the client.
+    this.#res.writeHead(statusCode, headers as Record<string, string | string[]>)
   }
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -240,10 +246,15 @@ export class HttpEdge {
   }
 
   #route (req: IncomingMessage): { endpoint: Endpoint, upstream: Upstream } | { code: ErrorCode, detail: string } {
-    const host = routingHost(req.headers.host ?? (req.headers[':authority'] as string | undefined))
+    const header = req.headers.host ?? (req.headers[':authority'] as string | undefined)
+    const host = routingHost(header)
+    if (host === '' && header) return { code: 'PH_3007', detail: 'Host is not a host name' }
     const found = this.#registry.lookup(host)
     if (found.state === 'bound' && found.endpoint.upstream instanceof Upstream) {
-      return { endpoint: found.endpoint, upstream: found.endpoint.upstream }
+      const { upstream } = found.endpoint
+      // A stranger cannot queue requests without bound: past the pool's connections, some wait, then 503.
+      if (upstream.pool.stats.queued >= MAX_QUEUED_PER_ENDPOINT) return { code: 'PH_3010', detail: found.endpoint.host }
+      return { endpoint: found.endpoint, upstream }
     }
     return found.state === 'offline' ? { code: 'PH_3001', detail: host } : { code: 'PH_3000', detail: host || '(no Host header)' }
   }
@@ -288,15 +299,19 @@ export class HttpEdge {
       redirectToHttps(res, endpoint, req.url ?? '/', this.#httpsPort)
       return
     }
-    const headers = upstreamRequestHeaders(req, clientIp, scheme, false)
+    const headers = upstreamRequestHeaders(req, clientIp, scheme)
     const ctx = requestContext(req, endpoint, scheme, headers)
     const denial = runRequestPhases(upstream.policy, ctx)
     if (denial) {
       req.resume()
       if ('code' in denial) this.fail(res, endpoint, denial.code, undefined, denial.headers)
+      else if ('close' in denial) res.destroy()
       else sendResponse(res, denial.response)
       return
     }
+    // Actions that learn from outcomes (circuit-breaker) hear the final status of what went upstream.
+    const outcome = ctx.outcome
+    if (outcome) res.once('close', () => { for (const hook of outcome) hook(res.headersSent ? res.statusCode : 0) })
     const upstreamHost = this.#upstreamHost(upstream, req)
     if (upstreamHost !== undefined) headers.host = upstreamHost
     upstream.lastClient = { remoteAddress: clientIp, remotePort: req.socket.remotePort ?? 0 }
@@ -317,28 +332,13 @@ export class HttpEdge {
     if ('code' in routed) return sendRawError(socket, routed.code, routed.detail)
     const { endpoint, upstream } = routed
     if (scheme === 'http' && !endpoint.spec.schemes.http) return sendRawError(socket, 'PH_3008')
-    const headers = upstreamRequestHeaders(req, clientIp, scheme, true)
+    const headers = upstreamRequestHeaders(req, clientIp, scheme)
     const ctx = requestContext(req, endpoint, scheme, headers)
     const denial = runRequestPhases(upstream.policy, ctx)
-    if (denial) return 'code' in denial ? sendRawError(socket, denial.code, undefined, denial.headers) : sendRawResponse(socket, denial.response)
+    if (denial) return 'code' in denial ? sendRawError(socket, denial.code, undefined, denial.headers) : 'close' in denial ? void socket.destroy() : sendRawResponse(socket, denial.response)
     const upstreamHost = this.#upstreamHost(upstream, req)
     if (upstreamHost !== undefined) headers.host = upstreamHost
-    const started = performance.now()
-    endpoint.dial({ remoteAddress: clientIp, remotePort: socket.remotePort ?? 0 }).then((stream) => {
-      if (socket.destroyed) return stream.destroy()
-      stream.on('error', () => socket.destroy())
-      socket.on('close', () => stream.destroy())
-      stream.on('close', () => socket.destroy())
-      stream.write(requestHead(req.method ?? 'GET', ctx.path, headers))
-      if (head.length > 0) stream.write(head)
-      // The upstream's own 101 (or refusal) goes back to the client as it is.
-      stream.pipe(socket)
-      socket.pipe(stream)
-      endpoint.hooks.onRequest?.({ method: req.method ?? 'GET', path: req.url ?? '/', status: 101, durationMs: Math.round(performance.now() - started), clientIp })
-    }, (error: unknown) => {
-      const { code, detail } = upstreamErrorCode(error)
-      sendRawError(socket, code, detail)
-    })
+    proxyUpgrade(req, socket, head, endpoint, upstream, ctx, headers, upstreamErrorCode)
   }
 
   close (): Promise<void> {

@@ -7,6 +7,8 @@ export function listenOn (server: Server, host: string, port: number): Promise<A
     server.once('error', reject)
     server.listen(port, host, () => {
       server.off('error', reject)
+      // Later errors (accept failing under descriptor exhaustion) must not crash the process.
+      server.on('error', (error: Error) => process.emitWarning(`listener ${host}:${port}: ${error.message}`))
       resolve(server.address() as AddressInfo)
     })
   })

@@ -47,6 +47,8 @@ export class TlsEdge {
     this.#https = createSecureServer({
       allowHTTP1: true,
       minVersion: 'TLSv1.2',
+      // Node's default is 2^32-1 concurrent streams per connection: a few connections could queue anything.
+      settings: { maxConcurrentStreams: 100 },
       SNICallback: (name, callback) => {
         const endpoint = this.#terminated(name.toLowerCase())
         if (!endpoint) return callback(new Error(`no https endpoint at ${name}`))

@@ -11,8 +11,12 @@ export class NameStore {
   #pending: Hold[] | null = null
   #timer: NodeJS.Timeout | null = null
 
-  constructor (dataDir: string, delayMs = 200) {
+  readonly #onError: (error: Error) => void
+
+  /** onError: a failed write (disk full, permissions) is reported, never thrown from a timer. */
+  constructor (dataDir: string, onError: (error: Error) => void, delayMs = 200) {
     this.#file = join(dataDir, 'names.json')
+    this.#onError = onError
     this.#delayMs = delayMs
   }
 
@@ -34,7 +38,13 @@ export class NameStore {
   save (holds: Hold[]): void {
     this.#pending = holds
     if (this.#timer) return
-    this.#timer = setTimeout(() => this.flush(), this.#delayMs)
+    this.#timer = setTimeout(() => {
+      try {
+        this.flush()
+      } catch (error) {
+        this.#onError(error as Error)
+      }
+    }, this.#delayMs)
     this.#timer.unref()
   }
 

@@ -117,6 +117,29 @@ describe('http edge', () => {
     expect(res2.headers.location).toBe(`${fixed}/next?a=1`)
   })
 
+  it('does not let bytes after a refused upgrade reach the upstream as a second request (smuggling regression)', async () => {
+    const seen: { url: string, user?: string }[] = []
+    const app = await startUpstream((req, res) => {
+      seen.push({ url: req.url ?? '', user: req.headers['x-internal-user'] as string | undefined })
+      res.setHeader('porthole-error-code', 'PH_3001')
+      res.end('no upgrade here')
+    })
+    servers.push(app.server)
+    const url = await expose('smuggle', app.port, 'http --request-header-remove x-internal-user')
+    const host = new URL(url).host
+    const reply = await rawRequest(gateway.httpPort, `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n` +
+      `GET /admin HTTP/1.1\r\nHost: ${host}\r\nX-Internal-User: root\r\n\r\n`)
+    expect(reply).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+    expect(reply.toLowerCase()).not.toContain('porthole-error-code')
+    expect(reply).toContain('no upgrade here')
+    expect(seen).toEqual([{ url: '/', user: undefined }])
+  })
+
+  it('answers 400 PH_3007 to a Host that is not a host name', async () => {
+    const reply = await rawRequest(gateway.httpPort, 'GET / HTTP/1.1\r\nHost: evil.example/.team.localhost\r\nConnection: close\r\n\r\n')
+    expect(reply).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*porthole-error-code: PH_3007/)
+  })
+
   it('answers PH_3007 to a malformed request', async () => {
     const reply = await rawRequest(gateway.httpPort, 'GET / HTTP/1.1\r\nHost: x.localhost\r\nBad Header\r\n\r\n')
     expect(reply).toMatch(/^HTTP\/1\.1 400 Bad Request\r\nporthole-error-code: PH_3007\r\n/)

@@ -80,7 +80,8 @@ export class SshConnection {
     this.#ctx = ctx
     this.#log = ctx.log.child({ session: id, owner: owner.id })
     client.on('request', (accept, reject, name, info) => this.#onGlobalRequest(accept, reject, name, info as TcpipBindInfo))
-    client.on('session', (accept) => this.#onSession(accept()))
+    // One terminal per connection: further session channels (ssh multiplexing) are refused outright.
+    client.on('session', (accept, reject) => (this.#sessionOpen ? reject() : this.#onSession(accept())))
     client.once('close', () => this.#onClose())
     client.once('end', () => this.#onClose())
     client.on('error', (error: Error & { level?: string }) => {
@@ -109,8 +110,14 @@ export class SshConnection {
     reject?.()
   }
 
-  /** Queues a forward until the session's options (and terminal) are known. */
+  /** Queues a forward until the session's options (and terminal) are known. Refused ones count too. */
   #enqueue (forward: Forward): void {
+    if (this.#closed) return forward.reject?.()
+    if (this.#forwards.length >= this.#ctx.maxForwards) {
+      this.#log.info({ limit: this.#ctx.maxForwards }, 'forward refused: too many in this session')
+      this.#terminal?.error(new PortholeError('PH_1018', String(this.#ctx.maxForwards)).toLine())
+      return forward.reject?.()
+    }
     this.#forwards.push(forward)
     if (this.#options) this.#bindPending()
     else this.#awaitOptions()
@@ -120,11 +127,6 @@ export class SshConnection {
     const bindAddr = info.bindAddr
     const bindPort = info.bindPort
     const label = `${bindAddr}:${bindPort}`
-    if (this.#closed) return reject?.()
-    if (this.#forwards.length >= this.#ctx.maxForwards) {
-      this.#refuse(new PortholeError('PH_1018', String(this.#ctx.maxForwards)))
-      return reject?.()
-    }
     const duplicate = this.#forwards.some((f) => f.bindAddr === bindAddr && (f.bindPort === bindPort || (bindPort !== 0 && f.replyPort === bindPort)))
     this.#log.debug({ bind: label }, 'forward requested')
     this.#enqueue({
@@ -161,12 +163,6 @@ export class SshConnection {
   // --- the session channel: command line and terminal ---------------------------------------------------
 
   #onSession (session: Session): void {
-    if (this.#sessionOpen) {
-      // One terminal per connection; further sessions (ssh multiplexing) are refused.
-      session.once('exec', (_accept, reject) => reject?.())
-      session.once('shell', (_accept, reject) => reject?.())
-      return
-    }
     this.#sessionOpen = true
     let pty = false
     session.on('pty', (accept) => { pty = true; accept?.() })
@@ -207,7 +203,7 @@ export class SshConnection {
       }
       terminal.output = parsed.options.output
       // Some options come on stdin (`... --upstream-tls-verify-cas - < ca.pem`): forwards wait for it.
-      options = parsed.options.stdin ? withStdin(parsed.options, await terminal.readInput(MAX_STDIN_BYTES)) : parsed.options
+      options = parsed.options.stdin ? withStdin(parsed.options, await terminal.readInput(MAX_STDIN_BYTES, this.#ctx.commandWaitMs)) : parsed.options
     } catch (error) {
       const err = isPortholeError(error) ? error : new PortholeError('PH_1002', String(error))
       terminal.error(err.toLine())
@@ -365,16 +361,18 @@ export class SshConnection {
 
   /** Opens a forwarded-tcpip channel carrying exactly the bind address and port the client asked for. */
   #dial (forward: Forward, client: ClientAddress): Promise<ServerChannel> {
+    // Counted from the request on, not from the client's confirmation: a burst cannot get past the limit.
     if (this.#openChannels >= this.#ctx.maxChannels) {
       return Promise.reject(new PortholeError('PH_3002', `more than ${this.#ctx.maxChannels} open streams on this tunnel`))
     }
+    this.#openChannels++
     return new Promise((resolve, reject) => {
       this.#client.forwardOut(forward.bindAddr, forward.replyPort, client.remoteAddress, client.remotePort, (err, channel) => {
         if (err) {
+          this.#openChannels--
           reject(new PortholeError('PH_3002', err.message.replace(/^\(SSH\) /, ''), { cause: err }))
           return
         }
-        this.#openChannels++
         channel.once('close', () => { this.#openChannels-- })
         resolve(channel)
       })

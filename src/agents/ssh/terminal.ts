@@ -33,7 +33,8 @@ export class Terminal {
   get output (): OutputMode { return this.#output }
 
   #write (text: string, stderr = false): boolean {
-    if (this.#closed || !this.#stream.writable) return false
+    // A client that grants no window makes everything buffer here: past the bound, lines are dropped.
+    if (this.#closed || !this.#stream.writable || this.#stream.writableLength > MAX_BUFFERED) return false
     const eol = this.#pty ? '\r\n' : '\n'
     const data = text.replace(/\r?\n/g, eol) + eol
     if (stderr && !this.#pty) this.#stream.stderr.write(data)
@@ -41,15 +42,23 @@ export class Terminal {
     return true
   }
 
-  /** Everything the user sends on stdin until EOF; throws PH_1002 past maxBytes. */
-  readInput (maxBytes: number): Promise<string> {
+  /** Everything the user sends on stdin until EOF; throws PH_1002 past maxBytes or past the deadline. */
+  readInput (maxBytes: number, timeoutMs: number): Promise<string> {
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = []
       let size = 0
+      const stop = (): void => {
+        clearTimeout(timer)
+        this.#stream.off('data', onData)
+      }
+      const timer = setTimeout(() => {
+        stop()
+        reject(new PortholeError('PH_1002', `stdin (no end of input within ${Math.round(timeoutMs / 1000)} s; redirect a file: ... < file)`))
+      }, timeoutMs)
       const onData = (chunk: Buffer): void => {
         size += chunk.length
         if (size > maxBytes) {
-          this.#stream.off('data', onData)
+          stop()
           reject(new PortholeError('PH_1002', `stdin (more than ${maxBytes} bytes)`))
           return
         }
@@ -57,7 +66,7 @@ export class Terminal {
       }
       this.#stream.on('data', onData)
       this.#stream.once('end', () => {
-        this.#stream.off('data', onData)
+        stop()
         resolve(Buffer.concat(chunks).toString('utf8'))
       })
     })

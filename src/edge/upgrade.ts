@@ -1,0 +1,102 @@
+// WebSocket (and other) upgrades, through the endpoint's undici pool: the request goes upstream with the
+// same header handling and policy as any request, and only once the service answers 101 are the two
+// sockets spliced. Nothing the client sends before that reaches the service, so it cannot smuggle a second
+// request past the policy; a non-101 answer is relayed (cleaned) and the connection closed.
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { STATUS_CODES } from 'node:http'
+import type { Dispatcher } from 'undici'
+import type { Endpoint } from '../core/endpoint.js'
+import type { ErrorCode } from '../core/errors.js'
+import type { HeaderMap, HttpRequestContext } from '../policy/compiled.js'
+import { sendRawError } from './error-response.js'
+import { cleanResponseHeaders } from './headers.js'
+import { splice } from './tcp-edge.js'
+import type { Upstream } from './upstream.js'
+
+function responseHead (status: number, headers: HeaderMap): string {
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`
+  for (const name in headers) {
+    const value = headers[name]
+    if (value === undefined) continue
+    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`
+  }
+  return `${head}\r\n`
+}
+
+class UpgradeHandler implements Dispatcher.DispatchHandler {
+  readonly #socket: Socket
+  readonly #head: Buffer
+  readonly #endpoint: Endpoint
+  readonly #ctx: HttpRequestContext
+  readonly #started = performance.now()
+  readonly #mapError: (error: unknown) => { code: ErrorCode, detail?: string }
+  #answered = false
+
+  constructor (socket: Socket, head: Buffer, endpoint: Endpoint, ctx: HttpRequestContext, mapError: (error: unknown) => { code: ErrorCode, detail?: string }) {
+    this.#socket = socket
+    this.#head = head
+    this.#endpoint = endpoint
+    this.#ctx = ctx
+    this.#mapError = mapError
+  }
+
+  onRequestStart (controller: Dispatcher.DispatchController): void {
+    this.#socket.once('close', () => { if (!this.#answered) controller.abort(new Error('client closed')) })
+  }
+
+  onRequestUpgrade (_controller: Dispatcher.DispatchController, statusCode: number, headers: HeaderMap, upstream: Duplex): void {
+    this.#answered = true
+    const protocol = headers.upgrade
+    cleanResponseHeaders(headers)
+    headers.connection = 'Upgrade'
+    if (protocol !== undefined) headers.upgrade = protocol
+    this.#socket.write(responseHead(statusCode, headers))
+    if (this.#head.length > 0) upstream.write(this.#head)
+    this.#log(statusCode)
+    splice(this.#socket, upstream, () => {})
+  }
+
+  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: HeaderMap): void {
+    if (statusCode < 200) return
+    this.#answered = true
+    cleanResponseHeaders(headers)
+    delete headers['content-length']
+    headers.connection = 'close'
+    this.#socket.write(responseHead(statusCode, headers))
+    this.#log(statusCode)
+  }
+
+  onResponseData (_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#socket.write(chunk)
+  }
+
+  onResponseEnd (): void {
+    this.#socket.end()
+  }
+
+  onResponseError (_controller: Dispatcher.DispatchController, error: Error & { code?: string }): void {
+    if (this.#answered || error.code === 'UND_ERR_ABORTED') {
+      this.#socket.destroy()
+      return
+    }
+    this.#answered = true
+    const { code, detail } = this.#mapError(error) // tunnel refused, timeout, bad response: its catalogue code
+    sendRawError(this.#socket, code, detail)
+  }
+
+  #log (status: number): void {
+    this.#endpoint.hooks.onRequest?.({
+      method: this.#ctx.method, path: this.#ctx.path, status, durationMs: Math.round(performance.now() - this.#started), clientIp: this.#ctx.clientIp,
+    })
+  }
+}
+
+/** Sends an upgrade request upstream; `headers` are the cleaned request headers (undici adds Connection/Upgrade). */
+export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer, endpoint: Endpoint, upstream: Upstream, ctx: HttpRequestContext, headers: HeaderMap, mapError: (error: unknown) => { code: ErrorCode, detail?: string }): void {
+  const protocol = String(req.headers.upgrade ?? 'websocket')
+  upstream.lastClient = { remoteAddress: ctx.clientIp, remotePort: ctx.clientPort }
+  const handler = new UpgradeHandler(socket, head, endpoint, ctx, mapError)
+  upstream.pool.dispatch({ method: (req.method ?? 'GET') as Dispatcher.HttpMethod, path: ctx.path, headers: headers as Record<string, string | string[]>, upgrade: protocol }, handler)
+}
