@@ -5,7 +5,7 @@ import { celEnv, celFunc, CelScalar, isCelError, listType, parse, plan } from '@
 import { timestampFromDate } from '@bufbuild/protobuf/wkt'
 import ipaddr from 'ipaddr.js'
 import { PortholeError } from '../core/errors.js'
-import type { ConnectContext, HeaderMap, HttpRequestContext, HttpResponseContext } from './compiled.js'
+import type { ActionResults, ConnectContext, HeaderMap, HttpRequestContext, HttpResponseContext } from './compiled.js'
 
 /** The variables of the request being evaluated: ngrok's helpers (hasReqHeader, ...) read them implicitly. */
 let current: Record<string, unknown> = {}
@@ -75,11 +75,29 @@ export function allHold (programs: readonly CelProgram[], vars: Record<string, u
 }
 
 function connVars (ctx: ConnectContext): Record<string, unknown> {
-  return {
+  const vars: Record<string, unknown> = {
     conn: { client_ip: ctx.clientIp, client_port: BigInt(ctx.clientPort), server_port: BigInt(ctx.serverPort) },
     endpoint: { host: ctx.endpointHost, protocol: ctx.protocol },
     time: { now: timestampFromDate(new Date()) },
   }
+  if (ctx.results) Object.assign(vars, ctx.results)
+  return vars
+}
+
+/** The variables actions set for later rules (made on first use; the CEL variables share the objects). */
+export function actionResults (ctx: ConnectContext): ActionResults {
+  let results = ctx.results
+  if (!results) {
+    results = ctx.results = { actions: { ngrok: {} }, vars: {} }
+    if (ctx.vars) Object.assign(ctx.vars, results)
+  }
+  return results
+}
+
+/** Why RE2 (CEL's `matches`, as in ngrok) refuses `pattern`, or undefined when it compiles. */
+export function re2Error (pattern: string): string | undefined {
+  const result: unknown = plan(env, parse(`''.matches(${JSON.stringify(pattern)})`))({} as never)
+  return isCelError(result) ? String((result as { message?: string }).message ?? result) : undefined
 }
 
 export function connectVars (ctx: ConnectContext): Record<string, unknown> {
@@ -87,7 +105,7 @@ export function connectVars (ctx: ConnectContext): Record<string, unknown> {
 }
 
 export function requestVars (ctx: HttpRequestContext): Record<string, unknown> {
-  if (ctx.vars) return ctx.vars
+  if (ctx.vars?.req) return ctx.vars
   const query = ctx.path.indexOf('?')
   const path = query === -1 ? ctx.path : ctx.path.slice(0, query)
   const rawQuery = query === -1 ? '' : ctx.path.slice(query + 1)
@@ -104,7 +122,8 @@ export function requestVars (ctx: HttpRequestContext): Record<string, unknown> {
     }
   }
   const contentType = list(ctx.headers['content-type'])[0] ?? ''
-  const vars = connVars(ctx)
+  // on_tcp_connect rules of an HTTP endpoint may have built the conn.* part already.
+  const vars = ctx.vars ?? connVars(ctx)
   vars.req = {
     method: ctx.method,
     host: ctx.host,
@@ -113,13 +132,14 @@ export function requestVars (ctx: HttpRequestContext): Record<string, unknown> {
     query_params: params,
     cookies,
     content_type: contentType,
+    user_agent: { raw: list(ctx.headers['user-agent'])[0] ?? '' },
   }
   return (ctx.vars = vars)
 }
 
 export function responseVars (ctx: HttpResponseContext): Record<string, unknown> {
   if (ctx.vars) return ctx.vars
-  return (ctx.vars = { ...requestVars(ctx.request), res: { status_code: BigInt(ctx.status), headers: headerMap(ctx.headers) } })
+  return (ctx.vars = { ...requestVars(ctx.request), ...actionResults(ctx.request), res: { status_code: BigInt(ctx.status), headers: headerMap(ctx.headers) } })
 }
 
 /** `${expr}` interpolation in action config strings: a constant when there is none, else a renderer. */

@@ -3,8 +3,11 @@
 // expressions becomes one guarded step: its actions run only when every expression holds.
 import { PortholeError } from '../core/errors.js'
 import type { Action, PolicyDocument, Rule } from './document.js'
-import type { CompiledPolicy, ConnectContext, ConnectStep, Denial, RequestStep, ResponseStep } from './compiled.js'
+import type { CompiledPolicy, CompileOptions, ConnectContext, ConnectStep, Denial, RequestStep, ResponseStep } from './compiled.js'
 import { allHold, compileExpression, connectVars, requestVars, responseVars, type CelProgram } from './cel.js'
+import { compileRateLimit } from './actions/rate-limit.js'
+import { compileCircuitBreaker } from './actions/circuit-breaker.js'
+import { CLOSE, compileLog, compileSetVars } from './actions/vars-and-log.js'
 import { compileBasicAuth } from './actions/basic-auth.js'
 import { compileRestrictIps } from './actions/restrict-ips.js'
 import { compileAddHeaders, compileRemoveHeaders } from './actions/headers.js'
@@ -16,11 +19,20 @@ function connectStep (action: Action): ConnectStep {
   switch (action.type) {
     case 'restrict-ips': return compileRestrictIps(action)
     case 'deny': return () => ({ code: 'PH_3102' })
+    case 'close-connection': return () => CLOSE
+    case 'set-vars': {
+      const apply = compileSetVars(action)
+      return (ctx) => { apply(ctx, () => connectVars(ctx)); return undefined }
+    }
+    case 'log': {
+      const log = compileLog(action, 'on_tcp_connect')
+      return (ctx) => { log(ctx.endpointHost, () => connectVars(ctx)); return undefined }
+    }
     default: throw new PortholeError('PH_1008', `action type ${JSON.stringify(action.type)} is not allowed in on_tcp_connect`)
   }
 }
 
-function requestStep (action: Action): RequestStep {
+function requestStep (action: Action, options: CompileOptions): RequestStep {
   switch (action.type) {
     case 'basic-auth': return compileBasicAuth(action)
     case 'restrict-ips': return compileRestrictIps(action)
@@ -36,6 +48,17 @@ function requestStep (action: Action): RequestStep {
     case 'custom-response': return compileCustomResponse(action)
     case 'redirect': return compileRedirect(action)
     case 'url-rewrite': return compileUrlRewrite(action)
+    case 'rate-limit': return compileRateLimit(action, options)
+    case 'circuit-breaker': return compileCircuitBreaker(action, options)
+    case 'close-connection': return () => CLOSE
+    case 'set-vars': {
+      const apply = compileSetVars(action)
+      return (ctx) => { apply(ctx, () => requestVars(ctx)); return undefined }
+    }
+    case 'log': {
+      const log = compileLog(action, 'on_http_request')
+      return (ctx) => { log(ctx.endpointHost, () => requestVars(ctx)); return undefined }
+    }
   }
 }
 
@@ -48,6 +71,18 @@ function responseStep (action: Action): ResponseStep {
     case 'remove-headers': {
       const apply = compileRemoveHeaders(action)
       return (ctx) => apply(ctx.headers)
+    }
+    case 'set-vars': {
+      const apply = compileSetVars(action)
+      return (ctx) => {
+        const vars = responseVars(ctx)
+        apply(ctx.request, () => vars)
+        Object.assign(vars, ctx.request.results) // the response's variables were built before the results existed
+      }
+    }
+    case 'log': {
+      const log = compileLog(action, 'on_http_response')
+      return (ctx) => log(ctx.request.endpointHost, () => responseVars(ctx))
     }
     default: throw new PortholeError('PH_1008', `action type ${JSON.stringify(action.type)} is not allowed in on_http_response`)
   }
@@ -91,12 +126,12 @@ function compilePhase<C, R> (
 const orNull = <T>(steps: T[]): T[] | null => (steps.length > 0 ? steps : null)
 
 /** Compiles for an endpoint of `proto`: TCP and TLS endpoints see no HTTP, so HTTP phases are refused. */
-export function compilePolicy (document: PolicyDocument, proto: 'http' | 'tcp' | 'tls' = 'http'): CompiledPolicy {
+export function compilePolicy (document: PolicyDocument, proto: 'http' | 'tcp' | 'tls' = 'http', options: CompileOptions = {}): CompiledPolicy {
   if (proto !== 'http' && (document.on_http_request?.length || document.on_http_response?.length)) {
     throw new PortholeError('PH_1008', `on_http_request/on_http_response: a ${proto} endpoint carries no HTTP`)
   }
   const connect = compilePhase<ConnectContext, Denial | undefined>('on_tcp_connect', document.on_tcp_connect, connectStep, connectVars)
-  const request = compilePhase('on_http_request', document.on_http_request, requestStep, requestVars)
+  const request = compilePhase('on_http_request', document.on_http_request, (action) => requestStep(action, options), requestVars)
   const response = compilePhase('on_http_response', document.on_http_response, responseStep, responseVars)
   return {
     onTcpConnect: orNull(connect),

@@ -16,6 +16,13 @@ export interface ConnectContext {
   readonly protocol: 'http' | 'https' | 'tcp' | 'tls'
   /** CEL variables, built on first use by a rule with expressions (policy/cel.ts). */
   vars?: Record<string, unknown>
+  /** What actions set for later rules: `actions.ngrok.rate_limit.limited`, set-vars' `vars.NAME`. */
+  results?: ActionResults
+}
+
+export interface ActionResults {
+  readonly actions: { ngrok: Record<string, Record<string, unknown>> }
+  readonly vars: Record<string, unknown>
 }
 
 export interface HttpRequestContext extends ConnectContext {
@@ -26,6 +33,9 @@ export interface HttpRequestContext extends ConnectContext {
   readonly host: string
   /** Headers that will go to the upstream; steps may change them. */
   readonly headers: HeaderMap
+  /** Called by the edge with the final status once a request that went upstream is over (0: no response
+   *  was sent, the client left first). Actions that learn from outcomes (circuit-breaker) push here. */
+  outcome?: ((status: number) => void)[]
 }
 
 export interface HttpResponseContext {
@@ -40,6 +50,8 @@ export interface HttpResponseContext {
 export type Denial =
   | { readonly code: ErrorCode, readonly headers?: Record<string, string> }
   | { readonly response: { readonly status: number, readonly headers: Record<string, string>, readonly body: string } }
+  /** close-connection: drop the client connection without a response. */
+  | { readonly close: true }
 
 export type ConnectStep = (ctx: ConnectContext) => Denial | undefined
 export type RequestStep = (ctx: HttpRequestContext) => Denial | undefined
@@ -51,4 +63,10 @@ export interface CompiledPolicy {
   readonly onTcpConnect: readonly ConnectStep[] | null
   readonly onHttpRequest: readonly RequestStep[] | null
   readonly onHttpResponse: readonly ResponseStep[] | null
+}
+
+/** What compiling may be given: a clock for time-dependent actions (tests pass a fake one). */
+export interface CompileOptions {
+  /** Milliseconds since the epoch; defaults to Date.now. */
+  readonly now?: () => number
 }

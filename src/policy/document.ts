@@ -36,9 +36,31 @@ export interface UrlRewriteAction {
   config: { from?: string, to: string }
 }
 
+export interface RateLimitAction {
+  type: 'rate-limit'
+  config: { name: string, algorithm: 'sliding_window', capacity: number, rate: string, bucket_key?: string[], enforce?: boolean }
+}
+export interface CircuitBreakerAction {
+  type: 'circuit-breaker'
+  config?: { error_threshold?: number, volume_threshold?: number, window_duration?: string, tripped_duration?: string, num_buckets?: number, enforce?: boolean }
+}
+export interface CloseConnectionAction {
+  type: 'close-connection'
+  config?: Record<string, never>
+}
+export interface LogAction {
+  type: 'log'
+  config: { metadata: Record<string, unknown> }
+}
+export interface SetVarsAction {
+  type: 'set-vars'
+  config: { vars: Record<string, string | number | boolean>[] }
+}
+
 export type Action =
   | BasicAuthAction | RestrictIpsAction | AddHeadersAction | RemoveHeadersAction
   | DenyAction | CustomResponseAction | RedirectAction | UrlRewriteAction
+  | RateLimitAction | CircuitBreakerAction | CloseConnectionAction | LogAction | SetVarsAction
 
 export interface Rule {
   name?: string

@@ -1,6 +1,8 @@
 // Compiles command-line module flags (as ngrok's agent and SSH gateway spell them) into policy rules.
-// Order matters and mirrors ngrok: IP rules first, then authentication, then header changes.
+// Order matters and mirrors ngrok: IP rules first, then the user-agent filter, authentication, the circuit
+// breaker, then header changes.
 import { PortholeError } from '../core/errors.js'
+import { re2Error } from './cel.js'
 import type { PolicyDocument, Rule } from './document.js'
 
 export interface ModuleFlags {
@@ -11,6 +13,31 @@ export interface ModuleFlags {
   requestHeaderRemove: string[]
   responseHeaderAdd: string[]
   responseHeaderRemove: string[]
+  uaFilterAllow: string[]
+  uaFilterDeny: string[]
+  /** One value at most: the error ratio (0-1) that trips the breaker. */
+  circuitBreaker: string[]
+}
+
+/** A CEL rule denying by user agent (ngrok's semantics): a deny regex matches, or there are allow
+ *  regexes and none matches. Regexes are RE2, as CEL's `matches` (and ngrok) read them; checked now. */
+export function userAgentRule (allow: string[], deny: string[]): Rule {
+  const test = (flag: string) => (pattern: string): string => {
+    const error = re2Error(pattern)
+    if (error !== undefined) throw new PortholeError('PH_1002', `--${flag} ${JSON.stringify(pattern)} (${error})`)
+    return `req.user_agent.raw.matches(${JSON.stringify(pattern)})`
+  }
+  const denied = deny.map(test('ua-filter-deny'))
+  if (allow.length > 0) denied.push(`!(${allow.map(test('ua-filter-allow')).join(' || ')})`)
+  return { name: 'ua-filter flags', expressions: [denied.join(' || ')], actions: [{ type: 'deny' }] }
+}
+
+function circuitBreakerRatio (text: string): number {
+  const ratio = Number(text)
+  if (!/^\s*(?:0|1|0?\.\d+|1\.0*)\s*$/.test(text) || !(ratio >= 0 && ratio <= 1)) {
+    throw new PortholeError('PH_1002', `--circuit-breaker ${JSON.stringify(text)} (want an error ratio from 0 to 1, e.g. 0.5)`)
+  }
+  return ratio
 }
 
 /** 'Name: value' -> [Name, value]; throws PH_1005 naming the flag. */
@@ -36,8 +63,12 @@ export function policyFromFlags (flags: ModuleFlags): PolicyDocument {
   if (flags.cidrAllow.length > 0 || flags.cidrDeny.length > 0) {
     connect.push({ name: 'cidr flags', actions: [{ type: 'restrict-ips', config: { allow: flags.cidrAllow, deny: flags.cidrDeny } }] })
   }
+  if (flags.uaFilterAllow.length > 0 || flags.uaFilterDeny.length > 0) request.push(userAgentRule(flags.uaFilterAllow, flags.uaFilterDeny))
   if (flags.basicAuth.length > 0) {
     request.push({ name: 'basic-auth flag', actions: [{ type: 'basic-auth', config: { credentials: flags.basicAuth } }] })
+  }
+  if (flags.circuitBreaker.length > 0) {
+    request.push({ name: 'circuit-breaker flag', actions: [{ type: 'circuit-breaker', config: { error_threshold: circuitBreakerRatio(flags.circuitBreaker[0]!) } }] })
   }
   if (flags.requestHeaderRemove.length > 0) {
     request.push({ name: 'request header flags', actions: [{ type: 'remove-headers', config: { headers: flags.requestHeaderRemove } }] })

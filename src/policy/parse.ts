@@ -22,6 +22,31 @@ const action = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('custom-response'), config: z.strictObject({ status_code: status, body: z.string().optional(), content: z.string().optional(), headers: headers.optional() }) }),
   z.strictObject({ type: z.literal('redirect'), config: z.strictObject({ from: z.string().optional(), to: z.string().min(1), status_code: z.number().int().min(300).max(399).optional(), headers: headers.optional() }) }),
   z.strictObject({ type: z.literal('url-rewrite'), config: z.strictObject({ from: z.string().optional(), to: z.string().min(1) }) }),
+  z.strictObject({
+    type: z.literal('rate-limit'),
+    config: z.strictObject({
+      name: z.string().min(1).max(1023),
+      algorithm: z.literal('sliding_window'),
+      capacity: z.number().int().min(1).max(2_000_000_000),
+      rate: z.string(),
+      bucket_key: z.array(z.string()).optional(),
+      enforce: z.boolean().optional(),
+    }),
+  }),
+  z.strictObject({
+    type: z.literal('circuit-breaker'),
+    config: z.strictObject({
+      error_threshold: z.number().min(0).max(1).optional(),
+      volume_threshold: z.number().int().min(1).max(2_000_000_000).optional(),
+      window_duration: z.string().optional(),
+      tripped_duration: z.string().optional(),
+      num_buckets: z.number().int().min(1).max(128).optional(),
+      enforce: z.boolean().optional(),
+    }).optional(),
+  }),
+  z.strictObject({ type: z.literal('close-connection'), config: z.strictObject({}).optional() }),
+  z.strictObject({ type: z.literal('log'), config: z.strictObject({ metadata: z.record(z.string(), z.unknown()) }) }),
+  z.strictObject({ type: z.literal('set-vars'), config: z.strictObject({ vars: z.array(z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]))).min(1) }) }),
 ])
 
 const rule = z.strictObject({

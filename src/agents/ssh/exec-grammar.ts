@@ -61,6 +61,9 @@ const FLAGS: readonly FlagInfo[] = [
   { flag: 'request-header-remove', key: 'requestHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from requests to your service' },
   { flag: 'response-header-add', key: 'responseHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on responses to clients" },
   { flag: 'response-header-remove', key: 'responseHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from responses to clients' },
+  { flag: 'ua-filter-allow', key: 'uaFilterAllow', repeatable: true, commands: ['http'], help: 'REGEX  only allow user agents matching one of these (RE2, repeatable)' },
+  { flag: 'ua-filter-deny', key: 'uaFilterDeny', repeatable: true, commands: ['http'], help: 'REGEX  refuse user agents matching this (RE2, repeatable; wins over allow)' },
+  { flag: 'circuit-breaker', key: 'circuitBreaker', repeatable: false, commands: ['http'], help: 'RATIO  answer 503 for a while once this share (0-1) of recent responses were 5xx' },
   { flag: 'traffic-policy', key: 'trafficPolicy', repeatable: false, commands: ALL, help: "'DOC'  a traffic policy document (YAML or JSON, ngrok's format), after the flags' rules" },
   { flag: 'traffic-policy-file', key: 'trafficPolicyFile', repeatable: false, commands: ALL, help: '-  read the traffic policy document from stdin: ... < policy.yml' },
   { flag: 'host-header', key: 'hostHeader', repeatable: false, commands: ['http'], help: 'rewrite|HOST[:PORT]  Host header sent upstream (rewrite: localhost); Location is rewritten back' },
@@ -117,6 +120,7 @@ export const TOP_HELP = [
 
 const NO_FLAGS: ModuleFlags = {
   basicAuth: [], cidrAllow: [], cidrDeny: [], requestHeaderAdd: [], requestHeaderRemove: [], responseHeaderAdd: [], responseHeaderRemove: [],
+  uaFilterAllow: [], uaFilterDeny: [], circuitBreaker: [],
 }
 
 const BOTH_SCHEMES = { http: true, https: true } as const
