@@ -1,9 +1,15 @@
 // Rate limit, circuit breaker, close-connection, set-vars, log and the user-agent filter through a real
 // OpenSSH tunnel: a policy on stdin plus the flags that compile to these actions.
 import diagnostics from 'node:diagnostics_channel'
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, fetchVia, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
+import { connect, eventually, FIXTURES, fetchVia, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 import type { PolicyLogRecord } from '../../src/policy/actions/vars-and-log.js'
+import { loadConfig } from '../../src/config/load.js'
+import { startGateway } from '../../src/gateway.js'
 
 const POLICY = `
 on_http_request:
@@ -97,5 +103,31 @@ describe('traffic policy actions through an OpenSSH tunnel', () => {
     await regex.waitFor(/PH_1002: bad value for --ua-filter-allow/)
     expect(await regex.exited).not.toBe(0)
     expect(gateway.registry.lookup('badlimit.localhost').state).toBe('unknown')
+  })
+})
+
+describe('the log action in the gateway\'s own pino log', () => {
+  it('writes one "policy log" line with the endpoint and rendered metadata', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'porthole-e2e-'))
+    const lines: Record<string, unknown>[] = []
+    const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+    const config = loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', dataDir: join(tmp, 'data') }, {})
+    const gateway = await startGateway(config, log)
+    const upstream = await startUpstream()
+    copyFileSync(join(FIXTURES, 'keys', 'alice'), join(tmp, 'alice'))
+    chmodSync(join(tmp, 'alice'), 0o600)
+    const client = connect({ kind: 'openssh', port: gateway.sshPort, key: join(tmp, 'alice'), forwards: [`logged:80:localhost:${upstream.port}`], command: 'http --traffic-policy-file -' })
+    try {
+      client.proc.stdin!.end('on_http_request: [{actions: [{type: log, config: {metadata: {path: "${req.url.path}"}}}]}]')
+      const [url] = await client.urls()
+      expect((await fetchVia(gateway, `${url}/seen`)).status).toBe(200)
+      const line = await eventually(() => lines.find((l) => l.msg === 'policy log'))
+      expect(line).toMatchObject({ level: 30, component: 'policy', endpoint: 'logged.localhost', phase: 'on_http_request', metadata: { path: '/seen' } })
+    } finally {
+      await client.kill('SIGKILL')
+      await upstream.close()
+      await gateway.close()
+      rmSync(tmp, { recursive: true, force: true })
+    }
   })
 })
