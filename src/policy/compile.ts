@@ -88,9 +88,13 @@ function responseStep (action: Action): ResponseStep {
   }
 }
 
+/** Control characters as JSON escapes: an action's detail may quote config text (a metadata key, a regex)
+ *  holding a newline, and the error must stay one line on the SSH terminal and in the log. */
+const oneLine = (text: string): string => text.replace(/[\x00-\x1f\x7f]/g, (c) => JSON.stringify(c).slice(1, -1))
+
 function located (where: string, error: unknown): never {
   if (error instanceof PortholeError) {
-    throw new PortholeError(error.code, `${error.detail ?? ''} at ${where}`.trim(), { cause: error })
+    throw new PortholeError(error.code, oneLine(`${error.detail ?? ''} at ${where}`.trim()), { cause: error })
   }
   throw error
 }

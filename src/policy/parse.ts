@@ -61,15 +61,19 @@ const documentSchema = z.strictObject({
   on_http_response: z.array(rule).optional(),
 })
 
+/** A field name as an error shows it: quoted (JSON) unless plain, so a name holding a newline or
+ *  punctuation cannot break the one-line error or disguise where it is. */
+const fieldName = (key: PropertyKey): string => (typeof key === 'string' && /^[\w-]+$/.test(key) ? key : JSON.stringify(String(key)))
+
 function pathOf (path: readonly PropertyKey[]): string {
-  return path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('').replace(/^\./, '')
+  return path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${fieldName(part)}`)).join('').replace(/^\./, '')
 }
 
 export function parsePolicy (text: string): PolicyDocument {
   if (Buffer.byteLength(text) > MAX_POLICY_BYTES) throw new PortholeError('PH_1008', `document larger than ${MAX_POLICY_BYTES} bytes`)
   let data: unknown
   try {
-    data = parseYaml(text, { maxAliasCount: 100 })
+    data = parseYaml(text, { maxAliasCount: 100, logLevel: 'error' }) // 'error': a stray tag must not print a process warning on the gateway
   } catch (error) {
     throw new PortholeError('PH_1008', (error as Error).message.split('\n')[0]!)
   }
@@ -78,7 +82,7 @@ export function parsePolicy (text: string): PolicyDocument {
   if (!result.success) {
     const issue = result.error.issues[0]!
     const where = pathOf(issue.path)
-    const message = issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.join(', ')}`
+    const message = issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.map(fieldName).join(', ')}`
       : issue.code === 'invalid_union' && where.endsWith('actions') === false && /actions\[\d+\]$/.test(where) ? 'unknown action type'
         : issue.message
     throw new PortholeError('PH_1008', `${where || 'document'}: ${message}`)
