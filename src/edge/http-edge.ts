@@ -9,7 +9,8 @@ import type { Logger } from 'pino'
 import { isPortholeError, type ErrorCode } from '../core/errors.js'
 import type { Endpoint } from '../core/endpoint.js'
 import type { Registry } from '../core/registry.js'
-import type { CompiledPolicy, Denial, HeaderMap, HttpRequestContext } from '../policy/compiled.js'
+import type { CompiledPolicy, Denial, HeaderMap, HttpRequestContext, HttpResponseContext, ResponseEncoding } from '../policy/compiled.js'
+import { createEncoder, type Encoder } from './encode.js'
 import { cleanResponseHeaders, upstreamRequestHeaders } from './headers.js'
 import { sendError, sendRawError, sendRawResponse, sendResponse } from './error-response.js'
 import { Upstream } from './upstream.js'
@@ -123,6 +124,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | null = null
   #onDrain = (): void => { this.#controller?.resume() }
   #corked = false
+  #encoder: Encoder | null = null
   readonly #h2: boolean
   #uncork = (): void => {
     this.#corked = false
@@ -152,15 +154,32 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     cleanResponseHeaders(headers)
     const steps = this.#policy.onHttpResponse
     if (steps !== null) {
-      const ctx = { request: this.#request, status: statusCode, headers }
+      const ctx: HttpResponseContext = { request: this.#request, status: statusCode, headers }
       for (const step of steps) step(ctx)
+      if (ctx.encoding) this.#encodeWith(ctx.encoding)
     }
     if (this.#upstreamHost !== undefined) rewriteLocation(headers, this.#upstreamHost, this.#publicOrigin)
     // The standard reason phrase, not the upstream's: HTTP/2 has none, and a malformed one would hang the client.
     this.#res.writeHead(statusCode, headers as Record<string, string | string[]>)
   }
 
+  /** compress-response chose an encoding: the body goes through the encoder, which pipes to the client. */
+  #encodeWith (encoding: ResponseEncoding): void {
+    const encoder = createEncoder(encoding)
+    encoder.on('error', () => this.#res.destroy())
+    encoder.on('drain', this.#onDrain)
+    encoder.pipe(this.#res as unknown as NodeJS.WritableStream)
+    this.#encoder = encoder
+  }
+
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const encoder = this.#encoder
+    if (encoder !== null) {
+      const more = encoder.write(chunk)
+      encoder.flush() // keep streamed responses streaming: each upstream chunk leaves as soon as it is encoded
+      if (!more) controller.pause()
+      return
+    }
     // Chunks arrive a socket read (<= 64 KiB) at a time, often several per event-loop turn: cork them until
     // the turn ends (setImmediate) so they leave in one writev. Measured: ~40% less CPU per GiB downloaded
     // than uncorking per tick.
@@ -173,7 +192,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd (): void {
-    this.#res.end()
+    if (this.#encoder !== null) this.#encoder.end() // the pipe ends the response after the last block
+    else this.#res.end()
   }
 
   onResponseError (_controller: Dispatcher.DispatchController, error: Error): void {

@@ -12,6 +12,7 @@ import { compileBasicAuth } from './actions/basic-auth.js'
 import { compileRestrictIps } from './actions/restrict-ips.js'
 import { compileAddHeaders, compileRemoveHeaders } from './actions/headers.js'
 import { compileCustomResponse, compileDeny, compileRedirect, compileUrlRewrite } from './actions/respond.js'
+import { compileCompressResponse } from './actions/compress.js'
 
 type Phase = 'on_tcp_connect' | 'on_http_request' | 'on_http_response'
 
@@ -59,11 +60,13 @@ function requestStep (action: Action, options: CompileOptions): RequestStep {
       const log = compileLog(action, 'on_http_request')
       return (ctx) => { log(ctx.endpointHost, () => requestVars(ctx)); return undefined }
     }
+    case 'compress-response': throw new PortholeError('PH_1008', 'action type "compress-response" belongs in on_http_response')
   }
 }
 
 function responseStep (action: Action): ResponseStep {
   switch (action.type) {
+    case 'compress-response': return compileCompressResponse(action)
     case 'add-headers': {
       const apply = compileAddHeaders(action)
       return (ctx) => apply(ctx.headers, () => responseVars(ctx))

@@ -38,12 +38,16 @@ export interface HttpRequestContext extends ConnectContext {
   outcome?: ((status: number) => void)[]
 }
 
+export type ResponseEncoding = 'gzip' | 'deflate' | 'br'
+
 export interface HttpResponseContext {
   readonly request: HttpRequestContext
   readonly status: number
   /** Headers that will go to the client; steps may change them. */
   readonly headers: HeaderMap
   vars?: Record<string, unknown>
+  /** Set by compress-response: the edge streams the body through this encoder. */
+  encoding?: ResponseEncoding
 }
 
 /** A step that stops the request: a catalogue error page, or a response the policy wrote itself. */

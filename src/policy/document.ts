@@ -57,9 +57,14 @@ export interface SetVarsAction {
   config: { vars: Record<string, string | number | boolean>[] }
 }
 
+export interface CompressResponseAction {
+  type: 'compress-response'
+  config?: { algorithms?: ('gzip' | 'deflate' | 'br')[] }
+}
+
 export type Action =
   | BasicAuthAction | RestrictIpsAction | AddHeadersAction | RemoveHeadersAction
-  | DenyAction | CustomResponseAction | RedirectAction | UrlRewriteAction
+  | DenyAction | CustomResponseAction | RedirectAction | UrlRewriteAction | CompressResponseAction
   | RateLimitAction | CircuitBreakerAction | CloseConnectionAction | LogAction | SetVarsAction
 
 export interface Rule {

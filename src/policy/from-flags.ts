@@ -17,6 +17,8 @@ export interface ModuleFlags {
   uaFilterDeny: string[]
   /** One value at most: the error ratio (0-1) that trips the breaker. */
   circuitBreaker: string[]
+  /** --compression: compress responses the client accepts compressed (gzip, deflate, br). */
+  compression?: boolean
 }
 
 /** A CEL rule denying by user agent (ngrok's semantics): a deny regex matches, or there are allow
@@ -82,6 +84,7 @@ export function policyFromFlags (flags: ModuleFlags): PolicyDocument {
   if (flags.responseHeaderAdd.length > 0) {
     response.push({ name: 'response header flags', actions: [{ type: 'add-headers', config: { headers: headerAdds(flags.responseHeaderAdd, '--response-header-add') } }] })
   }
+  if (flags.compression === true) response.push({ name: 'compression flag', actions: [{ type: 'compress-response' }] })
   const document: PolicyDocument = {}
   if (connect.length > 0) document.on_tcp_connect = connect
   if (request.length > 0) document.on_http_request = request

@@ -41,7 +41,7 @@ export type ParsedCommand =
   | { kind: 'options', options: SessionOptions }
   | { kind: 'help', text: string }
 
-type FlagKey = keyof ModuleFlags | 'trafficPolicy' | 'trafficPolicyFile' | 'hostHeader' | 'schemes' | 'upstreamTls' | 'upstreamTlsVerify' | 'upstreamTlsVerifyCas' | 'upstreamProtocol' | 'proxyProto' | 'output' | 'help'
+type FlagKey = keyof ModuleFlags | 'compression' | 'trafficPolicy' | 'trafficPolicyFile' | 'hostHeader' | 'schemes' | 'upstreamTls' | 'upstreamTlsVerify' | 'upstreamTlsVerifyCas' | 'upstreamProtocol' | 'proxyProto' | 'output' | 'help'
 
 interface FlagInfo {
   readonly flag: string
@@ -63,6 +63,7 @@ const FLAGS: readonly FlagInfo[] = [
   { flag: 'response-header-remove', key: 'responseHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from responses to clients' },
   { flag: 'ua-filter-allow', key: 'uaFilterAllow', repeatable: true, commands: ['http'], help: 'REGEX  only allow user agents matching one of these (RE2, repeatable)' },
   { flag: 'ua-filter-deny', key: 'uaFilterDeny', repeatable: true, commands: ['http'], help: 'REGEX  refuse user agents matching this (RE2, repeatable; wins over allow)' },
+  { flag: 'compression', key: 'compression', repeatable: false, boolean: true, commands: ['http'], help: '  compress responses (gzip, deflate, br) for clients that accept it' },
   { flag: 'circuit-breaker', key: 'circuitBreaker', repeatable: false, commands: ['http'], help: 'RATIO  answer 503 for a while once this share (0-1) of recent responses were 5xx' },
   { flag: 'traffic-policy', key: 'trafficPolicy', repeatable: false, commands: ALL, help: "'DOC'  a traffic policy document (YAML or JSON, ngrok's format), after the flags' rules" },
   { flag: 'traffic-policy-file', key: 'trafficPolicyFile', repeatable: false, commands: ALL, help: '-  read the traffic policy document from stdin: ... < policy.yml' },
@@ -217,6 +218,7 @@ export function parseCommand (commandLine: string): ParsedCommand {
     if (info.boolean) {
       if (info.key === 'upstreamTls') upstream.tls = raw === true
       if (info.key === 'upstreamTlsVerify') upstream.verify = raw === true
+      if (info.key === 'compression') flags.compression = raw === true
       continue
     }
     const values = (Array.isArray(raw) ? raw : [raw]).map(String)
@@ -257,7 +259,7 @@ export function parseCommand (commandLine: string): ParsedCommand {
       if (value !== 'text' && value !== 'json') throw new PortholeError('PH_1002', `--output ${JSON.stringify(value)} (want text or json)`)
       output = value
     } else {
-      flags[info.key as keyof ModuleFlags] = values
+      flags[info.key as Exclude<keyof ModuleFlags, 'compression'>] = values
     }
   }
   if (upstream.verify && !upstream.tls) throw new PortholeError('PH_1002', '--upstream-tls-verify (needs --upstream-tls)')
