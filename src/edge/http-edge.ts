@@ -31,6 +31,26 @@ export interface HttpEdgeOptions {
 
 const ACME_PREFIX = '/.well-known/acme-challenge/'
 const MAX_QUEUED_PER_ENDPOINT = 1000
+/** Webhook bodies are small; this bounds what a stranger can make us hold per request. */
+const MAX_VERIFIED_BODY = 1024 * 1024
+
+/** The whole body, or null as soon as it passes `limit` bytes (reading stops there). */
+function readBody (req: IncomingMessage, limit: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length
+      if (size <= limit) return void chunks.push(chunk)
+      req.off('data', onData)
+      req.pause()
+      resolve(null)
+    }
+    req.on('data', onData)
+    req.once('end', () => resolve(Buffer.concat(chunks)))
+    req.once('error', reject)
+  })
+}
 
 /** Host header -> lower-case host without port or trailing dot; '' when absent or not a host name at all. */
 export function routingHost (hostHeader: string | undefined): string {
@@ -321,6 +341,25 @@ export class HttpEdge {
     }
     const headers = upstreamRequestHeaders(req, clientIp, scheme)
     const ctx = requestContext(req, endpoint, scheme, headers)
+    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
+    if (upstream.policy.needsBody && hasBody) {
+      // verify-webhook reads the whole body: buffer it (bounded), then go on with the buffer as the body.
+      readBody(req, MAX_VERIFIED_BODY).then((body) => {
+        if (body === null) {
+          res.shouldKeepAlive = false // the rest of the body is not read: close after answering
+          return this.fail(res, endpoint, 'PH_3011', `${MAX_VERIFIED_BODY} bytes`)
+        }
+        ctx.body = body
+        this.#forward(req, res, endpoint, upstream, ctx, scheme, body)
+      }, () => res.destroy())
+      return
+    }
+    this.#forward(req, res, endpoint, upstream, ctx, scheme, hasBody ? req : null)
+  }
+
+  /** Runs the request phases and, unless a rule answered, sends the request upstream. */
+  #forward (req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, upstream: Upstream, ctx: HttpRequestContext, scheme: Scheme, body: IncomingMessage | Buffer | null): void {
+    const { headers, clientIp } = ctx
     const denial = runRequestPhases(upstream.policy, ctx)
     if (denial) {
       req.resume()
@@ -335,13 +374,12 @@ export class HttpEdge {
     const upstreamHost = this.#upstreamHost(upstream, req)
     if (upstreamHost !== undefined) headers.host = upstreamHost
     upstream.lastClient = { remoteAddress: clientIp, remotePort: req.socket.remotePort ?? 0 }
-    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
     const origin = `${scheme}://${req.headers.host ?? req.headers[':authority'] ?? endpoint.host}`
     upstream.pool.dispatch({
       method: req.method as Dispatcher.HttpMethod,
       path: ctx.path,
       headers: headers as Record<string, string | string[]>,
-      body: hasBody ? req : null,
+      body,
     }, new ProxyHandler(res, this, endpoint, upstream, ctx, origin, upstreamHost))
   }
 

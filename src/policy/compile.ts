@@ -13,6 +13,7 @@ import { compileRestrictIps } from './actions/restrict-ips.js'
 import { compileAddHeaders, compileRemoveHeaders } from './actions/headers.js'
 import { compileCustomResponse, compileDeny, compileRedirect, compileUrlRewrite } from './actions/respond.js'
 import { compileCompressResponse } from './actions/compress.js'
+import { compileVerifyWebhook } from './actions/verify-webhook.js'
 
 type Phase = 'on_tcp_connect' | 'on_http_request' | 'on_http_response'
 
@@ -60,6 +61,7 @@ function requestStep (action: Action, options: CompileOptions): RequestStep {
       const log = compileLog(action, 'on_http_request')
       return (ctx) => { log(ctx.endpointHost, () => requestVars(ctx)); return undefined }
     }
+    case 'verify-webhook': return compileVerifyWebhook(action, options.now)
     case 'compress-response': throw new PortholeError('PH_1008', 'action type "compress-response" belongs in on_http_response')
   }
 }
@@ -144,5 +146,6 @@ export function compilePolicy (document: PolicyDocument, proto: 'http' | 'tcp' |
     onTcpConnect: orNull(connect),
     onHttpRequest: orNull(request),
     onHttpResponse: orNull(response as ResponseStep[]),
+    needsBody: (document.on_http_request ?? []).some((rule) => rule.actions.some((action) => action.type === 'verify-webhook')),
   }
 }

@@ -36,6 +36,8 @@ export interface HttpRequestContext extends ConnectContext {
   /** Called by the edge with the final status once a request that went upstream is over (0: no response
    *  was sent, the client left first). Actions that learn from outcomes (circuit-breaker) push here. */
   outcome?: ((status: number) => void)[]
+  /** The whole request body, when the policy needs it (verify-webhook); the edge buffers it first. */
+  body?: Buffer
 }
 
 export type ResponseEncoding = 'gzip' | 'deflate' | 'br'
@@ -67,6 +69,8 @@ export interface CompiledPolicy {
   readonly onTcpConnect: readonly ConnectStep[] | null
   readonly onHttpRequest: readonly RequestStep[] | null
   readonly onHttpResponse: readonly ResponseStep[] | null
+  /** A request action reads the body (verify-webhook): the edge buffers it, bounded, before on_http_request. */
+  readonly needsBody: boolean
 }
 
 /** What compiling may be given: a clock for time-dependent actions (tests pass a fake one). */

@@ -57,6 +57,11 @@ export interface SetVarsAction {
   config: { vars: Record<string, string | number | boolean>[] }
 }
 
+export interface VerifyWebhookAction {
+  type: 'verify-webhook'
+  /** provider, secret, enforce?, tolerance?, and for the generic provider algorithm/header/encoding/prefix. */
+  config: Record<string, unknown>
+}
 export interface CompressResponseAction {
   type: 'compress-response'
   config?: { algorithms?: ('gzip' | 'deflate' | 'br')[] }
@@ -64,7 +69,7 @@ export interface CompressResponseAction {
 
 export type Action =
   | BasicAuthAction | RestrictIpsAction | AddHeadersAction | RemoveHeadersAction
-  | DenyAction | CustomResponseAction | RedirectAction | UrlRewriteAction | CompressResponseAction
+  | DenyAction | CustomResponseAction | RedirectAction | UrlRewriteAction | CompressResponseAction | VerifyWebhookAction
   | RateLimitAction | CircuitBreakerAction | CloseConnectionAction | LogAction | SetVarsAction
 
 export interface Rule {

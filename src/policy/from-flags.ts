@@ -19,6 +19,9 @@ export interface ModuleFlags {
   circuitBreaker: string[]
   /** --compression: compress responses the client accepts compressed (gzip, deflate, br). */
   compression?: boolean
+  /** --verify-webhook PROVIDER with --verify-webhook-secret SECRET (one value each). */
+  verifyWebhook: string[]
+  verifyWebhookSecret: string[]
 }
 
 /** A CEL rule denying by user agent (ngrok's semantics): a deny regex matches, or there are allow
@@ -66,6 +69,12 @@ export function policyFromFlags (flags: ModuleFlags): PolicyDocument {
     connect.push({ name: 'cidr flags', actions: [{ type: 'restrict-ips', config: { allow: flags.cidrAllow, deny: flags.cidrDeny } }] })
   }
   if (flags.uaFilterAllow.length > 0 || flags.uaFilterDeny.length > 0) request.push(userAgentRule(flags.uaFilterAllow, flags.uaFilterDeny))
+  if (flags.verifyWebhook.length > 0 || flags.verifyWebhookSecret.length > 0) {
+    if (flags.verifyWebhook.length === 0 || flags.verifyWebhookSecret.length === 0) {
+      throw new PortholeError('PH_1002', '--verify-webhook (give both --verify-webhook PROVIDER and --verify-webhook-secret SECRET)')
+    }
+    request.push({ name: 'verify-webhook flags', actions: [{ type: 'verify-webhook', config: { provider: flags.verifyWebhook[0]!, secret: flags.verifyWebhookSecret[0]! } }] })
+  }
   if (flags.basicAuth.length > 0) {
     request.push({ name: 'basic-auth flag', actions: [{ type: 'basic-auth', config: { credentials: flags.basicAuth } }] })
   }

@@ -25,7 +25,7 @@ describe('exec grammar', () => {
     expect(options('').command).toBeNull()
     expect(options('http').command).toBe('http')
     expect(options('http').spec.policy).toEqual({})
-    expect(options('http').compiled).toEqual({ onTcpConnect: null, onHttpRequest: null, onHttpResponse: null })
+    expect(options('http').compiled).toEqual({ onTcpConnect: null, onHttpRequest: null, onHttpResponse: null, needsBody: false })
     expect(options('tcp').command).toBe('tcp')
     expect(options('tls --cidr-allow 10.0.0.0/8').compiled.onTcpConnect).toHaveLength(1)
     expect(options('http').output).toBe('text')

@@ -63,6 +63,8 @@ const FLAGS: readonly FlagInfo[] = [
   { flag: 'response-header-remove', key: 'responseHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from responses to clients' },
   { flag: 'ua-filter-allow', key: 'uaFilterAllow', repeatable: true, commands: ['http'], help: 'REGEX  only allow user agents matching one of these (RE2, repeatable)' },
   { flag: 'ua-filter-deny', key: 'uaFilterDeny', repeatable: true, commands: ['http'], help: 'REGEX  refuse user agents matching this (RE2, repeatable; wins over allow)' },
+  { flag: 'verify-webhook', key: 'verifyWebhook', repeatable: false, commands: ['http'], help: 'PROVIDER  verify webhook signatures (github, gitlab, stripe, slack, twilio, shopify, sendgrid, svix)' },
+  { flag: 'verify-webhook-secret', key: 'verifyWebhookSecret', repeatable: false, commands: ['http'], help: 'SECRET  the signing secret (sendgrid: its public key)' },
   { flag: 'compression', key: 'compression', repeatable: false, boolean: true, commands: ['http'], help: '  compress responses (gzip, deflate, br) for clients that accept it' },
   { flag: 'circuit-breaker', key: 'circuitBreaker', repeatable: false, commands: ['http'], help: 'RATIO  answer 503 for a while once this share (0-1) of recent responses were 5xx' },
   { flag: 'traffic-policy', key: 'trafficPolicy', repeatable: false, commands: ALL, help: "'DOC'  a traffic policy document (YAML or JSON, ngrok's format), after the flags' rules" },
@@ -121,7 +123,7 @@ export const TOP_HELP = [
 
 const NO_FLAGS: ModuleFlags = {
   basicAuth: [], cidrAllow: [], cidrDeny: [], requestHeaderAdd: [], requestHeaderRemove: [], responseHeaderAdd: [], responseHeaderRemove: [],
-  uaFilterAllow: [], uaFilterDeny: [], circuitBreaker: [],
+  uaFilterAllow: [], uaFilterDeny: [], circuitBreaker: [], verifyWebhook: [], verifyWebhookSecret: [],
 }
 
 const BOTH_SCHEMES = { http: true, https: true } as const
