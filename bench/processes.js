@@ -10,8 +10,13 @@ const children = new Set()
 let stopping = false
 
 /** Starts a long-running child in its own process group (so Ctrl-C reaches only us; we stop it). */
-export function startChild (name, cmd, args, { stopSignal = 'SIGTERM', onStderr, quiet = false } = {}) {
-  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+/** `stdin`: text written to the child's stdin, which is then closed (else stdin is /dev/null). */
+export function startChild (name, cmd, args, { stopSignal = 'SIGTERM', onStderr, quiet = false, stdin } = {}) {
+  const child = spawn(cmd, args, { detached: true, stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
+  if (stdin !== undefined) {
+    child.stdin.on('error', () => {}) // an early exit is reported below
+    child.stdin.end(stdin)
+  }
   const entry = { name, child, stopSignal, exited: false, log: '' }
   const keep = (data) => { entry.log = (entry.log + data.toString()).slice(-4000) }
   child.stdout.on('data', keep)

@@ -6,14 +6,17 @@
 // per GiB), which other tenants disturb less than throughput.
 // A second part compares Porthole's HTTPS listener with its plain HTTP one (same gateway, same tunnel, same
 // load generator, h2load, for both): HTTPS over HTTP/1.1 and over HTTP/2 against plain HTTP/1.1.
+// A third compares two endpoints of one Porthole gateway on the same upstream: one with no traffic policy,
+// one with bench/policy.yml (an IP rule and five header rules), driven by the same wrk load, alternating.
 //
-//   node bench/run.js [--cpu-prof] [--only=sshd|porthole|https]
+//   node bench/run.js [--cpu-prof] [--only=sshd|porthole|https|policy]
 //   env BENCH_DURATION=10s (wrk and h2load duration per round), BENCH_ROUNDS=2 (rounds per target, median taken)
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { request as httpRequest } from 'node:http'
 import { cleanup, freePort, isStopping, killAll, run, sleep, startChild, stopChild, waitListening, waitReady } from './processes.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -29,7 +32,7 @@ const CPU_PROF = ARGS.includes('--cpu-prof')
 const ONLY = ARGS.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? null
 let tmp = null
 
-const PARTS = ['sshd', 'porthole', 'https']
+const PARTS = ['sshd', 'porthole', 'https', 'policy']
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1
@@ -125,9 +128,12 @@ async function startPorthole () {
   return { sshPort, httpPort, httpsPort, ca: join(dataDir, 'ca.pem'), entry }
 }
 
-/** The stock ssh client holding the tunnel open (-N -R ...). */
-function startTunnel (name, key, sshPort, forward) {
-  return startChild(`ssh client (${name})`, 'ssh', [...sshClientArgs(key, sshPort), '-o', 'LogLevel=ERROR', '-N', '-R', forward, `${userInfo().username}@127.0.0.1`])
+/** The stock ssh client holding the tunnel open (-N -R ...); with `command`, it runs that on the gateway
+ * instead (-T), `stdin` being sent to it (e.g. http --traffic-policy-file - < policy.yml). */
+function startTunnel (name, key, sshPort, forward, command, stdin) {
+  const session = command === undefined ? ['-N'] : ['-T']
+  return startChild(`ssh client (${name})`, 'ssh', [...sshClientArgs(key, sshPort), '-o', 'LogLevel=ERROR', ...session, '-R', forward,
+    `${userInfo().username}@127.0.0.1`, ...(command === undefined ? [] : [command])], { stdin })
 }
 
 /** Connects once with -v and reads the negotiated algorithms from the debug output (client defaults). */
@@ -382,6 +388,73 @@ async function measureHttps (target, round) {
   return samples
 }
 
+// --- Porthole with a traffic policy vs without ------------------------------------------------------
+// Same gateway, same upstream, same wrk load: two endpoints, one bound with no policy, one with
+// bench/policy.yml sent on stdin (--traffic-policy-file -). Alternating, the order swapped every round.
+
+const POLICY_FILE = join(ROOT, 'bench', 'policy.yml')
+const POLICY_VARIANTS = [
+  { name: 'no-policy', label: 'no policy', sub: 'bench-plain' },
+  { name: 'policy', label: 'policy', sub: 'bench-policy' },
+]
+const POLICY_METRICS = [['rps', 'req/s'], ['p50Ms', 'p50 ms'], ['p99Ms', 'p99 ms'], ['cpuUsPerReq', 'cpu µs/req']]
+
+/** Response headers of one GET /small through a target. */
+function responseHeaders (target) {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: target.port, path: '/small', headers: { host: target.host }, agent: false, timeout: 5000 }, (res) => {
+      res.resume()
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers }))
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** The policy endpoint must really run the policy (and the other none), or the comparison means nothing. */
+async function checkPolicyApplied (plain, policy) {
+  const [a, b] = [await responseHeaders(plain), await responseHeaders(policy)]
+  if (a.status !== 200 || a.headers['x-served-by'] !== undefined || a.headers.server === undefined) {
+    throw new Error(`no-policy endpoint: unexpected response ${a.status} ${JSON.stringify(a.headers)}`)
+  }
+  if (b.status !== 200 || b.headers['x-served-by'] !== `porthole ${policy.host}` || b.headers.server !== undefined) {
+    throw new Error(`policy endpoint: the policy did not apply: ${b.status} ${JSON.stringify(b.headers)}`)
+  }
+}
+
+/** One wrk run (after the warm-up) with the gateway's CPU read around it. */
+async function measureWrk (target, round) {
+  await wrk(target, WARMUP)
+  const start = since(target)
+  const cpuStart = target.cpu()
+  const out = await wrk(target, DURATION)
+  const cpu = cpuDelta(cpuStart, target.cpu())
+  const http = parseWrk(out)
+  const sample = { target: target.name, round, ...http, cpuUsPerReq: cpu.gateway * 1000 / http.requests, cpu: { wrk: cpu }, phases: { wrk: [start, since(target)] } }
+  process.stdout.write(`  round ${round} ${target.label.padEnd(9)} ${http.rps.toFixed(0)} req/s  p50 ${http.p50Ms.toFixed(2)} ms  p99 ${http.p99Ms.toFixed(2)} ms` +
+    `  cpu ${sample.cpuUsPerReq.toFixed(1)} µs/req` + (http.non2xx || http.socketErrors ? `  (non-2xx ${http.non2xx}, socket errors ${http.socketErrors})` : '') + '\n')
+  if (http.non2xx) throw new Error(`${target.name}: ${http.non2xx} non-2xx responses`)
+  return sample
+}
+
+function summarisePolicy (samples) {
+  const medians = {}
+  for (const { name } of POLICY_VARIANTS) {
+    const mine = samples.filter((s) => s.target === name)
+    medians[name] = Object.fromEntries(POLICY_METRICS.map(([key]) => [key, median(mine.map((s) => s[key]))]))
+  }
+  const ratio = Object.fromEntries(POLICY_METRICS.map(([key]) => [key, medians.policy[key] / medians['no-policy'][key]]))
+  return { medians, ratio }
+}
+
+function printPolicyTable ({ medians, ratio }) {
+  process.stdout.write('\nPorthole policy / no policy (same gateway and upstream; bench/policy.yml: 1 IP rule, 5 header rules)\n')
+  const rows = [['metric', 'no policy', 'policy', 'ratio (policy/no policy)']]
+  for (const [key, label] of POLICY_METRICS) rows.push([label, fmt(medians['no-policy'][key]), fmt(medians.policy[key]), ratio[key].toFixed(3)])
+  printRows(rows)
+}
+
 // --- report ----------------------------------------------------------------------------------------
 
 const METRICS = [['rps', 'req/s'], ['mbps', 'MB/s'], ['p50Ms', 'p50 ms'], ['p99Ms', 'p99 ms'],
@@ -479,7 +552,8 @@ async function main () {
     targets.push({ name: 'sshd', port, host: `127.0.0.1:${port}`, processes: [sshd.entry, tunnel], startedAt, cpu })
     ciphers.sshd = await probeAlgorithms(clientKey, sshd.port)
   }
-  if (wanted('porthole') || wanted('https')) {
+  let policyTargets = null // the two endpoints of the policy part
+  if (wanted('porthole') || wanted('https') || wanted('policy')) {
     const startedAt = performance.now()
     const porthole = await startPorthole()
     const tunnel = startTunnel('porthole', clientKey, porthole.sshPort, `bench:80:127.0.0.1:${nginx.port}`)
@@ -487,6 +561,17 @@ async function main () {
     const target = { name: 'porthole', port: porthole.httpPort, httpsPort: porthole.httpsPort, ca: porthole.ca, host: 'bench.localhost', processes: [porthole.entry, tunnel], startedAt, cpu }
     if (wanted('porthole')) targets.push(target)
     if (wanted('https')) https = target
+    if (wanted('policy')) {
+      const gatewayCpu = () => processCpuMs(porthole.entry.child.pid)
+      policyTargets = POLICY_VARIANTS.map((variant) => {
+        const forward = `${variant.sub}:80:127.0.0.1:${nginx.port}`
+        const tunnel = variant.name === 'policy'
+          ? startTunnel(`porthole ${variant.label}`, clientKey, porthole.sshPort, forward, 'http --traffic-policy-file -', readFileSync(POLICY_FILE, 'utf8'))
+          : startTunnel(`porthole ${variant.label}`, clientKey, porthole.sshPort, forward)
+        return { name: variant.name, label: variant.label, port: porthole.httpPort, host: `${variant.sub}.localhost`, processes: [porthole.entry, tunnel], startedAt,
+          cpu: () => ({ gateway: gatewayCpu(), client: processCpuMs(tunnel.child.pid) }) }
+      })
+    }
     ciphers.porthole = await probeAlgorithms(clientKey, porthole.sshPort)
   }
   for (const target of targets) await waitReady(target)
@@ -494,12 +579,16 @@ async function main () {
     await waitReady(https)
     await waitHttpsReady(https)
   }
+  if (policyTargets) {
+    for (const target of policyTargets) await waitReady(target)
+    await checkPolicyApplied(...policyTargets)
+  }
   // Read /big once straight from nginx: the first read of the sparse file fills the page cache, and would
   // otherwise slow down whichever target downloads first.
   await download({ name: 'nginx (page cache warm-up)', port: nginx.port, host: 'localhost' })
 
-  const load = [targets.length ? `wrk -t1 -c50 -d${DURATION} (after ${WARMUP} warm-up)` : null, https ? `h2load ${H2LOAD} -D ${DURATION} (after ${WARMUP} warm-up)` : null]
-  process.stdout.write(`bench: ${load.filter(Boolean).join(' and ')}, curl 1 GiB; ${ROUNDS} round(s), median taken${CPU_PROF ? '; porthole under --cpu-prof (slower)' : ''}\n`)
+  const load = [targets.length || policyTargets ? `wrk -t1 -c50 -d${DURATION} (after ${WARMUP} warm-up)` : null, https ? `h2load ${H2LOAD} -D ${DURATION} (after ${WARMUP} warm-up)` : null]
+  process.stdout.write(`bench: ${load.filter(Boolean).join(' and ')}${targets.length || https ? ', curl 1 GiB' : ''}; ${ROUNDS} round(s), median taken${CPU_PROF ? '; porthole under --cpu-prof (slower)' : ''}\n`)
   if (https) {
     process.stdout.write(`  https part: h2load ${H2LOAD} -D ${DURATION} --warm-up-time=${WARMUP} for ${HTTPS_VARIANTS.map((v) => v.label).join(', ')} ` +
       `(SNI ${HTTPS_HOST}); curl 1 GiB --http1.1 / --http2\n`)
@@ -507,11 +596,16 @@ async function main () {
   for (const [name, found] of Object.entries(ciphers)) {
     process.stdout.write(`  ${name.padEnd(8)} cipher ${found.cipher ?? '?'} (MAC ${found.mac ?? '?'}, kex ${found.kex ?? '?'})\n`)
   }
+  if (policyTargets) process.stdout.write(`  policy part: wrk on /small only (no /big), no policy and policy alternating, order swapped each round\n`)
   const samples = []
   const httpsSamples = []
+  const policySamples = []
   for (let round = 1; round <= ROUNDS; round++) {
     for (const target of targets) samples.push(await measure(target, round))
     if (https) httpsSamples.push(...await measureHttps(https, round))
+    if (policyTargets) {
+      for (const target of round % 2 ? policyTargets : [...policyTargets].reverse()) policySamples.push(await measureWrk(target, round))
+    }
   }
   const summary = summarise(samples, targets.map((t) => t.name))
   if (targets.length) printTable(summary)
@@ -519,6 +613,8 @@ async function main () {
   if (httpsSummary) {
     printHttpsTable(httpsSummary, httpsSamples.find((s) => s.tls)?.tls)
   }
+  const policySummary = policyTargets ? summarisePolicy(policySamples) : null
+  if (policySummary) printPolicyTable(policySummary)
 
   const date = new Date().toISOString()
   const file = join(RESULTS, `${date.replace(/[:.]/g, '-')}.json`)
@@ -537,6 +633,12 @@ async function main () {
       medians: httpsSummary.medians,
       ratio: httpsSummary.ratio,
       samples: httpsSamples,
+    },
+    policy: policySummary && {
+      document: readFileSync(POLICY_FILE, 'utf8'),
+      medians: policySummary.medians,
+      ratio: policySummary.ratio,
+      samples: policySamples,
     },
   }, null, 2) + '\n')
   process.stdout.write(`\nraw figures: ${file}\n`)
