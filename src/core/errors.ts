@@ -59,6 +59,7 @@ export const catalogue = {
   PH_3011: { status: 413, message: 'request body too large to verify (limit {detail})', surfaces: ['edge'] },
   PH_3100: { status: 403, message: 'access denied for your IP address', surfaces: ['edge'] },
   PH_3105: { status: 403, message: 'webhook signature verification failed', surfaces: ['edge'] },
+  PH_3106: { status: 401, message: 'a valid JWT is required', surfaces: ['edge'] },
   PH_3101: { status: 401, message: 'authentication required', surfaces: ['edge'] },
   PH_3103: { status: 429, message: 'too many requests: the endpoint\'s rate limit was reached', surfaces: ['edge'] },
   PH_3104: { status: 503, message: 'the endpoint\'s circuit breaker is open: its service has been failing; try again later', surfaces: ['edge'] },

@@ -9,7 +9,8 @@ import type { Logger } from 'pino'
 import { isPortholeError, type ErrorCode } from '../core/errors.js'
 import type { Endpoint } from '../core/endpoint.js'
 import type { Registry } from '../core/registry.js'
-import type { CompiledPolicy, Denial, HeaderMap, HttpRequestContext, HttpResponseContext, ResponseEncoding } from '../policy/compiled.js'
+import type { CompiledPolicy, Denial, HeaderMap, HttpRequestContext, HttpResponseContext, RequestResult, ResponseEncoding } from '../policy/compiled.js'
+import { runSteps } from '../policy/compile.js'
 import { createEncoder, type Encoder } from './encode.js'
 import { cleanResponseHeaders, upstreamRequestHeaders } from './headers.js'
 import { sendError, sendRawError, sendRawResponse, sendResponse } from './error-response.js'
@@ -99,7 +100,7 @@ function rewriteLocation (headers: HeaderMap, upstreamHost: string, publicOrigin
 }
 
 /** on_tcp_connect (per request for HTTP: the endpoint is known only from the Host), then on_http_request. */
-function runRequestPhases (policy: CompiledPolicy, ctx: HttpRequestContext): Denial | undefined {
+function runRequestPhases (policy: CompiledPolicy, ctx: HttpRequestContext): RequestResult {
   const connect = policy.onTcpConnect
   if (connect !== null) {
     for (const step of connect) {
@@ -107,14 +108,13 @@ function runRequestPhases (policy: CompiledPolicy, ctx: HttpRequestContext): Den
       if (denial) return denial
     }
   }
-  const request = policy.onHttpRequest
-  if (request !== null) {
-    for (const step of request) {
-      const denial = step(ctx)
-      if (denial) return denial
-    }
-  }
-  return undefined
+  return policy.onHttpRequest === null ? undefined : runSteps(policy.onHttpRequest, 0, ctx)
+}
+
+/** Calls `next` with the policy's answer, now or when an asynchronous step has it. */
+function afterPolicy (result: RequestResult, next: (denial: Denial | undefined) => void, onError: () => void): void {
+  if (result instanceof Promise) result.then(next, onError)
+  else next(result)
 }
 
 /** The policy's context for one public request. */
@@ -359,8 +359,11 @@ export class HttpEdge {
 
   /** Runs the request phases and, unless a rule answered, sends the request upstream. */
   #forward (req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, upstream: Upstream, ctx: HttpRequestContext, scheme: Scheme, body: IncomingMessage | Buffer | null): void {
+    afterPolicy(runRequestPhases(upstream.policy, ctx), (denial) => this.#send(req, res, endpoint, upstream, ctx, scheme, body, denial), () => res.destroy())
+  }
+
+  #send (req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, upstream: Upstream, ctx: HttpRequestContext, scheme: Scheme, body: IncomingMessage | Buffer | null, denial: Denial | undefined): void {
     const { headers, clientIp } = ctx
-    const denial = runRequestPhases(upstream.policy, ctx)
     if (denial) {
       req.resume()
       if ('code' in denial) this.fail(res, endpoint, denial.code, undefined, denial.headers)
@@ -392,11 +395,13 @@ export class HttpEdge {
     if (scheme === 'http' && !endpoint.spec.schemes.http) return sendRawError(socket, 'PH_3008')
     const headers = upstreamRequestHeaders(req, clientIp, scheme)
     const ctx = requestContext(req, endpoint, scheme, headers)
-    const denial = runRequestPhases(upstream.policy, ctx)
-    if (denial) return 'code' in denial ? sendRawError(socket, denial.code, undefined, denial.headers) : 'close' in denial ? void socket.destroy() : sendRawResponse(socket, denial.response)
-    const upstreamHost = this.#upstreamHost(upstream, req)
-    if (upstreamHost !== undefined) headers.host = upstreamHost
-    proxyUpgrade(req, socket, head, endpoint, upstream, ctx, headers, upstreamErrorCode)
+    afterPolicy(runRequestPhases(upstream.policy, ctx), (denial) => {
+      if (socket.destroyed) return
+      if (denial) return 'code' in denial ? sendRawError(socket, denial.code, undefined, denial.headers) : 'close' in denial ? void socket.destroy() : sendRawResponse(socket, denial.response)
+      const upstreamHost = this.#upstreamHost(upstream, req)
+      if (upstreamHost !== undefined) headers.host = upstreamHost
+      proxyUpgrade(req, socket, head, endpoint, upstream, ctx, headers, upstreamErrorCode)
+    }, () => socket.destroy())
   }
 
   close (): Promise<void> {

@@ -14,6 +14,7 @@ import { compileAddHeaders, compileRemoveHeaders } from './actions/headers.js'
 import { compileCustomResponse, compileDeny, compileRedirect, compileUrlRewrite } from './actions/respond.js'
 import { compileCompressResponse } from './actions/compress.js'
 import { compileVerifyWebhook } from './actions/verify-webhook.js'
+import { compileJwtValidation } from './actions/jwt-validation.js'
 
 type Phase = 'on_tcp_connect' | 'on_http_request' | 'on_http_response'
 
@@ -62,6 +63,7 @@ function requestStep (action: Action, options: CompileOptions): RequestStep {
       return (ctx) => { log(ctx.endpointHost, () => requestVars(ctx)); return undefined }
     }
     case 'verify-webhook': return compileVerifyWebhook(action, options.now)
+    case 'jwt-validation': return compileJwtValidation(action)
     case 'compress-response': throw new PortholeError('PH_1008', 'action type "compress-response" belongs in on_http_response')
   }
 }
@@ -120,16 +122,20 @@ function compilePhase<C, R> (
         return located(`${phase}[${ruleIndex}].actions[${actionIndex}]`, error)
       }
     })
-    const run = (ctx: C): R | undefined => {
-      for (const step of steps) {
-        const result = step(ctx)
-        if (result) return result
-      }
-      return undefined
-    }
+    const run = (ctx: C): R | undefined => runSteps(steps, 0, ctx)
     if (guard.length === 0) return steps.length === 1 ? steps[0]! : run
     return (ctx: C) => (allHold(guard, vars(ctx)) ? run(ctx) : undefined)
   })
+}
+
+/** Runs steps in order until one answers; a step answering with a promise continues the rest after it. */
+export function runSteps<C, R> (steps: readonly ((ctx: C) => R)[], from: number, ctx: C): R | undefined {
+  for (let i = from; i < steps.length; i++) {
+    const result = steps[i]!(ctx)
+    if (result instanceof Promise) return result.then((answer) => answer ?? runSteps(steps, i + 1, ctx)) as R
+    if (result) return result
+  }
+  return undefined
 }
 
 const orNull = <T>(steps: T[]): T[] | null => (steps.length > 0 ? steps : null)

@@ -60,7 +60,9 @@ export type Denial =
   | { readonly close: true }
 
 export type ConnectStep = (ctx: ConnectContext) => Denial | undefined
-export type RequestStep = (ctx: HttpRequestContext) => Denial | undefined
+/** Most steps answer at once; a few (jwt-validation fetching keys) answer later. */
+export type RequestResult = Denial | undefined | Promise<Denial | undefined>
+export type RequestStep = (ctx: HttpRequestContext) => RequestResult
 export type ResponseStep = (ctx: HttpResponseContext) => void
 
 export interface CompiledPolicy {

@@ -57,6 +57,11 @@ export interface SetVarsAction {
   config: { vars: Record<string, string | number | boolean>[] }
 }
 
+export interface JwtValidationAction {
+  type: 'jwt-validation'
+  /** issuer/audience allow lists, http.tokens sources, jws.allowed_algorithms and keys (checked at compile). */
+  config: Record<string, unknown>
+}
 export interface VerifyWebhookAction {
   type: 'verify-webhook'
   /** provider, secret, enforce?, tolerance?, and for the generic provider algorithm/header/encoding/prefix. */
@@ -69,7 +74,7 @@ export interface CompressResponseAction {
 
 export type Action =
   | BasicAuthAction | RestrictIpsAction | AddHeadersAction | RemoveHeadersAction
-  | DenyAction | CustomResponseAction | RedirectAction | UrlRewriteAction | CompressResponseAction | VerifyWebhookAction
+  | DenyAction | CustomResponseAction | RedirectAction | UrlRewriteAction | CompressResponseAction | VerifyWebhookAction | JwtValidationAction
   | RateLimitAction | CircuitBreakerAction | CloseConnectionAction | LogAction | SetVarsAction
 
 export interface Rule {

@@ -32,6 +32,7 @@ function fakeClock (start = 1_700_000_000_000) {
 function run (policy: CompiledPolicy, ctx: HttpRequestContext): Denial | undefined {
   for (const step of [...policy.onTcpConnect ?? [], ...policy.onHttpRequest ?? []]) {
     const denial = step(ctx)
+    if (denial instanceof Promise) throw new Error('these actions answer synchronously')
     if (denial) return denial
   }
   return undefined
