@@ -42,7 +42,20 @@ function run (policy: CompiledPolicy): void {
   for (const hook of request.outcome ?? []) hook(200)
 }
 
-const expectAllowed = (text: string, proto?: 'http' | 'tcp' | 'tls'): void => { expect(check(text, proto)).toMatch(/^(ok|PH_100[4568]: .+)$/) }
+/** Outcomes seen per property: the generators must produce valid policies too, not only errors. */
+let outcomes = { ok: 0, refused: 0 }
+const expectAllowed = (text: string, proto?: 'http' | 'tcp' | 'tls'): void => {
+  const outcome = check(text, proto)
+  expect(outcome).toMatch(/^(ok|PH_100[4568]: .+)$/)
+  outcomes[outcome === 'ok' ? 'ok' : 'refused']++
+}
+/** Runs a property and checks it saw both compiled and refused documents (at least `minOk` compiled). */
+function assertBoth<Ts extends [unknown, ...unknown[]]> (property: fc.IProperty<Ts>, params: fc.Parameters<Ts>, minOk: number): void {
+  outcomes = { ok: 0, refused: 0 }
+  fc.assert(property, params)
+  expect(outcomes.ok).toBeGreaterThanOrEqual(minOk)
+  expect(outcomes.refused).toBeGreaterThan(0)
+}
 
 // --- generators ------------------------------------------------------------------------------------
 
@@ -100,6 +113,16 @@ const configs: Record<string, fc.Arbitrary<unknown>> = {
   'custom-response': fc.record({ status_code: status, body: template, content: template, headers }, { requiredKeys: [] }),
   redirect: fc.record({ from: nasty, to: template, status_code: fc.oneof(fc.integer({ min: 300, max: 399 }), status), headers }, { requiredKeys: [] }),
   'url-rewrite': fc.record({ from: nasty, to: template }, { requiredKeys: [] }),
+  'verify-webhook': fc.record({
+    provider: fc.oneof(fc.constantFrom('github', 'GitLab', 'stripe', 'slack', 'twilio', 'shopify', 'sendgrid', 'svix', 'generic', 'nope'), nasty),
+    secret: fc.oneof(fc.constantFrom('s3cret', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'whsec_!!', 'MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE', '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----'), nasty),
+    enforce: fc.oneof(fc.boolean(), anyValue),
+    tolerance: fc.oneof(fc.integer({ min: -5, max: 600 }), fc.double(), nasty),
+    algorithm: fc.oneof(fc.constantFrom('sha1', 'sha256', 'SHA-512', 'md5'), nasty),
+    header: headerName,
+    encoding: fc.oneof(fc.constantFrom('hex', 'base64', 'base64url'), nasty),
+    prefix: fc.oneof(fc.constantFrom('sha256=', 'v1='), anyValue),
+  }, { requiredKeys: [] }),
   'compress-response': fc.record({ algorithms: fc.oneof(fc.array(fc.constantFrom('gzip', 'deflate', 'br', 'zstd'), { maxLength: 3 }), anyValue) }, { requiredKeys: [] }),
   'rate-limit': fc.record({
     name: nasty,
@@ -167,7 +190,7 @@ describe('policy parser fuzz: parsePolicy + compilePolicy never crash, always a 
   })
 
   it('documents shaped like policies, with random and invalid fields', () => {
-    fc.assert(fc.property(asText(policyDocument), proto, (text, p) => { expectAllowed(text, p) }), params)
+    assertBoth(fc.property(asText(policyDocument), proto, (text, p) => { expectAllowed(text, p) }), params, 5)
   })
 
   it('random CEL in expressions, templates and bucket keys', () => {
@@ -178,13 +201,13 @@ describe('policy parser fuzz: parsePolicy + compilePolicy never crash, always a 
       ],
       on_http_response: [{ expressions: [header], actions: [{ type: 'set-vars', config: { vars: [{ x: `\${${key}}` }] } }] }],
     }))
-    fc.assert(fc.property(asText(doc), (text) => { expectAllowed(text) }), params)
+    assertBoth(fc.property(asText(doc), (text) => { expectAllowed(text) }), params, 5)
   })
 
   it('every action type with random configs, in every phase', () => {
     const doc = fc.tuple(phases, fc.constantFrom(...ACTION_TYPES).chain((type) => fc.record({ type: fc.constant(type), config: configs[type]! })))
       .map(([phase, a]) => ({ [phase]: [{ actions: [a] }] }))
-    fc.assert(fc.property(asText(doc), proto, (text, p) => { expectAllowed(text, p) }), params)
+    assertBoth(fc.property(asText(doc), proto, (text, p) => { expectAllowed(text, p) }), params, 5)
   })
 
   // Regressions: what this fuzzer found.
