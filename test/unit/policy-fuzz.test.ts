@@ -123,6 +123,19 @@ const configs: Record<string, fc.Arbitrary<unknown>> = {
     encoding: fc.oneof(fc.constantFrom('hex', 'base64', 'base64url'), nasty),
     prefix: fc.oneof(fc.constantFrom('sha256=', 'v1='), anyValue),
   }, { requiredKeys: [] }),
+  'jwt-validation': fc.record({
+    issuer: fc.oneof(fc.constant({ allow_list: [{ value: 'https://issuer.example' }] }), fc.record({ allow_list: fc.array(fc.record({ value: nasty }), { maxLength: 2 }) }), anyValue),
+    audience: fc.oneof(fc.constant({ allow_list: [{ value: 'api' }] }), anyValue),
+    http: fc.oneof(
+      fc.record({ tokens: fc.array(fc.record({ type: fc.constantFrom('jwt', 'jwe'), method: fc.constantFrom('header', 'query', 'cookie'), name: fc.oneof(fc.constantFrom('authorization', 'token'), nasty), prefix: fc.oneof(fc.constant('Bearer '), nasty) }, { requiredKeys: ['method', 'name'] }), { maxLength: 2 }) }),
+      anyValue),
+    jws: fc.oneof(
+      fc.record({
+        allowed_algorithms: fc.oneof(fc.array(fc.constantFrom('RS256', 'ES384', 'EdDSA', 'HS256', 'none'), { maxLength: 3 }), anyValue),
+        keys: fc.oneof(fc.record({ sources: fc.record({ additional_jkus: fc.array(fc.oneof(fc.constant('https://issuer.example/.well-known/jwks.json'), fc.webUrl(), nasty), { maxLength: 2 }) }) }), anyValue),
+      }),
+      anyValue),
+  }, { requiredKeys: [] }),
   'compress-response': fc.record({ algorithms: fc.oneof(fc.array(fc.constantFrom('gzip', 'deflate', 'br', 'zstd'), { maxLength: 3 }), anyValue) }, { requiredKeys: [] }),
   'rate-limit': fc.record({
     name: nasty,
