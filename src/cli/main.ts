@@ -14,15 +14,16 @@ const FLAGS = [...CONFIG_KEYS.map(kebab), 'config']
 const USAGE = `Usage: porthole serve [flags]
 
 Runs the gateway. With no flags: domain localhost, SSH on 127.0.0.1:2222, HTTP on 127.0.0.1:8080,
-state and host keys in ./keys. Users then run:  ssh -p 2222 -R 80:localhost:3000 localhost http
+HTTPS on 127.0.0.1:8443, state, host keys and the local CA (ca.pem) in ./keys.
+Users then run:  ssh -p 2222 -R 80:localhost:3000 localhost http
 
 Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file):
   --config FILE            YAML settings file
   --domain NAME            base domain of endpoint names (default localhost)
   --ssh-addr HOST:PORT     SSH listener (default 127.0.0.1:2222)
   --http-addr HOST:PORT    HTTP listener (default 127.0.0.1:8080)
-  --https-addr HOST:PORT   HTTPS listener (default 127.0.0.1:8443; not served yet)
-  --tcp-ports LO-HI        TCP endpoint port pool (default 20000-20999; not served yet)
+  --https-addr HOST:PORT   HTTPS and TLS-passthrough listener, routed by SNI (default 127.0.0.1:8443)
+  --tcp-ports LO-HI        ports for tcp endpoints, on the HTTP listener's interface (default 20000-20999)
   --tcp-host NAME          host printed in tcp:// URLs (default: the domain)
   --data-dir DIR           host keys and state (default ./keys)
   --authorized-keys FILE   OpenSSH authorized_keys file of allowed keys (repeatable)
