@@ -34,7 +34,7 @@ function inCidrRange (ip: string, cidr: string): boolean {
 }
 
 const requestMap = (field: 'headers' | 'query_params'): Map<string, string[]> =>
-  ((current.req as Record<string, unknown> | undefined)?.[field] as Map<string, string[]> | undefined) ?? new Map()
+  ((current.req as Map<string, unknown> | undefined)?.get(field) as Map<string, string[]> | undefined) ?? new Map()
 
 const STRING_LIST = listType(CelScalar.STRING)
 
@@ -74,11 +74,38 @@ export function allHold (programs: readonly CelProgram[], vars: Record<string, u
   return true
 }
 
+/**
+ * A variable whose fields are computed when an expression first reads them. @bufbuild/cel reads a Map field
+ * by field (a plain object it copies whole on every access), so a rule reading req.method no longer pays for
+ * parsing headers, cookies and query parameters, nor a template for a timestamp it never uses.
+ */
+class LazyFields extends Map<string, unknown> {
+  readonly #make: Record<string, () => unknown>
+
+  constructor (make: Record<string, () => unknown>) {
+    super()
+    this.#make = make
+  }
+
+  override get (key: string): unknown {
+    if (!super.has(key)) {
+      const make = this.#make[key]
+      if (make === undefined) return undefined
+      super.set(key, make())
+    }
+    return super.get(key)
+  }
+
+  override has (key: string): boolean {
+    return Object.hasOwn(this.#make, key)
+  }
+}
+
 function connVars (ctx: ConnectContext): Record<string, unknown> {
   const vars: Record<string, unknown> = {
-    conn: { client_ip: ctx.clientIp, client_port: BigInt(ctx.clientPort), server_port: BigInt(ctx.serverPort) },
-    endpoint: { host: ctx.endpointHost, protocol: ctx.protocol },
-    time: { now: timestampFromDate(new Date()) },
+    conn: new LazyFields({ client_ip: () => ctx.clientIp, client_port: () => BigInt(ctx.clientPort), server_port: () => BigInt(ctx.serverPort) }),
+    endpoint: new LazyFields({ host: () => ctx.endpointHost, protocol: () => ctx.protocol }),
+    time: new LazyFields({ now: () => timestampFromDate(new Date()) }),
   }
   if (ctx.results) Object.assign(vars, ctx.results)
   return vars
@@ -106,40 +133,47 @@ export function connectVars (ctx: ConnectContext): Record<string, unknown> {
 
 export function requestVars (ctx: HttpRequestContext): Record<string, unknown> {
   if (ctx.vars?.req) return ctx.vars
-  const query = ctx.path.indexOf('?')
-  const path = query === -1 ? ctx.path : ctx.path.slice(0, query)
-  const rawQuery = query === -1 ? '' : ctx.path.slice(query + 1)
-  const params = new Map<string, string[]>()
-  for (const [name, value] of new URLSearchParams(rawQuery)) params.set(name, [...(params.get(name) ?? []), value])
-  const cookies = new Map<string, string[]>()
-  for (const header of list(ctx.headers.cookie)) {
-    for (const pair of header.split(';')) {
-      const eq = pair.indexOf('=')
-      if (eq > 0) {
-        const name = pair.slice(0, eq).trim()
-        cookies.set(name, [...(cookies.get(name) ?? []), pair.slice(eq + 1).trim()])
+  // The path as it is when the variables are first read (url-rewrite earlier in the phase changes it).
+  const full = ctx.path
+  const query = full.indexOf('?')
+  const path = query === -1 ? full : full.slice(0, query)
+  const rawQuery = query === -1 ? '' : full.slice(query + 1)
+  const params = (): Map<string, string[]> => {
+    const map = new Map<string, string[]>()
+    for (const [name, value] of new URLSearchParams(rawQuery)) map.set(name, [...(map.get(name) ?? []), value])
+    return map
+  }
+  const cookies = (): Map<string, string[]> => {
+    const map = new Map<string, string[]>()
+    for (const header of list(ctx.headers.cookie)) {
+      for (const pair of header.split(';')) {
+        const eq = pair.indexOf('=')
+        if (eq > 0) {
+          const name = pair.slice(0, eq).trim()
+          map.set(name, [...(map.get(name) ?? []), pair.slice(eq + 1).trim()])
+        }
       }
     }
+    return map
   }
-  const contentType = list(ctx.headers['content-type'])[0] ?? ''
   // on_tcp_connect rules of an HTTP endpoint may have built the conn.* part already.
   const vars = ctx.vars ?? connVars(ctx)
-  vars.req = {
-    method: ctx.method,
-    host: ctx.host,
-    url: { path, query: rawQuery, host: ctx.host, scheme: ctx.protocol, raw: `${ctx.protocol}://${ctx.host}${ctx.path}` },
-    headers: headerMap(ctx.headers),
+  vars.req = new LazyFields({
+    method: () => ctx.method,
+    host: () => ctx.host,
+    url: () => new LazyFields({ path: () => path, query: () => rawQuery, host: () => ctx.host, scheme: () => ctx.protocol, raw: () => `${ctx.protocol}://${ctx.host}${full}` }),
+    headers: () => headerMap(ctx.headers),
     query_params: params,
     cookies,
-    content_type: contentType,
-    user_agent: { raw: list(ctx.headers['user-agent'])[0] ?? '' },
-  }
+    content_type: () => list(ctx.headers['content-type'])[0] ?? '',
+    user_agent: () => new LazyFields({ raw: () => list(ctx.headers['user-agent'])[0] ?? '' }),
+  })
   return (ctx.vars = vars)
 }
 
 export function responseVars (ctx: HttpResponseContext): Record<string, unknown> {
   if (ctx.vars) return ctx.vars
-  return (ctx.vars = { ...requestVars(ctx.request), ...actionResults(ctx.request), res: { status_code: BigInt(ctx.status), headers: headerMap(ctx.headers) } })
+  return (ctx.vars = { ...requestVars(ctx.request), ...actionResults(ctx.request), res: new LazyFields({ status_code: () => BigInt(ctx.status), headers: () => headerMap(ctx.headers) }) })
 }
 
 /** `${expr}` interpolation in action config strings: a constant when there is none, else a renderer. */
