@@ -66,11 +66,11 @@ export class CertStore {
    * the client's server name (a name the pattern covers). A promise while an ACME order runs; it never
    * rejects for that: a failed or slow order falls back to the local CA. Throws for a malformed host.
    */
-  contextFor (host: string, serverName: string = host): SecureContext | Promise<SecureContext> {
+  contextFor (host: string, serverName: string = host, { acme = true }: { acme?: boolean } = {}): SecureContext | Promise<SecureContext> {
     const own = this.byo?.lookup(serverName)
     if (own) return own
     const key = host.toLowerCase()
-    if (this.acme && !key.startsWith('*.')) {
+    if (acme && this.acme && !key.startsWith('*.')) {
       const ordered = this.acme.contextFor(key)
       if (ordered instanceof Promise) return ordered.then((context) => context ?? this.secureContextFor(key))
       if (ordered) return ordered

@@ -220,4 +220,11 @@ describe('ACME certificates', () => {
     expect(store.contextFor('works.example.com')).toBe(context)
     await tick()
   })
+
+  it('CertStore: endpoints of clients without a key never order (they would spend the shared ACME quota)', () => {
+    const fake = new FakeCa()
+    const store = new CertStore({ dataDir: tempDir(), acme: { directoryUrl: DIRECTORY, email: 'ops@example.com', orderer: fake } })
+    expect(store.contextFor('anon.example.com', 'anon.example.com', { acme: false })).toBe(store.secureContextFor('anon.example.com'))
+    expect(fake.orders).toEqual([])
+  })
 })
