@@ -190,7 +190,11 @@ const proto = fc.constantFrom<'http' | 'tcp' | 'tls'>('http', 'http', 'http', 't
 // --- properties ------------------------------------------------------------------------------------
 
 describe('policy parser fuzz: parsePolicy + compilePolicy never crash, always a one-line policy error', () => {
-  const params = { numRuns: RUNS, interruptAfterTimeLimit: process.env.POLICY_FUZZ_RUNS ? undefined : 2500 }
+  // A fixed seed in the suite: CI must not pass or fail by luck (one random run once saw too few valid CEL
+  // documents). POLICY_FUZZ_SEED=random (or a number) and POLICY_FUZZ_RUNS=20000 search wider by hand.
+  const seedSetting = process.env.POLICY_FUZZ_SEED
+  const seed = seedSetting === 'random' ? Date.now() : Number(seedSetting ?? 20261121)
+  const params = { numRuns: RUNS, seed }
 
   it('random text', () => {
     const yamlish = fc.array(fc.oneof(nasty, fc.constantFrom('on_http_request:', 'on_tcp_connect:', '  - actions:', '      - type: deny', 'expressions: [', '"', "'", '\t', '---', '...', '%YAML 1.2', '? ', '|', '>', '&x', '*x', '<<: *x', '!!str', '!!map', '!tag')), { maxLength: 12 })
