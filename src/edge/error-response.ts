@@ -5,6 +5,7 @@ import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { catalogue, formatMessage, type ErrorCode } from '../core/errors.js'
 import { ERROR_CODE_HEADER } from './headers.js'
+import type { HeaderMap } from '../policy/compiled.js'
 
 function body (code: ErrorCode, detail?: string): { status: number, text: string } {
   const status = catalogue[code].status
@@ -27,6 +28,17 @@ export function sendError (res: ServerResponse, code: ErrorCode, detail?: string
   res.end(text)
 }
 
+/** A response head for a raw socket: status line, one line per header value, blank line. */
+export function rawResponseHead (status: number, headers: HeaderMap): string {
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`
+  for (const name in headers) {
+    const value = headers[name]
+    if (value === undefined) continue
+    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`
+  }
+  return `${head}\r\n`
+}
+
 /** The same for a raw socket (failed upgrades, malformed requests), then closes it. */
 export function sendRawError (socket: Duplex, code: ErrorCode, detail?: string, headers?: Record<string, string>): void {
   if (!socket.writable) {
@@ -34,10 +46,13 @@ export function sendRawError (socket: Duplex, code: ErrorCode, detail?: string, 
     return
   }
   const { status, text } = body(code, detail)
-  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${ERROR_CODE_HEADER}: ${code}\r\n` +
-    `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n`
-  for (const [name, value] of Object.entries(headers ?? {})) head += `${name}: ${value}\r\n`
-  socket.end(`${head}\r\n${text}`)
+  socket.end(rawResponseHead(status, {
+    [ERROR_CODE_HEADER]: code,
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': String(Buffer.byteLength(text)),
+    connection: 'close',
+    ...headers,
+  }) + text)
 }
 
 export interface PolicyResponse { readonly status: number, readonly headers: Record<string, string>, readonly body: string }
@@ -50,7 +65,9 @@ export function sendResponse (res: ServerResponse, response: PolicyResponse): vo
 }
 
 export function sendRawResponse (socket: Duplex, response: PolicyResponse): void {
-  let head = `HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ''}\r\ncontent-length: ${Buffer.byteLength(response.body)}\r\nconnection: close\r\n`
-  for (const [name, value] of Object.entries(response.headers)) head += `${name}: ${value}\r\n`
-  socket.end(`${head}\r\n${response.body}`)
+  socket.end(rawResponseHead(response.status, {
+    'content-length': String(Buffer.byteLength(response.body)),
+    connection: 'close',
+    ...response.headers,
+  }) + response.body)
 }

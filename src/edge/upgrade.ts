@@ -5,25 +5,14 @@
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { STATUS_CODES } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { Endpoint } from '../core/endpoint.js'
 import type { ErrorCode } from '../core/errors.js'
 import type { HeaderMap, HttpRequestContext } from '../policy/compiled.js'
-import { sendRawError } from './error-response.js'
+import { rawResponseHead, sendRawError } from './error-response.js'
 import { cleanResponseHeaders } from './headers.js'
 import { splice } from './tcp-edge.js'
 import type { Upstream } from './upstream.js'
-
-function responseHead (status: number, headers: HeaderMap): string {
-  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`
-  for (const name in headers) {
-    const value = headers[name]
-    if (value === undefined) continue
-    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`
-  }
-  return `${head}\r\n`
-}
 
 class UpgradeHandler implements Dispatcher.DispatchHandler {
   readonly #socket: Socket
@@ -52,7 +41,7 @@ class UpgradeHandler implements Dispatcher.DispatchHandler {
     cleanResponseHeaders(headers)
     headers.connection = 'Upgrade'
     if (protocol !== undefined) headers.upgrade = protocol
-    this.#socket.write(responseHead(statusCode, headers))
+    this.#socket.write(rawResponseHead(statusCode, headers))
     if (this.#head.length > 0) upstream.write(this.#head)
     this.#log(statusCode)
     splice(this.#socket, upstream, () => {})
@@ -64,7 +53,7 @@ class UpgradeHandler implements Dispatcher.DispatchHandler {
     cleanResponseHeaders(headers)
     delete headers['content-length']
     headers.connection = 'close'
-    this.#socket.write(responseHead(statusCode, headers))
+    this.#socket.write(rawResponseHead(statusCode, headers))
     this.#log(statusCode)
   }
 
