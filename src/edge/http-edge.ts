@@ -69,14 +69,6 @@ const HOST_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-
 
 export type Scheme = 'http' | 'https'
 
-/** An endpoint serving only https answers plain HTTP with a permanent redirect (308 keeps the method). */
-function redirectToHttps (res: ServerResponse, endpoint: Endpoint, path: string, httpsPort: number): void {
-  const host = routingHost(res.req.headers.host)
-  res.writeHead(308, { location: `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${path}`, 'content-length': 0 })
-  res.end()
-  void endpoint
-}
-
 /** Maps what undici or the dialer threw to the catalogue code the client sees. */
 function upstreamErrorCode (error: unknown): { code: ErrorCode, detail?: string } {
   if (isPortholeError(error)) return { code: error.code, detail: error.detail }
@@ -336,7 +328,9 @@ export class HttpEdge {
     }
     if (scheme === 'http' && !endpoint.spec.schemes.http) {
       req.resume()
-      redirectToHttps(res, endpoint, req.url ?? '/', this.#httpsPort)
+      // https only: plain HTTP gets a permanent redirect (308 keeps the method).
+      res.writeHead(308, { location: `${this.urlFor(routingHost(req.headers.host), 'https')}${req.url ?? '/'}`, 'content-length': 0 })
+      res.end()
       return
     }
     const headers = upstreamRequestHeaders(req, clientIp, scheme)
