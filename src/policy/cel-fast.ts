@@ -27,20 +27,34 @@ function pathOf (expr: Expr): string[] | null {
   }
 }
 
-/** The value at `path` when every step is a field read as CEL reads it (a variable, a Map key, an own
- *  property of a plain object); undefined otherwise. */
-export function resolvePath (vars: Record<string, unknown>, path: readonly string[]): unknown {
-  let value: unknown = vars[path[0]!] // as @bufbuild/cel's ObjectActivation reads a variable
-  for (let i = 1; i < path.length; i++) {
-    if (value instanceof Map) {
-      value = value.get(path[i]!)
-    } else if (value !== null && typeof value === 'object' && value.constructor === Object) {
-      value = Object.hasOwn(value, path[i]!) ? (value as Record<string, unknown>)[path[i]!] : undefined
-    } else {
-      return undefined
+/**
+ * The value of `a.b.c` read as @bufbuild/cel reads it, when every step is a plain field; undefined otherwise.
+ * CEL tries the most qualified variable name first (`a.b.c`, then `a.b` and field c, then `a` and fields b, c)
+ * and takes the first variable that exists; `names` holds those candidates, longest first.
+ */
+export function resolvePath (vars: Record<string, unknown>, path: readonly string[], names: readonly string[] = qualifiedNames(path)): unknown {
+  for (let n = 0; n < names.length; n++) {
+    let value: unknown = vars[names[n]!] // as @bufbuild/cel's ObjectActivation reads a variable
+    if (value === undefined) continue
+    for (let i = path.length - n; i < path.length; i++) {
+      if (value instanceof Map) {
+        value = value.get(path[i]!)
+      } else if (value !== null && typeof value === 'object' && value.constructor === Object) {
+        value = Object.hasOwn(value, path[i]!) ? (value as Record<string, unknown>)[path[i]!] : undefined
+      } else {
+        return undefined
+      }
     }
+    return value
   }
-  return value
+  return undefined
+}
+
+/** ['a', 'b', 'c'] -> ['a.b.c', 'a.b', 'a']. */
+export function qualifiedNames (path: readonly string[]): string[] {
+  const names: string[] = []
+  for (let i = path.length; i > 0; i--) names.push(path.slice(0, i).join('.'))
+  return names
 }
 
 const plain = (value: unknown): boolean => {
@@ -63,8 +77,9 @@ export function fastProgram (expr: Expr | undefined, slow: Program): Program | n
   if (expr === undefined) return null
   const path = pathOf(expr)
   if (path !== null) {
+    const names = qualifiedNames(path)
     return (vars) => {
-      const value = resolvePath(vars, path)
+      const value = resolvePath(vars, path, names)
       return plain(value) ? value : slow(vars)
     }
   }
@@ -79,8 +94,9 @@ export function fastProgram (expr: Expr | undefined, slow: Program): Program | n
   const expected = literal.value
   const type = typeof expected
   const equal = call.function === '_==_'
+  const names = qualifiedNames(operandPath)
   return (vars) => {
-    const value = resolvePath(vars, operandPath)
+    const value = resolvePath(vars, operandPath, names)
     if (typeof value !== type) return slow(vars)
     return equal ? value === expected : value !== expected
   }

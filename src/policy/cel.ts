@@ -15,8 +15,20 @@ function list (value: string | string[] | undefined): string[] {
   return value === undefined ? [] : Array.isArray(value) ? value : [value]
 }
 
+/** req.headers / res.headers: lower-case names, read case-insensitively (HTTP header names are), so ngrok's
+ *  examples' `req.headers['X-Api-Version']` and `'Authorization' in req.headers` find them. */
+class HeaderFields extends Map<string, string[]> {
+  override get (name: string): string[] | undefined {
+    return super.get(typeof name === 'string' ? name.toLowerCase() : name)
+  }
+
+  override has (name: string): boolean {
+    return super.has(typeof name === 'string' ? name.toLowerCase() : name)
+  }
+}
+
 function headerMap (headers: HeaderMap): Map<string, string[]> {
-  const map = new Map<string, string[]>()
+  const map = new HeaderFields()
   for (const name in headers) {
     const values = list(headers[name])
     if (values.length > 0) map.set(name, values)
@@ -51,8 +63,9 @@ const env = celEnv({
 
 export type CelProgram = (vars: Record<string, unknown>) => unknown
 
-/** Parses and plans one expression; `where` names it in the error (on_http_request[0].expressions[1]). */
-export function compileExpression (expression: string, where: string): CelProgram {
+/** Parses and plans one expression; `where` names it in the error (on_http_request[0].expressions[1]).
+ *  `fast: false` leaves out the fast paths of policy/cel-fast.ts (tests compare the two). */
+export function compileExpression (expression: string, where: string, { fast = true } = {}): CelProgram {
   if (typeof expression !== 'string' || expression.trim() === '') throw new PortholeError('PH_1008', `${where}: an expression must be a non-empty string`)
   let program: ReturnType<typeof plan>
   let parsed: ReturnType<typeof parse>
@@ -66,7 +79,7 @@ export function compileExpression (expression: string, where: string): CelProgra
     current = vars
     return program(vars as never)
   }
-  return fastProgram(parsed.expr, slow) ?? slow
+  return (fast ? fastProgram(parsed.expr, slow) : null) ?? slow
 }
 
 /** All expressions must evaluate to true; an evaluation error (unknown variable, wrong type) counts as false. */
@@ -231,6 +244,16 @@ class Variables {
   get conn (): ConnFields { return (this.#conn ??= new ConnFields(this.#ctx)) }
   get endpoint (): EndpointFields { return (this.#endpoint ??= new EndpointFields(this.#ctx)) }
   get time (): TimeFields { return (this.#time ??= new TimeFields()) }
+
+  // ngrok's req.url is the whole URL as a string (`req.url.contains('/robots.txt')`) and req.url.path etc. are
+  // variables of their own. CEL looks a dotted name up as a whole first, so both work when each is declared.
+  #url (field: string): unknown { return (this.req?.get('url') as UrlFields | undefined)?.get(field) }
+  get 'req.url' (): unknown { return this.#url('raw') }
+  get 'req.url.path' (): unknown { return this.#url('path') }
+  get 'req.url.query' (): unknown { return this.#url('query') }
+  get 'req.url.host' (): unknown { return this.#url('host') }
+  get 'req.url.scheme' (): unknown { return this.#url('scheme') }
+  get 'req.url.raw' (): unknown { return this.#url('raw') }
 }
 
 function connVars (ctx: ConnectContext): Record<string, unknown> {

@@ -35,6 +35,7 @@ export function compileRestrictIps (action: RestrictIpsAction): ConnectStep {
   if (allow.length === 0 && deny.length === 0) {
     throw new PortholeError('PH_1004', '(restrict-ips needs allow or deny entries)')
   }
+  if (action.config.enforce === false) return () => undefined // ngrok's dry run: nothing is denied
   const decide = (clientIp: string): Denial | undefined => {
     let addr: ipaddr.IPv4 | ipaddr.IPv6
     try {
