@@ -2,7 +2,9 @@
 // conn.*, req.*, res.*, endpoint.*, time.now, and a few of its helper functions. Expressions are parsed
 // and planned once, at bind time; the variables of a request are built only if a rule asks for them.
 import { celEnv, celFunc, CelScalar, isCelError, listType, parse, plan } from '@bufbuild/cel'
-import { timestampFromDate } from '@bufbuild/protobuf/wkt'
+import { isMessage } from '@bufbuild/protobuf'
+import { isReflectMessage } from '@bufbuild/protobuf/reflect'
+import { timestampDate, timestampFromDate, TimestampSchema } from '@bufbuild/protobuf/wkt'
 import ipaddr from 'ipaddr.js'
 import { PortholeError } from '../core/errors.js'
 import { fastProgram } from './cel-fast.js'
@@ -120,13 +122,32 @@ abstract class LazyFields extends Map<string, unknown> {
   }
 }
 
-const CONN_FIELDS = new Set(['client_ip', 'client_port', 'server_port'])
+const CONN_FIELDS = new Set(['client_ip', 'client_port', 'server_port', 'ts'])
 class ConnFields extends LazyFields {
   readonly #ctx: ConnectContext
   constructor (ctx: ConnectContext) { super(CONN_FIELDS); this.#ctx = ctx }
   protected make (key: string): unknown {
     const ctx = this.#ctx
+    if (key === 'ts') return new ConnTimeFields(ctx)
     return key === 'client_ip' ? ctx.clientIp : BigInt(key === 'client_port' ? ctx.clientPort : ctx.serverPort)
+  }
+}
+
+/** When the gateway first evaluated a rule for a connection: conn.ts.start (made only when a rule reads it). */
+const connectionStarts = new WeakMap<object, number>()
+
+const CONN_TIME_FIELDS = new Set(['start'])
+class ConnTimeFields extends LazyFields {
+  readonly #ctx: ConnectContext
+  constructor (ctx: ConnectContext) { super(CONN_TIME_FIELDS); this.#ctx = ctx }
+  protected make (): unknown {
+    const connection = this.#ctx.connection
+    let start = connection === undefined ? undefined : connectionStarts.get(connection)
+    if (start === undefined) {
+      start = Date.now()
+      if (connection !== undefined) connectionStarts.set(connection, start)
+    }
+    return timestampFromDate(new Date(start))
   }
 }
 
@@ -297,6 +318,16 @@ export function responseVars (ctx: HttpResponseContext): Record<string, unknown>
   return (ctx.vars = vars)
 }
 
+/** A value as interpolation shows it: timestamps (time.now, conn.ts.start) in RFC 3339, as ngrok's examples
+ *  print them (2024-06-24T15:30:00Z), not as "[object Object]". */
+function display (value: unknown): string {
+  const message = isReflectMessage(value) ? value.message : value // CEL hands messages back wrapped
+  if (isMessage(message, TimestampSchema)) {
+    return timestampDate(message).toISOString().replace(/\.(\d*?)0*Z$/, (_, digits: string) => (digits === '' ? 'Z' : `.${digits}Z`))
+  }
+  return String(value)
+}
+
 /** `${expr}` interpolation in action config strings: a constant when there is none, else a renderer. */
 export function compileTemplate (text: string, where: string): string | ((vars: Record<string, unknown>) => string) {
   if (!text.includes('${')) return text
@@ -320,7 +351,7 @@ export function compileTemplate (text: string, where: string): string | ((vars: 
         continue
       }
       const value = part(vars)
-      if (!(isCelError(value) || value === undefined || value === null)) out += String(value)
+      if (!(isCelError(value) || value === undefined || value === null)) out += display(value)
     }
     return out
   }

@@ -151,11 +151,15 @@ describe('ngrok documentation examples through a real tunnel', () => {
     expect(moved.headers['x-redirected']).toBe('true')
   })
 
-  it('custom-response defaults to 200 with the JSON content-type (conn.ts.start renders empty here)', async () => {
+  it('custom-response defaults to 200, JSON with the connection\'s start time in RFC 3339', async () => {
+    const before = Date.now() - 1000
     const response = await fetchVia(gateway, `${url('custom-response-json')}/api/example`)
     expect(response.status).toBe(200)
     expect(response.headers['content-type']).toBe('application/json')
-    expect(Object.keys(JSON.parse(response.body))).toEqual(['connection-start'])
+    const start = JSON.parse(response.body)['connection-start'] as string
+    expect(start).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/)
+    expect(Date.parse(start)).toBeGreaterThanOrEqual(before)
+    expect(Date.parse(start)).toBeLessThanOrEqual(Date.now())
     expect(seen((await fetchVia(gateway, `${url('custom-response-json')}/api/other`)).body).url).toBe('/api/other')
   })
 })
