@@ -27,16 +27,19 @@ function pathOf (expr: Expr): string[] | null {
   }
 }
 
+/** A variable name CEL may read for a path, and where in the path the field accesses after it begin. */
+export interface Candidate { readonly name: string, readonly from: number }
+
 /**
  * The value of `a.b.c` read as @bufbuild/cel reads it, when every step is a plain field; undefined otherwise.
  * CEL tries the most qualified variable name first (`a.b.c`, then `a.b` and field c, then `a` and fields b, c)
- * and takes the first variable that exists; `names` holds those candidates, longest first.
+ * and takes the first variable that exists; `candidates` holds those names, longest first.
  */
-export function resolvePath (vars: Record<string, unknown>, path: readonly string[], names: readonly string[] = qualifiedNames(path)): unknown {
-  for (let n = 0; n < names.length; n++) {
-    let value: unknown = vars[names[n]!] // as @bufbuild/cel's ObjectActivation reads a variable
+export function resolvePath (vars: Record<string, unknown>, path: readonly string[], candidates: readonly Candidate[] = candidatesOf(path)): unknown {
+  for (const { name, from } of candidates) {
+    let value: unknown = vars[name] // as @bufbuild/cel's ObjectActivation reads a variable
     if (value === undefined) continue
-    for (let i = path.length - n; i < path.length; i++) {
+    for (let i = from; i < path.length; i++) {
       if (value instanceof Map) {
         value = value.get(path[i]!)
       } else if (value !== null && typeof value === 'object' && value.constructor === Object) {
@@ -50,11 +53,17 @@ export function resolvePath (vars: Record<string, unknown>, path: readonly strin
   return undefined
 }
 
-/** ['a', 'b', 'c'] -> ['a.b.c', 'a.b', 'a']. */
-export function qualifiedNames (path: readonly string[]): string[] {
-  const names: string[] = []
-  for (let i = path.length; i > 0; i--) names.push(path.slice(0, i).join('.'))
-  return names
+/**
+ * ['a', 'b', 'c'] -> a.b.c, a.b, a, leaving out dotted names not in `declared` (the dotted variables there
+ * are): a lookup of those finds nothing, in CEL as here, and would cost a miss on every evaluation.
+ */
+export function candidatesOf (path: readonly string[], declared?: ReadonlySet<string>): Candidate[] {
+  const candidates: Candidate[] = []
+  for (let i = path.length; i > 0; i--) {
+    const name = path.slice(0, i).join('.')
+    if (i === 1 || declared === undefined || declared.has(name)) candidates.push({ name, from: i })
+  }
+  return candidates
 }
 
 const plain = (value: unknown): boolean => {
@@ -72,14 +81,15 @@ function literalOf (expr: Expr): { value: string | bigint | boolean } | null {
   }
 }
 
-/** A faster program equivalent to `slow` for the shape of `expr`, or null when it has no fast path. */
-export function fastProgram (expr: Expr | undefined, slow: Program): Program | null {
+/** A faster program equivalent to `slow` for the shape of `expr`, or null when it has no fast path.
+ *  `declared`: every dotted variable name the variables may hold (req.url, req.url.path, ...). */
+export function fastProgram (expr: Expr | undefined, slow: Program, declared?: ReadonlySet<string>): Program | null {
   if (expr === undefined) return null
   const path = pathOf(expr)
   if (path !== null) {
-    const names = qualifiedNames(path)
+    const candidates = candidatesOf(path, declared)
     return (vars) => {
-      const value = resolvePath(vars, path, names)
+      const value = resolvePath(vars, path, candidates)
       return plain(value) ? value : slow(vars)
     }
   }
@@ -94,9 +104,9 @@ export function fastProgram (expr: Expr | undefined, slow: Program): Program | n
   const expected = literal.value
   const type = typeof expected
   const equal = call.function === '_==_'
-  const names = qualifiedNames(operandPath)
+  const candidates = candidatesOf(operandPath, declared)
   return (vars) => {
-    const value = resolvePath(vars, operandPath, names)
+    const value = resolvePath(vars, operandPath, candidates)
     if (typeof value !== type) return slow(vars)
     return equal ? value === expected : value !== expected
   }

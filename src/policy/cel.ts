@@ -81,7 +81,7 @@ export function compileExpression (expression: string, where: string, { fast = t
     current = vars
     return program(vars as never)
   }
-  return (fast ? fastProgram(parsed.expr, slow) : null) ?? slow
+  return (fast ? fastProgram(parsed.expr, slow, DOTTED_VARIABLES) : null) ?? slow
 }
 
 /** All expressions must evaluate to true; an evaluation error (unknown variable, wrong type) counts as false. */
@@ -269,6 +269,7 @@ class Variables {
   // ngrok's req.url is the whole URL as a string (`req.url.contains('/robots.txt')`) and req.url.path etc. are
   // variables of their own. CEL looks a dotted name up as a whole first, so both work when each is declared.
   #url (field: string): unknown { return (this.req?.get('url') as UrlFields | undefined)?.get(field) }
+  // (Their names are in DOTTED_VARIABLES, for the fast paths.)
   get 'req.url' (): unknown { return this.#url('raw') }
   get 'req.url.path' (): unknown { return this.#url('path') }
   get 'req.url.query' (): unknown { return this.#url('query') }
@@ -276,6 +277,9 @@ class Variables {
   get 'req.url.scheme' (): unknown { return this.#url('scheme') }
   get 'req.url.raw' (): unknown { return this.#url('raw') }
 }
+
+/** The variables above whose names hold a dot. */
+export const DOTTED_VARIABLES: ReadonlySet<string> = new Set(['req.url', 'req.url.path', 'req.url.query', 'req.url.host', 'req.url.scheme', 'req.url.raw'])
 
 function connVars (ctx: ConnectContext): Record<string, unknown> {
   return new Variables(ctx) as unknown as Record<string, unknown>

@@ -4,7 +4,7 @@
 import fc from 'fast-check'
 import { isCelError, parse } from '@bufbuild/cel'
 import { describe, expect, it } from 'vitest'
-import { actionResults, compileExpression, compileTemplate, requestVars, responseVars } from '../../src/policy/cel.js'
+import { actionResults, compileExpression, compileTemplate, DOTTED_VARIABLES, requestVars, responseVars } from '../../src/policy/cel.js'
 import { fastProgram } from '../../src/policy/cel-fast.js'
 import type { HttpRequestContext, HttpResponseContext } from '../../src/policy/compiled.js'
 
@@ -108,7 +108,7 @@ describe('CEL fast paths answer what CEL answers', () => {
 
 describe('CEL fast paths are taken', () => {
   const never = (): unknown => { throw new Error('fell back to CEL') }
-  const fast = (expression: string) => fastProgram(parse(expression).expr, never)
+  const fast = (expression: string) => fastProgram(parse(expression).expr, never, DOTTED_VARIABLES) // as compileExpression calls it
 
   it('for plain values of paths and literal comparisons, without calling CEL', () => {
     const vars = variables({}, true)
@@ -120,6 +120,8 @@ describe('CEL fast paths are taken', () => {
     expect(fast("req.method == 'GET'")!(vars)).toBe(true)
     expect(fast('200 != res.status_code')!(vars)).toBe(false)
     expect(fast('actions.ngrok.rate_limit.limited == false')!(vars)).toBe(true)
+    expect(fast('req.url.query')!(vars)).toBe('x=1')
+    expect(fast('req.user_agent.raw')!(vars)).toBe('curl/8')
   })
 
   it('not for other shapes', () => {
