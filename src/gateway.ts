@@ -7,6 +7,8 @@ import type { ServerConfig } from './config/schema.js'
 import { Registry } from './core/registry.js'
 import { NameStore } from './identity/name-store.js'
 import { AuthorizedKeys } from './identity/authorized-keys.js'
+import { FileIdentityStore } from './identity/file-store.js'
+import { Identity } from './identity/identity.js'
 import { loadHostKeys } from './agents/ssh/host-keys.js'
 import { SshAgent } from './agents/ssh/server.js'
 import { HttpEdge } from './edge/http-edge.js'
@@ -25,19 +27,25 @@ export interface RunningGateway {
   /** The local CA's certificate (PEM): what clients trust to verify https endpoints. */
   readonly caPem: string
   readonly ssh: SshAgent
+  readonly identity: Identity
   close (): Promise<void>
 }
 
 export async function startGateway (config: ServerConfig, log: Logger): Promise<RunningGateway> {
   const dataDir = resolve(config.dataDir)
   const hostKeys = loadHostKeys(dataDir)
+  const identity = new Identity(new FileIdentityStore(dataDir), { domain: config.domain, tcpPorts: config.tcpPorts })
   const names = new NameStore(dataDir, (error) => log.error({ err: error.message }, 'could not save name holds; they are kept in memory'))
   const registry = new Registry({
     domain: config.domain,
     graceMs: config.nameGraceMs,
     onHoldsChanged: (holds) => names.save(holds),
+    reservedAgainst: (key, account) => identity.reservedAgainst(key, account),
   })
   registry.restore(names.load())
+  // Reservations made while names were taken (or while the gateway was down) win over those names.
+  registry.enforceReservations()
+  identity.onChange(() => registry.enforceReservations())
   const authorizedKeys = new AuthorizedKeys(config.authorizedKeys, (message) => log.warn(message))
   const certs = createCertStore(config, dataDir, log.child({ component: 'certs' }))
 
@@ -68,7 +76,8 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   const ssh = new SshAgent({
     hostKeys,
     authorizedKeys,
-    anonymous: config.anonymous,
+    identity,
+    anonymous: () => config.allowAnonymous || (config.anonymous && !identity.hasCredentials),
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     keepaliveCountMax: config.keepaliveCountMax,
     maxSessions: config.maxSessions,
@@ -110,7 +119,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     http: `${http.address}:${http.port}`,
     https: `${https.address}:${https.port}`,
     domain: config.domain,
-    anonymous: config.anonymous,
+    anonymous: config.allowAnonymous || (config.anonymous && !identity.hasCredentials),
     keys: authorizedKeys.size,
   }, 'porthole gateway listening')
 
@@ -127,6 +136,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     config,
     registry,
     ssh,
+    identity,
     sshPort: sshAddress.port,
     httpPort: http.port,
     httpsPort: https.port,
@@ -139,6 +149,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
         await Promise.all([edge.close(), tls.close()])
         certs.close()
         names.flush()
+        await identity.store.close()
       })()
       return closing
     },

@@ -5,6 +5,7 @@ import { CONFIG_KEYS, kebab, loadConfig } from '../config/load.js'
 import { PortholeError, isPortholeError } from '../core/errors.js'
 import { didYouMean } from '../core/suggest.js'
 import { startGateway } from '../gateway.js'
+import { storedCredentialsExist } from '../identity/file-store.js'
 import { createLogger } from '../log.js'
 
 const BOOLEAN_FLAGS = ['allow-anonymous']
@@ -86,7 +87,7 @@ export async function main (args: string[]): Promise<number | undefined> {
       process.stdout.write(USAGE)
       return 0
     }
-    config = loadConfig(flags)
+    config = loadConfig(flags, process.env, { credentialsIn: (dataDir) => storedCredentialsExist(dataDir) })
   } catch (error) {
     process.stderr.write(`${isPortholeError(error) ? error.toLine() : String(error)}\n`)
     return 2

@@ -51,8 +51,13 @@ function issueLine (issue: z.core.$ZodIssue): string {
   return `${path}: ${issue.message}`
 }
 
+export interface LoadOptions {
+  /** Whether the identity store in this data dir has keys or authtokens (then a public listener may start). */
+  credentialsIn?: (dataDir: string) => boolean
+}
+
 /** Loads, merges and validates. `flags` holds camelCase keys from the command line (config: the YAML file). */
-export function loadConfig (flags: Source = {}, env: NodeJS.ProcessEnv = process.env): ServerConfig {
+export function loadConfig (flags: Source = {}, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): ServerConfig {
   const { config: file, ...flagSettings } = flags
   const configFile = (typeof file === 'string' ? file : undefined) ?? env.PORTHOLE_CONFIG
   const merged = { ...(configFile ? fromYaml(configFile) : {}), ...fromEnv(env), ...flagSettings }
@@ -60,7 +65,7 @@ export function loadConfig (flags: Source = {}, env: NodeJS.ProcessEnv = process
   if (!parsed.success) throw new PortholeError('PH_2001', parsed.error.issues.map(issueLine).join('; '))
   const config = finishConfig(parsed.data)
   const publicListeners = [config.sshAddr, config.httpAddr, config.httpsAddr].filter((a) => !isLoopback(a.host))
-  if (publicListeners.length > 0 && config.authorizedKeys.length === 0 && !config.allowAnonymous) {
+  if (publicListeners.length > 0 && config.authorizedKeys.length === 0 && !config.allowAnonymous && !options.credentialsIn?.(config.dataDir)) {
     const where = publicListeners.map((a) => `${a.host}:${a.port}`).join(', ')
     throw new PortholeError('PH_2002', `listening on ${where} (not loopback) with no --authorized-keys; add keys or pass --allow-anonymous`)
   }
