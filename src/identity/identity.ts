@@ -75,7 +75,7 @@ export class Identity {
     return account
   }
 
-  createAccount (name: string): Promise<Account> {
+  async createAccount (name: string): Promise<Account> {
     const value = checkAccountName(name)
     return this.#store.update((data) => {
       if (data.accounts.some((a) => a.name === value)) throw new PortholeError('PH_5002', `account ${value}`)
@@ -103,7 +103,7 @@ export class Identity {
   }
 
   /** Adds a public key (an OpenSSH `type base64 [comment]` line) to an account. */
-  addKey (account: string, publicKey: string, options: CredentialOptions = {}): Promise<KeyRecord> {
+  async addKey (account: string, publicKey: string, options: CredentialOptions = {}): Promise<KeyRecord> {
     const parsed = utils.parseKey(String(publicKey).trim())
     const key = parsed instanceof Error || !parsed ? null : Array.isArray(parsed) ? parsed[0] : parsed
     if (!key || key.isPrivateKey()) throw new PortholeError('PH_5001', 'public key (want one OpenSSH line: ssh-ed25519 AAAA... [comment])')
@@ -194,7 +194,7 @@ export class Identity {
   }
 
   /** Reserves a domain (`shop`, `shop.example.com`, `*.ann.example.com`) or a TCP port of the pool. */
-  reserve (account: string, kind: ReservationKind, value: string): Promise<Reservation> {
+  async reserve (account: string, kind: ReservationKind, value: string): Promise<Reservation> {
     const normalised = this.#reservationValue(kind, value)
     const key = kind === 'tcp' ? `tcp:${normalised}` : normalised
     return this.#store.update((data) => {

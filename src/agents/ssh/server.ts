@@ -65,6 +65,22 @@ function verifySignature (ctx: AuthContext & { method: 'publickey' }): boolean {
 
 type Login = Pick<SessionLogin, 'owner' | 'credential' | 'fingerprint'>
 
+/** What one connection's login attempts found so far. */
+interface LoginState {
+  readonly ip: string
+  login: Login | null
+  /** The fingerprint of a key we refused: the keyboard-interactive instruction names it. */
+  refusedKey: string | null
+  /** Once a keyboard-interactive round failed it is not offered again (Dropbear would retry it forever). */
+  interactiveFailed: boolean
+  tokenFailures: number
+  /** Ends the connection (too many failures). */
+  drop: () => void
+}
+
+/** Wrong authtokens one connection may send before it is dropped (OpenSSH clients try 3 by default). */
+const MAX_TOKEN_FAILURES = 3
+
 /** An account's owner: names belong to the account, binds are checked against the credential's ACL. */
 function accountOwner (account: string, acl: readonly string[], credential: string): Owner {
   const owner: Owner = { id: `account:${account}`, persistent: true, account }
@@ -189,8 +205,14 @@ export class SshAgent implements SessionDirectory {
     const socket = (client as unknown as { _sock: Socket & { [LOGGED_IN]?: () => void } })._sock
     batchWritesPerTick(socket)
 
-    let login: Login | null = null
-    let refusedKey: string | null = null
+    const state: LoginState = {
+      ip: info.ip,
+      login: null,
+      refusedKey: null,
+      interactiveFailed: false,
+      tokenFailures: 0,
+      drop: () => socket.destroy(),
+    }
     let attempts = 0
     client.on('authentication', (ctx) => {
       // Guessing forever on one connection is bounded too (the login deadline bounds the time).
@@ -200,13 +222,11 @@ export class SshAgent implements SessionDirectory {
         return
       }
       // ctx.accept() emits 'ready' synchronously, so the owner is recorded before accepting.
-      this.#authenticate(ctx, info.ip, refusedKey, (result) => {
-        if (result.refusedKey) refusedKey = result.refusedKey
-        if (result.login) login = result.login
-      })
+      this.#authenticate(ctx, state)
     })
     client.once('ready', () => {
       socket[LOGGED_IN]?.()
+      const login = state.login
       if (!login) return socket.destroy()
       const owner = login.owner
       const sameOwner = this.connections.filter((c) => c.owner.id === owner!.id).length
@@ -226,19 +246,24 @@ export class SshAgent implements SessionDirectory {
     })
   }
 
-  #authenticate (ctx: AuthContext, ip: string, refusedKey: string | null, note: (result: { login?: Login, refusedKey?: string }) => void): void {
+  /** Records the login in `state` before accepting: ctx.accept() emits 'ready' synchronously. */
+  #authenticate (ctx: AuthContext, state: LoginState): void {
     const { authorizedKeys, identity } = this.#options
     const anonymous = this.#options.anonymous()
     // Password methods are offered only when there is an authtoken that could match.
-    const methods: Array<'publickey' | 'keyboard-interactive' | 'password'> = identity.hasTokens ? ['publickey', 'keyboard-interactive', 'password'] : ['publickey', 'keyboard-interactive']
+    const methods = (): Array<'publickey' | 'keyboard-interactive' | 'password'> => [
+      'publickey',
+      ...(state.interactiveFailed ? [] : ['keyboard-interactive' as const]),
+      ...(identity.hasTokens ? ['password' as const] : []),
+    ]
     if (ctx.method === 'publickey') {
       const print = fingerprint(ctx.key.data)
       const record = identity.findKey(ctx.key.data)
       const known = record ?? authorizedKeys.find(ctx.key.data)
       if (!known && !anonymous) {
         this.#log.info({ key: print, user: ctx.username }, 'refused: key not authorized')
-        note({ refusedKey: print })
-        ctx.reject(methods)
+        state.refusedKey = print
+        ctx.reject(methods())
         return
       }
       if (!ctx.signature) {
@@ -246,44 +271,48 @@ export class SshAgent implements SessionDirectory {
         return
       }
       if (!verifySignature(ctx)) {
-        ctx.reject(methods)
+        ctx.reject(methods())
         return
       }
-      note({
-        login: record
+      state.login = (
+        record
           ? { owner: accountOwner(record.account, record.acl, `key ${print}`), credential: { kind: 'key', id: record.id }, fingerprint: print }
-          : { owner: { id: print, persistent: true }, credential: { kind: known ? 'authorized-key' : 'anonymous', id: null }, fingerprint: print },
-      })
+          : { owner: { id: print, persistent: true }, credential: { kind: known ? 'authorized-key' : 'anonymous', id: null }, fingerprint: print }
+      )
       ctx.accept()
       return
     }
     if (ctx.method === 'password') {
-      this.#checkToken(ip, ctx.password, note, () => ctx.accept(), () => ctx.reject(methods))
+      this.#checkToken(state, ctx.password, () => ctx.accept(), () => ctx.reject(methods()))
       return
     }
     if (ctx.method === 'keyboard-interactive') {
       if (anonymous) {
-        note({ login: { owner: { id: `anon:${randomUUID()}`, persistent: false }, credential: { kind: 'anonymous', id: null }, fingerprint: null } })
+        state.login = { owner: { id: `anon:${randomUUID()}`, persistent: false }, credential: { kind: 'anonymous', id: null }, fingerprint: null }
         ctx.accept()
         return
       }
       // The reason goes in the instruction text: OpenSSH and Dropbear print it to the user.
-      const reason = new PortholeError('PH_1020', refusedKey ?? '(none offered)').toLine()
+      const reason = new PortholeError('PH_1020', state.refusedKey ?? '(none offered)').toLine()
       if (!identity.hasTokens) {
         ctx.prompt([], 'Porthole', reason, () => ctx.reject(['publickey']))
         return
       }
-      const instructions = refusedKey ? `${reason}\nLog in with an authtoken instead, or press Enter to stop.` : 'Log in with a Porthole authtoken.'
+      const instructions = state.refusedKey ? `${reason}\nLog in with an authtoken instead, or press Enter to stop.` : 'Log in with a Porthole authtoken.'
       ctx.prompt([{ prompt: 'Authtoken: ', echo: false }], 'Porthole', instructions, (answers) => {
-        this.#checkToken(ip, answers[0] ?? '', note, () => ctx.accept(), () => ctx.reject(methods))
+        this.#checkToken(state, answers[0] ?? '', () => ctx.accept(), () => {
+          state.interactiveFailed = true
+          ctx.reject(methods())
+        })
       })
       return
     }
-    ctx.reject(methods)
+    ctx.reject(methods())
   }
 
   /** An authtoken given as password; failures from one address are answered ever more slowly. */
-  #checkToken (ip: string, text: string, note: (result: { login?: Login }) => void, accept: () => void, reject: () => void): void {
+  #checkToken (state: LoginState, text: string, accept: () => void, reject: () => void): void {
+    const ip = state.ip
     if (text.trim() === '') {
       reject()
       return
@@ -294,11 +323,12 @@ export class SshAgent implements SessionDirectory {
       if (!record) {
         this.#throttle.failed(ip)
         this.#log.info({ ip, delayMs: delay }, new PortholeError('PH_1024').toLine())
-        reject()
+        if (++state.tokenFailures >= MAX_TOKEN_FAILURES) state.drop()
+        else reject()
         return
       }
       this.#throttle.succeeded(ip)
-      note({ login: { owner: accountOwner(record.account, record.acl, `authtoken ${record.id}`), credential: { kind: 'token', id: record.id }, fingerprint: null } })
+      state.login = { owner: accountOwner(record.account, record.acl, `authtoken ${record.id}`), credential: { kind: 'token', id: record.id }, fingerprint: null }
       accept()
     }
     setTimeout(() => {
