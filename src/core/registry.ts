@@ -205,6 +205,8 @@ export class Registry {
     }
     const hold = this.#holds.get(host)
     if (hold && (hold.expiresAt === null || hold.expiresAt > this.#now())) return { state: 'offline', host }
+    // A reserved name is someone's endpoint even while its account is not connected.
+    if (this.#reservedAgainst(host, undefined)) return { state: 'offline', host }
     return { state: 'unknown' }
   }
 
@@ -287,7 +289,7 @@ export class Registry {
       const host = `${randomLabel()}.${this.#domain}`
       const hold = this.#holds.get(host)
       if (hold && this.#live(hold)) continue
-      if (this.lookup(host).state !== 'unknown' || this.#reservedAgainst(host, undefined)) continue
+      if (this.lookup(host).state !== 'unknown') continue // bound, held or reserved
       return host
     }
   }

@@ -58,6 +58,8 @@ describe('accounts, keys and authtokens', () => {
       const bob = connect({ kind, port: gateway.sshPort, key: gateway.key('bob', kind), forwards: [`vault:80:localhost:${upstream.port}`], command: 'http' })
       await bob.waitFor(/PH_1011: name vault\.localhost is in use, held or reserved by someone else/)
       expect(await bob.exited).not.toBe(0)
+      // A reserved name whose account is not connected is an offline endpoint, not an unknown host.
+      expect((await fetchVia(gateway, 'http://vault.localhost/')).status).toBe(503)
     })
 
     it(`${kind}: an ACL lets a key bind only its names, and says which name was refused`, async () => {
@@ -111,7 +113,8 @@ describe('accounts, keys and authtokens', () => {
     const [url] = await bob.urls()
     await gateway.identity.reserve('ann', 'domain', 'bob-taken')
     await bob.waitFor(/PH_1011: name bob-taken\.localhost is in use, held or reserved by someone else/)
-    await eventually(async () => expect((await fetchVia(gateway, url!)).status).toBe(404))
+    // Now ann's (offline) endpoint: bob's upstream is no longer reached.
+    await eventually(async () => expect((await fetchVia(gateway, url!)).headers['porthole-error-code']).toBe('PH_3001'))
     await bob.kill()
     const ann = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`bob-taken:80:localhost:${upstream.port}`], command: 'http' })
     expect((await fetchVia(gateway, (await ann.urls())[0]!)).status).toBe(200)

@@ -174,7 +174,7 @@ describe('registry with reservations and ACLs', () => {
     reserved.set('later.example.com', 'ann')
     expect(r.enforceReservations()).toHaveLength(1)
     expect(told?.message).toMatch(/later\.example\.com/)
-    expect(r.lookup('later.example.com').state).toBe('unknown')
+    expect(r.lookup('later.example.com').state).toBe('offline') // ann's, not connected
     expect(bind(r, ann, 'later').owner).toBe(ann)
   })
 })
