@@ -1,12 +1,13 @@
-// The identity store as one JSON file in the data dir (`identity.json`). Every change is written whole to a
-// temp file, fsynced, renamed over the old file and the directory fsynced before `update` resolves: a crash
+// The identity store as one JSON file in the data dir (`identity.json`). Every change is written whole with
+// storage/files.ts replaceFile (temp file, fsync, rename, directory fsync) before `update` resolves: a crash
 // leaves the old or the new file, and whatever was acknowledged is on disk. Writers in several processes
 // (the server, `porthole api-keys create` run offline) take a lock file and re-read the file before changing
 // it, so neither loses the other's change. Changes arriving while a write is under way go together in the
 // next write (group commit), so a burst of API calls costs a few fsyncs, not one each.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs'
+import { readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PortholeError } from '../core/errors.js'
+import { ensureDataDir, replaceFile } from '../storage/files.js'
 import { emptyIdentityData, type IdentityData, type IdentityStore } from './model.js'
 
 interface Pending {
@@ -42,7 +43,6 @@ export function storedCredentialsExist (dataDir: string): boolean {
 }
 
 export class FileIdentityStore implements IdentityStore {
-  readonly #dir: string
   readonly #file: string
   readonly #lock: string
   readonly #listeners: Array<() => void> = []
@@ -53,10 +53,9 @@ export class FileIdentityStore implements IdentityStore {
   #committing: Promise<void> | null = null
 
   constructor (dataDir: string) {
-    this.#dir = dataDir
     this.#file = join(dataDir, 'identity.json')
     this.#lock = `${this.#file}.lock`
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+    ensureDataDir(dataDir)
     this.#data = this.#load()
   }
 
@@ -146,22 +145,7 @@ export class FileIdentityStore implements IdentityStore {
   }
 
   #write (data: IdentityData): void {
-    const temp = `${this.#file}.${process.pid}.tmp`
-    const fd = openSync(temp, 'w', 0o600)
-    try {
-      writeSync(fd, `${JSON.stringify(data, null, 1)}\n`)
-      fsyncSync(fd)
-    } finally {
-      closeSync(fd)
-    }
-    renameSync(temp, this.#file)
-    // The rename itself is durable only once the directory is.
-    const dir = openSync(this.#dir, 'r')
-    try {
-      fsyncSync(dir)
-    } finally {
-      closeSync(dir)
-    }
+    replaceFile(this.#file, `${JSON.stringify(data, null, 1)}\n`, 0o600)
     this.#stamp = this.#currentStamp()
   }
 
