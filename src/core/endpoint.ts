@@ -23,6 +23,11 @@ export interface EndpointSpec {
 export interface Owner {
   readonly id: string
   readonly persistent: boolean
+  /**
+   * Logged in with a credential the operator issued (an account's key or authtoken, an authorized_keys key),
+   * not merely accepted in anonymous mode. Only these may make the gateway spend shared quotas (ACME orders).
+   */
+  readonly known?: boolean
   /** The account it logs in as; undefined for authorized_keys keys (the implicit default account) and anonymous clients. */
   readonly account?: string
   /** The credential's ACL: why binding `key` (host, `*.suffix`, `tcp:PORT`) is refused, or null when allowed. */

@@ -83,7 +83,7 @@ const MAX_TOKEN_FAILURES = 3
 
 /** An account's owner: names belong to the account, binds are checked against the credential's ACL. */
 function accountOwner (account: string, acl: readonly string[], credential: string): Owner {
-  const owner: Owner = { id: `account:${account}`, persistent: true, account }
+  const owner: Owner = { id: `account:${account}`, persistent: true, known: true, account }
   if (acl.length === 0) return owner
   return { ...owner, refuses: (key) => (aclAllows(acl, key) ? null : `${credential} may bind only ${acl.join(', ')}`) }
 }
@@ -277,7 +277,7 @@ export class SshAgent implements SessionDirectory {
       state.login = (
         record
           ? { owner: accountOwner(record.account, record.acl, `key ${print}`), credential: { kind: 'key', id: record.id }, fingerprint: print }
-          : { owner: { id: print, persistent: true }, credential: { kind: known ? 'authorized-key' : 'anonymous', id: null }, fingerprint: print }
+          : { owner: { id: print, persistent: true, known: known !== undefined }, credential: { kind: known ? 'authorized-key' : 'anonymous', id: null }, fingerprint: print }
       )
       ctx.accept()
       return
