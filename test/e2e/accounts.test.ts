@@ -75,6 +75,7 @@ describe('accounts, keys and authtokens', () => {
       const login = passwordLogin(gateway, kind, annToken)
       const client = connect({ kind, port: gateway.sshPort, ...login, forwards: [`tok-${kind}:80:localhost:${upstream.port}`], command: 'http' })
       const [url] = await client.urls()
+      expect(client.output).toMatch(/^Account\s+ann$/m)
       expect((await fetchVia(gateway, url!)).status).toBe(200)
       const session = gateway.ssh.sessions().find((s) => s.endpoints.some((e) => e.host === `tok-${kind}.localhost`))!
       expect(session).toMatchObject({ account: 'ann', credential: { kind: 'token', id: annToken.split('.')[0] }, fingerprint: null })

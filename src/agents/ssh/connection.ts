@@ -326,7 +326,7 @@ export class SshConnection {
         url,
         proto: endpoint.spec.proto,
         bind: this.#forwardOf(endpoint)!,
-      }))))
+      }))), this.owner.account)
     }
   }
 
