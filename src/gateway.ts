@@ -1,7 +1,7 @@
 // Wires the layers into a running gateway: registry + name store, the SSH agent transport, the HTTP edge.
 // `startGateway` is what `porthole serve` and the end-to-end tests run.
 import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import type { ServerConfig } from './config/schema.js'
 import { Registry } from './core/registry.js'
@@ -13,6 +13,7 @@ import { HttpEdge } from './edge/http-edge.js'
 import { TcpEdge } from './edge/tcp-edge.js'
 import { TlsEdge } from './edge/tls-edge.js'
 import { CertStore } from './certs/cert-store.js'
+import { loadOrCreateSecret } from './certs/key-files.js'
 import { PortholeError } from './core/errors.js'
 import { policyLogChannel, type PolicyLogRecord } from './policy/actions/vars-and-log.js'
 
@@ -31,6 +32,7 @@ export interface RunningGateway {
 export async function startGateway (config: ServerConfig, log: Logger): Promise<RunningGateway> {
   const dataDir = resolve(config.dataDir)
   const hostKeys = loadHostKeys(dataDir)
+  const sessionSecret = loadSessionSecret(join(dataDir, 'session-secret'))
   const names = new NameStore(dataDir, (error) => log.error({ err: error.message }, 'could not save name holds; they are kept in memory'))
   const registry = new Registry({
     domain: config.domain,
@@ -90,6 +92,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       defaultAllocatedPort: http.port,
       commandWaitMs: 10_000,
       settleMs: 500,
+      compile: { sessionSecret, oauthProviders: config.oauthProviders },
       attach: (endpoint, compiled) => {
         if (endpoint.spec.proto === 'tcp') return tcp.attach(endpoint, compiled)
         if (endpoint.spec.proto === 'tls') return tls.attach(endpoint, compiled)
@@ -142,6 +145,14 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       })()
       return closing
     },
+  }
+}
+
+function loadSessionSecret (path: string): Buffer {
+  try {
+    return loadOrCreateSecret(path)
+  } catch (error) {
+    throw new PortholeError('PH_2002', `session secret ${path}: ${(error as Error).message}`)
   }
 }
 

@@ -2,7 +2,7 @@
 // starting at once on the same data dir agree on one CA: each file is written to a temp file, fsynced, then
 // hard-linked into place, which (unlike rename) fails when the name already exists. The loser reads the
 // winner's file instead of overwriting it.
-import { generateKeyPairSync } from 'node:crypto'
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { chmodSync, closeSync, fchmodSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs'
 
 export function ensureDataDir (dataDir: string): void {
@@ -56,6 +56,14 @@ export function newEcKeyPem (): string {
 /** Loads the ECDSA P-256 private key (PKCS#8 PEM) at `path`, generating it on first use; keeps it at 0600. */
 export function loadOrCreateEcKey (path: string): string {
   return loadOrCreateKey(path, newEcKeyPem)
+}
+
+/** A 256-bit secret (hex) at `path`, made on first use and kept at 0600: the gateway's session secret, which
+ *  signs the login actions' cookies, so sessions outlive reconnects and restarts. */
+export function loadOrCreateSecret (path: string): Buffer {
+  const hex = loadOrCreateKey(path, () => `${randomBytes(32).toString('hex')}\n`).trim()
+  if (!/^[0-9a-f]{64,}$/.test(hex)) throw new Error(`${path}: want at least 64 hex digits`)
+  return Buffer.from(hex, 'hex')
 }
 
 function loadOrCreateKey (path: string, generate: () => string): string {
