@@ -57,7 +57,7 @@ function parseJson (key: string, text: string): unknown {
 
 function issueLine (issue: z.core.$ZodIssue): string {
   const path = issue.path.map(String).map(kebab).join('.')
-  if (issue.code === 'unrecognized_keys') return `unknown setting ${issue.keys.map((k) => kebab(String(k))).join(', ')}`
+  if (issue.code === 'unrecognized_keys') return `${path === '' ? '' : `${path}: `}unknown setting ${issue.keys.map((k) => kebab(String(k))).join(', ')}`
   return `${path}: ${issue.message}`
 }
 
