@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import Provider from 'oidc-provider'
-import { request } from 'undici'
+import { Agent, request } from 'undici'
 
 export interface IdentityProvider {
   readonly issuer: string
@@ -45,10 +45,23 @@ export async function listenIdentityProvider (): Promise<IdentityProvider> {
 
 export interface Page { readonly url: string, readonly status: number, readonly headers: Record<string, string | string[] | undefined>, readonly body: string }
 
-/** A browser that talks to everything on 127.0.0.1 (the gateway's *.localhost names included) and keeps cookies. */
+/** A browser that talks to everything on 127.0.0.1 (the gateway's *.localhost names included) and keeps cookies.
+ *  https URLs are verified with `ca` (the gateway's local CA) for their host name. */
 export class Browser {
   /** host (without port) -> cookie name -> [value, path] */
   readonly cookies = new Map<string, Map<string, [string, string]>>()
+  readonly #ca: string | undefined
+  readonly #agents = new Map<string, Agent>()
+
+  constructor (ca?: string) {
+    this.#ca = ca
+  }
+
+  #agentFor (host: string): Agent {
+    let agent = this.#agents.get(host)
+    if (!agent) this.#agents.set(host, agent = new Agent({ connect: { ca: this.#ca, servername: host } }))
+    return agent
+  }
 
   cookieHeader (url: URL): string | undefined {
     const jar = this.cookies.get(url.hostname)
@@ -78,7 +91,9 @@ export class Browser {
   async fetch (target: string, init: { method?: string, form?: Record<string, string>, headers?: Record<string, string> } = {}): Promise<Page> {
     const url = new URL(target)
     const cookie = this.cookieHeader(url)
-    const response = await request(`http://127.0.0.1:${url.port}${url.pathname}${url.search}`, {
+    const https = url.protocol === 'https:'
+    const response = await request(`${url.protocol}//127.0.0.1:${url.port}${url.pathname}${url.search}`, {
+      ...(https ? { dispatcher: this.#agentFor(url.hostname) } : {}),
       method: (init.method ?? (init.form ? 'POST' : 'GET')) as 'GET',
       headers: {
         host: url.host,

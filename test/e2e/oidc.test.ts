@@ -2,6 +2,8 @@
 // loopback), with a browser that follows redirects and keeps cookies: the visitor is sent to the provider,
 // logs in, comes back with a signed session cookie and reaches the upstream with their identity. Tampered
 // cookies, accounts outside allow_emails, idle sessions and logout are refused or sent back to log in.
+import { statSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect, sleep, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 import { Browser, listenIdentityProvider, type IdentityProvider, type Page } from './identity-provider.js'
@@ -21,6 +23,7 @@ describe('oauth and openid-connect logins', () => {
       flags: { oauthProviders: { gitlab: { 'authorize-url': `${idp.issuer}/auth`, 'token-url': `${idp.issuer}/token`, 'userinfo-url': `${idp.issuer}/me` } } },
     })
     const redirects = ['flags', 'doc', 'oauth'].map((name) => `http://${name}.localhost:${gateway.httpPort}${CALLBACK}`)
+    redirects.push(`https://flags.localhost:${gateway.httpsPort}${CALLBACK}`)
     idp.start([
       { client_id: 'porthole-oidc', client_secret: 'oidc-secret', redirect_uris: redirects, grant_types: ['authorization_code'], response_types: ['code'] },
       { client_id: 'porthole-oauth', client_secret: 'oauth-secret', redirect_uris: redirects, grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'client_secret_post' },
@@ -105,6 +108,39 @@ describe('oauth and openid-connect logins', () => {
       const stranger = await new Browser().fetch(`${url}${CALLBACK}?code=abc&state=${new URL(String((await new Browser().fetch(`${url}/`)).headers.location)).searchParams.get('state')}`)
       expect(stranger.status).toBe(400)
       expect(stranger.headers['porthole-error-code']).toBe('PH_3107')
+    })
+
+    it('over https: an https redirect URI and Secure cookies', async () => {
+      const origin = `https://flags.localhost:${gateway.httpsPort}`
+      const browser = new Browser(gateway.caPem)
+      const first = await browser.fetch(`${origin}/secure`)
+      expect(new URL(String(first.headers.location)).searchParams.get('redirect_uri')).toBe(`${origin}${CALLBACK}`)
+      expect(String(first.headers['set-cookie'])).toMatch(/; Secure$/)
+      const back = await browser.visit(String(first.headers.location), 'alice', (next) => next.pathname === '/secure')
+      expect(([] as string[]).concat(back.headers['set-cookie'] as string[]).find((c) => c.startsWith('porthole_session='))).toMatch(/; HttpOnly; SameSite=Lax; Secure$/)
+      const page = await browser.fetch(`${origin}/secure`)
+      expect(page.status).toBe(200)
+      expect(echoed(page).headers['ngrok-auth-user-email']).toBe('alice@example.com')
+    })
+
+    it('keeps sessions when the agent reconnects: the secret is in the data dir (0600)', async () => {
+      expect(statSync(join(gateway.dataDir, 'session-secret')).mode & 0o777).toBe(0o600)
+      const browser = new Browser()
+      expect((await browser.visit(`${url}/`, 'alice')).status).toBe(200)
+      const client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`again:80:localhost:${upstream.port}`], command: `http --oidc ${idp.issuer} --oidc-client-id porthole-oidc --oidc-client-secret oidc-secret` })
+      clients.push(client)
+      await client.urls()
+      // A second endpoint compiled the same action again: it accepts the first one's cookie only at its own host.
+      const [cookie] = browser.cookies.get('flags.localhost')!.get('porthole_session')!
+      const elsewhere = new Browser()
+      elsewhere.setCookie('again.localhost', 'porthole_session', cookie)
+      expect((await elsewhere.fetch(`http://again.localhost:${gateway.httpPort}/`)).status).toBe(302)
+      await clients[0]!.kill()
+      const rebound = await bind('flags', `http --oidc ${idp.issuer} --oidc-client-id porthole-oidc --oidc-client-secret oidc-secret`)
+      expect(rebound).toBe(url)
+      const page = await browser.fetch(`${url}/`)
+      expect(page.status).toBe(200)
+      expect(echoed(page).headers['ngrok-auth-user-email']).toBe('alice@example.com')
     })
 
     it('logs out at /ngrok/logout', async () => {
