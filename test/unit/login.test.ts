@@ -128,6 +128,7 @@ const USERS: Record<string, Identity> = {
   ann: { sub: 'u-ann', email: 'Ann@Example.com', name: 'Ann' },
   bob: { sub: 'u-bob', email: 'bob@elsewhere.test', name: 'Bob' },
   eve: { sub: 'u-eve', email: '', name: 'Eve' },
+  zoe: { sub: 'u-zoe', email: 'zoe@example.com', name: 'Zoë 名\r\nX-Evil: 1' },
 }
 
 function makeLogin (config: Record<string, unknown> = {}, options: { clock?: ReturnType<typeof fakeClock>, source?: IdentitySource, secret?: Buffer } = {}) {
@@ -262,6 +263,24 @@ describe('the login flow', () => {
     const out = asRedirect((await send(step, '/ngrok/logout?auth_id=team', jar)).denial)
     expect(out.response.status).toBe(200)
     expect(cookiesOf(out)[0]).toMatch(/^porthole_session_team=; Path=\/; Max-Age=0/)
+  })
+
+  it('answers fetches and subresources without a session 401 PH_3111, with no login started', async () => {
+    const { step } = makeLogin()
+    for (const mode of ['cors', 'no-cors', 'same-origin']) {
+      const { denial } = await send(step, '/api/data', [], { headers: { host: 'app.example.com', 'sec-fetch-mode': mode } })
+      expect(denial).toEqual({ code: 'PH_3111' })
+    }
+    expect(asRedirect((await send(step, '/', [], { headers: { host: 'app.example.com', 'sec-fetch-mode': 'navigate' } })).denial).response.status).toBe(302)
+  })
+
+  it('sends identity values upstream as printable ASCII, the rest percent-encoded', async () => {
+    const { step } = makeLogin()
+    const { jar } = await logIn(step, 'zoe')
+    const { denial, ctx } = await send(step, '/', jar)
+    expect(denial).toBeUndefined()
+    expect(ctx.headers['ngrok-auth-user-name']).toBe('Zo%C3%AB %E5%90%8D%0D%0AX-Evil: 1')
+    expect(ctx.results?.actions.ngrok.oidc).toMatchObject({ identity: { name: 'Zoë 名\r\nX-Evil: 1' } })
   })
 
   it('lets CORS preflights through only with allow_cors_preflight', async () => {

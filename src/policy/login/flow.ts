@@ -71,6 +71,20 @@ interface LoginState {
 
 const random = (bytes: number): string => randomBytes(bytes).toString('base64url')
 
+/** An identity value as a header value: printable ASCII, the rest percent-encoded (UTF-8). */
+const headerValue = (text: string): string => text.replace(/[^\x20-\x7e]+/g, (run) => encodeURIComponent(run))
+
+/** Identity values as the provider gave them, cut so that the cookie stays well under browsers' 4 KiB. */
+const clip = (text: string): string => text.slice(0, 256)
+
+/** Whether a request can follow a login: a page load (or a client that does not say, such as curl). Fetches
+ *  and subresources get 401 instead: a redirect to the provider is of no use to them, and each would start
+ *  a login of its own, replacing the page's login cookie. */
+function isNavigation (ctx: HttpRequestContext): boolean {
+  const mode = ctx.headers['sec-fetch-mode']
+  return mode === undefined || mode === 'navigate'
+}
+
 /** A local path to send the visitor back to: '/' for anything that could leave the endpoint ('//evil', '/\\evil'). */
 export function safeRedirect (path: string | null | undefined): string {
   return typeof path === 'string' && /^\/(?![/\\])/.test(path) && !/[\r\n]/.test(path) ? path : '/'
@@ -163,7 +177,7 @@ export function compileLogin (spec: LoginSpec): RequestStep {
     }
     if (!allowed(spec, identity.email)) return { code: 'PH_3109', detail: identity.email || 'no email', headers: { 'set-cookie': clearLogin } }
     const done = now()
-    const session: Session = { sid: random(16), host: ctx.host, sub: identity.sub, email: identity.email, name: identity.name, loginAt: done, seenAt: done }
+    const session: Session = { sid: random(16), host: ctx.host, sub: clip(identity.sub), email: clip(identity.email), name: clip(identity.name), loginAt: done, seenAt: done }
     return redirectTo(login.redirect, [sessionCookie(ctx, seal(sessionKey, session), limits.maxMs), clearLogin])
   }
 
@@ -180,9 +194,9 @@ export function compileLogin (spec: LoginSpec): RequestStep {
     const cookie = withoutCookies(ctx.headers.cookie, [sessionName, loginName])
     if (cookie === undefined) delete ctx.headers.cookie
     else ctx.headers.cookie = cookie
-    ctx.headers['ngrok-auth-user-email'] = session.email
-    ctx.headers['ngrok-auth-user-id'] = session.sub
-    ctx.headers['ngrok-auth-user-name'] = session.name
+    ctx.headers['ngrok-auth-user-email'] = headerValue(session.email)
+    ctx.headers['ngrok-auth-user-id'] = headerValue(session.sub)
+    ctx.headers['ngrok-auth-user-name'] = headerValue(session.name)
     actionResults(ctx).actions.ngrok[spec.kind] = {
       identity: {
         id: createHash('sha256').update(`${spec.providerId}\0${session.sub}`).digest('base64url').slice(0, 22),
@@ -220,6 +234,7 @@ export function compileLogin (spec: LoginSpec): RequestStep {
         return admit(ctx, check.session, check.renew)
       }
     }
+    if (!isNavigation(ctx)) return { code: 'PH_3111' }
     // Only a page load can come back after the login: other methods return to / afterwards.
     return startLogin(ctx, ctx.method === 'GET' || ctx.method === 'HEAD' ? ctx.path : '/', false)
   }

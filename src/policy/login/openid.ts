@@ -7,6 +7,8 @@ import { callForObject, ProviderError, str } from './provider-http.js'
 import type { Identity, IdentitySource } from './flow.js'
 
 interface Discovered {
+  /** As the provider names itself: what its ID tokens' iss must be. */
+  readonly issuer: string
   readonly authorize: string
   readonly token: string
   readonly userinfo: string | undefined
@@ -31,8 +33,10 @@ export function openIdSource (options: OpenIdOptions): IdentitySource {
   async function discover (): Promise<Discovered> {
     const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`
     const doc = await callForObject(url)
-    // OpenID Connect Discovery 1.0 section 4.3: the document must name the issuer it was fetched for.
-    if (str(doc.issuer) !== issuer) throw new ProviderError(`discovery names issuer ${JSON.stringify(str(doc.issuer).slice(0, 100))}, not ${issuer}`)
+    // OpenID Connect Discovery 1.0 section 4.3: the document must name the issuer it was fetched for (a
+    // trailing slash in the configured URL aside).
+    const named = str(doc.issuer)
+    if (named.replace(/\/$/, '') !== issuer.replace(/\/$/, '')) throw new ProviderError(`discovery names issuer ${JSON.stringify(named.slice(0, 100))}, not ${issuer}`)
     const endpoint = (name: string, required: boolean): string | undefined => {
       const value = str(doc[name])
       if (value === '' && !required) return undefined
@@ -41,6 +45,7 @@ export function openIdSource (options: OpenIdOptions): IdentitySource {
     }
     const methods = Array.isArray(doc.token_endpoint_auth_methods_supported) ? doc.token_endpoint_auth_methods_supported : ['client_secret_basic']
     return {
+      issuer: named,
       authorize: endpoint('authorization_endpoint', true)!,
       token: endpoint('token_endpoint', true)!,
       userinfo: endpoint('userinfo_endpoint', false),
@@ -84,7 +89,7 @@ export function openIdSource (options: OpenIdOptions): IdentitySource {
       if (idToken === '') throw new ProviderError('token endpoint answered no id_token')
       let claims
       try {
-        ({ payload: claims } = await jwtVerify(idToken, config.keys, { issuer, audience: clientId, currentDate: new Date(now()) }))
+        ({ payload: claims } = await jwtVerify(idToken, config.keys, { issuer: config.issuer, audience: clientId, currentDate: new Date(now()) }))
       } catch (error) {
         throw new ProviderError(`ID token refused: ${(error as Error).message}`)
       }

@@ -29,9 +29,8 @@ export async function callProvider (url: string, call: ProviderCall = {}): Promi
       },
       body: call.form ? new URLSearchParams(call.form).toString() : undefined,
       headersTimeout: TIMEOUT_MS,
-      bodyTimeout: TIMEOUT_MS,
-      maxRedirections: 0,
-    } as Parameters<typeof request>[1])
+      bodyTimeout: TIMEOUT_MS, // and no redirects: undici's request follows none
+    })
   } catch (error) {
     throw new ProviderError(`${new URL(url).host} unreachable: ${(error as Error).message}`)
   }
