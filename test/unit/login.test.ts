@@ -2,6 +2,8 @@
 // login flow (redirect, callback, session, renewal, expiry, logout, allow lists) against a fake identity
 // source. The real providers are in test/e2e/oidc.test.ts.
 import { mkdtempSync, statSync } from 'node:fs'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -11,7 +13,8 @@ import { compilePolicy } from '../../src/policy/compile.js'
 import type { CompileOptions, Denial, HttpRequestContext, RequestStep } from '../../src/policy/compiled.js'
 import { CALLBACK_PATH, compileLogin, safeRedirect, type Identity, type IdentitySource } from '../../src/policy/login/flow.js'
 import { loginSpec } from '../../src/policy/login/config.js'
-import { providerEntry } from '../../src/policy/login/oauth-providers.js'
+import { oauthSource, providerEntry } from '../../src/policy/login/oauth-providers.js'
+import { openIdSource } from '../../src/policy/login/openid.js'
 import { ProviderError } from '../../src/policy/login/provider-http.js'
 import { checkSession, cookieValues, deriveKey, seal, setCookie, unseal, withoutCookies, type Session } from '../../src/policy/login/signed-cookie.js'
 
@@ -336,5 +339,73 @@ describe('the session secret', () => {
     expect(first).toHaveLength(32)
     expect(statSync(path).mode & 0o777).toBe(0o600)
     expect(loadOrCreateSecret(path).equals(first)).toBe(true)
+  })
+})
+
+/** A loopback server answering JSON by path; records what it was sent. */
+async function jsonServer (routes: Record<string, (req: IncomingMessage, body: string) => unknown>) {
+  const seen: { path: string, headers: IncomingMessage['headers'], body: string }[] = []
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    let body = ''
+    req.on('data', (chunk: Buffer) => { body += chunk.toString() })
+    req.on('end', () => {
+      const path = req.url!.split('?')[0]!
+      seen.push({ path, headers: req.headers, body })
+      const route = routes[path]
+      const answer = route ? route(req, body) : undefined
+      res.writeHead(answer === undefined ? 404 : 200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify(answer ?? { error: 'not_found' }))
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return { base, seen, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
+}
+
+describe('identity sources against loopback servers', () => {
+  it('github: code for a token (client in the form), the profile, and the primary verified email when the profile hides it', async () => {
+    const api = await jsonServer({
+      '/login/oauth/access_token': () => ({ access_token: 'gho_token', token_type: 'bearer' }),
+      '/api/v3/user': () => ({ id: 42, login: 'octo', name: null, email: null }),
+      '/api/v3/user/emails': () => [{ email: 'old@example.com', primary: false, verified: true }, { email: 'octo@example.com', primary: true, verified: true }],
+    })
+    try {
+      const source = oauthSource({
+        provider: 'github',
+        clientId: 'cid',
+        clientSecret: 'csecret',
+        overrides: { 'authorize-url': `${api.base}/login/oauth/authorize`, 'token-url': `${api.base}/login/oauth/access_token`, 'userinfo-url': `${api.base}/api/v3/user`, 'emails-url': `${api.base}/api/v3/user/emails` },
+      })
+      expect(new URL(await source.authorizeUrl({ state: 's' })).origin).toBe(api.base)
+      expect(await source.identify({ code: 'c0de', verifier: 'v', nonce: 'n', redirectUri: 'https://app.example.com/cb' })).toEqual({ sub: '42', email: 'octo@example.com', name: 'octo' })
+      const form = new URLSearchParams(api.seen[0]!.body)
+      expect(Object.fromEntries(form)).toEqual({ grant_type: 'authorization_code', code: 'c0de', redirect_uri: 'https://app.example.com/cb', code_verifier: 'v', client_id: 'cid', client_secret: 'csecret' })
+      expect(api.seen[1]!.headers.authorization).toBe('Bearer gho_token')
+      expect(api.seen[1]!.headers['user-agent']).toBe('porthole')
+    } finally {
+      await api.close()
+    }
+  })
+
+  it('openid: a discovery document naming another issuer, or a token endpoint error, fail the login (PH_3108)', async () => {
+    let issuer = ''
+    const idp = await jsonServer({
+      '/.well-known/openid-configuration': () => ({ issuer: 'https://someone-else.test', authorization_endpoint: `${issuer}/auth`, token_endpoint: `${issuer}/token`, jwks_uri: `${issuer}/jwks` }),
+    })
+    issuer = idp.base
+    try {
+      const clock = fakeClock()
+      const source = openIdSource({ issuer, clientId: 'cid', clientSecret: 'cs', now: clock.now })
+      const step = compileLogin(loginSpec('oidc', issuer, { client_id: 'cid', client_secret: 'cs' } as never, source, { now: clock.now, sessionSecret: SECRET }))
+      expect(await step(request())).toMatchObject({ code: 'PH_3108', detail: `discovery names issuer "https://someone-else.test", not ${issuer}` })
+      // Failures are retried after a pause, not on every request.
+      expect(await step(request())).toMatchObject({ code: 'PH_3108' })
+      expect(idp.seen).toHaveLength(1)
+      clock.advance(10_000)
+      await step(request())
+      expect(idp.seen).toHaveLength(2)
+    } finally {
+      await idp.close()
+    }
   })
 })
