@@ -1,7 +1,7 @@
 // Wires the layers into a running gateway: registry + name store, the SSH agent transport, the HTTP edge.
 // `startGateway` is what `porthole serve` and the end-to-end tests run.
 import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import type { ServerConfig } from './config/schema.js'
 import { Registry } from './core/registry.js'
@@ -15,6 +15,7 @@ import { HttpEdge } from './edge/http-edge.js'
 import { TcpEdge } from './edge/tcp-edge.js'
 import { TlsEdge } from './edge/tls-edge.js'
 import { CertStore } from './certs/cert-store.js'
+import { loadOrCreateSecret } from './certs/key-files.js'
 import { PortholeError } from './core/errors.js'
 import { policyLogChannel, type PolicyLogRecord } from './policy/actions/vars-and-log.js'
 
@@ -35,6 +36,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   const dataDir = resolve(config.dataDir)
   const hostKeys = loadHostKeys(dataDir)
   const identity = new Identity(new FileIdentityStore(dataDir), { domain: config.domain, tcpPorts: config.tcpPorts })
+  const sessionSecret = loadSessionSecret(join(dataDir, 'session-secret'))
   const names = new NameStore(dataDir, (error) => log.error({ err: error.message }, 'could not save name holds; they are kept in memory'))
   const registry = new Registry({
     domain: config.domain,
@@ -99,6 +101,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       defaultAllocatedPort: http.port,
       commandWaitMs: 10_000,
       settleMs: 500,
+      compile: { sessionSecret, oauthProviders: config.oauthProviders },
       attach: (endpoint, compiled) => {
         if (endpoint.spec.proto === 'tcp') return tcp.attach(endpoint, compiled)
         if (endpoint.spec.proto === 'tls') return tls.attach(endpoint, compiled)
@@ -153,6 +156,14 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       })()
       return closing
     },
+  }
+}
+
+function loadSessionSecret (path: string): Buffer {
+  try {
+    return loadOrCreateSecret(path)
+  } catch (error) {
+    throw new PortholeError('PH_2002', `session secret ${path}: ${(error as Error).message}`)
   }
 }
 

@@ -36,6 +36,8 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
                            listener, which must be reachable on port 80); needs --acme-email
   --acme-email EMAIL       contact address for the ACME account (you agree to the CA's terms)
   --acme-ca-file FILE      extra CA certificates (PEM) to trust for the ACME server's HTTPS
+  --oauth-providers JSON   endpoints of oauth providers not at their public service (GitHub Enterprise, self-hosted
+                           GitLab): {"github":{"authorize-url":..,"token-url":..,"userinfo-url":..,"emails-url":..}}
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
 `
 

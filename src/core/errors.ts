@@ -64,6 +64,11 @@ export const catalogue = {
   PH_3105: { status: 403, message: 'webhook signature verification failed', surfaces: ['edge'] },
   PH_3106: { status: 401, message: 'a valid JWT is required', surfaces: ['edge'] },
   PH_3101: { status: 401, message: 'authentication required', surfaces: ['edge'] },
+  PH_3107: { status: 400, message: 'login failed: the sign-in state is missing, expired or not this browser\'s; open the page again to start over', surfaces: ['edge'] },
+  PH_3108: { status: 502, message: 'login failed: the identity provider could not complete the sign-in ({detail})', surfaces: ['edge'] },
+  PH_3109: { status: 403, message: 'your account ({detail}) is not allowed on this endpoint', surfaces: ['edge'] },
+  PH_3110: { status: 401, message: 'login failed: the identity provider refused the sign-in ({detail})', surfaces: ['edge'] },
+  PH_3111: { status: 401, message: 'login required: open this address in the browser to sign in', surfaces: ['edge'] },
   PH_3103: { status: 429, message: 'too many requests: the endpoint\'s rate limit was reached', surfaces: ['edge'] },
   PH_3104: { status: 503, message: 'the endpoint\'s circuit breaker is open: its service has been failing; try again later', surfaces: ['edge'] },
 

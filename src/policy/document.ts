@@ -67,6 +67,17 @@ export interface VerifyWebhookAction {
   /** provider, secret, enforce?, tolerance?, and for the generic provider algorithm/header/encoding/prefix. */
   config: Record<string, unknown>
 }
+export interface OAuthAction {
+  type: 'oauth'
+  /** provider, client_id, client_secret and the session fields (policy/login/config.ts). */
+  config: Record<string, unknown>
+}
+export interface OpenIdConnectAction {
+  /** ngrok's type is openid-connect; its documentation files it under oidc, so that is accepted too. */
+  type: 'openid-connect' | 'oidc'
+  /** issuer_url, client_id, client_secret and the session fields (policy/login/config.ts). */
+  config: Record<string, unknown>
+}
 export interface CompressResponseAction {
   type: 'compress-response'
   config?: { algorithms?: ('gzip' | 'deflate' | 'br')[] }
@@ -74,7 +85,7 @@ export interface CompressResponseAction {
 
 export type Action =
   | BasicAuthAction | RestrictIpsAction | AddHeadersAction | RemoveHeadersAction
-  | DenyAction | CustomResponseAction | RedirectAction | UrlRewriteAction | CompressResponseAction | VerifyWebhookAction | JwtValidationAction
+  | DenyAction | CustomResponseAction | RedirectAction | UrlRewriteAction | CompressResponseAction | VerifyWebhookAction | JwtValidationAction | OAuthAction | OpenIdConnectAction
   | RateLimitAction | CircuitBreakerAction | CloseConnectionAction | LogAction | SetVarsAction
 
 export interface Rule {

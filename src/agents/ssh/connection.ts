@@ -10,7 +10,7 @@ import { PortholeError, isPortholeError } from '../../core/errors.js'
 import type { ClientAddress, Endpoint, EndpointProto, Owner, RequestRecord } from '../../core/endpoint.js'
 import type { Registry, TcpBindRequest } from '../../core/registry.js'
 import type { CredentialKind, SessionInfo } from '../../core/session.js'
-import type { CompiledPolicy } from '../../policy/compiled.js'
+import type { CompiledPolicy, CompileOptions } from '../../policy/compiled.js'
 import { DEFAULT_OPTIONS, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
 import { Terminal } from './terminal.js'
 
@@ -29,6 +29,8 @@ export interface ConnectionContext {
   /** ms to wait for the command once a session channel is open, and for a session at all. */
   readonly commandWaitMs: number
   readonly settleMs: number
+  /** What endpoint policies are compiled with: the login actions' session secret, OAuth provider URLs. */
+  readonly compile: CompileOptions
   /** Called once the endpoint is bound, so an edge can attach (listen, build its upstream state). */
   readonly attach: (endpoint: Endpoint, compiled: CompiledPolicy) => Promise<void> | void
 }
@@ -235,7 +237,7 @@ export class SshConnection {
     const terminal = this.#terminal!
     let options: SessionOptions
     try {
-      const parsed = parseCommand(command)
+      const parsed = parseCommand(command, this.#ctx.compile)
       if (parsed.kind === 'help') {
         terminal.print(parsed.text)
         void this.#exitThenFail(0)
@@ -243,7 +245,7 @@ export class SshConnection {
       }
       terminal.output = parsed.options.output
       // Some options come on stdin (`... --upstream-tls-verify-cas - < ca.pem`): forwards wait for it.
-      options = parsed.options.stdin ? withStdin(parsed.options, await terminal.readInput(MAX_STDIN_BYTES, this.#ctx.commandWaitMs)) : parsed.options
+      options = parsed.options.stdin ? withStdin(parsed.options, await terminal.readInput(MAX_STDIN_BYTES, this.#ctx.commandWaitMs), this.#ctx.compile) : parsed.options
     } catch (error) {
       const err = isPortholeError(error) ? error : new PortholeError('PH_1002', String(error))
       terminal.error(err.toLine())
@@ -352,7 +354,7 @@ export class SshConnection {
   async #bind (forward: Forward, options: SessionOptions): Promise<Endpoint> {
     if (forward.refusal) throw forward.refusal
     const proto = this.#protoFor(forward, options)
-    const { spec, compiled } = specFor(options, proto)
+    const { spec, compiled } = specFor(options, proto, this.#ctx.compile)
     const url = (): string => this.#ctx.urlsFor(endpoint)[0]!
     const request = {
       slot: `${forward.bindAddr}:${forward.bindPort}`,
