@@ -8,7 +8,7 @@ import { startGateway } from '../gateway.js'
 import { storedCredentialsExist } from '../identity/file-store.js'
 import { createLogger } from '../log.js'
 
-const BOOLEAN_FLAGS = ['allow-anonymous']
+const BOOLEAN_FLAGS = ['allow-anonymous', 'policy-private-urls']
 const ARRAY_FLAGS = ['authorized-keys']
 const FLAGS = [...CONFIG_KEYS.map(kebab), 'config']
 
@@ -38,6 +38,8 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --acme-ca-file FILE      extra CA certificates (PEM) to trust for the ACME server's HTTPS
   --oauth-providers JSON   endpoints of oauth providers not at their public service (GitHub Enterprise, self-hosted
                            GitLab): {"github":{"authorize-url":..,"token-url":..,"userinfo-url":..,"emails-url":..}}
+  --policy-private-urls    let users' policies fetch from loopback/private addresses (jwt-validation key sets,
+                           OpenID issuers); off: only public addresses, so SSH users cannot probe your network
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
 `
 

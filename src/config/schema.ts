@@ -68,6 +68,8 @@ export const configSchema = z.strictObject({
     'userinfo-url': z.url({ protocol: /^https?$/ }).optional(),
     'emails-url': z.url({ protocol: /^https?$/ }).optional(),
   })).optional(),
+  /** Let URLs in users' policies (jwt-validation key sets, OpenID issuers) reach loopback and private addresses. */
+  policyPrivateUrls: z.boolean().default(false),
 }).superRefine((settings, ctx) => {
   if ((settings.acmeDirectory === undefined) !== (settings.acmeEmail === undefined)) {
     const missing = settings.acmeDirectory === undefined ? 'acmeDirectory' : 'acmeEmail'

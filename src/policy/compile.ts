@@ -65,7 +65,7 @@ function requestStep (action: Action, options: CompileOptions): RequestStep {
       return (ctx) => { log(ctx.endpointHost, () => requestVars(ctx)); return undefined }
     }
     case 'verify-webhook': return compileVerifyWebhook(action, options.now)
-    case 'jwt-validation': return compileJwtValidation(action)
+    case 'jwt-validation': return compileJwtValidation(action, options)
     case 'oauth': return compileOAuth(action, options)
     case 'openid-connect':
     case 'oidc': return compileOidc(action, options)

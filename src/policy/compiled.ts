@@ -88,4 +88,6 @@ export interface CompileOptions {
   readonly sessionSecret?: Buffer
   /** The operator's endpoint URLs for OAuth providers (GitHub Enterprise, self-hosted GitLab). */
   readonly oauthProviders?: Readonly<Partial<Record<OAuthProviderName, OAuthEndpointOverrides>>>
+  /** Whether URLs in policies (JWKS, OpenID issuers) may reach non-public addresses (see outbound.ts). */
+  readonly allowPrivateUrls?: boolean
 }

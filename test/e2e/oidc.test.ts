@@ -20,7 +20,8 @@ describe('oauth and openid-connect logins', () => {
     idp = await listenIdentityProvider()
     // The oauth action's gitlab provider, moved by the operator to the test's provider (as for a self-hosted GitLab).
     gateway = await startTestGateway({
-      flags: { oauthProviders: { gitlab: { 'authorize-url': `${idp.issuer}/auth`, 'token-url': `${idp.issuer}/token`, 'userinfo-url': `${idp.issuer}/me` } } },
+      // The provider runs on loopback: the operator lets policies reach private addresses.
+      flags: { policyPrivateUrls: true, oauthProviders: { gitlab: { 'authorize-url': `${idp.issuer}/auth`, 'token-url': `${idp.issuer}/token`, 'userinfo-url': `${idp.issuer}/me` } } },
     })
     const redirects = ['flags', 'doc', 'oauth'].map((name) => `http://${name}.localhost:${gateway.httpPort}${CALLBACK}`)
     redirects.push(`https://flags.localhost:${gateway.httpsPort}${CALLBACK}`)

@@ -395,7 +395,7 @@ describe('identity sources against loopback servers', () => {
     issuer = idp.base
     try {
       const clock = fakeClock()
-      const source = openIdSource({ issuer, clientId: 'cid', clientSecret: 'cs', now: clock.now })
+      const source = openIdSource({ issuer, clientId: 'cid', clientSecret: 'cs', now: clock.now, allowPrivate: true })
       const step = compileLogin(loginSpec('oidc', issuer, { client_id: 'cid', client_secret: 'cs' } as never, source, { now: clock.now, sessionSecret: SECRET }))
       expect(await step(request())).toMatchObject({ code: 'PH_3108', detail: `discovery names issuer "https://someone-else.test", not ${issuer}` })
       // Failures are retried after a pause, not on every request.

@@ -6,6 +6,8 @@ import type { CompileOptions, RequestStep } from '../compiled.js'
 import { compileLogin } from '../login/flow.js'
 import { loginFields, loginSpec, parseConfig } from '../login/config.js'
 import { openIdSource } from '../login/openid.js'
+import { refusedUrl } from '../outbound.js'
+import { PortholeError } from '../../core/errors.js'
 
 const configSchema = z.strictObject({
   ...loginFields,
@@ -14,6 +16,9 @@ const configSchema = z.strictObject({
 
 export function compileOidc (action: OpenIdConnectAction, options: CompileOptions): RequestStep {
   const config = parseConfig(configSchema, action.config)
-  const source = openIdSource({ issuer: config.issuer_url, clientId: config.client_id, clientSecret: config.client_secret, now: options.now ?? Date.now })
+  const allowPrivate = options.allowPrivateUrls === true
+  const refusal = refusedUrl(config.issuer_url, allowPrivate)
+  if (refusal) throw new PortholeError('PH_1008', `config.issuer_url: ${refusal} (the gateway fetches only public addresses)`)
+  const source = openIdSource({ issuer: config.issuer_url, clientId: config.client_id, clientSecret: config.client_secret, now: options.now ?? Date.now, allowPrivate })
   return compileLogin(loginSpec('oidc', config.issuer_url, config, source, options))
 }

@@ -2,7 +2,8 @@
 // discovery document (fetched on the first login, cached), and a login is proven by its ID token, verified
 // with jose against the provider's JWKS (issuer, audience, nonce). Claims the ID token leaves out (email,
 // name) are read from the userinfo endpoint.
-import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose'
+import { createRemoteJWKSet, customFetch, jwtVerify, type JWTVerifyGetKey } from 'jose'
+import { policyFetch } from '../outbound.js'
 import { callForObject, ProviderError, str } from './provider-http.js'
 import type { Identity, IdentitySource } from './flow.js'
 
@@ -24,15 +25,18 @@ export interface OpenIdOptions {
   readonly clientId: string
   readonly clientSecret: string
   readonly now: () => number
+  /** Discovery may name non-public addresses (outbound.ts); the operator's choice. */
+  readonly allowPrivate?: boolean
 }
 
 export function openIdSource (options: OpenIdOptions): IdentitySource {
   const { issuer, clientId, clientSecret, now } = options
+  const allowPrivate = options.allowPrivate === true
   let cached: { value: Promise<Discovered>, until: number } | undefined
 
   async function discover (): Promise<Discovered> {
     const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`
-    const doc = await callForObject(url)
+    const doc = await callForObject(url, { allowPrivate })
     // OpenID Connect Discovery 1.0 section 4.3: the document must name the issuer it was fetched for (a
     // trailing slash in the configured URL aside).
     const named = str(doc.issuer)
@@ -50,7 +54,7 @@ export function openIdSource (options: OpenIdOptions): IdentitySource {
       token: endpoint('token_endpoint', true)!,
       userinfo: endpoint('userinfo_endpoint', false),
       basicAuth: methods.includes('client_secret_basic'),
-      keys: createRemoteJWKSet(new URL(endpoint('jwks_uri', true)!), { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000 }),
+      keys: createRemoteJWKSet(new URL(endpoint('jwks_uri', true)!), { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000, [customFetch]: policyFetch(allowPrivate) as never }),
     }
   }
 
@@ -84,7 +88,7 @@ export function openIdSource (options: OpenIdOptions): IdentitySource {
         form.client_id = clientId
         form.client_secret = clientSecret
       }
-      const tokens = await callForObject(config.token, { method: 'POST', form, headers })
+      const tokens = await callForObject(config.token, { method: 'POST', form, headers, allowPrivate })
       const idToken = str(tokens.id_token)
       if (idToken === '') throw new ProviderError('token endpoint answered no id_token')
       let claims
@@ -99,7 +103,7 @@ export function openIdSource (options: OpenIdOptions): IdentitySource {
       let info: Record<string, unknown> = claims
       const accessToken = str(tokens.access_token)
       if ((claims.email === undefined || claims.name === undefined) && config.userinfo !== undefined && accessToken !== '') {
-        const fetched = await callForObject(config.userinfo, { headers: { authorization: `Bearer ${accessToken}` } })
+        const fetched = await callForObject(config.userinfo, { headers: { authorization: `Bearer ${accessToken}` }, allowPrivate })
         // OpenID Connect Core section 5.3.2: userinfo about another subject must not be used.
         if (str(fetched.sub) === sub) info = { ...fetched, ...claims }
       }

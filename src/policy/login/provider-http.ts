@@ -1,6 +1,7 @@
 // The back-channel calls a login makes to an identity provider: discovery documents, the token endpoint, the
 // userinfo endpoint. Bounded in time and size: a slow or huge answer fails the login, it never ties up the gateway.
 import { request } from 'undici'
+import { policyDispatcher, refusedUrl } from '../outbound.js'
 
 const TIMEOUT_MS = 10_000
 const MAX_BYTES = 1024 * 1024
@@ -13,13 +14,22 @@ export interface ProviderCall {
   readonly headers?: Record<string, string>
   /** Form fields (application/x-www-form-urlencoded). */
   readonly form?: Record<string, string>
+  /**
+   * Whether the URL may be a non-public address (outbound.ts). True for the operator's own provider table;
+   * URLs an SSH user chose (an OpenID issuer and what its discovery names) pass false.
+   */
+  readonly allowPrivate?: boolean
 }
 
 /** Calls `url` and returns its JSON; a non-2xx answer throws, naming the OAuth `error` if it has one. */
 export async function callProvider (url: string, call: ProviderCall = {}): Promise<unknown> {
+  const allowPrivate = call.allowPrivate ?? true
+  const refusal = refusedUrl(url, allowPrivate)
+  if (refusal) throw new ProviderError(`${new URL(url).host} refused: ${refusal}`)
   let response
   try {
     response = await request(url, {
+      dispatcher: policyDispatcher(allowPrivate),
       method: call.method ?? 'GET',
       headers: {
         accept: 'application/json',
