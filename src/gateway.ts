@@ -1,18 +1,21 @@
 // Wires the layers into a running gateway: registry + name store, the SSH agent transport, the HTTP edge.
 // `startGateway` is what `porthole serve` and the end-to-end tests run.
 import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import type { ServerConfig } from './config/schema.js'
 import { Registry } from './core/registry.js'
 import { NameStore } from './identity/name-store.js'
 import { AuthorizedKeys } from './identity/authorized-keys.js'
+import { FileIdentityStore } from './identity/file-store.js'
+import { Identity } from './identity/identity.js'
 import { loadHostKeys } from './agents/ssh/host-keys.js'
 import { SshAgent } from './agents/ssh/server.js'
 import { HttpEdge } from './edge/http-edge.js'
 import { TcpEdge } from './edge/tcp-edge.js'
 import { TlsEdge } from './edge/tls-edge.js'
 import { CertStore } from './certs/cert-store.js'
+import { loadOrCreateSecret } from './certs/key-files.js'
 import { PortholeError } from './core/errors.js'
 import { policyLogChannel, type PolicyLogRecord } from './policy/actions/vars-and-log.js'
 
@@ -25,19 +28,26 @@ export interface RunningGateway {
   /** The local CA's certificate (PEM): what clients trust to verify https endpoints. */
   readonly caPem: string
   readonly ssh: SshAgent
+  readonly identity: Identity
   close (): Promise<void>
 }
 
 export async function startGateway (config: ServerConfig, log: Logger): Promise<RunningGateway> {
   const dataDir = resolve(config.dataDir)
   const hostKeys = loadHostKeys(dataDir)
+  const identity = new Identity(new FileIdentityStore(dataDir), { domain: config.domain, tcpPorts: config.tcpPorts })
+  const sessionSecret = loadSessionSecret(join(dataDir, 'session-secret'))
   const names = new NameStore(dataDir, (error) => log.error({ err: error.message }, 'could not save name holds; they are kept in memory'))
   const registry = new Registry({
     domain: config.domain,
     graceMs: config.nameGraceMs,
     onHoldsChanged: (holds) => names.save(holds),
+    reservedAgainst: (key, account) => identity.reservedAgainst(key, account),
   })
   registry.restore(names.load())
+  // Reservations made while names were taken (or while the gateway was down) win over those names.
+  registry.enforceReservations()
+  identity.onChange(() => registry.enforceReservations())
   const authorizedKeys = new AuthorizedKeys(config.authorizedKeys, (message) => log.warn(message))
   const certs = createCertStore(config, dataDir, log.child({ component: 'certs' }))
 
@@ -68,7 +78,8 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   const ssh = new SshAgent({
     hostKeys,
     authorizedKeys,
-    anonymous: config.anonymous,
+    identity,
+    anonymous: () => config.allowAnonymous || (config.anonymous && !identity.hasCredentials),
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     keepaliveCountMax: config.keepaliveCountMax,
     maxSessions: config.maxSessions,
@@ -90,6 +101,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       defaultAllocatedPort: http.port,
       commandWaitMs: 10_000,
       settleMs: 500,
+      compile: { sessionSecret, oauthProviders: config.oauthProviders, allowPrivateUrls: config.policyPrivateUrls },
       attach: (endpoint, compiled) => {
         if (endpoint.spec.proto === 'tcp') return tcp.attach(endpoint, compiled)
         if (endpoint.spec.proto === 'tls') return tls.attach(endpoint, compiled)
@@ -110,7 +122,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     http: `${http.address}:${http.port}`,
     https: `${https.address}:${https.port}`,
     domain: config.domain,
-    anonymous: config.anonymous,
+    anonymous: config.allowAnonymous || (config.anonymous && !identity.hasCredentials),
     keys: authorizedKeys.size,
   }, 'porthole gateway listening')
 
@@ -127,6 +139,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     config,
     registry,
     ssh,
+    identity,
     sshPort: sshAddress.port,
     httpPort: http.port,
     httpsPort: https.port,
@@ -139,9 +152,18 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
         await Promise.all([edge.close(), tls.close()])
         certs.close()
         names.flush()
+        await identity.store.close()
       })()
       return closing
     },
+  }
+}
+
+function loadSessionSecret (path: string): Buffer {
+  try {
+    return loadOrCreateSecret(path)
+  } catch (error) {
+    throw new PortholeError('PH_2002', `session secret ${path}: ${(error as Error).message}`)
   }
 }
 

@@ -5,9 +5,10 @@ import { CONFIG_KEYS, kebab, loadConfig } from '../config/load.js'
 import { PortholeError, isPortholeError } from '../core/errors.js'
 import { didYouMean } from '../core/suggest.js'
 import { startGateway } from '../gateway.js'
+import { storedCredentialsExist } from '../identity/file-store.js'
 import { createLogger } from '../log.js'
 
-const BOOLEAN_FLAGS = ['allow-anonymous']
+const BOOLEAN_FLAGS = ['allow-anonymous', 'policy-private-urls']
 const ARRAY_FLAGS = ['authorized-keys']
 const FLAGS = [...CONFIG_KEYS.map(kebab), 'config']
 
@@ -35,6 +36,10 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
                            listener, which must be reachable on port 80); needs --acme-email
   --acme-email EMAIL       contact address for the ACME account (you agree to the CA's terms)
   --acme-ca-file FILE      extra CA certificates (PEM) to trust for the ACME server's HTTPS
+  --oauth-providers JSON   endpoints of oauth providers not at their public service (GitHub Enterprise, self-hosted
+                           GitLab): {"github":{"authorize-url":..,"token-url":..,"userinfo-url":..,"emails-url":..}}
+  --policy-private-urls    let users' policies fetch from loopback/private addresses (jwt-validation key sets,
+                           OpenID issuers); off: only public addresses, so SSH users cannot probe your network
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
 `
 
@@ -86,7 +91,7 @@ export async function main (args: string[]): Promise<number | undefined> {
       process.stdout.write(USAGE)
       return 0
     }
-    config = loadConfig(flags)
+    config = loadConfig(flags, process.env, { credentialsIn: (dataDir) => storedCredentialsExist(dataDir) })
   } catch (error) {
     process.stderr.write(`${isPortholeError(error) ? error.toLine() : String(error)}\n`)
     return 2

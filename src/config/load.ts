@@ -9,7 +9,9 @@ import { configSchema, finishConfig, isLoopback, type ServerConfig } from './sch
 
 export const CONFIG_KEYS = Object.keys(configSchema.shape) as (keyof typeof configSchema.shape)[]
 const REPEATABLE = new Set<string>(['authorizedKeys'])
-const BOOLEAN = new Set<string>(['allowAnonymous'])
+const BOOLEAN = new Set<string>(['allowAnonymous', 'policyPrivateUrls'])
+/** Settings that are maps: a mapping in YAML, a JSON object in the environment and on the command line. */
+const JSON_VALUED = new Set<string>(['oauthProviders'])
 
 export const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 const camel = (key: string): string => key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
@@ -45,22 +47,36 @@ function fromEnv (env: NodeJS.ProcessEnv): Source {
   return out
 }
 
+function parseJson (key: string, text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch (error) {
+    throw new PortholeError('PH_2001', `${kebab(key)}: want a JSON object (${(error as Error).message})`)
+  }
+}
+
 function issueLine (issue: z.core.$ZodIssue): string {
   const path = issue.path.map(String).map(kebab).join('.')
-  if (issue.code === 'unrecognized_keys') return `unknown setting ${issue.keys.map((k) => kebab(String(k))).join(', ')}`
+  if (issue.code === 'unrecognized_keys') return `${path === '' ? '' : `${path}: `}unknown setting ${issue.keys.map((k) => kebab(String(k))).join(', ')}`
   return `${path}: ${issue.message}`
 }
 
+export interface LoadOptions {
+  /** Whether the identity store in this data dir has keys or authtokens (then a public listener may start). */
+  credentialsIn?: (dataDir: string) => boolean
+}
+
 /** Loads, merges and validates. `flags` holds camelCase keys from the command line (config: the YAML file). */
-export function loadConfig (flags: Source = {}, env: NodeJS.ProcessEnv = process.env): ServerConfig {
+export function loadConfig (flags: Source = {}, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): ServerConfig {
   const { config: file, ...flagSettings } = flags
   const configFile = (typeof file === 'string' ? file : undefined) ?? env.PORTHOLE_CONFIG
-  const merged = { ...(configFile ? fromYaml(configFile) : {}), ...fromEnv(env), ...flagSettings }
+  const merged: Source = { ...(configFile ? fromYaml(configFile) : {}), ...fromEnv(env), ...flagSettings }
+  for (const key of JSON_VALUED) if (typeof merged[key] === 'string') merged[key] = parseJson(key, merged[key])
   const parsed = configSchema.safeParse(merged)
   if (!parsed.success) throw new PortholeError('PH_2001', parsed.error.issues.map(issueLine).join('; '))
   const config = finishConfig(parsed.data)
   const publicListeners = [config.sshAddr, config.httpAddr, config.httpsAddr].filter((a) => !isLoopback(a.host))
-  if (publicListeners.length > 0 && config.authorizedKeys.length === 0 && !config.allowAnonymous) {
+  if (publicListeners.length > 0 && config.authorizedKeys.length === 0 && !config.allowAnonymous && !options.credentialsIn?.(config.dataDir)) {
     const where = publicListeners.map((a) => `${a.host}:${a.port}`).join(', ')
     throw new PortholeError('PH_2002', `listening on ${where} (not loopback) with no --authorized-keys; add keys or pass --allow-anonymous`)
   }

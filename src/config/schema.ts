@@ -2,6 +2,7 @@
 // passed down; no other module reads env, flags or files for settings.
 import { isIP } from 'node:net'
 import { z } from 'zod'
+import { OAUTH_PROVIDERS } from '../policy/login/oauth-providers.js'
 
 const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/
 
@@ -59,6 +60,16 @@ export const configSchema = z.strictObject({
   acmeEmail: z.email({ error: 'want an email address' }).optional(),
   /** A PEM file of CA certificates to trust for the ACME server's HTTPS (a test CA such as pebble). */
   acmeCaFile: z.string().min(1).optional(),
+  /** Where the `oauth` action finds a provider when not at its public service: GitHub Enterprise, a
+   *  self-hosted GitLab. Per provider, any of authorize-url, token-url, userinfo-url (github: emails-url). */
+  oauthProviders: z.partialRecord(z.enum(OAUTH_PROVIDERS), z.strictObject({
+    'authorize-url': z.url({ protocol: /^https?$/ }).optional(),
+    'token-url': z.url({ protocol: /^https?$/ }).optional(),
+    'userinfo-url': z.url({ protocol: /^https?$/ }).optional(),
+    'emails-url': z.url({ protocol: /^https?$/ }).optional(),
+  })).optional(),
+  /** Let URLs in users' policies (jwt-validation key sets, OpenID issuers) reach loopback and private addresses. */
+  policyPrivateUrls: z.boolean().default(false),
 }).superRefine((settings, ctx) => {
   if ((settings.acmeDirectory === undefined) !== (settings.acmeEmail === undefined)) {
     const missing = settings.acmeDirectory === undefined ? 'acmeDirectory' : 'acmeEmail'

@@ -23,6 +23,15 @@ export interface EndpointSpec {
 export interface Owner {
   readonly id: string
   readonly persistent: boolean
+  /**
+   * Logged in with a credential the operator issued (an account's key or authtoken, an authorized_keys key),
+   * not merely accepted in anonymous mode. Only these may make the gateway spend shared quotas (ACME orders).
+   */
+  readonly known?: boolean
+  /** The account it logs in as; undefined for authorized_keys keys (the implicit default account) and anonymous clients. */
+  readonly account?: string
+  /** The credential's ACL: why binding `key` (host, `*.suffix`, `tcp:PORT`) is refused, or null when allowed. */
+  readonly refuses?: (key: string) => string | null
 }
 
 /** The public client a stream is opened for (what SSH puts in a forwarded-tcpip channel as originator). */
@@ -49,8 +58,11 @@ export interface RequestRecord {
 export interface EndpointHooks {
   /** Called once per finished HTTP request (the terminal's request log). */
   onRequest?: (record: RequestRecord) => void
-  /** Called when the registry removes this endpoint for another session of the same owner. */
-  onEvicted?: () => void
+  /**
+   * Called when the registry removes this endpoint: for another session of the same owner (no reason), or
+   * because the name was reserved for another account (the reason).
+   */
+  onEvicted?: (reason?: Error) => void
 }
 
 export interface Endpoint {

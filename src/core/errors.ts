@@ -2,7 +2,7 @@
 // its HTTP status (for the edge and API), a message template and where it surfaces. docs/errors.md documents
 // the same codes; test/unit/errors.test.ts keeps the two in step.
 
-export type Surface = 'edge' | 'ssh' | 'config' | 'log'
+export type Surface = 'edge' | 'ssh' | 'config' | 'log' | 'api'
 
 interface CatalogueEntry {
   readonly status: number
@@ -20,7 +20,7 @@ export const catalogue = {
   PH_1006: { status: 400, message: 'malformed credential {detail}', surfaces: ['ssh'] },
   PH_1008: { status: 400, message: 'invalid traffic policy: {detail}', surfaces: ['ssh'] },
   PH_1010: { status: 400, message: 'invalid name {detail}', surfaces: ['ssh'] },
-  PH_1011: { status: 409, message: 'name {detail} is in use or held by another key', surfaces: ['ssh'] },
+  PH_1011: { status: 409, message: 'name {detail} is in use, held or reserved by someone else', surfaces: ['ssh'] },
   PH_1012: { status: 403, message: 'wildcard {detail} would cover the whole base domain; bind *.<label>.<domain> instead', surfaces: ['ssh'] },
   PH_1014: { status: 400, message: 'port {detail} cannot carry an http endpoint; use -R 80:..., -R 443:... or -R 0:...', surfaces: ['ssh'] },
   PH_1015: { status: 400, message: 'unix socket forwarding is not supported ({detail}); forward a TCP port', surfaces: ['ssh'] },
@@ -30,7 +30,7 @@ export const catalogue = {
   PH_1020: { status: 401, message: 'key {detail} is not authorized on this gateway', surfaces: ['ssh'] },
   PH_1021: { status: 503, message: 'gateway is shutting down', surfaces: ['ssh', 'edge'] },
   PH_1022: { status: 408, message: 'no command arrived in time for the forward {detail}', surfaces: ['ssh'] },
-  PH_1030: { status: 409, message: 'port {detail} is in use or held by another key', surfaces: ['ssh'] },
+  PH_1030: { status: 409, message: 'port {detail} is in use, held or reserved by someone else', surfaces: ['ssh'] },
   PH_1031: { status: 400, message: 'port {detail} is outside this gateway\'s TCP port pool', surfaces: ['ssh'] },
   PH_1032: { status: 503, message: 'no free port left in the TCP port pool ({detail})', surfaces: ['ssh'] },
   PH_1033: { status: 400, message: 'port {detail} cannot carry a tls endpoint; use -R name:443:localhost:PORT tls', surfaces: ['ssh'] },
@@ -38,6 +38,9 @@ export const catalogue = {
   PH_1035: { status: 429, message: 'this key already has {detail} endpoints online', surfaces: ['ssh'] },
   PH_1036: { status: 503, message: 'the gateway holds too many names right now; try again later', surfaces: ['ssh'] },
   PH_1023: { status: 409, message: 'endpoint {detail} was taken over by a newer session of the same key', surfaces: ['ssh'] },
+  PH_1024: { status: 401, message: 'authtoken not accepted{detail}', surfaces: ['ssh'] },
+  PH_1025: { status: 403, message: 'not allowed to bind {detail}', surfaces: ['ssh'] },
+  PH_1026: { status: 410, message: 'session closed by the gateway operator', surfaces: ['ssh'] },
 
   // Gateway configuration (refused at start, one line on stderr).
   PH_2001: { status: 500, message: 'invalid configuration: {detail}', surfaces: ['config'] },
@@ -61,6 +64,11 @@ export const catalogue = {
   PH_3105: { status: 403, message: 'webhook signature verification failed', surfaces: ['edge'] },
   PH_3106: { status: 401, message: 'a valid JWT is required', surfaces: ['edge'] },
   PH_3101: { status: 401, message: 'authentication required', surfaces: ['edge'] },
+  PH_3107: { status: 400, message: 'login failed: the sign-in state is missing, expired or not this browser\'s; open the page again to start over', surfaces: ['edge'] },
+  PH_3108: { status: 502, message: 'login failed: the identity provider could not complete the sign-in ({detail})', surfaces: ['edge'] },
+  PH_3109: { status: 403, message: 'your account ({detail}) is not allowed on this endpoint', surfaces: ['edge'] },
+  PH_3110: { status: 401, message: 'login failed: the identity provider refused the sign-in ({detail})', surfaces: ['edge'] },
+  PH_3111: { status: 401, message: 'login required: open this address in the browser to sign in', surfaces: ['edge'] },
   PH_3103: { status: 429, message: 'too many requests: the endpoint\'s rate limit was reached', surfaces: ['edge'] },
   PH_3104: { status: 503, message: 'the endpoint\'s circuit breaker is open: its service has been failing; try again later', surfaces: ['edge'] },
 
@@ -68,6 +76,17 @@ export const catalogue = {
   PH_4001: { status: 500, message: 'certificate pair skipped: {detail}', surfaces: ['log'] },
   PH_4002: { status: 502, message: 'ACME order failed: {detail}', surfaces: ['log'] },
   PH_4003: { status: 429, message: 'ACME order held back by the rate guard: {detail}', surfaces: ['log'] },
+
+  // Accounts, keys, tokens, reservations and the admin API (JSON errors from the API, lines from the CLI).
+  PH_5001: { status: 400, message: 'invalid {detail}', surfaces: ['api'] },
+  PH_5002: { status: 409, message: '{detail} already exists', surfaces: ['api'] },
+  PH_5003: { status: 404, message: '{detail} not found', surfaces: ['api'] },
+  PH_5004: { status: 409, message: '{detail} is reserved by another account', surfaces: ['api'] },
+  PH_5005: { status: 401, message: 'a valid API key is required (Authorization: Bearer <key>)', surfaces: ['api'] },
+  PH_5006: { status: 405, message: 'method {detail} not allowed here', surfaces: ['api'] },
+  PH_5007: { status: 413, message: 'request body too large (limit {detail})', surfaces: ['api'] },
+  PH_5008: { status: 503, message: 'the identity store could not be written: {detail}', surfaces: ['api', 'log'] },
+  PH_5009: { status: 502, message: 'cannot reach the admin API at {detail}', surfaces: ['api'] },
 } as const satisfies Record<string, CatalogueEntry>
 
 export type ErrorCode = keyof typeof catalogue

@@ -13,6 +13,8 @@ export interface Hold {
   ownerId: string
   random: boolean
   slot: string | null
+  /** The owner's account, when it has one (reservations are per account). */
+  account?: string
   /** ms since epoch when the hold lapses; null while an endpoint is bound to it. */
   expiresAt: number | null
 }
@@ -26,6 +28,11 @@ export interface RegistryOptions {
   maxHoldsPerOwner?: number
   now?: () => number
   onHoldsChanged?: (holds: Hold[]) => void
+  /**
+   * Whether `key` (a host, `*.suffix` or `tcp:PORT`) is reserved for an account other than `account`
+   * (undefined: for any account). Reserved names are never given to anyone else, random ones included.
+   */
+  reservedAgainst?: (key: string, account: string | undefined) => boolean
 }
 
 export interface BindRequest {
@@ -57,6 +64,7 @@ export class Registry {
   readonly #maxHoldsPerOwner: number
   readonly #now: () => number
   readonly #onHoldsChanged: ((holds: Hold[]) => void) | undefined
+  readonly #reservedAgainst: (key: string, account: string | undefined) => boolean
   readonly #exact = new Map<string, Endpoint>()
   readonly #wildcard = new Map<string, Endpoint>()
   readonly #tcp = new Map<number, Endpoint>()
@@ -69,6 +77,7 @@ export class Registry {
     this.#maxHoldsPerOwner = options.maxHoldsPerOwner ?? 100
     this.#now = options.now ?? Date.now
     this.#onHoldsChanged = options.onHoldsChanged
+    this.#reservedAgainst = options.reservedAgainst ?? (() => false)
   }
 
   /** Restores holds saved by an earlier run; names bound then are held for the grace period from now. */
@@ -103,8 +112,10 @@ export class Registry {
       random = true
     } else {
       host = wanted.host
+      if (this.#reservedAgainst(host, owner.account)) throw new PortholeError('PH_1011', host)
       this.#checkMayBind(host, owner)
     }
+    this.#checkAcl(host, owner)
     return this.#add(host, undefined, random, request)
   }
 
@@ -121,8 +132,11 @@ export class Registry {
     } else {
       if (port < range.lo || port > range.hi) throw new PortholeError('PH_1031', `${port} (pool ${range.lo}-${range.hi})`)
       const hold = this.#holds.get(`tcp:${port}`)
-      if ((hold && hold.ownerId !== owner.id && this.#live(hold)) || request.exclude?.has(port)) throw new PortholeError('PH_1030', String(port))
+      if ((hold && hold.ownerId !== owner.id && this.#live(hold)) || request.exclude?.has(port) || this.#reservedAgainst(`tcp:${port}`, owner.account)) {
+        throw new PortholeError('PH_1030', String(port))
+      }
     }
+    this.#checkAcl(`tcp:${port}`, owner)
     return this.#add(`tcp:${port}`, port, random, request)
   }
 
@@ -156,7 +170,8 @@ export class Registry {
     }
     if (port !== undefined) this.#tcp.set(port, endpoint)
     else (this.#mapFor(key) as Map<string, Endpoint>).set(key, endpoint)
-    this.#holds.set(key, { host: key, ownerId: request.owner.id, random, slot: random ? request.slot : null, expiresAt: null })
+    const account = request.owner.account
+    this.#holds.set(key, { host: key, ownerId: request.owner.id, random, slot: random ? request.slot : null, ...(account ? { account } : {}), expiresAt: null })
     this.#changed()
     return endpoint
   }
@@ -190,7 +205,31 @@ export class Registry {
     }
     const hold = this.#holds.get(host)
     if (hold && (hold.expiresAt === null || hold.expiresAt > this.#now())) return { state: 'offline', host }
+    // A reserved name is someone's endpoint even while its account is not connected.
+    if (this.#reservedAgainst(host, undefined)) return { state: 'offline', host }
     return { state: 'unknown' }
+  }
+
+  /**
+   * Applies reservations made after names were taken: endpoints and holds of other owners on a reserved
+   * name or port are removed (their sessions are told why). Returns the endpoints removed.
+   */
+  enforceReservations (): Endpoint[] {
+    const removed: Endpoint[] = []
+    let dropped = false
+    for (const [key, hold] of [...this.#holds]) {
+      if (!this.#reservedAgainst(key, hold.account)) continue
+      dropped = true
+      const endpoint = this.#current(key.startsWith('tcp:') ? { host: key, port: Number(key.slice(4)) } : { host: key })
+      this.#holds.delete(key)
+      if (endpoint) {
+        this.unbind(endpoint, { keepHold: false })
+        endpoint.hooks.onEvicted?.(new PortholeError(key.startsWith('tcp:') ? 'PH_1030' : 'PH_1011', key.replace(/^tcp:/, '')))
+        removed.push(endpoint)
+      }
+    }
+    if (dropped) this.#changed()
+    return removed
   }
 
   holds (): Hold[] {
@@ -211,9 +250,14 @@ export class Registry {
     }
   }
 
+  #checkAcl (key: string, owner: Owner): void {
+    const refusal = owner.refuses?.(key)
+    if (refusal) throw new PortholeError('PH_1025', `${key.replace(/^tcp:/, 'tcp port ')}: ${refusal}`)
+  }
+
   #freePortFor (owner: Owner, slot: string, range: { lo: number, hi: number }, exclude?: ReadonlySet<number>): number {
     const usable = (port: number): boolean => {
-      if (exclude?.has(port) || this.#tcp.has(port)) return false
+      if (exclude?.has(port) || this.#tcp.has(port) || this.#reservedAgainst(`tcp:${port}`, undefined)) return false
       const hold = this.#holds.get(`tcp:${port}`)
       return !hold || !this.#live(hold)
     }
@@ -245,7 +289,7 @@ export class Registry {
       const host = `${randomLabel()}.${this.#domain}`
       const hold = this.#holds.get(host)
       if (hold && this.#live(hold)) continue
-      if (this.lookup(host).state !== 'unknown') continue
+      if (this.lookup(host).state !== 'unknown') continue // bound, held or reserved
       return host
     }
   }

@@ -55,7 +55,7 @@ export function sendRawError (socket: Duplex, code: ErrorCode, detail?: string, 
   }) + text)
 }
 
-export interface PolicyResponse { readonly status: number, readonly headers: Record<string, string>, readonly body: string }
+export interface PolicyResponse { readonly status: number, readonly headers: Record<string, string | string[]>, readonly body: string }
 
 /** A response a traffic policy wrote (custom-response, redirect, deny). */
 export function sendResponse (res: ServerResponse, response: PolicyResponse): void {

@@ -165,6 +165,11 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return // 1xx (103 Early Hints) are not passed on; the final response follows
     cleanResponseHeaders(headers)
+    const cookies = this.#request.setCookies
+    if (cookies !== undefined) {
+      const theirs = headers['set-cookie']
+      headers['set-cookie'] = theirs === undefined ? cookies : [...(Array.isArray(theirs) ? theirs : [theirs]), ...cookies]
+    }
     const steps = this.#policy.onHttpResponse
     if (steps !== null) {
       const ctx: HttpResponseContext = { request: this.#request, status: statusCode, headers }
@@ -361,7 +366,7 @@ export class HttpEdge {
     const { headers, clientIp } = ctx
     if (denial) {
       req.resume()
-      if ('code' in denial) this.fail(res, endpoint, denial.code, undefined, denial.headers)
+      if ('code' in denial) this.fail(res, endpoint, denial.code, denial.detail, denial.headers)
       else if ('close' in denial) res.destroy()
       else sendResponse(res, denial.response)
       return
@@ -392,7 +397,7 @@ export class HttpEdge {
     const ctx = requestContext(req, endpoint, scheme, headers)
     afterPolicy(runRequestPhases(upstream.policy, ctx), (denial) => {
       if (socket.destroyed) return
-      if (denial) return 'code' in denial ? sendRawError(socket, denial.code, undefined, denial.headers) : 'close' in denial ? void socket.destroy() : sendRawResponse(socket, denial.response)
+      if (denial) return 'code' in denial ? sendRawError(socket, denial.code, denial.detail, denial.headers) : 'close' in denial ? void socket.destroy() : sendRawResponse(socket, denial.response)
       const upstreamHost = this.#upstreamHost(upstream, req)
       if (upstreamHost !== undefined) headers.host = upstreamHost
       proxyUpgrade(req, socket, head, endpoint, upstream, ctx, headers, upstreamErrorCode)

@@ -52,9 +52,10 @@ export class TlsEdge {
       SNICallback: (name, callback) => {
         const endpoint = this.#terminated(name.toLowerCase())
         if (!endpoint) return callback(new Error(`no https endpoint at ${name}`))
-        // Only bound names get a certificate; a wildcard endpoint's certificate covers its names. Clients
-        // without a key (anonymous owners) get the local CA's: ACME orders are a shared, rate-limited budget.
-        Promise.resolve().then(() => options.certs.contextFor(endpoint.host, name, { acme: endpoint.owner.persistent })).then(
+        // Only bound names get a certificate; a wildcard endpoint's certificate covers its names. Clients the
+        // operator issued no credential to (anonymous mode) get the local CA's: ACME orders are a shared,
+        // rate-limited budget, and anyone can make new keys.
+        Promise.resolve().then(() => options.certs.contextFor(endpoint.host, name, { acme: endpoint.owner.known === true })).then(
           (context) => callback(null, context),
           (error: Error) => {
             this.#log.warn({ host: endpoint.host, err: error.message }, 'no certificate for endpoint')

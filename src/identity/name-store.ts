@@ -1,8 +1,9 @@
-// Keeps name holds across restarts: one JSON file in the data dir, replaced atomically (temp file, fsync,
-// rename) so a crash leaves either the old or the new file, never half of one. Writes are coalesced: the
-// registry may change many times a second, the file is written at most every `delayMs`.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+// Keeps name holds across restarts: one JSON file in the data dir, replaced atomically (storage/files.ts)
+// so a crash leaves either the old or the new file, never half of one. Writes are coalesced: the registry
+// may change many times a second, the file is written at most every `delayMs`.
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { replaceFile } from '../storage/files.js'
 import type { Hold } from '../core/registry.js'
 
 export class NameStore {
@@ -54,14 +55,6 @@ export class NameStore {
     const holds = this.#pending
     if (!holds) return
     this.#pending = null
-    const temp = `${this.#file}.${process.pid}.tmp`
-    const fd = openSync(temp, 'w', 0o600)
-    try {
-      writeSync(fd, JSON.stringify({ version: 1, holds }, null, 1))
-      fsyncSync(fd)
-    } finally {
-      closeSync(fd)
-    }
-    renameSync(temp, this.#file)
+    replaceFile(this.#file, JSON.stringify({ version: 1, holds }, null, 1), 0o600)
   }
 }

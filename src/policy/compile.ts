@@ -15,6 +15,8 @@ import { compileCustomResponse, compileDeny, compileRedirect, compileUrlRewrite 
 import { compileCompressResponse } from './actions/compress.js'
 import { compileVerifyWebhook } from './actions/verify-webhook.js'
 import { compileJwtValidation } from './actions/jwt-validation.js'
+import { compileOAuth } from './actions/oauth.js'
+import { compileOidc } from './actions/oidc.js'
 
 type Phase = 'on_tcp_connect' | 'on_http_request' | 'on_http_response'
 
@@ -63,7 +65,10 @@ function requestStep (action: Action, options: CompileOptions): RequestStep {
       return (ctx) => { log(ctx.endpointHost, () => requestVars(ctx)); return undefined }
     }
     case 'verify-webhook': return compileVerifyWebhook(action, options.now)
-    case 'jwt-validation': return compileJwtValidation(action)
+    case 'jwt-validation': return compileJwtValidation(action, options)
+    case 'oauth': return compileOAuth(action, options)
+    case 'openid-connect':
+    case 'oidc': return compileOidc(action, options)
     case 'compress-response': throw new PortholeError('PH_1008', 'action type "compress-response" belongs in on_http_response')
   }
 }

@@ -1,6 +1,7 @@
 // The fixed-shape form of a policy, built once when an endpoint is bound (never per request).
 // A phase with no rules is null, and the edge skips it without a call.
 import type { ErrorCode } from '../core/errors.js'
+import type { OAuthEndpointOverrides, OAuthProviderName } from './login/oauth-providers.js'
 
 /** Header name (lower case) -> value(s). Used for both request and response headers. */
 export type HeaderMap = Record<string, string | string[] | undefined>
@@ -40,6 +41,8 @@ export interface HttpRequestContext extends ConnectContext {
   outcome?: ((status: number) => void)[]
   /** The whole request body, when the policy needs it (verify-webhook); the edge buffers it first. */
   body?: Buffer
+  /** Set-Cookie values an action adds to the upstream's response (a login session renewed as it is used). */
+  setCookies?: string[]
 }
 
 export type ResponseEncoding = 'gzip' | 'deflate' | 'br'
@@ -56,8 +59,8 @@ export interface HttpResponseContext {
 
 /** A step that stops the request: a catalogue error page, or a response the policy wrote itself. */
 export type Denial =
-  | { readonly code: ErrorCode, readonly headers?: Record<string, string> }
-  | { readonly response: { readonly status: number, readonly headers: Record<string, string>, readonly body: string } }
+  | { readonly code: ErrorCode, readonly detail?: string, readonly headers?: Record<string, string> }
+  | { readonly response: { readonly status: number, readonly headers: Record<string, string | string[]>, readonly body: string } }
   /** close-connection: drop the client connection without a response. */
   | { readonly close: true }
 
@@ -77,8 +80,16 @@ export interface CompiledPolicy {
   readonly needsBody: boolean
 }
 
-/** What compiling may be given: a clock for time-dependent actions (tests pass a fake one). */
+/** What compiling may be given: a clock for time-dependent actions (tests pass a fake one), and what the
+ *  gateway lends the login actions (oauth, openid-connect). */
 export interface CompileOptions {
   /** Milliseconds since the epoch; defaults to Date.now. */
   readonly now?: () => number
+  /** The gateway's secret (data dir, keys/session-secret) that login cookies are signed with. Without it,
+   *  login actions are refused: never a made-up key. */
+  readonly sessionSecret?: Buffer
+  /** The operator's endpoint URLs for OAuth providers (GitHub Enterprise, self-hosted GitLab). */
+  readonly oauthProviders?: Readonly<Partial<Record<OAuthProviderName, OAuthEndpointOverrides>>>
+  /** Whether URLs in policies (JWKS, OpenID issuers) may reach non-public addresses (see outbound.ts). */
+  readonly allowPrivateUrls?: boolean
 }

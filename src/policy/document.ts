@@ -70,6 +70,17 @@ export interface VerifyWebhookAction {
   /** provider, secret, enforce?, tolerance?, and for the generic provider algorithm/header/encoding/prefix. */
   config: Record<string, unknown>
 }
+export interface OAuthAction {
+  type: 'oauth'
+  /** provider, client_id, client_secret and the session fields (policy/login/config.ts). */
+  config: Record<string, unknown>
+}
+export interface OpenIdConnectAction {
+  /** ngrok's type is openid-connect; its documentation files it under oidc, so that is accepted too. */
+  type: 'openid-connect' | 'oidc'
+  /** issuer_url, client_id, client_secret and the session fields (policy/login/config.ts). */
+  config: Record<string, unknown>
+}
 export interface CompressResponseAction {
   type: 'compress-response'
   /** 'compress' (LZW) is accepted, as ngrok documents it, but never chosen: node:zlib has no LZW. */
@@ -78,7 +89,7 @@ export interface CompressResponseAction {
 
 export type Action =
   | BasicAuthAction | RestrictIpsAction | AddHeadersAction | RemoveHeadersAction
-  | DenyAction | CustomResponseAction | RedirectAction | UrlRewriteAction | CompressResponseAction | VerifyWebhookAction | JwtValidationAction
+  | DenyAction | CustomResponseAction | RedirectAction | UrlRewriteAction | CompressResponseAction | VerifyWebhookAction | JwtValidationAction | OAuthAction | OpenIdConnectAction
   | RateLimitAction | CircuitBreakerAction | CloseConnectionAction | LogAction | SetVarsAction
 
 export interface Rule {

@@ -1,6 +1,6 @@
 // Compiles command-line module flags (as ngrok's agent and SSH gateway spell them) into policy rules.
-// Order matters and mirrors ngrok: IP rules first, then the user-agent filter, authentication, the circuit
-// breaker, then header changes.
+// Order matters and mirrors ngrok: IP rules first, then the user-agent filter, authentication (webhook
+// signatures, basic auth, OAuth, OpenID Connect), the circuit breaker, then header changes.
 import { PortholeError } from '../core/errors.js'
 import { re2Error } from './cel.js'
 import type { PolicyDocument, Rule } from './document.js'
@@ -22,6 +22,34 @@ export interface ModuleFlags {
   /** --verify-webhook PROVIDER with --verify-webhook-secret SECRET (one value each). */
   verifyWebhook: string[]
   verifyWebhookSecret: string[]
+  /** --oauth PROVIDER with its client (one value each), scopes and allowed emails/domains (repeatable). */
+  oauth: string[]
+  oauthClientId: string[]
+  oauthClientSecret: string[]
+  oauthScope: string[]
+  oauthAllowEmail: string[]
+  oauthAllowDomain: string[]
+  /** --oidc ISSUER_URL with its client (one value each) and scopes (repeatable). */
+  oidc: string[]
+  oidcClientId: string[]
+  oidcClientSecret: string[]
+  oidcScope: string[]
+}
+
+/** The oauth / openid-connect rule of --oauth* or --oidc* flags, or undefined when none is given. */
+function loginRule (kind: 'oauth' | 'oidc', main: string[], clientId: string[], clientSecret: string[], extra: Record<string, string[]>): Rule | undefined {
+  const given = [main, clientId, clientSecret, ...Object.values(extra)].some((values) => values.length > 0)
+  if (!given) return undefined
+  const what = kind === 'oauth' ? 'PROVIDER' : 'ISSUER_URL'
+  if (main.length === 0) throw new PortholeError('PH_1002', `--${kind}-* flags (they need --${kind} ${what})`)
+  if (clientId.length === 0 || clientSecret.length === 0) {
+    throw new PortholeError('PH_1002', `--${kind} (give --${kind}-client-id and --${kind}-client-secret of your OAuth app: Porthole has no managed ones)`)
+  }
+  const config: Record<string, unknown> = kind === 'oauth' ? { provider: main[0] } : { issuer_url: main[0] }
+  config.client_id = clientId[0]
+  config.client_secret = clientSecret[0]
+  for (const [field, values] of Object.entries(extra)) if (values.length > 0) config[field] = values
+  return { name: `${kind} flags`, actions: [{ type: kind === 'oauth' ? 'oauth' : 'openid-connect', config }] }
 }
 
 /** A CEL rule denying by user agent (ngrok's semantics): a deny regex matches, or there are allow
@@ -78,6 +106,10 @@ export function policyFromFlags (flags: ModuleFlags): PolicyDocument {
   if (flags.basicAuth.length > 0) {
     request.push({ name: 'basic-auth flag', actions: [{ type: 'basic-auth', config: { credentials: flags.basicAuth } }] })
   }
+  const oauth = loginRule('oauth', flags.oauth, flags.oauthClientId, flags.oauthClientSecret, { scopes: flags.oauthScope, allow_emails: flags.oauthAllowEmail, allow_domains: flags.oauthAllowDomain })
+  if (oauth) request.push(oauth)
+  const oidc = loginRule('oidc', flags.oidc, flags.oidcClientId, flags.oidcClientSecret, { scopes: flags.oidcScope })
+  if (oidc) request.push(oidc)
   if (flags.circuitBreaker.length > 0) {
     request.push({ name: 'circuit-breaker flag', actions: [{ type: 'circuit-breaker', config: { error_threshold: circuitBreakerRatio(flags.circuitBreaker[0]!) } }] })
   }

@@ -24,6 +24,9 @@ const action = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('url-rewrite'), config: z.strictObject({ from: z.string().optional(), to: z.string().min(1) }) }),
   z.strictObject({ type: z.literal('verify-webhook'), config: z.record(z.string(), z.unknown()) }),
   z.strictObject({ type: z.literal('jwt-validation'), config: z.record(z.string(), z.unknown()) }),
+  z.strictObject({ type: z.literal('oauth'), config: z.record(z.string(), z.unknown()) }),
+  z.strictObject({ type: z.literal('openid-connect'), config: z.record(z.string(), z.unknown()) }),
+  z.strictObject({ type: z.literal('oidc'), config: z.record(z.string(), z.unknown()) }),
   z.strictObject({ type: z.literal('compress-response'), config: z.strictObject({ algorithms: z.array(z.enum(['gzip', 'deflate', 'br', 'compress'])).min(1).optional() }).optional() }),
   z.strictObject({
     type: z.literal('rate-limit'),

@@ -12,7 +12,7 @@ import { connect as tlsConnect, type PeerCertificate } from 'node:tls'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LocalCa } from '../../src/certs/local-ca.js'
-import { connect, eventually, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
+import { FIXTURES, connect, eventually, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 import { preparePebble, startPebble, type Pebble, type PebbleSetup } from './pebble.js'
 
 const run = promisify(execFile)
@@ -57,7 +57,9 @@ describe('ACME certificates from pebble', () => {
 
   const start = async (directoryUrl: string, caFile: string): Promise<TestGateway> => startTestGateway({
     dataDir: join(tmp, 'data'),
-    flags: { acmeDirectory: directoryUrl, acmeEmail: 'ops@example.com', acmeCaFile: caFile },
+    // Only clients with a key the operator issued spend ACME orders: alice's key is listed; other keys get in
+    // anonymously (--allow-anonymous) but do not.
+    flags: { acmeDirectory: directoryUrl, acmeEmail: 'ops@example.com', acmeCaFile: caFile, authorizedKeys: [join(FIXTURES, 'keys', 'alice.pub')], allowAnonymous: true },
   })
   const bind = async (gw: TestGateway): Promise<void> => {
     const client = connect({ kind: 'openssh', port: gw.sshPort, key: gw.key('alice', 'openssh'), forwards: [`acme:443:localhost:${upstream.port}`], command: 'http' })
@@ -97,6 +99,15 @@ describe('ACME certificates from pebble', () => {
     expect(statSync(join(dir, 'account-key.pem')).mode & 0o777).toBe(0o600)
     expect(new X509Certificate(await pebble.root()).subject).toMatch(/Pebble Root CA/)
     console.info(`ACME: first certificate in ${orderMs} ms (test so far ${Date.now() - started} ms)`)
+  })
+
+  it('a key let in only anonymously gets the local CA certificate and orders nothing', async () => {
+    const client = connect({ kind: 'openssh', port: gateway!.sshPort, key: gateway!.key('bob', 'openssh'), forwards: [`anon-acme:443:localhost:${upstream.port}`], command: 'http' })
+    clients.push(client)
+    await client.waitFor(/Forwarding\s+https:\/\/anon-acme\.localhost/)
+    const served = await presented(gateway!.httpsPort, 'anon-acme.localhost', gateway!.caPem)
+    expect(served.authorized).toBe(true) // the local CA's
+    expect(pebble.dns.asked).not.toContain('anon-acme.localhost')
   })
 
   it('reuses the stored certificate after a restart, with pebble gone', async () => {

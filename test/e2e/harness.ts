@@ -102,6 +102,8 @@ export interface ClientOptions {
   command?: string
   noSession?: boolean // -N
   extra?: string[]
+  /** Extra environment (DROPBEAR_PASSWORD, SSH_ASKPASS...). */
+  env?: Record<string, string>
 }
 
 export function connect (options: ClientOptions): SshClient {
@@ -126,7 +128,7 @@ export function connect (options: ClientOptions): SshClient {
       ...(options.extra ?? []), 'tester@127.0.0.1', ...command,
     ]
   }
-  return new SshClient(spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, HOME: tmpdir() } }))
+  return new SshClient(spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, HOME: tmpdir(), ...options.env } }))
 }
 
 export function sleep (ms: number): Promise<void> {

@@ -104,7 +104,7 @@ describe.each(CLIENTS)('http endpoints with %s', (kind) => {
 
     const label = host.split('.')[0]!
     const intruder = open({ key: gateway.key('bob', kind), forwards: [`${label}:80:${target()}`], command: 'http' })
-    await intruder.waitFor(/PH_1011: name .* is in use or held by another key/)
+    await intruder.waitFor(/PH_1011: name .* is in use, held or reserved by someone else/)
     expect(gateway.registry.lookup(host).state).toBe('offline')
     await intruder.kill()
   })

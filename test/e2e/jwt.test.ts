@@ -30,7 +30,7 @@ describe('jwt-validation', () => {
       .setExpirationTime(claims.exp ?? '5m')
       .sign(key)
 
-    gateway = await startTestGateway()
+    gateway = await startTestGateway({ flags: { policyPrivateUrls: true } }) // the key sets are on loopback
     upstream = await startUpstream()
     const policy = `on_http_request:
   - actions:

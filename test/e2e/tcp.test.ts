@@ -103,7 +103,7 @@ describe.each(CLIENTS)('tcp endpoints with %s', (kind) => {
     expect(refused).toBe(true) // the listener is gone with the tunnel
 
     const intruder = open({ key: gateway.key('bob', kind), forwards: [`${port}:localhost:${echoPort}`], command: 'tcp' })
-    await intruder.waitFor(new RegExp(`PH_1030: port ${port} is in use or held by another key`))
+    await intruder.waitFor(new RegExp(`PH_1030: port ${port} is in use, held or reserved by someone else`))
     await intruder.kill()
 
     const again = open({ key, forwards: [`0:localhost:${echoPort}`], command: 'tcp' })

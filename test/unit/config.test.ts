@@ -69,4 +69,17 @@ describe('config', () => {
     expect(loadConfig({ authorizedKeys: ['/dev/null'] }, {}).anonymous).toBe(false)
     expect(loadConfig({}, { PORTHOLE_AUTHORIZED_KEYS: '/a,/b' }).authorizedKeys).toEqual(['/a', '/b'])
   })
+
+  it('moves oauth providers from YAML, the environment (JSON) or flags (JSON), and checks their URLs', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
+    const file = join(dir, 'porthole.yml')
+    writeFileSync(file, 'oauth-providers:\n  github:\n    authorize-url: https://ghe.corp/login/oauth/authorize\n    userinfo-url: https://ghe.corp/api/v3/user\n')
+    expect(loadConfig({ config: file }, {}).oauthProviders).toEqual({ github: { 'authorize-url': 'https://ghe.corp/login/oauth/authorize', 'userinfo-url': 'https://ghe.corp/api/v3/user' } })
+    expect(loadConfig({}, { PORTHOLE_OAUTH_PROVIDERS: '{"gitlab":{"token-url":"https://git.corp/oauth/token"}}' }).oauthProviders).toEqual({ gitlab: { 'token-url': 'https://git.corp/oauth/token' } })
+    expect(loadConfig({ oauthProviders: '{"gitlab":{"authorize-url":"https://git.corp/oauth/authorize"}}' }, {}).oauthProviders?.gitlab).toBeDefined()
+    expect(errorOf(() => loadConfig({ oauthProviders: '{nope' }, {}))).toMatch(/^invalid configuration: oauth-providers: want a JSON object/)
+    expect(errorOf(() => loadConfig({ oauthProviders: { myspace: {} } }, {}))).toBe('invalid configuration: oauth-providers: unknown setting myspace')
+    expect(errorOf(() => loadConfig({ oauthProviders: { github: { 'authorize-url': 'ftp://x' } } }, {}))).toMatch(/^invalid configuration: oauth-providers\.github\.authorize-url/)
+    expect(errorOf(() => loadConfig({ oauthProviders: { github: { 'auth-url': 'https://x' } } }, {}))).toBe('invalid configuration: oauth-providers.github: unknown setting auth-url')
+  })
 })

@@ -21,7 +21,7 @@ describe('error catalogue', () => {
     expect(formatMessage('PH_1001', '--foo')).toBe('unknown option --foo')
     expect(formatMessage('PH_3002')).toBe('the agent could not reach its upstream service')
     const error = new PortholeError('PH_1011' as ErrorCode, 'a.example.com')
-    expect(error.toLine()).toBe('PH_1011: name a.example.com is in use or held by another key')
+    expect(error.toLine()).toBe('PH_1011: name a.example.com is in use, held or reserved by someone else')
     expect(error.status).toBe(409)
   })
 })

@@ -92,3 +92,53 @@ describe('exec grammar', () => {
     expect(codeOf(line)).toBe(expected)
   })
 })
+
+describe('login flags (--oauth*, --oidc*)', () => {
+  const gateway = { sessionSecret: Buffer.alloc(32, 1) }
+  const policyOf = (line: string) => {
+    const parsed = parseCommand(line, gateway)
+    if (parsed.kind !== 'options') throw new Error('expected options')
+    expect(specFor(parsed.options, 'http', gateway).compiled.onHttpRequest).not.toBeNull()
+    return parsed.options.policy
+  }
+  const refusal = (line: string): string => {
+    try {
+      parseCommand(line, gateway)
+    } catch (error) {
+      return `${(error as PortholeError).code} ${(error as PortholeError).message}`
+    }
+    return 'none'
+  }
+
+  it('compile to oauth and openid-connect rules after basic auth', () => {
+    expect(policyOf('http --basic-auth a:b --oauth google --oauth-client-id cid --oauth-client-secret cs --oauth-scope https://www.googleapis.com/auth/drive.readonly ' +
+      '--oauth-allow-email ann@example.com --oauth-allow-domain example.org --oauth-allow-domain example.net').on_http_request).toEqual([
+      { name: 'basic-auth flag', actions: [{ type: 'basic-auth', config: { credentials: ['a:b'] } }] },
+      { name: 'oauth flags', actions: [{ type: 'oauth', config: { provider: 'google', client_id: 'cid', client_secret: 'cs', scopes: ['https://www.googleapis.com/auth/drive.readonly'], allow_emails: ['ann@example.com'], allow_domains: ['example.org', 'example.net'] } }] },
+    ])
+    expect(policyOf('http --oidc https://login.example.com/realms/x --oidc-client-id cid --oidc-client-secret cs --oidc-scope groups --oidc-scope offline_access').on_http_request).toEqual([
+      { name: 'oidc flags', actions: [{ type: 'openid-connect', config: { issuer_url: 'https://login.example.com/realms/x', client_id: 'cid', client_secret: 'cs', scopes: ['groups', 'offline_access'] } }] },
+    ])
+  })
+
+  it.each([
+    ['http --oauth-allow-email a@b.c', 'PH_1002 bad value for --oauth-* flags (they need --oauth PROVIDER)'],
+    ['http --oauth github', 'PH_1002 bad value for --oauth (give --oauth-client-id and --oauth-client-secret of your OAuth app: Porthole has no managed ones)'],
+    ['http --oidc https://idp.test --oidc-client-id x', 'PH_1002 bad value for --oidc (give --oidc-client-id and --oidc-client-secret of your OAuth app: Porthole has no managed ones)'],
+    ['http --oauth github --oauth github --oauth-client-id x --oauth-client-secret y', 'PH_1002 bad value for --oauth (given more than once)'],
+    ['http --oauth myspace --oauth-client-id x --oauth-client-secret y', /^PH_1008 invalid traffic policy: config\.provider: want one of amazon, .* at on_http_request\[0\]\.actions\[0\]$/],
+    ['http --oidc not-a-url --oidc-client-id x --oidc-client-secret y', /^PH_1008 invalid traffic policy: config\.issuer_url: want the http\(s\) URL/],
+    ['http --oauth github --oauth-client-id x --oauth-client-secret y --oauth-allow-email nobody', /config\.allow_emails\.0: want an email address/],
+    ['tcp --oidc https://idp.test', 'PH_1001 unknown option --oidc for tcp (it applies to http)'],
+    ['http --oauth-allow-emial a@b.c', 'PH_1001 unknown option --oauth-allow-emial; did you mean --oauth-allow-email?'],
+  ])('refuses %s', (line, expected) => {
+    if (typeof expected === 'string') expect(refusal(line)).toBe(expected)
+    else expect(refusal(line)).toMatch(expected)
+  })
+
+  it('are listed by http --help', () => {
+    for (const flag of ['--oauth PROVIDER', '--oauth-client-id', '--oauth-client-secret', '--oauth-scope', '--oauth-allow-email', '--oauth-allow-domain', '--oidc ISSUER_URL', '--oidc-client-id', '--oidc-client-secret', '--oidc-scope']) {
+      expect(HELP.http).toContain(`  ${flag}`)
+    }
+  })
+})

@@ -9,7 +9,8 @@ import type { Logger } from 'pino'
 import { PortholeError, isPortholeError } from '../../core/errors.js'
 import type { ClientAddress, Endpoint, EndpointProto, Owner, RequestRecord } from '../../core/endpoint.js'
 import type { Registry, TcpBindRequest } from '../../core/registry.js'
-import type { CompiledPolicy } from '../../policy/compiled.js'
+import type { CredentialKind, SessionInfo } from '../../core/session.js'
+import type { CompiledPolicy, CompileOptions } from '../../policy/compiled.js'
 import { DEFAULT_OPTIONS, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
 import { Terminal } from './terminal.js'
 
@@ -28,12 +29,24 @@ export interface ConnectionContext {
   /** ms to wait for the command once a session channel is open, and for a session at all. */
   readonly commandWaitMs: number
   readonly settleMs: number
+  /** What endpoint policies are compiled with: the login actions' session secret, OAuth provider URLs. */
+  readonly compile: CompileOptions
   /** Called once the endpoint is bound, so an edge can attach (listen, build its upstream state). */
   readonly attach: (endpoint: Endpoint, compiled: CompiledPolicy) => Promise<void> | void
 }
 
 type Accept = ((port?: number) => void) | undefined
 type Reject = (() => void) | undefined
+
+/** Who is on the other end of a connection, as the login found out. */
+export interface SessionLogin {
+  readonly owner: Owner
+  readonly credential: { readonly kind: CredentialKind, readonly id: string | null }
+  readonly fingerprint: string | null
+  readonly clientVersion: string
+  readonly remoteAddr: string
+  readonly remotePort: number
+}
 
 interface Forward {
   readonly bindAddr: string
@@ -60,6 +73,8 @@ const CTRL_D = 0x04
 export class SshConnection {
   readonly id: string
   readonly owner: Owner
+  readonly login: SessionLogin
+  readonly startedAt = new Date()
   readonly #client: Connection
   readonly #ctx: ConnectionContext
   readonly #log: Logger
@@ -73,9 +88,11 @@ export class SshConnection {
   /** Binds run one batch at a time, in request order. */
   #binding: Promise<void> = Promise.resolve()
 
-  constructor (id: string, client: Connection, owner: Owner, ctx: ConnectionContext) {
+  constructor (id: string, client: Connection, login: SessionLogin, ctx: ConnectionContext) {
     this.id = id
     this.#client = client
+    this.login = login
+    const owner = login.owner
     this.owner = owner
     this.#ctx = ctx
     this.#log = ctx.log.child({ session: id, owner: owner.id })
@@ -96,6 +113,31 @@ export class SshConnection {
 
   get endpoints (): Endpoint[] {
     return this.#forwards.flatMap((f) => (f.endpoint ? [f.endpoint] : []))
+  }
+
+  describe (): SessionInfo {
+    const socket = (this.#client as unknown as { _sock?: { bytesRead?: number, bytesWritten?: number } })._sock
+    const account = this.owner.account ?? null
+    return {
+      id: this.id,
+      account,
+      credential: this.login.credential,
+      fingerprint: this.login.fingerprint,
+      clientVersion: this.login.clientVersion,
+      remoteAddr: this.login.remoteAddr,
+      remotePort: this.login.remotePort,
+      startedAt: this.startedAt.toISOString(),
+      bytesIn: socket?.bytesRead ?? 0,
+      bytesOut: socket?.bytesWritten ?? 0,
+      endpoints: this.endpoints.map((endpoint) => ({
+        id: endpoint.id,
+        urls: this.#ctx.urlsFor(endpoint),
+        proto: endpoint.spec.proto,
+        host: endpoint.host,
+        sessionId: this.id,
+        account,
+      })),
+    }
   }
 
   // --- global requests ---------------------------------------------------------------------------------
@@ -195,7 +237,7 @@ export class SshConnection {
     const terminal = this.#terminal!
     let options: SessionOptions
     try {
-      const parsed = parseCommand(command)
+      const parsed = parseCommand(command, this.#ctx.compile)
       if (parsed.kind === 'help') {
         terminal.print(parsed.text)
         void this.#exitThenFail(0)
@@ -203,7 +245,7 @@ export class SshConnection {
       }
       terminal.output = parsed.options.output
       // Some options come on stdin (`... --upstream-tls-verify-cas - < ca.pem`): forwards wait for it.
-      options = parsed.options.stdin ? withStdin(parsed.options, await terminal.readInput(MAX_STDIN_BYTES, this.#ctx.commandWaitMs)) : parsed.options
+      options = parsed.options.stdin ? withStdin(parsed.options, await terminal.readInput(MAX_STDIN_BYTES, this.#ctx.commandWaitMs), this.#ctx.compile) : parsed.options
     } catch (error) {
       const err = isPortholeError(error) ? error : new PortholeError('PH_1002', String(error))
       terminal.error(err.toLine())
@@ -286,7 +328,7 @@ export class SshConnection {
         url,
         proto: endpoint.spec.proto,
         bind: this.#forwardOf(endpoint)!,
-      }))))
+      }))), this.owner.account)
     }
   }
 
@@ -312,7 +354,7 @@ export class SshConnection {
   async #bind (forward: Forward, options: SessionOptions): Promise<Endpoint> {
     if (forward.refusal) throw forward.refusal
     const proto = this.#protoFor(forward, options)
-    const { spec, compiled } = specFor(options, proto)
+    const { spec, compiled } = specFor(options, proto, this.#ctx.compile)
     const url = (): string => this.#ctx.urlsFor(endpoint)[0]!
     const request = {
       slot: `${forward.bindAddr}:${forward.bindPort}`,
@@ -321,10 +363,11 @@ export class SshConnection {
       dial: (client: ClientAddress) => this.#dial(forward, client),
       hooks: {
         onRequest: (record: RequestRecord) => this.#terminal?.request(record, url()),
-        onEvicted: () => {
+        onEvicted: (reason?: Error) => {
           forward.endpoint = null
-          this.#terminal?.error(new PortholeError('PH_1023', url()).toLine())
-          this.#log.info({ host: endpoint.host }, 'endpoint taken over by a newer session')
+          const line = reason instanceof PortholeError ? reason.toLine() : new PortholeError('PH_1023', url()).toLine()
+          this.#terminal?.error(line)
+          this.#log.info({ host: endpoint.host, reason: line }, 'endpoint removed by the registry')
         },
       },
     }
@@ -420,6 +463,23 @@ export class SshConnection {
     if (error) this.#terminal?.error(error.toLine())
     await this.#terminal?.exit(error ? 255 : 0)
     this.#client.end()
+  }
+
+  /**
+   * Ends the session now (operator's kill, revoked credential): endpoints are unbound at once (the owner
+   * keeps its names for the grace period, as after a disconnect), and a client that does not close its side
+   * is cut off after a moment.
+   */
+  async kill (error: PortholeError): Promise<void> {
+    for (const forward of this.#forwards) {
+      if (forward.endpoint) this.#ctx.registry.unbind(forward.endpoint)
+    }
+    this.#log.info({ code: error.code }, 'session killed')
+    const socket = (this.#client as unknown as { _sock?: { destroy: () => void } })._sock
+    const cutOff = setTimeout(() => socket?.destroy(), 2000)
+    cutOff.unref()
+    await Promise.race([this.end(error), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
+    this.#onClose()
   }
 
   #onClose (): void {

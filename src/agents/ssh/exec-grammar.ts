@@ -8,7 +8,7 @@ import { didYouMean } from '../../core/suggest.js'
 import { compilePolicy } from '../../policy/compile.js'
 import { policyFromFlags, type ModuleFlags } from '../../policy/from-flags.js'
 import type { EndpointProto, EndpointSpec } from '../../core/endpoint.js'
-import type { CompiledPolicy } from '../../policy/compiled.js'
+import type { CompiledPolicy, CompileOptions } from '../../policy/compiled.js'
 import type { PolicyDocument } from '../../policy/document.js'
 import { combinePolicies, parsePolicy } from '../../policy/parse.js'
 
@@ -65,6 +65,16 @@ const FLAGS: readonly FlagInfo[] = [
   { flag: 'ua-filter-deny', key: 'uaFilterDeny', repeatable: true, commands: ['http'], help: 'REGEX  refuse user agents matching this (RE2, repeatable; wins over allow)' },
   { flag: 'verify-webhook', key: 'verifyWebhook', repeatable: false, commands: ['http'], help: 'PROVIDER  verify webhook signatures (github, gitlab, stripe, slack, twilio, shopify, sendgrid, svix)' },
   { flag: 'verify-webhook-secret', key: 'verifyWebhookSecret', repeatable: false, commands: ['http'], help: 'SECRET  the signing secret (sendgrid: its public key)' },
+  { flag: 'oauth', key: 'oauth', repeatable: false, commands: ['http'], help: 'PROVIDER  require a login with amazon, facebook, github, gitlab, google, linkedin, microsoft or twitch' },
+  { flag: 'oauth-client-id', key: 'oauthClientId', repeatable: false, commands: ['http'], help: 'ID  your OAuth app\'s client id (callback: <endpoint URL>/porthole/oauth/callback)' },
+  { flag: 'oauth-client-secret', key: 'oauthClientSecret', repeatable: false, commands: ['http'], help: 'SECRET  your OAuth app\'s client secret' },
+  { flag: 'oauth-scope', key: 'oauthScope', repeatable: true, commands: ['http'], help: 'SCOPE  an OAuth scope to request besides the provider\'s email scopes (repeatable)' },
+  { flag: 'oauth-allow-email', key: 'oauthAllowEmail', repeatable: true, commands: ['http'], help: 'EMAIL  only let in this account (repeatable; with --oauth-allow-domain: either)' },
+  { flag: 'oauth-allow-domain', key: 'oauthAllowDomain', repeatable: true, commands: ['http'], help: 'DOMAIN  only let in accounts whose email is at this domain (repeatable)' },
+  { flag: 'oidc', key: 'oidc', repeatable: false, commands: ['http'], help: 'ISSUER_URL  require an OpenID Connect login with this provider (discovered at /.well-known/openid-configuration)' },
+  { flag: 'oidc-client-id', key: 'oidcClientId', repeatable: false, commands: ['http'], help: 'ID  your OpenID client id (redirect URI: <endpoint URL>/porthole/oauth/callback)' },
+  { flag: 'oidc-client-secret', key: 'oidcClientSecret', repeatable: false, commands: ['http'], help: 'SECRET  your OpenID client secret' },
+  { flag: 'oidc-scope', key: 'oidcScope', repeatable: true, commands: ['http'], help: 'SCOPE  a scope to request besides openid, email and profile (repeatable)' },
   { flag: 'compression', key: 'compression', repeatable: false, boolean: true, commands: ['http'], help: '  compress responses (gzip, deflate, br) for clients that accept it' },
   { flag: 'circuit-breaker', key: 'circuitBreaker', repeatable: false, commands: ['http'], help: 'RATIO  answer 503 for a while once this share (0-1) of recent responses were 5xx' },
   { flag: 'traffic-policy', key: 'trafficPolicy', repeatable: false, commands: ALL, help: "'DOC'  a traffic policy document (YAML or JSON, ngrok's format), after the flags' rules" },
@@ -124,6 +134,8 @@ export const TOP_HELP = [
 const NO_FLAGS: ModuleFlags = {
   basicAuth: [], cidrAllow: [], cidrDeny: [], requestHeaderAdd: [], requestHeaderRemove: [], responseHeaderAdd: [], responseHeaderRemove: [],
   uaFilterAllow: [], uaFilterDeny: [], circuitBreaker: [], verifyWebhook: [], verifyWebhookSecret: [],
+  oauth: [], oauthClientId: [], oauthClientSecret: [], oauthScope: [], oauthAllowEmail: [], oauthAllowDomain: [],
+  oidc: [], oidcClientId: [], oidcClientSecret: [], oidcScope: [],
 }
 
 const BOTH_SCHEMES = { http: true, https: true } as const
@@ -134,9 +146,10 @@ export const DEFAULT_OPTIONS: SessionOptions = {
   command: null, policy: {}, hostHeader: undefined, schemes: BOTH_SCHEMES, upstream: PLAIN_UPSTREAM, proxyProto: 0, output: 'text', stdin: null,
 }
 
-/** The spec and compiled policy a forward of `proto` is bound with. Throws PH_10xx if they do not fit. */
-export function specFor (options: SessionOptions, proto: EndpointProto): { spec: EndpointSpec, compiled: CompiledPolicy } {
-  const compiled = compilePolicy(options.policy, proto)
+/** The spec and compiled policy a forward of `proto` is bound with. Throws PH_10xx if they do not fit.
+ *  `compile` is what the gateway lends the policy (the login actions' session secret, OAuth provider URLs). */
+export function specFor (options: SessionOptions, proto: EndpointProto, compile: CompileOptions = {}): { spec: EndpointSpec, compiled: CompiledPolicy } {
+  const compiled = compilePolicy(options.policy, proto, compile)
   const spec: EndpointSpec = proto === 'http'
     ? { proto, policy: options.policy, schemes: options.schemes, upstream: options.upstream, ...(options.hostHeader !== undefined ? { hostHeader: options.hostHeader } : {}) }
     : { proto, policy: options.policy, schemes: BOTH_SCHEMES, upstream: PLAIN_UPSTREAM, proxyProto: options.proxyProto }
@@ -150,10 +163,10 @@ function isCommand (word: string): word is Command {
 }
 
 /** Completes options that wait for stdin: validates the CA certificates and returns the options to bind with. */
-export function withStdin (options: SessionOptions, input: string): SessionOptions {
+export function withStdin (options: SessionOptions, input: string, compile: CompileOptions = {}): SessionOptions {
   if (options.stdin === 'traffic-policy-file') {
     const completed = { ...options, policy: combinePolicies(options.policy, parsePolicy(input)), stdin: null }
-    specFor(completed, options.command ?? 'http') // validate before anything binds
+    specFor(completed, options.command ?? 'http', compile) // validate before anything binds
     return completed
   }
   if (options.stdin !== 'upstream-tls-verify-cas') return options
@@ -168,7 +181,7 @@ export function withStdin (options: SessionOptions, input: string): SessionOptio
 }
 
 /** Parses an exec string. Throws a PortholeError (PH_10xx) for anything it cannot honour. */
-export function parseCommand (commandLine: string): ParsedCommand {
+export function parseCommand (commandLine: string, compile: CompileOptions = {}): ParsedCommand {
   // yargs-parser reads a lone '-' as a positional (the stdin convention), not as the value of the flag before it.
   const line = commandLine.replace(/(--upstream-tls-verify-cas|--traffic-policy-file)\s+-(?=\s|$)/g, '$1=-')
   const argv = yargsParser(line, {
@@ -278,6 +291,6 @@ export function parseCommand (commandLine: string): ParsedCommand {
     output,
     stdin: casFromStdin ? 'upstream-tls-verify-cas' : policyFromStdin ? 'traffic-policy-file' : null,
   }
-  specFor(options, allowed) // validates every value now, so a bad one is refused before anything binds
+  specFor(options, allowed, compile) // validates every value now, so a bad one is refused before anything binds
   return { kind: 'options', options }
 }

@@ -7,17 +7,25 @@ import ssh2, { type AuthContext, type Connection } from 'ssh2'
 import type { Logger } from 'pino'
 import { PortholeError } from '../../core/errors.js'
 import type { Owner } from '../../core/endpoint.js'
+import type { SessionDirectory, SessionInfo } from '../../core/session.js'
 import type { AuthorizedKeys } from '../../identity/authorized-keys.js'
 import { fingerprint } from '../../identity/fingerprint.js'
-import { SshConnection, type ConnectionContext } from './connection.js'
+import { aclAllows } from '../../identity/acl.js'
+import type { Identity } from '../../identity/identity.js'
+import { SshConnection, type ConnectionContext, type SessionLogin } from './connection.js'
 import { batchWritesPerTick } from './batch-writes.js'
+import { LoginThrottle } from './login-throttle.js'
 
 const { Server, utils } = ssh2
 
 export interface SshAgentOptions {
   readonly hostKeys: Buffer[]
   readonly authorizedKeys: AuthorizedKeys
-  readonly anonymous: boolean
+  /** Accounts with their keys and authtokens (checked before authorized_keys). */
+  readonly identity: Identity
+  /** Asked at each login: accounts created at run time turn anonymous access off. */
+  readonly anonymous: () => boolean
+  readonly throttle?: LoginThrottle
   readonly keepaliveIntervalMs: number
   readonly keepaliveCountMax: number
   readonly maxSessions: number
@@ -55,7 +63,32 @@ function verifySignature (ctx: AuthContext & { method: 'publickey' }): boolean {
   return key.verify(ctx.blob!, ctx.signature!, ctx.hashAlgo) === true
 }
 
-export class SshAgent {
+type Login = Pick<SessionLogin, 'owner' | 'credential' | 'fingerprint'>
+
+/** What one connection's login attempts found so far. */
+interface LoginState {
+  readonly ip: string
+  login: Login | null
+  /** The fingerprint of a key we refused: the keyboard-interactive instruction names it. */
+  refusedKey: string | null
+  /** Once a keyboard-interactive round failed it is not offered again (Dropbear would retry it forever). */
+  interactiveFailed: boolean
+  tokenFailures: number
+  /** Ends the connection (too many failures). */
+  drop: () => void
+}
+
+/** Wrong authtokens one connection may send before it is dropped (OpenSSH clients try 3 by default). */
+const MAX_TOKEN_FAILURES = 3
+
+/** An account's owner: names belong to the account, binds are checked against the credential's ACL. */
+function accountOwner (account: string, acl: readonly string[], credential: string): Owner {
+  const owner: Owner = { id: `account:${account}`, persistent: true, known: true, account }
+  if (acl.length === 0) return owner
+  return { ...owner, refuses: (key) => (aclAllows(acl, key) ? null : `${credential} may bind only ${acl.join(', ')}`) }
+}
+
+export class SshAgent implements SessionDirectory {
   readonly #options: SshAgentOptions
   readonly #log: Logger
   readonly #server: InstanceType<typeof Server>
@@ -64,11 +97,15 @@ export class SshAgent {
   readonly #listener: NetServer
   /** Connections not yet logged in, per source address. */
   readonly #unauthenticated = new Map<string, number>()
+  readonly #throttle: LoginThrottle
   #closing = false
 
   constructor (options: SshAgentOptions) {
     this.#options = options
     this.#log = options.log
+    this.#throttle = options.throttle ?? new LoginThrottle()
+    // A removed key, revoked authtoken or deleted account ends the sessions it opened.
+    options.identity.onChange(() => this.#dropRevoked())
     this.#server = new Server({
       hostKeys: options.hostKeys,
       ident: 'Porthole',
@@ -131,6 +168,27 @@ export class SshAgent {
     return [...this.#connections.values()]
   }
 
+  sessions (): SessionInfo[] {
+    return this.connections.map((connection) => connection.describe())
+  }
+
+  async kill (id: string): Promise<boolean> {
+    const connection = this.#connections.get(id)
+    if (!connection) return false
+    await connection.kill(new PortholeError('PH_1026'))
+    return true
+  }
+
+  #dropRevoked (): void {
+    const { identity } = this.#options
+    for (const connection of this.connections) {
+      const { kind, id } = connection.login.credential
+      const gone = (kind === 'key' && !identity.listKeys().some((k) => k.id === id)) ||
+        (kind === 'token' && !identity.listTokens().some((t) => t.id === id))
+      if (gone) void connection.kill(new PortholeError('PH_1026'))
+    }
+  }
+
   listen (host: string, port: number): Promise<AddressInfo> {
     return listenOn(this.#listener, host, port)
   }
@@ -147,8 +205,14 @@ export class SshAgent {
     const socket = (client as unknown as { _sock: Socket & { [LOGGED_IN]?: () => void } })._sock
     batchWritesPerTick(socket)
 
-    let owner: Owner | null = null
-    let refusedKey: string | null = null
+    const state: LoginState = {
+      ip: info.ip,
+      login: null,
+      refusedKey: null,
+      interactiveFailed: false,
+      tokenFailures: 0,
+      drop: () => socket.destroy(),
+    }
     let attempts = 0
     client.on('authentication', (ctx) => {
       // Guessing forever on one connection is bounded too (the login deadline bounds the time).
@@ -158,22 +222,22 @@ export class SshAgent {
         return
       }
       // ctx.accept() emits 'ready' synchronously, so the owner is recorded before accepting.
-      this.#authenticate(ctx, refusedKey, (result) => {
-        if (result.refusedKey) refusedKey = result.refusedKey
-        if (result.owner) owner = result.owner
-      })
+      this.#authenticate(ctx, state)
     })
     client.once('ready', () => {
       socket[LOGGED_IN]?.()
-      if (!owner) return socket.destroy()
+      const login = state.login
+      if (!login) return socket.destroy()
+      const owner = login.owner
       const sameOwner = this.connections.filter((c) => c.owner.id === owner!.id).length
       if (this.#connections.size >= this.#options.maxSessions || (owner.persistent && sameOwner >= this.#options.maxSessionsPerKey)) {
         log.warn({ owner: owner.id, sessions: this.#connections.size }, 'refused: too many sessions')
         socket.destroy()
         return
       }
-      log.info({ owner: owner.id, client: info.header?.versions?.software }, 'ssh session started')
-      const connection = new SshConnection(id, client, owner, { ...this.#options.connection, log })
+      const clientVersion = info.header?.versions?.software ?? ''
+      log.info({ owner: owner.id, credential: login.credential, client: clientVersion }, 'ssh session started')
+      const connection = new SshConnection(id, client, { ...login, clientVersion, remoteAddr: info.ip, remotePort: info.port }, { ...this.#options.connection, log })
       this.#connections.set(id, connection)
       client.once('close', () => {
         this.#connections.delete(id)
@@ -182,15 +246,24 @@ export class SshAgent {
     })
   }
 
-  #authenticate (ctx: AuthContext, refusedKey: string | null, note: (result: { owner?: Owner, refusedKey?: string }) => void): void {
-    const { authorizedKeys, anonymous } = this.#options
+  /** Records the login in `state` before accepting: ctx.accept() emits 'ready' synchronously. */
+  #authenticate (ctx: AuthContext, state: LoginState): void {
+    const { authorizedKeys, identity } = this.#options
+    const anonymous = this.#options.anonymous()
+    // Password methods are offered only when there is an authtoken that could match.
+    const methods = (): Array<'publickey' | 'keyboard-interactive' | 'password'> => [
+      'publickey',
+      ...(state.interactiveFailed ? [] : ['keyboard-interactive' as const]),
+      ...(identity.hasTokens ? ['password' as const] : []),
+    ]
     if (ctx.method === 'publickey') {
       const print = fingerprint(ctx.key.data)
-      const known = authorizedKeys.find(ctx.key.data)
+      const record = identity.findKey(ctx.key.data)
+      const known = record ?? authorizedKeys.find(ctx.key.data)
       if (!known && !anonymous) {
         this.#log.info({ key: print, user: ctx.username }, 'refused: key not authorized')
-        note({ refusedKey: print })
-        ctx.reject(['publickey', 'keyboard-interactive'])
+        state.refusedKey = print
+        ctx.reject(methods())
         return
       }
       if (!ctx.signature) {
@@ -198,25 +271,72 @@ export class SshAgent {
         return
       }
       if (!verifySignature(ctx)) {
-        ctx.reject(['publickey', 'keyboard-interactive'])
+        ctx.reject(methods())
         return
       }
-      note({ owner: { id: print, persistent: true } })
+      state.login = (
+        record
+          ? { owner: accountOwner(record.account, record.acl, `key ${print}`), credential: { kind: 'key', id: record.id }, fingerprint: print }
+          : { owner: { id: print, persistent: true, known: known !== undefined }, credential: { kind: known ? 'authorized-key' : 'anonymous', id: null }, fingerprint: print }
+      )
       ctx.accept()
+      return
+    }
+    if (ctx.method === 'password') {
+      this.#checkToken(state, ctx.password, () => ctx.accept(), () => ctx.reject(methods()))
       return
     }
     if (ctx.method === 'keyboard-interactive') {
       if (anonymous) {
-        note({ owner: { id: `anon:${randomUUID()}`, persistent: false } })
+        state.login = { owner: { id: `anon:${randomUUID()}`, persistent: false }, credential: { kind: 'anonymous', id: null }, fingerprint: null }
         ctx.accept()
         return
       }
-      // No prompts, just the reason: OpenSSH and Dropbear print the instruction text to the user.
-      const reason = new PortholeError('PH_1020', refusedKey ?? '(none offered)').toLine()
-      ctx.prompt([], 'Porthole', reason, () => ctx.reject(['publickey']))
+      // The reason goes in the instruction text: OpenSSH and Dropbear print it to the user.
+      const reason = new PortholeError('PH_1020', state.refusedKey ?? '(none offered)').toLine()
+      if (!identity.hasTokens) {
+        ctx.prompt([], 'Porthole', reason, () => ctx.reject(['publickey']))
+        return
+      }
+      const instructions = state.refusedKey ? `${reason}\nLog in with an authtoken instead, or press Enter to stop.` : 'Log in with a Porthole authtoken.'
+      ctx.prompt([{ prompt: 'Authtoken: ', echo: false }], 'Porthole', instructions, (answers) => {
+        this.#checkToken(state, answers[0] ?? '', () => ctx.accept(), () => {
+          state.interactiveFailed = true
+          ctx.reject(methods())
+        })
+      })
       return
     }
-    ctx.reject(['publickey', 'keyboard-interactive'])
+    ctx.reject(methods())
+  }
+
+  /** An authtoken given as password; failures from one address are answered ever more slowly. */
+  #checkToken (state: LoginState, text: string, accept: () => void, reject: () => void): void {
+    const ip = state.ip
+    if (text.trim() === '') {
+      reject()
+      return
+    }
+    const delay = this.#throttle.delayMs(ip)
+    const check = async (): Promise<void> => {
+      const record = await this.#options.identity.verifyToken(text)
+      if (!record) {
+        this.#throttle.failed(ip)
+        this.#log.info({ ip, delayMs: delay }, new PortholeError('PH_1024').toLine())
+        if (++state.tokenFailures >= MAX_TOKEN_FAILURES) state.drop()
+        else reject()
+        return
+      }
+      this.#throttle.succeeded(ip)
+      state.login = { owner: accountOwner(record.account, record.acl, `authtoken ${record.id}`), credential: { kind: 'token', id: record.id }, fingerprint: null }
+      accept()
+    }
+    setTimeout(() => {
+      check().catch((error: unknown) => {
+        this.#log.error({ err: (error as Error).message }, 'authtoken check failed')
+        reject()
+      })
+    }, delay).unref()
   }
 
   /** Stops accepting, tells connected users why, and closes their sessions. */

@@ -83,13 +83,15 @@ export class Terminal {
     else this.#write(line, true)
   }
 
-  endpoints (lines: readonly EndpointLine[]): void {
+  /** The banner; `account` (text output only) says whose endpoints these are when logged in as an account. */
+  endpoints (lines: readonly EndpointLine[], account?: string): void {
     if (this.#output === 'json') {
       for (const line of lines) this.#write(JSON.stringify({ event: 'endpoint', url: line.url, proto: line.proto, bind: line.bind }))
       return
     }
     const width = 'Forwarding'.length + 2
-    this.#write(['Porthole', ...lines.map((line) => `${'Forwarding'.padEnd(width)}${line.url}`)].join('\n'))
+    const head = account ? ['Porthole', `${'Account'.padEnd(width)}${account}`] : ['Porthole']
+    this.#write([...head, ...lines.map((line) => `${'Forwarding'.padEnd(width)}${line.url}`)].join('\n'))
   }
 
   request (record: RequestRecord, url: string): void {

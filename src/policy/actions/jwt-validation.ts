@@ -2,11 +2,12 @@
 // signed by a key of the configured JWKS URLs (fetched and cached by jose), with an allowed algorithm,
 // issuer and audience; else 401 PH_3106 with a Bearer challenge. The one asynchronous action: keys may
 // have to be fetched, so the edge waits for its answer.
-import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose'
+import { createRemoteJWKSet, customFetch, jwtVerify, type JWTVerifyGetKey } from 'jose'
 import { z } from 'zod'
 import { PortholeError } from '../../core/errors.js'
 import type { JwtValidationAction } from '../document.js'
-import type { HttpRequestContext, RequestStep } from '../compiled.js'
+import type { CompileOptions, HttpRequestContext, RequestStep } from '../compiled.js'
+import { policyFetch, refusedUrl } from '../outbound.js'
 
 const allowList = z.strictObject({ allow_list: z.array(z.strictObject({ value: z.string().min(1) })).min(1) })
 const configSchema = z.strictObject({
@@ -48,7 +49,7 @@ function tokenOf (ctx: HttpRequestContext, tokens: Config['http']['tokens']): st
   return undefined
 }
 
-export function compileJwtValidation (action: JwtValidationAction): RequestStep {
+export function compileJwtValidation (action: JwtValidationAction, compile: CompileOptions = {}): RequestStep {
   const parsed = configSchema.safeParse(action.config)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!
@@ -56,7 +57,12 @@ export function compileJwtValidation (action: JwtValidationAction): RequestStep 
   }
   const config = parsed.data
   // jose caches each key set, refetching on an unknown kid (at most every 30 s) and after 10 minutes.
-  const keySets: JWTVerifyGetKey[] = config.jws.keys.sources.additional_jkus.map((url) => createRemoteJWKSet(new URL(url), { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000 }))
+  const allowPrivate = compile.allowPrivateUrls === true
+  const keySets: JWTVerifyGetKey[] = config.jws.keys.sources.additional_jkus.map((url, index) => {
+    const refusal = refusedUrl(url, allowPrivate)
+    if (refusal) throw new PortholeError('PH_1008', `config.jws.keys.sources.additional_jkus.${index}: ${refusal} (the gateway fetches only public addresses)`)
+    return createRemoteJWKSet(new URL(url), { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000, [customFetch]: policyFetch(allowPrivate) as never })
+  })
   const options = {
     issuer: config.issuer.allow_list.map((entry) => entry.value),
     audience: config.audience.allow_list.map((entry) => entry.value),

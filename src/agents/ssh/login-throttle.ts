@@ -1,0 +1,42 @@
+// Slows down password (authtoken) guessing per source address: the first few failures cost nothing (typos),
+// then each further attempt from that address waits twice as long as the last, up to a ceiling. Addresses
+// are forgotten after a quiet period, and only so many are tracked (a bounded LRU).
+import { LRUCache } from 'lru-cache'
+
+export interface LoginThrottleOptions {
+  readonly freeFailures?: number
+  readonly baseDelayMs?: number
+  readonly maxDelayMs?: number
+  readonly forgetAfterMs?: number
+}
+
+export class LoginThrottle {
+  readonly #failures: LRUCache<string, { count: number }>
+  readonly #free: number
+  readonly #baseMs: number
+  readonly #maxMs: number
+
+  constructor (options: LoginThrottleOptions = {}) {
+    this.#free = options.freeFailures ?? 3
+    this.#baseMs = options.baseDelayMs ?? 1000
+    this.#maxMs = options.maxDelayMs ?? 30_000
+    this.#failures = new LRUCache({ max: 10_000, ttl: options.forgetAfterMs ?? 15 * 60_000 })
+  }
+
+  /** How long the next attempt from `ip` waits before it is checked. */
+  delayMs (ip: string): number {
+    const count = this.#failures.get(ip)?.count ?? 0
+    if (count < this.#free) return 0
+    return Math.min(this.#baseMs * 2 ** (count - this.#free), this.#maxMs)
+  }
+
+  failed (ip: string): void {
+    const entry = this.#failures.get(ip)
+    // set() again restarts the quiet period.
+    this.#failures.set(ip, { count: (entry?.count ?? 0) + 1 })
+  }
+
+  succeeded (ip: string): void {
+    this.#failures.delete(ip)
+  }
+}
