@@ -11,6 +11,7 @@ import { FileIdentityStore } from './identity/file-store.js'
 import { Identity } from './identity/identity.js'
 import { loadHostKeys } from './agents/ssh/host-keys.js'
 import { SshAgent } from './agents/ssh/server.js'
+import { ApiServer } from './api/server.js'
 import { HttpEdge } from './edge/http-edge.js'
 import { TcpEdge } from './edge/tcp-edge.js'
 import { TlsEdge } from './edge/tls-edge.js'
@@ -25,6 +26,8 @@ export interface RunningGateway {
   readonly sshPort: number
   readonly httpPort: number
   readonly httpsPort: number
+  /** The admin API's port; null when --api-addr is off. */
+  readonly apiPort: number | null
   /** The local CA's certificate (PEM): what clients trust to verify https endpoints. */
   readonly caPem: string
   readonly ssh: SshAgent
@@ -117,10 +120,22 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     certs.close()
     throw error
   }
+  // The admin API, on its own listener; it shows the SSH agent's live sessions.
+  const api = config.apiAddr ? new ApiServer({ identity, sessions: ssh, log: log.child({ component: 'api' }) }) : null
+  let apiAddress = null
+  try {
+    apiAddress = api && config.apiAddr ? await api.listen(config.apiAddr.host, config.apiAddr.port) : null
+  } catch (error) {
+    await ssh.close()
+    await Promise.all([edge.close(), tls.close()])
+    certs.close()
+    throw error
+  }
   log.info({
     ssh: `${sshAddress.address}:${sshAddress.port}`,
     http: `${http.address}:${http.port}`,
     https: `${https.address}:${https.port}`,
+    api: apiAddress ? `${apiAddress.address}:${apiAddress.port}` : 'off',
     domain: config.domain,
     anonymous: config.allowAnonymous || (config.anonymous && !identity.hasCredentials),
     keys: authorizedKeys.size,
@@ -143,9 +158,11 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     sshPort: sshAddress.port,
     httpPort: http.port,
     httpsPort: https.port,
+    apiPort: apiAddress?.port ?? null,
     caPem: certs.caPem,
     close () {
       closing ??= (async () => {
+        await api?.close()
         await ssh.close()
         policyLogChannel.unsubscribe(onPolicyLog)
         for (const endpoint of registry.endpoints()) registry.unbind(endpoint)
