@@ -7,6 +7,7 @@ import { didYouMean } from '../core/suggest.js'
 import { startGateway } from '../gateway.js'
 import { storedCredentialsExist } from '../identity/file-store.js'
 import { createLogger } from '../log.js'
+import { COMMANDS, commandsHelp, runAdmin } from './admin.js'
 
 const BOOLEAN_FLAGS = ['allow-anonymous', 'policy-private-urls']
 const ARRAY_FLAGS = ['authorized-keys']
@@ -44,6 +45,16 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
 `
 
+const HELP = `Usage: porthole <command> ...
+
+${commandsHelp([['porthole serve [flags]', 'run the gateway (porthole serve --help lists its flags)']])}
+Every command but serve and api-keys create is a client of the gateway's admin API:
+  --api-url URL   (default http://127.0.0.1:4040, or PORTHOLE_API_URL)
+  --api-key KEY   (or PORTHOLE_API_KEY; make the first with porthole api-keys create on the gateway host)
+  --json          print the API's JSON
+porthole <command> --help shows a command's arguments and flags.
+`
+
 function version (): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
   return pkg.version
@@ -78,11 +89,13 @@ export async function main (args: string[]): Promise<number | undefined> {
     return 0
   }
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(USAGE)
+    process.stdout.write(HELP)
     return command === undefined ? 1 : 0
   }
+  if (Object.hasOwn(COMMANDS, command)) return runAdmin(command, rest)
   if (command !== 'serve') {
-    process.stderr.write(`PH_2001: unknown command ${JSON.stringify(command)}; run porthole --help\n`)
+    const known = ['serve', ...Object.keys(COMMANDS)]
+    process.stderr.write(`PH_2001: unknown command ${JSON.stringify(command)}${didYouMean(command, known, '') || ''} (porthole --help lists commands)\n`)
     return 2
   }
   let config

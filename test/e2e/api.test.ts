@@ -2,6 +2,7 @@
 // pagination, no hashes in any answer, and DELETE /api/sessions/{id} dropping a live tunnel of a real `ssh`.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect, eventually, fetchVia, FIXTURES, startTestGateway, startUpstream, type TestGateway } from './harness.js'
@@ -85,7 +86,7 @@ describe('admin API', () => {
     it('refuses a streamed (chunked) body over the limit too, and the server keeps serving', async () => {
       const big = Buffer.alloc(200 * 1024, 'a')
       async function * chunks (): AsyncGenerator<Buffer> { for (let i = 0; i < big.length; i += 16 * 1024) yield big.subarray(i, i + 16 * 1024) }
-      const response = await request(`http://127.0.0.1:${gw.apiPort}/api/accounts`, { method: 'POST', headers: { authorization: `Bearer ${key}` }, body: chunks() })
+      const response = await request(`http://127.0.0.1:${gw.apiPort}/api/accounts`, { method: 'POST', headers: { authorization: `Bearer ${key}` }, body: Readable.from(chunks()) })
         .then(async (r) => ({ status: r.statusCode, body: await r.body.json() as { error_code: string } }), (error: Error) => ({ status: 0, body: { error_code: error.message } }))
       // The server may close before the client finished sending; when the answer arrives it is the 413.
       if (response.status !== 0) expect(response).toMatchObject({ status: 413, body: { error_code: 'PH_5007' } })
