@@ -7,8 +7,6 @@ import { resolve } from 'node:path'
 import yargsParser from 'yargs-parser'
 import { PortholeError, isPortholeError } from '../core/errors.js'
 import { didYouMean } from '../core/suggest.js'
-import { FileIdentityStore } from '../identity/file-store.js'
-import { Identity } from '../identity/identity.js'
 import { ApiClient, CliError } from './api-client.js'
 import { bytes, table } from './table.js'
 
@@ -226,6 +224,7 @@ export const COMMANDS: Record<string, Record<string, Verb>> = {
       flags: ['description', 'data-dir'],
       run: async ({ description, dataDir, json }, io) => {
         const dir = resolve(dataDir ?? io.env.PORTHOLE_DATA_DIR ?? './keys')
+        const [{ FileIdentityStore }, { Identity }] = await Promise.all([import('../identity/file-store.js'), import('../identity/identity.js')])
         let store
         try {
           store = new FileIdentityStore(dir)
