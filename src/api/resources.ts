@@ -81,8 +81,27 @@ export function routes (identity: Identity, sessions: SessionDirectory): Route[]
     ({ status: 200, body: paginate(resource, path(resource), items, idOf, ctx.query, toJson) })
   const created = <T extends { uri: string }>(body: T) => ({ status: 201, body, location: body.uri })
 
+  /** GET /api/<resource>[?account=], GET and DELETE /api/<resource>/{id} of a stored record kind. */
+  const stored = <T extends { id: string }>(resource: string, what: string, items: (account?: string) => T[], toJson: (item: T) => unknown, remove: (id: string) => Promise<void>, byAccount = true): Route[] => [
+    {
+      method: 'GET',
+      pattern: `/api/${resource}`,
+      query: byAccount ? LIST_BY_ACCOUNT : LIST_QUERY,
+      handle: (ctx) => list(resource, items(byAccount ? accountFilter(identity, ctx.query) : undefined), (item) => item.id, ctx, toJson),
+    },
+    { method: 'GET', pattern: `/api/${resource}/{id}`, handle: ({ params }) => ({ status: 200, body: toJson(found(items().find((item) => item.id === params.id), what, params.id!)) }) },
+    {
+      method: 'DELETE',
+      pattern: `/api/${resource}/{id}`,
+      handle: async ({ params }) => {
+        await remove(params.id!)
+        return noContent
+      },
+    },
+  ]
+
   return [
-    // --- accounts
+    // --- accounts (named, not numbered: the name is the id)
     { method: 'GET', pattern: '/api/accounts', query: LIST_QUERY, handle: (ctx) => list('accounts', identity.listAccounts(), (a) => a.name, ctx, json.account) },
     {
       method: 'POST',
@@ -100,7 +119,7 @@ export function routes (identity: Identity, sessions: SessionDirectory): Route[]
     },
 
     // --- SSH keys
-    { method: 'GET', pattern: '/api/keys', query: LIST_BY_ACCOUNT, handle: (ctx) => list('keys', identity.listKeys(accountFilter(identity, ctx.query)), (k) => k.id, ctx, json.key) },
+    ...stored('keys', 'key', (account) => identity.listKeys(account), json.key, (id) => identity.removeKey(id)),
     {
       method: 'POST',
       pattern: '/api/keys',
@@ -110,18 +129,9 @@ export function routes (identity: Identity, sessions: SessionDirectory): Route[]
         return created(json.key(record))
       },
     },
-    { method: 'GET', pattern: '/api/keys/{id}', handle: ({ params }) => ({ status: 200, body: json.key(found(identity.listKeys().find((k) => k.id === params.id), 'key', params.id!)) }) },
-    {
-      method: 'DELETE',
-      pattern: '/api/keys/{id}',
-      handle: async ({ params }) => {
-        await identity.removeKey(params.id!)
-        return noContent
-      },
-    },
 
-    // --- authtokens (the secret is in the creation response only)
-    { method: 'GET', pattern: '/api/tokens', query: LIST_BY_ACCOUNT, handle: (ctx) => list('tokens', identity.listTokens(accountFilter(identity, ctx.query)), (t) => t.id, ctx, json.token) },
+    // --- authtokens (the secret is in the creation answer only)
+    ...stored('tokens', 'token', (account) => identity.listTokens(account), json.token, (id) => identity.revokeToken(id)),
     {
       method: 'POST',
       pattern: '/api/tokens',
@@ -131,23 +141,9 @@ export function routes (identity: Identity, sessions: SessionDirectory): Route[]
         return created({ ...json.token(record), token })
       },
     },
-    { method: 'GET', pattern: '/api/tokens/{id}', handle: ({ params }) => ({ status: 200, body: json.token(found(identity.listTokens().find((t) => t.id === params.id), 'token', params.id!)) }) },
-    {
-      method: 'DELETE',
-      pattern: '/api/tokens/{id}',
-      handle: async ({ params }) => {
-        await identity.revokeToken(params.id!)
-        return noContent
-      },
-    },
 
     // --- reservations
-    {
-      method: 'GET',
-      pattern: '/api/reservations',
-      query: LIST_BY_ACCOUNT,
-      handle: (ctx) => list('reservations', identity.listReservations(accountFilter(identity, ctx.query)), (r) => r.id, ctx, json.reservation),
-    },
+    ...stored('reservations', 'reservation', (account) => identity.listReservations(account), json.reservation, (id) => identity.unreserve(id)),
     {
       method: 'POST',
       pattern: '/api/reservations',
@@ -156,17 +152,15 @@ export function routes (identity: Identity, sessions: SessionDirectory): Route[]
         return created(json.reservation(await identity.reserve(checkAccountName(input.account), input.kind, String(input.value))))
       },
     },
+
+    // --- admin API keys (the key is in the creation answer only)
+    ...stored('api_keys', 'API key', () => identity.listApiKeys(), json.apiKey, (id) => identity.revokeApiKey(id), false),
     {
-      method: 'GET',
-      pattern: '/api/reservations/{id}',
-      handle: ({ params }) => ({ status: 200, body: json.reservation(found(identity.listReservations().find((r) => r.id === params.id), 'reservation', params.id!)) }),
-    },
-    {
-      method: 'DELETE',
-      pattern: '/api/reservations/{id}',
-      handle: async ({ params }) => {
-        await identity.unreserve(params.id!)
-        return noContent
+      method: 'POST',
+      pattern: '/api/api_keys',
+      handle: async ({ body }) => {
+        const { record, key } = await identity.createApiKey({ description: parseBody(bodies.apiKey, body).description })
+        return created({ ...json.apiKey(record), key })
       },
     },
 
@@ -196,30 +190,6 @@ export function routes (identity: Identity, sessions: SessionDirectory): Route[]
       pattern: '/api/sessions/{id}',
       handle: async ({ params }) => {
         if (!(await sessions.kill(params.id!))) throw new PortholeError('PH_5003', `session ${JSON.stringify(params.id)}`)
-        return noContent
-      },
-    },
-
-    // --- admin API keys (the key is in the creation response only)
-    { method: 'GET', pattern: '/api/api_keys', query: LIST_QUERY, handle: (ctx) => list('api_keys', identity.listApiKeys(), (k) => k.id, ctx, json.apiKey) },
-    {
-      method: 'POST',
-      pattern: '/api/api_keys',
-      handle: async ({ body }) => {
-        const { record, key } = await identity.createApiKey({ description: parseBody(bodies.apiKey, body).description })
-        return created({ ...json.apiKey(record), key })
-      },
-    },
-    {
-      method: 'GET',
-      pattern: '/api/api_keys/{id}',
-      handle: ({ params }) => ({ status: 200, body: json.apiKey(found(identity.listApiKeys().find((k) => k.id === params.id), 'API key', params.id!)) }),
-    },
-    {
-      method: 'DELETE',
-      pattern: '/api/api_keys/{id}',
-      handle: async ({ params }) => {
-        await identity.revokeApiKey(params.id!)
         return noContent
       },
     },

@@ -96,14 +96,7 @@ export const COMMANDS: Record<string, Record<string, Verb>> = {
       summary: 'list accounts',
       run: (parsed, io) => printList(io, parsed, '/api/accounts', 'accounts', ['NAME', 'CREATED'], (a) => [a.name, date(a.created_at)]),
     },
-    delete: {
-      usage: 'NAME',
-      summary: 'delete an account with its keys, tokens and reservations',
-      run: async ({ args }, io) => {
-        await io.api().request('DELETE', `/api/accounts/${encodeURIComponent(args[0]!)}`)
-        io.out(`Deleted account ${args[0]}\n`)
-      },
-    },
+    delete: deleteVerb('accounts', 'NAME', 'delete an account with its keys, tokens and reservations', 'Deleted account'),
   },
   keys: {
     add: {
@@ -126,14 +119,7 @@ export const COMMANDS: Record<string, Record<string, Verb>> = {
       run: (parsed, io) => printList(io, parsed, `/api/keys${accountQuery(parsed.args[0])}`, 'keys', ['ID', 'ACCOUNT', 'FINGERPRINT', 'ACL', 'DESCRIPTION'],
         (k) => [k.id, k.account, k.fingerprint, acl(k.acl), k.description]),
     },
-    remove: {
-      usage: 'ID',
-      summary: 'remove a key (its sessions end)',
-      run: async ({ args }, io) => {
-        await io.api().request('DELETE', `/api/keys/${encodeURIComponent(args[0]!)}`)
-        io.out(`Removed key ${args[0]}\n`)
-      },
-    },
+    remove: deleteVerb('keys', 'ID', 'remove a key (its sessions end)', 'Removed key'),
   },
   tokens: {
     create: {
@@ -153,14 +139,7 @@ export const COMMANDS: Record<string, Record<string, Verb>> = {
       run: (parsed, io) => printList(io, parsed, `/api/tokens${accountQuery(parsed.args[0])}`, 'tokens', ['ID', 'ACCOUNT', 'ACL', 'DESCRIPTION', 'CREATED'],
         (t) => [t.id, t.account, acl(t.acl), t.description, date(t.created_at)]),
     },
-    revoke: {
-      usage: 'ID',
-      summary: 'revoke an authtoken (its sessions end)',
-      run: async ({ args }, io) => {
-        await io.api().request('DELETE', `/api/tokens/${encodeURIComponent(args[0]!)}`)
-        io.out(`Revoked authtoken ${args[0]}\n`)
-      },
-    },
+    revoke: deleteVerb('tokens', 'ID', 'revoke an authtoken (its sessions end)', 'Revoked authtoken'),
   },
   reserve: {
     domain: {
@@ -183,14 +162,7 @@ export const COMMANDS: Record<string, Record<string, Verb>> = {
     },
   },
   unreserve: {
-    '': {
-      usage: 'ID',
-      summary: 'remove a reservation',
-      run: async ({ args }, io) => {
-        await io.api().request('DELETE', `/api/reservations/${encodeURIComponent(args[0]!)}`)
-        io.out(`Removed reservation ${args[0]}\n`)
-      },
-    },
+    '': deleteVerb('reservations', 'ID', 'remove a reservation', 'Removed reservation'),
   },
   endpoints: {
     list: {
@@ -208,14 +180,7 @@ export const COMMANDS: Record<string, Record<string, Verb>> = {
         (s) => [s.id, s.account ?? '-', s.credential.id ?? s.fingerprint ?? s.credential.kind, `${s.remote_addr}:${s.remote_port}`, s.client_version,
           String(s.endpoints.length), bytes(s.bytes_in), bytes(s.bytes_out), date(s.started_at)]),
     },
-    kill: {
-      usage: 'ID',
-      summary: 'end a session and unbind its endpoints',
-      run: async ({ args }, io) => {
-        await io.api().request('DELETE', `/api/sessions/${encodeURIComponent(args[0]!)}`)
-        io.out(`Killed session ${args[0]}\n`)
-      },
-    },
+    kill: deleteVerb('sessions', 'ID', 'end a session and unbind its endpoints', 'Killed session'),
   },
   'api-keys': {
     create: {
@@ -248,15 +213,20 @@ export const COMMANDS: Record<string, Record<string, Verb>> = {
       summary: 'list admin API keys (never the keys)',
       run: (parsed, io) => printList(io, parsed, '/api/api_keys', 'api_keys', ['ID', 'DESCRIPTION', 'CREATED'], (k) => [k.id, k.description, date(k.created_at)]),
     },
-    revoke: {
-      usage: 'ID',
-      summary: 'revoke an admin API key',
-      run: async ({ args }, io) => {
-        await io.api().request('DELETE', `/api/api_keys/${encodeURIComponent(args[0]!)}`)
-        io.out(`Revoked API key ${args[0]}\n`)
-      },
-    },
+    revoke: deleteVerb('api_keys', 'ID', 'revoke an admin API key', 'Revoked API key'),
   },
+}
+
+/** A verb that deletes one item by its id (or name): `<done> <id>` on success. */
+function deleteVerb (resource: string, usage: string, summary: string, done: string): Verb {
+  return {
+    usage,
+    summary,
+    run: async ({ args }, io) => {
+      await io.api().request('DELETE', `/api/${resource}/${encodeURIComponent(args[0]!)}`)
+      io.out(`${done} ${args[0]}\n`)
+    },
+  }
 }
 
 async function reserve ({ args, json }: Parsed, io: Io, kind: 'domain' | 'tcp'): Promise<void> {
