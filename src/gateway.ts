@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { Logger } from 'pino'
-import type { ServerConfig } from './config/schema.js'
+import { isLoopback, type ServerConfig } from './config/schema.js'
 import { Registry } from './core/registry.js'
 import { NameStore } from './identity/name-store.js'
 import { AuthorizedKeys } from './identity/authorized-keys.js'
@@ -130,6 +130,9 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     await Promise.all([edge.close(), tls.close()])
     certs.close()
     throw error
+  }
+  if (config.apiAddr && !isLoopback(config.apiAddr.host)) {
+    log.warn({ api: `${config.apiAddr.host}:${config.apiAddr.port}` }, 'the admin API listens off loopback over plain HTTP: API keys cross the network in clear; put TLS in front of it')
   }
   log.info({
     ssh: `${sshAddress.address}:${sshAddress.port}`,

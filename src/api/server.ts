@@ -46,9 +46,12 @@ export class ApiServer {
       keepAliveTimeout: 5_000,
     }, (req, res) => void this.#handle(req, res))
     this.#server.maxConnections = 256
-    this.#server.on('clientError', (_error, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
-      else socket.destroy()
+    // Malformed HTTP (or headers over the limit, or too slow): the same JSON error shape, then close.
+    this.#server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy()
+      const known = new PortholeError('PH_5001', `HTTP request (${error.code ?? 'unreadable'})`)
+      const text = `${JSON.stringify({ error_code: known.code, status_code: known.status, msg: known.message })}\n`
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`)
     })
   }
 

@@ -1,6 +1,7 @@
 // The admin API through real HTTP against a real gateway: API-key auth, the JSON error shape, every resource,
 // pagination, no hashes in any answer, and DELETE /api/sessions/{id} dropping a live tunnel of a real `ssh`.
 import { readFileSync } from 'node:fs'
+import { createConnection } from 'node:net'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { request } from 'undici'
@@ -92,6 +93,15 @@ describe('admin API', () => {
       if (response.status !== 0) expect(response).toMatchObject({ status: 413, body: { error_code: 'PH_5007' } })
       expect((await call('GET', '/api/accounts')).status).toBe(200)
     })
+  })
+
+  it('answers malformed HTTP with the same JSON error and closes', async () => {
+    const socket = createConnection(gw.apiPort!, '127.0.0.1')
+    socket.end('GET /api/accounts HTTP/1.1\r\nbad header line\r\n\r\n')
+    let text = ''
+    for await (const chunk of socket) text += String(chunk)
+    expect(text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
+    expect(JSON.parse(text.split('\r\n\r\n')[1]!)).toMatchObject({ error_code: 'PH_5001', status_code: 400, msg: expect.stringMatching(/^invalid HTTP request \(HPE_/) })
   })
 
   describe('accounts', () => {

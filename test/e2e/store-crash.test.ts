@@ -16,7 +16,7 @@ const WRITES = 200
 const IN_FLIGHT = 20
 const KILL_AFTER = 60
 
-interface Server { proc: ChildProcess, apiPort: number, exited: Promise<unknown> }
+interface Server { proc: ChildProcess, apiPort: number, exited: Promise<unknown>, out: () => string }
 
 async function serve (dataDir: string): Promise<Server> {
   const proc = spawn(process.execPath, [BIN, 'serve', '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0',
@@ -31,7 +31,7 @@ async function serve (dataDir: string): Promise<Server> {
     if (!found) throw new Error(`not listening yet: ${err}`)
     return JSON.parse(found) as { api: string }
   }, 30_000)
-  return { proc, apiPort: Number(line.api.split(':').at(-1)), exited }
+  return { proc, apiPort: Number(line.api.split(':').at(-1)), exited, out: () => out }
 }
 
 describe('identity store crash safety', () => {
@@ -74,6 +74,11 @@ describe('identity store crash safety', () => {
     }
     await Promise.all(Array.from({ length: IN_FLIGHT }, worker))
     await first.exited
+    // Each call was logged with the API key's id, never the key.
+    const logged = first.out().split('\n').filter((l) => l.includes('"api request"')).map((l) => JSON.parse(l))
+    expect(logged.length).toBeGreaterThanOrEqual(acknowledged.length)
+    expect(logged[0]).toMatchObject({ level: 30, component: 'api', method: 'POST', path: '/api/accounts', status: 201, api_key: key.split('.')[0] })
+    expect(first.out()).not.toContain(key.split('.')[1])
     expect(killedAt).toBeGreaterThanOrEqual(KILL_AFTER)
 
     // The file parses and holds every acknowledged account (and maybe a few whose answer never arrived).
@@ -105,5 +110,46 @@ describe('identity store crash safety', () => {
     second.proc.kill('SIGTERM')
     await second.exited
     expect(JSON.parse(readFileSync(join(dataDir, 'identity.json'), 'utf8')).accounts.map((a: { name: string }) => a.name)).toContain('after-crash')
+  })
+  it('loses nothing when offline api-keys create runs during a burst of API writes', async () => {
+    const dir = join(tmp, 'concurrent')
+    const store = new FileIdentityStore(dir)
+    const { key } = await new Identity(store, { domain: 'localhost', tcpPorts: { lo: 20000, hi: 20999 } }).createApiKey()
+    await store.close()
+    const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' }
+    const server = await serve(dir)
+    running.push(server)
+    const cliKeys = Array.from({ length: 4 }, () => new Promise<string>((resolve, reject) => {
+      const proc = spawn(process.execPath, [BIN, 'api-keys', 'create', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let out = ''
+      proc.stdout.setEncoding('utf8').on('data', (t: string) => { out += t })
+      proc.once('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`api-keys create exited ${code}`))))
+    }))
+    const names = Array.from({ length: 80 }, (_, i) => `both-${i}`)
+    const answers: number[] = []
+    for (let i = 0; i < names.length; i += 10) {
+      answers.push(...await Promise.all(names.slice(i, i + 10).map(async (name) => {
+        const response = await request(`http://127.0.0.1:${server.apiPort}/api/accounts`, { method: 'POST', headers, body: JSON.stringify({ name }) })
+        await response.body.text()
+        return response.statusCode
+      })))
+    }
+    const made = await Promise.all(cliKeys)
+    expect(answers.every((status) => status === 201)).toBe(true)
+    const data = JSON.parse(readFileSync(join(dir, 'identity.json'), 'utf8')) as { accounts: Array<{ name: string }>, apiKeys: Array<{ id: string }> }
+    expect(data.accounts.map((a) => a.name).sort()).toEqual([...names].sort())
+    expect(data.apiKeys.map((k) => k.id).sort()).toEqual([key, ...made].map((k) => k.split('.')[0]).sort())
+    // The running server takes the keys made behind its back.
+    for (const made1 of made) {
+      const response = await eventually(async () => {
+        const answer = await request(`http://127.0.0.1:${server.apiPort}/api/api_keys`, { headers: { authorization: `Bearer ${made1}` } })
+        await answer.body.text()
+        if (answer.statusCode !== 200) throw new Error(`status ${answer.statusCode}`)
+        return answer
+      })
+      expect(response.statusCode).toBe(200)
+    }
+    server.proc.kill('SIGTERM')
+    await server.exited
   })
 })
