@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import { PortholeError, isPortholeError } from '../core/errors.js'
 import type { SessionDirectory } from '../core/session.js'
 import type { Identity } from '../identity/identity.js'
+import { LoginThrottle } from '../identity/login-throttle.js'
 import { listenOn } from '../edge/listen.js'
 import { routes } from './resources.js'
 import { MethodNotAllowed, Router, type Reply } from './router.js'
@@ -18,6 +19,8 @@ export interface ApiServerOptions {
   readonly identity: Identity
   readonly sessions: SessionDirectory
   readonly log: Logger
+  /** Slows down wrong API keys per source address (shared with nothing else by default). */
+  readonly throttle?: LoginThrottle
   readonly headersTimeoutMs?: number
   readonly requestTimeoutMs?: number
 }
@@ -34,10 +37,12 @@ export class ApiServer {
   readonly #log: Logger
   readonly #router: Router
   readonly #server: Server
+  readonly #throttle: LoginThrottle
 
   constructor (options: ApiServerOptions) {
     this.#identity = options.identity
     this.#log = options.log
+    this.#throttle = options.throttle ?? new LoginThrottle()
     this.#router = new Router(routes(options.identity, options.sessions))
     this.#server = createServer({
       maxHeaderSize: 16 * 1024,
@@ -74,7 +79,7 @@ export class ApiServer {
     let reply: Reply
     let failure: unknown = null
     try {
-      keyId = await this.#authenticate(req)
+      keyId = await this.#authenticate(req, req.socket.remoteAddress ?? '')
       const { route, params } = this.#router.match(method, url.pathname)
       const allowed = route.query ?? []
       for (const name of url.searchParams.keys()) {
@@ -84,7 +89,8 @@ export class ApiServer {
       reply = await route.handle({ params, query: url.searchParams, body })
     } catch (error) {
       failure = error
-      const known = isPortholeError(error) ? error : new PortholeError('PH_5008', (error as Error)?.message ?? String(error))
+      // Unexpected errors are not shown to the client (they may carry internals); the log has them.
+      const known = isPortholeError(error) ? error : new PortholeError('PH_5010')
       reply = { status: known.status, body: { error_code: known.code, status_code: known.status, msg: known.message } }
       if (error instanceof MethodNotAllowed) res.setHeader('allow', error.allow)
     }
@@ -96,12 +102,22 @@ export class ApiServer {
     else this.#log.info(fields, 'api request')
   }
 
-  /** The id of the presented API key; throws PH_5005 when missing, unknown or revoked. */
-  async #authenticate (req: IncomingMessage): Promise<string> {
+  /**
+   * The id of the presented API key; throws PH_5005 when missing, unknown or revoked. After a few wrong keys
+   * from one address, each further attempt from it waits longer (as SSH authtokens do).
+   */
+  async #authenticate (req: IncomingMessage, ip: string): Promise<string> {
     const header = req.headers.authorization ?? ''
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
-    const record = match ? await this.#identity.verifyApiKey(match[1]!) : undefined
-    if (!record) throw new PortholeError('PH_5005')
+    if (!match) throw new PortholeError('PH_5005')
+    const delay = this.#throttle.delayMs(ip)
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
+    const record = await this.#identity.verifyApiKey(match[1]!)
+    if (!record) {
+      this.#throttle.failed(ip)
+      throw new PortholeError('PH_5005')
+    }
+    this.#throttle.succeeded(ip)
     return record.id
   }
 

@@ -53,6 +53,17 @@ describe('admin API', () => {
       expectError(await call('GET', '/api/accounts', undefined, { key: null, headers: { authorization: `Basic ${key}` } }), 401, 'PH_5005')
     })
 
+    it('slows down wrong keys from one address after a few, and forgets them after a right one', async () => {
+      for (let i = 0; i < 3; i++) await call('GET', '/api/accounts', undefined, { key: `ak_guess${i}.secret` })
+      const started = Date.now()
+      expectError(await call('GET', '/api/accounts', undefined, { key: 'ak_guess.secret' }), 401, 'PH_5005')
+      expect(Date.now() - started).toBeGreaterThanOrEqual(900)
+      expect((await call('GET', '/api/accounts')).status).toBe(200) // waits too, then resets the count
+      const after = Date.now()
+      expectError(await call('GET', '/api/accounts', undefined, { key: 'ak_guess.secret' }), 401, 'PH_5005')
+      expect(Date.now() - after).toBeLessThan(900)
+    })
+
     it('creates API keys that work until revoked, and never shows a hash', async () => {
       const created = await call('POST', '/api/api_keys', { description: 'second' })
       expect(created.status).toBe(201)
