@@ -123,7 +123,7 @@ async function startPorthole () {
   const node = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', RESULTS] : []
   const entry = startChild('porthole', process.execPath, [...node, join(ROOT, 'bin', 'porthole.js'), 'serve', '--data-dir', dataDir,
     '--ssh-addr', `127.0.0.1:${sshPort}`, '--http-addr', `127.0.0.1:${httpPort}`, '--https-addr', `127.0.0.1:${httpsPort}`,
-    '--log-level', 'warn'], { stopSignal: 'SIGINT' })
+    '--api-addr', 'off', '--log-level', 'warn'], { stopSignal: 'SIGINT' })
   await waitListening(sshPort, entry)
   return { sshPort, httpPort, httpsPort, ca: join(dataDir, 'ca.pem'), entry }
 }

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { Logger } from 'pino'
-import type { ServerConfig } from './config/schema.js'
+import { isLoopback, type ServerConfig } from './config/schema.js'
 import { Registry } from './core/registry.js'
 import { NameStore } from './identity/name-store.js'
 import { AuthorizedKeys } from './identity/authorized-keys.js'
@@ -11,6 +11,7 @@ import { FileIdentityStore } from './identity/file-store.js'
 import { Identity } from './identity/identity.js'
 import { loadHostKeys } from './agents/ssh/host-keys.js'
 import { SshAgent } from './agents/ssh/server.js'
+import { ApiServer } from './api/server.js'
 import { HttpEdge } from './edge/http-edge.js'
 import { TcpEdge } from './edge/tcp-edge.js'
 import { TlsEdge } from './edge/tls-edge.js'
@@ -25,6 +26,8 @@ export interface RunningGateway {
   readonly sshPort: number
   readonly httpPort: number
   readonly httpsPort: number
+  /** The admin API's port; null when --api-addr is off. */
+  readonly apiPort: number | null
   /** The local CA's certificate (PEM): what clients trust to verify https endpoints. */
   readonly caPem: string
   readonly ssh: SshAgent
@@ -117,10 +120,25 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     certs.close()
     throw error
   }
+  // The admin API, on its own listener; it shows the SSH agent's live sessions.
+  const api = config.apiAddr ? new ApiServer({ identity, sessions: ssh, log: log.child({ component: 'api' }) }) : null
+  let apiAddress = null
+  try {
+    apiAddress = api && config.apiAddr ? await api.listen(config.apiAddr.host, config.apiAddr.port) : null
+  } catch (error) {
+    await ssh.close()
+    await Promise.all([edge.close(), tls.close()])
+    certs.close()
+    throw error
+  }
+  if (config.apiAddr && !isLoopback(config.apiAddr.host)) {
+    log.warn({ api: `${config.apiAddr.host}:${config.apiAddr.port}` }, 'the admin API listens off loopback over plain HTTP: API keys cross the network in clear; put TLS in front of it')
+  }
   log.info({
     ssh: `${sshAddress.address}:${sshAddress.port}`,
     http: `${http.address}:${http.port}`,
     https: `${https.address}:${https.port}`,
+    api: apiAddress ? `${apiAddress.address}:${apiAddress.port}` : 'off',
     domain: config.domain,
     anonymous: config.allowAnonymous || (config.anonymous && !identity.hasCredentials),
     keys: authorizedKeys.size,
@@ -143,9 +161,11 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     sshPort: sshAddress.port,
     httpPort: http.port,
     httpsPort: https.port,
+    apiPort: apiAddress?.port ?? null,
     caPem: certs.caPem,
     close () {
       closing ??= (async () => {
+        await api?.close()
         await ssh.close()
         policyLogChannel.unsubscribe(onPolicyLog)
         for (const endpoint of registry.endpoints()) registry.unbind(endpoint)

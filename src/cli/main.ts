@@ -4,9 +4,7 @@ import yargsParser from 'yargs-parser'
 import { CONFIG_KEYS, kebab, loadConfig } from '../config/load.js'
 import { PortholeError, isPortholeError } from '../core/errors.js'
 import { didYouMean } from '../core/suggest.js'
-import { startGateway } from '../gateway.js'
-import { storedCredentialsExist } from '../identity/file-store.js'
-import { createLogger } from '../log.js'
+import { COMMANDS, commandsHelp, runAdmin } from './admin.js'
 
 const BOOLEAN_FLAGS = ['allow-anonymous', 'policy-private-urls']
 const ARRAY_FLAGS = ['authorized-keys']
@@ -24,6 +22,7 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --ssh-addr HOST:PORT     SSH listener (default 127.0.0.1:2222)
   --http-addr HOST:PORT    HTTP listener (default 127.0.0.1:8080)
   --https-addr HOST:PORT   HTTPS and TLS-passthrough listener, routed by SNI (default 127.0.0.1:8443)
+  --api-addr HOST:PORT     admin REST API, authenticated by API keys (default 127.0.0.1:4040; off to disable)
   --tcp-ports LO-HI        ports for tcp endpoints, on the HTTP listener's interface (default 20000-20999)
   --tcp-host NAME          host printed in tcp:// URLs (default: the domain)
   --data-dir DIR           host keys and state (default ./keys)
@@ -41,6 +40,16 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --policy-private-urls    let users' policies fetch from loopback/private addresses (jwt-validation key sets,
                            OpenID issuers); off: only public addresses, so SSH users cannot probe your network
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
+`
+
+const HELP = `Usage: porthole <command> ...
+
+${commandsHelp([['porthole serve [flags]', 'run the gateway (porthole serve --help lists its flags)']])}
+Every command but serve and api-keys create is a client of the gateway's admin API:
+  --api-url URL   (default http://127.0.0.1:4040, or PORTHOLE_API_URL)
+  --api-key KEY   (or PORTHOLE_API_KEY; make the first with porthole api-keys create on the gateway host)
+  --json          print the API's JSON
+porthole <command> --help shows a command's arguments and flags.
 `
 
 function version (): string {
@@ -77,13 +86,17 @@ export async function main (args: string[]): Promise<number | undefined> {
     return 0
   }
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(USAGE)
+    process.stdout.write(HELP)
     return command === undefined ? 1 : 0
   }
+  if (Object.hasOwn(COMMANDS, command)) return runAdmin(command, rest)
   if (command !== 'serve') {
-    process.stderr.write(`PH_2001: unknown command ${JSON.stringify(command)}; run porthole --help\n`)
+    const known = ['serve', ...Object.keys(COMMANDS)]
+    process.stderr.write(`PH_2001: unknown command ${JSON.stringify(command)}${didYouMean(command, known, '') || ''} (porthole --help lists commands)\n`)
     return 2
   }
+  // The gateway's modules load only for serve: the client commands start faster without them.
+  const [{ startGateway }, { storedCredentialsExist }, { createLogger }] = await Promise.all([import('../gateway.js'), import('../identity/file-store.js'), import('../log.js')])
   let config
   try {
     const flags = parseFlags(rest)

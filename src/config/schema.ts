@@ -26,6 +26,17 @@ const address = z.string().transform((text, ctx) => {
   return parsed
 })
 
+/** A listener that can be turned off: `off` -> null. */
+const optionalAddress = z.string().transform((text, ctx) => {
+  if (text === 'off') return null
+  const parsed = parseAddress(text)
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: `want host:port or off, got ${JSON.stringify(text)}` })
+    return z.NEVER
+  }
+  return parsed
+})
+
 const portRange = z.string().transform((text, ctx) => {
   const match = /^(\d{1,5})-(\d{1,5})$/.exec(text)
   const lo = match ? Number(match[1]) : NaN
@@ -45,6 +56,8 @@ export const configSchema = z.strictObject({
   sshAddr: address.prefault('127.0.0.1:2222'),
   httpAddr: address.prefault('127.0.0.1:8080'),
   httpsAddr: address.prefault('127.0.0.1:8443'),
+  /** The admin REST API (authenticated by API keys); `off` disables it. */
+  apiAddr: optionalAddress.prefault('127.0.0.1:4040'),
   tcpPorts: portRange.prefault('20000-20999'),
   tcpHost: z.string().min(1).optional(),
   dataDir: z.string().min(1).default('./keys'),

@@ -87,6 +87,7 @@ export const catalogue = {
   PH_5007: { status: 413, message: 'request body too large (limit {detail})', surfaces: ['api'] },
   PH_5008: { status: 503, message: 'the identity store could not be written: {detail}', surfaces: ['api', 'log'] },
   PH_5009: { status: 502, message: 'cannot reach the admin API at {detail}', surfaces: ['api'] },
+  PH_5010: { status: 500, message: 'internal error in the admin API; the gateway log has the details', surfaces: ['api'] },
 } as const satisfies Record<string, CatalogueEntry>
 
 export type ErrorCode = keyof typeof catalogue

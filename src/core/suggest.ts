@@ -14,13 +14,13 @@ function distance (a: string, b: string): number {
   return row[b.length]!
 }
 
-/** '; did you mean --<nearest>?' or '' when nothing is close. */
-export function didYouMean (given: string, known: Iterable<string>): string {
+/** '; did you mean --<nearest>?' (or another prefix: '' for commands) or '' when nothing is close. */
+export function didYouMean (given: string, known: Iterable<string>, prefix = '--'): string {
   let best: string | undefined
   let bestDistance = Infinity
   for (const name of known) {
     const d = distance(given, name)
     if (d < bestDistance) { best = name; bestDistance = d }
   }
-  return best !== undefined && bestDistance <= Math.max(2, Math.floor(given.length / 3)) ? `; did you mean --${best}?` : ''
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(given.length / 3)) ? `; did you mean ${prefix}${best}?` : ''
 }

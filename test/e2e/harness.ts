@@ -34,7 +34,7 @@ export async function startTestGateway (options: GatewayOptions = {}): Promise<T
   const tmp = mkdtempSync(join(tmpdir(), 'porthole-e2e-'))
   const dataDir = options.dataDir ?? join(tmp, 'data')
   const config = {
-    ...loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', dataDir, logLevel: 'silent', ...options.flags }, {}),
+    ...loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', apiAddr: '127.0.0.1:0', dataDir, logLevel: 'silent', ...options.flags }, {}),
     ...options.tune,
   }
   const log = createLogger(process.env.PORTHOLE_TEST_LOG ?? 'silent', process.stderr)

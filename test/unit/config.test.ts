@@ -82,4 +82,14 @@ describe('config', () => {
     expect(errorOf(() => loadConfig({ oauthProviders: { github: { 'authorize-url': 'ftp://x' } } }, {}))).toMatch(/^invalid configuration: oauth-providers\.github\.authorize-url/)
     expect(errorOf(() => loadConfig({ oauthProviders: { github: { 'auth-url': 'https://x' } } }, {}))).toBe('invalid configuration: oauth-providers.github: unknown setting auth-url')
   })
+
+  it('takes the admin API address from every source, or off', () => {
+    expect(loadConfig({}, {}).apiAddr).toEqual({ host: '127.0.0.1', port: 4040 })
+    expect(loadConfig({}, { PORTHOLE_API_ADDR: '127.0.0.1:5050' }).apiAddr).toEqual({ host: '127.0.0.1', port: 5050 })
+    expect(loadConfig({ apiAddr: 'off' }, { PORTHOLE_API_ADDR: '127.0.0.1:5050' }).apiAddr).toBeNull()
+    const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
+    writeFileSync(join(dir, 'c.yml'), 'api-addr: 0.0.0.0:4041\n')
+    expect(loadConfig({ config: join(dir, 'c.yml') }, {}).apiAddr).toEqual({ host: '0.0.0.0', port: 4041 })
+    expect(errorOf(() => loadConfig({ apiAddr: 'nowhere' }, {}))).toBe('invalid configuration: api-addr: want host:port or off, got "nowhere"')
+  })
 })

@@ -11,7 +11,7 @@ import { aclAllows, parseAcl, parseAclEntry } from '../../src/identity/acl.js'
 import { FileIdentityStore, storedCredentialsExist } from '../../src/identity/file-store.js'
 import { Identity } from '../../src/identity/identity.js'
 import { hashSecret, verifySecret } from '../../src/identity/secrets.js'
-import { LoginThrottle } from '../../src/agents/ssh/login-throttle.js'
+import { LoginThrottle } from '../../src/identity/login-throttle.js'
 
 const FIXTURES = resolve(import.meta.dirname, '../../fixtures')
 const pub = (name: string): string => readFileSync(join(FIXTURES, 'keys', `${name}.pub`), 'utf8')

@@ -14,7 +14,7 @@ import { aclAllows } from '../../identity/acl.js'
 import type { Identity } from '../../identity/identity.js'
 import { SshConnection, type ConnectionContext, type SessionLogin } from './connection.js'
 import { batchWritesPerTick } from './batch-writes.js'
-import { LoginThrottle } from './login-throttle.js'
+import { LoginThrottle } from '../../identity/login-throttle.js'
 
 const { Server, utils } = ssh2
 

@@ -1,4 +1,4 @@
-// Slows down password (authtoken) guessing per source address: the first few failures cost nothing (typos),
+// Slows down credential guessing (SSH authtokens, admin API keys) per source address: the first few failures cost nothing (typos),
 // then each further attempt from that address waits twice as long as the last, up to a ceiling. Addresses
 // are forgotten after a quiet period, and only so many are tracked (a bounded LRU).
 import { LRUCache } from 'lru-cache'

@@ -1,0 +1,168 @@
+// The admin REST API's listener: HTTP + JSON on its own address (--api-addr), every call authenticated by an
+// API key (`Authorization: Bearer ak_...`). Requests are bounded (header size and time, a 64 KiB body); every
+// failure is one JSON shape, `{"error_code", "status_code", "msg"}`, from the error catalogue; every call is
+// logged with the API key's id (never the key).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import { PortholeError, isPortholeError } from '../core/errors.js'
+import type { SessionDirectory } from '../core/session.js'
+import type { Identity } from '../identity/identity.js'
+import { LoginThrottle } from '../identity/login-throttle.js'
+import { listenOn } from '../edge/listen.js'
+import { routes } from './resources.js'
+import { MethodNotAllowed, Router, type Reply } from './router.js'
+
+export const MAX_BODY_BYTES = 64 * 1024
+
+export interface ApiServerOptions {
+  readonly identity: Identity
+  readonly sessions: SessionDirectory
+  readonly log: Logger
+  /** Slows down wrong API keys per source address (shared with nothing else by default). */
+  readonly throttle?: LoginThrottle
+  readonly headersTimeoutMs?: number
+  readonly requestTimeoutMs?: number
+}
+
+/** Marks a request whose connection must not be reused (a body left unread). */
+class BodyTooLarge extends PortholeError {
+  constructor () {
+    super('PH_5007', `${MAX_BODY_BYTES / 1024} KiB`)
+  }
+}
+
+export class ApiServer {
+  readonly #identity: Identity
+  readonly #log: Logger
+  readonly #router: Router
+  readonly #server: Server
+  readonly #throttle: LoginThrottle
+
+  constructor (options: ApiServerOptions) {
+    this.#identity = options.identity
+    this.#log = options.log
+    this.#throttle = options.throttle ?? new LoginThrottle()
+    this.#router = new Router(routes(options.identity, options.sessions))
+    this.#server = createServer({
+      maxHeaderSize: 16 * 1024,
+      headersTimeout: options.headersTimeoutMs ?? 10_000,
+      requestTimeout: options.requestTimeoutMs ?? 30_000,
+      keepAliveTimeout: 5_000,
+    }, (req, res) => void this.#handle(req, res))
+    this.#server.maxConnections = 256
+    // Malformed HTTP (or headers over the limit, or too slow): the same JSON error shape, then close.
+    this.#server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy()
+      const known = new PortholeError('PH_5001', `HTTP request (${error.code ?? 'unreadable'})`)
+      const text = `${JSON.stringify({ error_code: known.code, status_code: known.status, msg: known.message })}\n`
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`)
+    })
+  }
+
+  listen (host: string, port: number): Promise<AddressInfo> {
+    return listenOn(this.#server, host, port)
+  }
+
+  close (): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve())
+      this.#server.closeAllConnections()
+    })
+  }
+
+  async #handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now()
+    const method = req.method ?? 'GET'
+    const url = new URL(req.url ?? '/', 'http://api')
+    let keyId: string | null = null
+    let reply: Reply
+    let failure: unknown = null
+    try {
+      keyId = await this.#authenticate(req, req.socket.remoteAddress ?? '')
+      const { route, params } = this.#router.match(method, url.pathname)
+      const allowed = route.query ?? []
+      for (const name of url.searchParams.keys()) {
+        if (!allowed.includes(name)) throw new PortholeError('PH_5001', `query parameter ${JSON.stringify(name.slice(0, 64))}`)
+      }
+      const body = method === 'POST' ? await readJson(req) : {}
+      reply = await route.handle({ params, query: url.searchParams, body })
+    } catch (error) {
+      failure = error
+      // Unexpected errors are not shown to the client (they may carry internals); the log has them.
+      const known = isPortholeError(error) ? error : new PortholeError('PH_5010')
+      reply = { status: known.status, body: { error_code: known.code, status_code: known.status, msg: known.message } }
+      if (error instanceof MethodNotAllowed) res.setHeader('allow', error.allow)
+    }
+    // A body we did not read (refused early, or too large) must not be taken for the next request.
+    if (failure instanceof BodyTooLarge || (failure !== null && !req.complete)) res.setHeader('connection', 'close')
+    this.#send(res, reply)
+    const fields = { method, path: url.pathname, status: reply.status, api_key: keyId, ms: Math.round(performance.now() - started) }
+    if (reply.status >= 500) this.#log.error({ ...fields, err: (failure as Error)?.message }, 'api request failed')
+    else this.#log.info(fields, 'api request')
+  }
+
+  /**
+   * The id of the presented API key; throws PH_5005 when missing, unknown or revoked. After a few wrong keys
+   * from one address, each further attempt from it waits longer (as SSH authtokens do).
+   */
+  async #authenticate (req: IncomingMessage, ip: string): Promise<string> {
+    const header = req.headers.authorization ?? ''
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
+    if (!match) throw new PortholeError('PH_5005')
+    const delay = this.#throttle.delayMs(ip)
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
+    const record = await this.#identity.verifyApiKey(match[1]!)
+    if (!record) {
+      this.#throttle.failed(ip)
+      throw new PortholeError('PH_5005')
+    }
+    this.#throttle.succeeded(ip)
+    return record.id
+  }
+
+  #send (res: ServerResponse, reply: Reply): void {
+    if (reply.location) res.setHeader('location', reply.location)
+    res.setHeader('cache-control', 'no-store')
+    if (reply.body === undefined) {
+      res.writeHead(reply.status).end()
+      return
+    }
+    const text = `${JSON.stringify(reply.body)}\n`
+    res.writeHead(reply.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) }).end(text)
+  }
+}
+
+/** The request body as a JSON object (`{}` when empty); PH_5007 past the limit, PH_5001 when not JSON. */
+async function readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > MAX_BODY_BYTES) throw new BodyTooLarge()
+  // Events, not `for await`: leaving an async iterator destroys the socket before the 413 could be sent.
+  const chunks = await new Promise<Buffer[]>((resolve, reject) => {
+    const received: Buffer[] = []
+    let size = 0
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length
+      if (size > MAX_BODY_BYTES) {
+        req.off('data', onData).pause()
+        reject(new BodyTooLarge())
+        return
+      }
+      received.push(chunk)
+    }
+    req.on('data', onData)
+    req.once('end', () => resolve(received))
+    req.once('error', reject)
+    req.once('close', () => { if (!req.complete) reject(new PortholeError('PH_5001', 'request body (the client went away)')) })
+  })
+  const text = Buffer.concat(chunks).toString('utf8').trim()
+  if (text === '') return {}
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    throw new PortholeError('PH_5001', `JSON body (${(error as Error).message.slice(0, 120)})`)
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new PortholeError('PH_5001', 'JSON body (want an object)')
+  return value as Record<string, unknown>
+}
