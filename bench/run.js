@@ -567,7 +567,9 @@ async function main () {
         const forward = `${variant.sub}:80:127.0.0.1:${nginx.port}`
         const tunnel = variant.name === 'policy'
           ? startTunnel(`porthole ${variant.label}`, clientKey, porthole.sshPort, forward, 'http --traffic-policy-file -', readFileSync(POLICY_FILE, 'utf8'))
-          : startTunnel(`porthole ${variant.label}`, clientKey, porthole.sshPort, forward)
+          // The same session shape (-T and an `http` command, whose request lines go to the terminal): with -N
+          // the baseline would skip the per-request log line and the comparison would measure that, not the policy.
+          : startTunnel(`porthole ${variant.label}`, clientKey, porthole.sshPort, forward, 'http', '')
         return { name: variant.name, label: variant.label, port: porthole.httpPort, host: `${variant.sub}.localhost`, processes: [porthole.entry, tunnel], startedAt,
           cpu: () => ({ gateway: gatewayCpu(), client: processCpuMs(tunnel.child.pid) }) }
       })

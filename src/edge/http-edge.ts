@@ -117,6 +117,7 @@ function requestContext (req: IncomingMessage, endpoint: Endpoint, scheme: Schem
     serverPort: req.socket.localPort ?? 0,
     endpointHost: endpoint.host,
     protocol: scheme,
+    connection: req.socket,
     method: req.method ?? 'GET',
     path: req.url ?? '/',
     host: routingHost(req.headers.host ?? (req.headers[':authority'] as string | undefined)),

@@ -19,7 +19,7 @@ export interface TcpEdgeOptions {
 export function admitted (policy: CompiledPolicy, socket: Socket, endpoint: Endpoint, protocol: 'tcp' | 'tls'): boolean {
   const steps = policy.onTcpConnect
   if (steps === null) return true
-  const ctx = { clientIp: socket.remoteAddress ?? '', clientPort: socket.remotePort ?? 0, serverPort: socket.localPort ?? 0, endpointHost: endpoint.host, protocol }
+  const ctx = { clientIp: socket.remoteAddress ?? '', clientPort: socket.remotePort ?? 0, serverPort: socket.localPort ?? 0, endpointHost: endpoint.host, protocol, connection: socket }
   for (const step of steps) if (step(ctx)) return false
   return true
 }

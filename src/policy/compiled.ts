@@ -15,6 +15,8 @@ export interface ConnectContext {
   /** The endpoint's host ('tcp:PORT' for tcp endpoints). */
   readonly endpointHost: string
   readonly protocol: 'http' | 'https' | 'tcp' | 'tls'
+  /** The client connection (its socket), so that conn.ts.start is the same for every request it carries. */
+  readonly connection?: object
   /** CEL variables, built on first use by a rule with expressions (policy/cel.ts). */
   vars?: Record<string, unknown>
   /** What actions set for later rules: `actions.ngrok.rate_limit.limited`, set-vars' `vars.NAME`. */

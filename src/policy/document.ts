@@ -4,11 +4,13 @@
 
 export interface BasicAuthAction {
   type: 'basic-auth'
-  config: { credentials: string[], realm?: string }
+  /** enforce: false lets requests without valid credentials through (ngrok's option); default true. */
+  config: { credentials: string[], realm?: string, enforce?: boolean }
 }
 export interface RestrictIpsAction {
   type: 'restrict-ips'
-  config: { allow?: string[], deny?: string[] }
+  /** enforce: false lets denied addresses through (ngrok's option); default true. */
+  config: { allow?: string[], deny?: string[], enforce?: boolean }
 }
 export interface AddHeadersAction {
   type: 'add-headers'
@@ -25,7 +27,8 @@ export interface DenyAction {
 }
 export interface CustomResponseAction {
   type: 'custom-response'
-  config: { status_code: number, body?: string, content?: string, headers?: Record<string, string> }
+  /** status_code defaults to 200, as in ngrok. */
+  config: { status_code?: number, body?: string, content?: string, headers?: Record<string, string> }
 }
 export interface RedirectAction {
   type: 'redirect'
@@ -80,7 +83,8 @@ export interface OpenIdConnectAction {
 }
 export interface CompressResponseAction {
   type: 'compress-response'
-  config?: { algorithms?: ('gzip' | 'deflate' | 'br')[] }
+  /** 'compress' (LZW) is accepted, as ngrok documents it, but never chosen: node:zlib has no LZW. */
+  config?: { algorithms?: ('gzip' | 'deflate' | 'br' | 'compress')[] }
 }
 
 export type Action =

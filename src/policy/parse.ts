@@ -14,12 +14,12 @@ const headers = z.record(z.string(), z.string())
 const status = z.number().int().min(100).max(599)
 
 const action = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('basic-auth'), config: z.strictObject({ credentials: z.array(z.string()).min(1), realm: z.string().optional() }) }),
-  z.strictObject({ type: z.literal('restrict-ips'), config: z.strictObject({ allow: z.array(z.string()).optional(), deny: z.array(z.string()).optional() }) }),
+  z.strictObject({ type: z.literal('basic-auth'), config: z.strictObject({ credentials: z.array(z.string()).min(1), realm: z.string().optional(), enforce: z.boolean().optional() }) }),
+  z.strictObject({ type: z.literal('restrict-ips'), config: z.strictObject({ allow: z.array(z.string()).optional(), deny: z.array(z.string()).optional(), enforce: z.boolean().optional() }) }),
   z.strictObject({ type: z.literal('add-headers'), config: z.strictObject({ headers }) }),
   z.strictObject({ type: z.literal('remove-headers'), config: z.strictObject({ headers: z.array(z.string()).min(1) }) }),
   z.strictObject({ type: z.literal('deny'), config: z.strictObject({ status_code: status.optional() }).optional() }),
-  z.strictObject({ type: z.literal('custom-response'), config: z.strictObject({ status_code: status, body: z.string().optional(), content: z.string().optional(), headers: headers.optional() }) }),
+  z.strictObject({ type: z.literal('custom-response'), config: z.strictObject({ status_code: status.optional(), body: z.string().optional(), content: z.string().optional(), headers: headers.optional() }) }),
   z.strictObject({ type: z.literal('redirect'), config: z.strictObject({ from: z.string().optional(), to: z.string().min(1), status_code: z.number().int().min(300).max(399).optional(), headers: headers.optional() }) }),
   z.strictObject({ type: z.literal('url-rewrite'), config: z.strictObject({ from: z.string().optional(), to: z.string().min(1) }) }),
   z.strictObject({ type: z.literal('verify-webhook'), config: z.record(z.string(), z.unknown()) }),
@@ -27,7 +27,7 @@ const action = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('oauth'), config: z.record(z.string(), z.unknown()) }),
   z.strictObject({ type: z.literal('openid-connect'), config: z.record(z.string(), z.unknown()) }),
   z.strictObject({ type: z.literal('oidc'), config: z.record(z.string(), z.unknown()) }),
-  z.strictObject({ type: z.literal('compress-response'), config: z.strictObject({ algorithms: z.array(z.enum(['gzip', 'deflate', 'br'])).min(1).optional() }).optional() }),
+  z.strictObject({ type: z.literal('compress-response'), config: z.strictObject({ algorithms: z.array(z.enum(['gzip', 'deflate', 'br', 'compress'])).min(1).optional() }).optional() }),
   z.strictObject({
     type: z.literal('rate-limit'),
     config: z.strictObject({

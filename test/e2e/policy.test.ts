@@ -37,7 +37,7 @@ describe.each(CLIENTS)('traffic policy with %s', (kind) => {
     expect(down.body).toBe(`down for maintenance, ${host}`)
     const moved = await fetchVia(gateway, `${url}/old/page?q=1`)
     expect(moved.status).toBe(301)
-    expect(moved.headers.location).toBe(`http://${host}/new/page?q=1`)
+    expect(moved.headers.location).toBe(`${url}/new/page?q=1`) // the gateway's port stays in the URL
     const rewritten = await fetchVia(gateway, `${url}/v1/users?id=7`)
     expect(JSON.parse(rewritten.body).url).toBe('/api/v1/users?id=7')
     expect(rewritten.headers['x-served-by']).toBe(`porthole ${host}`)

@@ -263,3 +263,40 @@ describe('flags compiling to these actions', () => {
     expect(codeOf("http --ua-filter-deny '('")).toMatch(/^PH_1002 bad value for --ua-filter-deny "\(" \(/)
   })
 })
+
+describe('options ngrok\'s examples use', () => {
+  const compile = (text: string) => compilePolicy(parsePolicy(text))
+
+  it('basic-auth and restrict-ips take enforce (false: nothing is denied)', () => {
+    const auth = (enforce: boolean) => compile(`on_http_request: [{actions: [{type: basic-auth, config: {credentials: ["a:b"], enforce: ${enforce}}}]}]`)
+    expect(run(auth(true), request())).toMatchObject({ code: 'PH_3101' })
+    expect(run(auth(false), request())).toBeUndefined()
+    const ips = (enforce: boolean) => compile(`on_tcp_connect: [{actions: [{type: restrict-ips, config: {allow: [1.1.1.1/32], enforce: ${enforce}}}]}]`)
+    expect(run(ips(true), request())).toMatchObject({ code: 'PH_3100' })
+    expect(run(ips(false), request())).toBeUndefined()
+  })
+
+  it('restrict-ips answers the same for an address it remembers, per address', () => {
+    const policy = compile('on_tcp_connect: [{actions: [{type: restrict-ips, config: {allow: [10.0.0.0/8], deny: [10.9.0.0/16]}}]}]')
+    for (let round = 0; round < 2; round++) {
+      expect(run(policy, request({ clientIp: '10.1.2.3' }))).toBeUndefined()
+      expect(run(policy, request({ clientIp: '10.9.1.1' }))).toMatchObject({ code: 'PH_3100' })
+      expect(run(policy, request({ clientIp: '::ffff:10.1.2.3' }))).toBeUndefined()
+      expect(run(policy, request({ clientIp: 'not an address' }))).toMatchObject({ code: 'PH_3100' })
+    }
+    // Past the bound the memory starts over; answers stay right.
+    for (let i = 0; i < 1100; i++) expect(run(policy, request({ clientIp: `10.${i >> 8}.${i & 255}.1` }))).toBeUndefined()
+    expect(run(policy, request({ clientIp: '192.168.1.1' }))).toMatchObject({ code: 'PH_3100' })
+  })
+
+  it('custom-response answers 200 when no status_code is given', () => {
+    expect(run(compile('on_http_request: [{actions: [{type: custom-response, config: {content: hi}}]}]'), request()))
+      .toEqual({ response: { status: 200, headers: {}, body: 'hi' } })
+  })
+
+  it('compress-response accepts "compress" in its list but refuses it alone', () => {
+    expect(() => compile('on_http_response: [{actions: [{type: compress-response, config: {algorithms: [gzip, compress]}}]}]')).not.toThrow()
+    expect(() => compile('on_http_response: [{actions: [{type: compress-response, config: {algorithms: [compress]}}]}]'))
+      .toThrow(/"compress" \(LZW\) is not supported/)
+  })
+})

@@ -104,3 +104,19 @@ describe('traffic policy documents', () => {
     expect(combined.on_tcp_connect).toHaveLength(1)
   })
 })
+
+describe('timestamps in templates', () => {
+  it('render in RFC 3339; conn.ts.start is one time per connection', async () => {
+    const policy = compilePolicy(parsePolicy('on_http_request: [{actions: [{type: custom-response, config: {content: "${conn.ts.start} ${time.now}"}}]}]'))
+    const connection = {}
+    const body = (ctx: HttpRequestContext): string => ((policy.onHttpRequest![0]!(ctx) as { response: { body: string } }).response.body)
+    const before = Date.now()
+    const [start, now] = body(request({ connection })).split(' ') as [string, string]
+    expect(start).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/)
+    expect(now).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/)
+    expect(Date.parse(start)).toBeGreaterThanOrEqual(before - 1000)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(body(request({ connection })).split(' ')[0]).toBe(start) // a later request on the same connection
+    expect(body(request({ connection: {} })).split(' ')[0]).not.toBe(start)
+  })
+})

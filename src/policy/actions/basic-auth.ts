@@ -21,6 +21,8 @@ export function compileBasicAuth (action: BasicAuthAction): RequestStep {
   })
   const realm = (action.config.realm ?? 'porthole').replace(/["\\\r\n]/g, '')
   const challenge = { 'www-authenticate': `Basic realm="${realm}", charset="UTF-8"` }
+  const denial = { code: 'PH_3101', headers: challenge } as const
+  const enforce = action.config.enforce ?? true
 
   return (ctx) => {
     const header = ctx.headers.authorization
@@ -34,6 +36,6 @@ export function compileBasicAuth (action: BasicAuthAction): RequestStep {
         return undefined
       }
     }
-    return { code: 'PH_3101', headers: challenge }
+    return enforce ? denial : undefined
   }
 }

@@ -38,7 +38,11 @@ export function chooseEncoding (header: string | string[] | undefined, allowed: 
 }
 
 export function compileCompressResponse (action: CompressResponseAction): ResponseStep {
-  const configured = action.config?.algorithms ?? ALGORITHMS
+  const listed = action.config?.algorithms ?? ALGORITHMS
+  // ngrok lists 'compress' (LZW) too; clients hardly ever ask for it and node:zlib cannot make it, so it is
+  // never chosen. Alone it would compress nothing: refused rather than accepted and silently ignored.
+  const configured = listed.filter((algorithm): algorithm is ResponseEncoding => algorithm !== 'compress')
+  if (configured.length === 0) throw new PortholeError('PH_1008', 'algorithms: "compress" (LZW) is not supported; list gzip, deflate or br')
   for (const algorithm of configured) {
     if (!ALGORITHMS.includes(algorithm)) throw new PortholeError('PH_1008', `algorithms: ${JSON.stringify(algorithm)} (want gzip, deflate or br)`)
   }

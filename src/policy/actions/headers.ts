@@ -38,6 +38,6 @@ export function compileRemoveHeaders (action: RemoveHeadersAction): (headers: He
   const names = (action.config.headers ?? []).map(headerName)
   if (names.length === 0) throw new PortholeError('PH_1005', '(remove-headers needs at least one header)')
   return (headers) => {
-    for (const name of names) delete headers[name]
+    for (const name of names) if (name in headers) delete headers[name] // a delete makes the object slower to use
   }
 }

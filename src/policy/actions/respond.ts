@@ -34,9 +34,14 @@ function regex (source: string | undefined): RegExp | null {
   }
 }
 
-/** The request's full public URL, what redirect and url-rewrite patterns match against. */
+const PORT = /:(\d{1,5})$/
+
+/** The request's full public URL, what redirect and url-rewrite patterns match against: the port the client
+ *  named in Host is part of it (as ngrok documents), so a redirect on a gateway at :8080 stays there. */
 function urlOf (ctx: HttpRequestContext): string {
-  return `${ctx.protocol}://${ctx.host}${ctx.path}`
+  const sent = ctx.headers.host
+  const port = typeof sent === 'string' && !ctx.host.startsWith('[') ? PORT.exec(sent)?.[1] : undefined
+  return `${ctx.protocol}://${ctx.host}${port === undefined ? '' : `:${port}`}${ctx.path}`
 }
 
 export function compileDeny (action: DenyAction): RequestStep {
@@ -47,7 +52,7 @@ export function compileDeny (action: DenyAction): RequestStep {
 export function compileCustomResponse (action: CustomResponseAction): RequestStep {
   const body = compileTemplate(action.config.body ?? action.config.content ?? '', 'body')
   const headers = compileHeaders(action.config.headers)
-  const status = action.config.status_code
+  const status = action.config.status_code ?? 200
   return (ctx) => ({ response: { status, headers: renderHeaders(headers, ctx), body: render(body, ctx) } })
 }
 

@@ -3,9 +3,13 @@
 import ipaddr from 'ipaddr.js'
 import { PortholeError } from '../../core/errors.js'
 import type { RestrictIpsAction } from '../document.js'
-import type { ConnectStep } from '../compiled.js'
+import type { ConnectStep, Denial } from '../compiled.js'
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number]
+
+const DENIED: Denial = { code: 'PH_3100' }
+/** Addresses whose answer one restrict-ips action remembers; past this, it starts over. */
+const MAX_REMEMBERED = 1024
 
 export function parseCidr (text: string): Range {
   const value = String(text).trim()
@@ -31,15 +35,28 @@ export function compileRestrictIps (action: RestrictIpsAction): ConnectStep {
   if (allow.length === 0 && deny.length === 0) {
     throw new PortholeError('PH_1004', '(restrict-ips needs allow or deny entries)')
   }
-  return (ctx) => {
+  if (action.config.enforce === false) return () => undefined // ngrok's dry run: nothing is denied
+  const decide = (clientIp: string): Denial | undefined => {
     let addr: ipaddr.IPv4 | ipaddr.IPv6
     try {
-      addr = ipaddr.process(ctx.clientIp) // ::ffff:1.2.3.4 -> 1.2.3.4
+      addr = ipaddr.process(clientIp) // ::ffff:1.2.3.4 -> 1.2.3.4
     } catch {
-      return { code: 'PH_3100' }
+      return DENIED
     }
-    if (deny.length > 0 && matchesAny(addr, deny)) return { code: 'PH_3100' }
-    if (allow.length > 0 && !matchesAny(addr, allow)) return { code: 'PH_3100' }
+    if (deny.length > 0 && matchesAny(addr, deny)) return DENIED
+    if (allow.length > 0 && !matchesAny(addr, allow)) return DENIED
     return undefined
+  }
+  // The answer depends on the address alone, and an HTTP client sends many requests from one address:
+  // remember recent answers rather than parse the address on every request.
+  const recent = new Map<string, Denial | undefined>()
+  return (ctx) => {
+    const ip = ctx.clientIp
+    const known = recent.get(ip)
+    if (known !== undefined || recent.has(ip)) return known
+    const answer = decide(ip)
+    if (recent.size >= MAX_REMEMBERED) recent.clear()
+    recent.set(ip, answer)
+    return answer
   }
 }
