@@ -128,10 +128,7 @@ export class Identity {
   }
 
   removeKey (id: string): Promise<void> {
-    return this.#store.update((data) => {
-      if (!data.keys.some((k) => k.id === id)) throw new PortholeError('PH_5003', `key ${JSON.stringify(id)}`)
-      data.keys = data.keys.filter((k) => k.id !== id)
-    })
+    return this.#removeById('keys', id, 'key')
   }
 
   findKey (blob: Buffer): KeyRecord | undefined {
@@ -171,10 +168,7 @@ export class Identity {
   }
 
   revokeToken (id: string): Promise<void> {
-    return this.#store.update((data) => {
-      if (!data.tokens.some((t) => t.id === id)) throw new PortholeError('PH_5003', `token ${JSON.stringify(id)}`)
-      data.tokens = data.tokens.filter((t) => t.id !== id)
-    })
+    return this.#removeById('tokens', id, 'token')
   }
 
   /** The token record a presented authtoken belongs to, or undefined (unknown, revoked, wrong secret). */
@@ -213,10 +207,7 @@ export class Identity {
   }
 
   unreserve (id: string): Promise<void> {
-    return this.#store.update((data) => {
-      if (!data.reservations.some((r) => r.id === id)) throw new PortholeError('PH_5003', `reservation ${JSON.stringify(id)}`)
-      data.reservations = data.reservations.filter((r) => r.id !== id)
-    })
+    return this.#removeById('reservations', id, 'reservation')
   }
 
   /**
@@ -284,10 +275,7 @@ export class Identity {
 
   revokeApiKey (id: string): Promise<void> {
     this.#apiKeyCache.clear()
-    return this.#store.update((data) => {
-      if (!data.apiKeys.some((k) => k.id === id)) throw new PortholeError('PH_5003', `API key ${JSON.stringify(id)}`)
-      data.apiKeys = data.apiKeys.filter((k) => k.id !== id)
-    })
+    return this.#removeById('apiKeys', id, 'API key')
   }
 
   async verifyApiKey (text: string): Promise<ApiKeyRecord | undefined> {
@@ -300,6 +288,16 @@ export class Identity {
     if (!record || !(await verifySecret(parts.secret, record.hash))) return undefined
     this.#apiKeyCache.set(digest, record.id)
     return find()
+  }
+
+  /** Deletes the record `id` of one collection; PH_5003 naming `what` when there is none. */
+  #removeById (collection: 'keys' | 'tokens' | 'reservations' | 'apiKeys', id: string, what: string): Promise<void> {
+    return this.#store.update((data) => {
+      const records: Array<{ id: string }> = data[collection]
+      const index = records.findIndex((r) => r.id === id)
+      if (index === -1) throw new PortholeError('PH_5003', `${what} ${JSON.stringify(id)}`)
+      records.splice(index, 1)
+    })
   }
 
   #requireAccount (accounts: Account[], name: string): void {
