@@ -38,7 +38,8 @@ export interface RunningGateway {
 export async function startGateway (config: ServerConfig, log: Logger): Promise<RunningGateway> {
   const dataDir = resolve(config.dataDir)
   const hostKeys = loadHostKeys(dataDir)
-  const identity = new Identity(new FileIdentityStore(dataDir), { domain: config.domain, tcpPorts: config.tcpPorts })
+  const identityStore = new FileIdentityStore(dataDir, (error) => log.error({ err: error.message }, 'identity store unreadable; keeping the last good copy, refusing changes'))
+  const identity = new Identity(identityStore, { domain: config.domain, tcpPorts: config.tcpPorts })
   const sessionSecret = loadSessionSecret(join(dataDir, 'session-secret'))
   const names = new NameStore(dataDir, (error) => log.error({ err: error.message }, 'could not save name holds; they are kept in memory'))
   const registry = new Registry({

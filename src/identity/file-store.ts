@@ -46,13 +46,19 @@ export class FileIdentityStore implements IdentityStore {
   readonly #file: string
   readonly #lock: string
   readonly #listeners: Array<() => void> = []
+  readonly #onError: (error: Error) => void
   #data: IdentityData
+  /** The file as we last read or wrote it successfully (inode, size, mtime). */
   #stamp = ''
+  /** The file as read() last looked at it (differs from #stamp while the file is broken). */
+  #seen = ''
   #checkedAt = 0
   #queue: Pending[] = []
   #committing: Promise<void> | null = null
 
-  constructor (dataDir: string) {
+  /** onError: the file became unreadable while running (the last good data is kept). */
+  constructor (dataDir: string, onError: (error: Error) => void = () => {}) {
+    this.#onError = onError
     this.#file = join(dataDir, 'identity.json')
     this.#lock = `${this.#file}.lock`
     ensureDataDir(dataDir)
@@ -68,9 +74,17 @@ export class FileIdentityStore implements IdentityStore {
     const now = Date.now()
     if (now - this.#checkedAt >= STAT_EVERY_MS && !this.#committing) {
       this.#checkedAt = now
-      if (this.#currentStamp() !== this.#stamp) {
-        this.#data = this.#load()
-        this.#emit()
+      const current = this.#currentStamp()
+      if (current !== this.#seen) {
+        this.#seen = current
+        try {
+          this.#data = this.#load()
+          this.#emit()
+        } catch (error) {
+          // Someone wrote a broken file while we run: keep serving what we had (logins must not crash the
+          // gateway), say so once per change of the file, and refuse writes until it is fixed (#commit).
+          this.#onError(error as Error)
+        }
       }
     }
     return this.#data
@@ -147,16 +161,18 @@ export class FileIdentityStore implements IdentityStore {
   #write (data: IdentityData): void {
     replaceFile(this.#file, `${JSON.stringify(data, null, 1)}\n`, 0o600)
     this.#stamp = this.#currentStamp()
+    this.#seen = this.#stamp
   }
 
+  /** Reads the file; only a successful read moves #stamp (a broken file is never taken as the base of a write). */
   #load (): IdentityData {
-    this.#stamp = this.#currentStamp()
+    const stamp = this.#currentStamp()
     let text: string
     try {
       text = readFileSync(this.#file, 'utf8')
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return emptyIdentityData()
-      throw new PortholeError('PH_2002', `cannot read ${this.#file}: ${(error as Error).message}`)
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new PortholeError('PH_2002', `cannot read ${this.#file}: ${(error as Error).message}`)
+      text = '{}'
     }
     let data: Partial<IdentityData>
     try {
@@ -165,7 +181,13 @@ export class FileIdentityStore implements IdentityStore {
       // Never start over an unreadable store: that would silently drop every account.
       throw new PortholeError('PH_2002', `${this.#file} is not valid JSON (${(error as Error).message}); restore it from a backup`)
     }
-    return { ...emptyIdentityData(), ...data, version: 1 }
+    const loaded = { ...emptyIdentityData(), ...data, version: 1 as const }
+    for (const name of ['accounts', 'keys', 'tokens', 'reservations', 'apiKeys'] as const) {
+      if (!Array.isArray(loaded[name])) throw new PortholeError('PH_2002', `${this.#file}: "${name}" is not a list; restore it from a backup`)
+    }
+    this.#stamp = stamp
+    this.#seen = stamp
+    return loaded
   }
 
   #currentStamp (): string {

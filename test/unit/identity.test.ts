@@ -88,6 +88,21 @@ describe('file identity store', () => {
     expect(() => new FileIdentityStore(dir)).toThrow(/PH_2002|not valid JSON/)
   })
 
+  it('a file broken while running: reads keep the last good data, writes are refused, nothing is overwritten', async () => {
+    const dir = tempDir()
+    const errors: string[] = []
+    const store = new FileIdentityStore(dir, (error) => errors.push(error.message))
+    const identity = new Identity(store, options)
+    await identity.createAccount('ann')
+    writeFileSync(join(dir, 'identity.json'), '{"accounts": [')
+    await new Promise((resolve) => setTimeout(resolve, 300)) // past the stat interval
+    expect(identity.listAccounts().map((a) => a.name)).toEqual(['ann'])
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toMatch(/not valid JSON/)
+    await expect(identity.createAccount('bob')).rejects.toMatchObject({ code: 'PH_5008' })
+    expect(readFileSync(join(dir, 'identity.json'), 'utf8')).toBe('{"accounts": [')
+  })
+
   it('two processes writing at once lose nothing (lock file + re-read)', async () => {
     const dir = tempDir()
     const store = new FileIdentityStore(dir)
