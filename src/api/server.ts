@@ -49,7 +49,15 @@ export class ApiServer {
       headersTimeout: options.headersTimeoutMs ?? 10_000,
       requestTimeout: options.requestTimeoutMs ?? 30_000,
       keepAliveTimeout: 5_000,
-    }, (req, res) => void this.#handle(req, res))
+    }, (req, res) => {
+      // #handle answers every error itself; this catch is the last guard so that nothing a client sends can
+      // become an unhandled rejection (which ends the whole gateway process).
+      this.#handle(req, res).catch((error: unknown) => {
+        this.#log.error({ err: (error as Error)?.message }, 'api request failed outside its handler')
+        if (!res.headersSent) this.#send(res, errorReply(new PortholeError('PH_5010')))
+        else res.destroy()
+      })
+    })
     this.#server.maxConnections = 256
     // Malformed HTTP (or headers over the limit, or too slow): the same JSON error shape, then close.
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
@@ -74,11 +82,19 @@ export class ApiServer {
   async #handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now()
     const method = req.method ?? 'GET'
-    const url = new URL(req.url ?? '/', 'http://api')
+    let path = '(unparsed)'
     let keyId: string | null = null
     let reply: Reply
     let failure: unknown = null
     try {
+      // Node accepts absolute-form targets (`GET http://a:99999/`): a URL that does not parse is the client's error.
+      let url: URL
+      try {
+        url = new URL(req.url ?? '/', 'http://api')
+      } catch {
+        throw new PortholeError('PH_5001', 'request target')
+      }
+      path = url.pathname
       keyId = await this.#authenticate(req, req.socket.remoteAddress ?? '')
       const { route, params } = this.#router.match(method, url.pathname)
       const allowed = route.query ?? []
@@ -91,13 +107,13 @@ export class ApiServer {
       failure = error
       // Unexpected errors are not shown to the client (they may carry internals); the log has them.
       const known = isPortholeError(error) ? error : new PortholeError('PH_5010')
-      reply = { status: known.status, body: { error_code: known.code, status_code: known.status, msg: known.message } }
+      reply = errorReply(known)
       if (error instanceof MethodNotAllowed) res.setHeader('allow', error.allow)
     }
     // A body we did not read (refused early, or too large) must not be taken for the next request.
     if (failure instanceof BodyTooLarge || (failure !== null && !req.complete)) res.setHeader('connection', 'close')
     this.#send(res, reply)
-    const fields = { method, path: url.pathname, status: reply.status, api_key: keyId, ms: Math.round(performance.now() - started) }
+    const fields = { method, path, status: reply.status, api_key: keyId, ms: Math.round(performance.now() - started) }
     if (reply.status >= 500) this.#log.error({ ...fields, err: (failure as Error)?.message }, 'api request failed')
     else this.#log.info(fields, 'api request')
   }
@@ -131,6 +147,10 @@ export class ApiServer {
     const text = `${JSON.stringify(reply.body)}\n`
     res.writeHead(reply.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) }).end(text)
   }
+}
+
+function errorReply (error: PortholeError): Reply {
+  return { status: error.status, body: { error_code: error.code, status_code: error.status, msg: error.message } }
 }
 
 /** The request body as a JSON object (`{}` when empty); PH_5007 past the limit, PH_5001 when not JSON. */

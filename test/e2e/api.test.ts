@@ -115,6 +115,16 @@ describe('admin API', () => {
     expect(JSON.parse(text.split('\r\n\r\n')[1]!)).toMatchObject({ error_code: 'PH_5001', status_code: 400, msg: expect.stringMatching(/^invalid HTTP request \(HPE_/) })
   })
 
+  it('answers a request target that is no URL (absolute form, bad port) with 400, and keeps running', async () => {
+    const socket = createConnection(gw.apiPort!, '127.0.0.1')
+    socket.end('GET http://a:99999/ HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n')
+    let text = ''
+    for await (const chunk of socket) text += String(chunk)
+    expect(text).toMatch(/^HTTP\/1\.1 400 /)
+    expect(JSON.parse(text.split('\r\n\r\n')[1]!)).toMatchObject({ error_code: 'PH_5001', msg: 'invalid request target' })
+    expect((await call('GET', '/api/accounts')).status).toBe(200)
+  })
+
   describe('accounts', () => {
     it('creates, shows, lists and deletes; refuses bad and duplicate names', async () => {
       const created = await call('POST', '/api/accounts', { name: 'Ann' })
