@@ -4,7 +4,8 @@
 // (the server, `porthole api-keys create` run offline) take a lock file and re-read the file before changing
 // it, so neither loses the other's change. Changes arriving while a write is under way go together in the
 // next write (group commit), so a burst of API calls costs a few fsyncs, not one each.
-import { readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
+import { randomUUID } from 'node:crypto'
+import { linkSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PortholeError } from '../core/errors.js'
 import { ensureDataDir, replaceFile } from '../storage/files.js'
@@ -17,6 +18,9 @@ interface Pending {
 }
 
 const LOCK_WAIT_MS = 5000
+const LOCK_STALE_MS = 30_000
+/** Lock files this process holds right now (several stores may share a process, as in tests). */
+const heldLocks = new Set<string>()
 const STAT_EVERY_MS = 250
 
 function sleep (ms: number): Promise<void> {
@@ -55,6 +59,7 @@ export class FileIdentityStore implements IdentityStore {
   #checkedAt = 0
   #queue: Pending[] = []
   #committing: Promise<void> | null = null
+  #lockToken = ''
 
   /** onError: the file became unreadable while running (the last good data is kept). */
   constructor (dataDir: string, onError: (error: Error) => void = () => {}) {
@@ -199,22 +204,38 @@ export class FileIdentityStore implements IdentityStore {
     }
   }
 
+  /**
+   * The lock file holds `<pid> <nonce>`. A lock is stale (its holder crashed mid-write) when that process is
+   * gone, when it names this process but not a lock this process holds (a restart that got the same pid, as
+   * PID 1 in a container does), or when it is older than LOCK_STALE_MS (a write takes milliseconds). A stale
+   * lock is moved aside under a unique name and checked to be the one judged stale before it is deleted, so
+   * two processes taking it over at once cannot delete each other's fresh lock.
+   */
   async #acquireLock (): Promise<void> {
     const deadline = Date.now() + LOCK_WAIT_MS
+    const token = `${process.pid} ${randomUUID()}`
     for (;;) {
       try {
-        writeFileSync(this.#lock, String(process.pid), { flag: 'wx', mode: 0o600 })
+        writeFileSync(this.#lock, token, { flag: 'wx', mode: 0o600 })
+        this.#lockToken = token
+        heldLocks.add(this.#lock)
         return
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
       }
-      // A lock left by a process that died (killed mid-write) is taken over.
-      let holder = NaN
+      let content = ''
+      let ageMs = 0
       try {
-        holder = Number(readFileSync(this.#lock, 'utf8'))
-      } catch {}
-      if (Number.isInteger(holder) && holder > 0 && !isAlive(holder)) {
-        try { unlinkSync(this.#lock) } catch {}
+        content = readFileSync(this.#lock, 'utf8')
+        ageMs = Date.now() - statSync(this.#lock).mtimeMs
+      } catch {
+        continue // gone meanwhile: try again
+      }
+      const holder = Number(content.split(' ')[0])
+      const stale = !Number.isInteger(holder) || holder <= 0 || !isAlive(holder) ||
+        (holder === process.pid && !heldLocks.has(this.#lock)) || ageMs > LOCK_STALE_MS
+      if (stale) {
+        this.#takeOver(content)
         continue
       }
       if (Date.now() > deadline) throw new PortholeError('PH_5008', `${this.#lock} is held by process ${holder}`)
@@ -222,8 +243,26 @@ export class FileIdentityStore implements IdentityStore {
     }
   }
 
+  #takeOver (judged: string): void {
+    const aside = `${this.#lock}.${process.pid}.${randomUUID()}`
+    try {
+      renameSync(this.#lock, aside)
+    } catch {
+      return // someone else moved it first
+    }
+    try {
+      // Not the lock judged stale (a new holder replaced it in between): put it back.
+      if (readFileSync(aside, 'utf8') !== judged) linkSync(aside, this.#lock)
+    } catch {}
+    try { unlinkSync(aside) } catch {}
+  }
+
   #releaseLock (): void {
-    try { unlinkSync(this.#lock) } catch {}
+    heldLocks.delete(this.#lock)
+    try {
+      // Only our own lock: had it been taken over (a pause past LOCK_STALE_MS), the file is someone else's.
+      if (readFileSync(this.#lock, 'utf8') === this.#lockToken) unlinkSync(this.#lock)
+    } catch {}
   }
 
   #emit (): void {

@@ -1,7 +1,7 @@
 // The identity layer without SSH: ACL parsing and matching, secrets, the file store's atomicity and
 // locking, Identity's checks, reservations in the registry, and the login throttle.
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -101,6 +101,21 @@ describe('file identity store', () => {
     expect(errors[0]).toMatch(/not valid JSON/)
     await expect(identity.createAccount('bob')).rejects.toMatchObject({ code: 'PH_5008' })
     expect(readFileSync(join(dir, 'identity.json'), 'utf8')).toBe('{"accounts": [')
+  })
+
+  it('takes over stale locks: a dead holder, its own pid after a restart, or one older than 30 s', async () => {
+    const dir = tempDir()
+    const identity = new Identity(new FileIdentityStore(dir), options)
+    const lock = join(dir, 'identity.json.lock')
+    writeFileSync(lock, `${process.pid} left-by-an-earlier-run`)
+    await identity.createAccount('a') // would wait 5 s and fail if the lock were not taken over
+    writeFileSync(lock, '999999999 dead')
+    await identity.createAccount('b')
+    writeFileSync(lock, `${process.ppid} old`) // a live process (vitest's parent) but a lock nobody refreshed
+    utimesSync(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
+    await identity.createAccount('c')
+    expect(identity.listAccounts().map((x) => x.name)).toEqual(['a', 'b', 'c'])
+    expect(existsSync(lock)).toBe(false)
   })
 
   it('two processes writing at once lose nothing (lock file + re-read)', async () => {

@@ -249,7 +249,8 @@ export class SshConnection {
     } catch (error) {
       const err = isPortholeError(error) ? error : new PortholeError('PH_1002', String(error))
       terminal.error(err.toLine())
-      this.#log.info({ code: err.code, command }, err.message)
+      // Not the command line itself: flag values may be secrets (--basic-auth, --oidc-client-secret, ...).
+      this.#log.info({ code: err.code, flags: command.match(/--?[A-Za-z][\w-]*/g)?.slice(0, 32) ?? [] }, err.message)
       void this.#exitThenFail(1)
       return
     }
