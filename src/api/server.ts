@@ -14,6 +14,7 @@ import { routes } from './resources.js'
 import { MethodNotAllowed, Router, type Reply } from './router.js'
 
 export const MAX_BODY_BYTES = 64 * 1024
+const MAX_CONNECTIONS_PER_ADDRESS = 32
 
 export interface ApiServerOptions {
   readonly identity: Identity
@@ -59,6 +60,19 @@ export class ApiServer {
       })
     })
     this.#server.maxConnections = 256
+    // One address cannot take all 256 (a stranger holding sockets would lock the operator out).
+    const perAddress = new Map<string, number>()
+    this.#server.on('connection', (socket) => {
+      const ip = socket.remoteAddress ?? ''
+      const count = (perAddress.get(ip) ?? 0) + 1
+      if (count > MAX_CONNECTIONS_PER_ADDRESS) return socket.destroy()
+      perAddress.set(ip, count)
+      socket.once('close', () => {
+        const left = (perAddress.get(ip) ?? 1) - 1
+        if (left > 0) perAddress.set(ip, left)
+        else perAddress.delete(ip)
+      })
+    })
     // Malformed HTTP (or headers over the limit, or too slow): the same JSON error shape, then close.
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
       if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy()
@@ -126,13 +140,10 @@ export class ApiServer {
     const header = req.headers.authorization ?? ''
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
     if (!match) throw new PortholeError('PH_5005')
-    const delay = this.#throttle.delayMs(ip)
+    const delay = this.#throttle.attempt(ip)
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
     const record = await this.#identity.verifyApiKey(match[1]!)
-    if (!record) {
-      this.#throttle.failed(ip)
-      throw new PortholeError('PH_5005')
-    }
+    if (!record) throw new PortholeError('PH_5005')
     this.#throttle.succeeded(ip)
     return record.id
   }

@@ -23,17 +23,22 @@ export class LoginThrottle {
     this.#failures = new LRUCache({ max: 10_000, ttl: options.forgetAfterMs ?? 15 * 60_000 })
   }
 
-  /** How long the next attempt from `ip` waits before it is checked. */
+  /** How long the next attempt from `ip` would wait before it is checked. */
   delayMs (ip: string): number {
     const count = this.#failures.get(ip)?.count ?? 0
     if (count < this.#free) return 0
     return Math.min(this.#baseMs * 2 ** (count - this.#free), this.#maxMs)
   }
 
-  failed (ip: string): void {
-    const entry = this.#failures.get(ip)
+  /**
+   * Starts an attempt from `ip`: it counts as a failure at once (until succeeded() says otherwise), so
+   * attempts sent in parallel each wait longer than the one before. Returns how long this one waits.
+   */
+  attempt (ip: string): number {
+    const delay = this.delayMs(ip)
     // set() again restarts the quiet period.
-    this.#failures.set(ip, { count: (entry?.count ?? 0) + 1 })
+    this.#failures.set(ip, { count: (this.#failures.get(ip)?.count ?? 0) + 1 })
+    return delay
   }
 
   succeeded (ip: string): void {

@@ -7,8 +7,22 @@ import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:c
 const PARAMS = { N: 16384, r: 8, p: 1 } as const
 const KEY_LENGTH = 32
 
-function scryptAsync (secret: string, salt: Buffer, options: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => scrypt(secret, salt, KEY_LENGTH, options, (error, key) => (error ? reject(error) : resolve(key))))
+// At most two hashes at a time: each takes a libuv thread (of 4, shared with file and DNS work) for ~50 ms,
+// and guesses sent in parallel must not starve the rest of the gateway. Waiting callers queue (bounded by
+// the SSH and API connection limits).
+const MAX_CONCURRENT = 2
+let running = 0
+const waiting: Array<() => void> = []
+
+async function scryptAsync (secret: string, salt: Buffer, options: ScryptOptions): Promise<Buffer> {
+  if (running >= MAX_CONCURRENT) await new Promise<void>((resolve) => waiting.push(resolve))
+  running++
+  try {
+    return await new Promise((resolve, reject) => scrypt(secret, salt, KEY_LENGTH, options, (error, key) => (error ? reject(error) : resolve(key))))
+  } finally {
+    running--
+    waiting.shift()?.()
+  }
 }
 
 /** A new random id with a prefix (`tok_`, `key_`, ...): 10 characters of base32-ish text. */

@@ -64,6 +64,29 @@ describe('admin API', () => {
       expect(Date.now() - after).toBeLessThan(900)
     })
 
+    it('wrong keys sent in parallel each wait longer: parallelism does not bypass the slowdown', async () => {
+      const timed = async (i: number): Promise<number> => {
+        const started = Date.now()
+        expectError(await call('GET', '/api/accounts', undefined, { key: `ak_parallel${i}.secret` }), 401, 'PH_5005')
+        return Date.now() - started
+      }
+      const times = await Promise.all([0, 1, 2, 3, 4].map(timed))
+      expect(Math.max(...times)).toBeGreaterThanOrEqual(1900) // the 5th in flight waits 2 s
+      expect((await call('GET', '/api/accounts')).status).toBe(200) // a right key resets the count
+    })
+
+    it('one address cannot hold all the connections', async () => {
+      const sockets = Array.from({ length: 40 }, () => createConnection(gw.apiPort!, '127.0.0.1'))
+      const closed = await Promise.all(sockets.map((socket) => new Promise<boolean>((resolve) => {
+        socket.once('close', () => resolve(true))
+        socket.once('connect', () => setTimeout(() => resolve(socket.destroyed), 500))
+        socket.on('error', () => {})
+      })))
+      expect(closed.filter(Boolean).length).toBeGreaterThanOrEqual(8)
+      for (const socket of sockets) socket.destroy()
+      await eventually(async () => expect((await call('GET', '/api/accounts')).status).toBe(200))
+    })
+
     it('creates API keys that work until revoked, and never shows a hash', async () => {
       const created = await call('POST', '/api/api_keys', { description: 'second' })
       expect(created.status).toBe(201)

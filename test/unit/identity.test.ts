@@ -213,10 +213,7 @@ describe('login throttle', () => {
   it('lets a few failures through, then doubles the wait up to a ceiling; success forgets', () => {
     const throttle = new LoginThrottle({ freeFailures: 2, baseDelayMs: 100, maxDelayMs: 350 })
     const delays: number[] = []
-    for (let i = 0; i < 6; i++) {
-      delays.push(throttle.delayMs('1.2.3.4'))
-      throttle.failed('1.2.3.4')
-    }
+    for (let i = 0; i < 6; i++) delays.push(throttle.attempt('1.2.3.4'))
     expect(delays).toEqual([0, 0, 100, 200, 350, 350])
     expect(throttle.delayMs('5.6.7.8')).toBe(0)
     throttle.succeeded('1.2.3.4')

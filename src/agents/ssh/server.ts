@@ -317,11 +317,10 @@ export class SshAgent implements SessionDirectory {
       reject()
       return
     }
-    const delay = this.#throttle.delayMs(ip)
+    const delay = this.#throttle.attempt(ip)
     const check = async (): Promise<void> => {
       const record = await this.#options.identity.verifyToken(text)
       if (!record) {
-        this.#throttle.failed(ip)
         this.#log.info({ ip, delayMs: delay }, new PortholeError('PH_1024').toLine())
         if (++state.tokenFailures >= MAX_TOKEN_FAILURES) state.drop()
         else reject()
