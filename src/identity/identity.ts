@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto'
 import ssh2 from 'ssh2'
 import { LRUCache } from 'lru-cache'
 import { PortholeError } from '../core/errors.js'
-import { covers, isValidLabel, parseBindAddress, wildcardsFor } from '../core/names.js'
+import { isValidLabel, parseBindAddress } from '../core/names.js'
 import { parseAcl } from './acl.js'
 import { fingerprint } from './fingerprint.js'
 import type { Account, ApiKeyRecord, IdentityStore, KeyRecord, Reservation, ReservationKind, TokenRecord } from './model.js'
@@ -42,6 +42,17 @@ export function checkAccountName (name: string): string {
   const value = String(name).trim().toLowerCase()
   if (!isValidLabel(value)) throw new PortholeError('PH_5001', `account name ${JSON.stringify(name)} (a-z, 0-9 and inner '-', at most 63 characters)`)
   return value
+}
+
+/**
+ * Whether binding `host` (exact or `*.suffix`) touches the reservation `reserved`: the reserved name and
+ * everything under it (a sibling tenant under ann.example.com could set cookies for ann.example.com), and
+ * wildcards covering it. `*.ann.example.com` also claims ann.example.com itself, for the same reason.
+ */
+export function domainClaims (reserved: string, host: string): boolean {
+  const bare = (name: string): string => (name.startsWith('*.') ? name.slice(2) : name)
+  const under = (name: string, parent: string): boolean => name === parent || name.endsWith(`.${parent}`)
+  return under(bare(host), bare(reserved)) || (host.startsWith('*.') && under(bare(reserved), bare(host)))
 }
 
 export class Identity {
@@ -195,7 +206,7 @@ export class Identity {
       this.#requireAccount(data.accounts, account)
       for (const other of data.reservations) {
         const otherKey = other.kind === 'tcp' ? `tcp:${other.value}` : other.value
-        const overlaps = otherKey === key || (kind === 'domain' && other.kind === 'domain' && (covers(otherKey, key) || covers(key, otherKey)))
+        const overlaps = otherKey === key || (kind === 'domain' && other.kind === 'domain' && (domainClaims(otherKey, key) || domainClaims(key, otherKey)))
         if (!overlaps) continue
         if (other.account === account && otherKey === key) throw new PortholeError('PH_5002', `reservation ${normalised}`)
         if (other.account !== account) throw new PortholeError('PH_5004', normalised)
@@ -223,19 +234,11 @@ export class Identity {
       if (r.account === account) continue
       if (tcp) {
         if (r.kind === 'tcp' && `tcp:${r.value}` === key) return true
-      } else if (r.kind === 'domain' && (r.value === key || covers(r.value, key) || covers(key, r.value))) {
+      } else if (r.kind === 'domain' && domainClaims(r.value, key)) {
         return true
       }
     }
     return false
-  }
-
-  /** The account that reserved exactly this host or one of its wildcards, for routing offline names. */
-  reservationOf (host: string): Reservation | undefined {
-    const reservations = this.#store.read().reservations
-    if (reservations.length === 0) return undefined
-    const patterns = new Set([host, ...wildcardsFor(host)])
-    return reservations.find((r) => r.kind === 'domain' && patterns.has(r.value))
   }
 
   #reservationValue (kind: ReservationKind, value: string): string {

@@ -156,6 +156,15 @@ describe('file identity store', () => {
     expect(identity.reservedAgainst('x.ann.example.com', 'ann')).toBe(false)
     expect(identity.reservedAgainst('*.example.com', 'bob')).toBe(true) // would cover ann's names
     expect(identity.reservedAgainst('tcp:20022', undefined)).toBe(true)
+    // An exact reservation claims the names under it too (cookies of ann.example.com reach them), and a
+    // wildcard reservation claims its bare suffix.
+    await identity.reserve('ann', 'domain', 'shop')
+    expect(identity.reservedAgainst('www.shop.example.com', 'bob')).toBe(true)
+    expect(identity.reservedAgainst('*.shop.example.com', 'bob')).toBe(true)
+    expect(identity.reservedAgainst('ann.example.com', 'bob')).toBe(true)
+    expect(identity.reservedAgainst('shopping.example.com', 'bob')).toBe(false)
+    expect(identity.reservedAgainst('other.example.com', 'bob')).toBe(false)
+    await expect(identity.reserve('bob', 'domain', 'x.shop.example.com')).rejects.toMatchObject({ code: 'PH_5004' })
 
     const { token, record } = await identity.createToken('ann', { acl: ['bind:ci'] })
     expect(JSON.stringify(identity.store.read())).not.toContain(token.split('.')[1])
