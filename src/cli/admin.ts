@@ -252,7 +252,8 @@ export function commandsHelp (first: ReadonlyArray<readonly [string, string]> = 
 
 const CLIENT_HELP = `Client flags (every command but api-keys create talks to the admin API):
   --api-url URL         the admin API (default ${DEFAULT_API_URL}, or PORTHOLE_API_URL)
-  --api-key KEY         an admin API key (or PORTHOLE_API_KEY); make the first with porthole api-keys create
+  --api-key KEY         an admin API key; prefer PORTHOLE_API_KEY (a flag shows in ps and shell history);
+                        make the first with porthole api-keys create
   --json                print the API's JSON instead of lines and tables
 `
 
