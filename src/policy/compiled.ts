@@ -92,4 +92,7 @@ export interface CompileOptions {
   readonly oauthProviders?: Readonly<Partial<Record<OAuthProviderName, OAuthEndpointOverrides>>>
   /** Whether URLs in policies (JWKS, OpenID issuers) may reach non-public addresses (see outbound.ts). */
   readonly allowPrivateUrls?: boolean
+  /** The gateway's base domain (lower case). A login's auth_cookie_domain may not be it or above it: that
+   *  cookie would go to every endpoint of every user. */
+  readonly baseDomain?: string
 }

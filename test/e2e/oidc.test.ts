@@ -118,7 +118,11 @@ describe('oauth and openid-connect logins', () => {
       expect(new URL(String(first.headers.location)).searchParams.get('redirect_uri')).toBe(`${origin}${CALLBACK}`)
       expect(String(first.headers['set-cookie'])).toMatch(/; Secure$/)
       const back = await browser.visit(String(first.headers.location), 'alice', (next) => next.pathname === '/secure')
-      expect(([] as string[]).concat(back.headers['set-cookie'] as string[]).find((c) => c.startsWith('porthole_session='))).toMatch(/; HttpOnly; SameSite=Lax; Secure$/)
+      // Over https the session cookie is a __Host- cookie (Secure, Path=/, no Domain): another endpoint under the
+      // base domain cannot plant one with Domain=localhost.
+      const session = ([] as string[]).concat(back.headers['set-cookie'] as string[]).find((c) => c.startsWith('__Host-porthole_session='))
+      expect(session).toMatch(/; Path=\/; Max-Age=86400; HttpOnly; SameSite=Lax; Secure$/)
+      expect(session).not.toMatch(/Domain=/)
       const page = await browser.fetch(`${origin}/secure`)
       expect(page.status).toBe(200)
       expect(echoed(page).headers['ngrok-auth-user-email']).toBe('alice@example.com')
@@ -152,6 +156,26 @@ describe('oauth and openid-connect logins', () => {
       expect(out.headers.location).toBe('/bye')
       expect(String(out.headers['set-cookie'])).toMatch(/^porthole_session=; Path=\/; Max-Age=0/)
       expect((await browser.fetch(`${url}/`)).status).toBe(302)
+    })
+
+    it('open redirect: redirect_path=/%09/evil.example goes to / at logout and after a login', async () => {
+      const browser = new Browser()
+      expect((await browser.visit(`${url}/`, 'alice')).status).toBe(200)
+      const out = await browser.fetch(`${url}/ngrok/logout?redirect_path=/%09/evil.example`)
+      expect(out.status).toBe(302)
+      expect(out.headers.location).toBe('/')
+      const login = await browser.fetch(`${url}/ngrok/login?redirect_path=/%09/evil.example`)
+      expect(login.status).toBe(302)
+      const back = await browser.visit(String(login.headers.location), 'alice', (next) => next.origin === url && next.pathname !== CALLBACK)
+      expect(back.url).toMatch(new RegExp(`^${url}${CALLBACK}\\?`))
+      expect(back.headers.location).toBe('/')
+    })
+
+    it('redirect_uri: a Host header of flags.localhost:@evil.test names flags.localhost, not evil.test', async () => {
+      // (no port can be read from such a Host: none is named)
+      const first = await new Browser().fetch(`${url}/`, { headers: { host: 'flags.localhost:@evil.test' } })
+      expect(first.status).toBe(302)
+      expect(new URL(String(first.headers.location)).searchParams.get('redirect_uri')).toBe(`http://flags.localhost${CALLBACK}`)
     })
   })
 

@@ -171,7 +171,7 @@ describe('the login flow', () => {
     const { createHash } = await import('node:crypto')
     expect(createHash('sha256').update(call.verifier).digest('base64url')).toBe(authorize.searchParams.get('code_challenge'))
     expect(asRedirect(callback).response.headers.location).toBe('/start?x=1')
-    expect(cookiesOf(asRedirect(callback))[0]).toMatch(/^porthole_session=[^;]+; Path=\/; Max-Age=86400; HttpOnly; SameSite=Lax; Secure$/)
+    expect(cookiesOf(asRedirect(callback))[0]).toMatch(/^__Host-porthole_session=[^;]+; Path=\/; Max-Age=86400; HttpOnly; SameSite=Lax; Secure$/)
 
     const { denial, ctx } = await send(step, '/page', [...jar, 'app=1'], { headers: { host: 'app.example.com', cookie: [...jar, 'app=1'].join('; '), 'ngrok-auth-user-email': 'forged@example.com' } })
     expect(denial).toBeUndefined()
@@ -259,13 +259,13 @@ describe('the login flow', () => {
   it('serves /ngrok/login (forcing a new login) and /ngrok/logout for its auth_id only', async () => {
     const { step } = makeLogin({ auth_id: 'team' })
     const { jar } = await logIn(step, 'ann')
-    expect(jar[0]).toMatch(/^porthole_session_team=/)
+    expect(jar[0]).toMatch(/^__Host-porthole_session_team=/)
     const login = asRedirect((await send(step, '/ngrok/login?auth_id=team&redirect_path=/home', jar)).denial)
     expect(new URL(String(login.response.headers.location)).searchParams.get('prompt')).toBe('login')
     expect((await send(step, '/ngrok/logout?auth_id=other', jar)).denial).toBeUndefined() // another action's: goes on
     const out = asRedirect((await send(step, '/ngrok/logout?auth_id=team', jar)).denial)
     expect(out.response.status).toBe(200)
-    expect(cookiesOf(out)[0]).toMatch(/^porthole_session_team=; Path=\/; Max-Age=0/)
+    expect(cookiesOf(out)[0]).toMatch(/^__Host-porthole_session_team=; Path=\/; Max-Age=0/)
   })
 
   it('answers fetches and subresources without a session 401 PH_3111, with no login started', async () => {
@@ -291,6 +291,100 @@ describe('the login flow', () => {
     expect((await send(makeLogin().step, '/api', [], preflight)).denial).toBeDefined()
     expect((await send(makeLogin({ allow_cors_preflight: true }).step, '/api', [], preflight)).denial).toBeUndefined()
     expect((await send(makeLogin({ allow_cors_preflight: true }).step, '/api', [], { method: 'OPTIONS' })).denial).toBeDefined()
+  })
+})
+
+describe('login flow regressions', () => {
+  const location = (denial: Denial | undefined): string => String(asRedirect(denial).response.headers.location)
+
+  it('open redirect: /ngrok/logout?redirect_path=/%09/evil.example stays on the endpoint (a tab is dropped by browsers)', async () => {
+    const { step } = makeLogin()
+    for (const bad of ['/%09/evil.example', '/%0a/evil.example', '/%0d/evil.example', '/%00/evil.example', '/%5C/evil.example', '/./%2F/x', '/.//evil.example', '/%2e//evil.example']) {
+      const to = location((await send(step, `/ngrok/logout?redirect_path=${bad}`, [])).denial)
+      expect(to, bad).not.toMatch(/^\/[\s\\/]|[\x00-\x1f\\]/)
+      expect(new URL(to, 'https://app.example.com').host, bad).toBe('app.example.com')
+    }
+    expect(location((await send(step, '/ngrok/logout?redirect_path=/%09/evil.example', [])).denial)).toBe('/')
+    expect(location((await send(step, '/ngrok/logout?redirect_path=/a/b%3Fc?d=1%26e#f', [])).denial)).toBe('/a/b?c?d=1&e#f')
+  })
+
+  it('open redirect: /ngrok/login?redirect_path=/%09/evil.example returns to / after the callback', async () => {
+    const { step } = makeLogin()
+    const login = asRedirect((await send(step, '/ngrok/login?redirect_path=/%09/evil.example', [])).denial)
+    const state = new URL(String(login.response.headers.location)).searchParams.get('state')
+    const back = await send(step, `${CALLBACK_PATH}?code=ann&state=${state}`, cookiesOf(login).map(pairOf))
+    expect(location(back.denial)).toBe('/')
+    // The first request's own path (a tab in it reaches the gateway percent-encoded or raw) is checked the same way.
+    expect(location((await logIn(step, 'ann', '/\t/evil.example')).callback)).toBe('/')
+  })
+
+  it('safeRedirect keeps only local paths (control characters, backslashes, dot segments to //)', () => {
+    for (const [path, safe] of [
+      ['/a?b=1', '/a?b=1'], ['/a/../b', '/b'], ['/x#top', '/x#top'], ['/\t/evil.example', '/'], ['/\n/evil', '/'], ['/\u007f/evil', '/'],
+      ['/.//evil', '/'], ['/./\\evil', '/'], ['/x\\y', '/'], ['/ /evil', '/%20/evil'],
+    ] as const) {
+      expect(safeRedirect(path), JSON.stringify(path)).toBe(safe)
+    }
+  })
+
+  it('cookie planting: over https the session cookie is __Host- (no Domain), a plain-named one is not read', async () => {
+    const { step } = makeLogin()
+    const { jar, callback } = await logIn(step, 'ann')
+    const line = cookiesOf(asRedirect(callback))[0]!
+    expect(line).toMatch(/^__Host-porthole_session=/)
+    expect(line).toMatch(/; Path=\/;.*; Secure$/)
+    expect(line).not.toMatch(/Domain=/)
+    // The same value under the plain name (what another endpoint could set with Domain=<base domain>) does not count.
+    const planted = jar.map((pair) => pair.replace(/^__Host-/, ''))
+    expect(asRedirect((await send(step, '/', planted)).denial).response.status).toBe(302)
+    expect((await send(step, '/', jar)).denial).toBeUndefined()
+    // and neither name goes upstream
+    const { ctx } = await send(step, '/', [...jar, ...planted, 'app=1'])
+    expect(ctx.headers.cookie).toBe('app=1')
+  })
+
+  it('cookie planting: plain http keeps the plain name; auth_cookie_domain keeps it with its Domain', async () => {
+    const http = makeLogin()
+    const first = asRedirect((await send(http.step, '/', [], { protocol: 'http' })).denial)
+    const state = new URL(String(first.response.headers.location)).searchParams.get('state')
+    const back = asRedirect((await send(http.step, `${CALLBACK_PATH}?code=ann&state=${state}`, cookiesOf(first).map(pairOf), { protocol: 'http' })).denial)
+    expect(cookiesOf(back)[0]).toMatch(/^porthole_session=[^;]+; Path=\/; Max-Age=86400; HttpOnly; SameSite=Lax$/)
+
+    const shared = makeLogin({ auth_cookie_domain: 'example.com' })
+    const { callback } = await logIn(shared.step, 'ann')
+    expect(cookiesOf(asRedirect(callback))[0]).toMatch(/^porthole_session=[^;]+; .*; Secure; Domain=example\.com$/)
+  })
+
+  it('cookie planting: refuses an auth_cookie_domain that is the base domain or above it (PH_1008)', () => {
+    const spec = (domain: string, baseDomain = 'tunnel.example.com') => () => loginSpec('oidc', 'https://idp.test', { client_id: 'c', client_secret: 's', auth_cookie_domain: domain } as never, fakeSource(USERS), { sessionSecret: SECRET, baseDomain })
+    for (const domain of ['tunnel.example.com', 'TUNNEL.example.com', 'example.com', '@example.com', 'com']) {
+      expect(spec(domain), domain).toThrow(/config\.auth_cookie_domain: .* every endpoint under tunnel\.example\.com/)
+      try { spec(domain)() } catch (error) { expect((error as PortholeError).code).toBe('PH_1008') }
+    }
+    for (const domain of ['app.tunnel.example.com', 'team.tunnel.example.com', 'corp.test', 'other.example.com']) expect(spec(domain), domain).not.toThrow()
+    const policy = { on_http_request: [{ actions: [{ type: 'openid-connect', config: { issuer_url: 'https://idp.test', client_id: 'c', client_secret: 's', auth_cookie_domain: 'tunnel.example.com' } } as never] }] }
+    expect(() => compilePolicy(policy, 'http', { sessionSecret: SECRET, baseDomain: 'tunnel.example.com' })).toThrow(/auth_cookie_domain/)
+  })
+
+  it('redirect_uri: names the routed host, not what a Host header adds after it (a.<domain>:@evil)', async () => {
+    const { step } = makeLogin()
+    const uri = async (host: string, over: Partial<HttpRequestContext> = {}): Promise<string | null> => {
+      const first = asRedirect((await send(step, '/', [], { headers: { host }, ...over })).denial)
+      return new URL(String(first.response.headers.location)).searchParams.get('redirect_uri')
+    }
+    expect(await uri('app.example.com:@evil.test')).toBe(`https://app.example.com${CALLBACK_PATH}`)
+    expect(await uri('app.example.com:443@evil.test')).toBe(`https://app.example.com${CALLBACK_PATH}`)
+    expect(await uri('app.example.com:8443')).toBe(`https://app.example.com:8443${CALLBACK_PATH}`)
+    expect(await uri('APP.example.com.:8443')).toBe(`https://app.example.com:8443${CALLBACK_PATH}`)
+    expect(await uri('app.example.com:443')).toBe(`https://app.example.com${CALLBACK_PATH}`)
+    expect(await uri('app.example.com:80', { protocol: 'http' })).toBe(`http://app.example.com${CALLBACK_PATH}`)
+    expect(await uri('app.example.com:99999')).toBe(`https://app.example.com${CALLBACK_PATH}`)
+    // The code exchange names the same URI.
+    const { source, step: s2 } = makeLogin()
+    const first = asRedirect((await send(s2, '/', [], { headers: { host: 'app.example.com:@evil.test' } })).denial)
+    const state = new URL(String(first.response.headers.location)).searchParams.get('state')
+    await send(s2, `${CALLBACK_PATH}?code=ann&state=${state}`, cookiesOf(first).map(pairOf), { headers: { host: 'app.example.com:@evil.test', cookie: cookiesOf(first).map(pairOf).join('; ') } })
+    expect((source as ReturnType<typeof fakeSource>).calls[0]!.redirectUri).toBe(`https://app.example.com${CALLBACK_PATH}`)
   })
 })
 

@@ -3,11 +3,25 @@
 // connecting.
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
+
+// internal.porthole.test resolves to a private address (as an internal name on the gateway's network would);
+// every other name goes to the real resolver.
+vi.mock('node:dns', async (importOriginal) => {
+  const dns = await importOriginal<typeof import('node:dns')>()
+  const lookup = (hostname: string, options: unknown, callback: (...args: unknown[]) => void): void => {
+    if (hostname !== 'internal.porthole.test') return void (dns.lookup as (...args: unknown[]) => void)(hostname, options, callback)
+    const all = typeof options === 'object' && options !== null && (options as { all?: boolean }).all === true
+    if (all) callback(null, [{ address: '10.0.0.8', family: 4 }])
+    else callback(null, '10.0.0.8', 4)
+  }
+  return { ...dns, default: { ...dns, lookup }, lookup }
+})
 import { compilePolicy } from '../../src/policy/compile.js'
 import { parsePolicy } from '../../src/policy/parse.js'
-import { isPublicAddress, publicOnly, refusedUrl } from '../../src/policy/outbound.js'
-import { callProvider } from '../../src/policy/login/provider-http.js'
+import diagnostics from 'node:diagnostics_channel'
+import { isPublicAddress, publicOnly, refusedUrl, type OutboundFailure } from '../../src/policy/outbound.js'
+import { callProvider, ProviderError } from '../../src/policy/login/provider-http.js'
 
 const jwtPolicy = (jku: string): string => `on_http_request:
   - actions:
@@ -66,6 +80,41 @@ describe('outbound requests of policies', () => {
       await expect(callProvider(url, { allowPrivate: true })).resolves.toEqual({ ok: true })
     } finally {
       server.close()
+    }
+  })
+  it('IPv4-compatible IPv6 (::a.b.c.d, ::/96) is not public, in either spelling', () => {
+    for (const ip of ['::127.0.0.1', '::7f00:1', '::10.0.0.1', '::a00:1', '::169.254.169.254', '::8.8.8.8', '::808:808', '0:0:0:0:0:0:8.8.8.8']) {
+      expect(isPublicAddress(ip), ip).toBe(false)
+    }
+    expect(refusedUrl('http://[::127.0.0.1]/', false)).toMatch(/not a public address/)
+    expect(refusedUrl('http://[::7f00:1]:8080/', false)).toMatch(/not a public address/)
+    expect(isPublicAddress('::ffff:8.8.8.8')).toBe(true) // IPv4-mapped: the IPv4 address is what is reached
+  })
+
+  it('a name resolving to private addresses fails with the same visitor detail as a name that does not exist', async () => {
+    const failures: OutboundFailure[] = []
+    const listener = (message: unknown): void => { failures.push(message as OutboundFailure) }
+    diagnostics.subscribe('porthole:policy:outbound', listener)
+    try {
+      // The lookup refusal itself looks like DNS's (ENOTFOUND), its message (for the log) says why.
+      const refused = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+        publicOnly(((_h: string, _o: unknown, cb: (e: null, a: Array<{ address: string, family: number }>) => void) => cb(null, [{ address: '10.0.0.8', family: 4 }])) as never)('internal.example.com', { all: true }, (error) => resolve(error))
+      })
+      expect(refused?.code).toBe('ENOTFOUND')
+      const detailOf = (url: string): Promise<string> => callProvider(url, { allowPrivate: false }).then(() => '', (error: unknown) => {
+        expect(error).toBeInstanceOf(ProviderError)
+        return (error as Error).message
+      })
+      // A name that does not exist (RFC 2606 .invalid) and one resolving only to a private address: the
+      // visitor sees the host and nothing else, the same words for both.
+      expect(await detailOf('http://no-such-host.invalid/.well-known/openid-configuration')).toBe('no-such-host.invalid unreachable')
+      expect(await detailOf('http://internal.porthole.test/.well-known/openid-configuration')).toBe('internal.porthole.test unreachable')
+      // The gateway side keeps the precise reason of each.
+      expect(failures.map((f) => f.url)).toEqual(['http://no-such-host.invalid/.well-known/openid-configuration', 'http://internal.porthole.test/.well-known/openid-configuration'])
+      expect(failures[0]!.reason).toMatch(/ENOTFOUND|EAI_AGAIN/)
+      expect(failures[1]!.reason).toMatch(/resolves to no public address/)
+    } finally {
+      diagnostics.unsubscribe('porthole:policy:outbound', listener)
     }
   })
 })

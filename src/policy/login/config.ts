@@ -56,6 +56,11 @@ export function loginSpec (kind: LoginSpec['kind'], providerId: string, config: 
   for (const name of Object.keys(config.authz_url_params ?? {})) {
     if (RESERVED_PARAMS.has(name)) throw new PortholeError('PH_1008', `config.authz_url_params.${name}: set by the login itself`)
   }
+  const cookieDomain = config.auth_cookie_domain?.toLowerCase().replace(/^@/, '')
+  const base = options.baseDomain?.toLowerCase().replace(/\.$/, '')
+  if (cookieDomain !== undefined && base !== undefined && (base === cookieDomain || base.endsWith(`.${cookieDomain}`))) {
+    throw new PortholeError('PH_1008', `config.auth_cookie_domain: ${cookieDomain} would send the session cookie to every endpoint under ${base}; give your endpoint's own host or a domain between it and ${base}`)
+  }
   return {
     kind,
     providerId,
@@ -69,7 +74,7 @@ export function loginSpec (kind: LoginSpec['kind'], providerId: string, config: 
     allowEmails: (config.allow_emails ?? []).map((e) => e.toLowerCase()),
     allowDomains: (config.allow_domains ?? []).map((d) => d.toLowerCase().replace(/^@/, '')),
     corsPreflight: config.allow_cors_preflight ?? false,
-    cookieDomain: config.auth_cookie_domain?.toLowerCase().replace(/^@/, ''),
+    cookieDomain,
     secret: options.sessionSecret,
     now: options.now ?? Date.now,
   }

@@ -85,9 +85,27 @@ function isNavigation (ctx: HttpRequestContext): boolean {
   return mode === undefined || mode === 'navigate'
 }
 
-/** A local path to send the visitor back to: '/' for anything that could leave the endpoint ('//evil', '/\\evil'). */
+/** Where relative paths are resolved to see whether they stay on the endpoint (never contacted). */
+const DUMMY_ORIGIN = 'http://porthole.invalid'
+
+/**
+ * A local path to send the visitor back to: '/' for anything that could leave the endpoint. Browsers drop
+ * tabs and newlines from URLs and read a backslash as a slash, so '/\t/evil' or '/\\evil' would be
+ * '//evil' (another site) to them: control characters and backslashes are refused outright, and what is
+ * left must resolve to the same origin; only its path, query and fragment are kept.
+ */
 export function safeRedirect (path: string | null | undefined): string {
-  return typeof path === 'string' && /^\/(?![/\\])/.test(path) && !/[\r\n]/.test(path) ? path : '/'
+  // eslint-disable-next-line no-control-regex
+  if (typeof path !== 'string' || !path.startsWith('/') || /[\x00-\x1f\x7f\\]/.test(path)) return '/'
+  let url: URL
+  try {
+    url = new URL(path, DUMMY_ORIGIN)
+  } catch {
+    return '/'
+  }
+  if (url.origin !== DUMMY_ORIGIN) return '/'
+  const local = `${url.pathname}${url.search}${url.hash}`
+  return local.startsWith('//') ? '/' : local
 }
 
 function asLoginState (payload: Record<string, unknown> | undefined): LoginState | undefined {
@@ -111,7 +129,12 @@ const redirectTo = (location: string, cookies: string[]): Denial => ({
 export function compileLogin (spec: LoginSpec): RequestStep {
   const { now, limits } = spec
   const suffix = spec.authId === undefined ? '' : `_${spec.authId}`
-  const sessionName = `porthole_session${suffix}`
+  // Over https, and unless auth_cookie_domain shares it, the session cookie is a __Host- cookie: browsers take
+  // such a name only with Secure, Path=/ and no Domain, so another endpoint under the same base domain cannot
+  // plant one here with Domain=<base domain> (it could plant a plain-named cookie). Plain http has no such
+  // protection: the name stays plain there.
+  const plainSessionName = `porthole_session${suffix}`
+  const hostSessionName = `__Host-${plainSessionName}`
   const loginName = `porthole_login${suffix}`
   const keyParts = [spec.kind, spec.providerId, spec.clientId, spec.clientSecret, spec.authId ?? '']
   const sessionKey = deriveKey(spec.secret, 'session', keyParts)
@@ -122,18 +145,24 @@ export function compileLogin (spec: LoginSpec): RequestStep {
   const scope = [...new Set([...spec.source.defaultScopes, ...spec.scopes])].join(' ')
 
   const secure = (ctx: HttpRequestContext): boolean => ctx.protocol === 'https'
-  /** The cookie Domain, when auth_cookie_domain covers this host. */
+  /** The cookie Domain, when auth_cookie_domain covers this host (else the cookie is the host's alone). */
   const domainFor = (ctx: HttpRequestContext): string | undefined => {
     const domain = spec.cookieDomain
     return domain !== undefined && (ctx.host === domain || ctx.host.endsWith(`.${domain}`)) ? domain : undefined
   }
+  const sessionName = (ctx: HttpRequestContext): string => (secure(ctx) && domainFor(ctx) === undefined ? hostSessionName : plainSessionName)
   const sessionCookie = (ctx: HttpRequestContext, value: string, maxAgeMs: number): string =>
-    setCookie(sessionName, value, { path: '/', secure: secure(ctx), maxAgeMs, domain: domainFor(ctx) })
+    setCookie(sessionName(ctx), value, { path: '/', secure: secure(ctx), maxAgeMs, domain: domainFor(ctx) })
   const loginCookie = (ctx: HttpRequestContext, value: string, maxAgeMs: number): string =>
     setCookie(loginName, value, { path: CALLBACK_PATH, secure: secure(ctx), maxAgeMs })
+  /** The callback URL at the host the request was routed by (never the raw Host header: 'a.<domain>:@evil'
+   *  routes to a, but would name evil), with the Host header's port when it is only a port. */
   const redirectUri = (ctx: HttpRequestContext): string => {
-    const host = ctx.headers.host
-    return `${ctx.protocol}://${typeof host === 'string' ? host : ctx.host}${CALLBACK_PATH}`
+    const header = typeof ctx.headers.host === 'string' ? ctx.headers.host.toLowerCase() : ''
+    const port = header.startsWith(ctx.host) ? /^\.?:(\d{1,5})$/.exec(header.slice(ctx.host.length))?.[1] : undefined
+    const n = port === undefined ? 0 : Number(port)
+    const shown = n > 0 && n < 65536 && n !== (secure(ctx) ? 443 : 80) ? `:${n}` : ''
+    return `${ctx.protocol}://${ctx.host}${shown}${CALLBACK_PATH}`
   }
 
   async function startLogin (ctx: HttpRequestContext, redirect: string, force: boolean): Promise<Denial> {
@@ -191,7 +220,7 @@ export function compileLogin (spec: LoginSpec): RequestStep {
   /** The request goes on as this session's: results for later rules, identity headers, no gateway cookies upstream. */
   function admit (ctx: HttpRequestContext, session: Session, renew: boolean): undefined {
     if (renew) (ctx.setCookies ??= []).push(sessionCookie(ctx, seal(sessionKey, { ...session, seenAt: now() }), session.loginAt + limits.maxMs - now()))
-    const cookie = withoutCookies(ctx.headers.cookie, [sessionName, loginName])
+    const cookie = withoutCookies(ctx.headers.cookie, [plainSessionName, hostSessionName, loginName])
     if (cookie === undefined) delete ctx.headers.cookie
     else ctx.headers.cookie = cookie
     ctx.headers['ngrok-auth-user-email'] = headerValue(session.email)
@@ -227,7 +256,7 @@ export function compileLogin (spec: LoginSpec): RequestStep {
     }
     if (spec.corsPreflight && ctx.method === 'OPTIONS' && ctx.headers['access-control-request-method'] !== undefined) return undefined
     const t = now()
-    for (const value of cookieValues(ctx.headers.cookie, sessionName)) {
+    for (const value of cookieValues(ctx.headers.cookie, sessionName(ctx))) {
       const check = checkSession(sessionKey, value, t, limits, ctx.host, spec.cookieDomain)
       if (check.ok) {
         if (!allowed(spec, check.session.email)) return { code: 'PH_3109', detail: check.session.email || 'no email', headers: { 'set-cookie': sessionCookie(ctx, '', 0) } }

@@ -1,7 +1,7 @@
 // The back-channel calls a login makes to an identity provider: discovery documents, the token endpoint, the
 // userinfo endpoint. Bounded in time and size: a slow or huge answer fails the login, it never ties up the gateway.
 import { request } from 'undici'
-import { policyDispatcher, refusedUrl } from '../outbound.js'
+import { policyDispatcher, refusedUrl, unreachableDetail } from '../outbound.js'
 
 const TIMEOUT_MS = 10_000
 const MAX_BYTES = 1024 * 1024
@@ -42,7 +42,7 @@ export async function callProvider (url: string, call: ProviderCall = {}): Promi
       bodyTimeout: TIMEOUT_MS, // and no redirects: undici's request follows none
     })
   } catch (error) {
-    throw new ProviderError(`${new URL(url).host} unreachable: ${(error as Error).message}`)
+    throw new ProviderError(unreachableDetail(url, error))
   }
   const chunks: Buffer[] = []
   let size = 0
