@@ -19,6 +19,7 @@ import { CertStore } from './certs/cert-store.js'
 import { loadOrCreateSecret } from './certs/key-files.js'
 import { PortholeError } from './core/errors.js'
 import { policyLogChannel, type PolicyLogRecord } from './policy/actions/vars-and-log.js'
+import { outboundChannel, type OutboundFailure } from './policy/outbound.js'
 
 export interface RunningGateway {
   readonly config: ServerConfig
@@ -152,6 +153,12 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     policyLog.info({ endpoint: record.endpoint, phase: record.phase, metadata: record.metadata }, 'policy log')
   }
   policyLogChannel.subscribe(onPolicyLog)
+  // Why a policy's own request (JWKS, OpenID provider) failed: visitors only see "unreachable".
+  const onOutbound = (message: unknown): void => {
+    const failure = message as OutboundFailure
+    policyLog.warn({ url: failure.url, reason: failure.reason }, 'policy outbound request failed')
+  }
+  outboundChannel.subscribe(onOutbound)
 
   let closing: Promise<void> | null = null
   return {
@@ -169,6 +176,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
         await api?.close()
         await ssh.close()
         policyLogChannel.unsubscribe(onPolicyLog)
+        outboundChannel.unsubscribe(onOutbound)
         for (const endpoint of registry.endpoints()) registry.unbind(endpoint)
         await Promise.all([edge.close(), tls.close()])
         certs.close()
