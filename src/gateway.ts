@@ -80,11 +80,13 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   }
   edge.httpsPort = https.port
 
+  // Asked at each login: an account key or token created at run time turns anonymous access off.
+  const anonymous = (): boolean => config.allowAnonymous || (config.anonymous && !identity.hasCredentials)
   const ssh = new SshAgent({
     hostKeys,
     authorizedKeys,
     identity,
-    anonymous: () => config.allowAnonymous || (config.anonymous && !identity.hasCredentials),
+    anonymous,
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     keepaliveCountMax: config.keepaliveCountMax,
     maxSessions: config.maxSessions,
@@ -142,7 +144,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     https: `${https.address}:${https.port}`,
     api: apiAddress ? `${apiAddress.address}:${apiAddress.port}` : 'off',
     domain: config.domain,
-    anonymous: config.allowAnonymous || (config.anonymous && !identity.hasCredentials),
+    anonymous: anonymous(),
     keys: authorizedKeys.size,
   }, 'porthole gateway listening')
 

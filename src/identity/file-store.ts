@@ -9,7 +9,7 @@ import { linkSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync
 import { join } from 'node:path'
 import { PortholeError } from '../core/errors.js'
 import { ensureDataDir, replaceFile } from '../storage/files.js'
-import { emptyIdentityData, type IdentityData, type IdentityStore } from './model.js'
+import { emptyIdentityData, hasCredentials, type IdentityData, type IdentityStore } from './model.js'
 
 interface Pending {
   change: (data: IdentityData) => unknown
@@ -39,8 +39,7 @@ function isAlive (pid: number): boolean {
 /** Whether the store in `dataDir` holds any key or authtoken (read without creating anything). */
 export function storedCredentialsExist (dataDir: string): boolean {
   try {
-    const data = JSON.parse(readFileSync(join(dataDir, 'identity.json'), 'utf8')) as Partial<IdentityData>
-    return (data.keys?.length ?? 0) > 0 || (data.tokens?.length ?? 0) > 0
+    return hasCredentials(JSON.parse(readFileSync(join(dataDir, 'identity.json'), 'utf8')) as Partial<IdentityData>)
   } catch {
     return false
   }

@@ -8,7 +8,7 @@ import { PortholeError } from '../core/errors.js'
 import { isValidLabel, parseBindAddress } from '../core/names.js'
 import { parseAcl } from './acl.js'
 import { fingerprint } from './fingerprint.js'
-import type { Account, ApiKeyRecord, IdentityStore, KeyRecord, Reservation, ReservationKind, TokenRecord } from './model.js'
+import { hasCredentials, type Account, type ApiKeyRecord, type IdentityStore, type KeyRecord, type Reservation, type ReservationKind, type TokenRecord } from './model.js'
 import { hashSecret, newId, newSecret, splitCredential, verifySecret } from './secrets.js'
 
 const { utils } = ssh2
@@ -159,8 +159,7 @@ export class Identity {
 
   /** Whether any account can log in (a key or an authtoken): then strangers are not let in anonymously. */
   get hasCredentials (): boolean {
-    const data = this.#store.read()
-    return data.keys.length > 0 || data.tokens.length > 0
+    return hasCredentials(this.#store.read())
   }
 
   /** A new authtoken; `token` is shown once and never stored. */

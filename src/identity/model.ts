@@ -57,6 +57,11 @@ export interface IdentityData {
   apiKeys: ApiKeyRecord[]
 }
 
+/** Whether any account can log in (a key or an authtoken): then strangers are not let in anonymously. */
+export function hasCredentials (data: Partial<IdentityData>): boolean {
+  return (data.keys?.length ?? 0) > 0 || (data.tokens?.length ?? 0) > 0
+}
+
 export function emptyIdentityData (): IdentityData {
   return { version: 1, accounts: [], keys: [], tokens: [], reservations: [], apiKeys: [] }
 }

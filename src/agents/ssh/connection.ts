@@ -472,15 +472,12 @@ export class SshConnection {
    * is cut off after a moment.
    */
   async kill (error: PortholeError): Promise<void> {
-    for (const forward of this.#forwards) {
-      if (forward.endpoint) this.#ctx.registry.unbind(forward.endpoint)
-    }
     this.#log.info({ code: error.code }, 'session killed')
+    this.#onClose() // unbinds now, as when the client goes; the terminal still gets the reason below
     const socket = (this.#client as unknown as { _sock?: { destroy: () => void } })._sock
     const cutOff = setTimeout(() => socket?.destroy(), 2000)
     cutOff.unref()
     await Promise.race([this.end(error), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
-    this.#onClose()
   }
 
   #onClose (): void {

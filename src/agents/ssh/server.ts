@@ -181,11 +181,10 @@ export class SshAgent implements SessionDirectory {
 
   #dropRevoked (): void {
     const { identity } = this.#options
+    const live = { key: new Set(identity.listKeys().map((k) => k.id)), token: new Set(identity.listTokens().map((t) => t.id)) }
     for (const connection of this.connections) {
       const { kind, id } = connection.login.credential
-      const gone = (kind === 'key' && !identity.listKeys().some((k) => k.id === id)) ||
-        (kind === 'token' && !identity.listTokens().some((t) => t.id === id))
-      if (gone) void connection.kill(new PortholeError('PH_1026'))
+      if ((kind === 'key' || kind === 'token') && !live[kind].has(id!)) void connection.kill(new PortholeError('PH_1026'))
     }
   }
 
