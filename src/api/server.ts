@@ -140,11 +140,8 @@ export class ApiServer {
     const header = req.headers.authorization ?? ''
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
     if (!match) throw new PortholeError('PH_5005')
-    const delay = this.#throttle.attempt(ip)
-    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
-    const record = await this.#identity.verifyApiKey(match[1]!)
+    const record = await this.#throttle.check(ip, () => this.#identity.verifyApiKey(match[1]!))
     if (!record) throw new PortholeError('PH_5005')
-    this.#throttle.succeeded(ip)
     return record.id
   }
 

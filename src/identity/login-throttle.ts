@@ -41,6 +41,19 @@ export class LoginThrottle {
     return delay
   }
 
+  /**
+   * Checks a credential from `ip` under the throttle: waits this attempt's delay, runs `verify`, and forgets
+   * the address's failures when it finds something. Resolves to what `verify` found (undefined: refused).
+   */
+  async check<T> (ip: string, verify: () => Promise<T | undefined>): Promise<T | undefined> {
+    const delay = this.attempt(ip)
+    // unref: a guesser's pending wait must not keep a stopping gateway alive.
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay).unref())
+    const found = await verify()
+    if (found !== undefined) this.succeeded(ip)
+    return found
+  }
+
   succeeded (ip: string): void {
     this.#failures.delete(ip)
   }

@@ -316,25 +316,19 @@ export class SshAgent implements SessionDirectory {
       reject()
       return
     }
-    const delay = this.#throttle.attempt(ip)
-    const check = async (): Promise<void> => {
-      const record = await this.#options.identity.verifyToken(text)
+    this.#throttle.check(ip, () => this.#options.identity.verifyToken(text)).then((record) => {
       if (!record) {
-        this.#log.info({ ip, delayMs: delay }, new PortholeError('PH_1024').toLine())
+        this.#log.info({ ip }, new PortholeError('PH_1024').toLine())
         if (++state.tokenFailures >= MAX_TOKEN_FAILURES) state.drop()
         else reject()
         return
       }
-      this.#throttle.succeeded(ip)
       state.login = { owner: accountOwner(record.account, record.acl, `authtoken ${record.id}`), credential: { kind: 'token', id: record.id }, fingerprint: null }
       accept()
-    }
-    setTimeout(() => {
-      check().catch((error: unknown) => {
-        this.#log.error({ err: (error as Error).message }, 'authtoken check failed')
-        reject()
-      })
-    }, delay).unref()
+    }, (error: unknown) => {
+      this.#log.error({ err: (error as Error).message }, 'authtoken check failed')
+      reject()
+    })
   }
 
   /** Stops accepting, tells connected users why, and closes their sessions. */
