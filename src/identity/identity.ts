@@ -55,6 +55,17 @@ export function domainClaims (reserved: string, host: string): boolean {
   return under(bare(host), bare(reserved)) || (host.startsWith('*.') && under(bare(reserved), bare(host)))
 }
 
+/** A reservation as the registry names what it binds: the host, or `tcp:PORT`. */
+function registryKey (reservation: Pick<Reservation, 'kind' | 'value'>): string {
+  return reservation.kind === 'tcp' ? `tcp:${reservation.value}` : reservation.value
+}
+
+/** Whether binding `key` (a host, `*.suffix` or `tcp:PORT`) touches `reservation`: its port, or its domain as domainClaims says. */
+function reservationClaims (reservation: Pick<Reservation, 'kind' | 'value'>, key: string): boolean {
+  if (reservation.kind === 'tcp') return registryKey(reservation) === key
+  return !key.startsWith('tcp:') && domainClaims(reservation.value, key)
+}
+
 export class Identity {
   readonly #store: IdentityStore
   readonly #options: IdentityOptions
@@ -199,15 +210,13 @@ export class Identity {
 
   /** Reserves a domain (`shop`, `shop.example.com`, `*.ann.example.com`) or a TCP port of the pool. */
   async reserve (account: string, kind: ReservationKind, value: string): Promise<Reservation> {
-    const normalised = this.#reservationValue(kind, value)
-    const key = kind === 'tcp' ? `tcp:${normalised}` : normalised
+    const wanted = { kind, value: this.#reservationValue(kind, value) }
+    const normalised = wanted.value
     return this.#store.update((data) => {
       this.#requireAccount(data.accounts, account)
       for (const other of data.reservations) {
-        const otherKey = other.kind === 'tcp' ? `tcp:${other.value}` : other.value
-        const overlaps = otherKey === key || (kind === 'domain' && other.kind === 'domain' && (domainClaims(otherKey, key) || domainClaims(key, otherKey)))
-        if (!overlaps) continue
-        if (other.account === account && otherKey === key) throw new PortholeError('PH_5002', `reservation ${normalised}`)
+        if (!reservationClaims(other, registryKey(wanted)) && !reservationClaims(wanted, registryKey(other))) continue
+        if (other.account === account && registryKey(other) === registryKey(wanted)) throw new PortholeError('PH_5002', `reservation ${normalised}`)
         if (other.account !== account) throw new PortholeError('PH_5004', normalised)
       }
       const reservation: Reservation = { id: newId('res_'), account, kind, value: normalised, createdAt: now() }
@@ -221,23 +230,11 @@ export class Identity {
   }
 
   /**
-   * Whether binding `key` (a host, `*.suffix` or `tcp:PORT`) would take what another account reserved:
-   * the same name or port, a wildcard reservation covering the name, or (binding a wildcard) a reserved
-   * name under it. `account` undefined: any reservation at all counts (random names avoid them).
+   * Whether binding `key` (a host, `*.suffix` or `tcp:PORT`) would take what another account reserved
+   * (see reservationClaims). `account` undefined: any reservation at all counts (random names avoid them).
    */
   reservedAgainst (key: string, account: string | undefined): boolean {
-    const reservations = this.#store.read().reservations
-    if (reservations.length === 0) return false
-    const tcp = key.startsWith('tcp:')
-    for (const r of reservations) {
-      if (r.account === account) continue
-      if (tcp) {
-        if (r.kind === 'tcp' && `tcp:${r.value}` === key) return true
-      } else if (r.kind === 'domain' && domainClaims(r.value, key)) {
-        return true
-      }
-    }
-    return false
+    return this.#store.read().reservations.some((r) => r.account !== account && reservationClaims(r, key))
   }
 
   #reservationValue (kind: ReservationKind, value: string): string {
