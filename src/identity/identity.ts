@@ -153,8 +153,8 @@ export class Identity {
     return this.#removeById('keys', id, 'key')
   }
 
-  findKey (blob: Buffer): KeyRecord | undefined {
-    const print = fingerprint(blob)
+  /** The registered key with this fingerprint (SHA256:...), if any. */
+  findKey (print: string): KeyRecord | undefined {
     return this.#store.read().keys.find((k) => k.fingerprint === print)
   }
 

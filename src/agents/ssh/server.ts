@@ -257,7 +257,7 @@ export class SshAgent implements SessionDirectory {
     ]
     if (ctx.method === 'publickey') {
       const print = fingerprint(ctx.key.data)
-      const record = identity.findKey(ctx.key.data)
+      const record = identity.findKey(print)
       const known = record ?? authorizedKeys.find(ctx.key.data)
       if (!known && !anonymous) {
         this.#log.info({ key: print, user: ctx.username }, 'refused: key not authorized')
