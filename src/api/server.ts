@@ -10,6 +10,7 @@ import type { SessionDirectory } from '../core/session.js'
 import type { Identity } from '../identity/identity.js'
 import { LoginThrottle } from '../identity/login-throttle.js'
 import { listenOn } from '../edge/listen.js'
+import { rawResponseHead } from '../edge/error-response.js'
 import { routes } from './resources.js'
 import { MethodNotAllowed, Router, type Reply } from './router.js'
 
@@ -76,9 +77,9 @@ export class ApiServer {
     // Malformed HTTP (or headers over the limit, or too slow): the same JSON error shape, then close.
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
       if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy()
-      const known = new PortholeError('PH_5001', `HTTP request (${error.code ?? 'unreadable'})`)
-      const text = `${JSON.stringify({ error_code: known.code, status_code: known.status, msg: known.message })}\n`
-      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`)
+      const reply = errorReply(new PortholeError('PH_5001', `HTTP request (${error.code ?? 'unreadable'})`))
+      const text = `${JSON.stringify(reply.body)}\n`
+      socket.end(rawResponseHead(reply.status, { 'content-type': 'application/json; charset=utf-8', connection: 'close', 'content-length': String(Buffer.byteLength(text)) }) + text)
     })
   }
 
