@@ -244,11 +244,14 @@ export class HttpEdge {
     this.server.maxHeadersCount = 200
     this.server.on('request', (req, res) => this.handle(req, res, 'http'))
     this.server.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket as Socket, head, 'http'))
-    this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-      this.#log.debug({ err: error.message }, 'http client error')
-      if (error.code === 'ECONNRESET' || !socket.writable) return socket.destroy()
-      sendRawError(socket, error.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3005' : 'PH_3007')
-    })
+    this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => this.clientError(error, socket))
+  }
+
+  /** A request node's HTTP/1.1 parser refused, on the HTTP or the HTTPS listener: 4xx with its code, then close. */
+  clientError (error: NodeJS.ErrnoException, socket: Duplex): void {
+    this.#log.debug({ err: error.message }, 'http client error')
+    if (error.code === 'ECONNRESET' || !socket.writable) return void socket.destroy()
+    sendRawError(socket, error.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3005' : 'PH_3007')
   }
 
   async listen (host: string, port: number): Promise<AddressInfo> {

@@ -6,6 +6,7 @@
 import { createSecureServer, type Http2SecureServer } from 'node:http2'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Endpoint } from '../core/endpoint.js'
 import type { Registry } from '../core/registry.js'
@@ -68,6 +69,8 @@ export class TlsEdge {
     this.#https.on('request', (req, res) => options.http.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse, 'https'))
     this.#https.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => options.http.handleUpgrade(req, socket, head, 'https'))
     this.#https.on('tlsClientError', (error: Error) => this.#log.debug({ err: error.message }, 'tls client error'))
+    // HTTP/1.1 over TLS: a malformed request gets the same coded 400 as on plain HTTP (not node's bare one).
+    this.#https.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => options.http.clientError(error, socket))
     this.#server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.#onConnection(socket))
   }
 
