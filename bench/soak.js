@@ -214,8 +214,14 @@ function transfer (kind, agent, httpPort) {
         }
       })
       socket.on('error', (error) => finish(received === 0 && error.code === 'ECONNREFUSED' ? 'refused' : 'error', error.code ?? error.message))
-      // A clean end short of the length: the stream was cut and looked whole to a client without framing.
-      socket.on('end', () => { if (!killed && received < size) finish('truncated', `clean end after ${received} of ${size} bytes`) })
+      // A clean end short of the length: the stream was cut and looked whole to a client without framing. With
+      // nothing received while the agent was away it is a refusal (a TCP listener can only accept, then close).
+      socket.on('end', () => {
+        if (killed || received >= size) return
+        const replaced = started.away || agent.away || agent.epoch !== epoch
+        if (received === 0 && replaced) finish('refused', 'closed with nothing received while the agent was away')
+        else finish('truncated', `clean end after ${received} of ${size} bytes${replaced ? ' (its agent was killed)' : ''}`)
+      })
       socket.on('close', () => finish('error', `closed after ${received} of ${size} bytes`))
       socket.write(body)
       if (kill === 0) { killed = true; socket.resetAndDestroy(); finish('killed') }
