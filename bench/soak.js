@@ -115,6 +115,9 @@ class Agent {
     this.epoch = 0
     this.reconnects = 0
     this.away = true
+    this.stopping = false
+    /** Exits nobody asked for: a gateway that drops a healthy agent. */
+    this.exits = []
   }
 
   async start () {
@@ -134,6 +137,11 @@ class Agent {
     })
     this.url = new URL(url)
     this.away = false
+    child.once('exit', (code, signal) => {
+      if (this.child !== child || this.stopping) return
+      this.away = true
+      this.exits.push(`${this.name} agent exited on its own (${signal ?? code}): ${output.trim().split('\n').slice(-3).join(' | ')}`)
+    })
   }
 
   /** Kills the agent (as a crash would: SIGKILL) and connects a new one with the same key. */
@@ -142,10 +150,12 @@ class Agent {
     this.epoch++
     this.reconnects++
     await this.stop('SIGKILL')
+    this.stopping = false
     await this.start()
   }
 
   stop (signal = 'SIGTERM') {
+    this.stopping = true
     const child = this.child
     if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
     return new Promise((resolve) => {
@@ -339,6 +349,8 @@ async function main () {
   process.stdout.write('verified: length and sha256 equal; killed: the client reset its connection on purpose; refused: an error answer or\n' +
     'connection refused; interrupted: broken while its agent was replaced; error: broken otherwise; truncated: a clean end short\n' +
     'of the length (lost bytes); corrupt: other bytes than sent (altered bytes).\n')
+  const exits = [...httpAgent.exits, ...tcpAgent.exits]
+  for (const line of exits) process.stdout.write(`${line}\n`)
   for (const [outcome, list] of Object.entries(samples)) if (list.length > 0) process.stdout.write(`${outcome}, first ones:\n  ${list.join('\n  ')}\n`)
   process.stdout.write(lost === 0 ? `OK: ${total.verified} transfers verified, ${(total.bytes / 1e6).toFixed(1)} MB, no lost or altered byte\n` : `FAIL: ${lost} transfers lost or altered bytes\n`)
 

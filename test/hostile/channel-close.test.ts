@@ -1,0 +1,69 @@
+// Found by the soak (npm run soak): public TCP clients that reset while their stream is busy made Dropbear's
+// dbclient exit with "Unknown channel N", ending the whole agent session and every endpoint on it. ssh2 sent a
+// window adjust for a channel after its own CHANNEL_CLOSE (data still in flight crossed the window threshold);
+// Dropbear frees a channel as soon as both closes passed and then treats any later message for it as fatal.
+import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connect, startTestGateway, type SshClient, type TestGateway } from '../e2e/harness.js'
+
+/** An upstream that sends bytes as fast as the stream takes them, until the connection goes. */
+async function firehose (): Promise<{ server: Server, port: number }> {
+  const chunk = Buffer.alloc(64 * 1024, 7)
+  const server = createServer((socket: Socket) => {
+    socket.on('error', () => {})
+    const pump = (): void => { while (!socket.destroyed && socket.write(chunk)); }
+    socket.on('drain', pump)
+    pump()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { server, port: (server.address() as AddressInfo).port }
+}
+
+/** Connects to the public port, reads `bytes`, then resets the connection (RST, as a killed client does). */
+function readThenReset (port: number, bytes: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let received = 0
+    const socket = netConnect(port, '127.0.0.1')
+    socket.on('data', (data: Buffer) => {
+      received += data.length
+      if (received >= bytes) {
+        socket.resetAndDestroy()
+        resolve(received)
+      }
+    })
+    socket.on('error', reject)
+    socket.on('close', () => { if (received < bytes) reject(new Error(`closed after ${received} of ${bytes} bytes`)) })
+  })
+}
+
+describe('public TCP clients resetting busy streams', () => {
+  let gateway: TestGateway
+  let upstream: Awaited<ReturnType<typeof firehose>>
+  let agent: SshClient
+  let port: number
+
+  beforeAll(async () => {
+    const base = 41000 + Math.floor(Math.random() * 200) * 40
+    gateway = await startTestGateway({ flags: { tcpPorts: `${base}-${base + 39}` } })
+    upstream = await firehose()
+    agent = connect({ kind: 'dropbear', port: gateway.sshPort, key: gateway.key('alice', 'dropbear'), forwards: [`0:127.0.0.1:${upstream.port}`], command: 'tcp' })
+    port = Number((await agent.waitFor(/Forwarding\s+tcp:\/\/localhost:(\d+)/))[1])
+  })
+  afterAll(async () => {
+    await agent?.kill()
+    upstream?.server.close()
+    await gateway?.stop()
+  })
+
+  it('keep the Dropbear agent connected (no message for a channel after its close)', async () => {
+    for (let round = 0; round < 20; round++) {
+      // Four at a time, each reset somewhere between 0.5 and 3 MiB: across the 1 MiB window-adjust threshold.
+      const results = await Promise.allSettled(Array.from({ length: 4 }, () => readThenReset(port, Math.floor((0.5 + Math.random() * 2.5) * 2 ** 20))))
+      expect(agent.output).not.toMatch(/Unknown channel/)
+      expect(agent.proc.exitCode).toBeNull()
+      expect(results.filter((r) => r.status === 'rejected')).toEqual([])
+    }
+    expect(await readThenReset(port, 2 ** 20)).toBeGreaterThanOrEqual(2 ** 20)
+    expect(agent.proc.exitCode).toBeNull()
+  }, 120_000)
+})
