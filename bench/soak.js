@@ -230,7 +230,7 @@ function transfer (kind, agent, httpPort) {
         if (killed || received >= size) return
         const replaced = started.away || agent.away || agent.epoch !== epoch
         if (received === 0 && replaced) finish('refused', 'closed with nothing received while the agent was away')
-        else finish('truncated', `clean end after ${received} of ${size} bytes${replaced ? ' (its agent was killed)' : ''}`)
+        else finish('truncated', `clean end after ${received} of ${size} bytes${replaced ? ' (its agent was gone)' : ''}`)
       })
       socket.on('close', () => finish('error', `closed after ${received} of ${size} bytes`))
       socket.write(body)
@@ -283,7 +283,7 @@ async function main () {
   const key = (file) => { const target = join(tmp, file); copyFileSync(join(ROOT, 'fixtures/keys', file), target); chmodSync(target, 0o600); return target }
   const tcpBase = 30000 + randomInt(0, 300) * 100
   const config = loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', apiAddr: 'off', tcpPorts: `${tcpBase}-${tcpBase + 99}`, dataDir: join(tmp, 'data'), logLevel: 'silent' }, {})
-  const gateway = await startGateway(config, createLogger('silent', process.stderr))
+  const gateway = await startGateway(config, createLogger(process.env.SOAK_LOG ?? 'silent', process.stderr))
   const httpUp = await startHttpUpstream()
   const echoUp = await startEchoUpstream()
   const sshOpts = ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'ExitOnForwardFailure=yes', '-T']

@@ -4,7 +4,7 @@
 // Dropbear frees a channel as soon as both closes passed and then treats any later message for it as fatal.
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, startTestGateway, type SshClient, type TestGateway } from '../e2e/harness.js'
+import { connect, eventually, startTestGateway, type SshClient, type TestGateway } from '../e2e/harness.js'
 
 /** An upstream that sends bytes as fast as the stream takes them, until the connection goes. */
 async function firehose (): Promise<{ server: Server, port: number }> {
@@ -19,11 +19,12 @@ async function firehose (): Promise<{ server: Server, port: number }> {
   return { server, port: (server.address() as AddressInfo).port }
 }
 
-/** Connects to the public port, reads `bytes`, then resets the connection (RST, as a killed client does). */
-function readThenReset (port: number, bytes: number): Promise<number> {
+/** Connects to the public port, sends `send`, reads `bytes`, then resets the connection (RST, as a killed client does). */
+function readThenReset (port: number, bytes: number, send?: Buffer): Promise<number> {
   return new Promise((resolve, reject) => {
     let received = 0
     const socket = netConnect(port, '127.0.0.1')
+    if (send) socket.write(send)
     socket.on('data', (data: Buffer) => {
       received += data.length
       if (received >= bytes) {
@@ -39,19 +40,29 @@ function readThenReset (port: number, bytes: number): Promise<number> {
 describe('public TCP clients resetting busy streams', () => {
   let gateway: TestGateway
   let upstream: Awaited<ReturnType<typeof firehose>>
+  let echo: Server
   let agent: SshClient
+  let echoAgent: SshClient
   let port: number
+  let echoPort: number
 
   beforeAll(async () => {
     const base = 41000 + Math.floor(Math.random() * 200) * 40
     gateway = await startTestGateway({ flags: { tcpPorts: `${base}-${base + 39}` } })
     upstream = await firehose()
+    echo = createServer((socket) => { socket.on('error', () => {}); socket.pipe(socket) })
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
+    const tcpPort = async (client: SshClient): Promise<number> => Number((await client.waitFor(/Forwarding\s+tcp:\/\/localhost:(\d+)/))[1])
     agent = connect({ kind: 'dropbear', port: gateway.sshPort, key: gateway.key('alice', 'dropbear'), forwards: [`0:127.0.0.1:${upstream.port}`], command: 'tcp' })
-    port = Number((await agent.waitFor(/Forwarding\s+tcp:\/\/localhost:(\d+)/))[1])
+    echoAgent = connect({ kind: 'dropbear', port: gateway.sshPort, key: gateway.key('bob', 'dropbear'), forwards: [`0:127.0.0.1:${(echo.address() as AddressInfo).port}`], command: 'tcp' })
+    port = await tcpPort(agent)
+    echoPort = await tcpPort(echoAgent)
   })
   afterAll(async () => {
     await agent?.kill()
+    await echoAgent?.kill()
     upstream?.server.close()
+    echo?.close()
     await gateway?.stop()
   })
 
@@ -65,5 +76,17 @@ describe('public TCP clients resetting busy streams', () => {
     }
     expect(await readThenReset(port, 2 ** 20)).toBeGreaterThanOrEqual(2 ** 20)
     expect(agent.proc.exitCode).toBeNull()
+  }, 120_000)
+
+  it('finish each channel whose client reset, also when the service echoes (its writes block on the window)', async () => {
+    const payload = Buffer.alloc(3 * 2 ** 20, 1)
+    for (let round = 0; round < 10; round++) {
+      const results = await Promise.allSettled(Array.from({ length: 4 }, () => readThenReset(echoPort, 256 * 1024, payload)))
+      expect(results.filter((r) => r.status === 'rejected')).toEqual([])
+    }
+    // Every service connection ends: the agent flushed, shut the write side, and the channel closed.
+    await eventually(async () => (await new Promise<number>((resolve) => echo.getConnections((_e, n) => resolve(n)))) === 0, 30_000)
+    expect(echoAgent.output).not.toMatch(/Unknown channel/)
+    expect(echoAgent.proc.exitCode).toBeNull()
   }, 120_000)
 })

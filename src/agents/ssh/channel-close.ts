@@ -1,21 +1,41 @@
-// ssh2 1.17 can send CHANNEL_WINDOW_ADJUST for a channel after its own CHANNEL_CLOSE: its windowAdjust() only
-// skips channels in state 'closed', not 'closing', so data still in flight after we closed a busy stream (a public
-// client reset) can cross the window threshold and trigger one. Dropbear frees a channel as soon as both closes
-// have passed and exits on any later message for it ("Unknown channel N"), which ends the agent's whole session
-// and every endpoint on it. OpenSSH only logs such a message. Found by `npm run soak`.
+// How the gateway closes a forwarded-tcpip channel whose public side went away (a reset client, an aborted
+// request). ssh2 1.17 sends CHANNEL_CLOSE at once, and then may still send CHANNEL_WINDOW_ADJUST for the channel:
+// its windowAdjust() skips only 'closed' channels, not 'closing' ones, so data still in flight can cross the
+// window threshold and trigger one. Dropbear frees a channel as soon as both closes have passed and exits on any
+// later message for it ("Unknown channel N"), ending the agent's whole session and every endpoint on it (found by
+// `npm run soak`; OpenSSH only logs such a message). Nothing may follow our CLOSE, so it must come last:
+//   1. EOF (no more data from us) and keep reading, and granting window, while the agent flushes what it holds
+//      for its service and shuts that connection's write side; the service then ends its side, and the agent
+//      sends EOF and CLOSE, which ssh2 answers.
+//   2. If the agent has not closed within DRAIN_MS (a service that ignores EOF), CLOSE ourselves with the window
+//      frozen, as OpenSSH does: no adjust can follow it.
+// Simply freezing the window at our CLOSE is not enough: Dropbear keeps a channel until its buffered writes to
+// the service are flushed, and a service that echoes blocks on writing back through the frozen window.
 import type { ServerChannel } from 'ssh2'
 
-interface Windowed { incoming: { window: number } }
+/** How long a closed public side waits for the agent to finish the channel before closing it regardless. */
+export const DRAIN_MS = 5_000
 
-/**
- * From our close on, the channel grants no more window: ssh2 sizes an adjust as MAX_WINDOW - window and never
- * sends one that is not positive. Nothing is lost: we no longer read from a channel we closed.
- */
-export function noWindowAfterClose (channel: ServerChannel): ServerChannel {
-  const close = channel.close.bind(channel)
+interface ChannelState { incoming: { state: string, window: number } }
+
+export function closeAfterPeer (channel: ServerChannel, drainMs = DRAIN_MS): ServerChannel {
+  const state = channel as unknown as ChannelState
+  const closeNow = channel.close.bind(channel)
+  let closing = false
   channel.close = (): void => {
-    ;(channel as unknown as Windowed).incoming.window = Number.POSITIVE_INFINITY
-    close()
+    // Answering the agent's CLOSE (ssh2 calls close() for that), or already gone: nothing can follow it.
+    if (state.incoming.state === 'closed') return closeNow()
+    if (closing) return
+    closing = true
+    channel.eof()
+    channel.resume() // read and drop what still comes, so ssh2 keeps granting window
+    const timer = setTimeout(() => {
+      if (state.incoming.state === 'closed') return
+      state.incoming.window = Number.POSITIVE_INFINITY // ssh2 sizes an adjust as MAX_WINDOW - window: never again
+      closeNow()
+    }, drainMs)
+    timer.unref()
+    channel.once('close', () => clearTimeout(timer))
   }
   return channel
 }

@@ -13,7 +13,7 @@ import type { CredentialKind, SessionInfo } from '../../core/session.js'
 import type { CompiledPolicy, CompileOptions } from '../../policy/compiled.js'
 import { DEFAULT_OPTIONS, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
 import { Terminal } from './terminal.js'
-import { noWindowAfterClose } from './channel-close.js'
+import { closeAfterPeer } from './channel-close.js'
 
 export interface ConnectionContext {
   readonly registry: Registry
@@ -419,7 +419,7 @@ export class SshConnection {
           return
         }
         channel.once('close', () => { this.#openChannels-- })
-        resolve(noWindowAfterClose(channel))
+        resolve(closeAfterPeer(channel))
       })
     })
   }
