@@ -1,6 +1,7 @@
-// The public HTTP listener: routes each request by Host to its endpoint, runs the endpoint's policy, and
-// proxies through the tunnel with undici (bodies streamed both ways, never buffered whole). Upgrades
-// (WebSocket) get a stream of their own, piped both ways. Knows nothing about SSH.
+// The public HTTP listener: routes each request by the authority its target names (request-target.ts) to
+// its endpoint, runs the endpoint's policy, and proxies through the tunnel with undici (bodies streamed both
+// ways, never buffered whole). Upgrades (WebSocket) get a stream of their own, piped both ways. Knows nothing
+// about SSH.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
@@ -19,8 +20,6 @@ import { Upstream } from './upstream.js'
 import { listenOn } from './listen.js'
 import { proxyUpgrade } from './upgrade.js'
 import { requestTarget, routingHost, type RequestTarget, type Scheme } from './request-target.js'
-
-export { routingHost, type Scheme }
 
 export interface HttpEdgeOptions {
   readonly registry: Registry

@@ -80,6 +80,8 @@ describe('request targets and authorities', () => {
     expect(viaHost).toMatch(/^HTTP\/1\.1 403 [\s\S]*porthole-error-code: PH_3102/)
     const upper = await rawRequest(gateway.httpPort, `GET HTTP://${http('GUARD')}/admin/abs3 HTTP/1.1\r\nHost: ${http('guard')}\r\nConnection: close\r\n\r\n`)
     expect(upper).toMatch(/^HTTP\/1\.1 403 [\s\S]*porthole-error-code: PH_3102/)
+    const upgrade = await rawRequest(gateway.httpPort, `GET http://${http('guard')}/admin/abs4 HTTP/1.1\r\nHost: ${http('other')}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`)
+    expect(upgrade).toMatch(/^HTTP\/1\.1 403 [\s\S]*porthole-error-code: PH_3102/)
     expect(reached('/admin/abs')).toEqual([])
   })
 
