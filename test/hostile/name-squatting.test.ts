@@ -2,8 +2,10 @@
 // bind `x.myapp` or `*.myapp`, or `team` above A's `*.team`, and set cookies that A's hosts receive. Two real
 // keys (anonymous on loopback), real clients: the second key is refused with PH_1060 on its terminal, nothing
 // of it is routed, and A's endpoint keeps serving A's upstream.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CLIENTS, connect, fetchVia, startTestGateway, startUpstream, type SshClient, type TestGateway } from '../e2e/harness.js'
+import { CLIENTS, FIXTURES, connect, fetchVia, startTestGateway, startUpstream, type SshClient, type TestGateway } from '../e2e/harness.js'
 
 describe.each(CLIENTS)('names next to another key\'s with %s', (kind) => {
   let gateway: TestGateway
@@ -66,5 +68,51 @@ describe.each(CLIENTS)('names next to another key\'s with %s', (kind) => {
     const sibling = open('bob', `myapp2-${kind}`)
     await sibling.urls()
     expect(await served(`myapp2-${kind}.localhost`)).toBe('B')
+  })
+})
+
+// The operator can grant a name next to another's: a reservation of the account, or an ACL entry naming it.
+describe('names next to another account\'s, granted by the operator', () => {
+  let gateway: TestGateway
+  let upstreamA: Awaited<ReturnType<typeof startUpstream>>
+  let upstreamB: Awaited<ReturnType<typeof startUpstream>>
+  const clients: SshClient[] = []
+  const open = (key: 'alice' | 'bob', name: string): SshClient => {
+    const upstream = key === 'alice' ? upstreamA : upstreamB
+    const client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key(key, 'openssh'), forwards: [`${name}:80:localhost:${upstream.port}`], command: 'http' })
+    clients.push(client)
+    return client
+  }
+  const served = async (host: string): Promise<string> => (await fetchVia(gateway, `http://${host}/`)).body
+
+  beforeAll(async () => {
+    gateway = await startTestGateway()
+    upstreamA = await startUpstream((_req, res) => res.end('A'))
+    upstreamB = await startUpstream((_req, res) => res.end('B'))
+    const pub = (name: string): string => readFileSync(join(FIXTURES, 'keys', `${name}.pub`), 'utf8')
+    const { identity } = gateway
+    await identity.createAccount('ann')
+    await identity.createAccount('bob')
+    await identity.addKey('ann', pub('alice'))
+    await identity.addKey('bob', pub('bob'), { acl: ['bind:app', 'bind:*.wide.localhost'] })
+    await identity.reserve('ann', 'domain', 'x.app')
+  })
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.kill('SIGKILL')))
+    await Promise.all([upstreamA.close(), upstreamB.close()])
+    await gateway.stop()
+  })
+
+  it('a reservation grants its name under another account\'s; an ACL entry grants a wildcard over another\'s name', async () => {
+    await open('bob', 'app').urls()
+    await open('alice', 'x.app').urls() // reserved by ann
+    expect(await served('app.localhost')).toBe('B')
+    expect(await served('x.app.localhost')).toBe('A')
+    await open('alice', 'y.app').waitFor(/PH_1060: name y\.app\.localhost/) // not reserved
+
+    await open('alice', 'z.wide').urls()
+    await open('bob', '*.wide').waitFor(/Forwarding\s+http:\/\/\*\.wide\.localhost/) // bob's ACL names it
+    expect(await served('z.wide.localhost')).toBe('A') // ann's exact name still wins its host
+    expect(await served('other.wide.localhost')).toBe('B')
   })
 })
