@@ -41,6 +41,7 @@ export const catalogue = {
   PH_1024: { status: 401, message: 'authtoken not accepted{detail}', surfaces: ['ssh'] },
   PH_1025: { status: 403, message: 'not allowed to bind {detail}', surfaces: ['ssh'] },
   PH_1026: { status: 410, message: 'session closed by the gateway operator', surfaces: ['ssh'] },
+  PH_1060: { status: 409, message: 'name {detail} is under or above a name held by someone else (cookies of the one reach the other); choose a name apart from it', surfaces: ['ssh'] },
 
   // Gateway configuration (refused at start, one line on stderr).
   PH_2001: { status: 500, message: 'invalid configuration: {detail}', surfaces: ['config'] },
