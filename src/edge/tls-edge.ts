@@ -68,6 +68,7 @@ export class TlsEdge {
     this.#https.setTimeout(options.idleTimeoutMs)
     this.#https.on('request', (req, res) => options.http.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse, 'https'))
     this.#https.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => options.http.handleUpgrade(req, socket, head, 'https'))
+    this.#https.on('connect', (req: IncomingMessage, to: Socket | ServerResponse) => options.http.refuseConnect(req, to))
     this.#https.on('tlsClientError', (error: Error) => this.#log.debug({ err: error.message }, 'tls client error'))
     // HTTP/1.1 over TLS: a malformed request gets the same coded 400 as on plain HTTP (not node's bare one).
     this.#https.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => options.http.clientError(error, socket))

@@ -3,8 +3,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { copyFileSync, chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { connect as netConnect, type AddressInfo, type Socket as NetSocket } from 'node:net'
-import { connect as tlsConnect } from 'node:tls'
+import { Socket, type AddressInfo } from 'node:net'
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { request as undiciRequest } from 'undici'
@@ -163,6 +163,25 @@ export async function fetchVia (gateway: { httpPort: number }, url: string, init
   return { status: response.statusCode, headers: response.headers, body: await response.body.text() }
 }
 
+/**
+ * Sends raw bytes to a listener on 127.0.0.1 and collects everything until the server closes; over TLS when
+ * `tls` is given (its servername is the SNI). Resolves with what arrived even when the connection is reset.
+ */
+export async function rawRequest (port: number, text: string, tls?: ConnectionOptions): Promise<string> {
+  const socket = tls === undefined ? new Socket() : tlsConnect({ host: '127.0.0.1', port, ...tls })
+  await new Promise<void>((resolve, reject) => {
+    if (tls === undefined) socket.connect(port, '127.0.0.1', resolve)
+    else socket.once('secureConnect', resolve)
+    socket.once('error', reject)
+  })
+  let reply = ''
+  socket.setEncoding('utf8').on('data', (t: string) => { reply += t })
+  socket.on('error', () => {})
+  socket.write(text)
+  await new Promise((resolve) => socket.once('close', resolve))
+  return reply
+}
+
 /** Polls until fn() stops throwing (or returns truthy), for state that settles asynchronously. */
 export async function eventually<T> (fn: () => Promise<T> | T, timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs
@@ -182,36 +201,4 @@ export function writeTemp (dir: string, name: string, text: string): string {
   const file = join(dir, name)
   writeFileSync(file, text)
   return file
-}
-
-export interface RawExchange {
-  /** Everything the edge sent back until it closed the connection. */
-  readonly raw: string
-  /** Status and porthole-error-code of each response head in `raw`, in order. */
-  readonly responses: { status: number, code: string | undefined }[]
-}
-
-/**
- * Writes raw bytes to an edge listener (plain TCP, or TLS with SNI `servername` and ALPN http/1.1) and collects
- * what comes back until the edge closes the connection: for malformed and smuggling requests that no HTTP client
- * library would send. The caller makes the edge close (a refused request, or `Connection: close` on the last one).
- */
-export function rawExchange (port: number, bytes: Buffer | string, servername?: string): Promise<RawExchange> {
-  return new Promise((resolve, reject) => {
-    const socket: NetSocket = servername === undefined
-      ? netConnect(port, '127.0.0.1')
-      : tlsConnect({ port, host: '127.0.0.1', servername, ALPNProtocols: ['http/1.1'], rejectUnauthorized: false })
-    const chunks: Buffer[] = []
-    socket.once(servername === undefined ? 'connect' : 'secureConnect', () => socket.write(bytes))
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
-    socket.on('error', (error: NodeJS.ErrnoException) => { if (error.code !== 'ECONNRESET') reject(error) })
-    socket.once('close', () => {
-      const raw = Buffer.concat(chunks).toString('latin1')
-      const responses = [...raw.matchAll(/(?:^|\r\n)HTTP\/1\.[01] (\d{3})[^\r\n]*\r\n((?:[^\r\n]+\r\n)*)\r\n/g)].map((m) => ({
-        status: Number(m[1]),
-        code: /^porthole-error-code: *(\S+)/im.exec(m[2]!)?.[1],
-      }))
-      resolve({ raw, responses })
-    })
-  })
 }

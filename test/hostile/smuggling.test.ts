@@ -10,7 +10,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, eventually, rawExchange, startTestGateway, type SshClient, type TestGateway } from '../e2e/harness.js'
+import { connect, eventually, rawRequest, startTestGateway, type SshClient, type TestGateway } from '../e2e/harness.js'
 
 interface Received { method: string, url: string, body: string, complete: boolean, settled: boolean, upgrade: boolean, after: string }
 
@@ -118,6 +118,14 @@ const CASES: Case[] = [
   { name: 'Upgrade with a Content-Length body, then a second request', outcome: { either: [''] }, bytes: (p, h) => `POST ${p} HTTP/1.1\r\nHost: ${h}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello${SMUGGLED(h)}` },
 ]
 
+/** Status and porthole-error-code of each response head in what the edge sent back, in order. */
+function responsesIn (raw: string): { status: number, code: string | undefined }[] {
+  return [...raw.matchAll(/(?:^|\r\n)HTTP\/1\.[01] (\d{3})[^\r\n]*\r\n((?:[^\r\n]+\r\n)*)\r\n/g)].map((m) => ({
+    status: Number(m[1]),
+    code: /^porthole-error-code: *(\S+)/im.exec(m[2]!)?.[1],
+  }))
+}
+
 const denySmuggled = JSON.stringify({ on_http_request: [{ expressions: ["req.url.path.contains('smuggled')"], actions: [{ type: 'deny' }] }] })
 
 describe('request smuggling corpus', () => {
@@ -146,7 +154,9 @@ describe('request smuggling corpus', () => {
     it.each(CASES)(`${listener}: $name`, async (testCase) => {
       const path = `/case-${++serial}`
       const port = listener === 'http' ? gateway.httpPort : gateway.httpsPort
-      const exchange = await rawExchange(port, Buffer.from(testCase.bytes(path, host), 'latin1'), listener === 'https' ? host : undefined)
+      const tls = listener === 'https' ? { servername: host, ALPNProtocols: ['http/1.1'], rejectUnauthorized: false } : undefined
+      const raw = await rawRequest(port, testCase.bytes(path, host), tls)
+      const exchange = { raw, responses: responsesIn(raw) }
       const mine = upstream.requests.filter((r) => r.url === path || r.url.startsWith(`${path}/`))
 
       // Never a hidden request, never bytes the upstream could not parse, never anything after a refused upgrade.
