@@ -9,8 +9,8 @@
 //      sends EOF and CLOSE, which ssh2 answers.
 //   2. If the agent has not closed within DRAIN_MS (a service that ignores EOF), CLOSE ourselves with the window
 //      frozen, as OpenSSH does: no adjust can follow it.
-// Simply freezing the window at our CLOSE is not enough: Dropbear keeps a channel until its buffered writes to
-// the service are flushed, and a service that echoes blocks on writing back through the frozen window.
+// The first step is what a TCP FIN does for the service: it sees its client go and ends the connection itself.
+// Used with tunnel-stream.ts's halfClosing (end() sends EOF only); this covers destroy(), which calls close().
 import type { ServerChannel } from 'ssh2'
 
 /** How long a closed public side waits for the agent to finish the channel before closing it regardless. */
