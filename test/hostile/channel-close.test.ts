@@ -4,7 +4,7 @@
 // Dropbear frees a channel as soon as both closes passed and then treats any later message for it as fatal.
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, eventually, startTestGateway, type SshClient, type TestGateway } from '../e2e/harness.js'
+import { connect, eventually, fetchVia, startTestGateway, type SshClient, type TestGateway } from '../e2e/harness.js'
 
 /** An upstream that sends bytes as fast as the stream takes them, until the connection goes. */
 async function firehose (): Promise<{ server: Server, port: number }> {
@@ -89,4 +89,37 @@ describe('public TCP clients resetting busy streams', () => {
     expect(echoAgent.output).not.toMatch(/Unknown channel/)
     expect(echoAgent.proc.exitCode).toBeNull()
   }, 120_000)
+
+  it('survive the agent dying while HTTP channels the edge gave up still drain (no error after destroy)', async () => {
+    // A service that keeps its side open after EOF, so the channels stay draining until the agent dies.
+    const held = new Set<Socket>()
+    const ended = new Set<Socket>()
+    const service = createServer({ allowHalfOpen: true }, (socket) => {
+      held.add(socket)
+      socket.on('error', () => {})
+      socket.on('end', () => ended.add(socket))
+    })
+    await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve))
+    const http = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('carol', 'openssh'), forwards: [`drain:80:127.0.0.1:${(service.address() as AddressInfo).port}`], command: 'http' })
+    try {
+      const [url] = await http.urls()
+      const clients = Array.from({ length: 8 }, () => {
+        const socket = netConnect(gateway.httpPort, '127.0.0.1')
+        socket.on('error', () => {})
+        socket.write(`GET / HTTP/1.1\r\nHost: ${new URL(url!).host}\r\n\r\n`)
+        return socket
+      })
+      await eventually(() => held.size === 8)
+      for (const socket of clients) socket.resetAndDestroy()
+      await eventually(() => { if (ended.size !== 8) throw new Error(`${ended.size} of 8 ended`); return true }) // the edge gave each channel up: EOF reached the service
+      await http.kill('SIGKILL')
+      // The session's end must not hand undici an error on a socket it destroyed (that threw in the gateway).
+      await eventually(async () => [404, 503].includes((await fetchVia(gateway, url!)).status))
+      expect(agent.proc.exitCode).toBeNull()
+    } finally {
+      await http.kill()
+      for (const socket of held) socket.destroy()
+      service.close()
+    }
+  }, 60_000)
 })

@@ -18,6 +18,14 @@ export const DRAIN_MS = 5_000
 
 interface ChannelState { incoming: { state: string, window: number } }
 
+/** Channels the gateway closed (the edge destroyed them): their consumer is gone and gets no event any more. */
+const closedHere = new WeakSet<ServerChannel>()
+
+/** Whether the gateway closed this channel itself; a net.Socket emits no 'error' after destroy(), nor may this. */
+export function closedByGateway (channel: ServerChannel): boolean {
+  return closedHere.has(channel)
+}
+
 export function closeAfterPeer (channel: ServerChannel, drainMs = DRAIN_MS): ServerChannel {
   const state = channel as unknown as ChannelState
   const closeNow = channel.close.bind(channel)
@@ -27,6 +35,7 @@ export function closeAfterPeer (channel: ServerChannel, drainMs = DRAIN_MS): Ser
     if (state.incoming.state === 'closed') return closeNow()
     if (closing) return
     closing = true
+    closedHere.add(channel)
     channel.eof()
     channel.resume() // read and drop what still comes, so ssh2 keeps granting window
     const timer = setTimeout(() => {
