@@ -98,6 +98,8 @@ describe('public TCP clients resetting busy streams', () => {
       held.add(socket)
       socket.on('error', () => {})
       socket.on('end', () => ended.add(socket))
+      // Answer the request's head and part of a body, then hold: the clients reset in the middle of it.
+      socket.once('data', () => socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n${'x'.repeat(1000)}`))
     })
     await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve))
     const http = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('carol', 'openssh'), forwards: [`drain:80:127.0.0.1:${(service.address() as AddressInfo).port}`], command: 'http' })
@@ -109,7 +111,7 @@ describe('public TCP clients resetting busy streams', () => {
         socket.write(`GET / HTTP/1.1\r\nHost: ${new URL(url!).host}\r\n\r\n`)
         return socket
       })
-      await eventually(() => held.size === 8)
+      await Promise.all(clients.map((socket) => new Promise((resolve) => socket.once('data', resolve))))
       for (const socket of clients) socket.resetAndDestroy()
       await eventually(() => { if (ended.size !== 8) throw new Error(`${ended.size} of 8 ended`); return true }) // the edge gave each channel up: EOF reached the service
       await http.kill('SIGKILL')
