@@ -14,7 +14,6 @@ import type { CompiledPolicy, CompileOptions } from '../../policy/compiled.js'
 import { DEFAULT_OPTIONS, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
 import { Terminal } from './terminal.js'
 import { abortUnfinished, halfClosing } from './tunnel-stream.js'
-import { closeAfterPeer } from './channel-close.js'
 
 export interface ConnectionContext {
   readonly registry: Registry
@@ -432,7 +431,7 @@ export class SshConnection {
           this.#openChannels--
           this.#channels.delete(channel)
         })
-        resolve(closeAfterPeer(halfClosing(channel)))
+        resolve(halfClosing(channel))
       })
     })
   }

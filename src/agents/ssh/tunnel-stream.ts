@@ -11,7 +11,6 @@
 //    that into a TCP reset for the public client.
 import { Duplex } from 'node:stream'
 import type { ServerChannel } from 'ssh2'
-import { closedByGateway } from './channel-close.js'
 
 /** The parts of ssh2's Channel this relies on (lib/Channel.js). */
 interface ChannelInternals {
@@ -38,9 +37,7 @@ export function halfClosing (channel: ServerChannel): ServerChannel {
  * than 'end'. A channel the agent already ended (CHANNEL_EOF) is complete and left to close normally.
  */
 export function abortUnfinished (channel: ServerChannel): void {
-  // One the edge destroyed (ssh2's destroy() leaves `destroyed` false) has no reader left: undici, like any
-  // socket user, expects no 'error' after destroy() and throws on one (found by npm run soak).
-  if (channel.destroyed || closedByGateway(channel) || (channel as unknown as ChannelInternals).incoming.state !== 'open') return
+  if (channel.destroyed || (channel as unknown as ChannelInternals).incoming.state !== 'open') return
   const error = Object.assign(new Error('the agent\'s SSH session ended mid-stream'), { code: 'ECONNRESET' })
   // The stream's own destroy (ssh2's ignores its argument and would try to talk to a gone peer); without a
   // listener the error would be thrown, so a channel nobody reads yet is just destroyed. ssh2 still emits
