@@ -100,13 +100,16 @@ export class Registry {
    */
   restore (holds: Hold[]): void {
     const now = this.#now()
+    const anonymous = holds.filter((hold) => hold.anonymous === true && (hold.expiresAt ?? Infinity) > now)
+      .sort((a, b) => (a.expiresAt ?? Infinity) - (b.expiresAt ?? Infinity))
+    const dropped = new Set(anonymous.slice(0, Math.max(0, anonymous.length - this.#maxAnonymousHolds)))
     for (const hold of holds) {
-      const anonymous = hold.anonymous === true
-      const expiresAt = hold.expiresAt ?? now + (anonymous ? this.#anonymousGraceMs : this.#graceMs)
-      if (expiresAt > now) this.#holds.set(hold.host, { ...hold, ...(anonymous ? { anonymous: true } : {}), expiresAt })
+      if (dropped.has(hold)) continue
+      // No hold outlives its grace period counted from now (it may have been saved under a longer one).
+      const until = now + (hold.anonymous === true ? this.#anonymousGraceMs : this.#graceMs)
+      const expiresAt = Math.min(hold.expiresAt ?? until, until)
+      if (expiresAt > now) this.#holds.set(hold.host, { ...hold, ...(hold.anonymous === true ? { anonymous: true } : {}), expiresAt })
     }
-    const anonymous = [...this.#holds.values()].filter((hold) => hold.anonymous).sort((a, b) => a.expiresAt! - b.expiresAt!)
-    for (const hold of anonymous.slice(0, Math.max(0, anonymous.length - this.#maxAnonymousHolds))) this.#holds.delete(hold.host)
   }
 
   get size (): number {
