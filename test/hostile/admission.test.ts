@@ -75,7 +75,7 @@ describe('unauthenticated connections', () => {
   })
 })
 
-describe('sessions: anonymous clients have a budget of their own', () => {
+describe('logins: strangers do not starve known users (SSH sessions, admin API)', () => {
   let gateway: TestGateway
   beforeAll(async () => {
     gateway = await startTestGateway({
@@ -119,6 +119,30 @@ describe('sessions: anonymous clients have a budget of their own', () => {
       const [url] = await alice.urls()
       expect((await fetchVia(gateway, url!)).status).toBe(200)
     }
+  })
+
+  it('answers a correct key at once while wrong keys from the same address are held back', async () => {
+    const { key } = await gateway.identity.createApiKey({ description: 'ops' })
+    const call = (bearer: string, signal?: AbortSignal) => request(`http://127.0.0.1:${gateway.apiPort}/api/sessions`, { headers: { authorization: `Bearer ${bearer}` }, signal })
+    const wrong = `${key.slice(0, -4)}xxxx`
+    // The first failures are free (typos); the next ones wait 1 s, 2 s, 4 s, 8 s.
+    for (let i = 0; i < 3; i++) expect((await call(wrong)).statusCode).toBe(401)
+    const aborts = new AbortController()
+    const answered: string[] = []
+    const held = Array.from({ length: 4 }, (_, i) => call(wrong, aborts.signal).then(async (r) => {
+      expect(r.statusCode).toBe(401)
+      await r.body.text()
+      answered.push(`wrong${i}`)
+    }, () => {}))
+    // Once the first held-back one is answered, all four are in the throttle.
+    await eventually(() => answered.length > 0)
+    const right = await call(key)
+    expect(right.statusCode).toBe(200)
+    await right.body.text()
+    // Order, not a timing bound: the correct key was answered while wrong ones were still held back.
+    expect(answered.length).toBeLessThan(4)
+    aborts.abort()
+    await Promise.all(held)
   })
 })
 
@@ -171,35 +195,5 @@ describe('name holds: anonymous owners have a budget of their own', () => {
     expect((await fetchVia(gateway, url!)).status).toBe(200)
     expect(gateway.registry.lookup('mine.localhost').state).toBe('offline')
     expect(anonymousHolds()).toHaveLength(6)
-  })
-})
-
-describe('admin API throttle', () => {
-  let gateway: TestGateway
-  beforeAll(async () => { gateway = await startTestGateway() })
-  afterAll(async () => { await gateway.stop() })
-
-  it('answers a correct key at once while wrong keys from the same address are held back', async () => {
-    const { key } = await gateway.identity.createApiKey({ description: 'ops' })
-    const call = (bearer: string, signal?: AbortSignal) => request(`http://127.0.0.1:${gateway.apiPort}/api/sessions`, { headers: { authorization: `Bearer ${bearer}` }, signal })
-    const wrong = `${key.slice(0, -4)}xxxx`
-    // The first failures are free (typos); the next ones wait 1 s, 2 s, 4 s, 8 s.
-    for (let i = 0; i < 3; i++) expect((await call(wrong)).statusCode).toBe(401)
-    const aborts = new AbortController()
-    const answered: string[] = []
-    const held = Array.from({ length: 4 }, (_, i) => call(wrong, aborts.signal).then(async (r) => {
-      expect(r.statusCode).toBe(401)
-      await r.body.text()
-      answered.push(`wrong${i}`)
-    }, () => {}))
-    // Once the first held-back one is answered, all four are in the throttle.
-    await eventually(() => answered.length > 0)
-    const right = await call(key)
-    expect(right.statusCode).toBe(200)
-    await right.body.text()
-    // Order, not a timing bound: the correct key was answered while wrong ones were still held back.
-    expect(answered.length).toBeLessThan(4)
-    aborts.abort()
-    await Promise.all(held)
   })
 })
