@@ -55,8 +55,12 @@ const LEVEL_LOG: Record<string, 'debug' | 'info' | 'warn'> = {
 }
 
 const MAX_AUTH_ATTEMPTS = 20
-/** How long a refused connection may take to read its one-line reason and close before it is destroyed. */
+/**
+ * How long a refused connection may take to read its one-line reason and close before it is destroyed, and
+ * how many may do so at once (past that, a flood's refusals are destroyed at once: they must not pin fds).
+ */
 const REFUSAL_LINGER_MS = 2000
+const MAX_LINGERING = 256
 const LOGGED_IN = Symbol('porthole.loggedIn')
 
 /** The key type is the first string inside an SSH public key blob. */
@@ -109,6 +113,8 @@ export class SshAgent implements SessionDirectory {
   /** Connections not yet logged in. */
   readonly #startups: StartupAdmission
   readonly #throttle: LoginThrottle
+  /** Refused connections still reading their reason. */
+  #lingering = 0
   #closing = false
 
   constructor (options: SshAgentOptions) {
@@ -172,9 +178,18 @@ export class SshAgent implements SessionDirectory {
   /** One line with the reason, then FIN; whatever the client sent is read and dropped so that no RST goes out. */
   #refuseSocket (socket: Socket, ip: string, error: PortholeError): void {
     this.#log.warn({ ip, pending: this.#startups.pending }, `ssh connection refused: ${error.toLine()}`)
+    if (this.#lingering >= MAX_LINGERING) {
+      socket.destroy()
+      return
+    }
+    this.#lingering++
+    const timer = setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref()
+    socket.once('close', () => {
+      this.#lingering--
+      clearTimeout(timer)
+    })
     socket.resume()
     socket.end(`${error.toLine()}\r\n`)
-    setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref()
   }
 
   get connections (): SshConnection[] {
