@@ -45,7 +45,7 @@ describe('unauthenticated connections', () => {
     await gateway.stop()
   })
 
-  it('500 silent sockets from 26 addresses reset nobody logged in and leave room for a login from another source', async () => {
+  it('520 silent sockets from 26 addresses reset nobody logged in and leave room for a login from another source', async () => {
     const alice = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`early:80:localhost:${upstream.port}`], command: 'http' })
     clients.push(alice)
     const [url] = await alice.urls()
