@@ -3,7 +3,14 @@
 // known, so `--basic-auth` can never arrive after an endpoint was already public without it:
 //   - OpenSSH sends the forwards, then opens the session and sends exec (or -N: no-more-sessions, no session);
 //   - Dropbear opens the session first, then sends the forwards and exec (want_reply = 0), in either order;
-//   - Dropbear -N sends forwards and nothing else: after a short settle time they bind with defaults.
+//   - Dropbear -N sends forwards and nothing else: after a short settle time (settleMs) they bind with defaults.
+// A session channel that exists is always waited for, however slow its exec/shell (a slow link, the ssh2
+// library's forwardIn then exec): up to commandWaitMs, then the forwards are refused (PH_1022). Options that
+// come after the forwards were bound with defaults (a session opened past the settle) cannot be applied to
+// endpoints already public: the command is refused (PH_1040), the endpoints are taken down and the session
+// ends with status 1. Deadlines are judged only after the input already received was read, so a stalled
+// gateway does not mistake a session that was sent in time for none (see #deadline).
+import type { Socket } from 'node:net'
 import type { Connection, ServerChannel, Session, TcpipBindInfo } from 'ssh2'
 import type { Logger } from 'pino'
 import { PortholeError, isPortholeError } from '../../core/errors.js'
@@ -12,7 +19,7 @@ import type { Registry, TcpBindRequest } from '../../core/registry.js'
 import type { CredentialKind, SessionInfo } from '../../core/session.js'
 import type { CompiledPolicy, CompileOptions } from '../../policy/compiled.js'
 import { DEFAULT_OPTIONS, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
-import { Terminal } from './terminal.js'
+import { Terminal, type EndpointLine } from './terminal.js'
 
 export interface ConnectionContext {
   readonly registry: Registry
@@ -64,6 +71,31 @@ interface Forward {
   refusal?: PortholeError
 }
 
+/**
+ * Where the session's options stand; forwards bind only in `known`. Each wait is one deadline timer that
+ * the event ending it (a session opening, its command, no-more-sessions) replaces by the next state.
+ */
+type OptionsState =
+  /** No forward waits and no session was opened yet. */
+  | { readonly state: 'unknown' }
+  /** Forwards wait and no session is open: binds with defaults at the settle deadline (Dropbear -N). */
+  | { readonly state: 'settling', readonly timer: NodeJS.Timeout }
+  /** A session is open: its exec/shell decides. The deadline runs once a forward waits. */
+  | { readonly state: 'session', readonly timer: NodeJS.Timeout | null }
+  /** The command arrived: being parsed, or reading stdin. */
+  | { readonly state: 'reading' }
+  | { readonly state: 'known', readonly options: SessionOptions, readonly from: 'command' | 'default' }
+  /** A bad command, --help, or none in time: forwards are refused; `error` is what a late exec hears. */
+  | { readonly state: 'refused', readonly error: PortholeError | null }
+
+/** The words and flag names of a command line, never flag values (they may be secrets): `"http --basic-auth"`. */
+function commandShape (command: string): string {
+  const words = command.trim().split(/\s+/)
+  const shape = [...(/^[a-z]+$/.test(words[0] ?? '') ? [words[0]!] : []), ...words.filter((w) => /^--?[A-Za-z]/.test(w)).map((w) => w.replace(/=.*$/s, ''))]
+  const text = shape.slice(0, 8).join(' ').slice(0, 120)
+  return JSON.stringify(shape.length > 8 ? `${text} ...` : text)
+}
+
 const HTTP_PORTS = new Set([80, 443, 0])
 /** What a session may send on stdin (CA certificates; later policy documents). */
 const MAX_STDIN_BYTES = 256 * 1024
@@ -79,10 +111,9 @@ export class SshConnection {
   readonly #ctx: ConnectionContext
   readonly #log: Logger
   readonly #forwards: Forward[] = []
-  #options: SessionOptions | null = null
+  #state: OptionsState = { state: 'unknown' }
   #sessionOpen = false
   #terminal: Terminal | null = null
-  #waitTimer: NodeJS.Timeout | null = null
   #openChannels = 0
   #closed = false
   /** Binds run one batch at a time, in request order. */
@@ -161,8 +192,7 @@ export class SshConnection {
       return forward.reject?.()
     }
     this.#forwards.push(forward)
-    if (this.#options) this.#bindPending()
-    else this.#awaitOptions()
+    this.#onForwardWaiting()
   }
 
   #onForward (accept: Accept, reject: Reject, info: TcpipBindInfo): void {
@@ -187,7 +217,7 @@ export class SshConnection {
     const index = this.#forwards.findIndex((f) => f.bindAddr === info.bindAddr && f.replyPort === info.bindPort)
     if (index === -1) return reject?.()
     const [forward] = this.#forwards.splice(index, 1)
-    this.#settle(forward!, null)
+    this.#answer(forward!, null)
     if (forward!.endpoint) {
       this.#ctx.registry.unbind(forward!.endpoint)
       this.#log.info({ host: forward!.endpoint.host }, 'endpoint cancelled')
@@ -230,16 +260,22 @@ export class SshConnection {
     }
     session.once('exec', (accept, _reject, info) => start(accept, info.command))
     session.once('shell', (accept) => start(accept, ''))
-    if (this.#forwards.length > 0) this.#awaitOptions()
+    // A session means options will come (or the deadline passes): no binding with defaults any more.
+    const state = this.#state.state
+    if (state === 'unknown' || state === 'settling') this.#enter({ state: 'session', timer: this.#hasPending() ? this.#commandDeadline() : null })
   }
 
   async #onCommand (command: string): Promise<void> {
     const terminal = this.#terminal!
+    const state = this.#state
+    if (state.state !== 'session') return this.#onLateCommand(command, state)
+    this.#enter({ state: 'reading' })
     let options: SessionOptions
     try {
       const parsed = parseCommand(command, this.#ctx.compile)
       if (parsed.kind === 'help') {
         terminal.print(parsed.text)
+        this.#enter({ state: 'refused', error: null })
         void this.#exitThenFail(0)
         return
       }
@@ -248,6 +284,7 @@ export class SshConnection {
       options = parsed.options.stdin ? withStdin(parsed.options, await terminal.readInput(MAX_STDIN_BYTES, this.#ctx.commandWaitMs), this.#ctx.compile) : parsed.options
     } catch (error) {
       const err = isPortholeError(error) ? error : new PortholeError('PH_1002', String(error))
+      this.#enter({ state: 'refused', error: err })
       terminal.error(err.toLine())
       // Not the command line itself: flag values may be secrets (--basic-auth, --oidc-client-secret, ...).
       this.#log.info({ code: err.code, flags: command.match(/--?[A-Za-z][\w-]*/g)?.slice(0, 32) ?? [] }, err.message)
@@ -255,9 +292,43 @@ export class SshConnection {
       return
     }
     if (this.#closed) return
-    this.#options = options
+    this.#enter({ state: 'known', options, from: 'command' })
     if (this.#forwards.length > 0) this.#bindPending()
     else this.#awaitForwards()
+  }
+
+  /**
+   * A command on a session opened after the forwards were bound with defaults (or refused): options can no
+   * longer apply. Only a command without options (a shell, `--help`) is welcome; anything else is refused
+   * out loud, and endpoints public without the options the user asked for are taken down.
+   */
+  async #onLateCommand (command: string, state: OptionsState): Promise<void> {
+    const terminal = this.#terminal!
+    if (state.state === 'refused') {
+      terminal.error((state.error ?? new PortholeError('PH_1040', commandShape(command))).toLine())
+      await terminal.exit(1)
+      return
+    }
+    if (command.trim() === '') {
+      // The terminal of endpoints bound without a session: show them.
+      const bound = this.endpoints
+      if (bound.length > 0) terminal.endpoints(this.#lines(bound), this.owner.account)
+      return
+    }
+    try {
+      const parsed = parseCommand(command, this.#ctx.compile)
+      if (parsed.kind === 'help') {
+        terminal.print(parsed.text)
+        await terminal.exit(0)
+        return
+      }
+    } catch {}
+    const error = new PortholeError('PH_1040', commandShape(command))
+    this.#log.info({ code: error.code, endpoints: this.endpoints.map((e) => e.host) }, error.message)
+    this.#onClose() // unbinds now: the endpoints lack the options the user just asked for
+    terminal.error(error.toLine())
+    await terminal.exit(1)
+    this.#client.end()
   }
 
   /** A session with a command but no -R: say how to use the gateway, unless forwards follow shortly (Dropbear). */
@@ -269,32 +340,87 @@ export class SshConnection {
     }, this.#ctx.commandWaitMs).unref()
   }
 
-  // --- binding ---------------------------------------------------------------------------------------
+  // --- the options lifecycle (see OptionsState) --------------------------------------------------------
 
-  /** Waits until the options are known: a command arrives, or it is clear none will (see file header). */
-  #awaitOptions (): void {
-    if (this.#waitTimer || this.#options) return
-    const settleDeadline = Date.now() + this.#ctx.settleMs
-    const commandDeadline = Date.now() + this.#ctx.commandWaitMs
-    const check = (): void => {
-      this.#waitTimer = null
-      if (this.#closed || this.#options) return
-      const noSessionComing = !this.#sessionOpen && (this.#client.noMoreSessions || Date.now() >= settleDeadline)
-      if (noSessionComing) {
-        this.#options = DEFAULT_OPTIONS
+  #hasPending (): boolean {
+    return this.#forwards.some((f) => f.pending)
+  }
+
+  /** Leaves the current state (its timer, its input watch) for `next`. */
+  #enter (next: OptionsState): void {
+    const current = this.#state
+    if ((current.state === 'settling' || current.state === 'session') && current.timer) clearTimeout(current.timer)
+    if (current.state === 'settling') this.#socket()?.off('data', this.#onInput)
+    this.#state = next
+  }
+
+  /** A forward was queued: bind it, refuse it, or start the wait its state calls for. */
+  #onForwardWaiting (): void {
+    const state = this.#state
+    switch (state.state) {
+      case 'known':
         this.#bindPending()
         return
-      }
-      if (this.#sessionOpen && !this.#terminal && Date.now() >= commandDeadline) {
-        const pending = this.#forwards.filter((f) => f.pending)
-        for (const forward of pending) this.#refuse(new PortholeError('PH_1022', `${forward.bindAddr}:${forward.bindPort}`))
-        void this.#exitThenFail(1)
+      case 'refused':
+        for (const forward of this.#forwards) {
+          if (forward.pending) this.#refuse(forward.refusal ?? new PortholeError('PH_1022', `${forward.bindAddr}:${forward.bindPort}`))
+        }
+        this.#failPending()
         return
-      }
-      this.#waitTimer = setTimeout(check, 25)
+      case 'unknown':
+        if (this.#client.noMoreSessions) return this.#useDefaults()
+        this.#enter({ state: 'settling', timer: this.#deadline(this.#ctx.settleMs, () => this.#useDefaults()) })
+        // OpenSSH -N says no-more-sessions right after its forwards; ssh2 sets a flag but emits nothing,
+        // so each chunk of input is checked for it while settling (ssh2's own listener has parsed it first).
+        this.#socket()?.on('data', this.#onInput)
+        return
+      case 'session':
+        if (!state.timer) this.#enter({ state: 'session', timer: this.#commandDeadline() })
+        return
+      case 'settling':
+      case 'reading':
     }
-    this.#waitTimer = setTimeout(check, 25)
   }
+
+  readonly #onInput = (): void => {
+    if (this.#state.state === 'settling' && this.#client.noMoreSessions) this.#useDefaults()
+  }
+
+  /** No session will come (none in the settle time, or no-more-sessions): bind with defaults. */
+  #useDefaults (): void {
+    this.#enter({ state: 'known', options: DEFAULT_OPTIONS, from: 'default' })
+    this.#bindPending()
+  }
+
+  /** The session's command did not come in time: its waiting forwards are refused. */
+  #commandDeadline (): NodeJS.Timeout {
+    return this.#deadline(this.#ctx.commandWaitMs, () => {
+      const pending = this.#forwards.filter((f) => f.pending)
+      const error = new PortholeError('PH_1022', pending.map((f) => `${f.bindAddr}:${f.bindPort}`).join(', '))
+      this.#enter({ state: 'refused', error })
+      this.#refuse(error)
+      this.#failPending()
+    })
+  }
+
+  /**
+   * One timer for a wait; `expired` runs only if the state still holds this timer. It is judged after the
+   * sockets were read once more (setImmediate): after a stall of the whole process (GC, overload) expired
+   * timers run before pending input is read, and a session open already received must count as in time.
+   */
+  #deadline (ms: number, expired: () => void): NodeJS.Timeout {
+    const timer: NodeJS.Timeout = setTimeout(() => setImmediate(() => {
+      const state = this.#state
+      if (!this.#closed && (state.state === 'settling' || state.state === 'session') && state.timer === timer) expired()
+    }), ms)
+    return timer
+  }
+
+  #socket (): Socket | undefined {
+    return (this.#client as unknown as { _sock?: Socket })._sock
+  }
+
+  // --- binding ---------------------------------------------------------------------------------------
 
   /** Binds the pending forwards one after another (tcp ones wait for their listener), then prints them. */
   #bindPending (): void {
@@ -302,7 +428,8 @@ export class SshConnection {
   }
 
   async #bindPendingNow (): Promise<void> {
-    const options = this.#options!
+    if (this.#state.state !== 'known') return
+    const options = this.#state.options
     const bound: Endpoint[] = []
     let refused = 0
     for (const forward of [...this.#forwards]) {
@@ -312,7 +439,7 @@ export class SshConnection {
         const endpoint = await this.#bind(forward, options)
         forward.endpoint = endpoint
         bound.push(endpoint)
-        this.#settle(forward, true)
+        this.#answer(forward, true)
       } catch (error) {
         this.#refuse(isPortholeError(error) ? error : new PortholeError('PH_1002', String(error)))
         refused++
@@ -324,13 +451,11 @@ export class SshConnection {
       if (this.endpoints.length === 0) void this.#exitThenFail(1)
       else this.#failPending()
     }
-    if (bound.length > 0) {
-      this.#terminal?.endpoints(bound.flatMap((endpoint) => this.#ctx.urlsFor(endpoint).map((url) => ({
-        url,
-        proto: endpoint.spec.proto,
-        bind: this.#forwardOf(endpoint)!,
-      }))), this.owner.account)
-    }
+    if (bound.length > 0) this.#terminal?.endpoints(this.#lines(bound), this.owner.account)
+  }
+
+  #lines (endpoints: readonly Endpoint[]): EndpointLine[] {
+    return endpoints.flatMap((endpoint) => this.#ctx.urlsFor(endpoint).map((url) => ({ url, proto: endpoint.spec.proto, bind: this.#forwardOf(endpoint)! })))
   }
 
   #forwardOf (endpoint: Endpoint): string | undefined {
@@ -425,7 +550,7 @@ export class SshConnection {
 
   // --- replies and endings ------------------------------------------------------------------------------
 
-  #settle (forward: Forward, ok: boolean | null): void {
+  #answer (forward: Forward, ok: boolean | null): void {
     const { accept, reject } = forward
     forward.pending = false
     forward.accept = undefined
@@ -446,7 +571,7 @@ export class SshConnection {
   #failPending (): void {
     for (const forward of [...this.#forwards]) {
       if (!forward.pending) continue
-      this.#settle(forward, false)
+      this.#answer(forward, false)
       this.#forwards.splice(this.#forwards.indexOf(forward), 1)
     }
   }
@@ -483,7 +608,7 @@ export class SshConnection {
   #onClose (): void {
     if (this.#closed) return
     this.#closed = true
-    if (this.#waitTimer) clearTimeout(this.#waitTimer)
+    this.#enter({ state: 'refused', error: new PortholeError('PH_1021') })
     for (const forward of this.#forwards) {
       if (forward.endpoint) {
         this.#ctx.registry.unbind(forward.endpoint)
