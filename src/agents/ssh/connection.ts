@@ -33,8 +33,9 @@ export interface ConnectionContext {
   readonly tcpHosts: readonly string[]
   /** The port reported for -R 0 (the HTTP edge's port); made unique per session. */
   readonly defaultAllocatedPort: number
-  /** ms to wait for the command once a session channel is open, and for a session at all. */
+  /** ms an open session has to send its command (exec/shell) once a forward waits; also the stdin deadline. */
   readonly commandWaitMs: number
+  /** ms the forwards of a client with no session channel wait before binding with defaults (Dropbear -N). */
   readonly settleMs: number
   /** What endpoint policies are compiled with: the login actions' session secret, OAuth provider URLs. */
   readonly compile: CompileOptions
@@ -371,8 +372,10 @@ export class SshConnection {
         if (this.#client.noMoreSessions) return this.#useDefaults()
         this.#enter({ state: 'settling', timer: this.#deadline(this.#ctx.settleMs, () => this.#useDefaults()) })
         // OpenSSH -N says no-more-sessions right after its forwards; ssh2 sets a flag but emits nothing,
-        // so each chunk of input is checked for it while settling (ssh2's own listener has parsed it first).
+        // so each chunk of input is checked for it while settling (ssh2's own listener has parsed it first),
+        // and the rest of the chunk being parsed now once (a listener added during 'data' misses that chunk).
         this.#socket()?.on('data', this.#onInput)
+        setImmediate(this.#onInput)
         return
       case 'session':
         if (!state.timer) this.#enter({ state: 'session', timer: this.#commandDeadline() })
