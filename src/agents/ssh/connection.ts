@@ -85,7 +85,7 @@ type OptionsState =
   | { readonly state: 'session', readonly timer: NodeJS.Timeout | null }
   /** The command arrived: being parsed, or reading stdin. */
   | { readonly state: 'reading' }
-  | { readonly state: 'known', readonly options: SessionOptions, readonly from: 'command' | 'default' }
+  | { readonly state: 'known', readonly options: SessionOptions }
   /** A bad command, --help, or none in time: forwards are refused; `error` is what a late exec hears. */
   | { readonly state: 'refused', readonly error: PortholeError | null }
 
@@ -293,7 +293,7 @@ export class SshConnection {
       return
     }
     if (this.#closed) return
-    this.#enter({ state: 'known', options, from: 'command' })
+    this.#enter({ state: 'known', options })
     if (this.#forwards.length > 0) this.#bindPending()
     else this.#awaitForwards()
   }
@@ -391,7 +391,7 @@ export class SshConnection {
 
   /** No session will come (none in the settle time, or no-more-sessions): bind with defaults. */
   #useDefaults (): void {
-    this.#enter({ state: 'known', options: DEFAULT_OPTIONS, from: 'default' })
+    this.#enter({ state: 'known', options: DEFAULT_OPTIONS })
     this.#bindPending()
   }
 
