@@ -8,8 +8,7 @@
 // library's forwardIn then exec): up to commandWaitMs, then the forwards are refused (PH_1022). Options that
 // come after the forwards were bound with defaults (a session opened past the settle) cannot be applied to
 // endpoints already public: the command is refused (PH_1040), the endpoints are taken down and the session
-// ends with status 1. Deadlines are judged only after the input already received was read, so a stalled
-// gateway does not mistake a session that was sent in time for none (see #deadline).
+// ends with status 1. The waiting itself is session-options.ts.
 import type { Socket } from 'node:net'
 import type { Connection, ServerChannel, Session, TcpipBindInfo } from 'ssh2'
 import type { Logger } from 'pino'
@@ -18,7 +17,8 @@ import type { ClientAddress, Endpoint, EndpointProto, Owner, RequestRecord } fro
 import type { Registry, TcpBindRequest } from '../../core/registry.js'
 import type { CredentialKind, SessionInfo } from '../../core/session.js'
 import type { CompiledPolicy, CompileOptions } from '../../policy/compiled.js'
-import { DEFAULT_OPTIONS, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
+import { commandShape, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
+import { SessionOptionsLifecycle, type OptionsState } from './session-options.js'
 import { Terminal, type EndpointLine } from './terminal.js'
 
 export interface ConnectionContext {
@@ -72,31 +72,6 @@ interface Forward {
   refusal?: PortholeError
 }
 
-/**
- * Where the session's options stand; forwards bind only in `known`. Each wait is one deadline timer that
- * the event ending it (a session opening, its command, no-more-sessions) replaces by the next state.
- */
-type OptionsState =
-  /** No forward waits and no session was opened yet. */
-  | { readonly state: 'unknown' }
-  /** Forwards wait and no session is open: binds with defaults at the settle deadline (Dropbear -N). */
-  | { readonly state: 'settling', readonly timer: NodeJS.Timeout }
-  /** A session is open: its exec/shell decides. The deadline runs once a forward waits. */
-  | { readonly state: 'session', readonly timer: NodeJS.Timeout | null }
-  /** The command arrived: being parsed, or reading stdin. */
-  | { readonly state: 'reading' }
-  | { readonly state: 'known', readonly options: SessionOptions }
-  /** A bad command, --help, or none in time: forwards are refused; `error` is what a late exec hears. */
-  | { readonly state: 'refused', readonly error: PortholeError | null }
-
-/** The words and flag names of a command line, never flag values (they may be secrets): `"http --basic-auth"`. */
-function commandShape (command: string): string {
-  const words = command.trim().split(/\s+/)
-  const shape = [...(/^[a-z]+$/.test(words[0] ?? '') ? [words[0]!] : []), ...words.filter((w) => /^--?[A-Za-z]/.test(w)).map((w) => w.replace(/=.*$/s, ''))]
-  const text = shape.slice(0, 8).join(' ').slice(0, 120)
-  return JSON.stringify(shape.length > 8 ? `${text} ...` : text)
-}
-
 const HTTP_PORTS = new Set([80, 443, 0])
 /** What a session may send on stdin (CA certificates; later policy documents). */
 const MAX_STDIN_BYTES = 256 * 1024
@@ -112,7 +87,7 @@ export class SshConnection {
   readonly #ctx: ConnectionContext
   readonly #log: Logger
   readonly #forwards: Forward[] = []
-  #state: OptionsState = { state: 'unknown' }
+  readonly #options: SessionOptionsLifecycle
   #sessionOpen = false
   #terminal: Terminal | null = null
   #openChannels = 0
@@ -128,6 +103,15 @@ export class SshConnection {
     this.owner = owner
     this.#ctx = ctx
     this.#log = ctx.log.child({ session: id, owner: owner.id })
+    this.#options = new SessionOptionsLifecycle({
+      settleMs: ctx.settleMs,
+      commandWaitMs: ctx.commandWaitMs,
+      noMoreSessions: () => client.noMoreSessions,
+      socket: (client as unknown as { _sock?: Socket })._sock,
+      bind: () => this.#bindPending(),
+      refuseWaiting: () => this.#refuseWaiting(),
+      timedOut: () => new PortholeError('PH_1022', this.#forwards.filter((f) => f.pending).map((f) => `${f.bindAddr}:${f.bindPort}`).join(', ')),
+    })
     client.on('request', (accept, reject, name, info) => this.#onGlobalRequest(accept, reject, name, info as TcpipBindInfo))
     // One terminal per connection: further session channels (ssh multiplexing) are refused outright.
     client.on('session', (accept, reject) => (this.#sessionOpen ? reject() : this.#onSession(accept())))
@@ -193,7 +177,7 @@ export class SshConnection {
       return forward.reject?.()
     }
     this.#forwards.push(forward)
-    this.#onForwardWaiting()
+    this.#options.forwardWaiting()
   }
 
   #onForward (accept: Accept, reject: Reject, info: TcpipBindInfo): void {
@@ -261,22 +245,18 @@ export class SshConnection {
     }
     session.once('exec', (accept, _reject, info) => start(accept, info.command))
     session.once('shell', (accept) => start(accept, ''))
-    // A session means options will come (or the deadline passes): no binding with defaults any more.
-    const state = this.#state.state
-    if (state === 'unknown' || state === 'settling') this.#enter({ state: 'session', timer: this.#hasPending() ? this.#commandDeadline() : null })
+    this.#options.sessionOpened(this.#forwards.some((f) => f.pending))
   }
 
   async #onCommand (command: string): Promise<void> {
     const terminal = this.#terminal!
-    const state = this.#state
-    if (state.state !== 'session') return this.#onLateCommand(command, state)
-    this.#enter({ state: 'reading' })
+    if (!this.#options.commandArrived()) return this.#onLateCommand(command, this.#options.state)
     let options: SessionOptions
     try {
       const parsed = parseCommand(command, this.#ctx.compile)
       if (parsed.kind === 'help') {
         terminal.print(parsed.text)
-        this.#enter({ state: 'refused', error: null })
+        this.#options.refused(null)
         void this.#exitThenFail(0)
         return
       }
@@ -285,7 +265,7 @@ export class SshConnection {
       options = parsed.options.stdin ? withStdin(parsed.options, await terminal.readInput(MAX_STDIN_BYTES, this.#ctx.commandWaitMs), this.#ctx.compile) : parsed.options
     } catch (error) {
       const err = isPortholeError(error) ? error : new PortholeError('PH_1002', String(error))
-      this.#enter({ state: 'refused', error: err })
+      this.#options.refused(err)
       terminal.error(err.toLine())
       // Not the command line itself: flag values may be secrets (--basic-auth, --oidc-client-secret, ...).
       this.#log.info({ code: err.code, flags: command.match(/--?[A-Za-z][\w-]*/g)?.slice(0, 32) ?? [] }, err.message)
@@ -293,7 +273,7 @@ export class SshConnection {
       return
     }
     if (this.#closed) return
-    this.#enter({ state: 'known', options })
+    this.#options.known(options)
     if (this.#forwards.length > 0) this.#bindPending()
     else this.#awaitForwards()
   }
@@ -341,86 +321,12 @@ export class SshConnection {
     }, this.#ctx.commandWaitMs).unref()
   }
 
-  // --- the options lifecycle (see OptionsState) --------------------------------------------------------
-
-  #hasPending (): boolean {
-    return this.#forwards.some((f) => f.pending)
-  }
-
-  /** Leaves the current state (its timer, its input watch) for `next`. */
-  #enter (next: OptionsState): void {
-    const current = this.#state
-    if ((current.state === 'settling' || current.state === 'session') && current.timer) clearTimeout(current.timer)
-    if (current.state === 'settling') this.#socket()?.off('data', this.#onInput)
-    this.#state = next
-  }
-
-  /** A forward was queued: bind it, refuse it, or start the wait its state calls for. */
-  #onForwardWaiting (): void {
-    const state = this.#state
-    switch (state.state) {
-      case 'known':
-        this.#bindPending()
-        return
-      case 'refused':
-        for (const forward of this.#forwards) {
-          if (forward.pending) this.#refuse(forward.refusal ?? new PortholeError('PH_1022', `${forward.bindAddr}:${forward.bindPort}`))
-        }
-        this.#failPending()
-        return
-      case 'unknown':
-        if (this.#client.noMoreSessions) return this.#useDefaults()
-        this.#enter({ state: 'settling', timer: this.#deadline(this.#ctx.settleMs, () => this.#useDefaults()) })
-        // OpenSSH -N says no-more-sessions right after its forwards; ssh2 sets a flag but emits nothing,
-        // so each chunk of input is checked for it while settling (ssh2's own listener has parsed it first),
-        // and the rest of the chunk being parsed now once (a listener added during 'data' misses that chunk).
-        this.#socket()?.on('data', this.#onInput)
-        setImmediate(this.#onInput)
-        return
-      case 'session':
-        if (!state.timer) this.#enter({ state: 'session', timer: this.#commandDeadline() })
-        return
-      case 'settling':
-      case 'reading':
-    }
-  }
-
-  readonly #onInput = (): void => {
-    if (this.#state.state === 'settling' && this.#client.noMoreSessions) this.#useDefaults()
-  }
-
-  /** No session will come (none in the settle time, or no-more-sessions): bind with defaults. */
-  #useDefaults (): void {
-    this.#enter({ state: 'known', options: DEFAULT_OPTIONS })
-    this.#bindPending()
-  }
-
-  /** The session's command did not come in time: its waiting forwards are refused. */
-  #commandDeadline (): NodeJS.Timeout {
-    return this.#deadline(this.#ctx.commandWaitMs, () => {
-      const pending = this.#forwards.filter((f) => f.pending)
-      const error = new PortholeError('PH_1022', pending.map((f) => `${f.bindAddr}:${f.bindPort}`).join(', '))
-      this.#enter({ state: 'refused', error })
-      this.#refuse(error)
-      this.#failPending()
-    })
-  }
-
-  /**
-   * One timer for a wait; `expired` runs only if the state still holds this timer. It is judged after the
-   * sockets were read once more (setImmediate): after a stall of the whole process (GC, overload) expired
-   * timers run before pending input is read, and a session open already received must count as in time.
-   */
-  #deadline (ms: number, expired: () => void): NodeJS.Timeout {
-    const timer: NodeJS.Timeout = setTimeout(() => setImmediate(() => {
-      const state = this.#state
-      if (!this.#closed && (state.state === 'settling' || state.state === 'session') && state.timer === timer) expired()
-    }), ms)
-    return timer
-  }
-
-  #socket (): Socket | undefined {
-    return (this.#client as unknown as { _sock?: Socket })._sock
+  /** Forwards are refused (a bad command, none in time): answer the ones that wait, saying why. */
+  #refuseWaiting (): void {
+    const state = this.#options.state
+    const error = state.state === 'refused' ? state.error : null
+    if (error) this.#refuse(error)
+    this.#failPending()
   }
 
   // --- binding ---------------------------------------------------------------------------------------
@@ -431,8 +337,9 @@ export class SshConnection {
   }
 
   async #bindPendingNow (): Promise<void> {
-    if (this.#state.state !== 'known') return
-    const options = this.#state.options
+    const state = this.#options.state
+    if (state.state !== 'known') return
+    const options = state.options
     const bound: Endpoint[] = []
     let refused = 0
     for (const forward of [...this.#forwards]) {
@@ -611,7 +518,7 @@ export class SshConnection {
   #onClose (): void {
     if (this.#closed) return
     this.#closed = true
-    this.#enter({ state: 'refused', error: new PortholeError('PH_1021') })
+    this.#options.refused(new PortholeError('PH_1021'))
     for (const forward of this.#forwards) {
       if (forward.endpoint) {
         this.#ctx.registry.unbind(forward.endpoint)

@@ -180,6 +180,14 @@ export function withStdin (options: SessionOptions, input: string, compile: Comp
   return { ...options, upstream: { ...options.upstream, cas: pems.join('\n') }, stdin: null }
 }
 
+/** The words and flag names of a command line, never flag values (they may be secrets): `"http --basic-auth"`. */
+export function commandShape (command: string): string {
+  const words = command.trim().split(/\s+/)
+  const shape = [...(/^[a-z]+$/.test(words[0] ?? '') ? [words[0]!] : []), ...words.filter((w) => /^--?[A-Za-z]/.test(w)).map((w) => w.replace(/=.*$/s, ''))]
+  const text = shape.slice(0, 8).join(' ').slice(0, 120)
+  return JSON.stringify(shape.length > 8 ? `${text} ...` : text)
+}
+
 /** Parses an exec string. Throws a PortholeError (PH_10xx) for anything it cannot honour. */
 export function parseCommand (commandLine: string, compile: CompileOptions = {}): ParsedCommand {
   // yargs-parser reads a lone '-' as a positional (the stdin convention), not as the value of the flag before it.
