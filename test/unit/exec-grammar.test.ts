@@ -76,6 +76,9 @@ describe('exec grammar', () => {
     ['ftp', 'PH_1003 unknown command "ftp"; use http, tcp or tls'],
     ['tcp --basic-auth a:b', 'PH_1001 unknown option --basic-auth for tcp (it applies to http)'],
     ['http extra', 'PH_1002 bad value for argument "extra" (flags start with --)'],
+    // An unclosed quote would make the rest of the line the first flag's value (found by the exec fuzz).
+    ['http --basic-auth " --basic-auth u:p', 'PH_1041 unmatched quote " at character 19: it would take the rest of the command line as one value; close it'],
+    ["http --request-header-add 'X-A: b --basic-auth u:p", "PH_1041 unmatched quote ' at character 27: it would take the rest of the command line as one value; close it"],
     ['http --cidr-allow 10.0.0/33', 'PH_1004 bad CIDR "10.0.0/33" at on_tcp_connect[0].actions[0]'],
     ['tcp --cidr-deny nonsense', 'PH_1004 bad CIDR "nonsense" at on_tcp_connect[0].actions[0]'],
     ['http --basic-auth nocolon', 'PH_1006 malformed credential "nocolon" (want user:password, both non-empty, no control characters) at on_http_request[0].actions[0]'],
