@@ -4,11 +4,11 @@
 //   - OpenSSH sends the forwards, then opens the session and sends exec (or -N: no-more-sessions, no session);
 //   - Dropbear opens the session first, then sends the forwards and exec (want_reply = 0), in either order;
 //   - Dropbear -N sends forwards and nothing else: after a short settle time (settleMs) they bind with defaults.
-// A session channel that exists is always waited for, however slow its exec/shell (a slow link, the ssh2
-// library's forwardIn then exec): up to commandWaitMs, then the forwards are refused (PH_1022). Options that
-// come after the forwards were bound with defaults (a session opened past the settle) cannot be applied to
-// endpoints already public: the command is refused (PH_1040), the endpoints are taken down and the session
-// ends with status 1. The waiting itself is session-options.ts.
+// A session channel that exists is always waited for, however slow its exec/shell (a slow link, a stalled
+// gateway): up to commandWaitMs, then the forwards are refused (PH_1022). Options that come after the forwards
+// were bound with defaults (a session opened past the settle, e.g. a library awaiting forwardIn's reply before
+// its exec) cannot apply to endpoints already public: the command is refused (PH_1040), the endpoints are
+// taken down and the session ends with status 1. The waiting itself is session-options.ts.
 import type { Socket } from 'node:net'
 import type { Connection, ServerChannel, Session, TcpipBindInfo } from 'ssh2'
 import type { Logger } from 'pino'
