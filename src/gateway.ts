@@ -113,8 +113,8 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       tcpPorts: config.tcpPorts,
       tcpHosts: [config.tcpHost, config.domain],
       defaultAllocatedPort: http.port,
-      commandWaitMs: 10_000,
-      settleMs: 500,
+      commandWaitMs: config.commandWaitMs,
+      settleMs: config.sessionSettleMs,
       compile: { sessionSecret, oauthProviders: config.oauthProviders, allowPrivateUrls: config.policyPrivateUrls, baseDomain: config.domain },
       attach: (endpoint, compiled) => {
         if (endpoint.spec.proto === 'tcp') return tcp.attach(endpoint, compiled)

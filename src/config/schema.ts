@@ -157,6 +157,10 @@ export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace' | 'an
   readonly loginTimeoutMs: number
   /** How long the edge waits for upstream response headers, and between body chunks. */
   readonly upstreamTimeoutMs: number
+  /** SSH: how long forwards wait for an open session's command (exec/shell), and for stdin the command reads. */
+  readonly commandWaitMs: number
+  /** SSH: how long forwards of a client with no session channel wait before binding with defaults (Dropbear -N). */
+  readonly sessionSettleMs: number
 }
 
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const
@@ -187,5 +191,7 @@ export function finishConfig (parsed: Parsed): ServerConfig {
     maxForwardsPerSession: 16,
     maxSessionsPerKey: 20,
     upstreamTimeoutMs: 5 * 60_000,
+    commandWaitMs: 10_000,
+    sessionSettleMs: 500,
   })
 }

@@ -1,14 +1,14 @@
 // End-to-end harness: the real gateway (in process, ephemeral ports, temp data dir), the real OpenSSH `ssh`
 // and Dropbear `dbclient` binaries as child processes, real upstream servers, and an HTTP client.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { copyFileSync, chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { Socket, connect as netConnect, type AddressInfo } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { Client, type ClientChannel } from 'ssh2'
 import { request as undiciRequest } from 'undici'
-import ssh2 from 'ssh2'
 import { loadConfig } from '../../src/config/load.js'
 import type { ServerConfig } from '../../src/config/schema.js'
 import { startGateway, type RunningGateway } from '../../src/gateway.js'
@@ -234,7 +234,7 @@ export function rawConnect (port: number, localAddress?: string): RawConnection 
  * those with the real ssh binary.)
  */
 export interface LibraryLogin {
-  readonly client: InstanceType<typeof ssh2.Client> | null
+  readonly client: Client | null
   readonly error: Error | null
 }
 
@@ -244,7 +244,7 @@ export interface LibraryLogin {
  */
 export function libraryLogin (port: number, options: { privateKey?: string, localAddress?: string } = {}): Promise<LibraryLogin> {
   return new Promise((resolve) => {
-    const client = new ssh2.Client()
+    const client = new Client()
     client.on('keyboard-interactive', (_name, _text, _lang, prompts, finish) => finish(prompts.map(() => '')))
     client.once('ready', () => resolve({ client, error: null }))
     client.once('error', (error) => {
@@ -267,7 +267,7 @@ export function libraryLogin (port: number, options: { privateKey?: string, loca
  * Asks for http forwards the way OpenSSH does (tcpip-forward, then a session with the `http` command) and
  * resolves with the host each one got, or rejects with the terminal's output.
  */
-export async function libraryForward (client: InstanceType<typeof ssh2.Client>, names: string[], command = 'http'): Promise<string[]> {
+export async function libraryForward (client: Client, names: string[], command = 'http'): Promise<string[]> {
   const forwards = names.map((name) => new Promise<number>((resolve, reject) => {
     client.forwardIn(name, 80, (error, port) => (error ? reject(error) : resolve(port)))
   }))
@@ -285,4 +285,99 @@ export async function libraryForward (client: InstanceType<typeof ssh2.Client>, 
   const hosts = (): string[] => [...new Set([...output.matchAll(/Forwarding\s+https?:\/\/([^:/\s]+)/g)].map((m) => m[1]!))]
   await eventually(() => hosts().length >= names.length)
   return hosts()
+}
+
+/** What an exec on a ScriptedClient's session got: the exec reply, everything printed, the exit status. */
+export interface ExecOutcome {
+  readonly accepted: boolean
+  readonly output: () => string
+  /** The exit status, or null when the channel closed without one. */
+  readonly exit: Promise<number | null>
+}
+
+/**
+ * The ssh2 library as a client, for tests that need exact timing: each step (a forward, opening the session
+ * channel, its exec) goes out when the test says, which ssh and dbclient never allow. Forwarded connections
+ * are piped to `upstreamPort`.
+ */
+export class ScriptedClient {
+  readonly client: Client
+  readonly #gateway: TestGateway
+
+  private constructor (client: Client, gateway: TestGateway) {
+    this.client = client
+    this.#gateway = gateway
+  }
+
+  static connect (gateway: TestGateway, upstreamPort: number, keyName = 'alice'): Promise<ScriptedClient> {
+    const client = new Client()
+    client.on('tcp connection', (_info, accept) => {
+      const channel = accept()
+      const socket = netConnect(upstreamPort, '127.0.0.1')
+      socket.on('error', () => channel.destroy())
+      channel.on('error', () => socket.destroy())
+      channel.pipe(socket).pipe(channel)
+    })
+    return new Promise((resolve, reject) => {
+      client.once('ready', () => {
+        client.removeListener('error', reject)
+        client.on('error', () => {})
+        resolve(new ScriptedClient(client, gateway))
+      })
+      client.once('error', reject)
+      // strictVendor off: ssh2 would otherwise send no-more-sessions only to a server calling itself OpenSSH.
+      client.connect({ host: '127.0.0.1', port: gateway.sshPort, username: 'tester', privateKey: readFileSync(join(FIXTURES, 'keys', keyName)), strictVendor: false })
+    })
+  }
+
+  /** Bytes the gateway has read from this client so far: it grows once the gateway parsed what we sent. */
+  gatewayBytesIn (): number {
+    const local = (this.client as unknown as { _sock: { localPort: number } })._sock.localPort
+    return this.#gateway.ssh.connections.find((c) => c.login.remotePort === local)?.describe().bytesIn ?? 0
+  }
+
+  /** tcpip-forward; resolves with the port the gateway reports, rejects when it refuses. */
+  forward (bindAddr: string, bindPort: number): Promise<number> {
+    return new Promise((resolve, reject) => this.client.forwardIn(bindAddr, bindPort, (err, port) => (err ? reject(err) : resolve(port))))
+  }
+
+  noMoreSessions (): void {
+    this.client.openssh_noMoreSessions(() => {})
+  }
+
+  /** Opens a session channel and sends nothing on it (ssh2's exec() would send its exec right away). */
+  openSession (): Promise<ClientChannel> {
+    const internals = this.client as unknown as { _chanMgr: { add: (cb: unknown) => number }, _protocol: { session: (id: number, window: number, packet: number) => void } }
+    return new Promise((resolve, reject) => {
+      const opened = Object.assign((err: Error | undefined, channel: ClientChannel) => (err ? reject(err) : resolve(channel)), { type: 'session' })
+      internals._protocol.session(internals._chanMgr.add(opened), 2 * 1024 * 1024, 32 * 1024)
+    })
+  }
+
+  /** Sends exec on a session channel opened by openSession(). */
+  exec (session: ClientChannel, command: string): Promise<ExecOutcome> {
+    let output = ''
+    session.on('data', (data: Buffer) => { output += data.toString() })
+    session.stderr.on('data', (data: Buffer) => { output += data.toString() })
+    session.on('error', () => {})
+    const exit = new Promise<number | null>((resolve) => {
+      let status: number | null = null
+      session.on('exit', (code: number | null) => { status = code })
+      session.once('close', () => resolve(status))
+    })
+    const internals = session as unknown as { _callbacks: Array<(failed: unknown) => void>, outgoing: { id: number }, _client: { _protocol: { exec: (id: number, command: string, wantReply: boolean) => void } } }
+    return new Promise((resolve) => {
+      internals._callbacks.push((failed) => resolve({ accepted: !failed, output: () => output, exit }))
+      internals._client._protocol.exec(internals.outgoing.id, command, true)
+    })
+  }
+
+  /** Opens a session and execs `command` on it. */
+  async run (command: string): Promise<ExecOutcome> {
+    return this.exec(await this.openSession(), command)
+  }
+
+  end (): void {
+    this.client.end()
+  }
 }
