@@ -90,6 +90,10 @@ describe('exec grammar', () => {
     ["http --request-header-add 'Bad Name: v'", 'PH_1005 malformed header name "Bad Name" at on_http_request[0].actions[0]'],
     ["http --response-header-add 'Content-Length: 5'", 'PH_1005 malformed header Content-Length (managed by the gateway) at on_http_response[0].actions[0]'],
     ['http --request-header-remove', 'PH_1002 bad value for --request-header-remove (needs a value)'],
+    // A repeated flag with no value was dropped while the first one applied (found by the exec fuzz).
+    ['http --basic-auth a:b --basic-auth', 'PH_1002 bad value for --basic-auth (needs a value)'],
+    ['http --basic-auth a:b --basic-auth --compression', 'PH_1002 bad value for --basic-auth (needs a value)'],
+    ['http --cidr-deny --cidr-deny 10.0.0.0/8', 'PH_1002 bad value for --cidr-deny (needs a value)'],
     ['http --output yaml', 'PH_1002 bad value for --output "yaml" (want text or json)'],
     ['http --output json --output text', 'PH_1002 bad value for --output (given more than once)'],
     ['http --host-header "a b"', 'PH_1002 bad value for --host-header "a b" (want rewrite or a host[:port])'],

@@ -217,7 +217,8 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
   const argv = yargsParser(line, {
     string: FLAGS.filter((f) => !f.boolean && f.key !== 'help').map((f) => f.flag),
     boolean: ['help', ...FLAGS.filter((f) => f.boolean).map((f) => f.flag)],
-    array: FLAGS.filter((f) => f.repeatable).map((f) => f.flag),
+    // No `array:` for repeatable flags: with it yargs-parser drops a repetition that has no value
+    // (`--basic-auth a:b --basic-auth`); duplicate-arguments-array collects repeats and keeps the empty one.
     alias: { help: ['h'] },
     configuration: {
       'camel-case-expansion': false,
@@ -268,8 +269,6 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
     }
     const values = (Array.isArray(raw) ? raw : [raw]).map(String)
     if (!info.repeatable && values.length > 1) throw new PortholeError('PH_1002', `--${info.flag} (given more than once)`)
-    // yargs-parser gives [] for an array flag with no value after it.
-    if (values.length === 0) throw new PortholeError('PH_1002', `--${info.flag} (needs a value)`)
     for (const value of values) {
       if (value.trim() === '') throw new PortholeError('PH_1002', `--${info.flag} (needs a value)`)
     }
