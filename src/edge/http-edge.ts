@@ -154,12 +154,30 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     this.#upstreamHost = upstreamHost
     this.#h2 = res.req.httpVersionMajor === 2
     res.on('drain', this.#onDrain)
+    // From dispatch on, not from onRequestStart: a client that leaves while the request waits for a pool
+    // connection (or a tunnel stream being opened) must still abort it, or the request runs on a connection
+    // nobody reads (writes to a closed response return false and pause it for good).
+    res.once('close', this.#onClose)
   }
+
+  /**
+   * The public response closed before undici finished the upstream one (h2 RST_STREAM, a socket closed):
+   * abort it. Decided by our own state, not res.writableFinished: an HTTP/2 stream reset by the client
+   * reports writableFinished true.
+   */
+  #onClose = (): void => {
+    if (this.#settled) return
+    this.#clientGone = true
+    this.#controller?.abort(new Error('client closed'))
+  }
+
+  #clientGone = false
+  /** undici delivered the end of the response or an error: nothing left to abort. */
+  #settled = false
 
   onRequestStart (controller: Dispatcher.DispatchController): void {
     this.#controller = controller
-    // The public client went away: stop the upstream request too.
-    this.#res.once('close', () => { if (!this.#res.writableFinished) controller.abort(new Error('client closed')) })
+    if (this.#clientGone) controller.abort(new Error('client closed'))
   }
 
   onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
@@ -210,11 +228,13 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd (): void {
+    this.#settled = true
     if (this.#encoder !== null) this.#encoder.end() // the pipe ends the response after the last block
     else this.#res.end()
   }
 
   onResponseError (_controller: Dispatcher.DispatchController, error: Error): void {
+    this.#settled = true
     if ((error as { code?: string }).code === 'UND_ERR_ABORTED' || this.#res.destroyed) return
     const { code, detail } = upstreamErrorCode(error)
     this.#edge.fail(this.#res, this.#endpoint, code, detail)

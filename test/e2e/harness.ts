@@ -4,6 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { copyFileSync, chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { connect as http2Connect, type ClientHttp2Session } from 'node:http2'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { request as undiciRequest } from 'undici'
@@ -181,4 +183,22 @@ export function writeTemp (dir: string, name: string, text: string): string {
   const file = join(dir, name)
   writeFileSync(file, text)
   return file
+}
+
+/** An HTTP/2 session to the gateway's HTTPS port for `servername`, trusting the gateway's CA. */
+export function h2Session (gateway: { httpsPort: number, caPem: string }, servername: string): ClientHttp2Session {
+  const session = http2Connect(`https://127.0.0.1:${gateway.httpsPort}`, { ca: gateway.caPem, servername })
+  session.on('error', () => {})
+  return session
+}
+
+/** A TLS connection to the gateway's HTTPS port for `servername` offering `alpn`, once the handshake is done. */
+export function tlsTo (gateway: { httpsPort: number, caPem: string }, servername: string, alpn: string[]): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: gateway.httpsPort, ca: gateway.caPem, servername, ALPNProtocols: alpn }, () => {
+      socket.off('error', reject)
+      resolve(socket)
+    })
+    socket.once('error', reject)
+  })
 }
