@@ -29,6 +29,8 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --authorized-keys FILE   OpenSSH authorized_keys file of allowed keys (repeatable)
   --allow-anonymous        accept any client even on public listeners
   --name-grace DURATION    how long a name stays with its owner after disconnect (default 24h)
+  --header-timeout DURATION  every listener (HTTP, HTTPS, TLS passthrough, admin API) closes a connection whose
+                           request headers (or TLS ClientHello) are not complete this long after they began (default 10s)
   --certs-dir DIR          your own certificates: <host>.crt + <host>.key PEM pairs (a wildcard as
                            _wildcard.<suffix>.crt), watched and reloaded; they win over ACME and the local CA
   --acme-directory URL     order certificates for bound names from this ACME CA (HTTP-01 on the HTTP

@@ -81,6 +81,9 @@ export const configSchema = z.strictObject({
     'userinfo-url': z.url({ protocol: /^https?$/ }).optional(),
     'emails-url': z.url({ protocol: /^https?$/ }).optional(),
   })).optional(),
+  /** Every listener (HTTP, HTTPS h1/h2, TLS ClientHello, admin API): a request's headers must be complete this
+   *  long after they started (a new connection: after it opened), or the connection is closed. */
+  headerTimeout: z.string().regex(/^[1-9]\d*(ms|s|m)$/, 'want a duration above zero such as 10s').default('10s'),
   /** Let URLs in users' policies (jwt-validation key sets, OpenID issuers) reach loopback and private addresses. */
   policyPrivateUrls: z.boolean().default(false),
 }).superRefine((settings, ctx) => {
@@ -96,9 +99,10 @@ export const configSchema = z.strictObject({
 export type ConfigInput = z.input<typeof configSchema>
 type Parsed = z.output<typeof configSchema>
 
-export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace'> {
+export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace' | 'headerTimeout'> {
   readonly tcpHost: string
   readonly nameGraceMs: number
+  readonly headerTimeoutMs: number
   /** Anonymous clients: allowed with --allow-anonymous, or when every listener is on loopback and no keys are configured. */
   readonly anonymous: boolean
   /** Server-side liveness pings. */
@@ -133,6 +137,7 @@ export function finishConfig (parsed: Parsed): ServerConfig {
     ...parsed,
     tcpHost: parsed.tcpHost ?? parsed.domain,
     nameGraceMs: durationMs(parsed.nameGrace),
+    headerTimeoutMs: durationMs(parsed.headerTimeout),
     anonymous: parsed.allowAnonymous || (loopbackOnly && parsed.authorizedKeys.length === 0),
     keepaliveIntervalMs: 15_000,
     keepaliveCountMax: 3,

@@ -15,7 +15,7 @@ import { createEncoder, type Encoder } from './encode.js'
 import { cleanResponseHeaders, upstreamRequestHeaders } from './headers.js'
 import { sendError, sendRawError, sendRawResponse, sendResponse } from './error-response.js'
 import { Upstream } from './upstream.js'
-import { listenOn } from './listen.js'
+import { checkingIntervalMs, closeSoon, listenOn } from './listen.js'
 import { proxyUpgrade } from './upgrade.js'
 
 export interface HttpEdgeOptions {
@@ -24,6 +24,8 @@ export interface HttpEdgeOptions {
   readonly maxRequestHeaderSize: number
   readonly maxResponseHeaderSize: number
   readonly idleTimeoutMs: number
+  /** A request's headers must be complete this long after they started (slowloris). */
+  readonly headerTimeoutMs: number
   readonly upstreamTimeoutMs: number
   readonly upstreamConnections: number
   /** ACME HTTP-01: the key authorization for a token, if a certificate order is waiting for it. */
@@ -257,18 +259,23 @@ export class HttpEdge {
     this.server = createServer({
       maxHeaderSize: options.maxRequestHeaderSize,
       requestTimeout: 0, // bodies may stream for a long time; the idle timeout below guards dead sockets
-      headersTimeout: 60_000,
+      headersTimeout: options.headerTimeoutMs,
+      connectionsCheckingInterval: checkingIntervalMs(options.headerTimeoutMs),
       keepAliveTimeout: options.idleTimeoutMs,
     })
     this.server.timeout = options.idleTimeoutMs
     this.server.maxHeadersCount = 200
     this.server.on('request', (req, res) => this.handle(req, res, 'http'))
     this.server.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket as Socket, head, 'http'))
-    this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-      this.#log.debug({ err: error.message }, 'http client error')
-      if (error.code === 'ECONNRESET' || !socket.writable) return socket.destroy()
-      sendRawError(socket, error.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3005' : 'PH_3007')
-    })
+    this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => this.clientError(error, socket))
+  }
+
+  /** Malformed, oversized or too slow HTTP/1.1 (node's parser said so): a catalogue error, then close. */
+  clientError (error: NodeJS.ErrnoException, socket: Duplex): void {
+    this.#log.debug({ err: error.message }, 'http client error')
+    if (error.code === 'ECONNRESET' || !socket.writable) return void socket.destroy()
+    sendRawError(socket, error.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3005' : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'PH_3020' : 'PH_3007')
+    closeSoon(socket)
   }
 
   async listen (host: string, port: number): Promise<AddressInfo> {
