@@ -12,7 +12,7 @@ import type { Registry } from '../core/registry.js'
 import type { CompiledPolicy, Denial, HeaderMap, HttpRequestContext, HttpResponseContext, RequestResult, ResponseEncoding } from '../policy/compiled.js'
 import { runSteps } from '../policy/compile.js'
 import { createEncoder, type Encoder } from './encode.js'
-import { cleanResponseHeaders, upstreamRequestHeaders } from './headers.js'
+import { cleanResponseHeaders, ERROR_CODE_HEADER, upstreamRequestHeaders } from './headers.js'
 import { sendError, sendRawError, sendRawResponse, sendResponse } from './error-response.js'
 import { Upstream } from './upstream.js'
 import { checkingIntervalMs, closeSoon, listenOn } from './listen.js'
@@ -183,7 +183,11 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (statusCode < 200) return // 1xx (103 Early Hints) are not passed on; the final response follows
+    if (statusCode < 200) {
+      // 100 never gets here (upstream.ts drops it; node answered the client's Expect itself); 102 is skipped
+      if (statusCode === 103) this.#earlyHints(headers.link)
+      return
+    }
     cleanResponseHeaders(headers)
     const cookies = this.#request.setCookies
     if (cookies !== undefined) {
@@ -229,8 +233,37 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     if (!this.#res.write(chunk)) controller.pause()
   }
 
-  onResponseEnd (): void {
+  /**
+   * 103 Early Hints: its Link fields go to the client before the final response (node writes them for HTTP/1.1
+   * and HTTP/2), nothing else of the interim head (the response phase's header rules have not run on it).
+   * HTTP/1.0 clients get no 1xx (RFC 9110 15.2); an unusable Link value is skipped.
+   */
+  #earlyHints (link: string | string[] | undefined): void {
+    if (link === undefined || this.#clientGone || this.#res.headersSent) return
+    if (!this.#h2 && this.#res.req.httpVersion === '1.0') return
+    try {
+      this.#res.writeEarlyHints({ link })
+    } catch {}
+  }
+
+  /**
+   * The upstream's trailer fields go on: node sends them after the last chunk of a chunked HTTP/1.1 response
+   * (and drops them when the response is not chunked, e.g. to an HTTP/1.0 client) and as a trailing HEADERS
+   * frame on HTTP/2. Only Porthole may set porthole-error-code; names HTTP/2 forbids there are skipped.
+   */
+  onResponseEnd (_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
     this.#settled = true
+    if (trailers !== null && typeof trailers === 'object') {
+      const fields: Record<string, string | string[]> = {}
+      for (const [name, value] of Object.entries(trailers)) {
+        if (value !== undefined && name !== ERROR_CODE_HEADER && !name.startsWith(':')) fields[name] = value
+      }
+      if (Object.keys(fields).length > 0) {
+        try {
+          this.#res.addTrailers(fields)
+        } catch {}
+      }
+    }
     if (this.#encoder !== null) this.#encoder.end() // the pipe ends the response after the last block
     else this.#res.end()
   }

@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { copyFileSync, chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { tmpdir } from 'node:os'
@@ -201,4 +201,38 @@ export function tlsTo (gateway: { httpsPort: number, caPem: string }, servername
     })
     socket.once('error', reject)
   })
+}
+
+/**
+ * An upstream that answers each request with exact bytes: a net.Server that reads a request head (up to the
+ * blank line, then skips a Content-Length body) and calls `answer` with the socket and that head.
+ */
+export async function startRawUpstream (answer: (socket: Socket, head: string) => void): Promise<{ port: number, close: () => Promise<void> }> {
+  const sockets = new Set<Socket>()
+  const server = createNetServer((socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    let buffered = ''
+    let skip = 0
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1')
+      for (;;) {
+        const skipped = Math.min(skip, buffered.length)
+        buffered = buffered.slice(skipped)
+        skip -= skipped
+        const end = skip > 0 ? -1 : buffered.indexOf('\r\n\r\n')
+        if (end === -1) return
+        const head = buffered.slice(0, end)
+        buffered = buffered.slice(end + 4)
+        skip = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0)
+        answer(socket, head)
+      }
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise((resolve) => { for (const socket of sockets) socket.destroy(); server.close(() => resolve()) }),
+  }
 }
