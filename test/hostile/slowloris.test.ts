@@ -7,7 +7,7 @@ import { connect as netConnect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, fetchVia, h2Session, startTestGateway, startUpstream, tlsTo, type SshClient, type TestGateway } from '../e2e/harness.js'
+import { connect, fetchVia, h2Session, sleep, startTestGateway, startUpstream, tlsTo, type SshClient, type TestGateway } from '../e2e/harness.js'
 
 const NAME = 'slow.localhost'
 const DRIPPERS = 24
@@ -132,6 +132,44 @@ describe('slow headers are cut on every listener', () => {
         socket.destroy()
       },
     )
+  })
+
+  it('an idle keep-alive connection between requests is not cut by the header deadline (HTTP, HTTPS h1, h2)', async () => {
+    /** Two requests on one connection, idle past the deadline (and node's checking interval) in between. */
+    const twice = async (socket: Duplex, hostName: string): Promise<string> => {
+      let text = ''
+      socket.on('data', (chunk: Buffer) => { text += chunk.toString('latin1') })
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+      socket.write(`GET / HTTP/1.1\r\nHost: ${hostName}\r\n\r\n`)
+      await sleep(1600)
+      socket.write(`GET / HTTP/1.1\r\nHost: ${hostName}\r\nConnection: close\r\n\r\n`)
+      await closed
+      return text
+    }
+    const session = h2Session(gateway, NAME)
+    const get = (): Promise<number> => new Promise((resolve, reject) => {
+      const stream = session.request({ ':path': '/', ':authority': NAME })
+      stream.once('response', (headers) => resolve(Number(headers[':status'])))
+      stream.once('error', reject)
+      stream.resume()
+    })
+    const h2Twice = async (): Promise<void> => {
+      expect(await get()).toBe(200)
+      await sleep(1600)
+      expect(session.closed || session.destroyed).toBe(false)
+      expect(await get()).toBe(200)
+    }
+    try {
+      const [plain, tls] = await Promise.all([
+        twice(netConnect(gateway.httpPort, '127.0.0.1'), host),
+        tlsTo(gateway, NAME, ['http/1.1']).then((socket) => twice(socket, NAME)),
+        h2Twice(),
+      ])
+      expect(plain.match(/HTTP\/1\.1 200 /g)).toHaveLength(2)
+      expect(tls.match(/HTTP\/1\.1 200 /g)).toHaveLength(2)
+    } finally {
+      session.close()
+    }
   })
 
   it('admin API: dripping headers get 408 PH_3020 (JSON) and are closed; others are answered meanwhile', async () => {
