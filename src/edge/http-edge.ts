@@ -160,6 +160,9 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     // connection (or a tunnel stream being opened) must still abort it, or the request runs on a connection
     // nobody reads (writes to a closed response return false and pause it for good).
     res.once('close', this.#onClose)
+    // Gone already (while an asynchronous policy step ran): that 'close' will not come again.
+    const h2Stream = (res as unknown as { stream?: { destroyed: boolean } }).stream
+    if (this.#h2 ? h2Stream?.destroyed ?? true : res.destroyed) this.#clientGone = true
   }
 
   /**

@@ -34,6 +34,7 @@ class UpgradeHandler implements Dispatcher.DispatchHandler {
     this.#ctx = ctx
     this.#mapError = mapError
     // From dispatch on: a client that leaves while the request waits for a pool connection must abort it too.
+    this.#clientGone = socket.destroyed
     socket.once('close', () => {
       if (this.#settled) return
       this.#clientGone = true
