@@ -32,6 +32,8 @@ export interface Owner {
   readonly account?: string
   /** The credential's ACL: why binding `key` (host, `*.suffix`, `tcp:PORT`) is refused, or null when allowed. */
   readonly refuses?: (key: string) => string | null
+  /** Whether the credential's ACL names `key` itself (not `bind:*`): then it may bind next to others' names. */
+  readonly grants?: (key: string) => boolean
 }
 
 /** The public client a stream is opened for (what SSH puts in a forwarded-tcpip channel as originator). */

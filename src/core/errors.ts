@@ -41,6 +41,7 @@ export const catalogue = {
   PH_1024: { status: 401, message: 'authtoken not accepted{detail}', surfaces: ['ssh'] },
   PH_1025: { status: 403, message: 'not allowed to bind {detail}', surfaces: ['ssh'] },
   PH_1026: { status: 410, message: 'session closed by the gateway operator', surfaces: ['ssh'] },
+  PH_1060: { status: 409, message: 'name {detail} is under or above a name held by someone else (cookies of the one reach the other); choose a name apart from it', surfaces: ['ssh'] },
 
   // Gateway configuration (refused at start, one line on stderr).
   PH_2001: { status: 500, message: 'invalid configuration: {detail}', surfaces: ['config'] },
@@ -57,6 +58,11 @@ export const catalogue = {
   PH_3007: { status: 400, message: 'malformed request', surfaces: ['edge'] },
   PH_3008: { status: 400, message: 'this endpoint is served over https only', surfaces: ['edge'] },
   PH_3009: { status: 502, message: 'TLS to the upstream service failed ({detail})', surfaces: ['edge'] },
+  PH_3012: { status: 400, message: 'ambiguous authority: {detail}', surfaces: ['edge'] },
+  PH_3013: { status: 400, message: 'invalid authority: {detail}', surfaces: ['edge'] },
+  PH_3014: { status: 400, message: 'request target not served: {detail}; send an origin-form target (/path)', surfaces: ['edge'] },
+  PH_3015: { status: 421, message: 'misdirected request: {detail}', surfaces: ['edge'] },
+  PH_3016: { status: 421, message: 'the endpoint {detail} is served over plain http only (--schemes http)', surfaces: ['edge'] },
   PH_3102: { status: 403, message: 'denied by the endpoint\'s traffic policy', surfaces: ['edge'] },
   PH_3010: { status: 503, message: 'the endpoint {detail} has too many requests waiting; try again shortly', surfaces: ['edge'] },
   PH_3011: { status: 413, message: 'request body too large to verify (limit {detail})', surfaces: ['edge'] },

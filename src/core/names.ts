@@ -73,3 +73,32 @@ export function wildcardsFor (host: string): string[] {
   }
   return out
 }
+
+/** The name a host pattern is about: `*.team.example.com` -> team.example.com; an exact host is itself. */
+export function bareName (name: string): string {
+  return name.startsWith('*.') ? name.slice(2) : name
+}
+
+/** Whether `name` is `parent` or lies under it, label by label (shopping.example.com is not under shop.example.com). */
+export function isUnder (name: string, parent: string): boolean {
+  return name === parent || name.endsWith(`.${parent}`)
+}
+
+/**
+ * Whether binding `name` (exact or `*.suffix`) touches what `claimed` keeps: the claimed name and everything
+ * under it (a host can set cookies for itself and every name above it, and those reach every name under
+ * that), and wildcards covering it; `*.team.example.com` also claims team.example.com itself. Reservations
+ * claim this way, and so do the names other owners hold.
+ */
+export function domainClaims (claimed: string, name: string): boolean {
+  return isUnder(bareName(name), bareName(claimed)) || (name.startsWith('*.') && isUnder(bareName(claimed), bareName(name)))
+}
+
+/**
+ * Whether two names lie on one line of descent, either claiming the other: `x.myapp` or `*.myapp` and
+ * `myapp`, `team` and `*.team`, `c` and `a.b.c`. Siblings (a.example.com, b.example.com) are not, and the
+ * base domain, above every name, is nobody's name.
+ */
+export function nested (a: string, b: string): boolean {
+  return domainClaims(a, b) || domainClaims(b, a)
+}

@@ -1,10 +1,11 @@
 // Which endpoint serves which host, and who owns which name. A name belongs to the owner that first bound
 // it; when its endpoint goes away the owner keeps a hold on it for a grace period, so the same key gets the
-// same name back (random names included) and nobody else can take it meanwhile. No I/O here: the holds are
+// same name back (random names included) and nobody else can take it meanwhile, nor a name under or above
+// it (from there cookies can be tossed onto its hosts) unless the operator granted that. No I/O here: the holds are
 // handed to a persistence callback (identity/name-store) whenever they change.
 import { randomInt, randomUUID } from 'node:crypto'
 import { PortholeError } from './errors.js'
-import { covers, parseBindAddress, randomLabel, wildcardsFor } from './names.js'
+import { covers, nested, parseBindAddress, randomLabel, wildcardsFor } from './names.js'
 import type { Dialer, Endpoint, EndpointHooks, EndpointSpec, Owner } from './endpoint.js'
 
 /** A name held by an owner. `slot` tells random names of one owner apart (the -R bind address and port). */
@@ -33,6 +34,8 @@ export interface RegistryOptions {
    * (undefined: for any account). Reserved names are never given to anyone else, random ones included.
    */
   reservedAgainst?: (key: string, account: string | undefined) => boolean
+  /** Whether `account` reserved `key` or a domain above it (which lets it bind next to others' names). */
+  reservedFor?: (key: string, account: string) => boolean
 }
 
 export interface BindRequest {
@@ -65,6 +68,7 @@ export class Registry {
   readonly #now: () => number
   readonly #onHoldsChanged: ((holds: Hold[]) => void) | undefined
   readonly #reservedAgainst: (key: string, account: string | undefined) => boolean
+  readonly #reservedFor: (key: string, account: string) => boolean
   readonly #exact = new Map<string, Endpoint>()
   readonly #wildcard = new Map<string, Endpoint>()
   readonly #tcp = new Map<number, Endpoint>()
@@ -78,6 +82,7 @@ export class Registry {
     this.#now = options.now ?? Date.now
     this.#onHoldsChanged = options.onHoldsChanged
     this.#reservedAgainst = options.reservedAgainst ?? (() => false)
+    this.#reservedFor = options.reservedFor ?? (() => false)
   }
 
   /** Restores holds saved by an earlier run; names bound then are held for the grace period from now. */
@@ -240,14 +245,32 @@ export class Registry {
     return hold.expiresAt === null || hold.expiresAt > this.#now()
   }
 
+  /**
+   * Refuses a name another owner holds (bound or in its grace period) or one a wildcard of theirs serves
+   * (PH_1011); and one under or above a name of theirs (PH_1060): `x.myapp` or `*.myapp` next to their
+   * `myapp`, `team` above their `*.team`, where cookies set for the one reach the other's hosts. The operator
+   * can grant the latter: a reservation of the owner's account, or its credential's ACL naming the name.
+   */
   #checkMayBind (host: string, owner: Owner): void {
+    let next: string | undefined
     for (const hold of this.#holds.values()) {
       if (hold.ownerId === owner.id || !this.#live(hold) || hold.host.startsWith('tcp:')) continue
-      // Someone else's name, a wildcard of theirs covering this name, or a name of theirs under this wildcard.
-      if (hold.host === host || covers(hold.host, host) || covers(host, hold.host)) {
-        throw new PortholeError('PH_1011', host)
-      }
+      if (hold.host === host || covers(hold.host, host)) throw new PortholeError('PH_1011', host)
+      if (next === undefined && nested(hold.host, host)) next = hold.host
     }
+    if (next !== undefined && !this.#granted(host, owner)) throw new PortholeError('PH_1060', host)
+  }
+
+  #granted (host: string, owner: Owner): boolean {
+    return (owner.account !== undefined && this.#reservedFor(host, owner.account)) || owner.grants?.(host) === true
+  }
+
+  /** Whether an owner other than `owner` holds a name under or above `host` (random names avoid those). */
+  #nextToOthers (host: string, owner: Owner): boolean {
+    for (const hold of this.#holds.values()) {
+      if (hold.ownerId !== owner.id && this.#live(hold) && !hold.host.startsWith('tcp:') && nested(hold.host, host)) return true
+    }
+    return false
   }
 
   #checkAcl (key: string, owner: Owner): void {
@@ -290,6 +313,7 @@ export class Registry {
       const hold = this.#holds.get(host)
       if (hold && this.#live(hold)) continue
       if (this.lookup(host).state !== 'unknown') continue // bound, held or reserved
+      if (this.#nextToOthers(host, owner)) continue // someone's *.label or x.label
       return host
     }
   }

@@ -24,15 +24,18 @@ function connectionTokens (value: string | string[] | undefined): Set<string> | 
 
 /**
  * The headers to send upstream for a public request: end-to-end headers only (undici adds Connection and
- * Upgrade itself for upgrades), plus X-Forwarded-For/Proto appended and X-Forwarded-Host set.
+ * Upgrade itself for upgrades), plus X-Forwarded-For/Proto appended, and Host and X-Forwarded-Host set to
+ * `authority`: the one the request was routed by (absolute-form target, :authority or Host; see request-target).
  */
-export function upstreamRequestHeaders (req: IncomingMessage, clientIp: string, proto: string): HeaderMap {
+export function upstreamRequestHeaders (req: IncomingMessage, clientIp: string, proto: string, authority: string): HeaderMap {
   const raw = req.rawHeaders
   const extra = connectionTokens(req.headers.connection)
-  const headers: HeaderMap = {}
+  // Host first, as clients send it (RFC 9110 7.2).
+  const headers: HeaderMap = authority === '' ? {} : { host: authority }
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase()
-    if (name.charCodeAt(0) === 58 /* ':' */) continue // HTTP/2 pseudo-headers; :authority becomes Host below
+    // HTTP/2 pseudo-headers, and Host: the routed authority becomes Host below.
+    if (name.charCodeAt(0) === 58 /* ':' */ || name === 'host') continue
     if (HOP_BY_HOP.has(name) || name === 'expect' || (extra !== null && extra.has(name))) continue
     const value = raw[i + 1]!
     const existing = headers[name]
@@ -44,11 +47,7 @@ export function upstreamRequestHeaders (req: IncomingMessage, clientIp: string, 
   headers['x-forwarded-for'] = forwardedFor === undefined ? clientIp : `${Array.isArray(forwardedFor) ? forwardedFor.join(', ') : forwardedFor}, ${clientIp}`
   const forwardedProto = headers['x-forwarded-proto']
   headers['x-forwarded-proto'] = forwardedProto === undefined ? proto : `${Array.isArray(forwardedProto) ? forwardedProto.join(', ') : forwardedProto}, ${proto}`
-  const host = req.headers.host ?? (req.headers[':authority'] as string | undefined)
-  if (host !== undefined) {
-    headers.host ??= host
-    headers['x-forwarded-host'] = host
-  }
+  if (authority !== '') headers['x-forwarded-host'] = authority
   return headers
 }
 

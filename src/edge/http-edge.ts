@@ -1,14 +1,16 @@
-// The public HTTP listener: routes each request by Host to its endpoint, runs the endpoint's policy, and
-// proxies through the tunnel with undici (bodies streamed both ways, never buffered whole). Upgrades
-// (WebSocket) get a stream of their own, piped both ways. Knows nothing about SSH.
+// The public HTTP listener: routes each request by the authority its target names (request-target.ts) to
+// its endpoint, runs the endpoint's policy, and proxies through the tunnel with undici (bodies streamed both
+// ways, never buffered whole). Upgrades (WebSocket) get a stream of their own, piped both ways. Knows nothing
+// about SSH.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
 import { isPortholeError, type ErrorCode } from '../core/errors.js'
 import type { Endpoint } from '../core/endpoint.js'
-import type { Registry } from '../core/registry.js'
+import type { Lookup, Registry } from '../core/registry.js'
 import type { CompiledPolicy, Denial, HeaderMap, HttpRequestContext, HttpResponseContext, RequestResult, ResponseEncoding } from '../policy/compiled.js'
 import { runSteps } from '../policy/compile.js'
 import { createEncoder, type Encoder } from './encode.js'
@@ -17,6 +19,7 @@ import { sendError, sendRawError, sendRawResponse, sendResponse } from './error-
 import { Upstream } from './upstream.js'
 import { checkingIntervalMs, closeSoon, listenOn } from './listen.js'
 import { proxyUpgrade } from './upgrade.js'
+import { requestTarget, routingHost, type RequestTarget, type Scheme } from './request-target.js'
 
 export interface HttpEdgeOptions {
   readonly registry: Registry
@@ -54,22 +57,6 @@ function readBody (req: IncomingMessage, limit: number): Promise<Buffer | null> 
     req.once('error', reject)
   })
 }
-
-/** Host header -> lower-case host without port or trailing dot; '' when absent or not a host name at all. */
-export function routingHost (hostHeader: string | undefined): string {
-  if (!hostHeader) return ''
-  let host = hostHeader.toLowerCase()
-  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1)
-  const colon = host.indexOf(':')
-  if (colon !== -1) host = host.slice(0, colon)
-  if (host.endsWith('.')) host = host.slice(0, -1)
-  // Anything but a DNS name (evil.example/.team.localhost) must not reach a wildcard endpoint as its Host.
-  return HOST_NAME.test(host) ? host : ''
-}
-
-const HOST_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/
-
-export type Scheme = 'http' | 'https'
 
 /** Maps what undici or the dialer threw to the catalogue code the client sees. */
 function upstreamErrorCode (error: unknown): { code: ErrorCode, detail?: string } {
@@ -111,8 +98,8 @@ function afterPolicy (result: RequestResult, next: (denial: Denial | undefined) 
   else next(result)
 }
 
-/** The policy's context for one public request. */
-function requestContext (req: IncomingMessage, endpoint: Endpoint, scheme: Scheme, headers: HeaderMap): HttpRequestContext {
+/** The policy's context for one public request: host and path are the normalised target's. */
+function requestContext (req: IncomingMessage, endpoint: Endpoint, scheme: Scheme, headers: HeaderMap, target: RequestTarget): HttpRequestContext {
   return {
     clientIp: req.socket.remoteAddress ?? '',
     clientPort: req.socket.remotePort ?? 0,
@@ -121,8 +108,8 @@ function requestContext (req: IncomingMessage, endpoint: Endpoint, scheme: Schem
     protocol: scheme,
     connection: req.socket,
     method: req.method ?? 'GET',
-    path: req.url ?? '/',
-    host: routingHost(req.headers.host ?? (req.headers[':authority'] as string | undefined)),
+    path: target.path,
+    host: target.host,
     headers,
   }
 }
@@ -303,6 +290,7 @@ export class HttpEdge {
     this.server.maxHeadersCount = 200
     this.server.on('request', (req, res) => this.handle(req, res, 'http'))
     this.server.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket as Socket, head, 'http'))
+    this.server.on('connect', (req: IncomingMessage, socket: Duplex) => this.refuseConnect(req, socket))
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => this.clientError(error, socket))
   }
 
@@ -346,13 +334,17 @@ export class HttpEdge {
     sendError(res, code, detail, headers)
   }
 
-  #route (req: IncomingMessage): { endpoint: Endpoint, upstream: Upstream } | { code: ErrorCode, detail: string } {
-    const header = req.headers.host ?? (req.headers[':authority'] as string | undefined)
-    const host = routingHost(header)
-    if (host === '' && header) return { code: 'PH_3007', detail: 'Host is not a host name' }
+  /** The endpoint the target's host names; over HTTPS only one this TLS connection serves, over https. */
+  #route (req: IncomingMessage, target: RequestTarget, scheme: Scheme): { endpoint: Endpoint, upstream: Upstream } | { code: ErrorCode, detail: string } {
+    const { host } = target
     const found = this.#registry.lookup(host)
+    if (scheme === 'https') {
+      const misdirected = this.#misdirected(req.socket as TLSSocket, host, found)
+      if (misdirected !== undefined) return { code: 'PH_3015', detail: misdirected }
+    }
     if (found.state === 'bound' && found.endpoint.upstream instanceof Upstream) {
       const { upstream } = found.endpoint
+      if (scheme === 'https' && !found.endpoint.spec.schemes.https) return { code: 'PH_3016', detail: found.endpoint.host }
       // A stranger cannot queue requests without bound: past the pool's connections, some wait, then 503.
       if (upstream.pool.stats.queued >= MAX_QUEUED_PER_ENDPOINT) return { code: 'PH_3010', detail: found.endpoint.host }
       return { endpoint: found.endpoint, upstream }
@@ -360,10 +352,24 @@ export class HttpEdge {
     return found.state === 'offline' ? { code: 'PH_3001', detail: host } : { code: 'PH_3000', detail: host || '(no Host header)' }
   }
 
+  /**
+   * Over HTTPS the host must be one the connection's certificate was chosen for: the SNI name itself, or
+   * another name the same endpoint serves (a wildcard endpoint's names; browsers coalesce those onto one
+   * connection when the certificate covers them). Any other host would reach an endpoint, its policy and its
+   * certificate through a connection made for someone else's: 421, which browsers retry on a new connection.
+   */
+  #misdirected (socket: TLSSocket, host: string, found: Lookup): string | undefined {
+    const sni = routingHost(typeof socket.servername === 'string' ? socket.servername : undefined)
+    if (sni !== '' && sni === host) return undefined
+    const served = sni === '' ? undefined : this.#registry.lookup(sni)
+    if (served?.state === 'bound' && found.state === 'bound' && served.endpoint === found.endpoint) return undefined
+    return `${host || '(no host)'} is not served on this TLS connection, made for ${sni || '(no server name)'}; open a new connection for it`
+  }
+
   /** The edge answers ACME HTTP-01 challenges itself, for every host, before routing. */
-  #answerChallenge (req: IncomingMessage, res: ServerResponse): void {
-    const answer = this.#options.acmeChallenge!(req.url!.slice(ACME_PREFIX.length))
-    if (answer === undefined) return sendError(res, 'PH_3000', routingHost(req.headers.host) + req.url)
+  #answerChallenge (target: RequestTarget, res: ServerResponse): void {
+    const answer = this.#options.acmeChallenge!(target.path.slice(ACME_PREFIX.length))
+    if (answer === undefined) return sendError(res, 'PH_3000', target.host + target.path)
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': Buffer.byteLength(answer) })
     res.end(answer)
   }
@@ -375,10 +381,15 @@ export class HttpEdge {
 
   /** One public request, from the HTTP listener or the HTTPS one (HTTP/1.1 or HTTP/2 compat objects). */
   handle (req: IncomingMessage, res: ServerResponse, scheme: Scheme): void {
-    if (scheme === 'http' && this.#options.acmeChallenge && req.url?.startsWith(ACME_PREFIX)) return this.#answerChallenge(req, res)
+    const target = requestTarget(req, scheme)
+    if ('code' in target) {
+      res.shouldKeepAlive = false // the request was not understood: do not read another from this connection
+      return sendError(res, target.code, target.detail)
+    }
+    if (scheme === 'http' && this.#options.acmeChallenge && target.path.startsWith(ACME_PREFIX)) return this.#answerChallenge(target, res)
     const started = performance.now()
     const clientIp = req.socket.remoteAddress ?? ''
-    const routed = this.#route(req)
+    const routed = this.#route(req, target, scheme)
     if ('code' in routed) {
       sendError(res, routed.code, routed.detail)
       return
@@ -388,7 +399,7 @@ export class HttpEdge {
     if (onRequest) {
       res.once('close', () => onRequest({
         method: req.method ?? 'GET',
-        path: req.url ?? '/',
+        path: target.path,
         status: res.statusCode,
         durationMs: Math.round(performance.now() - started),
         clientIp,
@@ -398,12 +409,13 @@ export class HttpEdge {
     if (scheme === 'http' && !endpoint.spec.schemes.http) {
       req.resume()
       // https only: plain HTTP gets a permanent redirect (308 keeps the method).
-      res.writeHead(308, { location: `${this.urlFor(routingHost(req.headers.host), 'https')}${req.url ?? '/'}`, 'content-length': 0 })
+      res.writeHead(308, { location: `${this.urlFor(target.host, 'https')}${target.path}`, 'content-length': 0 })
       res.end()
       return
     }
-    const headers = upstreamRequestHeaders(req, clientIp, scheme)
-    const ctx = requestContext(req, endpoint, scheme, headers)
+    const headers = upstreamRequestHeaders(req, clientIp, scheme, target.authority)
+    const ctx = requestContext(req, endpoint, scheme, headers, target)
+    const origin = `${scheme}://${target.authority || endpoint.host}`
     const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
     if (upstream.policy.needsBody && hasBody) {
       // verify-webhook reads the whole body: buffer it (bounded), then go on with the buffer as the body.
@@ -413,19 +425,19 @@ export class HttpEdge {
           return this.fail(res, endpoint, 'PH_3011', `${MAX_VERIFIED_BODY} bytes`)
         }
         ctx.body = body
-        this.#forward(req, res, endpoint, upstream, ctx, scheme, body)
+        this.#forward(req, res, endpoint, upstream, ctx, origin, body)
       }, () => res.destroy())
       return
     }
-    this.#forward(req, res, endpoint, upstream, ctx, scheme, hasBody ? req : null)
+    this.#forward(req, res, endpoint, upstream, ctx, origin, hasBody ? req : null)
   }
 
   /** Runs the request phases and, unless a rule answered, sends the request upstream. */
-  #forward (req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, upstream: Upstream, ctx: HttpRequestContext, scheme: Scheme, body: IncomingMessage | Buffer | null): void {
-    afterPolicy(runRequestPhases(upstream.policy, ctx), (denial) => this.#send(req, res, endpoint, upstream, ctx, scheme, body, denial), () => res.destroy())
+  #forward (req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, upstream: Upstream, ctx: HttpRequestContext, origin: string, body: IncomingMessage | Buffer | null): void {
+    afterPolicy(runRequestPhases(upstream.policy, ctx), (denial) => this.#send(req, res, endpoint, upstream, ctx, origin, body, denial), () => res.destroy())
   }
 
-  #send (req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, upstream: Upstream, ctx: HttpRequestContext, scheme: Scheme, body: IncomingMessage | Buffer | null, denial: Denial | undefined): void {
+  #send (req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, upstream: Upstream, ctx: HttpRequestContext, origin: string, body: IncomingMessage | Buffer | null, denial: Denial | undefined): void {
     const { headers, clientIp } = ctx
     if (denial) {
       req.resume()
@@ -440,7 +452,6 @@ export class HttpEdge {
     const upstreamHost = this.#upstreamHost(upstream, req)
     if (upstreamHost !== undefined) headers.host = upstreamHost
     upstream.lastClient = { remoteAddress: clientIp, remotePort: req.socket.remotePort ?? 0 }
-    const origin = `${scheme}://${req.headers.host ?? req.headers[':authority'] ?? endpoint.host}`
     upstream.pool.dispatch({
       method: req.method as Dispatcher.HttpMethod,
       path: ctx.path,
@@ -449,15 +460,25 @@ export class HttpEdge {
     }, new ProxyHandler(res, this, endpoint, upstream, ctx, origin, upstreamHost))
   }
 
+  /** CONNECT (authority-form) is never proxied: a code instead of Node's silent close (HTTP/1.1) or bare 405 (HTTP/2). */
+  refuseConnect (req: IncomingMessage, to: Duplex | ServerResponse): void {
+    const detail = `CONNECT ${String(req.headers[':authority'] ?? req.url ?? '')}`
+    if ('writeHead' in to) return sendError(to, 'PH_3014', detail)
+    to.on('error', () => {})
+    sendRawError(to, 'PH_3014', detail)
+  }
+
   handleUpgrade (req: IncomingMessage, socket: Socket, head: Buffer, scheme: Scheme): void {
     socket.on('error', () => {})
     const clientIp = socket.remoteAddress ?? ''
-    const routed = this.#route(req)
+    const target = requestTarget(req, scheme)
+    if ('code' in target) return sendRawError(socket, target.code, target.detail)
+    const routed = this.#route(req, target, scheme)
     if ('code' in routed) return sendRawError(socket, routed.code, routed.detail)
     const { endpoint, upstream } = routed
     if (scheme === 'http' && !endpoint.spec.schemes.http) return sendRawError(socket, 'PH_3008')
-    const headers = upstreamRequestHeaders(req, clientIp, scheme)
-    const ctx = requestContext(req, endpoint, scheme, headers)
+    const headers = upstreamRequestHeaders(req, clientIp, scheme, target.authority)
+    const ctx = requestContext(req, endpoint, scheme, headers, target)
     afterPolicy(runRequestPhases(upstream.policy, ctx), (denial) => {
       if (socket.destroyed) return
       if (denial) return 'code' in denial ? sendRawError(socket, denial.code, denial.detail, denial.headers) : 'close' in denial ? void socket.destroy() : sendRawResponse(socket, denial.response)

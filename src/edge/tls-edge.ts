@@ -92,6 +92,7 @@ export class TlsEdge {
     })
     this.#https.on('request', (req, res) => options.http.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse, 'https'))
     this.#https.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => options.http.handleUpgrade(req, socket, head, 'https'))
+    this.#https.on('connect', (req: IncomingMessage, to: Socket | ServerResponse) => options.http.refuseConnect(req, to))
     this.#https.on('tlsClientError', (error: Error) => this.#log.debug({ err: error.message }, 'tls client error'))
     this.#server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.#onConnection(socket))
   }

@@ -48,3 +48,13 @@ export function aclAllows (acl: readonly string[], key: string): boolean {
   }
   return false
 }
+
+/**
+ * Whether an ACL names `key` itself: an entry for that host or a wildcard covering it, not `bind:*` (nor an
+ * empty ACL, which names nothing). The operator granted it outright, so it may be bound even next to (under
+ * or above) a name another owner holds.
+ */
+export function aclGrants (acl: readonly string[], key: string): boolean {
+  const named = acl.filter((entry) => entry !== 'bind:*' && entry !== 'bind:tcp:*')
+  return named.length > 0 && aclAllows(named, key)
+}

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto'
 import ssh2 from 'ssh2'
 import { LRUCache } from 'lru-cache'
 import { PortholeError } from '../core/errors.js'
-import { isValidLabel, parseBindAddress } from '../core/names.js'
+import { bareName, domainClaims, isUnder, isValidLabel, parseBindAddress } from '../core/names.js'
 import { parseAcl } from './acl.js'
 import { fingerprint } from './fingerprint.js'
 import { hasCredentials, type Account, type ApiKeyRecord, type IdentityStore, type KeyRecord, type Reservation, type ReservationKind, type TokenRecord } from './model.js'
@@ -44,23 +44,15 @@ export function checkAccountName (name: string): string {
   return value
 }
 
-/**
- * Whether binding `host` (exact or `*.suffix`) touches the reservation `reserved`: the reserved name and
- * everything under it (a sibling tenant under ann.example.com could set cookies for ann.example.com), and
- * wildcards covering it. `*.ann.example.com` also claims ann.example.com itself, for the same reason.
- */
-export function domainClaims (reserved: string, host: string): boolean {
-  const bare = (name: string): string => (name.startsWith('*.') ? name.slice(2) : name)
-  const under = (name: string, parent: string): boolean => name === parent || name.endsWith(`.${parent}`)
-  return under(bare(host), bare(reserved)) || (host.startsWith('*.') && under(bare(reserved), bare(host)))
-}
-
 /** A reservation as the registry names what it binds: the host, or `tcp:PORT`. */
 function registryKey (reservation: Pick<Reservation, 'kind' | 'value'>): string {
   return reservation.kind === 'tcp' ? `tcp:${reservation.value}` : reservation.value
 }
 
-/** Whether binding `key` (a host, `*.suffix` or `tcp:PORT`) touches `reservation`: its port, or its domain as domainClaims says. */
+/**
+ * Whether binding `key` (a host, `*.suffix` or `tcp:PORT`) touches `reservation`: its port, or its domain as
+ * domainClaims says (the name and everything under it, wildcards covering it; `*.ann` also keeps `ann`).
+ */
 function reservationClaims (reservation: Pick<Reservation, 'kind' | 'value'>, key: string): boolean {
   if (reservation.kind === 'tcp') return registryKey(reservation) === key
   return !key.startsWith('tcp:') && domainClaims(reservation.value, key)
@@ -235,6 +227,15 @@ export class Identity {
    */
   reservedAgainst (key: string, account: string | undefined): boolean {
     return this.#store.read().reservations.some((r) => r.account !== account && reservationClaims(r, key))
+  }
+
+  /**
+   * Whether `account` reserved `key` or a domain above it: then its credentials may bind `key` even next to
+   * (under or above) a name another owner holds. Wildcards covering the reservation are not granted by it.
+   */
+  reservedFor (key: string, account: string): boolean {
+    if (key.startsWith('tcp:')) return false
+    return this.#store.read().reservations.some((r) => r.account === account && r.kind === 'domain' && isUnder(bareName(key), bareName(r.value)))
   }
 
   #reservationValue (kind: ReservationKind, value: string): string {

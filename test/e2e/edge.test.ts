@@ -1,25 +1,14 @@
 // The HTTP edge as a reverse proxy, through a real OpenSSH tunnel: error codes for broken, slow and
 // oversized upstreams and requests; hop-by-hop headers; Host and Location rewriting.
-import { createServer, Socket, type Server } from 'node:net'
+import { createServer, type Server } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, fetchVia, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
+import { connect, fetchVia, rawRequest, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 
 async function rawUpstream (onConnection: (socket: import('node:net').Socket) => void): Promise<{ server: Server, port: number }> {
   const server = createServer(onConnection)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return { server, port: (server.address() as AddressInfo).port }
-}
-
-/** Sends raw bytes to the edge and collects everything until the server closes. */
-async function rawRequest (port: number, text: string): Promise<string> {
-  const socket = new Socket()
-  await new Promise<void>((resolve) => socket.connect(port, '127.0.0.1', resolve))
-  let reply = ''
-  socket.setEncoding('utf8').on('data', (t: string) => { reply += t })
-  socket.write(text)
-  await new Promise((resolve) => socket.once('close', resolve))
-  return reply
 }
 
 describe('http edge', () => {

@@ -3,9 +3,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { copyFileSync, chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
+import { createServer as createNetServer, Socket, type AddressInfo } from 'node:net'
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2'
-import { connect as tlsConnect, type TLSSocket } from 'node:tls'
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { request as undiciRequest } from 'undici'
@@ -162,6 +162,25 @@ export async function fetchVia (gateway: { httpPort: number }, url: string, init
     body: init.body,
   })
   return { status: response.statusCode, headers: response.headers, body: await response.body.text() }
+}
+
+/**
+ * Sends raw bytes to a listener on 127.0.0.1 and collects everything until the server closes; over TLS when
+ * `tls` is given (its servername is the SNI). Resolves with what arrived even when the connection is reset.
+ */
+export async function rawRequest (port: number, text: string, tls?: ConnectionOptions): Promise<string> {
+  const socket = tls === undefined ? new Socket() : tlsConnect({ host: '127.0.0.1', port, ...tls })
+  await new Promise<void>((resolve, reject) => {
+    if (tls === undefined) socket.connect(port, '127.0.0.1', resolve)
+    else socket.once('secureConnect', resolve)
+    socket.once('error', reject)
+  })
+  let reply = ''
+  socket.setEncoding('utf8').on('data', (t: string) => { reply += t })
+  socket.on('error', () => {})
+  socket.write(text)
+  await new Promise((resolve) => socket.once('close', resolve))
+  return reply
 }
 
 /** Polls until fn() stops throwing (or returns truthy), for state that settles asynchronously. */

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { Registry } from '../../src/core/registry.js'
 import type { Owner } from '../../src/core/endpoint.js'
-import { aclAllows, parseAcl, parseAclEntry } from '../../src/identity/acl.js'
+import { aclAllows, aclGrants, parseAcl, parseAclEntry } from '../../src/identity/acl.js'
 import { FileIdentityStore, storedCredentialsExist } from '../../src/identity/file-store.js'
 import { Identity } from '../../src/identity/identity.js'
 import { hashSecret, verifySecret } from '../../src/identity/secrets.js'
@@ -44,6 +44,16 @@ describe('ACLs', () => {
     expect(aclAllows(['bind:tcp:*'], 'tcp:20023')).toBe(true)
     expect(aclAllows(['bind:tcp:*'], 'x.example.com')).toBe(false)
     expect(aclAllows(['bind:*'], 'tcp:1')).toBe(true)
+  })
+
+  it('grants (lets bind next to others\' names) only what an entry names, never through bind:* or an empty ACL', () => {
+    const acl = ['bind:shop.example.com', 'bind:*.ann.example.com', 'bind:*']
+    expect(aclGrants(acl, 'shop.example.com')).toBe(true)
+    expect(aclGrants(acl, '*.x.ann.example.com')).toBe(true)
+    expect(aclGrants(acl, 'ann.example.com')).toBe(false)
+    expect(aclGrants(acl, 'other.example.com')).toBe(false)
+    expect(aclGrants(['bind:*'], 'other.example.com')).toBe(false)
+    expect(aclGrants([], 'other.example.com')).toBe(false)
   })
 })
 
@@ -165,6 +175,13 @@ describe('file identity store', () => {
     expect(identity.reservedAgainst('shopping.example.com', 'bob')).toBe(false)
     expect(identity.reservedAgainst('other.example.com', 'bob')).toBe(false)
     await expect(identity.reserve('bob', 'domain', 'x.shop.example.com')).rejects.toMatchObject({ code: 'PH_5004' })
+    // What a reservation grants its own account next to others' names: the name and those under it.
+    expect(identity.reservedFor('www.shop.example.com', 'ann')).toBe(true)
+    expect(identity.reservedFor('*.x.ann.example.com', 'ann')).toBe(true)
+    expect(identity.reservedFor('ann.example.com', 'ann')).toBe(true)
+    expect(identity.reservedFor('*.example.com', 'ann')).toBe(false)
+    expect(identity.reservedFor('www.shop.example.com', 'bob')).toBe(false)
+    expect(identity.reservedFor('tcp:20022', 'ann')).toBe(false)
 
     const { token, record } = await identity.createToken('ann', { acl: ['bind:ci'] })
     expect(JSON.stringify(identity.store.read())).not.toContain(token.split('.')[1])

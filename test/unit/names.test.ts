@@ -1,6 +1,6 @@
 // Name rules: what a bind address asks for, which names may exist, and random names.
 import { describe, expect, it } from 'vitest'
-import { covers, parseBindAddress, randomLabel, wildcardsFor } from '../../src/core/names.js'
+import { covers, nested, parseBindAddress, randomLabel, wildcardsFor } from '../../src/core/names.js'
 import { PortholeError } from '../../src/core/errors.js'
 
 const code = (fn: () => unknown): string => {
@@ -46,5 +46,16 @@ describe('names', () => {
     expect(covers('*.team.example.com', 'team.example.com')).toBe(false)
     expect(covers('*.team.example.com', '*.sub.team.example.com')).toBe(true)
     expect(covers('a.example.com', 'a.example.com')).toBe(true)
+  })
+
+  it('knows which names lie on one line of descent (cookie reach), and that siblings do not', () => {
+    expect(nested('myapp.example.com', 'x.myapp.example.com')).toBe(true)
+    expect(nested('myapp.example.com', '*.myapp.example.com')).toBe(true)
+    expect(nested('*.team.example.com', 'team.example.com')).toBe(true)
+    expect(nested('a.b.c.example.com', 'c.example.com')).toBe(true)
+    expect(nested('*.a.team.example.com', '*.team.example.com')).toBe(true)
+    expect(nested('a.example.com', 'b.example.com')).toBe(false)
+    expect(nested('shop.example.com', 'shopping.example.com')).toBe(false)
+    expect(nested('*.a.example.com', '*.b.example.com')).toBe(false)
   })
 })

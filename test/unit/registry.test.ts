@@ -3,15 +3,17 @@ import { describe, expect, it } from 'vitest'
 import { Registry, type Hold } from '../../src/core/registry.js'
 import type { Owner } from '../../src/core/endpoint.js'
 import { PortholeError } from '../../src/core/errors.js'
+import { aclGrants } from '../../src/identity/acl.js'
+import { bareName, isUnder } from '../../src/core/names.js'
 
 const ann: Owner = { id: 'SHA256:ann', persistent: true }
 const bob: Owner = { id: 'SHA256:bob', persistent: true }
 const anon: Owner = { id: 'anon:1', persistent: false }
 
-function setup () {
+function setup (reservedFor?: (key: string, account: string) => boolean) {
   let now = 1_000_000
   const saved: Hold[][] = []
-  const registry = new Registry({ domain: 'example.com', graceMs: 60_000, now: () => now, onHoldsChanged: (holds) => saved.push(holds) })
+  const registry = new Registry({ domain: 'example.com', graceMs: 60_000, now: () => now, onHoldsChanged: (holds) => saved.push(holds), ...(reservedFor ? { reservedFor } : {}) })
   const bind = (owner: Owner, bindAddr: string, slot = `${bindAddr}:80`, onEvicted?: () => void) => registry.bind({
     bindAddr, slot, owner, spec: { proto: 'http', policy: {}, schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' } }, dial: async () => { throw new Error('no') }, hooks: { onEvicted },
   })
@@ -73,7 +75,7 @@ describe('registry', () => {
     bind(ann, '*.ann')
     expect(codeOf(() => bind(bob, 'x.ann'))).toBe('PH_1011')
     bind(bob, 'y.bobs')
-    expect(codeOf(() => bind(ann, '*.bobs'))).toBe('PH_1011')
+    expect(codeOf(() => bind(ann, '*.bobs'))).toBe('PH_1060') // above bob's name (was PH_1011)
   })
 
   it('lets the owner take over its own exact name from an older session', () => {
@@ -115,5 +117,96 @@ describe('registry', () => {
     restored.restore(holds)
     expect(restored.lookup('kept.example.com').state).toBe('offline')
     void registry
+  })
+})
+
+// Issue 9 item 10: a name under or above another owner's name could set cookies that reach their hosts
+// (cookie tossing), so it is refused (PH_1060) unless a reservation or the credential's ACL grants it.
+describe('names next to another owner\'s', () => {
+  it('refuses a child under another owner\'s exact name, at any depth', () => {
+    const { bind } = setup()
+    bind(ann, 'myapp')
+    expect(codeOf(() => bind(bob, 'x.myapp'))).toBe('PH_1060')
+    expect(codeOf(() => bind(bob, 'a.b.myapp'))).toBe('PH_1060')
+  })
+
+  it('refuses a wildcard under another owner\'s exact name', () => {
+    const { bind } = setup()
+    bind(ann, 'myapp')
+    expect(codeOf(() => bind(bob, '*.myapp'))).toBe('PH_1060')
+    expect(codeOf(() => bind(bob, '*.x.myapp'))).toBe('PH_1060')
+  })
+
+  it('refuses the exact name above another owner\'s wildcard', () => {
+    const { bind } = setup()
+    bind(ann, '*.team')
+    expect(codeOf(() => bind(bob, 'team'))).toBe('PH_1060')
+    expect(codeOf(() => bind(bob, 'x.team'))).toBe('PH_1011') // served by ann's wildcard: in use, as before
+  })
+
+  it('refuses the parent (and any ancestor) of another owner\'s exact name', () => {
+    const { bind } = setup()
+    bind(ann, 'api.shop')
+    bind(ann, 'a.b.deep')
+    expect(codeOf(() => bind(bob, 'shop'))).toBe('PH_1060')
+    expect(codeOf(() => bind(bob, 'deep'))).toBe('PH_1060')
+    expect(codeOf(() => bind(bob, '*.deep'))).toBe('PH_1060')
+  })
+
+  it('lets siblings and look-alikes be: only ancestors and descendants count, never the base domain', () => {
+    const { bind } = setup()
+    bind(ann, 'a')
+    bind(ann, 'x.team2')
+    bind(ann, 'shop')
+    expect(bind(bob, 'b').host).toBe('b.example.com')
+    expect(bind(bob, 'y.team2').host).toBe('y.team2.example.com')
+    expect(bind(bob, 'shopping').host).toBe('shopping.example.com')
+    expect(bind(bob, '*.shopping').host).toBe('*.shopping.example.com')
+  })
+
+  it('counts names in their grace period, and frees their neighbours when it lapses', () => {
+    const { registry, bind, tick } = setup()
+    registry.unbind(bind(ann, 'myapp'))
+    expect(codeOf(() => bind(bob, 'x.myapp'))).toBe('PH_1060')
+    tick(60_001)
+    expect(bind(bob, 'x.myapp').owner).toBe(bob)
+  })
+
+  it('lets one owner nest its own names', () => {
+    const { bind } = setup()
+    bind(ann, 'mine')
+    expect(bind(ann, 'x.mine').host).toBe('x.mine.example.com')
+    expect(bind(ann, '*.mine').host).toBe('*.mine.example.com')
+  })
+
+  it('grants a name next to another owner\'s through the account\'s reservation of it or a domain above it', () => {
+    const annAccount: Owner = { id: 'account:ann', persistent: true, account: 'ann' }
+    const reservations = new Map([['ann', 'x.app.example.com']])
+    const { bind } = setup((key, account) => {
+      const reserved = reservations.get(account)
+      return reserved !== undefined && isUnder(bareName(key), reserved) // as Identity.reservedFor
+    })
+    bind(bob, 'app')
+    expect(bind(annAccount, 'x.app').host).toBe('x.app.example.com')
+    expect(bind(annAccount, '*.x.app').host).toBe('*.x.app.example.com')
+    expect(codeOf(() => bind(annAccount, 'y.app'))).toBe('PH_1060') // not what was reserved
+    expect(codeOf(() => bind(annAccount, 'app'))).toBe('PH_1011') // bob's own name is never granted
+  })
+
+  it('grants a name next to another owner\'s through an ACL that names it, not through bind:*', () => {
+    const { bind } = setup()
+    const scoped: Owner = { id: 'account:ci', persistent: true, account: 'ci', grants: (key) => aclGrants(['bind:*.app.example.com'], key) }
+    const anything: Owner = { id: 'account:ops', persistent: true, account: 'ops', grants: (key) => aclGrants(['bind:*'], key) }
+    bind(bob, 'app')
+    expect(codeOf(() => bind(anything, 'z.app'))).toBe('PH_1060')
+    expect(bind(scoped, 'x.app').host).toBe('x.app.example.com')
+    expect(bind(scoped, '*.w.app').host).toBe('*.w.app.example.com')
+    // Granted above another's name: the wildcard binds and their exact name still wins its host.
+    const { registry, bind: bind2 } = setup()
+    const theirs = bind2(bob, 'y.team')
+    const wide: Owner = { id: 'account:ci', persistent: true, account: 'ci', grants: (key) => aclGrants(['bind:*.team.example.com'], key) }
+    const wildcard = bind2(wide, '*.team')
+    expect(registry.lookup('y.team.example.com')).toEqual({ state: 'bound', endpoint: theirs })
+    expect(registry.lookup('z.team.example.com')).toEqual({ state: 'bound', endpoint: wildcard })
   })
 })

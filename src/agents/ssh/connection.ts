@@ -13,6 +13,7 @@ import type { CredentialKind, SessionInfo } from '../../core/session.js'
 import type { CompiledPolicy, CompileOptions } from '../../policy/compiled.js'
 import { DEFAULT_OPTIONS, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
 import { Terminal } from './terminal.js'
+import { abortUnfinished, halfClosing } from './tunnel-stream.js'
 
 export interface ConnectionContext {
   readonly registry: Registry
@@ -84,6 +85,8 @@ export class SshConnection {
   #terminal: Terminal | null = null
   #waitTimer: NodeJS.Timeout | null = null
   #openChannels = 0
+  /** The forwarded-tcpip channels open now: the ones the agent has not ended fail when the session goes. */
+  readonly #channels = new Set<ServerChannel>()
   #closed = false
   /** Binds run one batch at a time, in request order. */
   #binding: Promise<void> = Promise.resolve()
@@ -418,8 +421,18 @@ export class SshConnection {
           reject(new PortholeError('PH_3002', err.message.replace(/^\(SSH\) /, ''), { cause: err }))
           return
         }
-        channel.once('close', () => { this.#openChannels-- })
-        resolve(channel)
+        if (this.#closed) { // the session ended while the agent was opening it: nothing may outlive it
+          this.#openChannels--
+          channel.destroy()
+          reject(new PortholeError('PH_3001', forward.endpoint?.host ?? forward.bindAddr))
+          return
+        }
+        this.#channels.add(channel)
+        channel.once('close', () => {
+          this.#openChannels--
+          this.#channels.delete(channel)
+        })
+        resolve(halfClosing(channel))
       })
     })
   }
@@ -485,6 +498,7 @@ export class SshConnection {
     if (this.#closed) return
     this.#closed = true
     if (this.#waitTimer) clearTimeout(this.#waitTimer)
+    for (const channel of this.#channels) abortUnfinished(channel)
     for (const forward of this.#forwards) {
       if (forward.endpoint) {
         this.#ctx.registry.unbind(forward.endpoint)

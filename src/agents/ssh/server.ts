@@ -10,7 +10,7 @@ import type { Owner } from '../../core/endpoint.js'
 import type { SessionDirectory, SessionInfo } from '../../core/session.js'
 import type { AuthorizedKeys } from '../../identity/authorized-keys.js'
 import { fingerprint } from '../../identity/fingerprint.js'
-import { aclAllows } from '../../identity/acl.js'
+import { aclAllows, aclGrants } from '../../identity/acl.js'
 import type { Identity } from '../../identity/identity.js'
 import { SshConnection, type ConnectionContext, type SessionLogin } from './connection.js'
 import { batchWritesPerTick } from './batch-writes.js'
@@ -85,7 +85,7 @@ const MAX_TOKEN_FAILURES = 3
 function accountOwner (account: string, acl: readonly string[], credential: string): Owner {
   const owner: Owner = { id: `account:${account}`, persistent: true, known: true, account }
   if (acl.length === 0) return owner
-  return { ...owner, refuses: (key) => (aclAllows(acl, key) ? null : `${credential} may bind only ${acl.join(', ')}`) }
+  return { ...owner, refuses: (key) => (aclAllows(acl, key) ? null : `${credential} may bind only ${acl.join(', ')}`), grants: (key) => aclGrants(acl, key) }
 }
 
 export class SshAgent implements SessionDirectory {

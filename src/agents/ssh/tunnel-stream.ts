@@ -1,0 +1,46 @@
+// What the SSH dialer does to a forwarded-tcpip channel so that it behaves like the TCP socket every edge
+// expects of a tunnel stream (DESIGN: each transport fixes its own library's quirks):
+//  - Half-close. ssh2's server-side channels answer end() with CHANNEL_EOF *and* CHANNEL_CLOSE, so a public
+//    client that sent its request and shut its write side (`nc -N`, HTTP/1.0-style) had its channel closed
+//    under it and got none of the answer. Here end() sends CHANNEL_EOF only, like shutdown(SHUT_WR); the
+//    channel closes when the agent closes it (OpenSSH and Dropbear do once both sides sent EOF) or when the
+//    edge destroys the stream.
+//  - Abort. When the SSH connection goes (agent killed, network gone, session killed) ssh2 ends every open
+//    channel as if the agent had sent EOF, and a truncated stream passed for a complete one. A channel the
+//    agent had not ended fails instead, with ECONNRESET, as a socket whose peer vanished does; the edge turns
+//    that into a TCP reset for the public client.
+import { Duplex } from 'node:stream'
+import type { ServerChannel } from 'ssh2'
+
+/** The parts of ssh2's Channel this relies on (lib/Channel.js). */
+interface ChannelInternals {
+  readonly incoming: { readonly state: 'open' | 'eof' | 'closed' }
+  eof (): void
+}
+
+/** Makes end() send CHANNEL_EOF only; returns the same channel. */
+export function halfClosing (channel: ServerChannel): ServerChannel {
+  // ssh2 registers one listener on both 'prefinish' and 'finish' that sends EOF and then CLOSE on server
+  // channels: drop it and send the EOF ourselves once everything written went out.
+  const prefinish = channel.listeners('prefinish')
+  for (const listener of channel.listeners('finish')) {
+    if (!prefinish.includes(listener)) continue
+    channel.off('finish', listener as (...args: unknown[]) => void)
+    channel.off('prefinish', listener as (...args: unknown[]) => void)
+  }
+  channel.once('finish', () => (channel as unknown as ChannelInternals).eof())
+  return channel
+}
+
+/**
+ * Fails a channel whose agent had not ended its side when the session went: 'error' (ECONNRESET) rather
+ * than 'end'. A channel the agent already ended (CHANNEL_EOF) is complete and left to close normally.
+ */
+export function abortUnfinished (channel: ServerChannel): void {
+  if (channel.destroyed || (channel as unknown as ChannelInternals).incoming.state !== 'open') return
+  const error = Object.assign(new Error('the agent\'s SSH session ended mid-stream'), { code: 'ECONNRESET' })
+  // The stream's own destroy (ssh2's ignores its argument and would try to talk to a gone peer); without a
+  // listener the error would be thrown, so a channel nobody reads yet is just destroyed. ssh2 still emits
+  // 'close' when it cleans up the connection's channels.
+  Duplex.prototype.destroy.call(channel, channel.listenerCount('error') > 0 ? error : undefined)
+}
