@@ -5,7 +5,7 @@ import { copyFileSync, chmodSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createNetServer, Socket, type AddressInfo } from 'node:net'
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2'
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls'
+import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type TLSSocket } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { request as undiciRequest } from 'undici'
@@ -224,11 +224,12 @@ export function tlsTo (gateway: { httpsPort: number, caPem: string }, servername
 
 /**
  * An upstream that answers each request with exact bytes: a net.Server that reads a request head (up to the
- * blank line, then skips a Content-Length body) and calls `answer` with the socket and that head.
+ * blank line, then skips a Content-Length body) and calls `answer` with the socket and that head. With `tls`
+ * (a key and certificate) it speaks TLS.
  */
-export async function startRawUpstream (answer: (socket: Socket, head: string) => void): Promise<{ port: number, close: () => Promise<void> }> {
+export async function startRawUpstream (answer: (socket: Socket, head: string) => void, tls?: { key: string, cert: string }): Promise<{ port: number, close: () => Promise<void> }> {
   const sockets = new Set<Socket>()
-  const server = createNetServer((socket) => {
+  const onSocket = (socket: Socket): void => {
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
     socket.on('error', () => {})
@@ -248,7 +249,8 @@ export async function startRawUpstream (answer: (socket: Socket, head: string) =
         answer(socket, head)
       }
     })
-  })
+  }
+  const server = tls === undefined ? createNetServer(onSocket) : createTlsServer(tls, onSocket)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
     port: (server.address() as AddressInfo).port,

@@ -6,6 +6,8 @@
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { join } from 'node:path'
+import { CertStore } from '../../src/certs/cert-store.js'
 import { connect, h2Session, sleep, startRawUpstream, startTestGateway, type SshClient, type TestGateway } from '../e2e/harness.js'
 
 const NAME = 'raw.localhost'
@@ -38,27 +40,36 @@ async function answer (socket: Socket, head: string): Promise<void> {
 describe('interim responses and trailers from the upstream', () => {
   let gateway: TestGateway
   let upstream: Awaited<ReturnType<typeof startRawUpstream>>
+  let tlsUpstream: Awaited<ReturnType<typeof startRawUpstream>>
   let client: SshClient
+  let tlsClient: SshClient
   let host: string
+  let tlsHost: string
 
   beforeAll(async () => {
     gateway = await startTestGateway()
     upstream = await startRawUpstream((socket, head) => void answer(socket, head))
     client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`raw:80:localhost:${upstream.port}`], command: 'http' })
-    const [url] = await client.urls()
+    // The same answers over TLS to the service (--upstream-tls): the 100 is dropped on the TLS socket's plaintext.
+    const cert = new CertStore({ dataDir: join(gateway.tmp, 'service-ca') }).issue('localhost')
+    tlsUpstream = await startRawUpstream((socket, head) => void answer(socket, head), { key: cert.keyPem, cert: cert.certPem })
+    tlsClient = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`rawtls:80:localhost:${tlsUpstream.port}`], command: 'http --upstream-tls' })
+    const [[url], [tlsUrl]] = await Promise.all([client.urls(), tlsClient.urls()])
     host = new URL(url!).host
+    tlsHost = new URL(tlsUrl!).host
   })
   afterAll(async () => {
-    await client.kill('SIGKILL')
+    await Promise.all([client.kill('SIGKILL'), tlsClient.kill('SIGKILL')])
+    await tlsUpstream.close()
     await upstream.close()
     await gateway.stop()
   })
 
   /** HTTP/1.1 through the plain listener with node's client (it reports 1xx as 'information'). */
-  function h1 (path: string, options: { method?: string, body?: string, headers?: Record<string, string> } = {}): Promise<Seen> {
+  function h1 (path: string, options: { method?: string, body?: string, headers?: Record<string, string>, host?: string } = {}): Promise<Seen> {
     return new Promise((resolve, reject) => {
       const informational: Seen['informational'] = []
-      const req = httpRequest({ host: '127.0.0.1', port: gateway.httpPort, path, method: options.method ?? 'GET', headers: { host, ...options.headers } }, (res) => {
+      const req = httpRequest({ host: '127.0.0.1', port: gateway.httpPort, path, method: options.method ?? 'GET', headers: { host: options.host ?? host, ...options.headers } }, (res) => {
         let body = ''
         res.setEncoding('latin1').on('data', (chunk: string) => { body += chunk })
         res.once('end', () => resolve({ status: res.statusCode!, body, informational, trailers: res.trailers }))
@@ -94,6 +105,9 @@ describe('interim responses and trailers from the upstream', () => {
     }
     // The upstream connection is still good for the next request.
     expect(await h1('/continue')).toMatchObject({ status: 200, body: 'ok' })
+    for (const path of ['/continue', '/continue-split', '/continue']) {
+      expect(await h1(path, { host: tlsHost })).toMatchObject({ status: 200, body: 'ok' })
+    }
   })
 
   it('a client that sent Expect: 100-continue gets one 100 (from the gateway), then the final response', async () => {
@@ -115,7 +129,7 @@ describe('interim responses and trailers from the upstream', () => {
   })
 
   it('trailer fields are forwarded on chunked HTTP/1.1 and on HTTP/2; porthole-error-code is not', async () => {
-    for (const seen of [await h1('/trailers', { headers: { te: 'trailers' } }), await h2('/trailers')]) {
+    for (const seen of [await h1('/trailers', { headers: { te: 'trailers' } }), await h2('/trailers'), await h1('/trailers', { host: tlsHost })]) {
       expect(seen).toMatchObject({ status: 200, body: 'ok' })
       expect(seen.trailers['x-checksum']).toBe('abc123')
       expect(seen.trailers['porthole-error-code']).toBeUndefined()
