@@ -46,6 +46,9 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   const registry = new Registry({
     domain: config.domain,
     graceMs: config.nameGraceMs,
+    anonymousGraceMs: config.anonymousNameGraceMs,
+    maxHolds: config.maxHolds,
+    maxAnonymousHolds: config.maxAnonymousHolds,
     onHoldsChanged: (holds) => names.save(holds),
     reservedAgainst: (key, account) => identity.reservedAgainst(key, account),
     reservedFor: (key, account) => identity.reservedFor(key, account),
@@ -92,7 +95,10 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     keepaliveCountMax: config.keepaliveCountMax,
     maxSessions: config.maxSessions,
+    maxAnonymousSessions: config.maxAnonymousSessions,
+    maxAnonymousSessionsPerSource: config.maxAnonymousSessionsPerSource,
     maxSessionsPerKey: config.maxSessionsPerKey,
+    startups: { ...config.maxStartups, perSource: config.perSourceMaxStartups },
     loginTimeoutMs: config.loginTimeoutMs,
     log: log.child({ component: 'ssh' }),
     connection: {

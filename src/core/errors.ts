@@ -42,6 +42,14 @@ export const catalogue = {
   PH_1025: { status: 403, message: 'not allowed to bind {detail}', surfaces: ['ssh'] },
   PH_1026: { status: 410, message: 'session closed by the gateway operator', surfaces: ['ssh'] },
   PH_1060: { status: 409, message: 'name {detail} is under or above a name held by someone else (cookies of the one reach the other); choose a name apart from it', surfaces: ['ssh'] },
+  // Admission (who gets an SSH login when many try at once; see agents/ssh/admission.ts).
+  PH_1050: { status: 429, message: 'too many connections not yet logged in from {detail}; try again when they have logged in or timed out', surfaces: ['ssh', 'log'] },
+  PH_1051: { status: 503, message: 'the gateway is busy with {detail} connections not yet logged in; try again shortly', surfaces: ['ssh', 'log'] },
+  PH_1052: { status: 408, message: 'no login within {detail} (login grace time)', surfaces: ['log'] },
+  PH_1053: { status: 503, message: 'the gateway has {detail} sessions of known keys, its limit; try again later', surfaces: ['ssh'] },
+  PH_1054: { status: 503, message: 'anonymous sessions are full ({detail}); log in with a key this gateway knows, or try again later', surfaces: ['ssh'] },
+  PH_1055: { status: 429, message: 'too many anonymous sessions from {detail}', surfaces: ['ssh'] },
+  PH_1056: { status: 429, message: 'this key already has {detail} sessions', surfaces: ['ssh'] },
 
   // Gateway configuration (refused at start, one line on stderr).
   PH_2001: { status: 500, message: 'invalid configuration: {detail}', surfaces: ['config'] },

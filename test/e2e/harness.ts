@@ -3,12 +3,13 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { copyFileSync, chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { createServer as createNetServer, Socket, type AddressInfo } from 'node:net'
+import { createServer as createNetServer, Socket, connect as netConnect, type AddressInfo } from 'node:net'
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2'
 import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type TLSSocket } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { request as undiciRequest } from 'undici'
+import ssh2 from 'ssh2'
 import { loadConfig } from '../../src/config/load.js'
 import type { ServerConfig } from '../../src/config/schema.js'
 import { startGateway, type RunningGateway } from '../../src/gateway.js'
@@ -202,6 +203,89 @@ export function writeTemp (dir: string, name: string, text: string): string {
   const file = join(dir, name)
   writeFileSync(file, text)
   return file
+}
+
+/** A raw TCP connection, optionally from another loopback source address (127.0.0.2, ...: all of 127/8 is local). */
+export interface RawConnection {
+  readonly socket: Socket
+  readonly connected: Promise<void>
+  /** Resolves when the socket closes: whether the peer reset it (ECONNRESET) rather than closing cleanly. */
+  readonly closed: Promise<{ reset: boolean }>
+  /** What the peer sent so far. */
+  received (): string
+}
+
+export function rawConnect (port: number, localAddress?: string): RawConnection {
+  const socket = netConnect({ host: '127.0.0.1', port, ...(localAddress ? { localAddress } : {}) })
+  let text = ''
+  let reset = false
+  socket.setEncoding('latin1').on('data', (chunk: string) => { text += chunk })
+  socket.on('error', (error: NodeJS.ErrnoException) => { if (error.code === 'ECONNRESET') reset = true })
+  return {
+    socket,
+    connected: new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) }),
+    closed: new Promise((resolve) => socket.once('close', () => resolve({ reset }))),
+    received: () => text,
+  }
+}
+
+/**
+ * A login with the ssh2 client library: the client when it got in, else the error. (ssh2 answers
+ * keyboard-interactive rounds without prompts itself, so a refusal's instruction is not seen here: check
+ * those with the real ssh binary.)
+ */
+export interface LibraryLogin {
+  readonly client: InstanceType<typeof ssh2.Client> | null
+  readonly error: Error | null
+}
+
+/**
+ * Logs in with ssh2's client: with `privateKey` by public key, else anonymously by keyboard-interactive
+ * (answering no prompts). Resolves once in or refused; never rejects.
+ */
+export function libraryLogin (port: number, options: { privateKey?: string, localAddress?: string } = {}): Promise<LibraryLogin> {
+  return new Promise((resolve) => {
+    const client = new ssh2.Client()
+    client.on('keyboard-interactive', (_name, _text, _lang, prompts, finish) => finish(prompts.map(() => '')))
+    client.once('ready', () => resolve({ client, error: null }))
+    client.once('error', (error) => {
+      client.end()
+      resolve({ client: null, error })
+    })
+    client.connect({
+      host: '127.0.0.1',
+      port,
+      username: 'tester',
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+      ...(options.privateKey ? { privateKey: options.privateKey } : {}),
+      tryKeyboard: true,
+      readyTimeout: 30_000,
+    })
+  })
+}
+
+/**
+ * Asks for http forwards the way OpenSSH does (tcpip-forward, then a session with the `http` command) and
+ * resolves with the host each one got, or rejects with the terminal's output.
+ */
+export async function libraryForward (client: InstanceType<typeof ssh2.Client>, names: string[], command = 'http'): Promise<string[]> {
+  const forwards = names.map((name) => new Promise<number>((resolve, reject) => {
+    client.forwardIn(name, 80, (error, port) => (error ? reject(error) : resolve(port)))
+  }))
+  let output = ''
+  client.exec(command, (error, stream) => {
+    if (error) return
+    stream.on('data', (chunk: Buffer) => { output += chunk.toString() }).stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  })
+  try {
+    await Promise.all(forwards)
+  } catch (error) {
+    await sleep(100)
+    throw new Error(`forward refused: ${(error as Error).message}; terminal: ${output}`)
+  }
+  const hosts = (): string[] => [...new Set([...output.matchAll(/Forwarding\s+https?:\/\/([^:/\s]+)/g)].map((m) => m[1]!))]
+  await eventually(() => hosts().length >= names.length)
+  return hosts()
 }
 
 /** An HTTP/2 session to the gateway's HTTPS port for `servername`, trusting the gateway's CA. */
