@@ -38,6 +38,8 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --max-sessions N         SSH sessions of known keys (default 1000)
   --max-anonymous-sessions N  SSH sessions of anonymous clients, a budget apart (default 100)
   --max-anonymous-sessions-per-source N  anonymous sessions per source address (default 10)
+  --header-timeout DURATION  every listener (HTTP, HTTPS, TLS passthrough, admin API) closes a connection whose
+                           request headers (or TLS ClientHello) are not complete this long after they began (default 10s)
   --certs-dir DIR          your own certificates: <host>.crt + <host>.key PEM pairs (a wildcard as
                            _wildcard.<suffix>.crt), watched and reloaded; they win over ACME and the local CA
   --acme-directory URL     order certificates for bound names from this ACME CA (HTTP-01 on the HTTP

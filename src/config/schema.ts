@@ -126,6 +126,9 @@ export const configSchema = z.strictObject({
     'userinfo-url': z.url({ protocol: /^https?$/ }).optional(),
     'emails-url': z.url({ protocol: /^https?$/ }).optional(),
   })).optional(),
+  /** Every listener (HTTP, HTTPS h1/h2, TLS ClientHello, admin API): a request's headers must be complete this
+   *  long after they started (a new connection: after it opened), or the connection is closed. */
+  headerTimeout: z.string().regex(/^[1-9]\d*(ms|s|m)$/, 'want a duration above zero such as 10s').default('10s'),
   /** Let URLs in users' policies (jwt-validation key sets, OpenID issuers) reach loopback and private addresses. */
   policyPrivateUrls: z.boolean().default(false),
 }).superRefine((settings, ctx) => {
@@ -141,10 +144,11 @@ export const configSchema = z.strictObject({
 export type ConfigInput = z.input<typeof configSchema>
 type Parsed = z.output<typeof configSchema>
 
-export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace' | 'anonymousNameGrace' | 'loginGraceTime'> {
+export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace' | 'anonymousNameGrace' | 'loginGraceTime' | 'headerTimeout'> {
   readonly tcpHost: string
   readonly nameGraceMs: number
   readonly anonymousNameGraceMs: number
+  readonly headerTimeoutMs: number
   /** Anonymous clients: allowed with --allow-anonymous, or when every listener is on loopback and no keys are configured. */
   readonly anonymous: boolean
   /** Server-side liveness pings. */
@@ -178,13 +182,14 @@ export function isLoopback (host: string): boolean {
 
 export function finishConfig (parsed: Parsed): ServerConfig {
   const loopbackOnly = [parsed.sshAddr, parsed.httpAddr, parsed.httpsAddr].every((a) => isLoopback(a.host))
-  const { nameGrace, anonymousNameGrace, loginGraceTime, ...rest } = parsed
+  const { nameGrace, anonymousNameGrace, loginGraceTime, headerTimeout, ...rest } = parsed
   return Object.freeze({
     ...rest,
     tcpHost: parsed.tcpHost ?? parsed.domain,
     nameGraceMs: durationMs(nameGrace),
     anonymousNameGraceMs: durationMs(anonymousNameGrace),
     loginTimeoutMs: durationMs(loginGraceTime),
+    headerTimeoutMs: durationMs(headerTimeout),
     anonymous: parsed.allowAnonymous || (loopbackOnly && parsed.authorizedKeys.length === 0),
     keepaliveIntervalMs: 15_000,
     keepaliveCountMax: 3,

@@ -76,6 +76,7 @@ export const catalogue = {
   PH_3102: { status: 403, message: 'denied by the endpoint\'s traffic policy', surfaces: ['edge'] },
   PH_3010: { status: 503, message: 'the endpoint {detail} has too many requests waiting; try again shortly', surfaces: ['edge'] },
   PH_3011: { status: 413, message: 'request body too large to verify (limit {detail})', surfaces: ['edge'] },
+  PH_3020: { status: 408, message: 'request headers did not arrive in time', surfaces: ['edge', 'api'] },
   PH_3100: { status: 403, message: 'access denied for your IP address', surfaces: ['edge'] },
   PH_3105: { status: 403, message: 'webhook signature verification failed', surfaces: ['edge'] },
   PH_3106: { status: 401, message: 'a valid JWT is required', surfaces: ['edge'] },

@@ -3,8 +3,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { copyFileSync, chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { Socket, connect as netConnect, type AddressInfo } from 'node:net'
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
+import { createServer as createNetServer, Socket, connect as netConnect, type AddressInfo } from 'node:net'
+import { connect as http2Connect, type ClientHttp2Session } from 'node:http2'
+import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type TLSSocket } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Client, type ClientChannel } from 'ssh2'
@@ -379,5 +380,59 @@ export class ScriptedClient {
 
   end (): void {
     this.client.end()
+  }
+}
+
+/** An HTTP/2 session to the gateway's HTTPS port for `servername`, trusting the gateway's CA. */
+export function h2Session (gateway: { httpsPort: number, caPem: string }, servername: string): ClientHttp2Session {
+  const session = http2Connect(`https://127.0.0.1:${gateway.httpsPort}`, { ca: gateway.caPem, servername })
+  session.on('error', () => {})
+  return session
+}
+
+/** A TLS connection to the gateway's HTTPS port for `servername` offering `alpn`, once the handshake is done. */
+export function tlsTo (gateway: { httpsPort: number, caPem: string }, servername: string, alpn: string[]): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: gateway.httpsPort, ca: gateway.caPem, servername, ALPNProtocols: alpn }, () => {
+      socket.off('error', reject)
+      resolve(socket)
+    })
+    socket.once('error', reject)
+  })
+}
+
+/**
+ * An upstream that answers each request with exact bytes: a net.Server that reads a request head (up to the
+ * blank line, then skips a Content-Length body) and calls `answer` with the socket and that head. With `tls`
+ * (a key and certificate) it speaks TLS.
+ */
+export async function startRawUpstream (answer: (socket: Socket, head: string) => void, tls?: { key: string, cert: string }): Promise<{ port: number, close: () => Promise<void> }> {
+  const sockets = new Set<Socket>()
+  const onSocket = (socket: Socket): void => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    let buffered = ''
+    let skip = 0
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1')
+      for (;;) {
+        const skipped = Math.min(skip, buffered.length)
+        buffered = buffered.slice(skipped)
+        skip -= skipped
+        const end = skip > 0 ? -1 : buffered.indexOf('\r\n\r\n')
+        if (end === -1) return
+        const head = buffered.slice(0, end)
+        buffered = buffered.slice(end + 4)
+        skip = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0)
+        answer(socket, head)
+      }
+    })
+  }
+  const server = tls === undefined ? createNetServer(onSocket) : createTlsServer(tls, onSocket)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise((resolve) => { for (const socket of sockets) socket.destroy(); server.close(() => resolve()) }),
   }
 }

@@ -23,6 +23,7 @@ describe('config', () => {
       dataDir: './keys',
       anonymous: true,
       nameGraceMs: 24 * 3600_000,
+      headerTimeoutMs: 10_000,
     })
     expect(Object.isFrozen(config)).toBe(true)
   })
@@ -44,6 +45,12 @@ describe('config', () => {
     const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
     writeFileSync(join(dir, 'c.yml'), 'domian: x\n')
     expect(errorOf(() => loadConfig({ config: join(dir, 'c.yml') }, {}))).toBe('invalid configuration: unknown setting domian')
+  })
+
+  it('takes one header timeout for every listener; zero is refused, not taken as "never"', () => {
+    expect(loadConfig({ headerTimeout: '1500ms' }, {}).headerTimeoutMs).toBe(1500)
+    expect(loadConfig({}, { PORTHOLE_HEADER_TIMEOUT: '1m' }).headerTimeoutMs).toBe(60_000)
+    expect(errorOf(() => loadConfig({ headerTimeout: '0s' }, {}))).toMatch(/^invalid configuration: header-timeout: want a duration above zero/)
   })
 
   it('refuses a public listener without keys unless anonymous is allowed', () => {

@@ -148,6 +148,7 @@ export class SshConnection {
       startedAt: this.startedAt.toISOString(),
       bytesIn: socket?.bytesRead ?? 0,
       bytesOut: socket?.bytesWritten ?? 0,
+      openStreams: this.#openChannels,
       endpoints: this.endpoints.map((endpoint) => ({
         id: endpoint.id,
         urls: this.#ctx.urlsFor(endpoint),
