@@ -46,6 +46,9 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   const registry = new Registry({
     domain: config.domain,
     graceMs: config.nameGraceMs,
+    anonymousGraceMs: config.anonymousNameGraceMs,
+    maxHolds: config.maxHolds,
+    maxAnonymousHolds: config.maxAnonymousHolds,
     onHoldsChanged: (holds) => names.save(holds),
     reservedAgainst: (key, account) => identity.reservedAgainst(key, account),
     reservedFor: (key, account) => identity.reservedFor(key, account),
@@ -64,13 +67,14 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     maxRequestHeaderSize: 16 * 1024,
     maxResponseHeaderSize: 32 * 1024,
     idleTimeoutMs: 5 * 60_000,
+    headerTimeoutMs: config.headerTimeoutMs,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     upstreamConnections: 128,
   })
   const http = await edge.listen(config.httpAddr.host, config.httpAddr.port)
   // TCP endpoints listen on the public HTTP interface.
   const tcp = new TcpEdge({ host: config.httpAddr.host, log: log.child({ component: 'tcp' }) })
-  const tls = new TlsEdge({ registry, certs, http: edge, log: log.child({ component: 'tls' }), helloTimeoutMs: 10_000, idleTimeoutMs: 5 * 60_000 })
+  const tls = new TlsEdge({ registry, certs, http: edge, log: log.child({ component: 'tls' }), headerTimeoutMs: config.headerTimeoutMs, idleTimeoutMs: 5 * 60_000 })
   let https
   try {
     https = await tls.listen(config.httpsAddr.host, config.httpsAddr.port)
@@ -92,7 +96,10 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     keepaliveCountMax: config.keepaliveCountMax,
     maxSessions: config.maxSessions,
+    maxAnonymousSessions: config.maxAnonymousSessions,
+    maxAnonymousSessionsPerSource: config.maxAnonymousSessionsPerSource,
     maxSessionsPerKey: config.maxSessionsPerKey,
+    startups: { ...config.maxStartups, perSource: config.perSourceMaxStartups },
     loginTimeoutMs: config.loginTimeoutMs,
     log: log.child({ component: 'ssh' }),
     connection: {
@@ -108,8 +115,8 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       tcpPorts: config.tcpPorts,
       tcpHosts: [config.tcpHost, config.domain],
       defaultAllocatedPort: http.port,
-      commandWaitMs: 10_000,
-      settleMs: 500,
+      commandWaitMs: config.commandWaitMs,
+      settleMs: config.sessionSettleMs,
       compile: { sessionSecret, oauthProviders: config.oauthProviders, allowPrivateUrls: config.policyPrivateUrls, baseDomain: config.domain },
       attach: (endpoint, compiled) => {
         if (endpoint.spec.proto === 'tcp') return tcp.attach(endpoint, compiled)
@@ -127,7 +134,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     throw error
   }
   // The admin API, on its own listener; it shows the SSH agent's live sessions.
-  const api = config.apiAddr ? new ApiServer({ identity, sessions: ssh, log: log.child({ component: 'api' }) }) : null
+  const api = config.apiAddr ? new ApiServer({ identity, sessions: ssh, log: log.child({ component: 'api' }), headersTimeoutMs: config.headerTimeoutMs }) : null
   let apiAddress = null
   try {
     apiAddress = api && config.apiAddr ? await api.listen(config.apiAddr.host, config.apiAddr.port) : null

@@ -57,6 +57,7 @@ export const json = {
     endpoints: s.endpoints.map(json.endpoint),
     bytes_in: s.bytesIn,
     bytes_out: s.bytesOut,
+    open_streams: s.openStreams,
     started_at: s.startedAt,
   }),
 }

@@ -9,7 +9,7 @@ import { PortholeError, isPortholeError } from '../core/errors.js'
 import type { SessionDirectory } from '../core/session.js'
 import type { Identity } from '../identity/identity.js'
 import { LoginThrottle } from '../identity/login-throttle.js'
-import { listenOn } from '../edge/listen.js'
+import { checkingIntervalMs, closeSoon, listenOn } from '../edge/listen.js'
 import { rawResponseHead } from '../edge/error-response.js'
 import { routes } from './resources.js'
 import { MethodNotAllowed, Router, type Reply } from './router.js'
@@ -46,10 +46,14 @@ export class ApiServer {
     this.#log = options.log
     this.#throttle = options.throttle ?? new LoginThrottle()
     this.#router = new Router(routes(options.identity, options.sessions))
+    const headersTimeout = options.headersTimeoutMs ?? 10_000
     this.#server = createServer({
       maxHeaderSize: 16 * 1024,
-      headersTimeout: options.headersTimeoutMs ?? 10_000,
-      requestTimeout: options.requestTimeoutMs ?? 30_000,
+      headersTimeout,
+      // node refuses a request deadline shorter than the header one
+      requestTimeout: Math.max(options.requestTimeoutMs ?? 30_000, headersTimeout),
+      // node's default (30 s) cut a 10 s header deadline at 25-40 s
+      connectionsCheckingInterval: checkingIntervalMs(headersTimeout),
       keepAliveTimeout: 5_000,
     }, (req, res) => {
       // #handle answers every error itself; this catch is the last guard so that nothing a client sends can
@@ -77,9 +81,10 @@ export class ApiServer {
     // Malformed HTTP (or headers over the limit, or too slow): the same JSON error shape, then close.
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
       if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy()
-      const reply = errorReply(new PortholeError('PH_5001', `HTTP request (${error.code ?? 'unreadable'})`))
+      const reply = errorReply(error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new PortholeError('PH_3020') : new PortholeError('PH_5001', `HTTP request (${error.code ?? 'unreadable'})`))
       const text = `${JSON.stringify(reply.body)}\n`
       socket.end(rawResponseHead(reply.status, { 'content-type': 'application/json; charset=utf-8', connection: 'close', 'content-length': String(Buffer.byteLength(text)) }) + text)
+      closeSoon(socket)
     })
   }
 

@@ -48,6 +48,33 @@ const portRange = z.string().transform((text, ctx) => {
   return { lo, hi }
 })
 
+/** A whole number >= 1: a number in YAML, text in env and flags. */
+const count = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const n = typeof value === 'number' ? value : /^\d{1,7}$/.test(value) ? Number(value) : NaN
+  if (!Number.isInteger(n) || n < 1 || n > 1_000_000) {
+    ctx.addIssue({ code: 'custom', message: `want a whole number from 1 to 1000000, got ${JSON.stringify(value)}` })
+    return z.NEVER
+  }
+  return n
+})
+
+const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'want a duration such as 24h or 30m')
+
+/** OpenSSH's MaxStartups: `start:rate:full` (or one number: start = full). */
+export interface Startups { readonly start: number, readonly rate: number, readonly full: number }
+
+const startups = z.union([z.number().transform(String), z.string()]).transform((text, ctx): Startups => {
+  const match = /^(\d{1,7})(?::(\d{1,3}):(\d{1,7}))?$/.exec(text)
+  const start = match ? Number(match[1]) : NaN
+  const rate = match?.[2] !== undefined ? Number(match[2]) : 100
+  const full = match?.[3] !== undefined ? Number(match[3]) : start
+  if (!match || start < 1 || rate > 100 || full < start) {
+    ctx.addIssue({ code: 'custom', message: `want start:rate:full with 1 <= start <= full and rate <= 100 (as OpenSSH's MaxStartups), got ${JSON.stringify(text)}` })
+    return z.NEVER
+  }
+  return { start, rate, full }
+})
+
 const domain = z.string().toLowerCase().regex(/^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$/, 'want a DNS name such as example.com')
 
 /** Settings users set (flags, env PORTHOLE_*, YAML keys in kebab-case). */
@@ -65,7 +92,25 @@ export const configSchema = z.strictObject({
   allowAnonymous: z.boolean().default(false),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long a name stays with its owner after the endpoint goes away. */
-  nameGrace: z.string().regex(/^\d+(ms|s|m|h|d)$/, 'want a duration such as 24h or 30m').default('24h'),
+  nameGrace: duration.default('24h'),
+  /** The same for names of anonymous owners (keys the gateway does not know): shorter, they are strangers. */
+  anonymousNameGrace: duration.default('1h'),
+  /** Names held (bound or in grace) by known owners; past it new names are refused, nobody's are evicted. */
+  maxHolds: count.prefault(10_000),
+  /** Names held by anonymous owners, a budget of their own: past it their oldest offline name is let go. */
+  maxAnonymousHolds: count.prefault(2_000),
+  /** SSH connections not yet logged in: random early drop from `start`, all dropped at `full` (OpenSSH MaxStartups). */
+  maxStartups: startups.prefault('50:30:200'),
+  /** SSH connections not yet logged in from one source address (IPv6: one /64); more are refused. */
+  perSourceMaxStartups: count.prefault(10),
+  /** How long an SSH connection has to log in (OpenSSH LoginGraceTime, there 120s). */
+  loginGraceTime: duration.default('30s'),
+  /** SSH sessions of known keys (accounts, authtokens, authorized_keys). */
+  maxSessions: count.prefault(1000),
+  /** SSH sessions of anonymous clients, a budget apart so that strangers cannot take known users' places. */
+  maxAnonymousSessions: count.prefault(100),
+  /** Anonymous SSH sessions from one source address (IPv6: one /64). */
+  maxAnonymousSessionsPerSource: count.prefault(10),
   /** Bring-your-own certificates: a directory of <host>.crt/<host>.key pairs, watched. */
   certsDir: z.string().min(1).optional(),
   /** ACME: both or neither. */
@@ -81,6 +126,9 @@ export const configSchema = z.strictObject({
     'userinfo-url': z.url({ protocol: /^https?$/ }).optional(),
     'emails-url': z.url({ protocol: /^https?$/ }).optional(),
   })).optional(),
+  /** Every listener (HTTP, HTTPS h1/h2, TLS ClientHello, admin API): a request's headers must be complete this
+   *  long after they started (a new connection: after it opened), or the connection is closed. */
+  headerTimeout: z.string().regex(/^[1-9]\d*(ms|s|m)$/, 'want a duration above zero such as 10s').default('10s'),
   /** Let URLs in users' policies (jwt-validation key sets, OpenID issuers) reach loopback and private addresses. */
   policyPrivateUrls: z.boolean().default(false),
   /** Offer ssh-rsa (SHA-1) host-key signatures, diffie-hellman-group14-sha1 and encrypt-and-MAC MACs, for
@@ -99,9 +147,11 @@ export const configSchema = z.strictObject({
 export type ConfigInput = z.input<typeof configSchema>
 type Parsed = z.output<typeof configSchema>
 
-export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace'> {
+export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace' | 'anonymousNameGrace' | 'loginGraceTime' | 'headerTimeout'> {
   readonly tcpHost: string
   readonly nameGraceMs: number
+  readonly anonymousNameGraceMs: number
+  readonly headerTimeoutMs: number
   /** Anonymous clients: allowed with --allow-anonymous, or when every listener is on loopback and no keys are configured. */
   readonly anonymous: boolean
   /** Server-side liveness pings. */
@@ -109,12 +159,15 @@ export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace'> {
   readonly keepaliveCountMax: number
   /** Limits on what one SSH client can make us allocate. */
   readonly maxForwardsPerSession: number
-  readonly maxSessions: number
   readonly maxSessionsPerKey: number
   /** An SSH connection must have logged in this long after it opened. */
   readonly loginTimeoutMs: number
   /** How long the edge waits for upstream response headers, and between body chunks. */
   readonly upstreamTimeoutMs: number
+  /** SSH: how long forwards wait for an open session's command (exec/shell), and for stdin the command reads. */
+  readonly commandWaitMs: number
+  /** SSH: how long forwards of a client with no session channel wait before binding with defaults (Dropbear -N). */
+  readonly sessionSettleMs: number
 }
 
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const
@@ -132,17 +185,21 @@ export function isLoopback (host: string): boolean {
 
 export function finishConfig (parsed: Parsed): ServerConfig {
   const loopbackOnly = [parsed.sshAddr, parsed.httpAddr, parsed.httpsAddr].every((a) => isLoopback(a.host))
+  const { nameGrace, anonymousNameGrace, loginGraceTime, headerTimeout, ...rest } = parsed
   return Object.freeze({
-    ...parsed,
+    ...rest,
     tcpHost: parsed.tcpHost ?? parsed.domain,
-    nameGraceMs: durationMs(parsed.nameGrace),
+    nameGraceMs: durationMs(nameGrace),
+    anonymousNameGraceMs: durationMs(anonymousNameGrace),
+    loginTimeoutMs: durationMs(loginGraceTime),
+    headerTimeoutMs: durationMs(headerTimeout),
     anonymous: parsed.allowAnonymous || (loopbackOnly && parsed.authorizedKeys.length === 0),
     keepaliveIntervalMs: 15_000,
     keepaliveCountMax: 3,
     maxForwardsPerSession: 16,
-    maxSessions: 1000,
     maxSessionsPerKey: 20,
-    loginTimeoutMs: 30_000,
     upstreamTimeoutMs: 5 * 60_000,
+    commandWaitMs: 10_000,
+    sessionSettleMs: 500,
   })
 }

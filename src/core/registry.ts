@@ -3,6 +3,9 @@
 // same name back (random names included) and nobody else can take it meanwhile, nor a name under or above
 // it (from there cookies can be tossed onto its hosts) unless the operator granted that. No I/O here: the holds are
 // handed to a persistence callback (identity/name-store) whenever they change.
+// Known owners (a credential the operator issued) and anonymous ones (any key, in anonymous mode) hold names
+// in two budgets: strangers making up keys can fill only theirs, where the oldest offline name makes room for
+// a new one and the grace period is shorter. Known owners' names are never let go for anyone else.
 import { randomInt, randomUUID } from 'node:crypto'
 import { PortholeError } from './errors.js'
 import { covers, nested, parseBindAddress, randomLabel, wildcardsFor } from './names.js'
@@ -18,13 +21,19 @@ export interface Hold {
   account?: string
   /** ms since epoch when the hold lapses; null while an endpoint is bound to it. */
   expiresAt: number | null
+  /** Held by an anonymous owner (not logged in with a credential the operator issued). */
+  anonymous?: true
 }
 
 export interface RegistryOptions {
   domain: string
   graceMs: number
-  /** All holds (bound or not) the gateway keeps; past it new names are refused, never others' evicted. */
+  /** The grace period of anonymous owners' names (default: graceMs). */
+  anonymousGraceMs?: number
+  /** Holds (bound or not) of known owners; past it new names are refused, never others' evicted. */
   maxHolds?: number
+  /** Holds of anonymous owners; past it the oldest offline one of them makes room (all online: refused). */
+  maxAnonymousHolds?: number
   /** Holds of one owner; past it that owner's oldest unbound hold makes room. */
   maxHoldsPerOwner?: number
   now?: () => number
@@ -63,7 +72,9 @@ export type Lookup =
 export class Registry {
   readonly #domain: string
   readonly #graceMs: number
+  readonly #anonymousGraceMs: number
   readonly #maxHolds: number
+  readonly #maxAnonymousHolds: number
   readonly #maxHoldsPerOwner: number
   readonly #now: () => number
   readonly #onHoldsChanged: ((holds: Hold[]) => void) | undefined
@@ -77,7 +88,9 @@ export class Registry {
   constructor (options: RegistryOptions) {
     this.#domain = options.domain
     this.#graceMs = options.graceMs
+    this.#anonymousGraceMs = options.anonymousGraceMs ?? options.graceMs
     this.#maxHolds = options.maxHolds ?? 10_000
+    this.#maxAnonymousHolds = options.maxAnonymousHolds ?? 2_000
     this.#maxHoldsPerOwner = options.maxHoldsPerOwner ?? 100
     this.#now = options.now ?? Date.now
     this.#onHoldsChanged = options.onHoldsChanged
@@ -85,12 +98,22 @@ export class Registry {
     this.#reservedFor = options.reservedFor ?? (() => false)
   }
 
-  /** Restores holds saved by an earlier run; names bound then are held for the grace period from now. */
+  /**
+   * Restores holds saved by an earlier run; names bound then are held for the grace period from now.
+   * Anonymous holds past their budget (a flood before the restart, or a smaller budget now) are dropped
+   * oldest first. A hold saved without the anonymous mark counts as known (files of older versions).
+   */
   restore (holds: Hold[]): void {
     const now = this.#now()
+    const anonymous = holds.filter((hold) => hold.anonymous === true && (hold.expiresAt ?? Infinity) > now)
+      .sort((a, b) => (a.expiresAt ?? Infinity) - (b.expiresAt ?? Infinity))
+    const dropped = new Set(anonymous.slice(0, Math.max(0, anonymous.length - this.#maxAnonymousHolds)))
     for (const hold of holds) {
-      const expiresAt = hold.expiresAt ?? now + this.#graceMs
-      if (expiresAt > now) this.#holds.set(hold.host, { ...hold, expiresAt })
+      if (dropped.has(hold)) continue
+      // No hold outlives its grace period counted from now (it may have been saved under a longer one).
+      const until = now + (hold.anonymous === true ? this.#anonymousGraceMs : this.#graceMs)
+      const expiresAt = Math.min(hold.expiresAt ?? until, until)
+      if (expiresAt > now) this.#holds.set(hold.host, { ...hold, ...(hold.anonymous === true ? { anonymous: true } : {}), expiresAt })
     }
   }
 
@@ -176,7 +199,8 @@ export class Registry {
     if (port !== undefined) this.#tcp.set(port, endpoint)
     else (this.#mapFor(key) as Map<string, Endpoint>).set(key, endpoint)
     const account = request.owner.account
-    this.#holds.set(key, { host: key, ownerId: request.owner.id, random, slot: random ? request.slot : null, ...(account ? { account } : {}), expiresAt: null })
+    const anonymous = request.owner.known !== true
+    this.#holds.set(key, { host: key, ownerId: request.owner.id, random, slot: random ? request.slot : null, ...(account ? { account } : {}), expiresAt: null, ...(anonymous ? { anonymous: true } : {}) })
     this.#changed()
     return endpoint
   }
@@ -192,7 +216,7 @@ export class Registry {
     void endpoint.upstream?.close()
     const hold = this.#holds.get(endpoint.host)
     if (hold && hold.ownerId === endpoint.owner.id) {
-      if (endpoint.owner.persistent && keepHold) hold.expiresAt = this.#now() + this.#graceMs
+      if (endpoint.owner.persistent && keepHold) hold.expiresAt = this.#now() + (hold.anonymous ? this.#anonymousGraceMs : this.#graceMs)
       else this.#holds.delete(endpoint.host)
     }
     this.#changed()
@@ -332,19 +356,33 @@ export class Registry {
   }
 
   /**
-   * Bounds what one owner, and everyone together, can make the registry keep. An owner over its share loses
-   * its own oldest unbound hold; a full registry refuses new names. Evicting someone else's hold would let a
-   * stranger flood the table and then take the freed name.
+   * Bounds what one owner, and each class of owners, can make the registry keep. An owner over its share
+   * loses its own oldest offline hold. Known owners together: a full budget refuses new names, because
+   * evicting someone else's hold would let a stranger flood the table and then take the freed name.
+   * Anonymous owners together: the oldest offline anonymous hold makes room (anonymous names are kept only
+   * as long as strangers leave room); refused only while all of them are online.
    */
   #makeRoom (key: string, owner: Owner): void {
     if (this.#holds.get(key)?.ownerId === owner.id) return // re-binding a name it holds adds nothing
     this.#prune()
     const own = [...this.#holds.values()].filter((hold) => hold.ownerId === owner.id)
     if (own.length >= this.#maxHoldsPerOwner) {
-      const oldest = own.filter((hold) => hold.expiresAt !== null).sort((a, b) => a.expiresAt! - b.expiresAt!)[0]
+      const oldest = oldestOffline(own)
       if (!oldest) throw new PortholeError('PH_1035', String(this.#maxHoldsPerOwner))
       this.#holds.delete(oldest.host)
     }
-    if (this.#holds.size >= this.#maxHolds) throw new PortholeError('PH_1036')
+    const anonymous = owner.known !== true
+    const sameClass = [...this.#holds.values()].filter((hold) => (hold.anonymous === true) === anonymous)
+    if (sameClass.length < (anonymous ? this.#maxAnonymousHolds : this.#maxHolds)) return
+    const oldest = anonymous ? oldestOffline(sameClass) : undefined
+    if (!oldest) throw new PortholeError('PH_1036')
+    this.#holds.delete(oldest.host)
   }
+}
+
+/** The hold that went offline first (its grace ends first); undefined when all are bound. */
+function oldestOffline (holds: Hold[]): Hold | undefined {
+  let oldest: Hold | undefined
+  for (const hold of holds) if (hold.expiresAt !== null && (!oldest || hold.expiresAt < oldest.expiresAt!)) oldest = hold
+  return oldest
 }

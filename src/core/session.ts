@@ -28,6 +28,8 @@ export interface SessionInfo {
   /** Bytes on the SSH connection, from and to the client. */
   readonly bytesIn: number
   readonly bytesOut: number
+  /** Streams open to the agent right now (SSH: forwarded-tcpip channels); idle keep-alive ones included. */
+  readonly openStreams: number
   readonly endpoints: readonly EndpointInfo[]
 }
 

@@ -14,10 +14,10 @@ import type { Lookup, Registry } from '../core/registry.js'
 import type { CompiledPolicy, Denial, HeaderMap, HttpRequestContext, HttpResponseContext, RequestResult, ResponseEncoding } from '../policy/compiled.js'
 import { runSteps } from '../policy/compile.js'
 import { createEncoder, type Encoder } from './encode.js'
-import { cleanResponseHeaders, upstreamRequestHeaders } from './headers.js'
+import { cleanResponseHeaders, ERROR_CODE_HEADER, upstreamRequestHeaders } from './headers.js'
 import { sendError, sendRawError, sendRawResponse, sendResponse } from './error-response.js'
 import { Upstream } from './upstream.js'
-import { listenOn } from './listen.js'
+import { checkingIntervalMs, closeSoon, listenOn } from './listen.js'
 import { proxyUpgrade } from './upgrade.js'
 import { requestTarget, routingHost, type RequestTarget, type Scheme } from './request-target.js'
 
@@ -27,6 +27,8 @@ export interface HttpEdgeOptions {
   readonly maxRequestHeaderSize: number
   readonly maxResponseHeaderSize: number
   readonly idleTimeoutMs: number
+  /** A request's headers must be complete this long after they started (slowloris). */
+  readonly headerTimeoutMs: number
   readonly upstreamTimeoutMs: number
   readonly upstreamConnections: number
   /** ACME HTTP-01: the key authorization for a token, if a certificate order is waiting for it. */
@@ -141,16 +143,41 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     this.#upstreamHost = upstreamHost
     this.#h2 = res.req.httpVersionMajor === 2
     res.on('drain', this.#onDrain)
+    // From dispatch on, not from onRequestStart: a client that leaves while the request waits for a pool
+    // connection (or a tunnel stream being opened) must still abort it, or the request runs on a connection
+    // nobody reads (writes to a closed response return false and pause it for good).
+    res.once('close', this.#onClose)
+    // Gone already (while an asynchronous policy step ran): that 'close' will not come again.
+    const h2Stream = (res as unknown as { stream?: { destroyed: boolean } }).stream
+    if (this.#h2 ? h2Stream?.destroyed ?? true : res.destroyed) this.#clientGone = true
   }
+
+  /**
+   * The public response closed before undici finished the upstream one (h2 RST_STREAM, a socket closed):
+   * abort it. Decided by our own state, not res.writableFinished: an HTTP/2 stream reset by the client
+   * reports writableFinished true.
+   */
+  #onClose = (): void => {
+    if (this.#settled) return
+    this.#clientGone = true
+    this.#controller?.abort(new Error('client closed'))
+  }
+
+  #clientGone = false
+  /** undici delivered the end of the response or an error: nothing left to abort. */
+  #settled = false
 
   onRequestStart (controller: Dispatcher.DispatchController): void {
     this.#controller = controller
-    // The public client went away: stop the upstream request too.
-    this.#res.once('close', () => { if (!this.#res.writableFinished) controller.abort(new Error('client closed')) })
+    if (this.#clientGone) controller.abort(new Error('client closed'))
   }
 
   onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (statusCode < 200) return // 1xx (103 Early Hints) are not passed on; the final response follows
+    if (statusCode < 200) {
+      // 100 never gets here (upstream.ts drops it; node answered the client's Expect itself); 102 is skipped
+      if (statusCode === 103) this.#earlyHints(headers.link)
+      return
+    }
     cleanResponseHeaders(headers)
     const cookies = this.#request.setCookies
     if (cookies !== undefined) {
@@ -196,12 +223,43 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     if (!this.#res.write(chunk)) controller.pause()
   }
 
-  onResponseEnd (): void {
+  /**
+   * 103 Early Hints: its Link fields go to the client before the final response (node writes them for HTTP/1.1
+   * and HTTP/2), nothing else of the interim head (the response phase's header rules have not run on it).
+   * HTTP/1.0 clients get no 1xx (RFC 9110 15.2); an unusable Link value is skipped.
+   */
+  #earlyHints (link: string | string[] | undefined): void {
+    if (link === undefined || this.#clientGone || this.#res.headersSent) return
+    if (!this.#h2 && this.#res.req.httpVersion === '1.0') return
+    try {
+      this.#res.writeEarlyHints({ link })
+    } catch {}
+  }
+
+  /**
+   * The upstream's trailer fields go on: node sends them after the last chunk of a chunked HTTP/1.1 response
+   * (and drops them when the response is not chunked, e.g. to an HTTP/1.0 client) and as a trailing HEADERS
+   * frame on HTTP/2. Only Porthole may set porthole-error-code; names HTTP/2 forbids there are skipped.
+   */
+  onResponseEnd (_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    this.#settled = true
+    if (trailers !== null && typeof trailers === 'object') {
+      const fields: Record<string, string | string[]> = {}
+      for (const [name, value] of Object.entries(trailers)) {
+        if (value !== undefined && name !== ERROR_CODE_HEADER && !name.startsWith(':')) fields[name] = value
+      }
+      if (Object.keys(fields).length > 0) {
+        try {
+          this.#res.addTrailers(fields)
+        } catch {}
+      }
+    }
     if (this.#encoder !== null) this.#encoder.end() // the pipe ends the response after the last block
     else this.#res.end()
   }
 
   onResponseError (_controller: Dispatcher.DispatchController, error: Error): void {
+    this.#settled = true
     if ((error as { code?: string }).code === 'UND_ERR_ABORTED' || this.#res.destroyed) return
     const { code, detail } = upstreamErrorCode(error)
     this.#edge.fail(this.#res, this.#endpoint, code, detail)
@@ -224,7 +282,8 @@ export class HttpEdge {
     this.server = createServer({
       maxHeaderSize: options.maxRequestHeaderSize,
       requestTimeout: 0, // bodies may stream for a long time; the idle timeout below guards dead sockets
-      headersTimeout: 60_000,
+      headersTimeout: options.headerTimeoutMs,
+      connectionsCheckingInterval: checkingIntervalMs(options.headerTimeoutMs),
       keepAliveTimeout: options.idleTimeoutMs,
     })
     this.server.timeout = options.idleTimeoutMs
@@ -235,11 +294,12 @@ export class HttpEdge {
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => this.clientError(error, socket))
   }
 
-  /** A request node's HTTP/1.1 parser refused, on the HTTP or the HTTPS listener: 4xx with its code, then close. */
+  /** Malformed, oversized or too slow HTTP/1.1 (node's parser said so): a catalogue error, then close. */
   clientError (error: NodeJS.ErrnoException, socket: Duplex): void {
     this.#log.debug({ err: error.message }, 'http client error')
     if (error.code === 'ECONNRESET' || !socket.writable) return void socket.destroy()
-    sendRawError(socket, error.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3005' : 'PH_3007')
+    sendRawError(socket, error.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3005' : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'PH_3020' : 'PH_3007')
+    closeSoon(socket)
   }
 
   async listen (host: string, port: number): Promise<AddressInfo> {

@@ -3,7 +3,8 @@
 // terminated here with a certificate from the CertStore (own files, ACME, local CA) and served as HTTP/2
 // or HTTP/1.1 (ALPN) through the same routing and policy as plain HTTP. Anything else (no SNI, an unbound
 // name, garbage) is closed, and no certificate is ever issued for a name nobody bound.
-import { createSecureServer, type Http2SecureServer } from 'node:http2'
+import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from 'node:http2'
+import type { Duplex } from 'node:stream'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -15,7 +16,7 @@ import type { CompiledPolicy } from '../policy/compiled.js'
 import { MAX_HELLO_BYTES, parseClientHello } from './client-hello.js'
 import type { HttpEdge } from './http-edge.js'
 import { admitted, splice } from './tcp-edge.js'
-import { listenOn } from './listen.js'
+import { checkingIntervalMs, listenOn } from './listen.js'
 import { proxyHeader } from './proxy-protocol.js'
 
 export interface TlsEdgeOptions {
@@ -23,8 +24,11 @@ export interface TlsEdgeOptions {
   readonly certs: CertStore
   readonly http: HttpEdge
   readonly log: Logger
-  /** How long a client may take to send its ClientHello. */
-  readonly helloTimeoutMs: number
+  /**
+   * The header deadline: how long a client may take to send its ClientHello, then to finish the TLS
+   * handshake, then (HTTP/1.1) each request's headers or (HTTP/2) its first request's HEADERS.
+   */
+  readonly headerTimeoutMs: number
   readonly idleTimeoutMs: number
 }
 
@@ -50,6 +54,7 @@ export class TlsEdge {
       minVersion: 'TLSv1.2',
       // Node's default is 2^32-1 concurrent streams per connection: a few connections could queue anything.
       settings: { maxConcurrentStreams: 100 },
+      handshakeTimeout: options.headerTimeoutMs,
       SNICallback: (name, callback) => {
         const endpoint = this.#terminated(name.toLowerCase())
         if (!endpoint) return callback(new Error(`no https endpoint at ${name}`))
@@ -66,12 +71,30 @@ export class TlsEdge {
       },
     })
     this.#https.setTimeout(options.idleTimeoutMs)
+    // HTTP/1.1 over TLS runs node's HTTP/1.1 server code, whose header deadline is checked only on servers that
+    // track their connections, which node starts on 'listening'. This server never listens (the SNI router
+    // hands it connections), so without the 'listening' below no HTTPS HTTP/1.1 request was ever timed out.
+    Object.assign(this.#https, {
+      headersTimeout: options.headerTimeoutMs,
+      requestTimeout: 0, // as on plain HTTP: bodies may stream for long; the idle timeout guards dead sockets
+      connectionsCheckingInterval: checkingIntervalMs(options.headerTimeoutMs),
+    })
+    this.#https.emit('listening')
+    this.#https.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+      // HTTP/1.1 parser errors get the edge's answer; TLS errors (before any HTTP) only a close.
+      if (error.code?.startsWith('HPE_') || error.code === 'ERR_HTTP_REQUEST_TIMEOUT') options.http.clientError(error, socket)
+      else socket.destroy()
+    })
+    // HTTP/2 has no header deadline in node: a session must bring its first complete request in time.
+    this.#https.on('session', (session: ServerHttp2Session) => {
+      const timer = setTimeout(() => session.destroy(), options.headerTimeoutMs)
+      session.once('stream', () => clearTimeout(timer))
+      session.once('close', () => clearTimeout(timer))
+    })
     this.#https.on('request', (req, res) => options.http.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse, 'https'))
     this.#https.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => options.http.handleUpgrade(req, socket, head, 'https'))
     this.#https.on('connect', (req: IncomingMessage, to: Socket | ServerResponse) => options.http.refuseConnect(req, to))
     this.#https.on('tlsClientError', (error: Error) => this.#log.debug({ err: error.message }, 'tls client error'))
-    // HTTP/1.1 over TLS: a malformed request gets the same coded 400 as on plain HTTP (not node's bare one).
-    this.#https.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => options.http.clientError(error, socket))
     this.#server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.#onConnection(socket))
   }
 
@@ -98,7 +121,7 @@ export class TlsEdge {
     const timer = setTimeout(() => {
       this.#log.debug({ client: socket.remoteAddress }, 'tls: no ClientHello in time')
       socket.destroy()
-    }, this.#options.helloTimeoutMs)
+    }, this.#options.headerTimeoutMs)
     const onData = (chunk: Buffer): void => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
       const hello = buffered.length > MAX_HELLO_BYTES ? { state: 'invalid' as const, reason: 'too long' } : parseClientHello(buffered)

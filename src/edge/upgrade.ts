@@ -22,6 +22,10 @@ class UpgradeHandler implements Dispatcher.DispatchHandler {
   readonly #started = performance.now()
   readonly #mapError: (error: unknown) => { code: ErrorCode, detail?: string }
   #answered = false
+  /** undici is done with the request (upgraded, ended or failed): nothing left to abort. */
+  #settled = false
+  #clientGone = false
+  #controller: Dispatcher.DispatchController | null = null
 
   constructor (socket: Socket, head: Buffer, endpoint: Endpoint, ctx: HttpRequestContext, mapError: (error: unknown) => { code: ErrorCode, detail?: string }) {
     this.#socket = socket
@@ -29,14 +33,27 @@ class UpgradeHandler implements Dispatcher.DispatchHandler {
     this.#endpoint = endpoint
     this.#ctx = ctx
     this.#mapError = mapError
+    // From dispatch on: a client that leaves while the request waits for a pool connection must abort it too.
+    this.#clientGone = socket.destroyed
+    socket.once('close', () => {
+      if (this.#settled) return
+      this.#clientGone = true
+      this.#controller?.abort(new Error('client closed'))
+    })
   }
 
   onRequestStart (controller: Dispatcher.DispatchController): void {
-    this.#socket.once('close', () => { if (!this.#answered) controller.abort(new Error('client closed')) })
+    this.#controller = controller
+    if (this.#clientGone) controller.abort(new Error('client closed'))
   }
 
   onRequestUpgrade (_controller: Dispatcher.DispatchController, statusCode: number, headers: HeaderMap, upstream: Duplex): void {
+    this.#settled = true
     this.#answered = true
+    if (this.#socket.destroyed) {
+      upstream.destroy() // the client left as the service answered: splice would never see its 'close'
+      return
+    }
     const protocol = headers.upgrade
     cleanResponseHeaders(headers)
     headers.connection = 'Upgrade'
@@ -57,15 +74,19 @@ class UpgradeHandler implements Dispatcher.DispatchHandler {
     this.#log(statusCode)
   }
 
-  onResponseData (_controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.#socket.write(chunk)
+  onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#socket.write(chunk)) return
+    controller.pause()
+    this.#socket.once('drain', () => controller.resume())
   }
 
   onResponseEnd (): void {
+    this.#settled = true
     this.#socket.end()
   }
 
   onResponseError (_controller: Dispatcher.DispatchController, error: Error & { code?: string }): void {
+    this.#settled = true
     if (this.#answered || error.code === 'UND_ERR_ABORTED') {
       this.#socket.destroy()
       return

@@ -43,7 +43,7 @@ export class Upstream {
       connect: (_options, callback) => {
         endpoint.dial(this.lastClient)
           .then((stream): Duplex | Promise<Duplex> => upstream.tls ? withTls(asSocket(stream), servername, upstream, h2) : priorKnowledge(asSocket(stream), h2))
-          .then((socket) => callback(null, socket as never), (error: Error) => callback(error, null))
+          .then((socket) => callback(null, skipInterimContinue(socket) as never), (error: Error) => callback(error, null))
       },
     })
     this.pool.on('connectionError', noop)
@@ -108,6 +108,68 @@ function asSocket (stream: Duplex): Duplex {
     // Then the stream's own destroy, as net.Socket would: `destroyed` is true at once (undici's parser
     // stops on it) and the error is emitted on the next tick. ssh2 still emits 'close' when the peer agrees.
     return Duplex.prototype.destroy.call(this, this.listenerCount('error') > 0 ? error : undefined)
+  }
+  return socket
+}
+
+const CONTINUE = /^HTTP\/1\.[01] 100[ \r]/
+/** Enough bytes to tell a `100` status line from any other ("HTTP/1.1 100 "). */
+const STATUS_PREFIX = 13
+/** An interim head longer than this is not a 100 Continue we skip; undici gets the bytes as they are. */
+const MAX_INTERIM_HEAD = 8 * 1024
+
+/**
+ * Drops `100 Continue` interim responses before undici's HTTP/1.1 parser sees them. undici refuses a 100 by
+ * design (it destroys the connection: "bad response", nodejs/undici#201), so an upstream that sends one
+ * unasked (RFC 9110 15.2: a client must accept an unexpected 1xx) got its answer turned into a 502. We never
+ * forward Expect, and node has already answered a public client's Expect: 100-continue itself, so a 100 from
+ * the upstream carries nothing to pass on. Other 1xx (103 Early Hints) undici delivers, and the edge passes
+ * them on.
+ *
+ * Only where a response begins is looked at: after undici writes a request head (with one request at a time
+ * per connection, a string that is not a chunk-size line: body bytes are written as Buffers), the first
+ * upstream bytes are checked for a 100 status line; its head, which has no body, is dropped up to its blank
+ * line, and the check repeats for what follows. Everything else passes through untouched. HTTP/2 (nghttp2
+ * handles 1xx itself) is left alone.
+ */
+function skipInterimContinue (socket: Duplex): Duplex {
+  if ((socket as Duplex & { alpnProtocol?: string | false }).alpnProtocol === 'h2') return socket
+  const write = socket.write
+  const push = socket.push
+  let atResponseStart = false
+  let held: Buffer | null = null
+  socket.write = function (this: Duplex, chunk: unknown, ...rest: unknown[]) {
+    if (typeof chunk === 'string' && !chunk.startsWith('\r\n')) atResponseStart = true
+    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest)
+  } as Duplex['write']
+  socket.push = function (this: Duplex, chunk: Buffer | null, encoding?: BufferEncoding) {
+    if (chunk === null || !atResponseStart) {
+      if (held !== null) {
+        push.call(this, held)
+        held = null
+      }
+      return push.call(this, chunk, encoding)
+    }
+    let data = held === null ? chunk : Buffer.concat([held, chunk])
+    held = null
+    for (;;) {
+      const prefix = data.subarray(0, STATUS_PREFIX).toString('latin1')
+      if (data.length < STATUS_PREFIX && 'HTTP/1.1 100 '.startsWith(prefix.replace('HTTP/1.0', 'HTTP/1.1'))) {
+        held = data // too short to tell yet
+        return true
+      }
+      if (!CONTINUE.test(prefix)) break
+      const end = data.indexOf('\r\n\r\n')
+      if (end === -1) {
+        if (data.length > MAX_INTERIM_HEAD) break
+        held = data
+        return true
+      }
+      data = data.subarray(end + 4)
+      if (data.length === 0) return true
+    }
+    atResponseStart = false
+    return push.call(this, data)
   }
   return socket
 }

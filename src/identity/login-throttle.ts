@@ -1,6 +1,10 @@
 // Slows down credential guessing (SSH authtokens, admin API keys) per source address: the first few failures cost nothing (typos),
-// then each further attempt from that address waits twice as long as the last, up to a ceiling. Addresses
-// are forgotten after a quiet period, and only so many are tracked (a bounded LRU).
+// then each further failure from that address is answered twice as late as the last, up to a ceiling.
+// Only failures wait (as OpenSSH delays failed logins): a correct credential is answered at once even while
+// wrong ones from the same address are being held back, so a guesser cannot lock the operator out. A
+// guesser's rate is still bounded: each wrong guess holds its connection for its delay, and connections per
+// address are capped (SSH admission, the API's per-address limit). Addresses are forgotten after a quiet
+// period, and only so many are tracked (a bounded LRU).
 import { LRUCache } from 'lru-cache'
 
 export interface LoginThrottleOptions {
@@ -31,7 +35,7 @@ export class LoginThrottle {
   }
 
   /**
-   * Starts an attempt from `ip`: it counts as a failure at once (until succeeded() says otherwise), so
+   * Starts an attempt from `ip`: it counts as a failure at once (check() takes it back on success), so
    * attempts sent in parallel each wait longer than the one before. Returns how long this one waits.
    */
   attempt (ip: string): number {
@@ -42,19 +46,38 @@ export class LoginThrottle {
   }
 
   /**
-   * Checks a credential from `ip` under the throttle: waits this attempt's delay, runs `verify`, and forgets
-   * the address's failures when it finds something. Resolves to what `verify` found (undefined: refused).
+   * Checks a credential from `ip` under the throttle: runs `verify`; what it finds is answered at once and
+   * does not count; a refusal is answered after this attempt's delay. Resolves to what `verify` found
+   * (undefined: refused). A success takes back only its own attempt, not the address's earlier failures
+   * (a guesser holding one valid credential cannot reset its count with it).
    */
   async check<T> (ip: string, verify: () => Promise<T | undefined>): Promise<T | undefined> {
     const delay = this.attempt(ip)
+    let found: T | undefined
+    try {
+      found = await verify()
+    } catch (error) {
+      this.#refund(ip)
+      throw error
+    }
+    if (found !== undefined) {
+      this.#refund(ip)
+      return found
+    }
     // unref: a guesser's pending wait must not keep a stopping gateway alive.
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay).unref())
-    const found = await verify()
-    if (found !== undefined) this.succeeded(ip)
-    return found
+    return undefined
   }
 
+  /** Forgets the address's failures (an operator's decision; check() never does this on its own). */
   succeeded (ip: string): void {
     this.#failures.delete(ip)
+  }
+
+  #refund (ip: string): void {
+    const entry = this.#failures.get(ip)
+    if (!entry) return
+    if (entry.count <= 1) this.#failures.delete(ip)
+    else entry.count--
   }
 }

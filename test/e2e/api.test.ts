@@ -53,15 +53,16 @@ describe('admin API', () => {
       expectError(await call('GET', '/api/accounts', undefined, { key: null, headers: { authorization: `Basic ${key}` } }), 401, 'PH_5005')
     })
 
-    it('slows down wrong keys from one address after a few, and forgets them after a right one', async () => {
+    it('slows down wrong keys from one address after a few; a right one is not slowed and does not reset them', async () => {
       for (let i = 0; i < 3; i++) await call('GET', '/api/accounts', undefined, { key: `ak_guess${i}.secret` })
       const started = Date.now()
       expectError(await call('GET', '/api/accounts', undefined, { key: 'ak_guess.secret' }), 401, 'PH_5005')
       expect(Date.now() - started).toBeGreaterThanOrEqual(900)
-      expect((await call('GET', '/api/accounts')).status).toBe(200) // waits too, then resets the count
+      // Answered at once (test/hostile/admission.test.ts checks it against wrong keys still held back).
+      expect((await call('GET', '/api/accounts')).status).toBe(200)
       const after = Date.now()
       expectError(await call('GET', '/api/accounts', undefined, { key: 'ak_guess.secret' }), 401, 'PH_5005')
-      expect(Date.now() - after).toBeLessThan(900)
+      expect(Date.now() - after).toBeGreaterThanOrEqual(1900) // the next step up: the right key reset nothing
     })
 
     it('wrong keys sent in parallel each wait longer: parallelism does not bypass the slowdown', async () => {

@@ -1,12 +1,14 @@
 // End-to-end harness: the real gateway (in process, ephemeral ports, temp data dir), the real OpenSSH `ssh`
 // and Dropbear `dbclient` binaries as child processes, real upstream servers, and an HTTP client.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { copyFileSync, chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { Socket, type AddressInfo } from 'node:net'
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
+import { createServer as createNetServer, Socket, connect as netConnect, type AddressInfo } from 'node:net'
+import { connect as http2Connect, type ClientHttp2Session } from 'node:http2'
+import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type TLSSocket } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { Client, type ClientChannel } from 'ssh2'
 import { request as undiciRequest } from 'undici'
 import { loadConfig } from '../../src/config/load.js'
 import type { ServerConfig } from '../../src/config/schema.js'
@@ -201,4 +203,236 @@ export function writeTemp (dir: string, name: string, text: string): string {
   const file = join(dir, name)
   writeFileSync(file, text)
   return file
+}
+
+/** A raw TCP connection, optionally from another loopback source address (127.0.0.2, ...: all of 127/8 is local). */
+export interface RawConnection {
+  readonly socket: Socket
+  readonly connected: Promise<void>
+  /** Resolves when the socket closes: whether the peer reset it (ECONNRESET) rather than closing cleanly. */
+  readonly closed: Promise<{ reset: boolean }>
+  /** What the peer sent so far. */
+  received (): string
+}
+
+export function rawConnect (port: number, localAddress?: string): RawConnection {
+  const socket = netConnect({ host: '127.0.0.1', port, ...(localAddress ? { localAddress } : {}) })
+  let text = ''
+  let reset = false
+  socket.setEncoding('latin1').on('data', (chunk: string) => { text += chunk })
+  socket.on('error', (error: NodeJS.ErrnoException) => { if (error.code === 'ECONNRESET') reset = true })
+  return {
+    socket,
+    connected: new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) }),
+    closed: new Promise((resolve) => socket.once('close', () => resolve({ reset }))),
+    received: () => text,
+  }
+}
+
+/**
+ * A login with the ssh2 client library: the client when it got in, else the error. (ssh2 answers
+ * keyboard-interactive rounds without prompts itself, so a refusal's instruction is not seen here: check
+ * those with the real ssh binary.)
+ */
+export interface LibraryLogin {
+  readonly client: Client | null
+  readonly error: Error | null
+}
+
+/**
+ * Logs in with ssh2's client: with `privateKey` by public key, else anonymously by keyboard-interactive
+ * (answering no prompts). Resolves once in or refused; never rejects.
+ */
+export function libraryLogin (port: number, options: { privateKey?: string, localAddress?: string } = {}): Promise<LibraryLogin> {
+  return new Promise((resolve) => {
+    const client = new Client()
+    client.on('keyboard-interactive', (_name, _text, _lang, prompts, finish) => finish(prompts.map(() => '')))
+    client.once('ready', () => resolve({ client, error: null }))
+    client.once('error', (error) => {
+      client.end()
+      resolve({ client: null, error })
+    })
+    client.connect({
+      host: '127.0.0.1',
+      port,
+      username: 'tester',
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+      ...(options.privateKey ? { privateKey: options.privateKey } : {}),
+      tryKeyboard: true,
+      readyTimeout: 30_000,
+    })
+  })
+}
+
+/**
+ * Asks for http forwards the way OpenSSH does (tcpip-forward, then a session with the `http` command) and
+ * resolves with the host each one got, or rejects with the terminal's output.
+ */
+export async function libraryForward (client: Client, names: string[], command = 'http'): Promise<string[]> {
+  const forwards = names.map((name) => new Promise<number>((resolve, reject) => {
+    client.forwardIn(name, 80, (error, port) => (error ? reject(error) : resolve(port)))
+  }))
+  let output = ''
+  client.exec(command, (error, stream) => {
+    if (error) return
+    stream.on('data', (chunk: Buffer) => { output += chunk.toString() }).stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  })
+  try {
+    await Promise.all(forwards)
+  } catch (error) {
+    await sleep(100)
+    throw new Error(`forward refused: ${(error as Error).message}; terminal: ${output}`)
+  }
+  const hosts = (): string[] => [...new Set([...output.matchAll(/Forwarding\s+https?:\/\/([^:/\s]+)/g)].map((m) => m[1]!))]
+  await eventually(() => hosts().length >= names.length)
+  return hosts()
+}
+
+/** What an exec on a ScriptedClient's session got: the exec reply, everything printed, the exit status. */
+export interface ExecOutcome {
+  readonly accepted: boolean
+  readonly output: () => string
+  /** The exit status, or null when the channel closed without one. */
+  readonly exit: Promise<number | null>
+}
+
+/**
+ * The ssh2 library as a client, for tests that need exact timing: each step (a forward, opening the session
+ * channel, its exec) goes out when the test says, which ssh and dbclient never allow. Forwarded connections
+ * are piped to `upstreamPort`.
+ */
+export class ScriptedClient {
+  readonly client: Client
+  readonly #gateway: TestGateway
+
+  private constructor (client: Client, gateway: TestGateway) {
+    this.client = client
+    this.#gateway = gateway
+  }
+
+  static connect (gateway: TestGateway, upstreamPort: number, keyName = 'alice'): Promise<ScriptedClient> {
+    const client = new Client()
+    client.on('tcp connection', (_info, accept) => {
+      const channel = accept()
+      const socket = netConnect(upstreamPort, '127.0.0.1')
+      socket.on('error', () => channel.destroy())
+      channel.on('error', () => socket.destroy())
+      channel.pipe(socket).pipe(channel)
+    })
+    return new Promise((resolve, reject) => {
+      client.once('ready', () => {
+        client.removeListener('error', reject)
+        client.on('error', () => {})
+        resolve(new ScriptedClient(client, gateway))
+      })
+      client.once('error', reject)
+      // strictVendor off: ssh2 would otherwise send no-more-sessions only to a server calling itself OpenSSH.
+      client.connect({ host: '127.0.0.1', port: gateway.sshPort, username: 'tester', privateKey: readFileSync(join(FIXTURES, 'keys', keyName)), strictVendor: false })
+    })
+  }
+
+  /** Bytes the gateway has read from this client so far: it grows once the gateway parsed what we sent. */
+  gatewayBytesIn (): number {
+    const local = (this.client as unknown as { _sock: { localPort: number } })._sock.localPort
+    return this.#gateway.ssh.connections.find((c) => c.login.remotePort === local)?.describe().bytesIn ?? 0
+  }
+
+  /** tcpip-forward; resolves with the port the gateway reports, rejects when it refuses. */
+  forward (bindAddr: string, bindPort: number): Promise<number> {
+    return new Promise((resolve, reject) => this.client.forwardIn(bindAddr, bindPort, (err, port) => (err ? reject(err) : resolve(port))))
+  }
+
+  noMoreSessions (): void {
+    this.client.openssh_noMoreSessions(() => {})
+  }
+
+  /** Opens a session channel and sends nothing on it (ssh2's exec() would send its exec right away). */
+  openSession (): Promise<ClientChannel> {
+    const internals = this.client as unknown as { _chanMgr: { add: (cb: unknown) => number }, _protocol: { session: (id: number, window: number, packet: number) => void } }
+    return new Promise((resolve, reject) => {
+      const opened = Object.assign((err: Error | undefined, channel: ClientChannel) => (err ? reject(err) : resolve(channel)), { type: 'session' })
+      internals._protocol.session(internals._chanMgr.add(opened), 2 * 1024 * 1024, 32 * 1024)
+    })
+  }
+
+  /** Sends exec on a session channel opened by openSession(). */
+  exec (session: ClientChannel, command: string): Promise<ExecOutcome> {
+    let output = ''
+    session.on('data', (data: Buffer) => { output += data.toString() })
+    session.stderr.on('data', (data: Buffer) => { output += data.toString() })
+    session.on('error', () => {})
+    const exit = new Promise<number | null>((resolve) => {
+      let status: number | null = null
+      session.on('exit', (code: number | null) => { status = code })
+      session.once('close', () => resolve(status))
+    })
+    const internals = session as unknown as { _callbacks: Array<(failed: unknown) => void>, outgoing: { id: number }, _client: { _protocol: { exec: (id: number, command: string, wantReply: boolean) => void } } }
+    return new Promise((resolve) => {
+      internals._callbacks.push((failed) => resolve({ accepted: !failed, output: () => output, exit }))
+      internals._client._protocol.exec(internals.outgoing.id, command, true)
+    })
+  }
+
+  /** Opens a session and execs `command` on it. */
+  async run (command: string): Promise<ExecOutcome> {
+    return this.exec(await this.openSession(), command)
+  }
+
+  end (): void {
+    this.client.end()
+  }
+}
+
+/** An HTTP/2 session to the gateway's HTTPS port for `servername`, trusting the gateway's CA. */
+export function h2Session (gateway: { httpsPort: number, caPem: string }, servername: string): ClientHttp2Session {
+  const session = http2Connect(`https://127.0.0.1:${gateway.httpsPort}`, { ca: gateway.caPem, servername })
+  session.on('error', () => {})
+  return session
+}
+
+/** A TLS connection to the gateway's HTTPS port for `servername` offering `alpn`, once the handshake is done. */
+export function tlsTo (gateway: { httpsPort: number, caPem: string }, servername: string, alpn: string[]): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: gateway.httpsPort, ca: gateway.caPem, servername, ALPNProtocols: alpn }, () => {
+      socket.off('error', reject)
+      resolve(socket)
+    })
+    socket.once('error', reject)
+  })
+}
+
+/**
+ * An upstream that answers each request with exact bytes: a net.Server that reads a request head (up to the
+ * blank line, then skips a Content-Length body) and calls `answer` with the socket and that head. With `tls`
+ * (a key and certificate) it speaks TLS.
+ */
+export async function startRawUpstream (answer: (socket: Socket, head: string) => void, tls?: { key: string, cert: string }): Promise<{ port: number, close: () => Promise<void> }> {
+  const sockets = new Set<Socket>()
+  const onSocket = (socket: Socket): void => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    let buffered = ''
+    let skip = 0
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1')
+      for (;;) {
+        const skipped = Math.min(skip, buffered.length)
+        buffered = buffered.slice(skipped)
+        skip -= skipped
+        const end = skip > 0 ? -1 : buffered.indexOf('\r\n\r\n')
+        if (end === -1) return
+        const head = buffered.slice(0, end)
+        buffered = buffered.slice(end + 4)
+        skip = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0)
+        answer(socket, head)
+      }
+    })
+  }
+  const server = tls === undefined ? createNetServer(onSocket) : createTlsServer(tls, onSocket)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise((resolve) => { for (const socket of sockets) socket.destroy(); server.close(() => resolve()) }),
+  }
 }

@@ -23,6 +23,7 @@ describe('config', () => {
       dataDir: './keys',
       anonymous: true,
       nameGraceMs: 24 * 3600_000,
+      headerTimeoutMs: 10_000,
     })
     expect(Object.isFrozen(config)).toBe(true)
   })
@@ -44,6 +45,12 @@ describe('config', () => {
     const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
     writeFileSync(join(dir, 'c.yml'), 'domian: x\n')
     expect(errorOf(() => loadConfig({ config: join(dir, 'c.yml') }, {}))).toBe('invalid configuration: unknown setting domian')
+  })
+
+  it('takes one header timeout for every listener; zero is refused, not taken as "never"', () => {
+    expect(loadConfig({ headerTimeout: '1500ms' }, {}).headerTimeoutMs).toBe(1500)
+    expect(loadConfig({}, { PORTHOLE_HEADER_TIMEOUT: '1m' }).headerTimeoutMs).toBe(60_000)
+    expect(errorOf(() => loadConfig({ headerTimeout: '0s' }, {}))).toMatch(/^invalid configuration: header-timeout: want a duration above zero/)
   })
 
   it('refuses a public listener without keys unless anonymous is allowed', () => {
@@ -101,5 +108,22 @@ describe('config', () => {
     writeFileSync(join(dir, 'c.yml'), 'api-addr: 0.0.0.0:4041\n')
     expect(loadConfig({ config: join(dir, 'c.yml') }, {}).apiAddr).toEqual({ host: '0.0.0.0', port: 4041 })
     expect(errorOf(() => loadConfig({ apiAddr: 'nowhere' }, {}))).toBe('invalid configuration: api-addr: want host:port or off, got "nowhere"')
+  })
+
+  it('takes the admission limits from flags, env and YAML, and refuses bad ones naming the value', () => {
+    const defaults = loadConfig({}, {})
+    expect(defaults).toMatchObject({
+      maxStartups: { start: 50, rate: 30, full: 200 }, perSourceMaxStartups: 10, loginTimeoutMs: 30_000,
+      maxSessions: 1000, maxAnonymousSessions: 100, maxAnonymousSessionsPerSource: 10,
+      maxHolds: 10_000, maxAnonymousHolds: 2000, anonymousNameGraceMs: 3600_000,
+    })
+    const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
+    const file = join(dir, 'porthole.yml')
+    writeFileSync(file, 'max-startups: 10:30:100\nmax-anonymous-holds: 50\n')
+    const config = loadConfig({ config: file, maxSessions: '7', loginGraceTime: '5s' }, { PORTHOLE_PER_SOURCE_MAX_STARTUPS: '3', PORTHOLE_MAX_STARTUPS: '20' })
+    expect(config).toMatchObject({ maxStartups: { start: 20, rate: 100, full: 20 }, maxAnonymousHolds: 50, maxSessions: 7, perSourceMaxStartups: 3, loginTimeoutMs: 5000 })
+    expect(errorOf(() => loadConfig({ maxStartups: '100:30:10' }, {}))).toMatch(/max-startups: want start:rate:full .* got "100:30:10"/)
+    expect(errorOf(() => loadConfig({ maxAnonymousSessions: 'lots' }, {}))).toMatch(/max-anonymous-sessions: want a whole number from 1 to 1000000, got "lots"/)
+    expect(errorOf(() => loadConfig({ maxHolds: '0' }, {}))).toMatch(/max-holds: want a whole number/)
   })
 })

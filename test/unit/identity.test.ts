@@ -245,4 +245,17 @@ describe('login throttle', () => {
     throttle.succeeded('1.2.3.4')
     expect(throttle.delayMs('1.2.3.4')).toBe(0)
   })
+
+  it('answers a correct credential at once while wrong ones from the same address wait (regression: the operator locked out)', async () => {
+    const throttle = new LoginThrottle({ freeFailures: 0, baseDelayMs: 60_000, maxDelayMs: 600_000 })
+    const answered: string[] = []
+    const wrong = throttle.check('1.2.3.4', async () => undefined).then(() => answered.push('wrong'))
+    const right = await throttle.check('1.2.3.4', async () => 'record')
+    answered.push('right')
+    expect(right).toBe('record')
+    expect(answered).toEqual(['right'])
+    // The success took back only its own attempt: the guesser's failure still counts.
+    expect(throttle.delayMs('1.2.3.4')).toBe(60_000 * 2)
+    void wrong
+  })
 })

@@ -6,8 +6,8 @@ import { PortholeError } from '../../src/core/errors.js'
 import { aclGrants } from '../../src/identity/acl.js'
 import { bareName, isUnder } from '../../src/core/names.js'
 
-const ann: Owner = { id: 'SHA256:ann', persistent: true }
-const bob: Owner = { id: 'SHA256:bob', persistent: true }
+const ann: Owner = { id: 'SHA256:ann', persistent: true, known: true }
+const bob: Owner = { id: 'SHA256:bob', persistent: true, known: true }
 const anon: Owner = { id: 'anon:1', persistent: false }
 
 function setup (reservedFor?: (key: string, account: string) => boolean) {
@@ -100,7 +100,7 @@ describe('registry', () => {
     expect(registry.holds().filter((h) => h.ownerId === bob.id)).toHaveLength(10) // bob only ever evicts his own
     expect(codeOf(() => bindAs(bob, 'myapp'))).toBe('PH_1011')
     for (let i = 0; i < 60; i++) {
-      const owner: Owner = { id: `k${i}`, persistent: true }
+      const owner: Owner = { id: `k${i}`, persistent: true, known: true }
       try { registry.unbind(bindAs(owner, `n${i}`)) } catch (error) { expect((error as PortholeError).code).toBe('PH_1036') }
     }
     expect(registry.lookup('myapp.example.com').state).toBe('offline')
@@ -208,5 +208,68 @@ describe('names next to another owner\'s', () => {
     const wildcard = bind2(wide, '*.team')
     expect(registry.lookup('y.team.example.com')).toEqual({ state: 'bound', endpoint: theirs })
     expect(registry.lookup('z.team.example.com')).toEqual({ state: 'bound', endpoint: wildcard })
+  })
+})
+
+describe('registry: anonymous holds (regression: 105 fresh keys filled all 10,000 holds for 24 h)', () => {
+  const spec = { proto: 'http' as const, policy: {}, schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' as const } }
+  function setupBudgets (options: { maxHolds?: number, maxAnonymousHolds?: number } = {}) {
+    let now = 0
+    const registry = new Registry({ domain: 'example.com', graceMs: 24 * 3600_000, anonymousGraceMs: 3600_000, maxHolds: options.maxHolds ?? 5, maxAnonymousHolds: options.maxAnonymousHolds ?? 4, now: () => now })
+    const bindAs = (owner: Owner, name: string) => registry.bind({ bindAddr: name, slot: `${name}:80`, owner, spec, dial: async () => { throw new Error('no') }, hooks: {} })
+    const stranger = (i: number): Owner => ({ id: `SHA256:stranger${i}`, persistent: true, known: false })
+    const held = (): string[] => registry.holds().map((h) => h.host.replace('.example.com', '')).sort()
+    return { registry, bindAs, stranger, held, tick: (ms: number) => { now += ms } }
+  }
+
+  it('evicts the oldest offline anonymous hold for a new anonymous name, never a known owner\'s', () => {
+    const { registry, bindAs, stranger, held, tick } = setupBudgets()
+    registry.unbind(bindAs(ann, 'mine'))
+    for (let i = 0; i < 10; i++) {
+      registry.unbind(bindAs(stranger(i), `junk${i}`))
+      tick(1000)
+    }
+    expect(held()).toEqual(['junk6', 'junk7', 'junk8', 'junk9', 'mine'])
+    expect(registry.holds().filter((h) => h.anonymous)).toHaveLength(4)
+    // A new stranger gets a name; the freed names are free; the known owner's name stays hers.
+    expect(bindAs(stranger(99), 'newcomer').host).toBe('newcomer.example.com')
+    expect(registry.lookup('junk0.example.com').state).toBe('unknown')
+    expect(codeOf(() => bindAs(stranger(1), 'mine'))).toBe('PH_1011')
+    expect(registry.lookup('mine.example.com').state).toBe('offline')
+  })
+
+  it('refuses a new anonymous name (PH_1036) only while every anonymous hold is online; known owners still bind', () => {
+    const { bindAs, stranger } = setupBudgets()
+    for (let i = 0; i < 4; i++) bindAs(stranger(i), `live${i}`)
+    expect(codeOf(() => bindAs(stranger(9), 'more'))).toBe('PH_1036')
+    expect(bindAs(ann, 'mine').host).toBe('mine.example.com')
+  })
+
+  it('keeps the known budget for known owners: full, it refuses rather than evicting anyone', () => {
+    const { registry, bindAs, stranger } = setupBudgets({ maxHolds: 2 })
+    registry.unbind(bindAs(ann, 'a1'))
+    registry.unbind(bindAs(bob, 'b1'))
+    expect(codeOf(() => bindAs(ann, 'a2'))).toBe('PH_1036')
+    expect(bindAs(stranger(1), 's1').host).toBe('s1.example.com') // anonymous pressure is apart, both ways
+    expect(registry.lookup('b1.example.com').state).toBe('offline')
+  })
+
+  it('gives anonymous names the shorter grace period', () => {
+    const { registry, bindAs, stranger, tick } = setupBudgets()
+    registry.unbind(bindAs(stranger(1), 'brief'))
+    registry.unbind(bindAs(ann, 'long'))
+    tick(3600_001)
+    expect(registry.lookup('brief.example.com').state).toBe('unknown')
+    expect(registry.lookup('long.example.com').state).toBe('offline')
+  })
+
+  it('restores at most the anonymous budget, newest first, and no hold longer than its grace from now', () => {
+    const { registry, held } = setupBudgets()
+    const flood: Hold[] = Array.from({ length: 100 }, (_, i) => ({ host: `f${i}.example.com`, ownerId: `SHA256:s${i}`, random: false, slot: null, expiresAt: 10 * 3600_000 + i, anonymous: true }))
+    const known: Hold = { host: 'mine.example.com', ownerId: ann.id, random: false, slot: null, expiresAt: 48 * 3600_000 }
+    registry.restore([...flood, known])
+    expect(held()).toEqual(['f96', 'f97', 'f98', 'f99', 'mine'])
+    expect(registry.holds().filter((h) => h.anonymous).every((h) => h.expiresAt === 3600_000)).toBe(true)
+    expect(registry.holds().find((h) => h.host === 'mine.example.com')!.expiresAt).toBe(24 * 3600_000)
   })
 })

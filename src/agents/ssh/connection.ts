@@ -3,7 +3,13 @@
 // known, so `--basic-auth` can never arrive after an endpoint was already public without it:
 //   - OpenSSH sends the forwards, then opens the session and sends exec (or -N: no-more-sessions, no session);
 //   - Dropbear opens the session first, then sends the forwards and exec (want_reply = 0), in either order;
-//   - Dropbear -N sends forwards and nothing else: after a short settle time they bind with defaults.
+//   - Dropbear -N sends forwards and nothing else: after a short settle time (settleMs) they bind with defaults.
+// A session channel that exists is always waited for, however slow its exec/shell (a slow link, a stalled
+// gateway): up to commandWaitMs, then the forwards are refused (PH_1022). Options that come after the forwards
+// were bound with defaults (a session opened past the settle, e.g. a library awaiting forwardIn's reply before
+// its exec) cannot apply to endpoints already public: the command is refused (PH_1040), the endpoints are
+// taken down and the session ends with status 1. The waiting itself is session-options.ts.
+import type { Socket } from 'node:net'
 import type { Connection, ServerChannel, Session, TcpipBindInfo } from 'ssh2'
 import type { Logger } from 'pino'
 import { PortholeError, isPortholeError } from '../../core/errors.js'
@@ -11,8 +17,9 @@ import type { ClientAddress, Endpoint, EndpointProto, Owner, RequestRecord } fro
 import type { Registry, TcpBindRequest } from '../../core/registry.js'
 import type { CredentialKind, SessionInfo } from '../../core/session.js'
 import type { CompiledPolicy, CompileOptions } from '../../policy/compiled.js'
-import { DEFAULT_OPTIONS, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
-import { Terminal } from './terminal.js'
+import { commandShape, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
+import { SessionOptionsLifecycle, type OptionsState } from './session-options.js'
+import { Terminal, type EndpointLine } from './terminal.js'
 import { abortUnfinished, halfClosing } from './tunnel-stream.js'
 
 export interface ConnectionContext {
@@ -27,8 +34,9 @@ export interface ConnectionContext {
   readonly tcpHosts: readonly string[]
   /** The port reported for -R 0 (the HTTP edge's port); made unique per session. */
   readonly defaultAllocatedPort: number
-  /** ms to wait for the command once a session channel is open, and for a session at all. */
+  /** ms an open session has to send its command (exec/shell) once a forward waits; also the stdin deadline. */
   readonly commandWaitMs: number
+  /** ms the forwards of a client with no session channel wait before binding with defaults (Dropbear -N). */
   readonly settleMs: number
   /** What endpoint policies are compiled with: the login actions' session secret, OAuth provider URLs. */
   readonly compile: CompileOptions
@@ -80,10 +88,9 @@ export class SshConnection {
   readonly #ctx: ConnectionContext
   readonly #log: Logger
   readonly #forwards: Forward[] = []
-  #options: SessionOptions | null = null
+  readonly #options: SessionOptionsLifecycle
   #sessionOpen = false
   #terminal: Terminal | null = null
-  #waitTimer: NodeJS.Timeout | null = null
   #openChannels = 0
   /** The forwarded-tcpip channels open now: the ones the agent has not ended fail when the session goes. */
   readonly #channels = new Set<ServerChannel>()
@@ -99,6 +106,15 @@ export class SshConnection {
     this.owner = owner
     this.#ctx = ctx
     this.#log = ctx.log.child({ session: id, owner: owner.id })
+    this.#options = new SessionOptionsLifecycle({
+      settleMs: ctx.settleMs,
+      commandWaitMs: ctx.commandWaitMs,
+      noMoreSessions: () => client.noMoreSessions,
+      socket: (client as unknown as { _sock?: Socket })._sock,
+      bind: () => this.#bindPending(),
+      refuseWaiting: () => this.#refuseWaiting(),
+      timedOut: () => new PortholeError('PH_1022', this.#forwards.filter((f) => f.pending).map((f) => `${f.bindAddr}:${f.bindPort}`).join(', ')),
+    })
     client.on('request', (accept, reject, name, info) => this.#onGlobalRequest(accept, reject, name, info as TcpipBindInfo))
     // One terminal per connection: further session channels (ssh multiplexing) are refused outright.
     client.on('session', (accept, reject) => (this.#sessionOpen ? reject() : this.#onSession(accept())))
@@ -132,6 +148,7 @@ export class SshConnection {
       startedAt: this.startedAt.toISOString(),
       bytesIn: socket?.bytesRead ?? 0,
       bytesOut: socket?.bytesWritten ?? 0,
+      openStreams: this.#openChannels,
       endpoints: this.endpoints.map((endpoint) => ({
         id: endpoint.id,
         urls: this.#ctx.urlsFor(endpoint),
@@ -164,8 +181,7 @@ export class SshConnection {
       return forward.reject?.()
     }
     this.#forwards.push(forward)
-    if (this.#options) this.#bindPending()
-    else this.#awaitOptions()
+    this.#options.forwardWaiting()
   }
 
   #onForward (accept: Accept, reject: Reject, info: TcpipBindInfo): void {
@@ -190,7 +206,7 @@ export class SshConnection {
     const index = this.#forwards.findIndex((f) => f.bindAddr === info.bindAddr && f.replyPort === info.bindPort)
     if (index === -1) return reject?.()
     const [forward] = this.#forwards.splice(index, 1)
-    this.#settle(forward!, null)
+    this.#answer(forward!, null)
     if (forward!.endpoint) {
       this.#ctx.registry.unbind(forward!.endpoint)
       this.#log.info({ host: forward!.endpoint.host }, 'endpoint cancelled')
@@ -233,16 +249,18 @@ export class SshConnection {
     }
     session.once('exec', (accept, _reject, info) => start(accept, info.command))
     session.once('shell', (accept) => start(accept, ''))
-    if (this.#forwards.length > 0) this.#awaitOptions()
+    this.#options.sessionOpened(this.#forwards.some((f) => f.pending))
   }
 
   async #onCommand (command: string): Promise<void> {
     const terminal = this.#terminal!
+    if (!this.#options.commandArrived()) return this.#onLateCommand(command, this.#options.state)
     let options: SessionOptions
     try {
       const parsed = parseCommand(command, this.#ctx.compile)
       if (parsed.kind === 'help') {
         terminal.print(parsed.text)
+        this.#options.refused(null)
         void this.#exitThenFail(0)
         return
       }
@@ -251,6 +269,7 @@ export class SshConnection {
       options = parsed.options.stdin ? withStdin(parsed.options, await terminal.readInput(MAX_STDIN_BYTES, this.#ctx.commandWaitMs), this.#ctx.compile) : parsed.options
     } catch (error) {
       const err = isPortholeError(error) ? error : new PortholeError('PH_1002', String(error))
+      this.#options.refused(err)
       terminal.error(err.toLine())
       // Not the command line itself: flag values may be secrets (--basic-auth, --oidc-client-secret, ...).
       this.#log.info({ code: err.code, flags: command.match(/--?[A-Za-z][\w-]*/g)?.slice(0, 32) ?? [] }, err.message)
@@ -258,9 +277,43 @@ export class SshConnection {
       return
     }
     if (this.#closed) return
-    this.#options = options
+    this.#options.known(options)
     if (this.#forwards.length > 0) this.#bindPending()
     else this.#awaitForwards()
+  }
+
+  /**
+   * A command on a session opened after the forwards were bound with defaults (or refused): options can no
+   * longer apply. Only a command without options (a shell, `--help`) is welcome; anything else is refused
+   * out loud, and endpoints public without the options the user asked for are taken down.
+   */
+  async #onLateCommand (command: string, state: OptionsState): Promise<void> {
+    const terminal = this.#terminal!
+    if (state.state === 'refused') {
+      terminal.error((state.error ?? new PortholeError('PH_1040', commandShape(command))).toLine())
+      await terminal.exit(1)
+      return
+    }
+    if (command.trim() === '') {
+      // The terminal of endpoints bound without a session: show them.
+      const bound = this.endpoints
+      if (bound.length > 0) terminal.endpoints(this.#lines(bound), this.owner.account)
+      return
+    }
+    try {
+      const parsed = parseCommand(command, this.#ctx.compile)
+      if (parsed.kind === 'help') {
+        terminal.print(parsed.text)
+        await terminal.exit(0)
+        return
+      }
+    } catch {}
+    const error = new PortholeError('PH_1040', commandShape(command))
+    this.#log.info({ code: error.code, endpoints: this.endpoints.map((e) => e.host) }, error.message)
+    this.#onClose() // unbinds now: the endpoints lack the options the user just asked for
+    terminal.error(error.toLine())
+    await terminal.exit(1)
+    this.#client.end()
   }
 
   /** A session with a command but no -R: say how to use the gateway, unless forwards follow shortly (Dropbear). */
@@ -272,32 +325,15 @@ export class SshConnection {
     }, this.#ctx.commandWaitMs).unref()
   }
 
-  // --- binding ---------------------------------------------------------------------------------------
-
-  /** Waits until the options are known: a command arrives, or it is clear none will (see file header). */
-  #awaitOptions (): void {
-    if (this.#waitTimer || this.#options) return
-    const settleDeadline = Date.now() + this.#ctx.settleMs
-    const commandDeadline = Date.now() + this.#ctx.commandWaitMs
-    const check = (): void => {
-      this.#waitTimer = null
-      if (this.#closed || this.#options) return
-      const noSessionComing = !this.#sessionOpen && (this.#client.noMoreSessions || Date.now() >= settleDeadline)
-      if (noSessionComing) {
-        this.#options = DEFAULT_OPTIONS
-        this.#bindPending()
-        return
-      }
-      if (this.#sessionOpen && !this.#terminal && Date.now() >= commandDeadline) {
-        const pending = this.#forwards.filter((f) => f.pending)
-        for (const forward of pending) this.#refuse(new PortholeError('PH_1022', `${forward.bindAddr}:${forward.bindPort}`))
-        void this.#exitThenFail(1)
-        return
-      }
-      this.#waitTimer = setTimeout(check, 25)
-    }
-    this.#waitTimer = setTimeout(check, 25)
+  /** Forwards are refused (a bad command, none in time): answer the ones that wait, saying why. */
+  #refuseWaiting (): void {
+    const state = this.#options.state
+    const error = state.state === 'refused' ? state.error : null
+    if (error) this.#refuse(error)
+    this.#failPending()
   }
+
+  // --- binding ---------------------------------------------------------------------------------------
 
   /** Binds the pending forwards one after another (tcp ones wait for their listener), then prints them. */
   #bindPending (): void {
@@ -305,7 +341,9 @@ export class SshConnection {
   }
 
   async #bindPendingNow (): Promise<void> {
-    const options = this.#options!
+    const state = this.#options.state
+    if (state.state !== 'known') return
+    const options = state.options
     const bound: Endpoint[] = []
     let refused = 0
     for (const forward of [...this.#forwards]) {
@@ -315,7 +353,7 @@ export class SshConnection {
         const endpoint = await this.#bind(forward, options)
         forward.endpoint = endpoint
         bound.push(endpoint)
-        this.#settle(forward, true)
+        this.#answer(forward, true)
       } catch (error) {
         this.#refuse(isPortholeError(error) ? error : new PortholeError('PH_1002', String(error)))
         refused++
@@ -327,13 +365,11 @@ export class SshConnection {
       if (this.endpoints.length === 0) void this.#exitThenFail(1)
       else this.#failPending()
     }
-    if (bound.length > 0) {
-      this.#terminal?.endpoints(bound.flatMap((endpoint) => this.#ctx.urlsFor(endpoint).map((url) => ({
-        url,
-        proto: endpoint.spec.proto,
-        bind: this.#forwardOf(endpoint)!,
-      }))), this.owner.account)
-    }
+    if (bound.length > 0) this.#terminal?.endpoints(this.#lines(bound), this.owner.account)
+  }
+
+  #lines (endpoints: readonly Endpoint[]): EndpointLine[] {
+    return endpoints.flatMap((endpoint) => this.#ctx.urlsFor(endpoint).map((url) => ({ url, proto: endpoint.spec.proto, bind: this.#forwardOf(endpoint)! })))
   }
 
   #forwardOf (endpoint: Endpoint): string | undefined {
@@ -438,7 +474,7 @@ export class SshConnection {
 
   // --- replies and endings ------------------------------------------------------------------------------
 
-  #settle (forward: Forward, ok: boolean | null): void {
+  #answer (forward: Forward, ok: boolean | null): void {
     const { accept, reject } = forward
     forward.pending = false
     forward.accept = undefined
@@ -459,7 +495,7 @@ export class SshConnection {
   #failPending (): void {
     for (const forward of [...this.#forwards]) {
       if (!forward.pending) continue
-      this.#settle(forward, false)
+      this.#answer(forward, false)
       this.#forwards.splice(this.#forwards.indexOf(forward), 1)
     }
   }
@@ -496,7 +532,7 @@ export class SshConnection {
   #onClose (): void {
     if (this.#closed) return
     this.#closed = true
-    if (this.#waitTimer) clearTimeout(this.#waitTimer)
+    this.#options.refused(new PortholeError('PH_1021'))
     for (const channel of this.#channels) abortUnfinished(channel)
     for (const forward of this.#forwards) {
       if (forward.endpoint) {

@@ -180,14 +180,45 @@ export function withStdin (options: SessionOptions, input: string, compile: Comp
   return { ...options, upstream: { ...options.upstream, cas: pems.join('\n') }, stdin: null }
 }
 
+/** The words and flag names of a command line, never flag values (they may be secrets): `"http --basic-auth"`. */
+export function commandShape (command: string): string {
+  const words = command.trim().split(/\s+/)
+  const shape = [...(/^[a-z]+$/.test(words[0] ?? '') ? [words[0]!] : []), ...words.filter((w) => /^--?[A-Za-z]/.test(w)).map((w) => w.replace(/=.*$/s, ''))]
+  const text = shape.slice(0, 8).join(' ').slice(0, 120)
+  return JSON.stringify(shape.length > 8 ? `${text} ...` : text)
+}
+
+/**
+ * yargs-parser's tokenizer lets a quote that is never closed run to the end of the line, so the flags after
+ * it become one value (found by the exec fuzz). The same scan as that tokenizer (quotes toggle, no escapes);
+ * an unmatched quote is refused only when it swallows a space, i.e. changes how the line splits.
+ */
+function unmatchedQuote (line: string): string | null {
+  const text = line.trim()
+  let open: string | null = null
+  let at = -1
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!
+    if (c === open) open = null
+    else if (open === null && (c === '"' || c === "'")) {
+      open = c
+      at = i
+    }
+  }
+  return open !== null && text.slice(at).includes(' ') ? `${open} at character ${at + 1}` : null
+}
+
 /** Parses an exec string. Throws a PortholeError (PH_10xx) for anything it cannot honour. */
 export function parseCommand (commandLine: string, compile: CompileOptions = {}): ParsedCommand {
   // yargs-parser reads a lone '-' as a positional (the stdin convention), not as the value of the flag before it.
   const line = commandLine.replace(/(--upstream-tls-verify-cas|--traffic-policy-file)\s+-(?=\s|$)/g, '$1=-')
+  const unmatched = unmatchedQuote(line)
+  if (unmatched) throw new PortholeError('PH_1041', unmatched)
   const argv = yargsParser(line, {
     string: FLAGS.filter((f) => !f.boolean && f.key !== 'help').map((f) => f.flag),
     boolean: ['help', ...FLAGS.filter((f) => f.boolean).map((f) => f.flag)],
-    array: FLAGS.filter((f) => f.repeatable).map((f) => f.flag),
+    // No `array:` for repeatable flags: with it yargs-parser drops a repetition that has no value
+    // (`--basic-auth a:b --basic-auth`); duplicate-arguments-array collects repeats and keeps the empty one.
     alias: { help: ['h'] },
     configuration: {
       'camel-case-expansion': false,
@@ -238,8 +269,6 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
     }
     const values = (Array.isArray(raw) ? raw : [raw]).map(String)
     if (!info.repeatable && values.length > 1) throw new PortholeError('PH_1002', `--${info.flag} (given more than once)`)
-    // yargs-parser gives [] for an array flag with no value after it.
-    if (values.length === 0) throw new PortholeError('PH_1002', `--${info.flag} (needs a value)`)
     for (const value of values) {
       if (value.trim() === '') throw new PortholeError('PH_1002', `--${info.flag} (needs a value)`)
     }

@@ -1,5 +1,7 @@
 // The SSH agent transport: an ssh2 server that authenticates clients (authorized_keys, or anonymous under
 // DESIGN's rule), answers keepalives, pings idle clients and hands each client to an SshConnection.
+// Admission: connections not yet logged in go through StartupAdmission (admission.ts); logged-in sessions
+// have two budgets, known keys and anonymous clients, so strangers cannot take known users' places.
 import { randomUUID } from 'node:crypto'
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { listenOn } from '../../edge/listen.js'
@@ -15,6 +17,7 @@ import type { Identity } from '../../identity/identity.js'
 import { SshConnection, type ConnectionContext, type SessionLogin } from './connection.js'
 import { batchWritesPerTick } from './batch-writes.js'
 import { LoginThrottle } from '../../identity/login-throttle.js'
+import { StartupAdmission, sourceOf, type StartupLimits } from './admission.js'
 import { offeredHostKeys, sshAlgorithms } from './algorithms.js'
 
 const { Server, utils } = ssh2
@@ -31,9 +34,15 @@ export interface SshAgentOptions {
   readonly throttle?: LoginThrottle
   readonly keepaliveIntervalMs: number
   readonly keepaliveCountMax: number
+  /** Sessions of known keys (accounts, authtokens, authorized_keys). */
   readonly maxSessions: number
+  /** Sessions of anonymous clients, counted apart from known ones. */
+  readonly maxAnonymousSessions: number
+  readonly maxAnonymousSessionsPerSource: number
   readonly maxSessionsPerKey: number
-  /** A TCP connection must have logged in by then. */
+  /** Connections not yet logged in (MaxStartups and per source). */
+  readonly startups: StartupLimits
+  /** A TCP connection must have logged in by then (LoginGraceTime). */
   readonly loginTimeoutMs: number
   readonly connection: Omit<ConnectionContext, 'log'>
   readonly log: Logger
@@ -49,8 +58,12 @@ const LEVEL_LOG: Record<string, 'debug' | 'info' | 'warn'> = {
 }
 
 const MAX_AUTH_ATTEMPTS = 20
-const MAX_UNAUTHENTICATED_PER_IP = 20
-const MAX_UNAUTHENTICATED = 500
+/**
+ * How long a refused connection may take to read its one-line reason and close before it is destroyed, and
+ * how many may do so at once (past that, a flood's refusals are destroyed at once: they must not pin fds).
+ */
+const REFUSAL_LINGER_MS = 2000
+const MAX_LINGERING = 256
 const LOGGED_IN = Symbol('porthole.loggedIn')
 
 /** The key type is the first string inside an SSH public key blob. */
@@ -74,6 +87,8 @@ interface LoginState {
   login: Login | null
   /** The fingerprint of a key we refused: the keyboard-interactive instruction names it. */
   refusedKey: string | null
+  /** Why a valid login was not admitted (a session budget is full): the keyboard-interactive instruction says it. */
+  refusal: PortholeError | null
   /** Once a keyboard-interactive round failed it is not offered again (Dropbear would retry it forever). */
   interactiveFailed: boolean
   tokenFailures: number
@@ -98,15 +113,18 @@ export class SshAgent implements SessionDirectory {
   readonly #connections = new Map<string, SshConnection>()
   /** Our own listener: it bounds connections before ssh2 sees them (see #onSocket). */
   readonly #listener: NetServer
-  /** Connections not yet logged in, per source address. */
-  readonly #unauthenticated = new Map<string, number>()
+  /** Connections not yet logged in. */
+  readonly #startups: StartupAdmission
   readonly #throttle: LoginThrottle
+  /** Refused connections still reading their reason. */
+  #lingering = 0
   #closing = false
 
   constructor (options: SshAgentOptions) {
     this.#options = options
     this.#log = options.log
     this.#throttle = options.throttle ?? new LoginThrottle()
+    this.#startups = new StartupAdmission(options.startups)
     // A removed key, revoked authtoken or deleted account ends the sessions it opened.
     options.identity.onChange(() => this.#dropRevoked())
     this.#server = new Server({
@@ -123,43 +141,53 @@ export class SshAgent implements SessionDirectory {
 
   /**
    * Every TCP connection gets a login deadline from its first byte on (ssh2 only starts its own work once
-   * the client's ident line arrived, so a silent socket would otherwise stay forever), and connections not
-   * yet logged in are capped per source address and in all. A refused or late one is destroyed, not ended:
-   * a peer that never reads would keep a half-closed socket.
+   * the client's ident line arrived, so a silent socket would otherwise stay forever), and goes through
+   * admission (admission.ts). A refused connection is told why in one line before any SSH version line
+   * (RFC 4253 4.2 allows such lines; `ssh -v` prints them), then closed without a reset; connections
+   * already open are kept. A late or evicted one is destroyed.
    */
   #onSocket (socket: Socket): void {
     socket.on('error', () => {})
     const ip = socket.remoteAddress ?? ''
-    const pending = this.#unauthenticated.get(ip) ?? 0
-    const total = [...this.#unauthenticated.values()].reduce((a, b) => a + b, 0)
-    if (this.#closing || pending >= MAX_UNAUTHENTICATED_PER_IP || total >= MAX_UNAUTHENTICATED || this.#connections.size >= this.#options.maxSessions) {
-      this.#log.warn({ ip, pending, total, sessions: this.#connections.size }, 'ssh connection refused: limit')
+    if (this.#closing) {
       socket.destroy()
       return
     }
-    this.#unauthenticated.set(ip, pending + 1)
-    let counted = true
-    const release = (): void => {
-      if (!counted) return
-      counted = false
-      const left = (this.#unauthenticated.get(ip) ?? 1) - 1
-      if (left > 0) this.#unauthenticated.set(ip, left)
-      else this.#unauthenticated.delete(ip)
+    const admission = this.#startups.admit(ip, () => socket.destroy())
+    if (!admission.ok) {
+      this.#refuseSocket(socket, ip, admission.error)
+      return
     }
+    if (admission.evicted !== null) this.#log.info({ ip, evicted: admission.evicted }, 'ssh connection admitted in place of the oldest unauthenticated connection of the busiest source')
+    const { ticket } = admission
     const deadline = setTimeout(() => {
-      this.#log.info({ ip }, 'ssh connection closed: no login in time')
+      this.#log.info({ ip }, new PortholeError('PH_1052', `${this.#options.loginTimeoutMs / 1000}s`).toLine())
       socket.destroy()
     }, this.#options.loginTimeoutMs)
-    const loggedIn = (): void => {
+    const done = (): void => {
       clearTimeout(deadline)
-      release()
+      ticket.release()
     }
-    socket.once('close', () => {
-      clearTimeout(deadline)
-      release()
-    })
-    ;(socket as Socket & { [LOGGED_IN]?: () => void })[LOGGED_IN] = loggedIn
+    socket.once('close', done)
+    ;(socket as Socket & { [LOGGED_IN]?: () => void })[LOGGED_IN] = done
     this.#server.injectSocket(socket)
+  }
+
+  /** One line with the reason, then FIN; whatever the client sent is read and dropped so that no RST goes out. */
+  #refuseSocket (socket: Socket, ip: string, error: PortholeError): void {
+    this.#log.warn({ ip, pending: this.#startups.pending }, `ssh connection refused: ${error.toLine()}`)
+    if (this.#lingering >= MAX_LINGERING) {
+      socket.destroy()
+      return
+    }
+    this.#lingering++
+    const timer = setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref()
+    socket.once('close', () => {
+      this.#lingering--
+      clearTimeout(timer)
+    })
+    socket.resume()
+    socket.end(`${error.toLine()}\r\n`)
   }
 
   get connections (): SshConnection[] {
@@ -206,6 +234,7 @@ export class SshAgent implements SessionDirectory {
       ip: info.ip,
       login: null,
       refusedKey: null,
+      refusal: null,
       interactiveFailed: false,
       tokenFailures: 0,
       drop: () => socket.destroy(),
@@ -226,12 +255,6 @@ export class SshAgent implements SessionDirectory {
       const login = state.login
       if (!login) return socket.destroy()
       const owner = login.owner
-      const sameOwner = this.connections.filter((c) => c.owner.id === owner!.id).length
-      if (this.#connections.size >= this.#options.maxSessions || (owner.persistent && sameOwner >= this.#options.maxSessionsPerKey)) {
-        log.warn({ owner: owner.id, sessions: this.#connections.size }, 'refused: too many sessions')
-        socket.destroy()
-        return
-      }
       const clientVersion = info.header?.versions?.software ?? ''
       log.info({ owner: owner.id, credential: login.credential, client: clientVersion }, 'ssh session started')
       const connection = new SshConnection(id, client, { ...login, clientVersion, remoteAddr: info.ip, remotePort: info.port }, { ...this.#options.connection, log })
@@ -271,12 +294,13 @@ export class SshAgent implements SessionDirectory {
         ctx.reject(methods())
         return
       }
-      state.login = (
+      const login: Login = (
         record
           ? { owner: accountOwner(record.account, record.acl, `key ${print}`), credential: { kind: 'key', id: record.id }, fingerprint: print }
           : { owner: { id: print, persistent: true, known: known !== undefined }, credential: { kind: known ? 'authorized-key' : 'anonymous', id: null }, fingerprint: print }
       )
-      ctx.accept()
+      // Refused for room: the client tries keyboard-interactive next, whose instruction tells why.
+      this.#admitLogin(state, login, () => ctx.accept(), () => ctx.reject(methods()))
       return
     }
     if (ctx.method === 'password') {
@@ -284,9 +308,13 @@ export class SshAgent implements SessionDirectory {
       return
     }
     if (ctx.method === 'keyboard-interactive') {
+      if (state.refusal) {
+        this.#tell(ctx, state, state.refusal.toLine())
+        return
+      }
       if (anonymous) {
-        state.login = { owner: { id: `anon:${randomUUID()}`, persistent: false }, credential: { kind: 'anonymous', id: null }, fingerprint: null }
-        ctx.accept()
+        const login: Login = { owner: { id: `anon:${randomUUID()}`, persistent: false }, credential: { kind: 'anonymous', id: null }, fingerprint: null }
+        this.#admitLogin(state, login, () => ctx.accept(), () => this.#tell(ctx, state, state.refusal!.toLine()))
         return
       }
       // The reason goes in the instruction text: OpenSSH and Dropbear print it to the user.
@@ -299,12 +327,57 @@ export class SshAgent implements SessionDirectory {
       ctx.prompt([{ prompt: 'Authtoken: ', echo: false }], 'Porthole', instructions, (answers) => {
         this.#checkToken(state, answers[0] ?? '', () => ctx.accept(), () => {
           state.interactiveFailed = true
-          ctx.reject(methods())
+          if (state.refusal) this.#tell(ctx, state, state.refusal.toLine())
+          else ctx.reject(methods())
         })
       })
       return
     }
     ctx.reject(methods())
+  }
+
+  /**
+   * Accepts a verified login if its budget has room: known keys and anonymous clients count apart (anonymous
+   * ones also per source), and one key has a share. Otherwise records why in state.refusal, logs it, and
+   * rejects. Records the login before accepting: ctx.accept() emits 'ready' synchronously.
+   */
+  #admitLogin (state: LoginState, login: Login, accept: () => void, reject: () => void): void {
+    const refusal = this.#sessionRefusal(login, state.ip)
+    if (refusal) {
+      this.#log.warn({ ip: state.ip, owner: login.owner.id }, `ssh login refused: ${refusal.toLine()}`)
+      state.refusal = refusal
+      reject()
+      return
+    }
+    state.login = login
+    accept()
+  }
+
+  #sessionRefusal (login: Login, ip: string): PortholeError | null {
+    const owner = login.owner
+    const known = owner.known === true
+    const source = sourceOf(ip)
+    let sameClass = 0
+    let sameOwner = 0
+    let sameSource = 0
+    for (const connection of this.#connections.values()) {
+      if ((connection.owner.known === true) !== known) continue
+      sameClass++
+      if (connection.owner.id === owner.id) sameOwner++
+      if (!known && sourceOf(connection.login.remoteAddr) === source) sameSource++
+    }
+    const options = this.#options
+    if (known && sameClass >= options.maxSessions) return new PortholeError('PH_1053', String(sameClass))
+    if (!known && sameClass >= options.maxAnonymousSessions) return new PortholeError('PH_1054', `${sameClass} of ${options.maxAnonymousSessions}`)
+    if (!known && sameSource >= options.maxAnonymousSessionsPerSource) return new PortholeError('PH_1055', `${source} (${sameSource})`)
+    if (owner.persistent && sameOwner >= options.maxSessionsPerKey) return new PortholeError('PH_1056', String(sameOwner))
+    return null
+  }
+
+  /** The keyboard-interactive instruction is where OpenSSH and Dropbear print a reason; then the method is done. */
+  #tell (ctx: AuthContext & { method: 'keyboard-interactive' }, state: LoginState, line: string): void {
+    state.interactiveFailed = true
+    ctx.prompt([], 'Porthole', line, () => ctx.reject(['publickey']))
   }
 
   /** An authtoken given as password; failures from one address are answered ever more slowly. */
@@ -321,8 +394,7 @@ export class SshAgent implements SessionDirectory {
         else reject()
         return
       }
-      state.login = { owner: accountOwner(record.account, record.acl, `authtoken ${record.id}`), credential: { kind: 'token', id: record.id }, fingerprint: null }
-      accept()
+      this.#admitLogin(state, { owner: accountOwner(record.account, record.acl, `authtoken ${record.id}`), credential: { kind: 'token', id: record.id }, fingerprint: null }, accept, reject)
     }, (error: unknown) => {
       this.#log.error({ err: (error as Error).message }, 'authtoken check failed')
       reject()

@@ -14,8 +14,9 @@ export function compileBasicAuth (action: BasicAuthAction): RequestStep {
   }
   const expected = credentials.map((credential) => {
     const colon = typeof credential === 'string' ? credential.indexOf(':') : -1
-    if (colon <= 0 || colon === credential.length - 1 || /[\r\n\0]/.test(credential)) {
-      throw new PortholeError('PH_1006', `${JSON.stringify(String(credential).replace(/:.*/, ':***'))} (want user:password, both non-empty)`)
+    // RFC 7617: no control characters. A tab would also hide a split that did not happen (`a:b\t--flag`).
+    if (colon <= 0 || colon === credential.length - 1 || /[\x00-\x1f\x7f]/.test(credential)) {
+      throw new PortholeError('PH_1006', `${JSON.stringify(String(credential).replace(/:.*/s, ':***'))} (want user:password, both non-empty, no control characters)`)
     }
     return digest(`Basic ${Buffer.from(credential).toString('base64')}`)
   })
