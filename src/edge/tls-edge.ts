@@ -7,7 +7,6 @@ import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } f
 import type { Duplex } from 'node:stream'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Endpoint } from '../core/endpoint.js'
 import type { Registry } from '../core/registry.js'
