@@ -93,19 +93,19 @@ describe('public TCP clients resetting busy streams', () => {
     expect(echoAgent.proc.exitCode).toBeNull()
   }, 120_000)
 
-  it('survive the agent dying while HTTP channels the edge gave up still drain (no error after destroy)', async () => {
-    // A service that keeps its side open after EOF, so the channels stay draining until the agent dies.
+  it('survive the agent dying in the middle of HTTP responses (no error after the channel closed)', async () => {
+    // Found by npm run soak: the gateway died of a TypeError in undici when an agent was killed mid-response. The
+    // session's end failed each unfinished channel with an 'error' emitted a tick later, after ssh2 had already
+    // emitted 'close' for it (undici had released the socket by then).
     const held = new Set<Socket>()
-    const ended = new Set<Socket>()
-    const service = createServer({ allowHalfOpen: true }, (socket) => {
+    const service = createServer((socket) => {
       held.add(socket)
       socket.on('error', () => {})
-      socket.on('end', () => ended.add(socket))
-      // Answer the request's head and part of a body, then hold: the clients reset in the middle of it.
+      // Answer the request's head and part of a body, then hold.
       socket.once('data', () => socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n${'x'.repeat(1000)}`))
     })
     await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve))
-    const http = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('carol', 'openssh'), forwards: [`drain:80:127.0.0.1:${(service.address() as AddressInfo).port}`], command: 'http' })
+    const http = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('carol', 'openssh'), forwards: [`midway:80:127.0.0.1:${(service.address() as AddressInfo).port}`], command: 'http' })
     try {
       const [url] = await http.urls()
       const clients = Array.from({ length: 8 }, () => {
@@ -115,10 +115,9 @@ describe('public TCP clients resetting busy streams', () => {
         return socket
       })
       await Promise.all(clients.map((socket) => new Promise((resolve) => socket.once('data', resolve))))
-      for (const socket of clients) socket.resetAndDestroy()
-      await eventually(() => { if (ended.size !== 8) throw new Error(`${ended.size} of 8 ended`); return true }) // the edge gave each channel up: EOF reached the service
       await http.kill('SIGKILL')
-      // The session's end must not hand undici an error on a socket it destroyed (that threw in the gateway).
+      // Each client's response is cut (never completed), and the gateway goes on serving.
+      await Promise.all(clients.map((socket) => new Promise((resolve) => socket.once('close', resolve))))
       await eventually(async () => [404, 503].includes((await fetchVia(gateway, url!)).status))
       expect(agent.proc.exitCode).toBeNull()
     } finally {
