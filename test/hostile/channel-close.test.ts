@@ -2,9 +2,7 @@
 // dbclient exit with "Unknown channel N", ending the whole agent session and every endpoint on it. ssh2 1.17 sends
 // a window adjust for a channel after its own CHANNEL_CLOSE (its windowAdjust() skips 'closed' channels, not
 // 'closing' ones, and data still in flight crosses the window threshold); Dropbear frees a channel as soon as
-// both closes passed and treats any later message for it as fatal. OPEN: the first test is skipped until that is
-// fixed (wrapping channel.close() to stop window adjusts fixed it, but made undici throw in the gateway when an
-// agent was killed, under npm run soak; see the report of issue 9's hardening branch).
+// both closes passed and treats any later message for it as fatal (fix: src/agents/ssh/channel-close.ts).
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect, eventually, fetchVia, startTestGateway, type SshClient, type TestGateway } from '../e2e/harness.js'
@@ -69,7 +67,7 @@ describe('public TCP clients resetting busy streams', () => {
     await gateway?.stop()
   })
 
-  it.skip('keep the Dropbear agent connected (no message for a channel after its close)', async () => {
+  it('keep the Dropbear agent connected (no message for a channel after its close)', async () => {
     for (let round = 0; round < 20; round++) {
       // Four at a time, each reset somewhere between 0.5 and 3 MiB: across the 1 MiB window-adjust threshold.
       const results = await Promise.allSettled(Array.from({ length: 4 }, () => readThenReset(port, Math.floor((0.5 + Math.random() * 2.5) * 2 ** 20))))

@@ -21,6 +21,7 @@ import { commandShape, parseCommand, specFor, withStdin, type SessionOptions } f
 import { SessionOptionsLifecycle, type OptionsState } from './session-options.js'
 import { Terminal, type EndpointLine } from './terminal.js'
 import { abortUnfinished, halfClosing } from './tunnel-stream.js'
+import { noWindowAfterClose } from './channel-close.js'
 
 export interface ConnectionContext {
   readonly registry: Registry
@@ -467,7 +468,7 @@ export class SshConnection {
           this.#openChannels--
           this.#channels.delete(channel)
         })
-        resolve(halfClosing(channel))
+        resolve(noWindowAfterClose(halfClosing(channel)))
       })
     })
   }
