@@ -37,6 +37,7 @@ export const catalogue = {
   PH_1034: { status: 400, message: 'tcp endpoints take no name ({detail}); use -R 0:... or -R PORT:...', surfaces: ['ssh'] },
   PH_1035: { status: 429, message: 'this key already has {detail} endpoints online', surfaces: ['ssh'] },
   PH_1036: { status: 503, message: 'the gateway holds too many names right now; try again later', surfaces: ['ssh'] },
+  PH_1045: { status: 500, message: 'a traffic policy expression could not be evaluated: {detail}', surfaces: ['ssh'] },
   PH_1023: { status: 409, message: 'endpoint {detail} was taken over by a newer session of the same key', surfaces: ['ssh'] },
   PH_1024: { status: 401, message: 'authtoken not accepted{detail}', surfaces: ['ssh'] },
   PH_1025: { status: 403, message: 'not allowed to bind {detail}', surfaces: ['ssh'] },

@@ -161,6 +161,12 @@ function compilePhase<C, R> (
   })
 }
 
+/** A rule error as one line for a terminal or a log: `PH_1045: ... on_http_request[0].expressions[0] "..." ...`. */
+export function ruleErrorLine (error: RuleError): string {
+  const effect = error.applied ? 'the rule applied anyway (its actions protect: fail closed)' : 'the rule did not apply'
+  return new PortholeError('PH_1045', oneLine(`${error.where} ${JSON.stringify(error.expression)} on ${error.endpoint}: ${error.reason}; ${effect}; said once per rule`)).toLine()
+}
+
 function report (error: RuleError, options: CompileOptions): void {
   if (policyErrorChannel.hasSubscribers) policyErrorChannel.publish(error)
   options.onRuleError?.(error)
