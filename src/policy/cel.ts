@@ -138,21 +138,23 @@ export function allHold (programs: readonly CelProgram[], vars: Record<string, u
  *  names from here): ngrok's names, those this engine computes. */
 const HEADERS = T.map(T.string, T.list(T.string))
 const URL_TYPE = T.fields('req.url', { path: T.string, query: T.string, host: T.string, scheme: T.string, raw: T.string })
+const CONN_TS_TYPE = T.fields('conn.ts', { start: T.timestamp })
+const USER_AGENT_TYPE = T.fields('req.user_agent', { raw: T.string })
 const VARIABLE_TYPES = {
-  conn: T.fields('conn', { client_ip: T.string, client_port: T.int, server_port: T.int, ts: T.fields('conn.ts', { start: T.timestamp }) }),
+  conn: T.fields('conn', { client_ip: T.string, client_port: T.int, server_port: T.int, ts: CONN_TS_TYPE }),
   endpoint: T.fields('endpoint', { host: T.string, protocol: T.string }),
   time: T.fields('time', { now: T.timestamp }),
   req: T.fields('req', {
     method: T.string, host: T.string, url: URL_TYPE, headers: HEADERS, query_params: HEADERS, cookies: HEADERS,
-    content_type: T.string, user_agent: T.fields('req.user_agent', { raw: T.string }),
+    content_type: T.string, user_agent: USER_AGENT_TYPE,
   }),
   res: T.fields('res', { status_code: T.int, headers: HEADERS }),
   actions: T.map(T.string, T.dyn), // what actions report (actions.ngrok.*), and set-vars' vars.*: any shape
   vars: T.map(T.string, T.dyn),
 } as const
 
-function fieldNames (name: 'conn' | 'endpoint' | 'time' | 'req' | 'res'): ReadonlySet<string> {
-  const type = VARIABLE_TYPES[name]
+/** The field names of a variable with known fields. */
+function fieldNames (type: Type): ReadonlySet<string> {
   return new Set(type.k === 'fields' ? Object.keys(type.fields) : [])
 }
 
@@ -160,7 +162,7 @@ function declarations (names: readonly (keyof typeof VARIABLE_TYPES)[], dotted: 
   const declared = new Map<string, Type>(names.map((name) => [name, VARIABLE_TYPES[name]]))
   if (dotted) { // the dotted variables of the Variables class: req.url is the whole URL, a string
     declared.set('req.url', T.string)
-    for (const field of ['path', 'query', 'host', 'scheme', 'raw']) declared.set(`req.url.${field}`, T.string)
+    for (const field of fieldNames(URL_TYPE)) declared.set(`req.url.${field}`, T.string)
   }
   return declared
 }
@@ -204,7 +206,7 @@ abstract class LazyFields extends Map<string, unknown> {
   }
 }
 
-const CONN_FIELDS = fieldNames('conn')
+const CONN_FIELDS = fieldNames(VARIABLE_TYPES.conn)
 class ConnFields extends LazyFields {
   readonly #ctx: ConnectContext
   constructor (ctx: ConnectContext) { super(CONN_FIELDS); this.#ctx = ctx }
@@ -218,7 +220,7 @@ class ConnFields extends LazyFields {
 /** When the gateway first evaluated a rule for a connection: conn.ts.start (made only when a rule reads it). */
 const connectionStarts = new WeakMap<object, number>()
 
-const CONN_TIME_FIELDS = new Set(['start']) // conn.ts
+const CONN_TIME_FIELDS = fieldNames(CONN_TS_TYPE)
 class ConnTimeFields extends LazyFields {
   readonly #ctx: ConnectContext
   constructor (ctx: ConnectContext) { super(CONN_TIME_FIELDS); this.#ctx = ctx }
@@ -233,20 +235,20 @@ class ConnTimeFields extends LazyFields {
   }
 }
 
-const ENDPOINT_FIELDS = fieldNames('endpoint')
+const ENDPOINT_FIELDS = fieldNames(VARIABLE_TYPES.endpoint)
 class EndpointFields extends LazyFields {
   readonly #ctx: ConnectContext
   constructor (ctx: ConnectContext) { super(ENDPOINT_FIELDS); this.#ctx = ctx }
   protected make (key: string): unknown { return key === 'host' ? this.#ctx.endpointHost : this.#ctx.protocol }
 }
 
-const TIME_FIELDS = fieldNames('time')
+const TIME_FIELDS = fieldNames(VARIABLE_TYPES.time)
 class TimeFields extends LazyFields {
   constructor () { super(TIME_FIELDS) }
   protected make (): unknown { return timestampFromDate(new Date()) }
 }
 
-const REQUEST_FIELDS = fieldNames('req')
+const REQUEST_FIELDS = fieldNames(VARIABLE_TYPES.req)
 class RequestFields extends LazyFields {
   readonly #ctx: HttpRequestContext
   /** The path and query as they are when the variables are first read (url-rewrite earlier in the phase changes it). */
@@ -277,7 +279,7 @@ class RequestFields extends LazyFields {
   }
 }
 
-const URL_FIELDS = new Set(['path', 'query', 'host', 'scheme', 'raw']) // req.url.*
+const URL_FIELDS = fieldNames(URL_TYPE)
 class UrlFields extends LazyFields {
   readonly #ctx: HttpRequestContext
   readonly #full: string
@@ -295,14 +297,14 @@ class UrlFields extends LazyFields {
   }
 }
 
-const USER_AGENT_FIELDS = new Set(['raw']) // req.user_agent
+const USER_AGENT_FIELDS = fieldNames(USER_AGENT_TYPE)
 class UserAgentFields extends LazyFields {
   readonly #ctx: HttpRequestContext
   constructor (ctx: HttpRequestContext) { super(USER_AGENT_FIELDS); this.#ctx = ctx }
   protected make (): unknown { return list(this.#ctx.headers['user-agent'])[0] ?? '' }
 }
 
-const RESPONSE_FIELDS = fieldNames('res')
+const RESPONSE_FIELDS = fieldNames(VARIABLE_TYPES.res)
 class ResponseFields extends LazyFields {
   readonly #ctx: HttpResponseContext
   constructor (ctx: HttpResponseContext) { super(RESPONSE_FIELDS); this.#ctx = ctx }
