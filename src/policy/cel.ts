@@ -105,8 +105,9 @@ function checkExpression (parsed: ReturnType<typeof parse>, expression: string, 
   try {
     type = CHECKERS[kind].check(parsed.expr)
   } catch (error) {
-    if (!(error instanceof CheckError)) throw error
-    throw new PortholeError('PH_1008', `${where}: ${JSON.stringify(expression)}: ${error.message}`)
+    // Anything else the checker throws is refused too: an expression it cannot check is not bound unchecked.
+    const problem = error instanceof CheckError ? error.message : `cannot be checked (${(error as Error).message})`
+    throw new PortholeError('PH_1008', `${where}: ${JSON.stringify(expression)}: ${problem}`)
   }
   if (kind !== 'template' && type.k !== 'dyn' && typeName(type) !== 'bool') {
     throw new PortholeError('PH_1008', `${where}: ${JSON.stringify(expression)}: a rule's expression must be a bool, this one is a ${typeName(type)}`)
