@@ -19,6 +19,8 @@ import { CertStore } from './certs/cert-store.js'
 import { loadOrCreateSecret } from './certs/key-files.js'
 import { PortholeError } from './core/errors.js'
 import { policyLogChannel, type PolicyLogRecord } from './policy/actions/vars-and-log.js'
+import { policyErrorChannel } from './policy/compile.js'
+import type { RuleError } from './policy/compiled.js'
 import { outboundChannel, type OutboundFailure } from './policy/outbound.js'
 
 export interface RunningGateway {
@@ -170,6 +172,12 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     policyLog.warn({ url: failure.url, reason: failure.reason }, 'policy outbound request failed')
   }
   outboundChannel.subscribe(onOutbound)
+  // A rule's expression that failed at run time (once per rule; the session's terminal hears it too).
+  const onPolicyError = (message: unknown): void => {
+    const error = message as RuleError
+    policyLog.warn({ endpoint: error.endpoint, where: error.where, expression: error.expression, reason: error.reason, applied: error.applied }, 'policy expression failed')
+  }
+  policyErrorChannel.subscribe(onPolicyError)
 
   let closing: Promise<void> | null = null
   return {
@@ -188,6 +196,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
         await ssh.close()
         policyLogChannel.unsubscribe(onPolicyLog)
         outboundChannel.unsubscribe(onOutbound)
+        policyErrorChannel.unsubscribe(onPolicyError)
         for (const endpoint of registry.endpoints()) registry.unbind(endpoint)
         await Promise.all([edge.close(), tls.close()])
         certs.close()

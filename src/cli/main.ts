@@ -33,11 +33,11 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --max-holds N            names held by known owners (default 10000; full: new names refused)
   --max-anonymous-holds N  names held by anonymous owners (default 2000; full: the one offline longest goes)
   --max-startups S:R:F     SSH connections not yet logged in, as OpenSSH MaxStartups (default 50:30:200)
-  --per-source-max-startups N  of those, per source address or IPv6 /64 (default 10)
+  --per-source-max-startups N  of those, per source address or IPv6 /64 (default 20)
   --login-grace-time D     time an SSH connection has to log in (default 30s)
   --max-sessions N         SSH sessions of known keys (default 1000)
-  --max-anonymous-sessions N  SSH sessions of anonymous clients, a budget apart (default 100)
-  --max-anonymous-sessions-per-source N  anonymous sessions per source address (default 10)
+  --max-anonymous-sessions N  SSH sessions of anonymous clients, a budget apart (default 500)
+  --max-anonymous-sessions-per-source N  anonymous sessions per source address (default 20, as many as one key may hold)
   --header-timeout DURATION  every listener (HTTP, HTTPS, TLS passthrough, admin API) closes a connection whose
                            request headers (or TLS ClientHello) are not complete this long after they began (default 10s)
   --certs-dir DIR          your own certificates: <host>.crt + <host>.key PEM pairs (a wildcard as

@@ -102,15 +102,15 @@ export const configSchema = z.strictObject({
   /** SSH connections not yet logged in: random early drop from `start`, all dropped at `full` (OpenSSH MaxStartups). */
   maxStartups: startups.prefault('50:30:200'),
   /** SSH connections not yet logged in from one source address (IPv6: one /64); more are refused. */
-  perSourceMaxStartups: count.prefault(10),
+  perSourceMaxStartups: count.prefault(20),
   /** How long an SSH connection has to log in (OpenSSH LoginGraceTime, there 120s). */
   loginGraceTime: duration.default('30s'),
   /** SSH sessions of known keys (accounts, authtokens, authorized_keys). */
   maxSessions: count.prefault(1000),
   /** SSH sessions of anonymous clients, a budget apart so that strangers cannot take known users' places. */
-  maxAnonymousSessions: count.prefault(100),
+  maxAnonymousSessions: count.prefault(500),
   /** Anonymous SSH sessions from one source address (IPv6: one /64). */
-  maxAnonymousSessionsPerSource: count.prefault(10),
+  maxAnonymousSessionsPerSource: count.prefault(20),
   /** Bring-your-own certificates: a directory of <host>.crt/<host>.key pairs, watched. */
   certsDir: z.string().min(1).optional(),
   /** ACME: both or neither. */

@@ -39,6 +39,7 @@ export const catalogue = {
   PH_1036: { status: 503, message: 'the gateway holds too many names right now; try again later', surfaces: ['ssh'] },
   PH_1040: { status: 409, message: 'command {detail} came after the forwards were bound without options; they were taken down: send the command in the same ssh invocation as the -R', surfaces: ['ssh'] },
   PH_1041: { status: 400, message: 'unmatched quote {detail}: it would take the rest of the command line as one value; close it', surfaces: ['ssh'] },
+  PH_1045: { status: 500, message: 'a traffic policy expression could not be evaluated: {detail}', surfaces: ['ssh'] },
   PH_1023: { status: 409, message: 'endpoint {detail} was taken over by a newer session of the same key', surfaces: ['ssh'] },
   PH_1024: { status: 401, message: 'authtoken not accepted{detail}', surfaces: ['ssh'] },
   PH_1025: { status: 403, message: 'not allowed to bind {detail}', surfaces: ['ssh'] },

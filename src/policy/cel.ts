@@ -8,6 +8,8 @@ import { timestampDate, timestampFromDate, TimestampSchema } from '@bufbuild/pro
 import ipaddr from 'ipaddr.js'
 import { PortholeError } from '../core/errors.js'
 import { fastProgram } from './cel-fast.js'
+import { Checker, CheckError, T, typeName, type Declarations, type Type } from './cel-check.js'
+import { celRegexEngine } from './regex.js'
 import type { ActionResults, ConnectContext, HeaderMap, HttpRequestContext, HttpResponseContext } from './compiled.js'
 
 /** The variables of the request being evaluated: ngrok's helpers (hasReqHeader, ...) read them implicitly. */
@@ -54,6 +56,7 @@ const requestMap = (field: 'headers' | 'query_params'): Map<string, string[]> =>
 const STRING_LIST = listType(CelScalar.STRING)
 
 const env = celEnv({
+  re2: celRegexEngine, // `matches` on the engine of every user-supplied regex (policy/regex.ts), compiled once
   funcs: [
     celFunc('inCidrRange', [CelScalar.STRING, CelScalar.STRING], CelScalar.BOOL, inCidrRange),
     celFunc('hasReqHeader', [CelScalar.STRING], CelScalar.BOOL, (name: string) => requestMap('headers').has(name.toLowerCase())),
@@ -65,17 +68,29 @@ const env = celEnv({
 
 export type CelProgram = (vars: Record<string, unknown>) => unknown
 
-/** Parses and plans one expression; `where` names it in the error (on_http_request[0].expressions[1]).
- *  `fast: false` leaves out the fast paths of policy/cel-fast.ts (tests compare the two). */
-export function compileExpression (expression: string, where: string, { fast = true } = {}): CelProgram {
+/** Where an expression is evaluated: a rule of a phase (its variables), or an action's `${}` template. */
+export type ExpressionKind = 'on_tcp_connect' | 'on_http_request' | 'on_http_response' | 'template'
+
+/**
+ * Parses, type-checks and plans one expression; `where` names it in the error (on_http_request[0].expressions[1]).
+ * A rule's expression (`kind` a phase) is checked against that phase's variables and must be a bool; a
+ * template's against every variable. For tests only: `fast: false` leaves out the fast paths of
+ * policy/cel-fast.ts, and `check: false` the checker (the fast paths must agree with CEL on what it refuses too).
+ */
+export function compileExpression (expression: string, where: string, { fast = true, kind = 'template' as ExpressionKind, check = true } = {}): CelProgram {
   if (typeof expression !== 'string' || expression.trim() === '') throw new PortholeError('PH_1008', `${where}: an expression must be a non-empty string`)
   let program: ReturnType<typeof plan>
   let parsed: ReturnType<typeof parse>
   try {
     parsed = parse(expression)
+  } catch (error) {
+    throw new PortholeError('PH_1008', `${where}: ${JSON.stringify(expression)}: ${(error as Error).message.split('\n')[0]}`)
+  }
+  if (check) checkExpression(parsed, expression, where, kind)
+  try {
     program = plan(env, parsed)
   } catch (error) {
-    throw new PortholeError('PH_1008', `${where}: ${(error as Error).message.split('\n')[0]}`)
+    throw new PortholeError('PH_1008', `${where}: ${JSON.stringify(expression)}: ${(error as Error).message.split('\n')[0]}`)
   }
   const slow: CelProgram = (vars) => {
     current = vars
@@ -84,13 +99,83 @@ export function compileExpression (expression: string, where: string, { fast = t
   return (fast ? fastProgram(parsed.expr, slow, DOTTED_VARIABLES) : null) ?? slow
 }
 
-/** All expressions must evaluate to true; an evaluation error (unknown variable, wrong type) counts as false. */
-export function allHold (programs: readonly CelProgram[], vars: Record<string, unknown>): boolean {
-  for (const program of programs) {
-    const result = program(vars)
-    if (result !== true || isCelError(result)) return false
+/** Refuses (PH_1008, naming the expression and the problem) what cel-check.ts finds wrong with `parsed`. */
+function checkExpression (parsed: ReturnType<typeof parse>, expression: string, where: string, kind: ExpressionKind): void {
+  let type: Type
+  try {
+    type = CHECKERS[kind].check(parsed.expr)
+  } catch (error) {
+    // Anything else the checker throws is refused too: an expression it cannot check is not bound unchecked.
+    const problem = error instanceof CheckError ? error.message : `cannot be checked (${(error as Error).message})`
+    throw new PortholeError('PH_1008', `${where}: ${JSON.stringify(expression)}: ${problem}`)
+  }
+  if (kind !== 'template' && type.k !== 'dyn' && typeName(type) !== 'bool') {
+    throw new PortholeError('PH_1008', `${where}: ${JSON.stringify(expression)}: a rule's expression must be a bool, this one is a ${typeName(type)}`)
+  }
+}
+
+/** Why a rule's expression did not hold when it could not be evaluated (a CEL error), else undefined. */
+export function evaluationError (result: unknown): string | undefined {
+  if (isCelError(result)) return String((result as { message?: string }).message ?? result)
+  return result === true || result === false ? undefined : `the expression gave ${display(result)}, not a bool`
+}
+
+/** An expression of a rule that could not be evaluated: its index and why. */
+export interface Failure { readonly index: number, readonly reason: string }
+
+/** Whether all expressions evaluate to true; an expression that cannot be evaluated (a CEL error, or no
+ *  bool) does not hold, and the answer says which one and why (compile.ts decides what the rule does). */
+export function allHold (programs: readonly CelProgram[], vars: Record<string, unknown>): boolean | Failure {
+  for (let i = 0; i < programs.length; i++) {
+    const result = programs[i]!(vars)
+    if (result === true) continue
+    if (result === false) return false
+    return { index: i, reason: evaluationError(result) ?? 'not a bool' }
   }
   return true
+}
+
+/** The variables, as the checker knows them (kept in step with the classes below, which take their field
+ *  names from here): ngrok's names, those this engine computes. */
+const HEADERS = T.map(T.string, T.list(T.string))
+const URL_TYPE = T.fields('req.url', { path: T.string, query: T.string, host: T.string, scheme: T.string, raw: T.string })
+const CONN_TS_TYPE = T.fields('conn.ts', { start: T.timestamp })
+const USER_AGENT_TYPE = T.fields('req.user_agent', { raw: T.string })
+const VARIABLE_TYPES = {
+  conn: T.fields('conn', { client_ip: T.string, client_port: T.int, server_port: T.int, ts: CONN_TS_TYPE }),
+  endpoint: T.fields('endpoint', { host: T.string, protocol: T.string }),
+  time: T.fields('time', { now: T.timestamp }),
+  req: T.fields('req', {
+    method: T.string, host: T.string, url: URL_TYPE, headers: HEADERS, query_params: HEADERS, cookies: HEADERS,
+    content_type: T.string, user_agent: USER_AGENT_TYPE,
+  }),
+  res: T.fields('res', { status_code: T.int, headers: HEADERS }),
+  actions: T.map(T.string, T.dyn), // what actions report (actions.ngrok.*), and set-vars' vars.*: any shape
+  vars: T.map(T.string, T.dyn),
+} as const
+
+/** The field names of a variable with known fields. */
+function fieldNames (type: Type): ReadonlySet<string> {
+  return new Set(type.k === 'fields' ? Object.keys(type.fields) : [])
+}
+
+function declarations (names: readonly (keyof typeof VARIABLE_TYPES)[], dotted: boolean): Declarations {
+  const declared = new Map<string, Type>(names.map((name) => [name, VARIABLE_TYPES[name]]))
+  if (dotted) { // the dotted variables of the Variables class: req.url is the whole URL, a string
+    declared.set('req.url', T.string)
+    for (const field of fieldNames(URL_TYPE)) declared.set(`req.url.${field}`, T.string)
+  }
+  return declared
+}
+
+const CONNECT_VARIABLES = ['conn', 'endpoint', 'time', 'actions', 'vars'] as const
+/** One checker per kind of expression: the variables a phase has (req.* not before a request, res.* only
+ *  in on_http_response); a template may sit in any phase. */
+const CHECKERS: Record<ExpressionKind, Checker> = {
+  on_tcp_connect: new Checker(env, declarations(CONNECT_VARIABLES, false)),
+  on_http_request: new Checker(env, declarations([...CONNECT_VARIABLES, 'req'], true)),
+  on_http_response: new Checker(env, declarations([...CONNECT_VARIABLES, 'req', 'res'], true)),
+  template: new Checker(env, declarations([...CONNECT_VARIABLES, 'req', 'res'], true)),
 }
 
 /**
@@ -122,7 +207,7 @@ abstract class LazyFields extends Map<string, unknown> {
   }
 }
 
-const CONN_FIELDS = new Set(['client_ip', 'client_port', 'server_port', 'ts'])
+const CONN_FIELDS = fieldNames(VARIABLE_TYPES.conn)
 class ConnFields extends LazyFields {
   readonly #ctx: ConnectContext
   constructor (ctx: ConnectContext) { super(CONN_FIELDS); this.#ctx = ctx }
@@ -136,7 +221,7 @@ class ConnFields extends LazyFields {
 /** When the gateway first evaluated a rule for a connection: conn.ts.start (made only when a rule reads it). */
 const connectionStarts = new WeakMap<object, number>()
 
-const CONN_TIME_FIELDS = new Set(['start'])
+const CONN_TIME_FIELDS = fieldNames(CONN_TS_TYPE)
 class ConnTimeFields extends LazyFields {
   readonly #ctx: ConnectContext
   constructor (ctx: ConnectContext) { super(CONN_TIME_FIELDS); this.#ctx = ctx }
@@ -151,20 +236,20 @@ class ConnTimeFields extends LazyFields {
   }
 }
 
-const ENDPOINT_FIELDS = new Set(['host', 'protocol'])
+const ENDPOINT_FIELDS = fieldNames(VARIABLE_TYPES.endpoint)
 class EndpointFields extends LazyFields {
   readonly #ctx: ConnectContext
   constructor (ctx: ConnectContext) { super(ENDPOINT_FIELDS); this.#ctx = ctx }
   protected make (key: string): unknown { return key === 'host' ? this.#ctx.endpointHost : this.#ctx.protocol }
 }
 
-const TIME_FIELDS = new Set(['now'])
+const TIME_FIELDS = fieldNames(VARIABLE_TYPES.time)
 class TimeFields extends LazyFields {
   constructor () { super(TIME_FIELDS) }
   protected make (): unknown { return timestampFromDate(new Date()) }
 }
 
-const REQUEST_FIELDS = new Set(['method', 'host', 'url', 'headers', 'query_params', 'cookies', 'content_type', 'user_agent'])
+const REQUEST_FIELDS = fieldNames(VARIABLE_TYPES.req)
 class RequestFields extends LazyFields {
   readonly #ctx: HttpRequestContext
   /** The path and query as they are when the variables are first read (url-rewrite earlier in the phase changes it). */
@@ -195,7 +280,7 @@ class RequestFields extends LazyFields {
   }
 }
 
-const URL_FIELDS = new Set(['path', 'query', 'host', 'scheme', 'raw'])
+const URL_FIELDS = fieldNames(URL_TYPE)
 class UrlFields extends LazyFields {
   readonly #ctx: HttpRequestContext
   readonly #full: string
@@ -213,14 +298,14 @@ class UrlFields extends LazyFields {
   }
 }
 
-const USER_AGENT_FIELDS = new Set(['raw'])
+const USER_AGENT_FIELDS = fieldNames(USER_AGENT_TYPE)
 class UserAgentFields extends LazyFields {
   readonly #ctx: HttpRequestContext
   constructor (ctx: HttpRequestContext) { super(USER_AGENT_FIELDS); this.#ctx = ctx }
   protected make (): unknown { return list(this.#ctx.headers['user-agent'])[0] ?? '' }
 }
 
-const RESPONSE_FIELDS = new Set(['status_code', 'headers'])
+const RESPONSE_FIELDS = fieldNames(VARIABLE_TYPES.res)
 class ResponseFields extends LazyFields {
   readonly #ctx: HttpResponseContext
   constructor (ctx: HttpResponseContext) { super(RESPONSE_FIELDS); this.#ctx = ctx }
@@ -293,12 +378,6 @@ export function actionResults (ctx: ConnectContext): ActionResults {
     if (ctx.vars) Object.assign(ctx.vars, results)
   }
   return results
-}
-
-/** Why RE2 (CEL's `matches`, as in ngrok) refuses `pattern`, or undefined when it compiles. */
-export function re2Error (pattern: string): string | undefined {
-  const result: unknown = plan(env, parse(`''.matches(${JSON.stringify(pattern)})`))({} as never)
-  return isCelError(result) ? String((result as { message?: string }).message ?? result) : undefined
 }
 
 export function connectVars (ctx: ConnectContext): Record<string, unknown> {

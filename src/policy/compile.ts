@@ -1,9 +1,14 @@
 // Compiles a PolicyDocument into a CompiledPolicy, validating every action on the way: a bad value throws a
 // PortholeError naming the phase, rule and action, so nothing half-valid is ever bound. A rule with
 // expressions becomes one guarded step: its actions run only when every expression holds.
+// An expression that cannot be evaluated at run time (the checker in cel-check.ts refuses typos at bind time;
+// what is left is data: `req.headers['x-key'][0]` without that header) fails closed: a rule whose actions
+// protect (deny, restrict-ips, the auth actions, rate-limit, close-connection) applies, any other rule does
+// not. Each such rule reports its first failure once, on the session's terminal and in the gateway's log.
+import diagnostics from 'node:diagnostics_channel'
 import { PortholeError } from '../core/errors.js'
 import type { Action, PolicyDocument, Rule } from './document.js'
-import type { CompiledPolicy, CompileOptions, ConnectContext, ConnectStep, Denial, RequestStep, ResponseStep } from './compiled.js'
+import type { CompiledPolicy, CompileOptions, ConnectContext, ConnectStep, Denial, RequestStep, ResponseStep, RuleError } from './compiled.js'
 import { allHold, compileExpression, connectVars, requestVars, responseVars, type CelProgram } from './cel.js'
 import { compileRateLimit } from './actions/rate-limit.js'
 import { compileCircuitBreaker } from './actions/circuit-breaker.js'
@@ -19,6 +24,13 @@ import { compileOAuth } from './actions/oauth.js'
 import { compileOidc } from './actions/oidc.js'
 
 type Phase = 'on_tcp_connect' | 'on_http_request' | 'on_http_response'
+
+/** Rule errors for the gateway's log (gateway.ts subscribes), whoever compiled the policy. */
+export const policyErrorChannel = diagnostics.channel('porthole:policy:error')
+
+/** Actions that keep someone out: a rule holding one applies when its expression cannot be evaluated. */
+const PROTECTIVE = new Set<string>(['deny', 'restrict-ips', 'basic-auth', 'jwt-validation', 'oauth', 'openid-connect', 'oidc',
+  'verify-webhook', 'rate-limit', 'close-connection'])
 
 function connectStep (action: Action): ConnectStep {
   switch (action.type) {
@@ -111,15 +123,20 @@ function located (where: string, error: unknown): never {
   throw error
 }
 
-/** Compiles each rule of a phase into one step; `vars` builds the CEL variables for guarded rules. */
+/** Compiles each rule of a phase into one step; `vars` builds the CEL variables for guarded rules and
+ *  `endpointOf` names the endpoint in a rule error. */
 function compilePhase<C, R> (
   phase: Phase,
   rules: Rule[] | undefined,
   build: (action: Action) => (ctx: C) => R,
   vars: (ctx: C) => Record<string, unknown>,
+  endpointOf: (ctx: C) => string,
+  options: CompileOptions,
 ): ((ctx: C) => R | undefined)[] {
   return (rules ?? []).map((rule, ruleIndex) => {
-    const guard: CelProgram[] = (rule.expressions ?? []).map((expression, i) => compileExpression(expression, `${phase}[${ruleIndex}].expressions[${i}]`))
+    const expressions = rule.expressions ?? []
+    const where = (i: number): string => `${phase}[${ruleIndex}].expressions[${i}]`
+    const guard: CelProgram[] = expressions.map((expression, i) => compileExpression(expression, where(i), { kind: phase }))
     const steps = (rule.actions ?? []).map((action, actionIndex) => {
       try {
         return build(action)
@@ -129,8 +146,30 @@ function compilePhase<C, R> (
     })
     const run = (ctx: C): R | undefined => runSteps(steps, 0, ctx)
     if (guard.length === 0) return steps.length === 1 ? steps[0]! : run
-    return (ctx: C) => (allHold(guard, vars(ctx)) ? run(ctx) : undefined)
+    const protective = (rule.actions ?? []).some((action) => PROTECTIVE.has(action.type))
+    let reported = false
+    return (ctx: C) => {
+      const holds = allHold(guard, vars(ctx))
+      if (holds === true) return run(ctx)
+      if (holds === false) return undefined
+      if (!reported) {
+        reported = true
+        report({ where: where(holds.index), expression: expressions[holds.index]!, reason: holds.reason, applied: protective, endpoint: endpointOf(ctx) }, options)
+      }
+      return protective ? run(ctx) : undefined
+    }
   })
+}
+
+/** A rule error as one line for a terminal or a log: `PH_1045: ... on_http_request[0].expressions[0] "..." ...`. */
+export function ruleErrorLine (error: RuleError): string {
+  const effect = error.applied ? 'the rule applied anyway (its actions protect: fail closed)' : 'the rule did not apply'
+  return new PortholeError('PH_1045', oneLine(`${error.where} ${JSON.stringify(error.expression)} on ${error.endpoint}: ${error.reason}; ${effect}; said once per rule`)).toLine()
+}
+
+function report (error: RuleError, options: CompileOptions): void {
+  if (policyErrorChannel.hasSubscribers) policyErrorChannel.publish(error)
+  options.onRuleError?.(error)
 }
 
 /** Runs steps in order until one answers; a step answering with a promise continues the rest after it. */
@@ -150,9 +189,9 @@ export function compilePolicy (document: PolicyDocument, proto: 'http' | 'tcp' |
   if (proto !== 'http' && (document.on_http_request?.length || document.on_http_response?.length)) {
     throw new PortholeError('PH_1008', `on_http_request/on_http_response: a ${proto} endpoint carries no HTTP`)
   }
-  const connect = compilePhase<ConnectContext, Denial | undefined>('on_tcp_connect', document.on_tcp_connect, connectStep, connectVars)
-  const request = compilePhase('on_http_request', document.on_http_request, (action) => requestStep(action, options), requestVars)
-  const response = compilePhase('on_http_response', document.on_http_response, responseStep, responseVars)
+  const connect = compilePhase<ConnectContext, Denial | undefined>('on_tcp_connect', document.on_tcp_connect, connectStep, connectVars, (ctx) => ctx.endpointHost, options)
+  const request = compilePhase('on_http_request', document.on_http_request, (action) => requestStep(action, options), requestVars, (ctx) => ctx.endpointHost, options)
+  const response = compilePhase('on_http_response', document.on_http_response, responseStep, responseVars, (ctx) => ctx.request.endpointHost, options)
   return {
     onTcpConnect: orNull(connect),
     onHttpRequest: orNull(request),

@@ -95,4 +95,19 @@ export interface CompileOptions {
   /** The gateway's base domain (lower case). A login's auth_cookie_domain may not be it or above it: that
    *  cookie would go to every endpoint of every user. */
   readonly baseDomain?: string
+  /** Hears, once per rule, that one of the rule's expressions could not be evaluated (the SSH session writes
+   *  it on the user's terminal); the gateway's log hears of it on `porthole:policy:error` too. */
+  readonly onRuleError?: (error: RuleError) => void
+}
+
+/** A rule's expression that failed at run time (a missing header indexed, a type seen only at run time). */
+export interface RuleError {
+  /** on_http_request[0].expressions[1] */
+  readonly where: string
+  readonly expression: string
+  readonly reason: string
+  /** Whether the rule's actions ran anyway: true for a rule that protects (deny, auth, restrict-ips, ...). */
+  readonly applied: boolean
+  /** The endpoint whose request met the error. */
+  readonly endpoint: string
 }

@@ -2,7 +2,7 @@
 // Order matters and mirrors ngrok: IP rules first, then the user-agent filter, authentication (webhook
 // signatures, basic auth, OAuth, OpenID Connect), the circuit breaker, then header changes.
 import { PortholeError } from '../core/errors.js'
-import { re2Error } from './cel.js'
+import { re2Error } from './regex.js'
 import type { PolicyDocument, Rule } from './document.js'
 
 export interface ModuleFlags {

@@ -75,6 +75,29 @@ function pathOf (path: readonly PropertyKey[]): string {
   return path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${fieldName(part)}`)).join('').replace(/^\./, '')
 }
 
+/** A value as an error quotes it: JSON, cut short. */
+function shown (value: unknown): string {
+  const text = value === undefined ? 'nothing' : JSON.stringify(value) ?? String(value)
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text
+}
+
+/** What is wrong, naming the offending value (`unknown action type "no-such-action"`), never a list of
+ *  every value that would do (the list of action types is in the README). */
+function issueMessage (issue: z.core.$ZodIssue): string {
+  const input = (issue as { input?: unknown }).input
+  switch (issue.code) {
+    case 'unrecognized_keys': return `unknown field ${issue.keys.map(fieldName).join(', ')}`
+    case 'invalid_union': { // the action union: its discriminator, `type`, is what did not match
+      const type = input !== null && typeof input === 'object' ? (input as Record<string, unknown>).type : undefined
+      return type === undefined ? 'an action needs a type' : `unknown action type ${shown(type)}`
+    }
+    case 'invalid_type': return `want a${/^[aeiou]/.test(issue.expected) ? 'n' : ''} ${issue.expected}, not ${shown(input)}`
+    case 'invalid_value': return `unsupported value ${shown(input)}`
+    case 'too_small': case 'too_big': return `${shown(input)}: ${issue.message}`
+    default: return issue.message
+  }
+}
+
 export function parsePolicy (text: string): PolicyDocument {
   if (Buffer.byteLength(text) > MAX_POLICY_BYTES) throw new PortholeError('PH_1008', `document larger than ${MAX_POLICY_BYTES} bytes`)
   let data: unknown
@@ -84,14 +107,10 @@ export function parsePolicy (text: string): PolicyDocument {
     throw new PortholeError('PH_1008', (error as Error).message.split('\n')[0]!)
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new PortholeError('PH_1008', 'want a mapping with on_tcp_connect, on_http_request or on_http_response')
-  const result = documentSchema.safeParse(data)
+  const result = documentSchema.safeParse(data, { reportInput: true })
   if (!result.success) {
     const issue = result.error.issues[0]!
-    const where = pathOf(issue.path)
-    const message = issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.map(fieldName).join(', ')}`
-      : issue.code === 'invalid_union' && where.endsWith('actions') === false && /actions\[\d+\]$/.test(where) ? 'unknown action type'
-        : issue.message
-    throw new PortholeError('PH_1008', `${where || 'document'}: ${message}`)
+    throw new PortholeError('PH_1008', `${pathOf(issue.path) || 'document'}: ${issueMessage(issue)}`)
   }
   return result.data as PolicyDocument
 }

@@ -59,6 +59,52 @@ export async function startTestGateway (options: GatewayOptions = {}): Promise<T
   }) as TestGateway
 }
 
+/** `porthole serve` as its own process (from dist/: `npm test` builds it first), for tests that must keep
+ *  running while the gateway's event loop is busy, or that kill it. Loopback listeners, anonymous keys. */
+export interface GatewayProcess {
+  readonly proc: ChildProcess
+  readonly sshPort: number
+  readonly httpPort: number
+  /** The fixture key `name` with mode 0600. */
+  key (name: string): string
+  output (): string
+  stop (): Promise<void>
+}
+
+export async function startGatewayProcess (args: string[] = []): Promise<GatewayProcess> {
+  const tmp = mkdtempSync(join(tmpdir(), 'porthole-proc-'))
+  const bin = resolve(import.meta.dirname, '../../bin/porthole.js')
+  const proc = spawn(process.execPath, [bin, 'serve', '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0',
+    '--api-addr', '127.0.0.1:0', '--data-dir', join(tmp, 'data'), '--log-level', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout!.setEncoding('utf8').on('data', (text: string) => { out += text })
+  proc.stderr!.setEncoding('utf8').on('data', (text: string) => { out += text })
+  const exited = new Promise((resolve) => proc.once('exit', resolve))
+  const port = (address: string): number => Number(address.split(':').at(-1))
+  const listening = await eventually(() => {
+    const line = out.split('\n').find((l) => l.includes('porthole gateway listening'))
+    if (!line) throw new Error(`not listening yet (exit ${proc.exitCode}): ${out}`)
+    return JSON.parse(line) as { ssh: string, http: string }
+  }, 30_000)
+  return {
+    proc,
+    sshPort: port(listening.ssh),
+    httpPort: port(listening.http),
+    key (name: string): string {
+      const target = join(tmp, name)
+      copyFileSync(join(FIXTURES, 'keys', name), target)
+      chmodSync(target, 0o600)
+      return target
+    },
+    output: () => out,
+    async stop (): Promise<void> {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
+      await exited
+      rmSync(tmp, { recursive: true, force: true })
+    },
+  }
+}
+
 /** A running ssh/dbclient child with its combined output. */
 export class SshClient {
   readonly proc: ChildProcess

@@ -113,8 +113,8 @@ describe('config', () => {
   it('takes the admission limits from flags, env and YAML, and refuses bad ones naming the value', () => {
     const defaults = loadConfig({}, {})
     expect(defaults).toMatchObject({
-      maxStartups: { start: 50, rate: 30, full: 200 }, perSourceMaxStartups: 10, loginTimeoutMs: 30_000,
-      maxSessions: 1000, maxAnonymousSessions: 100, maxAnonymousSessionsPerSource: 10,
+      maxStartups: { start: 50, rate: 30, full: 200 }, perSourceMaxStartups: 20, loginTimeoutMs: 30_000,
+      maxSessions: 1000, maxAnonymousSessions: 500, maxAnonymousSessionsPerSource: 20,
       maxHolds: 10_000, maxAnonymousHolds: 2000, anonymousNameGraceMs: 3600_000,
     })
     const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))

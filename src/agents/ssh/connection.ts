@@ -16,7 +16,8 @@ import { PortholeError, isPortholeError } from '../../core/errors.js'
 import type { ClientAddress, Endpoint, EndpointProto, Owner, RequestRecord } from '../../core/endpoint.js'
 import type { Registry, TcpBindRequest } from '../../core/registry.js'
 import type { CredentialKind, SessionInfo } from '../../core/session.js'
-import type { CompiledPolicy, CompileOptions } from '../../policy/compiled.js'
+import type { CompiledPolicy, CompileOptions, RuleError } from '../../policy/compiled.js'
+import { ruleErrorLine } from '../../policy/compile.js'
 import { commandShape, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
 import { SessionOptionsLifecycle, type OptionsState } from './session-options.js'
 import { Terminal, type EndpointLine } from './terminal.js'
@@ -395,7 +396,9 @@ export class SshConnection {
   async #bind (forward: Forward, options: SessionOptions): Promise<Endpoint> {
     if (forward.refusal) throw forward.refusal
     const proto = this.#protoFor(forward, options)
-    const { spec, compiled } = specFor(options, proto, this.#ctx.compile)
+    // A rule whose expression fails at run time says so once, on this session's terminal.
+    const onRuleError = (error: RuleError): void => this.#terminal?.error(ruleErrorLine(error))
+    const { spec, compiled } = specFor(options, proto, { ...this.#ctx.compile, onRuleError })
     const url = (): string => this.#ctx.urlsFor(endpoint)[0]!
     const request = {
       slot: `${forward.bindAddr}:${forward.bindPort}`,

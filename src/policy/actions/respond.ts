@@ -1,10 +1,10 @@
 // Actions that answer the request themselves or change where it goes: deny, custom-response, redirect,
 // url-rewrite. Strings may interpolate CEL (`${req.host}`); regexes are compiled once at bind time.
-import { PortholeError } from '../../core/errors.js'
 import { compileTemplate, requestVars } from '../cel.js'
 import type { CustomResponseAction, DenyAction, RedirectAction, UrlRewriteAction } from '../document.js'
 import type { HttpRequestContext, RequestStep } from '../compiled.js'
 import { headerName, headerValue } from './headers.js'
+import { compileRegex, replaceFirst, type Regex } from '../regex.js'
 
 type Template = ReturnType<typeof compileTemplate>
 
@@ -25,13 +25,9 @@ function renderHeaders (headers: [string, Template][], ctx: HttpRequestContext):
   return out
 }
 
-function regex (source: string | undefined): RegExp | null {
-  if (source === undefined) return null
-  try {
-    return new RegExp(source)
-  } catch (error) {
-    throw new PortholeError('PH_1008', `from: ${(error as Error).message}`)
-  }
+/** `from` on RE2 (policy/regex.ts): linear in the URL's length whatever the pattern. */
+function regex (source: string | undefined): Regex | null {
+  return source === undefined ? null : compileRegex(source, 'from')
 }
 
 const PORT = /:(\d{1,5})$/
@@ -64,7 +60,7 @@ export function compileRedirect (action: RedirectAction): RequestStep {
   return (ctx) => {
     const url = urlOf(ctx)
     if (from && !from.test(url)) return undefined
-    const target = from ? url.replace(from, render(to, ctx)) : render(to, ctx)
+    const target = from ? replaceFirst(from, url, render(to, ctx)) : render(to, ctx)
     return { response: { status, headers: { ...renderHeaders(headers, ctx), location: target.replace(/[\r\n]/g, '') }, body: '' } }
   }
 }
@@ -75,7 +71,7 @@ export function compileUrlRewrite (action: UrlRewriteAction): RequestStep {
   return (ctx) => {
     const url = urlOf(ctx)
     if (from && !from.test(url)) return undefined
-    const rewritten = from ? url.replace(from, render(to, ctx)) : render(to, ctx)
+    const rewritten = from ? replaceFirst(from, url, render(to, ctx)) : render(to, ctx)
     // Only the path and query reach the upstream; a rewrite to another host is not a proxy to it.
     let path: string
     try {
