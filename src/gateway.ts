@@ -91,6 +91,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   const anonymous = (): boolean => config.allowAnonymous || (config.anonymous && !identity.hasCredentials)
   const ssh = new SshAgent({
     hostKeys,
+    legacyAlgorithms: config.sshLegacyAlgorithms,
     authorizedKeys,
     identity,
     anonymous,

@@ -6,7 +6,7 @@ import { PortholeError, isPortholeError } from '../core/errors.js'
 import { didYouMean } from '../core/suggest.js'
 import { COMMANDS, commandsHelp, runAdmin } from './admin.js'
 
-const BOOLEAN_FLAGS = ['allow-anonymous', 'policy-private-urls']
+const BOOLEAN_FLAGS = ['allow-anonymous', 'policy-private-urls', 'ssh-legacy-algorithms']
 const ARRAY_FLAGS = ['authorized-keys']
 const FLAGS = [...CONFIG_KEYS.map(kebab), 'config']
 
@@ -50,6 +50,9 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
                            GitLab): {"github":{"authorize-url":..,"token-url":..,"userinfo-url":..,"emails-url":..}}
   --policy-private-urls    let users' policies fetch from loopback/private addresses (jwt-validation key sets,
                            OpenID issuers); off: only public addresses, so SSH users cannot probe your network
+  --ssh-legacy-algorithms=false
+                           offer only modern SSH algorithms; the default also offers ssh-rsa (SHA-1) host-key
+                           signatures and diffie-hellman-group14-sha1 for Dropbear 2016.74-2019.78 on routers
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
 `
 

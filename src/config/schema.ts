@@ -131,6 +131,9 @@ export const configSchema = z.strictObject({
   headerTimeout: z.string().regex(/^[1-9]\d*(ms|s|m)$/, 'want a duration above zero such as 10s').default('10s'),
   /** Let URLs in users' policies (jwt-validation key sets, OpenID issuers) reach loopback and private addresses. */
   policyPrivateUrls: z.boolean().default(false),
+  /** Offer ssh-rsa (SHA-1) host-key signatures, diffie-hellman-group14-sha1 and encrypt-and-MAC MACs, for
+   *  Dropbear 2016.74-2019.78 on routers (src/agents/ssh/algorithms.ts says why); false: modern set only. */
+  sshLegacyAlgorithms: z.boolean().default(true),
 }).superRefine((settings, ctx) => {
   if ((settings.acmeDirectory === undefined) !== (settings.acmeEmail === undefined)) {
     const missing = settings.acmeDirectory === undefined ? 'acmeDirectory' : 'acmeEmail'

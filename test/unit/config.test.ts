@@ -58,6 +58,16 @@ describe('config', () => {
     expect(loadConfig({ sshAddr: '0.0.0.0:2222', allowAnonymous: true }, {}).anonymous).toBe(true)
   })
 
+  it('keeps the SSH legacy algorithms by default and turns them off from every source', () => {
+    expect(loadConfig({}, {}).sshLegacyAlgorithms).toBe(true)
+    expect(loadConfig({ sshLegacyAlgorithms: false }, {}).sshLegacyAlgorithms).toBe(false)
+    expect(loadConfig({}, { PORTHOLE_SSH_LEGACY_ALGORITHMS: 'false' }).sshLegacyAlgorithms).toBe(false)
+    const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
+    writeFileSync(join(dir, 'c.yml'), 'ssh-legacy-algorithms: false\n')
+    expect(loadConfig({ config: join(dir, 'c.yml') }, {}).sshLegacyAlgorithms).toBe(false)
+    expect(errorOf(() => loadConfig({ sshLegacyAlgorithms: 'maybe' }, {}))).toMatch(/^invalid configuration: ssh-legacy-algorithms:/)
+  })
+
   it('takes certificate settings from every source; ACME needs both directory and email', () => {
     const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
     writeFileSync(join(dir, 'c.yml'), 'acme-directory: https://acme.example/dir\nacme-email: ops@example.com\ncerts-dir: /etc/certs\n')

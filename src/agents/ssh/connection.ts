@@ -22,6 +22,7 @@ import { commandShape, parseCommand, specFor, withStdin, type SessionOptions } f
 import { SessionOptionsLifecycle, type OptionsState } from './session-options.js'
 import { Terminal, type EndpointLine } from './terminal.js'
 import { abortUnfinished, halfClosing } from './tunnel-stream.js'
+import { noWindowAfterClose } from './channel-close.js'
 
 export interface ConnectionContext {
   readonly registry: Registry
@@ -470,7 +471,7 @@ export class SshConnection {
           this.#openChannels--
           this.#channels.delete(channel)
         })
-        resolve(halfClosing(channel))
+        resolve(noWindowAfterClose(halfClosing(channel)))
       })
     })
   }

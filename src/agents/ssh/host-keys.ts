@@ -1,5 +1,6 @@
 // Host keys: an ed25519 key for modern clients and an RSA key that can also sign with ssh-rsa (SHA-1) for
 // Dropbear builds older than 2020 (no ed25519, no rsa-sha2). Generated on first start, reused afterwards.
+// Which of them is offered, and with which algorithms (the legacy set and its switch), is algorithms.ts.
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import ssh2 from 'ssh2'

@@ -18,11 +18,14 @@ import { SshConnection, type ConnectionContext, type SessionLogin } from './conn
 import { batchWritesPerTick } from './batch-writes.js'
 import { LoginThrottle } from '../../identity/login-throttle.js'
 import { StartupAdmission, sourceOf, type StartupLimits } from './admission.js'
+import { offeredHostKeys, sshAlgorithms } from './algorithms.js'
 
 const { Server, utils } = ssh2
 
 export interface SshAgentOptions {
   readonly hostKeys: Buffer[]
+  /** Offer the legacy set for old Dropbear (ssh-rsa, group14-sha1, encrypt-and-MAC); see algorithms.ts. */
+  readonly legacyAlgorithms: boolean
   readonly authorizedKeys: AuthorizedKeys
   /** Accounts with their keys and authtokens (checked before authorized_keys). */
   readonly identity: Identity
@@ -125,17 +128,12 @@ export class SshAgent implements SessionDirectory {
     // A removed key, revoked authtoken or deleted account ends the sessions it opened.
     options.identity.onChange(() => this.#dropRevoked())
     this.#server = new Server({
-      hostKeys: options.hostKeys,
+      hostKeys: offeredHostKeys(options.hostKeys, options.legacyAlgorithms),
       ident: 'Porthole',
       keepaliveInterval: options.keepaliveIntervalMs,
       keepaliveCountMax: options.keepaliveCountMax,
-      algorithms: {
-        // Old Dropbear (2016.74-2019.78) on routers only knows group14-sha1 besides curve25519/ecdh.
-        kex: { append: ['diffie-hellman-group14-sha1'] } as never,
-        // No compression: it costs CPU on every packet, and ssh2's zlib writer throws once a
-        // compressed connection has closed under an open channel.
-        compress: ['none'],
-      },
+      // The algorithm lists, and why ssh-rsa (SHA-1) and diffie-hellman-group14-sha1 stay by default: algorithms.ts.
+      algorithms: sshAlgorithms(options.legacyAlgorithms) as never,
     }, (client, info) => this.#onClient(client, info))
     this.#server.on('error', (error: Error) => this.#log.error({ err: error }, 'ssh listener error'))
     this.#listener = createServer({ noDelay: true }, (socket) => this.#onSocket(socket))

@@ -41,6 +41,10 @@ export function abortUnfinished (channel: ServerChannel): void {
   const error = Object.assign(new Error('the agent\'s SSH session ended mid-stream'), { code: 'ECONNRESET' })
   // The stream's own destroy (ssh2's ignores its argument and would try to talk to a gone peer); without a
   // listener the error would be thrown, so a channel nobody reads yet is just destroyed. ssh2 still emits
-  // 'close' when it cleans up the connection's channels.
-  Duplex.prototype.destroy.call(channel, channel.listenerCount('error') > 0 ? error : undefined)
+  // 'close' when it cleans up the connection's channels, synchronously, right after this: the error is emitted
+  // now, not a tick later as destroy(error) would, or it would reach a reader that already let go on 'close'
+  // (undici threw a TypeError there and the gateway died; found by npm run soak).
+  const reader = channel.listenerCount('error') > 0
+  Duplex.prototype.destroy.call(channel)
+  if (reader) channel.emit('error', error)
 }
