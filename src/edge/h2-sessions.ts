@@ -4,7 +4,8 @@
 // dripping a later header block or control frames. One coarse timer per listener watches every session:
 // - a header block (HEADERS + CONTINUATION) must be complete within the header timeout. nghttp2 counts a stream
 //   as processed (session.state.lastProcStreamID) as soon as its HEADERS frame begins, node emits 'stream' only
-//   once the block is complete: a processed id above the last stream seen is a block still arriving;
+//   once the block is complete: a processed id above the last stream seen is a block still arriving (or one
+//   nghttp2 refused, e.g. a forbidden header: that session is closed too unless a later request follows);
 // - the first request must be complete within the header timeout of the session's start;
 // - a session with no open stream for the idle timeout is closed, whatever control frames the peer sends
 //   (they are not activity: bytes that are not yet a frame, a PING, SETTINGS, WINDOW_UPDATE);

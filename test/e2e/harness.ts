@@ -469,7 +469,7 @@ export function dripper (socket: Duplex, start: Buffer, drip: Buffer, everyMs = 
 }
 
 /** HTTP/2 by hand (RFC 9113): frame types and flags the hostile tests write. */
-export const H2 = { DATA: 0, HEADERS: 1, SETTINGS: 4, PING: 6, GOAWAY: 7, CONTINUATION: 9, END_STREAM: 1, ACK: 1, END_HEADERS: 4 } as const
+export const H2 = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, CONTINUATION: 9, END_STREAM: 1, ACK: 1, END_HEADERS: 4 } as const
 /** The client connection preface and an empty SETTINGS frame. */
 export const H2_PREFACE = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])])
 
@@ -495,10 +495,10 @@ function hpackString (text: string): Buffer {
   return Buffer.concat([Buffer.from(length), bytes])
 }
 
-/** An HPACK header block for GET https://`authority``path` (static-table :method, :scheme; :path and
+/** An HPACK header block for GET (or POST) https://`authority``path` (static-table :method, :scheme; :path and
  *  :authority as literals without indexing), plus `extra` fields as literals with new names. */
-export function hpackGet (authority: string, path = '/', extra: Array<[string, string]> = []): Buffer {
-  const parts = [Buffer.from([0x82, 0x87]), Buffer.from([0x04]), hpackString(path), Buffer.from([0x01]), hpackString(authority)]
+export function hpackGet (authority: string, path = '/', extra: Array<[string, string]> = [], method: 'GET' | 'POST' = 'GET'): Buffer {
+  const parts = [Buffer.from([method === 'GET' ? 0x82 : 0x83, 0x87]), Buffer.from([0x04]), hpackString(path), Buffer.from([0x01]), hpackString(authority)]
   for (const [name, value] of extra) parts.push(Buffer.from([0x00]), hpackString(name), hpackString(value))
   return Buffer.concat(parts)
 }

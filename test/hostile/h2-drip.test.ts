@@ -183,6 +183,25 @@ describe('an HTTP/2 session with no open stream is closed after the idle timeout
     expect(await goawayCode(reader)).toBe(constants.NGHTTP2_ENHANCE_YOUR_CALM)
   }, 20_000)
 
+  it('HTTP/2: a request whose body never comes is reset after the idle timeout while the session\'s other stream goes on', async () => {
+    const socket = await tlsTo(gateway, NAME, ['h2'])
+    const reader = h2Reader(socket)
+    socket.write(Buffer.concat([
+      H2_PREFACE,
+      h2Frame(H2.HEADERS, H2.END_HEADERS | H2.END_STREAM, 1, hpackGet(NAME, '/slow-download')),
+      h2Frame(H2.HEADERS, H2.END_HEADERS, 3, hpackGet(NAME, '/upload', [], 'POST')), // and no DATA, ever
+    ]))
+    try {
+      const reset = await reader.next((frame) => frame.type === H2.RST_STREAM && frame.stream === 3)
+      expect(reset?.payload.readUInt32BE(0)).toBe(constants.NGHTTP2_CANCEL)
+      expect(await reader.next((frame) => frame.stream === 1 && (frame.flags & H2.END_STREAM) !== 0)).not.toBeNull()
+      const body = Buffer.concat(reader.frames.filter((frame) => frame.type === H2.DATA && frame.stream === 1).map((frame) => frame.payload)).toString()
+      expect(body).toBe(Array.from({ length: 8 }, (_, i) => `chunk${i}\n`).join(''))
+    } finally {
+      socket.destroy()
+    }
+  }, 20_000)
+
   it('a slow but live download and upload, longer than the idle timeout, are served whole (HTTP/2 and HTTP/1.1)', async () => {
     const session = h2Session(gateway, NAME)
     try {
