@@ -68,7 +68,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     acmeChallenge: certs.acme ? (token) => certs.acmeChallenge(token) : undefined,
     maxRequestHeaderSize: 16 * 1024,
     maxResponseHeaderSize: 32 * 1024,
-    idleTimeoutMs: 5 * 60_000,
+    idleTimeoutMs: config.idleTimeoutMs,
     headerTimeoutMs: config.headerTimeoutMs,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     upstreamConnections: 128,
@@ -76,7 +76,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   const http = await edge.listen(config.httpAddr.host, config.httpAddr.port)
   // TCP endpoints listen on the public HTTP interface.
   const tcp = new TcpEdge({ host: config.httpAddr.host, log: log.child({ component: 'tcp' }) })
-  const tls = new TlsEdge({ registry, certs, http: edge, log: log.child({ component: 'tls' }), headerTimeoutMs: config.headerTimeoutMs, idleTimeoutMs: 5 * 60_000 })
+  const tls = new TlsEdge({ registry, certs, http: edge, log: log.child({ component: 'tls' }), headerTimeoutMs: config.headerTimeoutMs, idleTimeoutMs: config.idleTimeoutMs })
   let https
   try {
     https = await tls.listen(config.httpsAddr.host, config.httpsAddr.port)

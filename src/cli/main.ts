@@ -40,6 +40,9 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --max-anonymous-sessions-per-source N  anonymous sessions per source address (default 20, as many as one key may hold)
   --header-timeout DURATION  every listener (HTTP, HTTPS, TLS passthrough, admin API) closes a connection whose
                            request headers (or TLS ClientHello) are not complete this long after they began (default 10s)
+  --idle-timeout DURATION  HTTP and HTTPS close a connection with no request in progress (HTTP/2: no open stream,
+                           whatever PING/SETTINGS frames come), and reset a request that moves no byte, after this
+                           long (default 5m)
   --certs-dir DIR          your own certificates: <host>.crt + <host>.key PEM pairs (a wildcard as
                            _wildcard.<suffix>.crt), watched and reloaded; they win over ACME and the local CA
   --acme-directory URL     order certificates for bound names from this ACME CA (HTTP-01 on the HTTP

@@ -129,6 +129,10 @@ export const configSchema = z.strictObject({
   /** Every listener (HTTP, HTTPS h1/h2, TLS ClientHello, admin API): a request's headers must be complete this
    *  long after they started (a new connection: after it opened), or the connection is closed. */
   headerTimeout: z.string().regex(/^[1-9]\d*(ms|s|m)$/, 'want a duration above zero such as 10s').default('10s'),
+  /** HTTP edge (HTTP/1.1 keep-alive, HTTP/2 sessions and streams): a connection with no request in progress, or a
+   *  request that moves no byte either way, is closed after this long. HTTP/2 PING, SETTINGS and WINDOW_UPDATE
+   *  frames do not count as activity. */
+  idleTimeout: z.string().regex(/^[1-9]\d*(ms|s|m|h)$/, 'want a duration above zero such as 5m').default('5m'),
   /** Let URLs in users' policies (jwt-validation key sets, OpenID issuers) reach loopback and private addresses. */
   policyPrivateUrls: z.boolean().default(false),
   /** Offer ssh-rsa (SHA-1) host-key signatures, diffie-hellman-group14-sha1 and encrypt-and-MAC MACs, for
@@ -147,11 +151,12 @@ export const configSchema = z.strictObject({
 export type ConfigInput = z.input<typeof configSchema>
 type Parsed = z.output<typeof configSchema>
 
-export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace' | 'anonymousNameGrace' | 'loginGraceTime' | 'headerTimeout'> {
+export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace' | 'anonymousNameGrace' | 'loginGraceTime' | 'headerTimeout' | 'idleTimeout'> {
   readonly tcpHost: string
   readonly nameGraceMs: number
   readonly anonymousNameGraceMs: number
   readonly headerTimeoutMs: number
+  readonly idleTimeoutMs: number
   /** Anonymous clients: allowed with --allow-anonymous, or when every listener is on loopback and no keys are configured. */
   readonly anonymous: boolean
   /** Server-side liveness pings. */
@@ -185,7 +190,7 @@ export function isLoopback (host: string): boolean {
 
 export function finishConfig (parsed: Parsed): ServerConfig {
   const loopbackOnly = [parsed.sshAddr, parsed.httpAddr, parsed.httpsAddr].every((a) => isLoopback(a.host))
-  const { nameGrace, anonymousNameGrace, loginGraceTime, headerTimeout, ...rest } = parsed
+  const { nameGrace, anonymousNameGrace, loginGraceTime, headerTimeout, idleTimeout, ...rest } = parsed
   return Object.freeze({
     ...rest,
     tcpHost: parsed.tcpHost ?? parsed.domain,
@@ -193,6 +198,7 @@ export function finishConfig (parsed: Parsed): ServerConfig {
     anonymousNameGraceMs: durationMs(anonymousNameGrace),
     loginTimeoutMs: durationMs(loginGraceTime),
     headerTimeoutMs: durationMs(headerTimeout),
+    idleTimeoutMs: durationMs(idleTimeout),
     anonymous: parsed.allowAnonymous || (loopbackOnly && parsed.authorizedKeys.length === 0),
     keepaliveIntervalMs: 15_000,
     keepaliveCountMax: 3,

@@ -58,6 +58,17 @@ function readBody (req: IncomingMessage, limit: number): Promise<Buffer | null> 
   })
 }
 
+/**
+ * Whether a body follows the request head: HTTP/1.1 says so with Content-Length or Transfer-Encoding; HTTP/2 with
+ * a HEADERS frame without END_STREAM, and a streamed HTTP/2 body has no Content-Length (it was dropped before).
+ */
+function hasRequestBody (req: IncomingMessage): boolean {
+  const length = req.headers['content-length']
+  if (length !== undefined) return length !== '0'
+  if (req.httpVersionMajor === 2) return (req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders === false
+  return req.headers['transfer-encoding'] !== undefined
+}
+
 /** Maps what undici or the dialer threw to the catalogue code the client sees. */
 function upstreamErrorCode (error: unknown): { code: ErrorCode, detail?: string } {
   if (isPortholeError(error)) return { code: error.code, detail: error.detail }
@@ -416,7 +427,7 @@ export class HttpEdge {
     const headers = upstreamRequestHeaders(req, clientIp, scheme, target.authority)
     const ctx = requestContext(req, endpoint, scheme, headers, target)
     const origin = `${scheme}://${target.authority || endpoint.host}`
-    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
+    const hasBody = hasRequestBody(req)
     if (upstream.policy.needsBody && hasBody) {
       // verify-webhook reads the whole body: buffer it (bounded), then go on with the buffer as the body.
       readBody(req, MAX_VERIFIED_BODY).then((body) => {

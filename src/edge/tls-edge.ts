@@ -17,6 +17,7 @@ import type { HttpEdge } from './http-edge.js'
 import { admitted, splice } from './tcp-edge.js'
 import { checkingIntervalMs, listenOn } from './listen.js'
 import { proxyHeader } from './proxy-protocol.js'
+import { H2Sessions } from './h2-sessions.js'
 
 export interface TlsEdgeOptions {
   readonly registry: Registry
@@ -25,9 +26,11 @@ export interface TlsEdgeOptions {
   readonly log: Logger
   /**
    * The header deadline: how long a client may take to send its ClientHello, then to finish the TLS
-   * handshake, then (HTTP/1.1) each request's headers or (HTTP/2) its first request's HEADERS.
+   * handshake, then (HTTP/1.1) each request's headers or (HTTP/2) each header block (h2-sessions.ts).
    */
   readonly headerTimeoutMs: number
+  /** HTTP/1.1: a keep-alive connection between requests, or a socket silent mid-request; HTTP/2: a session with no
+   *  open stream, or a stream that moves no byte. */
   readonly idleTimeoutMs: number
 }
 
@@ -44,6 +47,7 @@ export class TlsEdge {
   readonly #server: Server
   readonly #https: Http2SecureServer
   readonly #sockets = new Set<Socket>()
+  readonly #h2: H2Sessions
 
   constructor (options: TlsEdgeOptions) {
     this.#options = options
@@ -53,6 +57,16 @@ export class TlsEdge {
       minVersion: 'TLSv1.2',
       // Node's default is 2^32-1 concurrent streams per connection: a few connections could queue anything.
       settings: { maxConcurrentStreams: 100 },
+      // Frame-level limits, so that a peer is cut after a burst of nonsense rather than served it: invalid frames
+      // (node: 1000) and streams refused for going past maxConcurrentStreams (node: 100; RFC 9113 8.1.4) before the
+      // session is destroyed, entries in one SETTINGS frame (RFC 9113 defines 6; node: 32), fields in one header
+      // block (node's default, explicit). No ALPN on a TLS connection falls back to HTTP/1.1 (allowHTTP1); the
+      // unknown-protocol timeout is the header deadline all the same.
+      maxSessionInvalidFrames: 100,
+      maxSessionRejectedStreams: 100,
+      maxSettings: 16,
+      maxHeaderListPairs: 128,
+      unknownProtocolTimeout: options.headerTimeoutMs,
       handshakeTimeout: options.headerTimeoutMs,
       SNICallback: (name, callback) => {
         const endpoint = this.#terminated(name.toLowerCase())
@@ -84,12 +98,13 @@ export class TlsEdge {
       if (error.code?.startsWith('HPE_') || error.code === 'ERR_HTTP_REQUEST_TIMEOUT') options.http.clientError(error, socket)
       else socket.destroy()
     })
-    // HTTP/2 has no header deadline in node: a session must bring its first complete request in time.
-    this.#https.on('session', (session: ServerHttp2Session) => {
-      const timer = setTimeout(() => session.destroy(), options.headerTimeoutMs)
-      session.once('stream', () => clearTimeout(timer))
-      session.once('close', () => clearTimeout(timer))
+    // HTTP/2: header blocks, idle sessions (control frames are not activity), idle streams, PING floods.
+    this.#h2 = new H2Sessions({
+      headerTimeoutMs: options.headerTimeoutMs,
+      idleTimeoutMs: options.idleTimeoutMs,
+      onCut: (reason, session) => this.#log.debug({ client: session.socket?.remoteAddress, reason }, 'http2 session closed'),
     })
+    this.#https.on('session', (session: ServerHttp2Session) => this.#h2.watch(session))
     this.#https.on('request', (req, res) => options.http.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse, 'https'))
     this.#https.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => options.http.handleUpgrade(req, socket, head, 'https'))
     this.#https.on('connect', (req: IncomingMessage, to: Socket | ServerResponse) => options.http.refuseConnect(req, to))
@@ -184,6 +199,7 @@ export class TlsEdge {
       this.#server.close(() => resolve())
       for (const socket of this.#sockets) socket.destroy()
       this.#https.close()
+      this.#h2.stop()
     })
   }
 }

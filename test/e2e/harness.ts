@@ -7,6 +7,7 @@ import { createServer as createNetServer, Socket, connect as netConnect, type Ad
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2'
 import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type TLSSocket } from 'node:tls'
 import { tmpdir } from 'node:os'
+import type { Duplex } from 'node:stream'
 import { join, resolve } from 'node:path'
 import { Client, type ClientChannel } from 'ssh2'
 import { request as undiciRequest } from 'undici'
@@ -445,6 +446,100 @@ export function tlsTo (gateway: { httpsPort: number, caPem: string }, servername
     })
     socket.once('error', reject)
   })
+}
+
+/** A connection that sends `start`, then one byte of `drip` about every `everyMs` (200), never finishing; `closed`
+ *  resolves with what the server sent once the server has closed it. */
+export function dripper (socket: Duplex, start: Buffer, drip: Buffer, everyMs = 200): { closed: Promise<string>, started: Promise<void> } {
+  let received = ''
+  let at = 0
+  socket.on('data', (chunk: Buffer) => { received += chunk.toString('latin1') })
+  socket.on('error', () => {})
+  const started = new Promise<void>((resolve) => socket.write(start, () => resolve()))
+  const timer = setInterval(() => {
+    if (!socket.writable) return
+    socket.write(drip.subarray(at % drip.length, (at % drip.length) + 1))
+    at++
+  }, everyMs)
+  const closed = new Promise<string>((resolve) => socket.once('close', () => {
+    clearInterval(timer)
+    resolve(received)
+  }))
+  return { closed, started }
+}
+
+/** HTTP/2 by hand (RFC 9113): frame types and flags the hostile tests write. */
+export const H2 = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, CONTINUATION: 9, END_STREAM: 1, ACK: 1, END_HEADERS: 4 } as const
+/** The client connection preface and an empty SETTINGS frame. */
+export const H2_PREFACE = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])])
+
+/** One frame: the 9-byte header (24-bit length, type, flags, 31-bit stream id) and its payload. */
+export function h2Frame (type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const head = Buffer.alloc(9)
+  head.writeUIntBE(payload.length, 0, 3)
+  head[3] = type
+  head[4] = flags
+  head.writeUInt32BE(stream, 5)
+  return Buffer.concat([head, payload])
+}
+
+/** An HPACK string literal (no Huffman), length in a 7-bit prefix. */
+function hpackString (text: string): Buffer {
+  const bytes = Buffer.from(text, 'latin1')
+  if (bytes.length < 127) return Buffer.concat([Buffer.from([bytes.length]), bytes])
+  const length: number[] = [127]
+  for (let rest = bytes.length - 127; ; rest >>= 7) {
+    if (rest < 128) { length.push(rest); break }
+    length.push((rest & 127) | 128)
+  }
+  return Buffer.concat([Buffer.from(length), bytes])
+}
+
+/** An HPACK header block for GET (or POST) https://`authority``path` (static-table :method, :scheme; :path and
+ *  :authority as literals without indexing), plus `extra` fields as literals with new names. */
+export function hpackGet (authority: string, path = '/', extra: Array<[string, string]> = [], method: 'GET' | 'POST' = 'GET'): Buffer {
+  const parts = [Buffer.from([method === 'GET' ? 0x82 : 0x83, 0x87]), Buffer.from([0x04]), hpackString(path), Buffer.from([0x01]), hpackString(authority)]
+  for (const [name, value] of extra) parts.push(Buffer.from([0x00]), hpackString(name), hpackString(value))
+  return Buffer.concat(parts)
+}
+
+export interface H2Frame { type: number, flags: number, stream: number, payload: Buffer }
+
+/** Reads the frames a server sends on `socket` (after its preface), ACKing its SETTINGS; `next` waits for one
+ *  that matches (or null once the socket has closed without it). */
+export function h2Reader (socket: Duplex): { frames: H2Frame[], next: (match: (frame: H2Frame) => boolean) => Promise<H2Frame | null>, closed: Promise<void> } {
+  const frames: H2Frame[] = []
+  const waiting: Array<{ match: (frame: H2Frame) => boolean, resolve: (frame: H2Frame | null) => void }> = []
+  let buffered = Buffer.alloc(0)
+  let ended = false
+  socket.on('error', () => {})
+  socket.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk])
+    while (buffered.length >= 9) {
+      const length = buffered.readUIntBE(0, 3)
+      if (buffered.length < 9 + length) break
+      const frame = { type: buffered[3]!, flags: buffered[4]!, stream: buffered.readUInt32BE(5) & 0x7fffffff, payload: buffered.subarray(9, 9 + length) }
+      buffered = buffered.subarray(9 + length)
+      frames.push(frame)
+      if (frame.type === H2.SETTINGS && (frame.flags & H2.ACK) === 0 && socket.writable) socket.write(h2Frame(H2.SETTINGS, H2.ACK, 0))
+      for (const waiter of waiting.filter((w) => w.match(frame))) {
+        waiting.splice(waiting.indexOf(waiter), 1)
+        waiter.resolve(frame)
+      }
+    }
+  })
+  const closed = new Promise<void>((resolve) => socket.once('close', () => {
+    ended = true
+    for (const waiter of waiting.splice(0)) waiter.resolve(null)
+    resolve()
+  }))
+  const next = (match: (frame: H2Frame) => boolean): Promise<H2Frame | null> => {
+    const seen = frames.find(match)
+    if (seen !== undefined) return Promise.resolve(seen)
+    if (ended) return Promise.resolve(null)
+    return new Promise((resolve) => waiting.push({ match, resolve }))
+  }
+  return { frames, next, closed }
 }
 
 /**

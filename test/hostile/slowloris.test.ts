@@ -7,32 +7,10 @@ import { connect as netConnect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, fetchVia, h2Session, sleep, startTestGateway, startUpstream, tlsTo, type SshClient, type TestGateway } from '../e2e/harness.js'
+import { connect, dripper, fetchVia, h2Session, sleep, startTestGateway, startUpstream, tlsTo, type SshClient, type TestGateway } from '../e2e/harness.js'
 
 const NAME = 'slow.localhost'
 const DRIPPERS = 24
-
-/** A connection that sends `start`, then one byte of `drip` about every 200 ms, never finishing; resolves with
- *  what the server sent once the server has closed it. */
-function dripper (socket: Duplex, start: Buffer, drip: Buffer): { closed: Promise<string>, started: Promise<void> } {
-  let received = ''
-  let at = 0
-  let timer: NodeJS.Timeout | undefined
-  socket.on('data', (chunk: Buffer) => { received += chunk.toString('latin1') })
-  socket.on('error', () => {})
-  const started = new Promise<void>((resolve) => socket.write(start, () => resolve()))
-  timer = setInterval(() => {
-    if (!socket.writable) return
-    socket.write(drip.subarray(at % drip.length, (at % drip.length) + 1))
-    at++
-  }, 200)
-  const closed = new Promise<string>((resolve) => socket.once('close', () => {
-    clearInterval(timer)
-    timer = undefined
-    resolve(received)
-  }))
-  return { closed, started }
-}
 
 /** The bytes of an HTTP/2 client preface, an empty SETTINGS frame, and the 9-byte head of a HEADERS frame of
  *  16 KiB (its payload then drips and never completes). */

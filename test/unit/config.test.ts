@@ -24,6 +24,7 @@ describe('config', () => {
       anonymous: true,
       nameGraceMs: 24 * 3600_000,
       headerTimeoutMs: 10_000,
+      idleTimeoutMs: 5 * 60_000,
     })
     expect(Object.isFrozen(config)).toBe(true)
   })
@@ -51,6 +52,11 @@ describe('config', () => {
     expect(loadConfig({ headerTimeout: '1500ms' }, {}).headerTimeoutMs).toBe(1500)
     expect(loadConfig({}, { PORTHOLE_HEADER_TIMEOUT: '1m' }).headerTimeoutMs).toBe(60_000)
     expect(errorOf(() => loadConfig({ headerTimeout: '0s' }, {}))).toMatch(/^invalid configuration: header-timeout: want a duration above zero/)
+  })
+
+  it('takes an idle timeout for the HTTP edge (default 5m); zero is refused', () => {
+    expect(loadConfig({ idleTimeout: '90s' }, {}).idleTimeoutMs).toBe(90_000)
+    expect(errorOf(() => loadConfig({ idleTimeout: '0m' }, {}))).toMatch(/^invalid configuration: idle-timeout: want a duration above zero/)
   })
 
   it('refuses a public listener without keys unless anonymous is allowed', () => {
