@@ -56,9 +56,7 @@ describe('HTTP/2 rapid reset', () => {
   }
 
   it(`${SESSIONS * RESETS_PER_SESSION} streams reset at once leave the endpoint, its neighbour and the gateway serving`, async () => {
-    console.log("start", performance.now())
     await Promise.all(Array.from({ length: SESSIONS }, () => rapidReset(RESETS_PER_SESSION)))
-    console.log("resets done", started, performance.now())
 
     // Nothing left behind: every SSH forwarded channel the resets opened is closed again.
     await eventually(() => {
@@ -66,7 +64,6 @@ describe('HTTP/2 rapid reset', () => {
       const endpoint = gateway.registry.endpoints().find((e) => e.host === 'reset.localhost')!
       const pool = (endpoint.upstream as unknown as { pool: { stats: { running: number, pending: number, queued: number, connected: number } } }).pool.stats
       expect({ running: pool.running, pending: pool.pending, queued: pool.queued }).toEqual({ running: 0, pending: 0, queued: 0 })
-      console.log("open", open, pool)
       expect(open).toBe(pool.connected)
       return true
     }, 20_000)
