@@ -96,9 +96,17 @@ describe('a gateway whose agent dies under HTTP requests in flight', () => {
     await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve))
     const servicePort = (service.address() as AddressInfo).port
     const target = gateway as unknown as TestGateway
+    // A gateway that died shows as a refused login: say so, with what it printed.
+    const agentTo = async (port: number): Promise<ScriptedClient> => {
+      try {
+        return await ScriptedClient.connect(target, port)
+      } catch (error) {
+        throw new Error(`the gateway is gone (exit ${gateway.proc.exitCode}, ${(error as Error).message}):\n${gateway.output().slice(-1500)}`)
+      }
+    }
     try {
       for (let round = 0; round < 4; round++) {
-        const agent = await ScriptedClient.connect(target, servicePort)
+        const agent = await agentTo(servicePort)
         const forwarded = agent.forward(`midway${round}`, 80)
         await agent.run('http')
         await forwarded
@@ -124,7 +132,7 @@ describe('a gateway whose agent dies under HTTP requests in flight', () => {
       })
       await new Promise<void>((resolve) => ok.listen(0, '127.0.0.1', resolve))
       try {
-        const agent = await ScriptedClient.connect(target, (ok.address() as AddressInfo).port)
+        const agent = await agentTo((ok.address() as AddressInfo).port)
         const forwarded = agent.forward('alive', 80)
         await agent.run('http')
         await forwarded
