@@ -215,7 +215,8 @@ function transfer (kind, agent, httpPort) {
     if (kind === 'tcp echo') {
       const body = randomBytes(size)
       expected = createHash('sha256').update(body).digest('hex')
-      socket = netConnect(Number(agent.url.port), '127.0.0.1')
+      // allowHalfOpen: our side stays writable after the peer's end, for the probe below.
+      socket = netConnect({ port: Number(agent.url.port), host: '127.0.0.1', allowHalfOpen: true })
       socket.on('data', (chunk) => {
         onBytes(chunk)
         if (!killed && received >= size) {
@@ -224,13 +225,22 @@ function transfer (kind, agent, httpPort) {
         }
       })
       socket.on('error', (error) => finish(received === 0 && error.code === 'ECONNREFUSED' ? 'refused' : 'error', error.code ?? error.message))
-      // A clean end short of the length: the stream was cut and looked whole to a client without framing. With
-      // nothing received while the agent was away it is a refusal (a TCP listener can only accept, then close).
       socket.on('end', () => {
         if (killed || received >= size) return
         const replaced = started.away || agent.away || agent.epoch !== epoch
-        if (received === 0 && replaced) finish('refused', 'closed with nothing received while the agent was away')
-        else finish('truncated', `clean end after ${received} of ${size} bytes${replaced ? ' (its agent was gone)' : ''}`)
+        // An end short of the length may be a reset in disguise: libuv (Node 20's 1.46) reports a reset that
+        // arrives while bytes are still queued as a plain end (EPOLLHUP after a partial read: it skips the read
+        // that would fail, libuv#2319, #4997). The socket's pending error tells the two apart: a one-byte write
+        // fails with ECONNRESET after a reset while established, and succeeds, or fails with EPIPE (a reset
+        // after the FIN, in CLOSE_WAIT), after a real FIN (Linux's tcp_reset).
+        socket.write(Buffer.alloc(1), (error) => {
+          socket.destroy()
+          if (error?.code === 'ECONNRESET') return finish('error', `reset after ${received} of ${size} bytes`)
+          // A clean end short of the length: the stream was cut and looked whole to a client without framing.
+          // With nothing received while the agent was away it is a refusal (a listener can only accept, then close).
+          if (received === 0 && replaced) finish('refused', 'closed with nothing received while the agent was away')
+          else finish('truncated', `clean end after ${received} of ${size} bytes${replaced ? ' (its agent was gone)' : ''}`)
+        })
       })
       socket.on('close', () => finish('error', `closed after ${received} of ${size} bytes`))
       socket.write(body)

@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createNetServer, Socket, connect as netConnect, type AddressInfo } from 'node:net'
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2'
 import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type TLSSocket } from 'node:tls'
+import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import type { Duplex } from 'node:stream'
 import { join, resolve } from 'node:path'
@@ -576,4 +577,40 @@ export async function startRawUpstream (answer: (socket: Socket, head: string) =
     port: (server.address() as AddressInfo).port,
     close: () => new Promise((resolve) => { for (const socket of sockets) socket.destroy(); server.close(() => resolve()) }),
   }
+}
+
+/** How a public stream ended: every byte read, and 'end' (the peer's FIN) or the error code (ECONNRESET...). */
+export interface StreamEnding { readonly bytes: number, readonly sha: string, readonly ending: string }
+
+/**
+ * Reads a socket to its end and says how it ended, telling a reset from a FIN even when Node cannot: libuv
+ * 1.46 (Node 20) reports a reset that arrives while bytes are still queued as a plain end (EPOLLHUP after a
+ * partial read skips the read that would fail; libuv#2319, #4997). The socket must be made with
+ * `allowHalfOpen: true`: at the end, a one-byte write fails with ECONNRESET if the peer reset while the
+ * connection was established, and succeeds (or fails with EPIPE: a reset after the FIN) if a FIN came first.
+ * `onData` sees each chunk with the running byte count.
+ */
+export function readToEnding (socket: Socket, onData?: (bytes: number) => void): Promise<StreamEnding> {
+  const hash = createHash('sha256')
+  let bytes = 0
+  return new Promise((resolve) => {
+    let settled = false
+    const settle = (ending: string): void => {
+      if (settled) return
+      settled = true
+      socket.destroy()
+      resolve({ bytes, sha: hash.digest('hex'), ending })
+    }
+    socket.on('data', (chunk: Buffer) => {
+      bytes += chunk.length
+      hash.update(chunk)
+      onData?.(bytes)
+    })
+    socket.on('error', (error: NodeJS.ErrnoException) => settle(error.code ?? error.message))
+    socket.once('end', () => {
+      if (socket.writableEnded) return settle('end') // we had ended our side: nothing left to probe with
+      socket.write(Buffer.alloc(1), (error?: Error | null) => settle((error as NodeJS.ErrnoException | null)?.code === 'ECONNRESET' ? 'ECONNRESET' : 'end'))
+    })
+    socket.once('close', () => settle('closed'))
+  })
 }
