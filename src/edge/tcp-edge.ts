@@ -122,7 +122,7 @@ export class TcpEdge {
       socket.resume()
     }, (error: Error) => {
       log.info({ client: clientIp, err: error.message }, 'tcp upstream unreachable')
-      socket.destroy()
+      reset(socket) // a clean close would look like an upstream that accepted and sent nothing
     })
   }
 }

@@ -14,7 +14,7 @@ import type { CertStore } from '../certs/cert-store.js'
 import type { CompiledPolicy } from '../policy/compiled.js'
 import { MAX_HELLO_BYTES, parseClientHello } from './client-hello.js'
 import type { HttpEdge } from './http-edge.js'
-import { admitted, splice } from './tcp-edge.js'
+import { admitted, reset, splice } from './tcp-edge.js'
 import { checkingIntervalMs, listenOn } from './listen.js'
 import { proxyHeader } from './proxy-protocol.js'
 import { H2Sessions } from './h2-sessions.js'
@@ -190,7 +190,7 @@ export class TlsEdge {
       socket.resume()
     }, (error: Error) => {
       this.#log.info({ client: clientIp, err: error.message }, 'tls upstream unreachable')
-      socket.destroy()
+      reset(socket) // a clean close would look like an upstream that accepted and sent nothing
     })
   }
 

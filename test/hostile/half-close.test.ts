@@ -131,4 +131,19 @@ describe.each(CLIENTS)('half-close and agent death with %s', (kind) => {
     expect(result.bytes).toBe(PART)
     expect(result.ending).toBe('ECONNRESET')
   })
+
+  it('an upstream the agent cannot reach resets the public client (tcp and tls passthrough), never a clean empty end', async () => {
+    const closed = createNetServer()
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
+    const deadPort = (closed.address() as AddressInfo).port
+    await new Promise((resolve) => closed.close(resolve))
+    const tcp = agent(`0:localhost:${deadPort}`, 'tcp')
+    const port = Number((await tcp.waitFor(/Forwarding\s+tcp:\/\/localhost:(\d+)/))[1])
+    const tcpResult = await collect(netConnect({ host: '127.0.0.1', port }))
+    expect(tcpResult).toMatchObject({ bytes: 0, ending: 'ECONNRESET' })
+    const tls = agent(`nowhere-${kind}:443:localhost:${deadPort}`, 'tls')
+    await tls.waitFor(new RegExp(`Forwarding\\s+tls://nowhere-${kind}\\.localhost`))
+    const tlsResult = await collect(tlsConnect({ host: '127.0.0.1', port: gateway.httpsPort, servername: `nowhere-${kind}.localhost`, rejectUnauthorized: false }))
+    expect(tlsResult).toMatchObject({ bytes: 0, ending: 'ECONNRESET' })
+  })
 })
