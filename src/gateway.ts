@@ -54,6 +54,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     onHoldsChanged: (holds) => names.save(holds),
     reservedAgainst: (key, account) => identity.reservedAgainst(key, account),
     reservedFor: (key, account) => identity.reservedFor(key, account),
+    reservedBelow: (key, account) => identity.reservedBelow(key, account),
   })
   registry.restore(names.load())
   // Reservations made while names were taken (or while the gateway was down) win over those names.

@@ -45,6 +45,9 @@ export interface RegistryOptions {
   reservedAgainst?: (key: string, account: string | undefined) => boolean
   /** Whether `account` reserved `key` or a domain above it (which lets it bind next to others' names). */
   reservedFor?: (key: string, account: string) => boolean
+  /** Whether an account other than `account` reserved a domain strictly under the exact name `key` (its parent
+   *  could set cookies reaching it). Such a name is refused like one above another owner's held name. */
+  reservedBelow?: (key: string, account: string | undefined) => boolean
 }
 
 export interface BindRequest {
@@ -80,6 +83,7 @@ export class Registry {
   readonly #onHoldsChanged: ((holds: Hold[]) => void) | undefined
   readonly #reservedAgainst: (key: string, account: string | undefined) => boolean
   readonly #reservedFor: (key: string, account: string) => boolean
+  readonly #reservedBelow: (key: string, account: string | undefined) => boolean
   readonly #exact = new Map<string, Endpoint>()
   readonly #wildcard = new Map<string, Endpoint>()
   readonly #tcp = new Map<number, Endpoint>()
@@ -96,6 +100,7 @@ export class Registry {
     this.#onHoldsChanged = options.onHoldsChanged
     this.#reservedAgainst = options.reservedAgainst ?? (() => false)
     this.#reservedFor = options.reservedFor ?? (() => false)
+    this.#reservedBelow = options.reservedBelow ?? (() => false)
   }
 
   /**
@@ -141,6 +146,7 @@ export class Registry {
     } else {
       host = wanted.host
       if (this.#reservedAgainst(host, owner.account)) throw new PortholeError('PH_1011', host)
+      if (this.#reservedBelow(host, owner.account) && !this.#granted(host, owner)) throw new PortholeError('PH_1060', host)
       this.#checkMayBind(host, owner)
     }
     this.#checkAcl(host, owner)

@@ -230,6 +230,15 @@ export class Identity {
   }
 
   /**
+   * Whether an account other than `account` (undefined: any) reserved a domain strictly under `key`, an exact
+   * name: binding `key` would sit above their reservation, able to set cookies that reach it.
+   */
+  reservedBelow (key: string, account: string | undefined): boolean {
+    if (key.startsWith('tcp:') || key.startsWith('*.')) return false // wildcards over a reservation: reservedAgainst
+    return this.#store.read().reservations.some((r) => r.account !== account && r.kind === 'domain' && bareName(r.value) !== key && isUnder(bareName(r.value), key))
+  }
+
+  /**
    * Whether `account` reserved `key` or a domain above it: then its credentials may bind `key` even next to
    * (under or above) a name another owner holds. Wildcards covering the reservation are not granted by it.
    */

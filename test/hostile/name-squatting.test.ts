@@ -96,6 +96,9 @@ describe('names next to another account\'s, granted by the operator', () => {
     await identity.addKey('ann', pub('alice'))
     await identity.addKey('bob', pub('bob'), { acl: ['bind:app', 'bind:*.wide.localhost'] })
     await identity.reserve('ann', 'domain', 'x.app')
+    await identity.createAccount('cy')
+    await identity.addKey('cy', pub('carol'))
+    await identity.reserve('ann', 'domain', 'shop.team')
   })
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.kill('SIGKILL')))
@@ -114,5 +117,13 @@ describe('names next to another account\'s, granted by the operator', () => {
     await open('bob', '*.wide').waitFor(/Forwarding\s+http:\/\/\*\.wide\.localhost/) // bob's ACL names it
     expect(await served('z.wide.localhost')).toBe('A') // ann's exact name still wins its host
     expect(await served('other.wide.localhost')).toBe('B')
+  })
+
+  it('refuses a name above another account\'s reservation (PH_1060), even while nobody is bound there', async () => {
+    const client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('carol', 'openssh'), forwards: [`team:80:localhost:${upstreamB.port}`], command: 'http' })
+    clients.push(client)
+    await client.waitFor(/PH_1060: name team\.localhost/)
+    expect(await client.exited).not.toBe(0)
+    expect((await fetchVia(gateway, 'http://team.localhost/')).status).toBe(404)
   })
 })

@@ -182,6 +182,14 @@ describe('file identity store', () => {
     expect(identity.reservedFor('*.example.com', 'ann')).toBe(false)
     expect(identity.reservedFor('www.shop.example.com', 'bob')).toBe(false)
     expect(identity.reservedFor('tcp:20022', 'ann')).toBe(false)
+    // Above another account's reservation (its parent could set cookies reaching it): reservedBelow.
+    await identity.reserve('ann', 'domain', 'api.team')
+    expect(identity.reservedBelow('team.example.com', 'bob')).toBe(true)
+    expect(identity.reservedBelow('team.example.com', 'ann')).toBe(false)
+    expect(identity.reservedBelow('api.team.example.com', 'bob')).toBe(false) // the name itself: reservedAgainst
+    expect(identity.reservedBelow('steam.example.com', 'bob')).toBe(false)
+    expect(identity.reservedBelow('*.team.example.com', 'bob')).toBe(false) // covering it: reservedAgainst
+    expect(identity.reservedAgainst('*.team.example.com', 'bob')).toBe(true)
 
     const { token, record } = await identity.createToken('ann', { acl: ['bind:ci'] })
     expect(JSON.stringify(identity.store.read())).not.toContain(token.split('.')[1])
