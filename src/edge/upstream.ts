@@ -43,7 +43,7 @@ export class Upstream {
       connect: (_options, callback) => {
         endpoint.dial(this.lastClient)
           .then((stream): Duplex | Promise<Duplex> => upstream.tls ? withTls(asSocket(stream), servername, upstream, h2) : priorKnowledge(asSocket(stream), h2))
-          .then((socket) => callback(null, skipInterimContinue(socket) as never), (error: Error) => callback(error, null))
+          .then((socket) => callback(null, skipInterimContinue(endAfterLastRead(socket)) as never), (error: Error) => callback(error, null))
       },
     })
     this.pool.on('connectionError', noop)
@@ -108,6 +108,34 @@ function asSocket (stream: Duplex): Duplex {
     // Then the stream's own destroy, as net.Socket would: `destroyed` is true at once (undici's parser
     // stops on it) and the error is emitted on the next tick. ssh2 still emits 'close' when the peer agrees.
     return Duplex.prototype.destroy.call(this, this.listenerCount('error') > 0 ? error : undefined)
+  }
+  return socket
+}
+
+/**
+ * Holds a stream's end back until a read has drained what came before it, and delivers it a tick later.
+ * A Readable whose last chunk and end are both buffered emits 'end' from the very read() that drains it;
+ * undici's HTTP/1.1 parser may pause for backpressure in the middle of what that read gave it, and it
+ * asserts on 'end' while paused (client-h1 Parser.finish: assert(!this.paused)). That took the whole gateway
+ * down whenever a service sent its answer and closed at once (HTTP/1.0 servers, python -m http.server) to a
+ * public client slower than the tunnel. Delivered later, the end is read only once undici reads again.
+ */
+function endAfterLastRead (socket: Duplex): Duplex {
+  const push = socket.push
+  const read = socket.read
+  let held = false
+  socket.push = function (this: Duplex, chunk: unknown, encoding?: BufferEncoding) {
+    if (chunk !== null || this.readableLength === 0) return push.call(this, chunk, encoding)
+    held = true
+    return false
+  }
+  socket.read = function (this: Duplex, size?: number) {
+    const data: unknown = read.call(this, size)
+    if (held && this.readableLength === 0) {
+      held = false
+      process.nextTick(() => push.call(this, null))
+    }
+    return data
   }
   return socket
 }
