@@ -115,7 +115,7 @@ describe('accounts, keys and authtokens', () => {
     await gateway.identity.reserve('ann', 'domain', 'bob-taken')
     await bob.waitFor(/PH_1011: name bob-taken\.localhost is in use, held or reserved by someone else/)
     // Now ann's (offline) endpoint: bob's upstream is no longer reached.
-    await eventually(async () => expect((await fetchVia(gateway, url!)).headers['porthole-error-code']).toBe('PH_3001'))
+    await eventually(async () => { expect((await fetchVia(gateway, url!)).headers['porthole-error-code']).toBe('PH_3001'); return true })
     await bob.kill()
     const ann = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`bob-taken:80:localhost:${upstream.port}`], command: 'http' })
     expect((await fetchVia(gateway, (await ann.urls())[0]!)).status).toBe(200)

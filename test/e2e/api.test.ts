@@ -85,7 +85,7 @@ describe('admin API', () => {
       })))
       expect(closed.filter(Boolean).length).toBeGreaterThanOrEqual(8)
       for (const socket of sockets) socket.destroy()
-      await eventually(async () => expect((await call('GET', '/api/accounts')).status).toBe(200))
+      await eventually(async () => { expect((await call('GET', '/api/accounts')).status).toBe(200); return true })
     })
 
     it('creates API keys that work until revoked, and never shows a hash', async () => {

@@ -232,13 +232,17 @@ export async function rawRequest (port: number, text: string, tls?: ConnectionOp
   return reply
 }
 
-/** Polls until fn() stops throwing (or returns truthy), for state that settles asynchronously. */
-export async function eventually<T> (fn: () => Promise<T> | T, timeoutMs = 10_000): Promise<T> {
+/**
+ * Polls until fn() returns a value other than false, undefined or null without throwing, for state that settles
+ * asynchronously; resolves with that value. A check made of expect() calls ends with `return true` (returning
+ * nothing means "not yet": a find() that found nothing must not end the wait).
+ */
+export async function eventually<T> (fn: () => Promise<T | false | undefined | null> | T | false | undefined | null, timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     try {
       const value = await fn()
-      if (value !== false) return value
+      if (value !== false && value !== undefined && value !== null) return value as T
     } catch (error) {
       if (Date.now() > deadline) throw error
     }
