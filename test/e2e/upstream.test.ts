@@ -28,7 +28,8 @@ describe.each(CLIENTS)('upstream protocols with %s', (kind) => {
   }
 
   beforeAll(async () => {
-    gateway = await startTestGateway({ flags: { tcpPorts: `${30_000 + randomInt(9000)}-${39_999}` } })
+    // TCP ports below Linux's ephemeral range (32768+), where upstreams listening on port 0 land.
+    gateway = await startTestGateway({ flags: { tcpPorts: `${28_500 + randomInt(2_000)}-${31_999}` } })
     own = new CertStore({ dataDir: join(gateway.tmp, 'service-ca') })
   })
   afterAll(async () => {

@@ -43,7 +43,7 @@ describe('an agent dying mid-stream', () => {
   let upstream: Awaited<ReturnType<typeof plannedUpstream>>
 
   beforeAll(async () => {
-    const base = 42000 + Math.floor(Math.random() * 200) * 40
+    const base = 24_100 + Math.floor(Math.random() * 50) * 40 // below the ephemeral range (32768+)
     gateway = await startTestGateway({ flags: { tcpPorts: `${base}-${base + 39}` } })
     upstream = await plannedUpstream()
   })

@@ -48,7 +48,7 @@ describe('public TCP clients resetting busy streams', () => {
   let echoPort: number
 
   beforeAll(async () => {
-    const base = 41000 + Math.floor(Math.random() * 200) * 40
+    const base = 26_200 + Math.floor(Math.random() * 50) * 40 // below the ephemeral range (32768+)
     gateway = await startTestGateway({ flags: { tcpPorts: `${base}-${base + 39}` } })
     upstream = await firehose()
     echo = createServer((socket) => { socket.on('error', () => {}); socket.pipe(socket) })
