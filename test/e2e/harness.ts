@@ -442,6 +442,16 @@ export function h2Session (gateway: { httpsPort: number, caPem: string }, server
   return session
 }
 
+/** The status of one GET on an HTTP/2 session (the body is read and dropped). */
+export function h2Status (session: ClientHttp2Session, authority: string, path = '/'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ':path': path, ':authority': authority })
+    stream.once('response', (headers) => resolve(Number(headers[':status'])))
+    stream.once('error', reject)
+    stream.resume()
+  })
+}
+
 /** A TLS connection to the gateway's HTTPS port for `servername` offering `alpn`, once the handshake is done. */
 export function tlsTo (gateway: { httpsPort: number, caPem: string }, servername: string, alpn: string[]): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {

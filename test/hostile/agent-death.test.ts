@@ -7,7 +7,7 @@
 import { createHash, randomBytes, randomInt } from 'node:crypto'
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { eventually, fetchVia, readToEnding, ScriptedClient, startGatewayProcess, startTestGateway, type StreamEnding, type TestGateway } from '../e2e/harness.js'
+import { eventually, fetchVia, readToEnding, ScriptedClient, startGatewayProcess, startRawUpstream, startTestGateway, type StreamEnding, type TestGateway } from '../e2e/harness.js'
 
 const SIZE = 1_000_000
 const payload = randomBytes(SIZE)
@@ -86,15 +86,9 @@ describe('an agent dying mid-stream', () => {
 describe('a gateway whose agent dies under HTTP requests in flight', () => {
   it('stays up and serves the next agent (the requests are cut, the process lives)', async () => {
     const gateway = await startGatewayProcess()
-    const held = new Set<Socket>()
     // Answers each request's head and part of its body, then holds: every response is unfinished.
-    const service = createServer((socket) => {
-      held.add(socket)
-      socket.on('error', () => {})
-      socket.once('data', () => socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n${'x'.repeat(1000)}`))
-    })
-    await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve))
-    const servicePort = (service.address() as AddressInfo).port
+    const service = await startRawUpstream((socket) => { socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n${'x'.repeat(1000)}`) })
+    const servicePort = service.port
     const target = gateway as unknown as TestGateway
     // A gateway that died shows as a refused login: say so, with what it printed.
     const agentTo = async (port: number): Promise<ScriptedClient> => {
@@ -146,8 +140,7 @@ describe('a gateway whose agent dies under HTTP requests in flight', () => {
       expect(gateway.output()).not.toMatch(/TypeError|uncaught/i)
       expect(gateway.proc.exitCode).toBeNull()
     } finally {
-      for (const socket of held) socket.destroy()
-      service.close()
+      await service.close()
       await gateway.stop()
     }
   }, 60_000)

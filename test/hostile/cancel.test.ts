@@ -7,7 +7,7 @@ import { constants as h2 } from 'node:http2'
 import { connect as netConnect, type Socket } from 'node:net'
 import type { Pool } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, eventually, fetchVia, h2Session, sleep, startTestGateway, startUpstream, type SshClient, type TestGateway } from '../e2e/harness.js'
+import { connect, eventually, fetchVia, h2Session, h2Status, sleep, startTestGateway, startUpstream, type SshClient, type TestGateway } from '../e2e/harness.js'
 
 const CANCELS = 1000
 const BATCH = 100
@@ -142,13 +142,7 @@ describe('cancelled requests release their upstream stream', () => {
     expect(plain.body).toBe('ok')
     const session = h2Session(gateway, NAME)
     try {
-      const status = await new Promise<number>((resolve, reject) => {
-        const stream = session.request({ ':path': '/ok', ':authority': NAME })
-        stream.once('response', (headers) => resolve(Number(headers[':status'])))
-        stream.once('error', reject)
-        stream.resume()
-      })
-      expect(status).toBe(200)
+      expect(await h2Status(session, NAME, '/ok')).toBe(200)
     } finally {
       session.close()
     }

@@ -5,7 +5,7 @@
 // both closes passed and treats any later message for it as fatal (fix: src/agents/ssh/channel-close.ts).
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, eventually, fetchVia, startTestGateway, type SshClient, type TestGateway } from '../e2e/harness.js'
+import { connect, eventually, fetchVia, startRawUpstream, startTestGateway, type SshClient, type TestGateway } from '../e2e/harness.js'
 
 /** An upstream that sends bytes as fast as the stream takes them, until the connection goes. */
 async function firehose (): Promise<{ server: Server, port: number }> {
@@ -95,15 +95,9 @@ describe('public TCP clients resetting busy streams', () => {
     // Found by npm run soak: the gateway died of a TypeError in undici when an agent was killed mid-response. The
     // session's end failed each unfinished channel with an 'error' emitted a tick later, after ssh2 had already
     // emitted 'close' for it (undici had released the socket by then).
-    const held = new Set<Socket>()
-    const service = createServer((socket) => {
-      held.add(socket)
-      socket.on('error', () => {})
-      // Answer the request's head and part of a body, then hold.
-      socket.once('data', () => socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n${'x'.repeat(1000)}`))
-    })
-    await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve))
-    const http = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('carol', 'openssh'), forwards: [`midway:80:127.0.0.1:${(service.address() as AddressInfo).port}`], command: 'http' })
+    // Answer the request's head and part of a body, then hold.
+    const service = await startRawUpstream((socket) => { socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n${'x'.repeat(1000)}`) })
+    const http = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('carol', 'openssh'), forwards: [`midway:80:127.0.0.1:${service.port}`], command: 'http' })
     try {
       const [url] = await http.urls()
       const clients = Array.from({ length: 8 }, () => {
@@ -120,8 +114,7 @@ describe('public TCP clients resetting busy streams', () => {
       expect(agent.proc.exitCode).toBeNull()
     } finally {
       await http.kill()
-      for (const socket of held) socket.destroy()
-      service.close()
+      await service.close()
     }
   }, 60_000)
 })

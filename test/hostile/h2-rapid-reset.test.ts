@@ -3,7 +3,7 @@
 // (pool connections or SSH channels left behind), starve another endpoint, or stall the gateway.
 import { constants as h2 } from 'node:http2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, eventually, fetchVia, h2Session, startTestGateway, startUpstream, type SshClient, type TestGateway } from '../e2e/harness.js'
+import { connect, eventually, fetchVia, h2Session, h2Status, startTestGateway, startUpstream, type SshClient, type TestGateway } from '../e2e/harness.js'
 
 const RESETS_PER_SESSION = 2000
 const SESSIONS = 4
@@ -73,13 +73,7 @@ describe('HTTP/2 rapid reset', () => {
     expect((await fetchVia(gateway, 'http://bystander.localhost/ok')).status).toBe(200)
     const session = h2Session(gateway, 'reset.localhost')
     try {
-      const status = await new Promise<number>((resolve, reject) => {
-        const stream = session.request({ ':path': '/ok', ':authority': 'reset.localhost' })
-        stream.once('response', (headers) => resolve(Number(headers[':status'])))
-        stream.once('error', reject)
-        stream.resume()
-      })
-      expect(status).toBe(200)
+      expect(await h2Status(session, 'reset.localhost', '/ok')).toBe(200)
     } finally {
       session.close()
     }

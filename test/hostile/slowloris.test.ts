@@ -7,7 +7,7 @@ import { connect as netConnect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, dripper, fetchVia, h2Session, sleep, startTestGateway, startUpstream, tlsTo, type SshClient, type TestGateway } from '../e2e/harness.js'
+import { connect, dripper, fetchVia, h2Session, h2Status, sleep, startTestGateway, startUpstream, tlsTo, type SshClient, type TestGateway } from '../e2e/harness.js'
 
 const NAME = 'slow.localhost'
 const DRIPPERS = 24
@@ -88,13 +88,7 @@ describe('slow headers are cut on every listener', () => {
       async () => {
         const session = h2Session(gateway, NAME)
         try {
-          const status = await new Promise<number>((resolve, reject) => {
-            const stream = session.request({ ':path': '/', ':authority': NAME })
-            stream.once('response', (headers) => resolve(Number(headers[':status'])))
-            stream.once('error', reject)
-            stream.resume()
-          })
-          expect(status).toBe(200)
+          expect(await h2Status(session, NAME)).toBe(200)
         } finally {
           session.close()
         }
@@ -125,12 +119,7 @@ describe('slow headers are cut on every listener', () => {
       return text
     }
     const session = h2Session(gateway, NAME)
-    const get = (): Promise<number> => new Promise((resolve, reject) => {
-      const stream = session.request({ ':path': '/', ':authority': NAME })
-      stream.once('response', (headers) => resolve(Number(headers[':status'])))
-      stream.once('error', reject)
-      stream.resume()
-    })
+    const get = (): Promise<number> => h2Status(session, NAME)
     const h2Twice = async (): Promise<void> => {
       expect(await get()).toBe(200)
       await sleep(1600)
