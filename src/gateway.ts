@@ -34,6 +34,8 @@ export interface RunningGateway {
   /** The local CA's certificate (PEM): what clients trust to verify https endpoints. */
   readonly caPem: string
   readonly ssh: SshAgent
+  /** The HTTP edge (its per-endpoint pool counters are what tests look at). */
+  readonly edge: HttpEdge
   readonly identity: Identity
   close (): Promise<void>
 }
@@ -76,7 +78,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   })
   const http = await edge.listen(config.httpAddr.host, config.httpAddr.port)
   // TCP endpoints listen on the public HTTP interface.
-  const tcp = new TcpEdge({ host: config.httpAddr.host, log: log.child({ component: 'tcp' }) })
+  const tcp = new TcpEdge({ registry, host: config.httpAddr.host, log: log.child({ component: 'tcp' }) })
   const tls = new TlsEdge({ registry, certs, http: edge, log: log.child({ component: 'tls' }), headerTimeoutMs: config.headerTimeoutMs, idleTimeoutMs: config.idleTimeoutMs })
   let https
   try {
@@ -185,6 +187,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     config,
     registry,
     ssh,
+    edge,
     identity,
     sshPort: sshAddress.port,
     httpPort: http.port,
@@ -199,6 +202,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
         outboundChannel.unsubscribe(onOutbound)
         policyErrorChannel.unsubscribe(onPolicyError)
         for (const endpoint of registry.endpoints()) registry.unbind(endpoint)
+        tcp.close()
         await Promise.all([edge.close(), tls.close()])
         certs.close()
         names.flush()

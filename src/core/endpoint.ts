@@ -1,14 +1,13 @@
 // The seam between agent transports and the edge: an agent produces (EndpointSpec, Dialer, Owner); the
-// registry binds it into an Endpoint; the edge routes public traffic to it and calls dial().
+// registry binds it into an Endpoint; the edge routes public traffic to it and calls dial(). The edge keeps its
+// own per-endpoint state (pools, listeners, the compiled policy) keyed by endpoint id and drops it when the
+// registry reports the unbind; nothing is parked on the Endpoint.
 import type { Duplex } from 'node:stream'
-import type { PolicyDocument } from '../policy/document.js'
 
 export type EndpointProto = 'http' | 'tcp' | 'tls'
 
 export interface EndpointSpec {
   readonly proto: EndpointProto
-  /** Traffic policy compiled from flags (and later documents); evaluated by the edge. */
-  readonly policy: PolicyDocument
   /** 'rewrite' sends the upstream Host header as the upstream address; another value sends that value. */
   readonly hostHeader?: string
   /** http endpoints: which public schemes serve it (--schemes); plain HTTP is redirected when only https. */
@@ -42,7 +41,11 @@ export interface ClientAddress {
   readonly remotePort: number
 }
 
-/** Opens one bidirectional stream to the agent's upstream. */
+/**
+ * Opens one bidirectional stream to the agent's upstream for the public client `client`. The stream behaves like
+ * a net.Socket (half-close with end(), destroy(error) fails it, 'error' before 'close' on an abort): the transport
+ * fixes its own library's quirks before handing it over.
+ */
 export type Dialer = (client: ClientAddress) => Promise<Duplex>
 
 export interface RequestRecord {
@@ -77,6 +80,4 @@ export interface Endpoint {
   readonly owner: Owner
   readonly dial: Dialer
   readonly hooks: EndpointHooks
-  /** Set by the edge: per-endpoint upstream state (connection pool); closed on unbind. */
-  upstream?: { close: () => Promise<void> | void }
 }

@@ -78,6 +78,7 @@ export class Registry {
   readonly #anonymousGraceMs: number
   readonly #maxHolds: number
   readonly #maxAnonymousHolds: number
+  readonly #unbindListeners = new Set<(endpoint: Endpoint) => void>()
   readonly #maxHoldsPerOwner: number
   readonly #now: () => number
   readonly #onHoldsChanged: ((holds: Hold[]) => void) | undefined
@@ -219,13 +220,24 @@ export class Registry {
     if (this.#current(endpoint) !== endpoint) return
     if (endpoint.port !== undefined) this.#tcp.delete(endpoint.port)
     else (this.#mapFor(endpoint.host) as Map<string, Endpoint>).delete(endpoint.host)
-    void endpoint.upstream?.close()
+    for (const listener of this.#unbindListeners) listener(endpoint)
     const hold = this.#holds.get(endpoint.host)
     if (hold && hold.ownerId === endpoint.owner.id) {
       if (endpoint.owner.persistent && keepHold) hold.expiresAt = this.#now() + (hold.anonymous ? this.#anonymousGraceMs : this.#graceMs)
       else this.#holds.delete(endpoint.host)
     }
     this.#changed()
+  }
+
+  /** Whether `endpoint` is still bound (an edge attaching after an await checks it did not go meanwhile). */
+  isBound (endpoint: Endpoint): boolean {
+    return this.#current(endpoint) === endpoint
+  }
+
+  /** Calls `listener` with each endpoint as it is removed (the edge drops its state for it). Returns the unsubscribe. */
+  onUnbind (listener: (endpoint: Endpoint) => void): () => void {
+    this.#unbindListeners.add(listener)
+    return () => this.#unbindListeners.delete(listener)
   }
 
   /** Routes a public Host (lower-case, no port): exact names first, then the most specific wildcard. */

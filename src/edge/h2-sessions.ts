@@ -14,7 +14,7 @@
 // - PING and SETTINGS floods are cut (nghttp2 already bounds unanswered ACKs; this bounds answered ones).
 import { constants, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2'
 import type { Duplex } from 'node:stream'
-import { checkingIntervalMs } from './listen.js'
+import { checkingIntervalMs } from '../net/listen.js'
 
 /** PING + SETTINGS frames one session may send per CONTROL_WINDOW_MS (browsers send a handful per minute). */
 const MAX_CONTROL_FRAMES = 100

@@ -17,7 +17,7 @@ import { createEncoder, type Encoder } from './encode.js'
 import { cleanResponseHeaders, ERROR_CODE_HEADER, upstreamRequestHeaders } from './headers.js'
 import { sendError, sendRawError, sendRawResponse, sendResponse } from './error-response.js'
 import { Upstream } from './upstream.js'
-import { checkingIntervalMs, closeSoon, listenOn } from './listen.js'
+import { checkingIntervalMs, closeSoon, listenOn } from '../net/listen.js'
 import { proxyUpgrade } from './upgrade.js'
 import { requestTarget, routingHost, type RequestTarget, type Scheme } from './request-target.js'
 
@@ -280,6 +280,9 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
 export class HttpEdge {
   readonly #options: HttpEdgeOptions
   readonly #registry: Registry
+  /** Per-endpoint upstream state, by endpoint id (DESIGN: the edge owns it; the registry only says when to drop it). */
+  readonly #upstreams = new Map<string, Upstream>()
+  readonly #stopListening: () => void
   readonly #log: Logger
   readonly server: Server
   /** scheme://host:port suffix for URLs, filled in once listening. */
@@ -289,6 +292,7 @@ export class HttpEdge {
   constructor (options: HttpEdgeOptions) {
     this.#options = options
     this.#registry = options.registry
+    this.#stopListening = this.#registry.onUnbind((endpoint) => this.#detach(endpoint))
     this.#log = options.log
     this.server = createServer({
       maxHeaderSize: options.maxRequestHeaderSize,
@@ -327,13 +331,25 @@ export class HttpEdge {
     return `http://${host}${this.#portSuffix}`
   }
 
-  /** Builds the endpoint's upstream state (pool + compiled policy) at bind time. */
+  /** Builds the endpoint's upstream state (pool + compiled policy) at bind time; dropped when the registry unbinds it. */
   attach (endpoint: Endpoint, policy: CompiledPolicy): void {
-    endpoint.upstream = new Upstream(endpoint, policy, {
+    this.#upstreams.set(endpoint.id, new Upstream(endpoint, policy, {
       connections: this.#options.upstreamConnections,
       timeoutMs: this.#options.upstreamTimeoutMs,
       maxResponseHeaderSize: this.#options.maxResponseHeaderSize,
-    })
+    }))
+  }
+
+  #detach (endpoint: Endpoint): void {
+    const upstream = this.#upstreams.get(endpoint.id)
+    if (upstream === undefined) return
+    this.#upstreams.delete(endpoint.id)
+    void upstream.close()
+  }
+
+  /** The endpoint's pool counters (running, pending, queued, connected), or undefined when it has none here. */
+  poolStats (endpointId: string): Upstream['pool']['stats'] | undefined {
+    return this.#upstreams.get(endpointId)?.pool.stats
   }
 
   /** Answers with a catalogue error and logs the request line. */
@@ -353,8 +369,8 @@ export class HttpEdge {
       const misdirected = this.#misdirected(req.socket as TLSSocket, host, found)
       if (misdirected !== undefined) return { code: 'PH_3015', detail: misdirected }
     }
-    if (found.state === 'bound' && found.endpoint.upstream instanceof Upstream) {
-      const { upstream } = found.endpoint
+    const upstream = found.state === 'bound' ? this.#upstreams.get(found.endpoint.id) : undefined
+    if (found.state === 'bound' && upstream !== undefined) {
       if (scheme === 'https' && !found.endpoint.spec.schemes.https) return { code: 'PH_3016', detail: found.endpoint.host }
       // A stranger cannot queue requests without bound: past the pool's connections, some wait, then 503.
       if (upstream.pool.stats.queued >= MAX_QUEUED_PER_ENDPOINT) return { code: 'PH_3010', detail: found.endpoint.host }
@@ -462,8 +478,7 @@ export class HttpEdge {
     if (outcome) res.once('close', () => { for (const hook of outcome) hook(res.headersSent ? res.statusCode : 0) })
     const upstreamHost = this.#upstreamHost(upstream, req)
     if (upstreamHost !== undefined) headers.host = upstreamHost
-    upstream.lastClient = { remoteAddress: clientIp, remotePort: req.socket.remotePort ?? 0 }
-    upstream.pool.dispatch({
+    upstream.dispatch({ remoteAddress: clientIp, remotePort: req.socket.remotePort ?? 0 }, {
       method: req.method as Dispatcher.HttpMethod,
       path: ctx.path,
       headers: headers as Record<string, string | string[]>,
@@ -500,6 +515,9 @@ export class HttpEdge {
   }
 
   close (): Promise<void> {
+    this.#stopListening()
+    for (const upstream of this.#upstreams.values()) void upstream.close()
+    this.#upstreams.clear()
     return new Promise((resolve) => {
       this.server.close(() => resolve())
       this.server.closeAllConnections()

@@ -2,14 +2,16 @@
 // endpoint's on_tcp_connect rules (restrict-ips) and then gets a tunnel stream of its own, piped both ways.
 // No idle timeout on the streams: long-lived connections are the point; liveness is the SSH session's job.
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Endpoint } from '../core/endpoint.js'
+import type { Registry } from '../core/registry.js'
 import type { CompiledPolicy } from '../policy/compiled.js'
 import { proxyHeader } from './proxy-protocol.js'
-import { listenOn } from './listen.js'
+import { listenOn } from '../net/listen.js'
+import { reset, splice } from '../net/splice.js'
 
 export interface TcpEdgeOptions {
+  readonly registry: Registry
   /** The interface TCP endpoints listen on. */
   readonly host: string
   readonly log: Logger
@@ -24,58 +26,28 @@ export function admitted (policy: CompiledPolicy, socket: Socket, endpoint: Endp
   return true
 }
 
-/**
- * Aborts a public connection with a TCP reset, so its client sees an error (ECONNRESET) rather than a clean
- * end it would take for a complete stream. A socket without a TCP handle of its own (TLS terminated here)
- * can only be destroyed.
- */
-export function reset (socket: Socket): void {
-  if (socket.destroyed) return
-  try {
-    socket.resetAndDestroy()
-  } catch {
-    socket.destroy()
-  }
-}
-
-/**
- * Pipes a public socket and a tunnel stream both ways, with TCP's half-close: a side that ends its writing
- * (FIN, or the agent's EOF) ends the other side's writing and the other direction goes on, so a client that
- * sends its request and shuts its write side still gets the whole answer. The public socket ends cleanly
- * only after the stream did; a stream that fails or closes before its end (the agent died) resets it.
- * Returns abort(), for when the endpoint goes: a reset, unless the stream had already ended and only the
- * rest of its answer is on its way to the client.
- */
-export function splice (socket: Socket, stream: Duplex, onClose: (bytesIn: number, bytesOut: number) => void): () => void {
-  let bytesIn = 0
-  let bytesOut = 0
-  let ended = false
-  socket.allowHalfOpen = true // read at the client's FIN: keep writing what the stream still sends
-  socket.on('data', (chunk: Buffer) => { bytesIn += chunk.length })
-  stream.on('data', (chunk: Buffer) => { bytesOut += chunk.length })
-  stream.once('end', () => { ended = true }) // pipe() ends the socket's writing after the last byte
-  stream.on('error', () => reset(socket))
-  socket.on('error', () => stream.destroy())
-  stream.once('close', () => {
-    if (!ended) return reset(socket)
-    // Finished: once our FIN is out, a client that keeps its side open has nobody left to talk to.
-    if (socket.writableFinished) socket.destroy()
-    else socket.once('finish', () => socket.destroy())
-  })
-  socket.once('close', () => {
-    stream.destroy()
-    onClose(bytesIn, bytesOut)
-  })
-  socket.pipe(stream)
-  stream.pipe(socket)
-  return () => { if (!ended) reset(socket) }
-}
-
 export class TcpEdge {
   readonly #options: TcpEdgeOptions
+  /** Each tcp endpoint's listener and how to take it down, by endpoint id; closed when the registry unbinds it. */
+  readonly #listeners = new Map<string, () => void>()
+  readonly #stopListening: () => void
 
   constructor (options: TcpEdgeOptions) {
     this.#options = options
+    this.#stopListening = options.registry.onUnbind((endpoint) => this.#detach(endpoint.id))
+  }
+
+  #detach (endpointId: string): void {
+    const close = this.#listeners.get(endpointId)
+    if (close === undefined) return
+    this.#listeners.delete(endpointId)
+    close()
+  }
+
+  /** Closes every endpoint's listener (the gateway is stopping). */
+  close (): void {
+    this.#stopListening()
+    for (const id of [...this.#listeners.keys()]) this.#detach(id)
   }
 
   /** Starts listening on the endpoint's port; rejects (EADDRINUSE, ...) if the port cannot be had. */
@@ -90,12 +62,14 @@ export class TcpEdge {
     })
     await listenOn(server, this.#options.host, endpoint.port!)
     server.on('error', (error) => log.warn({ err: error.message }, 'tcp listener error'))
-    endpoint.upstream = {
-      close: () => {
-        server.close()
-        for (const abort of connections.values()) abort()
-      },
+    if (!this.#options.registry.isBound(endpoint)) { // unbound while the listener started: leave nothing open
+      server.close()
+      return
     }
+    this.#listeners.set(endpoint.id, () => {
+      server.close()
+      for (const abort of connections.values()) abort()
+    })
     log.debug({ address: (server.address() as AddressInfo).address }, 'tcp endpoint listening')
   }
 

@@ -14,8 +14,9 @@ import type { CertStore } from '../certs/cert-store.js'
 import type { CompiledPolicy } from '../policy/compiled.js'
 import { MAX_HELLO_BYTES, parseClientHello } from './client-hello.js'
 import type { HttpEdge } from './http-edge.js'
-import { admitted, reset, splice } from './tcp-edge.js'
-import { checkingIntervalMs, listenOn } from './listen.js'
+import { admitted } from './tcp-edge.js'
+import { reset, splice } from '../net/splice.js'
+import { checkingIntervalMs, listenOn } from '../net/listen.js'
 import { proxyHeader } from './proxy-protocol.js'
 import { H2Sessions } from './h2-sessions.js'
 
@@ -34,12 +35,6 @@ export interface TlsEdgeOptions {
   readonly idleTimeoutMs: number
 }
 
-/** A tls endpoint's state: its compiled policy (on_tcp_connect), built at bind time. */
-class PassThrough {
-  readonly policy: CompiledPolicy
-  constructor (policy: CompiledPolicy) { this.policy = policy }
-  close (): void {}
-}
 
 export class TlsEdge {
   readonly #options: TlsEdgeOptions
@@ -48,10 +43,14 @@ export class TlsEdge {
   readonly #https: Http2SecureServer
   readonly #sockets = new Set<Socket>()
   readonly #h2: H2Sessions
+  /** The compiled policy of each tls (passthrough) endpoint, by endpoint id. */
+  readonly #policies = new Map<string, CompiledPolicy>()
+  readonly #stopListening: () => void
 
   constructor (options: TlsEdgeOptions) {
     this.#options = options
     this.#log = options.log
+    this.#stopListening = options.registry.onUnbind((endpoint) => this.#policies.delete(endpoint.id))
     this.#https = createSecureServer({
       allowHTTP1: true,
       minVersion: 'TLSv1.2',
@@ -116,8 +115,9 @@ export class TlsEdge {
     return listenOn(this.#server, host, port)
   }
 
+  /** A tls endpoint's state here is its compiled policy (on_tcp_connect), kept until the registry unbinds it. */
   attach (endpoint: Endpoint, policy: CompiledPolicy): void {
-    endpoint.upstream = new PassThrough(policy)
+    this.#policies.set(endpoint.id, policy)
   }
 
   #terminated (name: string): Endpoint | undefined {
@@ -172,8 +172,8 @@ export class TlsEdge {
     const started = performance.now()
     const clientIp = socket.remoteAddress ?? ''
     const remotePort = socket.remotePort ?? 0
-    const upstream = endpoint.upstream
-    if (!(upstream instanceof PassThrough) || !admitted(upstream.policy, socket, endpoint, 'tls')) {
+    const policy = this.#policies.get(endpoint.id)
+    if (policy === undefined || !admitted(policy, socket, endpoint, 'tls')) {
       socket.destroy()
       return
     }
@@ -195,6 +195,8 @@ export class TlsEdge {
   }
 
   close (): Promise<void> {
+    this.#stopListening()
+    this.#policies.clear()
     return new Promise((resolve) => {
       this.#server.close(() => resolve())
       for (const socket of this.#sockets) socket.destroy()

@@ -11,7 +11,7 @@ import type { ErrorCode } from '../core/errors.js'
 import type { HeaderMap, HttpRequestContext } from '../policy/compiled.js'
 import { rawResponseHead, sendRawError } from './error-response.js'
 import { cleanResponseHeaders } from './headers.js'
-import { splice } from './tcp-edge.js'
+import { splice } from '../net/splice.js'
 import type { Upstream } from './upstream.js'
 
 class UpgradeHandler implements Dispatcher.DispatchHandler {
@@ -106,7 +106,6 @@ class UpgradeHandler implements Dispatcher.DispatchHandler {
 /** Sends an upgrade request upstream; `headers` are the cleaned request headers (undici adds Connection/Upgrade). */
 export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer, endpoint: Endpoint, upstream: Upstream, ctx: HttpRequestContext, headers: HeaderMap, mapError: (error: unknown) => { code: ErrorCode, detail?: string }): void {
   const protocol = String(req.headers.upgrade ?? 'websocket')
-  upstream.lastClient = { remoteAddress: ctx.clientIp, remotePort: ctx.clientPort }
   const handler = new UpgradeHandler(socket, head, endpoint, ctx, mapError)
-  upstream.pool.dispatch({ method: (req.method ?? 'GET') as Dispatcher.HttpMethod, path: ctx.path, headers: headers as Record<string, string | string[]>, upgrade: protocol }, handler)
+  upstream.dispatch({ remoteAddress: ctx.clientIp, remotePort: ctx.clientPort }, { method: (req.method ?? 'GET') as Dispatcher.HttpMethod, path: ctx.path, headers: headers as Record<string, string | string[]>, upgrade: protocol }, handler)
 }

@@ -2,7 +2,7 @@
 // from the endpoint's Dialer (keep-alive reuses them), and the compiled policy. With --upstream-tls the
 // edge runs a TLS client over each stream; with --upstream-protocol http2 undici speaks HTTP/2 to the
 // service (negotiated by ALPN over TLS, or with prior knowledge over the plain stream).
-import { Pool } from 'undici'
+import { Pool, type Dispatcher } from 'undici'
 import { Duplex } from 'node:stream'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { PortholeError } from '../core/errors.js'
@@ -21,8 +21,12 @@ export class Upstream {
   readonly pool: Pool
   readonly policy: CompiledPolicy
   readonly hostHeader: string | undefined
-  /** The public client of the latest request: given as originator when the pool opens a new stream. */
-  lastClient: ClientAddress = { remoteAddress: '0.0.0.0', remotePort: 0 }
+  /**
+   * The public client of the latest request dispatched: the Dialer's argument when that dispatch makes the pool
+   * open a stream (undici connects from dispatch(), or a microtask later for a streamed body). With keep-alive a
+   * stream then serves later requests of other clients too, as any reverse proxy's upstream connection does.
+   */
+  #client: ClientAddress = { remoteAddress: '0.0.0.0', remotePort: 0 }
 
   constructor (endpoint: Endpoint, policy: CompiledPolicy, limits: UpstreamLimits) {
     this.policy = policy
@@ -41,12 +45,18 @@ export class Upstream {
       bodyTimeout: limits.timeoutMs,
       maxHeaderSize: limits.maxResponseHeaderSize,
       connect: (_options, callback) => {
-        endpoint.dial(this.lastClient)
+        endpoint.dial(this.#client)
           .then((stream): Duplex | Promise<Duplex> => upstream.tls ? withTls(asSocket(stream), servername, upstream, h2) : priorKnowledge(asSocket(stream), h2))
           .then((socket) => callback(null, skipInterimContinue(endAfterLastRead(socket)) as never), (error: Error) => callback(error, null))
       },
     })
     this.pool.on('connectionError', noop)
+  }
+
+  /** Sends one request for the public client `client` (the stream it may need is dialled for that client). */
+  dispatch (client: ClientAddress, options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
+    this.#client = client
+    this.pool.dispatch(options, handler)
   }
 
   close (): Promise<void> {
@@ -90,25 +100,14 @@ function withTls (stream: Duplex, servername: string, upstream: Endpoint['spec']
   })
 }
 
-/**
- * Makes a tunnel stream usable as undici's socket. undici ends a request by destroying its socket with the
- * reason (headers timeout, headers overflow) and reads that reason back from the 'error' event; ssh2's
- * Channel.destroy() ignores its argument and leaves `destroyed` false; this fixes both.
- */
+/** undici calls these socket methods unconditionally (its HTTP/2 client too); a tunnel stream need not have them. */
 function asSocket (stream: Duplex): Duplex {
   const socket = stream as Duplex & { setNoDelay?: () => void, setKeepAlive?: () => void, setTimeout?: () => void, ref?: () => void, unref?: () => void }
   socket.setNoDelay ??= noop
   socket.setKeepAlive ??= noop
   socket.setTimeout ??= noop
-  socket.ref ??= noop // undici's HTTP/2 client calls these unconditionally
+  socket.ref ??= noop
   socket.unref ??= noop
-  const destroy = socket.destroy
-  socket.destroy = function (this: Duplex, error?: Error) {
-    destroy.call(this) // ssh2: end our side and send CHANNEL_CLOSE
-    // Then the stream's own destroy, as net.Socket would: `destroyed` is true at once (undici's parser
-    // stops on it) and the error is emitted on the next tick. ssh2 still emits 'close' when the peer agrees.
-    return Duplex.prototype.destroy.call(this, this.listenerCount('error') > 0 ? error : undefined)
-  }
   return socket
 }
 

@@ -70,9 +70,9 @@ describe('cancelled requests release their upstream stream', () => {
     await gateway.stop()
   })
 
-  const pool = (): Pool => {
+  const pool = (): { stats: Pool['stats'] } => {
     const endpoint = gateway.registry.endpoints().find((e) => e.host === NAME)!
-    return (endpoint.upstream as unknown as { pool: Pool }).pool
+    return { stats: gateway.edge.poolStats(endpoint.id)! }
   }
   const openStreams = (): number => gateway.ssh.sessions().reduce((sum, s) => sum + s.openStreams, 0)
 
@@ -155,7 +155,7 @@ describe('cancelled requests release their upstream stream', () => {
     try {
       const [url] = await other.urls()
       const busyHost = new URL(url!).host
-      const busyPool = (): Pool => (gateway.registry.endpoints().find((e) => e.host === 'cancel-busy.localhost')!.upstream as unknown as { pool: Pool }).pool
+      const busyPool = (): { stats: Pool['stats'] } => ({ stats: gateway.edge.poolStats(gateway.registry.endpoints().find((e) => e.host === 'cancel-busy.localhost')!.id)! })
       const holders = Array.from({ length: 128 }, () => fetchVia(gateway, `http://${busyHost}/slow?ms=1500`))
       await eventually(() => busyPool().stats.running === 128)
       const session = h2Session(gateway, 'cancel-busy.localhost')

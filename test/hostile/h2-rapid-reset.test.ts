@@ -62,7 +62,7 @@ describe('HTTP/2 rapid reset', () => {
     await eventually(() => {
       const open = gateway.ssh.sessions().reduce((sum, s) => sum + s.openStreams, 0)
       const endpoint = gateway.registry.endpoints().find((e) => e.host === 'reset.localhost')!
-      const pool = (endpoint.upstream as unknown as { pool: { stats: { running: number, pending: number, queued: number, connected: number } } }).pool.stats
+      const pool = gateway.edge.poolStats(endpoint.id)!
       expect({ running: pool.running, pending: pool.pending, queued: pool.queued }).toEqual({ running: 0, pending: 0, queued: 0 })
       expect(open).toBe(pool.connected)
       return true

@@ -24,7 +24,7 @@ describe('exec grammar', () => {
   it('no command and plain http give the defaults', () => {
     expect(options('').command).toBeNull()
     expect(options('http').command).toBe('http')
-    expect(options('http').spec.policy).toEqual({})
+    expect(options('http').policy).toEqual({})
     expect(options('http').compiled).toEqual({ onTcpConnect: null, onHttpRequest: null, onHttpResponse: null, needsBody: false })
     expect(options('tcp').command).toBe('tcp')
     expect(options('tls --cidr-allow 10.0.0.0/8').compiled.onTcpConnect).toHaveLength(1)
@@ -34,7 +34,7 @@ describe('exec grammar', () => {
   it('compiles module flags to policy rules: IP rules on connect, then auth, then headers', () => {
     const parsed = options("http --basic-auth 'ann:s3cret' --basic-auth bo:pw --cidr-allow 10.0.0.0/8 --cidr-deny 10.1.0.0/16 " +
       "--request-header-add 'X-Team: blue' --request-header-remove x-drop --response-header-add \"X-Frame-Options: DENY\" --response-header-remove server")
-    expect(parsed.spec.policy).toEqual({
+    expect(parsed.policy).toEqual({
       on_tcp_connect: [
         { name: 'cidr flags', actions: [{ type: 'restrict-ips', config: { allow: ['10.0.0.0/8'], deny: ['10.1.0.0/16'] } }] },
       ],

@@ -21,7 +21,7 @@ import { ruleErrorLine } from '../../policy/compile.js'
 import { commandShape, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
 import { SessionOptionsLifecycle, type OptionsState } from './session-options.js'
 import { Terminal, type EndpointLine } from './terminal.js'
-import { abortUnfinished, halfClosing } from './tunnel-stream.js'
+import { abortUnfinished, halfClosing, socketDestroy } from './tunnel-stream.js'
 import { noWindowAfterClose } from './channel-close.js'
 
 export interface ConnectionContext {
@@ -471,7 +471,7 @@ export class SshConnection {
           this.#openChannels--
           this.#channels.delete(channel)
         })
-        resolve(noWindowAfterClose(halfClosing(channel)))
+        resolve(socketDestroy(noWindowAfterClose(halfClosing(channel))))
       })
     })
   }

@@ -151,8 +151,8 @@ export const DEFAULT_OPTIONS: SessionOptions = {
 export function specFor (options: SessionOptions, proto: EndpointProto, compile: CompileOptions = {}): { spec: EndpointSpec, compiled: CompiledPolicy } {
   const compiled = compilePolicy(options.policy, proto, compile)
   const spec: EndpointSpec = proto === 'http'
-    ? { proto, policy: options.policy, schemes: options.schemes, upstream: options.upstream, ...(options.hostHeader !== undefined ? { hostHeader: options.hostHeader } : {}) }
-    : { proto, policy: options.policy, schemes: BOTH_SCHEMES, upstream: PLAIN_UPSTREAM, proxyProto: options.proxyProto }
+    ? { proto, schemes: options.schemes, upstream: options.upstream, ...(options.hostHeader !== undefined ? { hostHeader: options.hostHeader } : {}) }
+    : { proto, schemes: BOTH_SCHEMES, upstream: PLAIN_UPSTREAM, proxyProto: options.proxyProto }
   return { spec, compiled }
 }
 

@@ -4,7 +4,7 @@
 // have two budgets, known keys and anonymous clients, so strangers cannot take known users' places.
 import { randomUUID } from 'node:crypto'
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
-import { listenOn } from '../../edge/listen.js'
+import { listenOn } from '../../net/listen.js'
 import ssh2, { type AuthContext, type Connection } from 'ssh2'
 import type { Logger } from 'pino'
 import { PortholeError } from '../../core/errors.js'

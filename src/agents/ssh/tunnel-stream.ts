@@ -5,6 +5,9 @@
 //    under it and got none of the answer. Here end() sends CHANNEL_EOF only, like shutdown(SHUT_WR); the
 //    channel closes when the agent closes it (OpenSSH and Dropbear do once both sides sent EOF) or when the
 //    edge destroys the stream.
+//  - Destroy. ssh2's Channel.destroy() ignores its error argument and leaves `destroyed` false, where a consumer
+//    (undici ends a request by destroying its socket with the reason and reads the reason back from 'error')
+//    expects net.Socket's: `destroyed` true at once and the error emitted.
 //  - Abort. When the SSH connection goes (agent killed, network gone, session killed) ssh2 ends every open
 //    channel as if the agent had sent EOF, and a truncated stream passed for a complete one. A channel the
 //    agent had not ended fails instead, with ECONNRESET, as a socket whose peer vanished does; the edge turns
@@ -29,6 +32,18 @@ export function halfClosing (channel: ServerChannel): ServerChannel {
     channel.off('prefinish', listener as (...args: unknown[]) => void)
   }
   channel.once('finish', () => (channel as unknown as ChannelInternals).eof())
+  return channel
+}
+
+/** Makes destroy(error) behave as net.Socket's; returns the same channel. */
+export function socketDestroy (channel: ServerChannel): ServerChannel {
+  const destroy = channel.destroy
+  channel.destroy = function (this: ServerChannel, error?: Error) {
+    destroy.call(this) // ssh2: end our side and send CHANNEL_CLOSE
+    // Then the stream's own destroy, as net.Socket would: `destroyed` is true at once (undici's parser stops on
+    // it) and the error is emitted on the next tick. ssh2 still emits 'close' when the peer agrees.
+    return Duplex.prototype.destroy.call(this, this.listenerCount('error') > 0 ? error : undefined) as ServerChannel
+  }
   return channel
 }
 

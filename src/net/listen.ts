@@ -1,6 +1,6 @@
-// Starting a listener as a promise: resolves with the bound address (port 0 becomes the real port),
-// rejects with the listen error (EADDRINUSE, EACCES) instead of leaving it to an 'error' event. And how
-// often every listener checks its header deadline.
+// Starting a listener as a promise: resolves with the bound address (port 0 becomes the real port), rejects
+// with the listen error (EADDRINUSE, EACCES) instead of leaving it to an 'error' event. And how often every
+// listener checks its header deadline. (src/net: socket helpers every layer may import.)
 import type { AddressInfo, Server } from 'node:net'
 import type { Duplex } from 'node:stream'
 
