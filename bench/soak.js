@@ -292,7 +292,7 @@ async function main () {
   const tmp = mkdtempSync(join(tmpdir(), 'porthole-soak-'))
   const key = (file) => { const target = join(tmp, file); copyFileSync(join(ROOT, 'fixtures/keys', file), target); chmodSync(target, 0o600); return target }
   const tcpBase = 30000 + randomInt(0, 300) * 100
-  const config = loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', apiAddr: 'off', tcpPorts: `${tcpBase}-${tcpBase + 99}`, dataDir: join(tmp, 'data'), logLevel: 'silent' }, {})
+  const config = loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', apiAddr: 'off', agentAddr: 'off', tcpPorts: `${tcpBase}-${tcpBase + 99}`, dataDir: join(tmp, 'data'), logLevel: 'silent' }, {})
   const gateway = await startGateway(config, createLogger(process.env.SOAK_LOG ?? 'silent', process.stderr))
   const httpUp = await startHttpUpstream()
   const echoUp = await startEchoUpstream()

@@ -11,6 +11,11 @@ import { FileIdentityStore } from './identity/file-store.js'
 import { Identity } from './identity/identity.js'
 import { loadHostKeys } from './agents/ssh/host-keys.js'
 import { SshAgent } from './agents/ssh/server.js'
+import { NgrokAgent } from './agents/ngrok/server.js'
+import type { Binder } from './agents/bind.js'
+import type { Endpoint } from './core/endpoint.js'
+import type { SessionDirectory } from './core/session.js'
+import { LoginThrottle } from './identity/login-throttle.js'
 import { ApiServer } from './api/server.js'
 import { HttpEdge } from './edge/http-edge.js'
 import { TcpEdge } from './edge/tcp-edge.js'
@@ -31,9 +36,14 @@ export interface RunningGateway {
   readonly httpsPort: number
   /** The admin API's port; null when --api-addr is off. */
   readonly apiPort: number | null
+  /** Where ngrok agents connect; null when --agent-addr is off. */
+  readonly agentPort: number | null
   /** The local CA's certificate (PEM): what clients trust to verify https endpoints. */
   readonly caPem: string
   readonly ssh: SshAgent
+  readonly ngrok: NgrokAgent | null
+  /** Every transport's live sessions (what the admin API lists and kills). */
+  readonly sessions: SessionDirectory
   /** The HTTP edge (its per-endpoint pool counters are what tests look at). */
   readonly edge: HttpEdge
   readonly identity: Identity
@@ -92,44 +102,90 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
 
   // Asked at each login: an account key or token created at run time turns anonymous access off.
   const anonymous = (): boolean => config.allowAnonymous || (config.anonymous && !identity.hasCredentials)
+  // One throttle for every transport: wrong authtokens over SSH and over the ngrok protocol add up per source.
+  const throttle = new LoginThrottle()
+  const budgets = {
+    maxSessions: config.maxSessions,
+    maxAnonymousSessions: config.maxAnonymousSessions,
+    maxAnonymousSessionsPerSource: config.maxAnonymousSessionsPerSource,
+    maxSessionsPerKey: config.maxSessionsPerKey,
+  }
+  const urlsFor = (endpoint: Endpoint): string[] => {
+    const { proto, schemes } = endpoint.spec
+    if (proto === 'tcp') return [`tcp://${config.tcpHost}:${endpoint.port}`]
+    if (proto === 'tls') return [`tls://${endpoint.host}${https.port === 443 ? '' : `:${https.port}`}`]
+    return [...(schemes.https ? [edge.urlFor(endpoint.host, 'https')] : []), ...(schemes.http ? [edge.urlFor(endpoint.host, 'http')] : [])]
+  }
+  // The seam: a transport binds (spec, dialer, owner) in the registry, then the edge for its proto attaches.
+  const binder: Binder = {
+    registry,
+    attach: (endpoint, compiled) => {
+      if (endpoint.spec.proto === 'tcp') return tcp.attach(endpoint, compiled)
+      if (endpoint.spec.proto === 'tls') return tls.attach(endpoint, compiled)
+      return edge.attach(endpoint, compiled)
+    },
+  }
+  const compile = { sessionSecret, oauthProviders: config.oauthProviders, allowPrivateUrls: config.policyPrivateUrls, baseDomain: config.domain }
+  let ngrok: NgrokAgent | null = null
   const ssh = new SshAgent({
     hostKeys,
     legacyAlgorithms: config.sshLegacyAlgorithms,
     authorizedKeys,
     identity,
     anonymous,
+    throttle,
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     keepaliveCountMax: config.keepaliveCountMax,
-    maxSessions: config.maxSessions,
-    maxAnonymousSessions: config.maxAnonymousSessions,
-    maxAnonymousSessionsPerSource: config.maxAnonymousSessionsPerSource,
-    maxSessionsPerKey: config.maxSessionsPerKey,
+    ...budgets,
+    otherLogins: () => ngrok?.logins() ?? [],
     startups: { ...config.maxStartups, perSource: config.perSourceMaxStartups },
     loginTimeoutMs: config.loginTimeoutMs,
     log: log.child({ component: 'ssh' }),
     connection: {
-      registry,
+      ...binder,
       maxForwards: config.maxForwardsPerSession,
       maxChannels: 1024,
-      urlsFor: (endpoint) => {
-        const { proto, schemes } = endpoint.spec
-        if (proto === 'tcp') return [`tcp://${config.tcpHost}:${endpoint.port}`]
-        if (proto === 'tls') return [`tls://${endpoint.host}${https.port === 443 ? '' : `:${https.port}`}`]
-        return [...(schemes.https ? [edge.urlFor(endpoint.host, 'https')] : []), ...(schemes.http ? [edge.urlFor(endpoint.host, 'http')] : [])]
-      },
+      urlsFor,
       tcpPorts: config.tcpPorts,
       tcpHosts: [config.tcpHost, config.domain],
       defaultAllocatedPort: http.port,
       commandWaitMs: config.commandWaitMs,
       settleMs: config.sessionSettleMs,
-      compile: { sessionSecret, oauthProviders: config.oauthProviders, allowPrivateUrls: config.policyPrivateUrls, baseDomain: config.domain },
-      attach: (endpoint, compiled) => {
-        if (endpoint.spec.proto === 'tcp') return tcp.attach(endpoint, compiled)
-        if (endpoint.spec.proto === 'tls') return tls.attach(endpoint, compiled)
-        return edge.attach(endpoint, compiled)
-      },
+      compile,
     },
   })
+  if (config.agentAddr) {
+    const serverNames = [config.domain, `connect.${config.domain}`]
+    const own = certs.issue(config.domain)
+    ngrok = new NgrokAgent({
+      identity,
+      anonymous,
+      throttle,
+      secureContext: (name) => certs.contextFor(name, name),
+      defaultCert: { key: own.keyPem, cert: own.certPem },
+      serverNames,
+      startups: { ...config.maxStartups, perSource: config.perSourceMaxStartups },
+      budgets,
+      otherLogins: () => ssh.logins(),
+      log: log.child({ component: 'ngrok' }),
+      session: {
+        ...binder,
+        compile,
+        urlsFor,
+        tcpPorts: config.tcpPorts,
+        tcpHosts: [config.tcpHost, config.domain],
+        maxTunnels: config.maxForwardsPerSession,
+        // ngrok-rust accepts at most 512 streams at once (its session dies past that); RPCs and heartbeat need some.
+        maxStreams: 480,
+        loginTimeoutMs: config.loginTimeoutMs,
+        heartbeatToleranceMs: config.keepaliveIntervalMs * config.keepaliveCountMax,
+      },
+    })
+  }
+  const sessions: SessionDirectory = {
+    sessions: () => [...ssh.sessions(), ...(ngrok?.sessions() ?? [])],
+    kill: async (id) => (await ssh.kill(id)) || ((await ngrok?.kill(id)) ?? false),
+  }
   let sshAddress
   try {
     sshAddress = await ssh.listen(config.sshAddr.host, config.sshAddr.port)
@@ -138,12 +194,22 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     certs.close()
     throw error
   }
-  // The admin API, on its own listener; it shows the SSH agent's live sessions.
-  const api = config.apiAddr ? new ApiServer({ identity, sessions: ssh, log: log.child({ component: 'api' }), headersTimeoutMs: config.headerTimeoutMs }) : null
+  let agentAddress = null
+  try {
+    agentAddress = ngrok && config.agentAddr ? await ngrok.listen(config.agentAddr.host, config.agentAddr.port) : null
+  } catch (error) {
+    await ssh.close()
+    await Promise.all([edge.close(), tls.close()])
+    certs.close()
+    throw error
+  }
+  // The admin API, on its own listener; it shows every transport's live sessions.
+  const api = config.apiAddr ? new ApiServer({ identity, sessions, log: log.child({ component: 'api' }), headersTimeoutMs: config.headerTimeoutMs }) : null
   let apiAddress = null
   try {
     apiAddress = api && config.apiAddr ? await api.listen(config.apiAddr.host, config.apiAddr.port) : null
   } catch (error) {
+    await ngrok?.close()
     await ssh.close()
     await Promise.all([edge.close(), tls.close()])
     certs.close()
@@ -157,6 +223,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     http: `${http.address}:${http.port}`,
     https: `${https.address}:${https.port}`,
     api: apiAddress ? `${apiAddress.address}:${apiAddress.port}` : 'off',
+    agents: agentAddress ? `${agentAddress.address}:${agentAddress.port}` : 'off',
     domain: config.domain,
     anonymous: anonymous(),
     keys: authorizedKeys.size,
@@ -187,16 +254,20 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     config,
     registry,
     ssh,
+    ngrok,
+    sessions,
     edge,
     identity,
     sshPort: sshAddress.port,
     httpPort: http.port,
     httpsPort: https.port,
     apiPort: apiAddress?.port ?? null,
+    agentPort: agentAddress?.port ?? null,
     caPem: certs.caPem,
     close () {
       closing ??= (async () => {
         await api?.close()
+        await ngrok?.close()
         await ssh.close()
         policyLogChannel.unsubscribe(onPolicyLog)
         outboundChannel.unsubscribe(onOutbound)

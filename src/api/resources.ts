@@ -51,6 +51,7 @@ export const json = {
     account: s.account,
     credential: { kind: s.credential.kind, id: s.credential.id },
     fingerprint: s.fingerprint,
+    client_type: s.clientType,
     client_version: s.clientVersion,
     remote_addr: s.remoteAddr,
     remote_port: s.remotePort,

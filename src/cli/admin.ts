@@ -175,9 +175,9 @@ export const COMMANDS: Record<string, Record<string, Verb>> = {
   sessions: {
     list: {
       usage: '',
-      summary: 'list the SSH sessions connected now',
-      run: (parsed, io) => printList(io, parsed, '/api/sessions', 'sessions', ['ID', 'ACCOUNT', 'CREDENTIAL', 'REMOTE', 'CLIENT', 'ENDPOINTS', 'IN', 'OUT', 'STARTED'],
-        (s) => [s.id, s.account ?? '-', s.credential.id ?? s.fingerprint ?? s.credential.kind, `${s.remote_addr}:${s.remote_port}`, s.client_version,
+      summary: 'list the agent sessions (SSH clients and ngrok agents) connected now',
+      run: (parsed, io) => printList(io, parsed, '/api/sessions', 'sessions', ['ID', 'ACCOUNT', 'CREDENTIAL', 'REMOTE', 'TYPE', 'CLIENT', 'ENDPOINTS', 'IN', 'OUT', 'STARTED'],
+        (s) => [s.id, s.account ?? '-', s.credential.id ?? s.fingerprint ?? s.credential.kind, `${s.remote_addr}:${s.remote_port}`, s.client_type, s.client_version,
           String(s.endpoints.length), bytes(s.bytes_in), bytes(s.bytes_out), date(s.started_at)]),
     },
     kill: deleteVerb('sessions', 'ID', 'end a session and unbind its endpoints', 'Killed session'),

@@ -23,6 +23,7 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --http-addr HOST:PORT    HTTP listener (default 127.0.0.1:8080)
   --https-addr HOST:PORT   HTTPS and TLS-passthrough listener, routed by SNI (default 127.0.0.1:8443)
   --api-addr HOST:PORT     admin REST API, authenticated by API keys (default 127.0.0.1:4040; off to disable)
+  --agent-addr HOST:PORT   ngrok agents (@ngrok/ngrok SDKs) connect here over TLS (default 127.0.0.1:4443; off)
   --tcp-ports LO-HI        ports for tcp endpoints, on the HTTP listener's interface (default 20000-20999)
   --tcp-host NAME          host printed in tcp:// URLs (default: the domain)
   --data-dir DIR           host keys and state (default ./keys)

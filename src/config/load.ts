@@ -75,7 +75,7 @@ export function loadConfig (flags: Source = {}, env: NodeJS.ProcessEnv = process
   const parsed = configSchema.safeParse(merged)
   if (!parsed.success) throw new PortholeError('PH_2001', parsed.error.issues.map(issueLine).join('; '))
   const config = finishConfig(parsed.data)
-  const publicListeners = [config.sshAddr, config.httpAddr, config.httpsAddr].filter((a) => !isLoopback(a.host))
+  const publicListeners = [config.sshAddr, config.httpAddr, config.httpsAddr, ...(config.agentAddr ? [config.agentAddr] : [])].filter((a) => !isLoopback(a.host))
   if (publicListeners.length > 0 && config.authorizedKeys.length === 0 && !config.allowAnonymous && !options.credentialsIn?.(config.dataDir)) {
     const where = publicListeners.map((a) => `${a.host}:${a.port}`).join(', ')
     throw new PortholeError('PH_2002', `listening on ${where} (not loopback) with no --authorized-keys; add keys or pass --allow-anonymous`)

@@ -85,6 +85,8 @@ export const configSchema = z.strictObject({
   httpsAddr: address.prefault('127.0.0.1:8443'),
   /** The admin REST API (authenticated by API keys); `off` disables it. */
   apiAddr: optionalAddress.prefault('127.0.0.1:4040'),
+  /** Where ngrok agents (the @ngrok/ngrok SDKs, ngrok-go) connect: TLS + muxado; `off` disables it. */
+  agentAddr: optionalAddress.prefault('127.0.0.1:4443'),
   tcpPorts: portRange.prefault('20000-20999'),
   tcpHost: z.string().min(1).optional(),
   dataDir: z.string().min(1).default('./keys'),
@@ -189,7 +191,7 @@ export function isLoopback (host: string): boolean {
 }
 
 export function finishConfig (parsed: Parsed): ServerConfig {
-  const loopbackOnly = [parsed.sshAddr, parsed.httpAddr, parsed.httpsAddr].every((a) => isLoopback(a.host))
+  const loopbackOnly = [parsed.sshAddr, parsed.httpAddr, parsed.httpsAddr, ...(parsed.agentAddr ? [parsed.agentAddr] : [])].every((a) => isLoopback(a.host))
   const { nameGrace, anonymousNameGrace, loginGraceTime, headerTimeout, idleTimeout, ...rest } = parsed
   return Object.freeze({
     ...rest,

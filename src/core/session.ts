@@ -17,6 +17,8 @@ export type CredentialKind = 'key' | 'token' | 'authorized-key' | 'anonymous'
 
 export interface SessionInfo {
   readonly id: string
+  /** The agent transport: a stock SSH client, or an ngrok agent (SDK or CLI). */
+  readonly clientType: 'ssh' | 'ngrok'
   readonly account: string | null
   readonly credential: { readonly kind: CredentialKind, readonly id: string | null }
   /** SHA256:... when the client logged in with a key. */

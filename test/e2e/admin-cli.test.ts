@@ -102,7 +102,7 @@ describe('porthole admin commands', () => {
       const endpoints = await ok('endpoints', 'list')
       expect(endpoints).toMatch(/^ID\s+URL\s+PROTO\s+ACCOUNT\s+SESSION\n\S+\s+https:\/\/shop\.localhost:\d+\s+http\s+ann\s+\w+\n$/)
       const sessions = await ok('sessions', 'list')
-      expect(sessions).toMatch(new RegExp(`^ID\\s+ACCOUNT\\s+CREDENTIAL\\s+REMOTE\\s+CLIENT\\s+ENDPOINTS\\s+IN\\s+OUT\\s+STARTED\\n\\w+\\s+ann\\s+${keyId}\\s+127\\.0\\.0\\.1:\\d+\\s+OpenSSH\\S*\\s+1\\s+[\\d.]+ K?i?B`))
+      expect(sessions).toMatch(new RegExp(`^ID\\s+ACCOUNT\\s+CREDENTIAL\\s+REMOTE\\s+TYPE\\s+CLIENT\\s+ENDPOINTS\\s+IN\\s+OUT\\s+STARTED\\n\\w+\\s+ann\\s+${keyId}\\s+127\\.0\\.0\\.1:\\d+\\s+ssh\\s+OpenSSH\\S*\\s+1\\s+[\\d.]+ K?i?B`))
       const json = JSON.parse(await ok('sessions', 'list', '--json'))
       expect(json.sessions).toHaveLength(1)
       expect(json.sessions[0]).toMatchObject({ account: 'ann', credential: { kind: 'key', id: keyId }, endpoints: [{ host: 'shop.localhost' }] })

@@ -301,6 +301,7 @@ describe('admin API', () => {
           account: 'live',
           credential: { kind: 'key', id: added.body.id },
           fingerprint: added.body.fingerprint,
+          client_type: 'ssh',
           client_version: expect.stringMatching(/OpenSSH/),
           remote_addr: '127.0.0.1',
           remote_port: expect.any(Number),

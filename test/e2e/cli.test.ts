@@ -49,7 +49,7 @@ describe('porthole serve', () => {
       copyFileSync(join(FIXTURES, 'keys', 'alice'), key)
       chmodSync(key, 0o600)
       upstream = await startUpstream()
-      server = run(['serve', '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0', '--api-addr', '127.0.0.1:0', '--data-dir', dataDir])
+      server = run(['serve', '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0', '--api-addr', '127.0.0.1:0', '--agent-addr', '127.0.0.1:0', '--data-dir', dataDir])
       const line = await eventually(() => {
         const found = server.stdout().split('\n').find((l) => l.includes('porthole gateway listening'))
         if (!found) throw new Error(`not listening yet: ${server.stderr()}`)

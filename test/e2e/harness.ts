@@ -39,7 +39,7 @@ export async function startTestGateway (options: GatewayOptions = {}): Promise<T
   const tmp = mkdtempSync(join(tmpdir(), 'porthole-e2e-'))
   const dataDir = options.dataDir ?? join(tmp, 'data')
   const config = {
-    ...loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', apiAddr: '127.0.0.1:0', dataDir, logLevel: 'silent', ...options.flags }, {}),
+    ...loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', apiAddr: '127.0.0.1:0', agentAddr: '127.0.0.1:0', dataDir, logLevel: 'silent', ...options.flags }, {}),
     ...options.tune,
   }
   const log = createLogger(process.env.PORTHOLE_TEST_LOG ?? 'silent', process.stderr)
@@ -77,7 +77,7 @@ export async function startGatewayProcess (args: string[] = []): Promise<Gateway
   const tmp = mkdtempSync(join(tmpdir(), 'porthole-proc-'))
   const bin = resolve(import.meta.dirname, '../../bin/porthole.js')
   const proc = spawn(process.execPath, [bin, 'serve', '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0',
-    '--api-addr', '127.0.0.1:0', '--data-dir', join(tmp, 'data'), '--log-level', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    '--api-addr', '127.0.0.1:0', '--agent-addr', '127.0.0.1:0', '--data-dir', join(tmp, 'data'), '--log-level', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   proc.stdout!.setEncoding('utf8').on('data', (text: string) => { out += text })
   proc.stderr!.setEncoding('utf8').on('data', (text: string) => { out += text })

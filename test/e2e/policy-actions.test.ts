@@ -111,7 +111,7 @@ describe('the log action in the gateway\'s own pino log', () => {
     const tmp = mkdtempSync(join(tmpdir(), 'porthole-e2e-'))
     const lines: Record<string, unknown>[] = []
     const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
-    const config = loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', apiAddr: 'off', dataDir: join(tmp, 'data') }, {})
+    const config = loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', apiAddr: 'off', agentAddr: 'off', dataDir: join(tmp, 'data') }, {})
     const gateway = await startGateway(config, log)
     const upstream = await startUpstream()
     copyFileSync(join(FIXTURES, 'keys', 'alice'), join(tmp, 'alice'))

@@ -20,7 +20,7 @@ interface Server { proc: ChildProcess, apiPort: number, exited: Promise<unknown>
 
 async function serve (dataDir: string): Promise<Server> {
   const proc = spawn(process.execPath, [BIN, 'serve', '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0',
-    '--api-addr', '127.0.0.1:0', '--data-dir', dataDir, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    '--api-addr', '127.0.0.1:0', '--agent-addr', '127.0.0.1:0', '--data-dir', dataDir, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   proc.stdout!.setEncoding('utf8').on('data', (t: string) => { out += t })

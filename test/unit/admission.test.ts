@@ -1,7 +1,7 @@
 // SSH admission of connections not yet logged in: OpenSSH's MaxStartups (random early drop) with per-source
 // fairness (the regression: 20 silent sockets locked their address out, 500 from 25 addresses everyone).
 import { describe, expect, it } from 'vitest'
-import { StartupAdmission, sourceOf, type Admission } from '../../src/agents/ssh/admission.js'
+import { StartupAdmission, sourceOf, type Admission } from '../../src/agents/admission.js'
 
 const admitted = (result: Admission): boolean => result.ok
 const codeOf = (result: Admission): string => (result.ok ? 'admitted' : result.error.code)

@@ -14,7 +14,7 @@ import type { Connection, ServerChannel, Session, TcpipBindInfo } from 'ssh2'
 import type { Logger } from 'pino'
 import { PortholeError, isPortholeError } from '../../core/errors.js'
 import type { ClientAddress, Endpoint, EndpointProto, Owner, RequestRecord } from '../../core/endpoint.js'
-import type { Registry, TcpBindRequest } from '../../core/registry.js'
+import { bindNamed, bindTcp, type Binder } from '../bind.js'
 import type { CredentialKind, SessionInfo } from '../../core/session.js'
 import type { CompiledPolicy, CompileOptions, RuleError } from '../../policy/compiled.js'
 import { ruleErrorLine } from '../../policy/compile.js'
@@ -24,8 +24,7 @@ import { Terminal, type EndpointLine } from './terminal.js'
 import { abortUnfinished, halfClosing, socketDestroy } from './tunnel-stream.js'
 import { noWindowAfterClose } from './channel-close.js'
 
-export interface ConnectionContext {
-  readonly registry: Registry
+export interface ConnectionContext extends Binder {
   readonly log: Logger
   readonly maxForwards: number
   readonly maxChannels: number
@@ -42,8 +41,6 @@ export interface ConnectionContext {
   readonly settleMs: number
   /** What endpoint policies are compiled with: the login actions' session secret, OAuth provider URLs. */
   readonly compile: CompileOptions
-  /** Called once the endpoint is bound, so an edge can attach (listen, build its upstream state). */
-  readonly attach: (endpoint: Endpoint, compiled: CompiledPolicy) => Promise<void> | void
 }
 
 type Accept = ((port?: number) => void) | undefined
@@ -141,6 +138,7 @@ export class SshConnection {
     const account = this.owner.account ?? null
     return {
       id: this.id,
+      clientType: 'ssh',
       account,
       credential: this.login.credential,
       fingerprint: this.login.fingerprint,
@@ -415,10 +413,10 @@ export class SshConnection {
         },
       },
     }
-    const endpoint: Endpoint = proto === 'tcp'
-      ? await this.#bindTcp(forward, request, compiled)
-      : this.#ctx.registry.bind({ ...request, bindAddr: forward.bindAddr })
-    if (proto !== 'tcp') await this.#ctx.attach(endpoint, compiled)
+    const endpoint = proto === 'tcp'
+      ? await bindTcp(this.#ctx, { ...request, port: forward.bindPort, range: this.#ctx.tcpPorts }, compiled, this.#log)
+      : await bindNamed(this.#ctx, { ...request, bindAddr: forward.bindAddr }, compiled)
+    if (proto === 'tcp') forward.replyPort = endpoint.port!
     if (this.#closed) {
       // The client left while we were binding: leave nothing behind.
       this.#ctx.registry.unbind(endpoint)
@@ -426,24 +424,6 @@ export class SshConnection {
     }
     this.#log.info({ host: endpoint.host, bind: `${forward.bindAddr}:${forward.bindPort}` }, 'endpoint bound')
     return endpoint
-  }
-
-  /** A tcp endpoint: a port from the registry, then a listener on it; a port another program holds is skipped. */
-  async #bindTcp (forward: Forward, request: Omit<TcpBindRequest, 'port' | 'range' | 'exclude'>, compiled: CompiledPolicy): Promise<Endpoint> {
-    const exclude = new Set<number>()
-    for (;;) {
-      const endpoint = this.#ctx.registry.bindTcp({ ...request, port: forward.bindPort, range: this.#ctx.tcpPorts, exclude })
-      try {
-        await this.#ctx.attach(endpoint, compiled)
-        forward.replyPort = endpoint.port!
-        return endpoint
-      } catch (error) {
-        this.#ctx.registry.unbind(endpoint, { keepHold: false })
-        this.#log.info({ port: endpoint.port, err: (error as Error).message }, 'tcp port unavailable')
-        if (forward.bindPort !== 0 || exclude.size >= 8) throw new PortholeError('PH_1030', String(endpoint.port), { cause: error })
-        exclude.add(endpoint.port!)
-      }
-    }
   }
 
   /** Opens a forwarded-tcpip channel carrying exactly the bind address and port the client asked for. */

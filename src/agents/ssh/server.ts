@@ -12,17 +12,18 @@ import type { Owner } from '../../core/endpoint.js'
 import type { SessionDirectory, SessionInfo } from '../../core/session.js'
 import type { AuthorizedKeys } from '../../identity/authorized-keys.js'
 import { fingerprint } from '../../identity/fingerprint.js'
-import { aclAllows, aclGrants } from '../../identity/acl.js'
+import { accountOwner } from '../../identity/owner.js'
 import type { Identity } from '../../identity/identity.js'
 import { SshConnection, type ConnectionContext, type SessionLogin } from './connection.js'
 import { batchWritesPerTick } from './batch-writes.js'
 import { LoginThrottle } from '../../identity/login-throttle.js'
-import { StartupAdmission, sourceOf, type StartupLimits } from './admission.js'
+import { StartupAdmission, type StartupLimits } from '../admission.js'
+import { sessionRefusal, type LiveLogin, type SessionBudgets } from '../session-budget.js'
 import { offeredHostKeys, sshAlgorithms } from './algorithms.js'
 
 const { Server, utils } = ssh2
 
-export interface SshAgentOptions {
+export interface SshAgentOptions extends SessionBudgets {
   readonly hostKeys: Buffer[]
   /** Offer the legacy set for old Dropbear (ssh-rsa, group14-sha1, encrypt-and-MAC); see algorithms.ts. */
   readonly legacyAlgorithms: boolean
@@ -34,12 +35,8 @@ export interface SshAgentOptions {
   readonly throttle?: LoginThrottle
   readonly keepaliveIntervalMs: number
   readonly keepaliveCountMax: number
-  /** Sessions of known keys (accounts, authtokens, authorized_keys). */
-  readonly maxSessions: number
-  /** Sessions of anonymous clients, counted apart from known ones. */
-  readonly maxAnonymousSessions: number
-  readonly maxAnonymousSessionsPerSource: number
-  readonly maxSessionsPerKey: number
+  /** Live logins of the other transports (ngrok agents), counted in the same session budgets. */
+  readonly otherLogins: () => Iterable<LiveLogin>
   /** Connections not yet logged in (MaxStartups and per source). */
   readonly startups: StartupLimits
   /** A TCP connection must have logged in by then (LoginGraceTime). */
@@ -98,13 +95,6 @@ interface LoginState {
 
 /** Wrong authtokens one connection may send before it is dropped (OpenSSH clients try 3 by default). */
 const MAX_TOKEN_FAILURES = 3
-
-/** An account's owner: names belong to the account, binds are checked against the credential's ACL. */
-function accountOwner (account: string, acl: readonly string[], credential: string): Owner {
-  const owner: Owner = { id: `account:${account}`, persistent: true, known: true, account }
-  if (acl.length === 0) return owner
-  return { ...owner, refuses: (key) => (aclAllows(acl, key) ? null : `${credential} may bind only ${acl.join(', ')}`), grants: (key) => aclGrants(acl, key) }
-}
 
 export class SshAgent implements SessionDirectory {
   readonly #options: SshAgentOptions
@@ -354,24 +344,13 @@ export class SshAgent implements SessionDirectory {
   }
 
   #sessionRefusal (login: Login, ip: string): PortholeError | null {
-    const owner = login.owner
-    const known = owner.known === true
-    const source = sourceOf(ip)
-    let sameClass = 0
-    let sameOwner = 0
-    let sameSource = 0
-    for (const connection of this.#connections.values()) {
-      if ((connection.owner.known === true) !== known) continue
-      sameClass++
-      if (connection.owner.id === owner.id) sameOwner++
-      if (!known && sourceOf(connection.login.remoteAddr) === source) sameSource++
-    }
-    const options = this.#options
-    if (known && sameClass >= options.maxSessions) return new PortholeError('PH_1053', String(sameClass))
-    if (!known && sameClass >= options.maxAnonymousSessions) return new PortholeError('PH_1054', `${sameClass} of ${options.maxAnonymousSessions}`)
-    if (!known && sameSource >= options.maxAnonymousSessionsPerSource) return new PortholeError('PH_1055', `${source} (${sameSource})`)
-    if (owner.persistent && sameOwner >= options.maxSessionsPerKey) return new PortholeError('PH_1056', String(sameOwner))
-    return null
+    const own = [...this.#connections.values()].map((connection) => ({ owner: connection.owner, remoteAddr: connection.login.remoteAddr }))
+    return sessionRefusal(login.owner, ip, [...own, ...this.#options.otherLogins()], this.#options)
+  }
+
+  /** Live logins of this transport, for the session budgets every transport shares. */
+  * logins (): Iterable<LiveLogin> {
+    for (const connection of this.#connections.values()) yield { owner: connection.owner, remoteAddr: connection.login.remoteAddr }
   }
 
   /** The keyboard-interactive instruction is where OpenSSH and Dropbear print a reason; then the method is done. */

@@ -1,4 +1,4 @@
-// Who gets to try an SSH login when many connect at once. Connections not yet logged in cost the gateway a
+// Who gets to try an agent login (SSH or ngrok) when many connect at once. Connections not yet logged in cost the gateway a
 // socket, a key exchange and a login deadline each, and one party opening many of them must not lock others
 // out. This follows OpenSSH's MaxStartups (random early drop between `start` and `full`) with per-source
 // fairness: one source address (IPv6: one /64) may hold only so many (the NEW connection is refused, those
@@ -6,8 +6,8 @@
 // place of the oldest connection of the source holding the most. So an attacker needs as many addresses as
 // there are places to lock anyone out, and even then only for the login grace time.
 import ipaddr from 'ipaddr.js'
-import { PortholeError } from '../../core/errors.js'
-import type { Startups } from '../../config/schema.js'
+import { PortholeError } from '../core/errors.js'
+import type { Startups } from '../config/schema.js'
 
 export interface StartupLimits extends Startups {
   /** Connections not yet logged in from one source. */

@@ -1,0 +1,349 @@
+// One ngrok agent session: the muxado session inside the agent's TLS connection, the RPCs it sends (Auth first,
+// then Bind/Unbind/SrvInfo), the heartbeat it opens, and the Proxy streams the gateway opens for each public
+// connection. It turns the agent into what every transport hands the core: (EndpointSpec, Dialer, Owner). Binds
+// go through the same option mapping, policy compiler, registry and edge as an SSH client's forwards.
+import { randomBytes } from 'node:crypto'
+import type { TLSSocket } from 'node:tls'
+import type { Logger } from 'pino'
+import { PortholeError, isPortholeError } from '../../core/errors.js'
+import type { ClientAddress, Endpoint, Owner } from '../../core/endpoint.js'
+import type { CredentialKind, SessionInfo } from '../../core/session.js'
+import type { CompileOptions } from '../../policy/compiled.js'
+import { bindNamed, bindTcp, type Binder } from '../bind.js'
+import { specFor } from '../endpoint-options.js'
+import { bindOptions } from './bind-options.js'
+import {
+  StreamType, authReply, bindReply, chooseVersion, clientAddr, echoOpts, errorReply, ngrokError, parseAuth, parseBind,
+  parseSrvInfo, parseUnbind, proxyHeader, readJsonValue, srvInfoReply, stopTunnelRequest, unbindReply, type Auth, type Bind,
+} from './messages.js'
+import { HEARTBEAT_TYPE, Liveness, MuxCode, MuxSession, answerHeartbeats, type MuxStream } from './muxado/index.js'
+
+/** Who the agent logged in as (what the Auth RPC found). */
+export interface AgentLogin {
+  readonly owner: Owner
+  readonly credential: { readonly kind: CredentialKind, readonly id: string | null }
+}
+
+export interface NgrokSessionContext extends Binder {
+  readonly log: Logger
+  readonly compile: CompileOptions
+  readonly urlsFor: (endpoint: Endpoint) => string[]
+  readonly tcpPorts: { lo: number, hi: number }
+  /** Host names a tcp Addr may name besides '' (the gateway's tcp host and domain). */
+  readonly tcpHosts: readonly string[]
+  readonly maxTunnels: number
+  readonly maxStreams: number
+  /** An agent that sent no Auth by then is dropped. */
+  readonly loginTimeoutMs: number
+  /** No heartbeat for this long (unless the agent asked for longer): the session is dead. */
+  readonly heartbeatToleranceMs: number
+  /** Checks an Auth's authtoken (throttled per source): the login, or a PortholeError to send back. */
+  readonly login: (auth: Auth, ip: string) => Promise<AgentLogin>
+  /** Whether a login may start one more session (budgets); a PortholeError when not. */
+  readonly admit: (login: AgentLogin, ip: string) => PortholeError | null
+}
+
+interface Tunnel {
+  readonly id: string
+  readonly bind: Bind
+  endpoint: Endpoint | null
+}
+
+type State =
+  | { state: 'new' }
+  | { state: 'authenticating' }
+  | { state: 'live', login: AgentLogin, clientId: string, clientVersion: string }
+  | { state: 'closed' }
+
+/** Concurrent RPC streams one agent may have in flight (the SDK sends them one at a time). */
+const MAX_RPCS = 8
+/** Tunnel ids an agent chooses (re-binds after a reconnect) are ours from before: short and plain. */
+const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
+
+export class NgrokSession {
+  readonly id: string
+  readonly #socket: TLSSocket
+  readonly #mux: MuxSession
+  readonly #ctx: NgrokSessionContext
+  readonly #log: Logger
+  readonly #tunnels = new Map<string, Tunnel>()
+  readonly #startedAt = new Date().toISOString()
+  readonly #liveness: Liveness
+  readonly #remote: ClientAddress
+  #state: State = { state: 'new' }
+  #rpcs = 0
+  #proxyStreams = 0
+  readonly #loginTimer: NodeJS.Timeout
+  readonly #onEnd: (session: NgrokSession) => void
+
+  constructor (id: string, socket: TLSSocket, ctx: NgrokSessionContext, onEnd: (session: NgrokSession) => void) {
+    this.id = id
+    this.#socket = socket
+    this.#ctx = ctx
+    this.#onEnd = onEnd
+    this.#remote = { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 }
+    this.#log = ctx.log.child({ session: id, ip: this.#remote.remoteAddress })
+    this.#mux = new MuxSession(socket, { maxStreams: ctx.maxStreams + MAX_RPCS + 2 })
+    this.#liveness = new Liveness({
+      toleranceMs: ctx.heartbeatToleranceMs,
+      onTimeout: () => {
+        this.#log.info('no heartbeat in time: session dropped')
+        this.close(MuxCode.None, 'heartbeat timeout')
+      },
+    })
+    this.#loginTimer = setTimeout(() => {
+      if (this.#state.state === 'live') return
+      this.#log.info('no Auth in time: session dropped')
+      this.close(MuxCode.None, 'no Auth in time')
+    }, ctx.loginTimeoutMs)
+    this.#mux.on('stream', (stream, type) => this.#onStream(stream, type))
+    this.#mux.on('close', (error) => this.#ended(error?.message))
+  }
+
+  get login (): AgentLogin | null {
+    return this.#state.state === 'live' ? this.#state.login : null
+  }
+
+  get live (): boolean {
+    return this.#state.state === 'live'
+  }
+
+  /** What the admin API lists. */
+  info (): SessionInfo | null {
+    if (this.#state.state !== 'live') return null
+    const { login, clientVersion } = this.#state
+    return {
+      id: this.id,
+      clientType: 'ngrok',
+      account: login.owner.account ?? null,
+      credential: login.credential,
+      fingerprint: null,
+      clientVersion,
+      remoteAddr: this.#remote.remoteAddress,
+      remotePort: this.#remote.remotePort,
+      startedAt: this.#startedAt,
+      bytesIn: this.#socket.bytesRead,
+      bytesOut: this.#socket.bytesWritten,
+      openStreams: this.#proxyStreams,
+      endpoints: [...this.#tunnels.values()].flatMap((tunnel) => tunnel.endpoint === null ? [] : [{
+        id: tunnel.endpoint.id,
+        urls: this.#ctx.urlsFor(tunnel.endpoint),
+        proto: tunnel.endpoint.spec.proto,
+        host: tunnel.endpoint.host,
+        sessionId: this.id,
+        account: login.owner.account ?? null,
+      }]),
+    }
+  }
+
+  /** Ends the session: each tunnel is told why (the SDK closes its listener with that error), then GOAWAY. */
+  kill (reason: PortholeError): void {
+    for (const tunnel of this.#tunnels.values()) this.#stopTunnel(tunnel, reason)
+    this.close(MuxCode.None, reason.toLine())
+  }
+
+  close (code: number = MuxCode.None, debug = ''): void {
+    if (this.#state.state === 'closed') return
+    this.#mux.close(code, debug)
+    this.#ended(debug)
+  }
+
+  #ended (why: string | undefined): void {
+    if (this.#state.state === 'closed') return
+    const wasLive = this.#state.state === 'live'
+    this.#state = { state: 'closed' }
+    clearTimeout(this.#loginTimer)
+    this.#liveness.stop()
+    for (const tunnel of this.#tunnels.values()) {
+      if (tunnel.endpoint !== null) this.#ctx.registry.unbind(tunnel.endpoint)
+      tunnel.endpoint = null
+    }
+    this.#tunnels.clear()
+    if (!this.#mux.closed) this.#mux.destroy()
+    this.#socket.destroy()
+    if (wasLive) this.#log.info({ reason: why }, 'ngrok session ended')
+    this.#onEnd(this)
+  }
+
+  // --- streams the agent opens ------------------------------------------------------------------------
+
+  #onStream (stream: MuxStream, type: number): void {
+    stream.on('error', () => {})
+    if (type === HEARTBEAT_TYPE) {
+      answerHeartbeats(stream, this.#liveness)
+      this.#liveness.start()
+      return
+    }
+    if (this.#rpcs >= MAX_RPCS) {
+      stream.destroy()
+      return
+    }
+    this.#rpcs++
+    stream.once('close', () => { this.#rpcs-- })
+    readJsonValue(stream).then(
+      (value) => this.#rpc(type, value),
+      (error: unknown) => { throw isPortholeError(error) ? error : new PortholeError('PH_1070', (error as Error).message) },
+    ).then((reply) => {
+      stream.end(reply)
+    }, (error: unknown) => {
+      const refusal = isPortholeError(error) ? error : new PortholeError('PH_1070', (error as Error).message)
+      this.#log.info({ rpc: typeName(type), err: refusal.toLine() }, 'ngrok rpc refused')
+      stream.end(errorReply(ngrokError(refusal)))
+      // An Auth that failed leaves nothing to talk about: the SDK reports the error and retries on its own.
+      if (type === StreamType.Auth && this.#state.state !== 'live') setImmediate(() => this.close(MuxCode.None, refusal.toLine()))
+    })
+  }
+
+  async #rpc (type: number, value: Record<string, unknown>): Promise<string> {
+    if (this.#state.state === 'closed') throw new PortholeError('PH_1021')
+    switch (type) {
+      case StreamType.SrvInfo:
+        parseSrvInfo(value)
+        return srvInfoReply('porthole')
+      case StreamType.Auth:
+        return this.#auth(parseAuth(value))
+    }
+    if (this.#state.state !== 'live') throw new PortholeError('PH_1081', typeName(type))
+    switch (type) {
+      case StreamType.Bind:
+        return this.#bind(parseBind(value))
+      case StreamType.Unbind:
+        return this.#unbind(parseUnbind(value).id)
+      case StreamType.StartTunnelWithLabel:
+        throw new PortholeError('PH_1071', 'labeled tunnels (StartTunnelWithLabel: ngrok edges and labels); bind an endpoint with a url/domain instead')
+      default:
+        throw new PortholeError('PH_1071', `the ${typeName(type)} request`)
+    }
+  }
+
+  async #auth (auth: Auth): Promise<string> {
+    if (this.#state.state !== 'new') throw new PortholeError('PH_1070', 'a second Auth on one session')
+    const version = chooseVersion(auth)
+    if (version === null) throw new PortholeError('PH_1070', `protocol versions ${JSON.stringify(auth.versions)} (Porthole speaks 3 and 2)`)
+    this.#state = { state: 'authenticating' }
+    let login: AgentLogin
+    try {
+      login = await this.#ctx.login(auth, this.#remote.remoteAddress)
+    } catch (error) {
+      if (this.#state.state === 'authenticating') this.#state = { state: 'new' }
+      throw error
+    }
+    if (this.#state.state !== 'authenticating') throw new PortholeError('PH_1021')
+    const refusal = this.#ctx.admit(login, this.#remote.remoteAddress)
+    if (refusal !== null) {
+      this.#state = { state: 'new' }
+      throw refusal
+    }
+    // The ClientId names the agent across reconnects: one we handed out earlier comes back, else a new one.
+    const clientId = ID_PATTERN.test(auth.clientId) ? auth.clientId : randomBytes(16).toString('hex')
+    const anonymousOwner = login.credential.kind === 'anonymous'
+    const owner: Owner = anonymousOwner ? { id: `ngrok:${clientId}`, persistent: true, known: false } : login.owner
+    const clientVersion = `${auth.extra.clientType || 'ngrok'} ${auth.extra.version}`.trim()
+    this.#state = { state: 'live', login: { ...login, owner }, clientId, clientVersion }
+    clearTimeout(this.#loginTimer)
+    this.#liveness.start()
+    this.#log.info({ owner: owner.id, credential: login.credential, client: clientVersion }, 'ngrok session started')
+    return authReply({ version, clientId, extra: { version: 'porthole', region: 'porthole', cookie: clientId, ...(owner.account ? { accountName: owner.account } : {}) } })
+  }
+
+  async #bind (bind: Bind): Promise<string> {
+    const live = this.#state as Extract<State, { state: 'live' }>
+    if (bind.id !== '' && !ID_PATTERN.test(bind.id)) throw new PortholeError('PH_1070', `Id ${JSON.stringify(bind.id)}`)
+    const id = bind.id === '' ? randomBytes(12).toString('hex') : bind.id
+    if (this.#tunnels.has(id)) throw new PortholeError('PH_1017', id)
+    if (this.#tunnels.size >= this.#ctx.maxTunnels) throw new PortholeError('PH_1018', String(this.#ctx.maxTunnels))
+    const mapping = bindOptions(bind)
+    const { spec, compiled } = specFor(mapping.options, mapping.proto, this.#ctx.compile)
+    const tunnel: Tunnel = { id, bind, endpoint: null }
+    this.#tunnels.set(id, tunnel)
+    const request = {
+      slot: `ngrok:${id}`,
+      spec,
+      owner: live.login.owner,
+      dial: (client: ClientAddress) => this.#dial(tunnel, client),
+      hooks: {
+        onEvicted: (reason?: Error) => {
+          tunnel.endpoint = null
+          this.#tunnels.delete(id)
+          this.#stopTunnel(tunnel, reason instanceof PortholeError ? reason : new PortholeError('PH_1023', mapping.name ?? id))
+        },
+      },
+    }
+    let endpoint: Endpoint
+    try {
+      endpoint = mapping.proto === 'tcp'
+        ? await bindTcp(this.#ctx, { ...request, port: this.#tcpPort(mapping.name), range: this.#ctx.tcpPorts }, compiled, this.#log)
+        : await bindNamed(this.#ctx, { ...request, bindAddr: mapping.name ?? '' }, compiled)
+    } catch (error) {
+      this.#tunnels.delete(id)
+      throw error
+    }
+    if (this.#state.state === 'closed' || this.#tunnels.get(id) !== tunnel) {
+      this.#ctx.registry.unbind(endpoint)
+      throw new PortholeError('PH_1021')
+    }
+    tunnel.endpoint = endpoint
+    const url = this.#ctx.urlsFor(endpoint)[0]!
+    this.#log.info({ host: endpoint.host, tunnel: id, url }, 'endpoint bound')
+    return bindReply({ id, url, proto: bind.proto, opts: echoOpts(bind), token: id })
+  }
+
+  /** A tcp Addr `host:port` (host: the gateway's tcp host, or empty) asks for that port; none: any free one. */
+  #tcpPort (addr: string | null): number {
+    if (addr === null || addr === '') return 0
+    const match = /^(.*):(\d{1,5})$/.exec(addr)
+    const host = match?.[1]?.toLowerCase() ?? ''
+    if (!match || (host !== '' && !this.#ctx.tcpHosts.includes(host))) throw new PortholeError('PH_1034', JSON.stringify(addr))
+    return Number(match[2])
+  }
+
+  #unbind (id: string): string {
+    const tunnel = this.#tunnels.get(id)
+    if (tunnel === undefined) throw new PortholeError('PH_1070', `Unbind of unknown tunnel ${JSON.stringify(id)}`)
+    this.#tunnels.delete(id)
+    if (tunnel.endpoint !== null) this.#ctx.registry.unbind(tunnel.endpoint)
+    tunnel.endpoint = null
+    return unbindReply()
+  }
+
+  /** Tells the agent one tunnel is gone (server-opened StopTunnel; the SDK closes that listener with the message). */
+  #stopTunnel (tunnel: Tunnel, reason: PortholeError): void {
+    if (this.#mux.closed) return
+    try {
+      const stream = this.#mux.open(StreamType.StopTunnel, Buffer.from(stopTunnelRequest({ id: tunnel.id, message: ngrokError(reason), errorCode: reason.code })))
+      stream.on('error', () => {})
+      stream.resume()
+      stream.end()
+    } catch {}
+  }
+
+  // --- the Dialer --------------------------------------------------------------------------------------
+
+  /** A Proxy stream for one public connection: type 3, the header, then the connection's bytes. */
+  #dial (tunnel: Tunnel, client: ClientAddress): Promise<MuxStream> {
+    if (this.#state.state === 'closed' || tunnel.endpoint === null) return Promise.reject(new PortholeError('PH_3001', tunnel.bind.extra.name || tunnel.id))
+    if (this.#proxyStreams >= this.#ctx.maxStreams) {
+      return Promise.reject(new PortholeError('PH_3002', `more than ${this.#ctx.maxStreams} open streams on this tunnel`))
+    }
+    const header = proxyHeader({
+      id: tunnel.id,
+      clientAddr: clientAddr(client.remoteAddress, client.remotePort),
+      proto: tunnel.bind.proto,
+      passthroughTls: tunnel.bind.proto === 'tls',
+    })
+    let stream: MuxStream
+    try {
+      stream = this.#mux.open(StreamType.Proxy, header)
+    } catch (error) {
+      return Promise.reject(new PortholeError('PH_3002', (error as Error).message, { cause: error }))
+    }
+    this.#proxyStreams++
+    stream.once('close', () => { this.#proxyStreams-- })
+    return Promise.resolve(stream)
+  }
+}
+
+function typeName (type: number): string {
+  const entry = Object.entries(StreamType).find(([, value]) => value === type)
+  return entry ? entry[0] : `stream type ${type}`
+}
