@@ -2,7 +2,7 @@
 // its HTTP status (for the edge and API), a message template and where it surfaces. docs/errors.md documents
 // the same codes; test/unit/errors.test.ts keeps the two in step.
 
-export type Surface = 'edge' | 'ssh' | 'config' | 'log' | 'api'
+export type Surface = 'edge' | 'ssh' | 'ngrok' | 'config' | 'log' | 'api'
 
 interface CatalogueEntry {
   readonly status: number
@@ -45,6 +45,12 @@ export const catalogue = {
   PH_1025: { status: 403, message: 'not allowed to bind {detail}', surfaces: ['ssh'] },
   PH_1026: { status: 410, message: 'session closed by the gateway operator', surfaces: ['ssh'] },
   PH_1060: { status: 409, message: 'name {detail} is under or above a name held by someone else (cookies of the one reach the other); choose a name apart from it', surfaces: ['ssh'] },
+  // ngrok agents: their session RPCs and Bind options (the reply's Error, shown by the SDK; nothing is bound).
+  PH_1070: { status: 400, message: 'malformed ngrok message: {detail}', surfaces: ['ngrok', 'log'] },
+  PH_1071: { status: 400, message: 'ngrok option {detail} is not supported by this gateway', surfaces: ['ngrok'] },
+  PH_1072: { status: 400, message: 'bad value for ngrok option {detail}', surfaces: ['ngrok'] },
+  PH_1073: { status: 413, message: 'ngrok message larger than {detail}', surfaces: ['ngrok', 'log'] },
+  PH_1074: { status: 400, message: 'unknown ngrok option {detail}', surfaces: ['ngrok'] },
   // Admission (who gets an SSH login when many try at once; see agents/ssh/admission.ts).
   PH_1050: { status: 429, message: 'too many connections not yet logged in from {detail}; try again when they have logged in or timed out', surfaces: ['ssh', 'log'] },
   PH_1051: { status: 503, message: 'the gateway is busy with {detail} connections not yet logged in; try again shortly', surfaces: ['ssh', 'log'] },
