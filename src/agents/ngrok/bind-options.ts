@@ -71,9 +71,9 @@ function requestedName (bind: Bind): RequestedName | null {
   if (o.URL) {
     const m = URL_FORM.exec(o.URL)
     const want = bind.proto === 'tcp' ? ['tcp'] : bind.proto === 'tls' ? ['tls'] : ['http', 'https']
-    if (!m || (m[1] !== undefined && !want.includes(m[1].toLowerCase()))) throw badValue('Opts.URL', o.URL, `want ${want[0]}://host${bind.proto === 'tcp' ? ':port' : ''}`)
+    if (!m || (m[1] !== undefined && !want.includes(m[1].toLowerCase()))) throw badValue('Opts.URL', o.URL, `want ${bind.proto}://host${bind.proto === 'tcp' ? ':port' : ''}`)
     if (bind.proto === 'tcp') names.push(tcpAddress('URL', m[2]!, m[3], o.URL))
-    else if (m[3] !== undefined) throw badValue('Opts.URL', o.URL, `a ${bind.proto} endpoint is served on the gateway's own port; leave the port out`)
+    else if (m[3] !== undefined) throw badValue('Opts.URL', o.URL, `${bind.proto === 'tls' ? 'a tls' : 'an http'} endpoint is served on the gateway's own port; leave the port out`)
     else names.push(hostName('URL', m[2]!))
   }
   if (o.Domain) names.push(hostName('Domain', o.Domain))
