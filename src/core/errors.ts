@@ -47,7 +47,7 @@ export const catalogue = {
   PH_1060: { status: 409, message: 'name {detail} is under or above a name held by someone else (cookies of the one reach the other); choose a name apart from it', surfaces: ['ssh'] },
   // ngrok agents: their session RPCs and Bind options (the reply's Error, shown by the SDK; nothing is bound).
   PH_1070: { status: 400, message: 'malformed ngrok message: {detail}', surfaces: ['ngrok', 'log'] },
-  PH_1071: { status: 400, message: 'ngrok option {detail} is not supported by this gateway', surfaces: ['ngrok'] },
+  PH_1071: { status: 400, message: 'this gateway cannot honour ngrok option {detail}', surfaces: ['ngrok'] },
   PH_1072: { status: 400, message: 'bad value for ngrok option {detail}', surfaces: ['ngrok'] },
   PH_1073: { status: 413, message: 'ngrok message larger than {detail}', surfaces: ['ngrok', 'log'] },
   PH_1074: { status: 400, message: 'unknown ngrok option {detail}', surfaces: ['ngrok'] },

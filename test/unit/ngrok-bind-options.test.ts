@@ -150,7 +150,7 @@ describe('upstream, host header, schemes, PROXY protocol', () => {
     expect(specFor(tcp.options, tcp.proto, gateway).spec.proxyProto).toBe(2)
     expect(bind('tls', { ProxyProto: 1 }).options.proxyProto).toBe(1)
     expect(refusal(() => bind('tcp', { ProxyProto: 3 }))).toBe('PH_1072: bad value for ngrok option Opts.ProxyProto 3 (want 0, 1 or 2)')
-    expect(refusal(() => bind('https', { ProxyProto: 1 }))).toMatch(/^PH_1071: ngrok option Opts.ProxyProto on an http endpoint \(the http edge reuses a connection/)
+    expect(refusal(() => bind('https', { ProxyProto: 1 }))).toMatch(/^PH_1071: this gateway cannot honour ngrok option Opts.ProxyProto on an http endpoint \(the http edge reuses a connection/)
   })
 
   it('tcp and tls take IP restrictions and traffic policy for on_tcp_connect', () => {
@@ -167,20 +167,20 @@ describe('upstream, host header, schemes, PROXY protocol', () => {
 
 describe('refused options name themselves and why', () => {
   it.each([
-    ['https', { BasicAuth: { credentials: [{ username: 'ann', hashed_password: 'JDJhJDEw' }] } }, {}, 'PH_1071: ngrok option Opts.BasicAuth.credentials[0].hashed_password (Porthole checks cleartext credentials only; send cleartext_password) is not supported by this gateway'],
-    ['https', { OAuth: { provider: 'google' } }, {}, "PH_1071: ngrok option Opts.OAuth without client_id and client_secret (ngrok-managed OAuth applications exist only in ngrok's cloud; give your own app's client_id and client_secret) is not supported by this gateway"],
-    ['https', { OAuth: { provider: 'google', client_id: 'c', sealed_client_secret: 'c2VhbGVk' } }, {}, "PH_1071: ngrok option Opts.OAuth.sealed_client_secret (sealed secrets are encrypted for ngrok's cloud; send the secret itself) is not supported by this gateway"],
-    ['https', { OIDC: { issuer_url: 'https://login.example.com' } }, {}, /^PH_1071: ngrok option Opts.OIDC without client_id and client_secret/],
-    ['https', { WebhookVerification: { provider: 'github', sealed_secret: 'c2VhbGVk' } }, {}, /^PH_1071: ngrok option Opts.WebhookVerification.sealed_secret/],
-    ['https', { MutualTLSCA: { mutual_tls_ca: 'LS0tLS1CRUdJTg==' } }, {}, 'PH_1071: ngrok option Opts.MutualTLSCA (mutual TLS is not supported) is not supported by this gateway'],
-    ['https', { WebsocketTCPConverter: {} }, {}, 'PH_1071: ngrok option Opts.WebsocketTCPConverter (the websocket-to-TCP converter is not supported) is not supported by this gateway'],
-    ['https', { TrafficPolicy: '{"Inbound":[{"Name":"x","Actions":[{"Type":"deny"}]}],"Outbound":[]}' }, {}, /^PH_1071: ngrok option Opts.TrafficPolicy in the legacy Inbound\/Outbound form/],
-    ['https', { Policy: { inbound: [{ name: 'x' }] } }, {}, /^PH_1071: ngrok option Opts.Policy \(the legacy inbound/],
-    ['tls', { MutualTLSAtAgent: true }, {}, /^PH_1071: ngrok option Opts.MutualTLSAtAgent/],
-    ['tls', { MutualTLSAtEdge: { mutual_tls_ca: 'LS0t' } }, {}, /^PH_1071: ngrok option Opts.MutualTLSAtEdge/],
-    ['tls', { TLSTermination: { cert: 'LS0t', key: 'LS0t' } }, {}, 'PH_1071: ngrok option Opts.TLSTermination (tls endpoints pass TLS through to the agent; terminate TLS in your service, or bind an http endpoint) is not supported by this gateway'],
-    ['https', {}, { IPPolicyRef: 'ipp_123' }, /^PH_1071: ngrok option Extra.IPPolicyRef \(ngrok IP policies live in ngrok's cloud/],
-    ['https', {}, { Bindings: ['internal'] }, 'PH_1071: ngrok option Extra.Bindings ["internal"] (Porthole endpoints are public; give no bindings or ["public"]) is not supported by this gateway'],
+    ['https', { BasicAuth: { credentials: [{ username: 'ann', hashed_password: 'JDJhJDEw' }] } }, {}, 'PH_1071: this gateway cannot honour ngrok option Opts.BasicAuth.credentials[0].hashed_password (Porthole checks cleartext credentials only; send cleartext_password)'],
+    ['https', { OAuth: { provider: 'google' } }, {}, "PH_1071: this gateway cannot honour ngrok option Opts.OAuth without client_id and client_secret (ngrok-managed OAuth applications exist only in ngrok's cloud; give your own app's client_id and client_secret)"],
+    ['https', { OAuth: { provider: 'google', client_id: 'c', sealed_client_secret: 'c2VhbGVk' } }, {}, "PH_1071: this gateway cannot honour ngrok option Opts.OAuth.sealed_client_secret (sealed secrets are encrypted for ngrok's cloud; send the secret itself)"],
+    ['https', { OIDC: { issuer_url: 'https://login.example.com' } }, {}, /^PH_1071: this gateway cannot honour ngrok option Opts.OIDC without client_id and client_secret/],
+    ['https', { WebhookVerification: { provider: 'github', sealed_secret: 'c2VhbGVk' } }, {}, /^PH_1071: this gateway cannot honour ngrok option Opts.WebhookVerification.sealed_secret/],
+    ['https', { MutualTLSCA: { mutual_tls_ca: 'LS0tLS1CRUdJTg==' } }, {}, 'PH_1071: this gateway cannot honour ngrok option Opts.MutualTLSCA (Porthole does not check client certificates)'],
+    ['https', { WebsocketTCPConverter: {} }, {}, 'PH_1071: this gateway cannot honour ngrok option Opts.WebsocketTCPConverter (Porthole has no websocket-to-TCP converter; bind a tcp endpoint)'],
+    ['https', { TrafficPolicy: '{"Inbound":[{"Name":"x","Actions":[{"Type":"deny"}]}],"Outbound":[]}' }, {}, /^PH_1071: this gateway cannot honour ngrok option Opts.TrafficPolicy in the legacy Inbound\/Outbound form/],
+    ['https', { Policy: { inbound: [{ name: 'x' }] } }, {}, /^PH_1071: this gateway cannot honour ngrok option Opts.Policy \(the legacy inbound/],
+    ['tls', { MutualTLSAtAgent: true }, {}, /^PH_1071: this gateway cannot honour ngrok option Opts.MutualTLSAtAgent/],
+    ['tls', { MutualTLSAtEdge: { mutual_tls_ca: 'LS0t' } }, {}, /^PH_1071: this gateway cannot honour ngrok option Opts.MutualTLSAtEdge/],
+    ['tls', { TLSTermination: { cert: 'LS0t', key: 'LS0t' } }, {}, 'PH_1071: this gateway cannot honour ngrok option Opts.TLSTermination (tls endpoints pass TLS through to the agent; terminate TLS in your service, or bind an http endpoint)'],
+    ['https', {}, { IPPolicyRef: 'ipp_123' }, /^PH_1071: this gateway cannot honour ngrok option Extra.IPPolicyRef \(ngrok IP policies live in ngrok's cloud/],
+    ['https', {}, { Bindings: ['internal'] }, 'PH_1071: this gateway cannot honour ngrok option Extra.Bindings ["internal"] (Porthole endpoints are public; give no bindings or ["public"])'],
   ])('%s %j %j', (proto, opts, extra, expected) => {
     const got = refusal(() => bind(proto, opts, {}, extra))
     if (typeof expected === 'string') expect(got).toBe(expected)

@@ -172,8 +172,8 @@ describe('errors', () => {
   })
 
   it('ngrokError is one line that ngrok-rust shows whole, code first', () => {
-    const error = new PortholeError('PH_1071', 'Opts.MutualTLSCA (mutual TLS is not supported)')
-    expect(ngrokError(error)).toBe('PH_1071: ngrok option Opts.MutualTLSCA (mutual TLS is not supported) is not supported by this gateway')
+    const error = new PortholeError('PH_1071', 'Opts.MutualTLSCA (Porthole does not check client certificates)')
+    expect(ngrokError(error)).toBe('PH_1071: this gateway cannot honour ngrok option Opts.MutualTLSCA (Porthole does not check client certificates)')
     const text = JSON.parse(errorReplyFor(error)).Error
     expect(rustErrResp(text)).toEqual({ msg: ngrokError(error), code: null })
     expect(ngrokError(new PortholeError('PH_1072', 'a\nb'))).not.toMatch(/\n/)

@@ -123,6 +123,10 @@ function describeByte (byte: number): string {
 export function readJsonValue (stream: Readable, limit = MAX_RPC_BYTES): Promise<Record<string, unknown>> {
   const reader = new JsonValueReader(limit)
   return new Promise((resolve, reject) => {
+    if (stream.readableEnded || stream.destroyed) {
+      reject(new PortholeError('PH_1070', 'the stream ended before any JSON arrived'))
+      return
+    }
     const finish = (error: unknown, value?: Record<string, unknown>): void => {
       stream.off('data', onData)
       stream.off('end', onEnd)

@@ -397,7 +397,7 @@ export function errorReply (message: string, code?: string): string {
 }
 
 /**
- * The text an ngrok SDK shows for a PortholeError: `PH_1071: ngrok option ... is not supported ...`, one line.
+ * The text an ngrok SDK shows for a PortholeError: `PH_1071: this gateway cannot honour ngrok option Opts.X (why)`, one line.
  * No code line follows it: ngrok-rust and ngrok-go recognise only `ERR_NGROK_<digits>` lines as codes, so a
  * `PH_1071` line would be shown again as part of the message, and an `ERR_NGROK_PH_1071` line would make
  * ngrok-rust print a link to https://ngrok.com/docs/errors/err_ngrok_ph_1071, which does not exist. The
