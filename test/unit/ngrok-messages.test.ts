@@ -115,10 +115,18 @@ describe('Bind', () => {
     expect(failure(() => parseBind(withOpts({ Frobnicate: null, Other: '', Flag: false, N: 0, L: [] })))).toBe('none')
   })
 
+  it('a "__proto__" key is an unknown option, never a prototype that lends the schema its fields', () => {
+    const text = '{"Proto":"https","Opts":{"__proto__":{"BasicAuth":{"credentials":[{"username":"a","cleartext_password":"b"}]}}}}'
+    expect(failure(() => parseBind(JSON.parse(text)))).toBe('PH_1074: unknown ngrok option Opts.__proto__')
+    const auth = parseAuth(JSON.parse('{"Version":["3"],"Extra":{"__proto__":{"AuthToken":"x"}}}'))
+    expect(auth.extra.authToken).toBe('')
+  })
+
   it('names a mistyped option and a bad Proto', () => {
     const base = sample('rust-bind-http.json')
     expect(failure(() => parseBind({ ...base, Opts: { ProxyProto: '1' } }))).toBe('PH_1070: malformed ngrok message: Opts.ProxyProto: want a number, not "1"')
     expect(failure(() => parseBind({ ...base, Opts: { IPRestriction: { allow_cidrs: '10.0.0.0/8' } } }))).toBe('PH_1070: malformed ngrok message: Opts.IPRestriction.allow_cidrs: want an array, not "10.0.0.0/8"')
+    expect(failure(() => parseBind({ ...base, Opts: 'x' }))).toBe('PH_1070: malformed ngrok message: Opts: want an object ("x")')
     expect(failure(() => parseBind({ ...base, Proto: 'ssh' }))).toBe('PH_1072: bad value for ngrok option Proto "ssh" (want http, https, tcp or tls)')
     expect(failure(() => parseBind({ ...base, Proto: undefined }))).toBe('PH_1070: malformed ngrok message: Proto: want a string, not nothing')
   })

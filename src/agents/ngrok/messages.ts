@@ -183,7 +183,9 @@ const bindSchema = wireObject({
   Proto: z.string().max(32),
   ForwardsTo: str,
   ForwardsProto: orNull(z.string().max(32), ''),
-  Opts: orNull(z.record(z.string(), z.unknown()), {}),
+  // Checked here for its type only, then read by the proto's schema from the original object (a zod record
+  // would rebuild it, and quietly lose a "__proto__" key that must be refused as an unknown option).
+  Opts: z.unknown().refine((v) => v === undefined || v === null || (typeof v === 'object' && !Array.isArray(v)), 'want an object'),
   Extra: wireObject({
     Name: str,
     Token: str,
@@ -239,13 +241,13 @@ export function parseBind (value: unknown): Bind {
       bindings: m.Extra?.Bindings ?? [],
       poolingEnabled: m.Extra?.PoolingEnabled ?? false,
     },
-    rawOpts: m.Opts,
+    rawOpts: (m.Opts ?? {}) as Record<string, unknown>,
   }
   const proto = m.Proto.toLowerCase()
   switch (proto) {
-    case 'http': case 'https': return { ...base, proto, opts: parseWire(httpOptsSchema, m.Opts, ['Opts']) }
-    case 'tcp': return { ...base, proto, opts: parseWire(tcpOptsSchema, m.Opts, ['Opts']) }
-    case 'tls': return { ...base, proto, opts: parseWire(tlsOptsSchema, m.Opts, ['Opts']) }
+    case 'http': case 'https': return { ...base, proto, opts: parseWire(httpOptsSchema, base.rawOpts, ['Opts']) }
+    case 'tcp': return { ...base, proto, opts: parseWire(tcpOptsSchema, base.rawOpts, ['Opts']) }
+    case 'tls': return { ...base, proto, opts: parseWire(tlsOptsSchema, base.rawOpts, ['Opts']) }
     default: throw new PortholeError('PH_1072', `Proto ${JSON.stringify(m.Proto)} (want http, https, tcp or tls)`)
   }
 }

@@ -22,18 +22,19 @@ export function isZeroValue (value: unknown): boolean {
 function canonical (input: unknown, keys: ReadonlyMap<string, string>, strict: boolean, ctx: z.RefinementCtx): unknown {
   if (!isPlainObject(input)) return input
   const out: Record<string, unknown> = {}
+  // defineProperty, not assignment: a JSON key "__proto__" must stay an own (unknown) key, never a prototype
+  const set = (key: string, value: unknown): void => { Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true }) }
   for (const [key, value] of Object.entries(input)) {
     const name = keys.get(key.toLowerCase())
     if (name === undefined) {
-      if (strict && isZeroValue(value)) continue
-      out[key] = value
+      if (!(strict && isZeroValue(value))) set(key, value)
       continue
     }
     if (Object.hasOwn(out, name)) {
-      ctx.addIssue({ code: 'custom', message: `given twice (keys differing only in case)`, path: [name], input: undefined })
+      ctx.addIssue({ code: 'custom', message: 'given twice (keys differing only in case)', path: [name], input: undefined })
       continue
     }
-    out[name] = value
+    set(name, value)
   }
   return out
 }
