@@ -2,7 +2,7 @@
 // its HTTP status (for the edge and API), a message template and where it surfaces. docs/errors.md documents
 // the same codes; test/unit/errors.test.ts keeps the two in step.
 
-export type Surface = 'edge' | 'ssh' | 'config' | 'log' | 'api'
+export type Surface = 'edge' | 'ssh' | 'ngrok' | 'config' | 'log' | 'api'
 
 interface CatalogueEntry {
   readonly status: number
@@ -19,40 +19,47 @@ export const catalogue = {
   PH_1005: { status: 400, message: 'malformed header {detail}', surfaces: ['ssh'] },
   PH_1006: { status: 400, message: 'malformed credential {detail}', surfaces: ['ssh'] },
   PH_1008: { status: 400, message: 'invalid traffic policy: {detail}', surfaces: ['ssh'] },
-  PH_1010: { status: 400, message: 'invalid name {detail}', surfaces: ['ssh'] },
-  PH_1011: { status: 409, message: 'name {detail} is in use, held or reserved by someone else', surfaces: ['ssh'] },
-  PH_1012: { status: 403, message: 'wildcard {detail} would cover the whole base domain; bind *.<label>.<domain> instead', surfaces: ['ssh'] },
+  PH_1010: { status: 400, message: 'invalid name {detail}', surfaces: ['ssh', 'ngrok'] },
+  PH_1011: { status: 409, message: 'name {detail} is in use, held or reserved by someone else', surfaces: ['ssh', 'ngrok'] },
+  PH_1012: { status: 403, message: 'wildcard {detail} would cover the whole base domain; bind *.<label>.<domain> instead', surfaces: ['ssh', 'ngrok'] },
   PH_1014: { status: 400, message: 'port {detail} cannot carry an http endpoint; use -R 80:..., -R 443:... or -R 0:...', surfaces: ['ssh'] },
   PH_1015: { status: 400, message: 'unix socket forwarding is not supported ({detail}); forward a TCP port', surfaces: ['ssh'] },
-  PH_1017: { status: 409, message: 'forward {detail} is already requested in this session', surfaces: ['ssh'] },
-  PH_1018: { status: 429, message: 'too many forwards in one session (limit {detail})', surfaces: ['ssh'] },
+  PH_1017: { status: 409, message: 'forward {detail} is already requested in this session', surfaces: ['ssh', 'ngrok'] },
+  PH_1018: { status: 429, message: 'too many forwards in one session (limit {detail})', surfaces: ['ssh', 'ngrok'] },
   PH_1019: { status: 400, message: 'no forwards: run ssh with -R, e.g. ssh -R 80:localhost:3000 {detail}', surfaces: ['ssh'] },
   PH_1020: { status: 401, message: 'key {detail} is not authorized on this gateway', surfaces: ['ssh'] },
-  PH_1021: { status: 503, message: 'gateway is shutting down', surfaces: ['ssh', 'edge'] },
+  PH_1021: { status: 503, message: 'gateway is shutting down', surfaces: ['ssh', 'edge', 'ngrok'] },
   PH_1022: { status: 408, message: 'no command arrived in time for the forward {detail}', surfaces: ['ssh'] },
-  PH_1030: { status: 409, message: 'port {detail} is in use, held or reserved by someone else', surfaces: ['ssh'] },
+  PH_1030: { status: 409, message: 'port {detail} is in use, held or reserved by someone else', surfaces: ['ssh', 'ngrok'] },
   PH_1031: { status: 400, message: 'port {detail} is outside this gateway\'s TCP port pool', surfaces: ['ssh'] },
   PH_1032: { status: 503, message: 'no free port left in the TCP port pool ({detail})', surfaces: ['ssh'] },
   PH_1033: { status: 400, message: 'port {detail} cannot carry a tls endpoint; use -R name:443:localhost:PORT tls', surfaces: ['ssh'] },
-  PH_1034: { status: 400, message: 'tcp endpoints take no name ({detail}); use -R 0:... or -R PORT:...', surfaces: ['ssh'] },
+  PH_1034: { status: 400, message: 'tcp endpoints take no name ({detail}); use -R 0:... or -R PORT:...', surfaces: ['ssh', 'ngrok'] },
   PH_1035: { status: 429, message: 'this key already has {detail} endpoints online', surfaces: ['ssh'] },
   PH_1036: { status: 503, message: 'the gateway holds too many names right now; try again later', surfaces: ['ssh'] },
   PH_1040: { status: 409, message: 'command {detail} came after the forwards were bound without options; they were taken down: send the command in the same ssh invocation as the -R', surfaces: ['ssh'] },
   PH_1041: { status: 400, message: 'unmatched quote {detail}: it would take the rest of the command line as one value; close it', surfaces: ['ssh'] },
   PH_1045: { status: 500, message: 'a traffic policy expression could not be evaluated: {detail}', surfaces: ['ssh'] },
-  PH_1023: { status: 409, message: 'endpoint {detail} was taken over by a newer session of the same key', surfaces: ['ssh'] },
-  PH_1024: { status: 401, message: 'authtoken not accepted{detail}', surfaces: ['ssh'] },
-  PH_1025: { status: 403, message: 'not allowed to bind {detail}', surfaces: ['ssh'] },
-  PH_1026: { status: 410, message: 'session closed by the gateway operator', surfaces: ['ssh'] },
-  PH_1060: { status: 409, message: 'name {detail} is under or above a name held by someone else (cookies of the one reach the other); choose a name apart from it', surfaces: ['ssh'] },
+  PH_1023: { status: 409, message: 'endpoint {detail} was taken over by a newer session of the same key', surfaces: ['ssh', 'ngrok'] },
+  PH_1024: { status: 401, message: 'authtoken not accepted{detail}', surfaces: ['ssh', 'ngrok'] },
+  PH_1025: { status: 403, message: 'not allowed to bind {detail}', surfaces: ['ssh', 'ngrok'] },
+  PH_1026: { status: 410, message: 'session closed by the gateway operator', surfaces: ['ssh', 'ngrok'] },
+  PH_1060: { status: 409, message: 'name {detail} is under or above a name held by someone else (cookies of the one reach the other); choose a name apart from it', surfaces: ['ssh', 'ngrok'] },
+  // ngrok agents: their session RPCs and Bind options (the reply's Error, shown by the SDK; nothing is bound).
+  PH_1070: { status: 400, message: 'malformed ngrok message: {detail}', surfaces: ['ngrok', 'log'] },
+  PH_1071: { status: 400, message: 'this gateway cannot honour ngrok option {detail}', surfaces: ['ngrok'] },
+  PH_1072: { status: 400, message: 'bad value for ngrok option {detail}', surfaces: ['ngrok'] },
+  PH_1073: { status: 413, message: 'ngrok message larger than {detail}', surfaces: ['ngrok', 'log'] },
+  PH_1074: { status: 400, message: 'unknown ngrok option {detail}', surfaces: ['ngrok'] },
+  PH_1081: { status: 400, message: 'the ngrok agent sent {detail} before a successful Auth', surfaces: ['ngrok', 'log'] },
   // Admission (who gets an SSH login when many try at once; see agents/ssh/admission.ts).
   PH_1050: { status: 429, message: 'too many connections not yet logged in from {detail}; try again when they have logged in or timed out', surfaces: ['ssh', 'log'] },
   PH_1051: { status: 503, message: 'the gateway is busy with {detail} connections not yet logged in; try again shortly', surfaces: ['ssh', 'log'] },
   PH_1052: { status: 408, message: 'no login within {detail} (login grace time)', surfaces: ['log'] },
-  PH_1053: { status: 503, message: 'the gateway has {detail} sessions of known keys, its limit; try again later', surfaces: ['ssh'] },
-  PH_1054: { status: 503, message: 'anonymous sessions are full ({detail}); log in with a key this gateway knows, or try again later', surfaces: ['ssh'] },
-  PH_1055: { status: 429, message: 'too many anonymous sessions from {detail}', surfaces: ['ssh'] },
-  PH_1056: { status: 429, message: 'this key already has {detail} sessions', surfaces: ['ssh'] },
+  PH_1053: { status: 503, message: 'the gateway has {detail} sessions of known keys, its limit; try again later', surfaces: ['ssh', 'ngrok'] },
+  PH_1054: { status: 503, message: 'anonymous sessions are full ({detail}); log in with a key this gateway knows, or try again later', surfaces: ['ssh', 'ngrok'] },
+  PH_1055: { status: 429, message: 'too many anonymous sessions from {detail}', surfaces: ['ssh', 'ngrok'] },
+  PH_1056: { status: 429, message: 'this key already has {detail} sessions', surfaces: ['ssh', 'ngrok'] },
 
   // Gateway configuration (refused at start, one line on stderr).
   PH_2001: { status: 500, message: 'invalid configuration: {detail}', surfaces: ['config'] },

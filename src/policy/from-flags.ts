@@ -34,6 +34,9 @@ export interface ModuleFlags {
   oidcClientId: string[]
   oidcClientSecret: string[]
   oidcScope: string[]
+  /** Accounts let in after an OpenID Connect login (ngrok agents' OIDC allow_emails / allow_domains). */
+  oidcAllowEmail?: string[]
+  oidcAllowDomain?: string[]
 }
 
 /** The oauth / openid-connect rule of --oauth* or --oidc* flags, or undefined when none is given. */
@@ -108,7 +111,7 @@ export function policyFromFlags (flags: ModuleFlags): PolicyDocument {
   }
   const oauth = loginRule('oauth', flags.oauth, flags.oauthClientId, flags.oauthClientSecret, { scopes: flags.oauthScope, allow_emails: flags.oauthAllowEmail, allow_domains: flags.oauthAllowDomain })
   if (oauth) request.push(oauth)
-  const oidc = loginRule('oidc', flags.oidc, flags.oidcClientId, flags.oidcClientSecret, { scopes: flags.oidcScope })
+  const oidc = loginRule('oidc', flags.oidc, flags.oidcClientId, flags.oidcClientSecret, { scopes: flags.oidcScope, allow_emails: flags.oidcAllowEmail ?? [], allow_domains: flags.oidcAllowDomain ?? [] })
   if (oidc) request.push(oidc)
   if (flags.circuitBreaker.length > 0) {
     request.push({ name: 'circuit-breaker flag', actions: [{ type: 'circuit-breaker', config: { error_threshold: circuitBreakerRatio(flags.circuitBreaker[0]!) } }] })

@@ -11,7 +11,7 @@ import type { CredentialKind, SessionInfo } from '../../core/session.js'
 import type { CompileOptions } from '../../policy/compiled.js'
 import { bindNamed, bindTcp, type Binder } from '../bind.js'
 import { specFor } from '../endpoint-options.js'
-import { bindOptions } from './bind-options.js'
+import { bindOptions, type RequestedName } from './bind-options.js'
 import {
   StreamType, authReply, bindReply, chooseVersion, clientAddr, echoOpts, errorReply, ngrokError, parseAuth, parseBind,
   parseSrvInfo, parseUnbind, proxyHeader, readJsonValue, srvInfoReply, stopTunnelRequest, unbindReply, type Auth, type Bind,
@@ -253,6 +253,7 @@ export class NgrokSession {
     if (this.#tunnels.has(id)) throw new PortholeError('PH_1017', id)
     if (this.#tunnels.size >= this.#ctx.maxTunnels) throw new PortholeError('PH_1018', String(this.#ctx.maxTunnels))
     const mapping = bindOptions(bind)
+    if (mapping.pooling) throw new PortholeError('PH_1071', 'Extra.PoolingEnabled (endpoint pools: a name is served by one agent at a time on this gateway)')
     const { spec, compiled } = specFor(mapping.options, mapping.proto, this.#ctx.compile)
     const tunnel: Tunnel = { id, bind, endpoint: null }
     this.#tunnels.set(id, tunnel)
@@ -265,7 +266,7 @@ export class NgrokSession {
         onEvicted: (reason?: Error) => {
           tunnel.endpoint = null
           this.#tunnels.delete(id)
-          this.#stopTunnel(tunnel, reason instanceof PortholeError ? reason : new PortholeError('PH_1023', mapping.name ?? id))
+          this.#stopTunnel(tunnel, reason instanceof PortholeError ? reason : new PortholeError('PH_1023', mapping.name?.value ?? id))
         },
       },
     }
@@ -273,7 +274,7 @@ export class NgrokSession {
     try {
       endpoint = mapping.proto === 'tcp'
         ? await bindTcp(this.#ctx, { ...request, port: this.#tcpPort(mapping.name), range: this.#ctx.tcpPorts }, compiled, this.#log)
-        : await bindNamed(this.#ctx, { ...request, bindAddr: mapping.name ?? '' }, compiled)
+        : await bindNamed(this.#ctx, { ...request, bindAddr: mapping.name?.value ?? '' }, compiled)
     } catch (error) {
       this.#tunnels.delete(id)
       throw error
@@ -283,18 +284,22 @@ export class NgrokSession {
       throw new PortholeError('PH_1021')
     }
     tunnel.endpoint = endpoint
-    const url = this.#ctx.urlsFor(endpoint)[0]!
-    this.#log.info({ host: endpoint.host, tunnel: id, url }, 'endpoint bound')
-    return bindReply({ id, url, proto: bind.proto, opts: echoOpts(bind), token: id })
+    this.#log.info({ host: endpoint.host, tunnel: id, url: this.#urlFor(endpoint, mapping.urlScheme) }, 'endpoint bound')
+    return bindReply({ id, url: this.#urlFor(endpoint, mapping.urlScheme), proto: bind.proto, opts: echoOpts(bind), token: id })
   }
 
-  /** A tcp Addr `host:port` (host: the gateway's tcp host, or empty) asks for that port; none: any free one. */
-  #tcpPort (addr: string | null): number {
-    if (addr === null || addr === '') return 0
-    const match = /^(.*):(\d{1,5})$/.exec(addr)
-    const host = match?.[1]?.toLowerCase() ?? ''
-    if (!match || (host !== '' && !this.#ctx.tcpHosts.includes(host))) throw new PortholeError('PH_1034', JSON.stringify(addr))
-    return Number(match[2])
+  /** The endpoint's URL in the scheme the agent asked for (an http endpoint serves both, https first). */
+  #urlFor (endpoint: Endpoint, scheme: string): string {
+    const urls = this.#ctx.urlsFor(endpoint)
+    return urls.find((url) => url.startsWith(`${scheme}://`)) ?? urls[0]!
+  }
+
+  /** A tcp Addr `host:port` (host: the gateway's tcp host or domain) asks for that port; none: any free one. */
+  #tcpPort (name: RequestedName | null): number {
+    if (name === null) return 0
+    const host = name.value.slice(0, name.value.lastIndexOf(':')).toLowerCase()
+    if (!this.#ctx.tcpHosts.includes(host)) throw new PortholeError('PH_1034', JSON.stringify(name.value))
+    return name.port!
   }
 
   #unbind (id: string): string {

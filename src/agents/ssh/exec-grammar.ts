@@ -5,37 +5,14 @@ import { X509Certificate } from 'node:crypto'
 import yargsParser from 'yargs-parser'
 import { PortholeError } from '../../core/errors.js'
 import { didYouMean } from '../../core/suggest.js'
-import { compilePolicy } from '../../policy/compile.js'
 import { policyFromFlags, type ModuleFlags } from '../../policy/from-flags.js'
-import type { EndpointProto, EndpointSpec } from '../../core/endpoint.js'
-import type { CompiledPolicy, CompileOptions } from '../../policy/compiled.js'
+import type { EndpointSpec } from '../../core/endpoint.js'
+import type { CompileOptions } from '../../policy/compiled.js'
 import type { PolicyDocument } from '../../policy/document.js'
 import { combinePolicies, parsePolicy } from '../../policy/parse.js'
+import { BOTH_SCHEMES, NO_FLAGS, PLAIN_UPSTREAM, specFor, type Command, type OutputMode, type SessionOptions, type UpstreamOptions } from '../endpoint-options.js'
 
-export type OutputMode = 'text' | 'json'
-export type Command = EndpointProto
-
-export interface SessionOptions {
-  /** The command the user typed, or null for none (ports then decide: 80/443/0 http, others tcp). */
-  readonly command: Command | null
-  readonly policy: PolicyDocument
-  readonly hostHeader: string | undefined
-  readonly schemes: EndpointSpec['schemes']
-  readonly upstream: UpstreamOptions
-  /** tcp/tls endpoints: PROXY protocol version prepended to the upstream stream (0: none). */
-  readonly proxyProto: 0 | 1 | 2
-  readonly output: OutputMode
-  /** Something the session must still read from the user's stdin before binding (--upstream-tls-verify-cas -). */
-  readonly stdin: 'upstream-tls-verify-cas' | 'traffic-policy-file' | null
-}
-
-export interface UpstreamOptions {
-  readonly tls: boolean
-  readonly verify: boolean
-  /** PEM of the CAs that verify the upstream's certificate (sent on stdin). */
-  readonly cas: string | null
-  readonly protocol: 'http1' | 'http2'
-}
+export { DEFAULT_OPTIONS, specFor, type Command, type OutputMode, type SessionOptions, type UpstreamOptions } from '../endpoint-options.js'
 
 export type ParsedCommand =
   | { kind: 'options', options: SessionOptions }
@@ -130,31 +107,6 @@ export const TOP_HELP = [
   '',
   'Run `<command> --help` for its flags.',
 ].join('\r\n') + '\r\n'
-
-const NO_FLAGS: ModuleFlags = {
-  basicAuth: [], cidrAllow: [], cidrDeny: [], requestHeaderAdd: [], requestHeaderRemove: [], responseHeaderAdd: [], responseHeaderRemove: [],
-  uaFilterAllow: [], uaFilterDeny: [], circuitBreaker: [], verifyWebhook: [], verifyWebhookSecret: [],
-  oauth: [], oauthClientId: [], oauthClientSecret: [], oauthScope: [], oauthAllowEmail: [], oauthAllowDomain: [],
-  oidc: [], oidcClientId: [], oidcClientSecret: [], oidcScope: [],
-}
-
-const BOTH_SCHEMES = { http: true, https: true } as const
-
-const PLAIN_UPSTREAM: UpstreamOptions = { tls: false, verify: false, cas: null, protocol: 'http1' }
-
-export const DEFAULT_OPTIONS: SessionOptions = {
-  command: null, policy: {}, hostHeader: undefined, schemes: BOTH_SCHEMES, upstream: PLAIN_UPSTREAM, proxyProto: 0, output: 'text', stdin: null,
-}
-
-/** The spec and compiled policy a forward of `proto` is bound with. Throws PH_10xx if they do not fit.
- *  `compile` is what the gateway lends the policy (the login actions' session secret, OAuth provider URLs). */
-export function specFor (options: SessionOptions, proto: EndpointProto, compile: CompileOptions = {}): { spec: EndpointSpec, compiled: CompiledPolicy } {
-  const compiled = compilePolicy(options.policy, proto, compile)
-  const spec: EndpointSpec = proto === 'http'
-    ? { proto, schemes: options.schemes, upstream: options.upstream, ...(options.hostHeader !== undefined ? { hostHeader: options.hostHeader } : {}) }
-    : { proto, schemes: BOTH_SCHEMES, upstream: PLAIN_UPSTREAM, proxyProto: options.proxyProto }
-  return { spec, compiled }
-}
 
 const HOST_VALUE = /^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/
 
