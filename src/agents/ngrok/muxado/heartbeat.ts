@@ -1,0 +1,100 @@
+// ngrok's heartbeat: the agent opens a typed stream 0xFFFFFFFF first thing and, every interval (10 s by
+// default), writes 4 random bytes that the other side echoes (ngrok-rust muxado/src/heartbeat.rs). The
+// agent does not drop a session whose echoes stop, so the gateway needs its own check: Liveness tells the
+// owner when no heartbeat arrived for toleranceMs. Timers are injected so tests need not wait.
+import type { Duplex } from 'node:stream'
+
+export const HEARTBEAT_TYPE = 0xFFFFFFFF
+const BEAT_BYTES = 4
+
+export interface LivenessTimers {
+  setTimeout (callback: () => void, ms: number): unknown
+  clearTimeout (handle: unknown): void
+}
+
+const realTimers: LivenessTimers = {
+  setTimeout: (callback, ms) => {
+    const handle = setTimeout(callback, ms)
+    handle.unref()
+    return handle
+  },
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+}
+
+export interface LivenessOptions {
+  /** How long without a heartbeat before the peer counts as gone. */
+  readonly toleranceMs: number
+  /** Called once, when the tolerance ran out. */
+  readonly onTimeout: () => void
+  readonly timers?: LivenessTimers
+}
+
+/** One re-armed deadline: start() arms it, beat() pushes it back, stop() disarms it for good. */
+export class Liveness {
+  readonly #toleranceMs: number
+  readonly #onTimeout: () => void
+  readonly #timers: LivenessTimers
+  #handle: unknown = undefined
+  #state: 'idle' | 'armed' | 'timedOut' | 'stopped' = 'idle'
+  #beats = 0
+
+  constructor (options: LivenessOptions) {
+    this.#toleranceMs = options.toleranceMs
+    this.#onTimeout = options.onTimeout
+    this.#timers = options.timers ?? realTimers
+  }
+
+  get timedOut (): boolean { return this.#state === 'timedOut' }
+  get beats (): number { return this.#beats }
+
+  start (): void {
+    if (this.#state !== 'idle') return
+    this.#arm()
+  }
+
+  beat (): void {
+    if (this.#state === 'timedOut' || this.#state === 'stopped') return
+    this.#beats++
+    this.#arm()
+  }
+
+  stop (): void {
+    if (this.#state === 'armed') this.#timers.clearTimeout(this.#handle)
+    if (this.#state !== 'timedOut') this.#state = 'stopped'
+  }
+
+  #arm (): void {
+    if (this.#state === 'armed') this.#timers.clearTimeout(this.#handle)
+    this.#state = 'armed'
+    this.#handle = this.#timers.setTimeout(this.#expire, this.#toleranceMs)
+  }
+
+  readonly #expire = (): void => {
+    if (this.#state !== 'armed') return
+    this.#state = 'timedOut'
+    this.#onTimeout()
+  }
+}
+
+/**
+ * Echoes everything read from a heartbeat stream back (with backpressure: a peer cannot make us buffer
+ * more than the stream's window) and counts each 4 bytes as one beat for `liveness`. Ends our side when the
+ * peer ends its side; a stream error stops the liveness check (the owner learns of the session's end anyway).
+ */
+export function answerHeartbeats (stream: Duplex, liveness?: Liveness): void {
+  let partial = 0
+  stream.on('data', (chunk: Buffer) => {
+    partial += chunk.length
+    while (partial >= BEAT_BYTES) {
+      partial -= BEAT_BYTES
+      liveness?.beat()
+    }
+    if (!stream.write(chunk)) {
+      stream.pause()
+      stream.once('drain', () => stream.resume())
+    }
+  })
+  stream.on('end', () => stream.end())
+  stream.on('error', () => liveness?.stop())
+  stream.on('close', () => liveness?.stop())
+}
