@@ -203,6 +203,7 @@ describe('bad values name the option and the value (secrets hidden)', () => {
     [{ Auth: 'nocolon' }, 'PH_1072: bad value for ngrok option Opts.Auth "***" (want user:password)'],
     [{ RequestHeaders: { add: ['no colon here'] } }, 'PH_1072: bad value for ngrok option Opts.RequestHeaders.add[0] "no colon here" (want \'Name:Value\')'],
     [{ CircuitBreaker: { error_threshold: 1.5 } }, 'PH_1072: bad value for ngrok option Opts.CircuitBreaker.error_threshold 1.5 (want an error ratio above 0, up to 1)'],
+    [{ CircuitBreaker: { error_threshold: 1e-30 } }, 'PH_1072: bad value for ngrok option Opts.CircuitBreaker.error_threshold 1e-30 (want an error ratio above 0, up to 1)'],
     [{ CircuitBreaker: {} }, 'PH_1072: bad value for ngrok option Opts.CircuitBreaker.error_threshold 0 (want an error ratio above 0, up to 1)'],
     [{ UserAgentFilter: { deny: ['(?=x)'] } }, /^PH_1072: bad value for ngrok option Opts.UserAgentFilter.deny\[0\] "\(\?=x\)" \(/],
     [{ WebhookVerification: { provider: 'github' } }, 'PH_1072: bad value for ngrok option Opts.WebhookVerification.secret "" (want the signing secret)'],

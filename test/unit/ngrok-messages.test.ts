@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { PassThrough } from 'node:stream'
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { PortholeError } from '../../src/core/errors.js'
 import {
@@ -237,6 +238,36 @@ describe('JsonValueReader', () => {
     expect(failure(() => new JsonValueReader(10).push(Buffer.from(' '.repeat(11))))).toBe('PH_1073: ngrok message larger than 10 bytes')
     expect(new JsonValueReader(9).push(Buffer.from('{"a":"b"}'))).toEqual({ a: 'b' }) // exactly at the cap
     expect(MAX_RPC_BYTES).toBe(1024 * 1024)
+  })
+
+  it('finds any JSON object however it is cut (property)', () => {
+    const cuts = (length: number) => fc.uniqueArray(fc.integer({ min: 1, max: Math.max(1, length - 1) }), { maxLength: 8 }).map((points) => [...points].sort((a, b) => a - b))
+    fc.assert(fc.property(fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 4 })).chain((object) => {
+      const bytes = Buffer.from(JSON.stringify(object))
+      return fc.tuple(fc.constant(object), fc.constant(bytes), cuts(bytes.length))
+    }), ([object, bytes, points]) => {
+      const reader = new JsonValueReader()
+      const results: unknown[] = []
+      let from = 0
+      for (const at of [...points, bytes.length]) {
+        const value = reader.push(bytes.subarray(from, at))
+        if (value !== undefined) results.push(value)
+        from = at
+      }
+      expect(results).toEqual([JSON.parse(JSON.stringify(object))])
+    }), { numRuns: 300 })
+  })
+
+  it('any bytes at all: a value, a wait, or a PortholeError, never another failure (property)', () => {
+    fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 64 }), { maxLength: 8 }), fc.constantFrom(...Buffer.from('{}[]"\\ :,ab1\n')), (chunks, byte) => {
+      const reader = new JsonValueReader(256)
+      try {
+        for (const chunk of chunks) reader.push(chunk.map((b) => (b % 3 === 0 ? byte : b)))
+        reader.end()
+      } catch (error) {
+        expect(error).toBeInstanceOf(PortholeError)
+      }
+    }), { numRuns: 500 })
   })
 
   it('readJsonValue resolves without the stream ending, and leaves it open for the reply', async () => {

@@ -102,7 +102,8 @@ function forwardsHost (forwardsTo: string): string {
 }
 
 function ratioText (option: string, ratio: number): string {
-  if (!(ratio > 0 && ratio <= 1)) throw badValue(option, ratio, 'want an error ratio above 0, up to 1')
+  // 1e-12 and above print exactly in 20 decimals (toFixed writes the double's own digits, read back to it)
+  if (!(ratio >= 1e-12 && ratio <= 1)) throw badValue(option, ratio, 'want an error ratio above 0, up to 1')
   return ratio === 1 ? '1' : ratio.toFixed(20).replace(/0+$/, '')
 }
 
