@@ -252,7 +252,7 @@ export class NgrokSession {
     const id = bind.id === '' ? randomBytes(12).toString('hex') : bind.id
     if (this.#tunnels.has(id)) throw new PortholeError('PH_1017', id)
     if (this.#tunnels.size >= this.#ctx.maxTunnels) throw new PortholeError('PH_1018', String(this.#ctx.maxTunnels))
-    const mapping = bindOptions(bind)
+    const mapping = bindOptions(bind, this.#ctx.compile)
     if (mapping.pooling) throw new PortholeError('PH_1071', 'Extra.PoolingEnabled (endpoint pools: a name is served by one agent at a time on this gateway)')
     const { spec, compiled } = specFor(mapping.options, mapping.proto, this.#ctx.compile)
     const tunnel: Tunnel = { id, bind, endpoint: null }
