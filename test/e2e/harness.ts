@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import type { Duplex } from 'node:stream'
 import { join, resolve } from 'node:path'
+import ngrok from '@ngrok/ngrok'
 import { Client, type ClientChannel } from 'ssh2'
 import { request as undiciRequest } from 'undici'
 import { loadConfig } from '../../src/config/load.js'
@@ -184,6 +185,28 @@ export function connect (options: ClientOptions): SshClient {
 
 export function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+export interface NgrokSessionOptions {
+  /** Default: any text (anonymous mode takes any authtoken). */
+  authtoken?: string
+  heartbeatIntervalMs?: number
+  /** Called by the SDK when its session dropped (it reconnects on its own). */
+  onDisconnect?: (addr: string, error: string) => void
+}
+
+/** A session of the official ngrok SDK (@ngrok/ngrok) on the gateway's agent listener, trusting its CA. */
+export function ngrokSession (gateway: { agentPort: number | null, caPem: string }, options: NgrokSessionOptions = {}): Promise<ngrok.Session> {
+  let builder = new ngrok.SessionBuilder()
+    .authtoken(options.authtoken ?? 'any-token')
+    .serverAddr(`localhost:${gateway.agentPort}`)
+    .caCert(Buffer.from(gateway.caPem))
+  if (options.heartbeatIntervalMs !== undefined) builder = builder.heartbeatInterval(options.heartbeatIntervalMs)
+  if (options.onDisconnect) {
+    const onDisconnect = options.onDisconnect
+    builder = builder.handleDisconnection((addr, error) => { onDisconnect(addr, error); return true })
+  }
+  return builder.connect()
 }
 
 /** An upstream HTTP server on a free loopback port; the handler defaults to an echo of the request. */

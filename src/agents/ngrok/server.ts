@@ -15,6 +15,7 @@ import { listenOn } from '../../net/listen.js'
 import { StartupAdmission, type StartupLimits } from '../admission.js'
 import { sessionRefusal, type SessionBudgets, type LiveLogin } from '../session-budget.js'
 import type { Auth } from './messages.js'
+import { MuxCode } from './muxado/index.js'
 import { NgrokSession, type AgentLogin, type NgrokSessionContext } from './session.js'
 
 export interface NgrokAgentOptions {
@@ -85,14 +86,14 @@ export class NgrokAgent implements SessionDirectory {
   async kill (id: string): Promise<boolean> {
     const session = this.#sessions.get(id)
     if (!session?.live) return false
-    session.kill(new PortholeError('PH_1026'))
+    await session.kill(new PortholeError('PH_1026'))
     return true
   }
 
   close (): Promise<void> {
     return new Promise((resolve) => {
       this.#server.close(() => resolve())
-      for (const session of this.#sessions.values()) session.kill(new PortholeError('PH_1021'))
+      for (const session of this.#sessions.values()) session.close(MuxCode.None, new PortholeError('PH_1021').toLine())
     })
   }
 
@@ -146,7 +147,7 @@ export class NgrokAgent implements SessionDirectory {
     const tokens = new Set(this.#options.identity.listTokens().map((t) => t.id))
     for (const session of this.#sessions.values()) {
       const credential = session.login?.credential
-      if (credential?.kind === 'token' && !tokens.has(credential.id!)) session.kill(new PortholeError('PH_1026'))
+      if (credential?.kind === 'token' && !tokens.has(credential.id!)) void session.kill(new PortholeError('PH_1026'))
     }
   }
 }

@@ -55,6 +55,8 @@ type State =
   | { state: 'live', login: AgentLogin, clientId: string, clientVersion: string }
   | { state: 'closed' }
 
+/** How long a kill waits for the agent to take its StopTunnels in before closing the session. */
+const STOP_GRACE_MS = 1000
 /** Concurrent RPC streams one agent may have in flight (the SDK sends them one at a time). */
 const MAX_RPCS = 8
 /** Tunnel ids an agent chooses (re-binds after a reconnect) are ours from before: short and plain. */
@@ -136,9 +138,21 @@ export class NgrokSession {
     }
   }
 
-  /** Ends the session: each tunnel is told why (the SDK closes its listener with that error), then GOAWAY. */
-  kill (reason: PortholeError): void {
-    for (const tunnel of this.#tunnels.values()) this.#stopTunnel(tunnel, reason)
+  /**
+   * Ends the session: its endpoints go at once, each tunnel is told why (the SDK closes that listener with the
+   * error and does not bind it again when it reconnects), then GOAWAY once the agent took the StopTunnels in (or
+   * after a second: a dead agent must not hold the kill).
+   */
+  async kill (reason: PortholeError): Promise<void> {
+    const tunnels = [...this.#tunnels.values()]
+    for (const tunnel of tunnels) {
+      if (tunnel.endpoint !== null) this.#ctx.registry.unbind(tunnel.endpoint, { keepHold: true })
+      tunnel.endpoint = null
+    }
+    const told = tunnels.map((tunnel) => this.#stopTunnel(tunnel, reason))
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([Promise.all(told), new Promise((resolve) => { timer = setTimeout(resolve, STOP_GRACE_MS) })])
+    clearTimeout(timer)
     this.close(MuxCode.None, reason.toLine())
   }
 
@@ -266,7 +280,7 @@ export class NgrokSession {
         onEvicted: (reason?: Error) => {
           tunnel.endpoint = null
           this.#tunnels.delete(id)
-          this.#stopTunnel(tunnel, reason instanceof PortholeError ? reason : new PortholeError('PH_1023', mapping.name?.value ?? id))
+          void this.#stopTunnel(tunnel, reason instanceof PortholeError ? reason : new PortholeError('PH_1023', mapping.name?.value ?? id))
         },
       },
     }
@@ -311,15 +325,24 @@ export class NgrokSession {
     return unbindReply()
   }
 
-  /** Tells the agent one tunnel is gone (server-opened StopTunnel; the SDK closes that listener with the message). */
-  #stopTunnel (tunnel: Tunnel, reason: PortholeError): void {
-    if (this.#mux.closed) return
+  /**
+   * Tells the agent one tunnel is gone (server-opened StopTunnel; the SDK closes that listener with the message
+   * and forgets the tunnel). Resolves when the agent is done with the stream (it sends no reply).
+   */
+  #stopTunnel (tunnel: Tunnel, reason: PortholeError): Promise<void> {
+    if (this.#mux.closed) return Promise.resolve()
     try {
       const stream = this.#mux.open(StreamType.StopTunnel, Buffer.from(stopTunnelRequest({ id: tunnel.id, message: ngrokError(reason), errorCode: reason.code })))
       stream.on('error', () => {})
       stream.resume()
       stream.end()
-    } catch {}
+      return new Promise((resolve) => {
+        stream.once('close', resolve)
+        stream.once('end', resolve)
+      })
+    } catch {
+      return Promise.resolve()
+    }
   }
 
   // --- the Dialer --------------------------------------------------------------------------------------
