@@ -12,6 +12,7 @@ import type { CompileOptions } from '../../policy/compiled.js'
 import { bindNamed, bindTcp, type Binder } from '../bind.js'
 import { specFor } from '../endpoint-options.js'
 import { bindOptions, type RequestedName } from './bind-options.js'
+import { WHY } from './option-table.js'
 import {
   StreamType, authReply, bindReply, chooseVersion, clientAddr, echoOpts, errorReply, ngrokError, parseAuth, parseBind,
   parseSrvInfo, parseUnbind, proxyHeader, readJsonValue, srvInfoReply, stopTunnelRequest, unbindReply, type Auth, type Bind,
@@ -267,7 +268,7 @@ export class NgrokSession {
     if (this.#tunnels.has(id)) throw new PortholeError('PH_1017', id)
     if (this.#tunnels.size >= this.#ctx.maxTunnels) throw new PortholeError('PH_1018', String(this.#ctx.maxTunnels))
     const mapping = bindOptions(bind, this.#ctx.compile)
-    if (mapping.pooling) throw new PortholeError('PH_1071', 'Extra.PoolingEnabled (endpoint pools: a name is served by one agent at a time on this gateway)')
+    if (mapping.pooling) throw new PortholeError('PH_1071', `Extra.PoolingEnabled (${WHY.pooling})`)
     const { spec, compiled } = specFor(mapping.options, mapping.proto, this.#ctx.compile)
     const tunnel: Tunnel = { id, bind, endpoint: null }
     this.#tunnels.set(id, tunnel)
