@@ -205,12 +205,15 @@ describe('ngrok agent SDK', () => {
 })
 
 describe('ngrok agent SDK: accounts, liveness and restarts', () => {
-  it('an account authtoken logs in as the account; a wrong one is refused; revoking ends the live session', async () => {
+  it('an account authtoken logs in as the account; a wrong one is refused; revoking ends the live session and refuses it after', async () => {
     const gateway = await startTestGateway()
     const upstream = await startUpstream()
     try {
       await gateway.identity.createAccount('ann')
       const { token, record } = await gateway.identity.createToken('ann', { acl: ['bind:sdk-acl'] })
+      // Another account's credential keeps the gateway out of anonymous mode once ann's token is revoked.
+      await gateway.identity.createAccount('bob')
+      await gateway.identity.createToken('bob')
       await expect(ngrokSession(gateway, { authtoken: 'phat_wrong.nope' })).rejects.toThrow(/PH_1024/)
       const s = await ngrokSession(gateway, { authtoken: token })
       try {
@@ -222,6 +225,10 @@ describe('ngrok agent SDK: accounts, liveness and restarts', () => {
         await gateway.identity.revokeToken(record.id)
         await eventually(() => !gateway.sessions.sessions().some((x) => x.id === info.id))
         expect((await fetchVia(gateway, 'http://sdk-acl.localhost/')).headers['porthole-error-code']).toBe('PH_3001')
+        // The SDK keeps reconnecting with the revoked token: refused, as a new agent with it is.
+        await s.close().catch(() => {})
+        await expect(ngrokSession(gateway, { authtoken: token })).rejects.toThrow(/PH_1024/)
+        expect(gateway.sessions.sessions().filter((x) => x.clientType === 'ngrok')).toEqual([])
       } finally {
         await s.close().catch(() => {})
       }

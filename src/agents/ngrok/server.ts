@@ -45,6 +45,7 @@ export class NgrokAgent implements SessionDirectory {
   readonly #startups: StartupAdmission
   /** Startup places of connections not yet logged in, by remote address:port (released at login or close). */
   readonly #tickets = new Map<string, () => void>()
+  readonly #sockets = new Set<Socket>()
 
   constructor (options: NgrokAgentOptions) {
     this.#options = options
@@ -90,16 +91,20 @@ export class NgrokAgent implements SessionDirectory {
     return true
   }
 
+  /** Stops listening and ends every session and every connection still in its handshake or login. */
   close (): Promise<void> {
     return new Promise((resolve) => {
       this.#server.close(() => resolve())
       for (const session of this.#sessions.values()) session.close(MuxCode.None, new PortholeError('PH_1021').toLine())
+      for (const socket of this.#sockets) socket.destroy()
     })
   }
 
   /** A TCP connection not yet logged in holds a startup place until its Auth succeeds or it goes. */
   #onSocket (socket: Socket): void {
     socket.setNoDelay(true)
+    this.#sockets.add(socket)
+    socket.once('close', () => this.#sockets.delete(socket))
     const admission = this.#startups.admit(socket.remoteAddress ?? '', () => socket.destroy())
     if (!admission.ok) {
       this.#log.warn({ ip: socket.remoteAddress }, `agent connection refused: ${admission.error.toLine()}`)
