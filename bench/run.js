@@ -8,8 +8,10 @@
 // load generator, h2load, for both): HTTPS over HTTP/1.1 and over HTTP/2 against plain HTTP/1.1.
 // A third compares two endpoints of one Porthole gateway on the same upstream: one with no traffic policy,
 // one with bench/policy.yml (an IP rule and five header rules), driven by the same wrk load, alternating.
+// A fourth compares the two agent transports on one Porthole gateway and upstream: an endpoint held by the stock
+// ssh client and one held by the official ngrok SDK (@ngrok/ngrok, bench/ngrok-agent.js), same wrk and curl load.
 //
-//   node bench/run.js [--cpu-prof] [--only=sshd|porthole|https|policy]
+//   node bench/run.js [--cpu-prof] [--only=sshd|porthole|https|policy|agents]
 //   env BENCH_DURATION=10s (wrk and h2load duration per round), BENCH_ROUNDS=2 (rounds per target, median taken)
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
@@ -32,7 +34,7 @@ const CPU_PROF = ARGS.includes('--cpu-prof')
 const ONLY = ARGS.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? null
 let tmp = null
 
-const PARTS = ['sshd', 'porthole', 'https', 'policy']
+const PARTS = ['sshd', 'porthole', 'https', 'policy', 'agents']
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1
@@ -120,12 +122,13 @@ async function startPorthole () {
   const sshPort = await freePort()
   const httpPort = await freePort()
   const httpsPort = await freePort()
+  const agentPort = await freePort()
   const node = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', RESULTS] : []
   const entry = startChild('porthole', process.execPath, [...node, join(ROOT, 'bin', 'porthole.js'), 'serve', '--data-dir', dataDir,
     '--ssh-addr', `127.0.0.1:${sshPort}`, '--http-addr', `127.0.0.1:${httpPort}`, '--https-addr', `127.0.0.1:${httpsPort}`,
-    '--api-addr', 'off', '--log-level', 'warn'], { stopSignal: 'SIGINT' })
+    '--agent-addr', `127.0.0.1:${agentPort}`, '--api-addr', 'off', '--log-level', 'warn'], { stopSignal: 'SIGINT' })
   await waitListening(sshPort, entry)
-  return { sshPort, httpPort, httpsPort, ca: join(dataDir, 'ca.pem'), entry }
+  return { sshPort, httpPort, httpsPort, agentPort, ca: join(dataDir, 'ca.pem'), entry }
 }
 
 /** The stock ssh client holding the tunnel open (-N -R ...); with `command`, it runs that on the gateway
@@ -455,6 +458,27 @@ function printPolicyTable ({ medians, ratio }) {
   printRows(rows)
 }
 
+// --- agents part: the same gateway and upstream, an ssh client's endpoint against an ngrok SDK's ----------
+
+const AGENT_VARIANTS = [{ name: 'ssh', label: 'ssh -R', sub: 'bench-ssh' }, { name: 'ngrok', label: 'ngrok SDK', sub: 'bench-ngrok' }]
+
+function summariseAgents (samples) {
+  const medians = {}
+  for (const { name } of AGENT_VARIANTS) {
+    const mine = samples.filter((s) => s.target === name)
+    medians[name] = Object.fromEntries(METRICS.map(([key]) => [key, median(mine.map((s) => s[key]))]))
+  }
+  const ratio = Object.fromEntries(METRICS.map(([key]) => [key, medians.ngrok[key] / medians.ssh[key]]))
+  return { medians, ratio }
+}
+
+function printAgentsTable ({ medians, ratio }) {
+  process.stdout.write('\nPorthole agent transports: ngrok SDK / ssh -R (same gateway and upstream; client cpu: the ssh client or the SDK process)\n')
+  const rows = [['metric', 'ssh -R', 'ngrok SDK', 'ratio (ngrok/ssh)']]
+  for (const [key, label] of METRICS) rows.push([label, fmt(medians.ssh[key]), fmt(medians.ngrok[key]), ratio[key].toFixed(2)])
+  printRows(rows)
+}
+
 // --- report ----------------------------------------------------------------------------------------
 
 const METRICS = [['rps', 'req/s'], ['mbps', 'MB/s'], ['p50Ms', 'p50 ms'], ['p99Ms', 'p99 ms'],
@@ -553,7 +577,8 @@ async function main () {
     ciphers.sshd = await probeAlgorithms(clientKey, sshd.port)
   }
   let policyTargets = null // the two endpoints of the policy part
-  if (wanted('porthole') || wanted('https') || wanted('policy')) {
+  let agentTargets = null // the two endpoints of the agents part
+  if (wanted('porthole') || wanted('https') || wanted('policy') || wanted('agents')) {
     const startedAt = performance.now()
     const porthole = await startPorthole()
     const tunnel = startTunnel('porthole', clientKey, porthole.sshPort, `bench:80:127.0.0.1:${nginx.port}`)
@@ -574,6 +599,17 @@ async function main () {
           cpu: () => ({ gateway: gatewayCpu(), client: processCpuMs(tunnel.child.pid) }) }
       })
     }
+    if (wanted('agents')) {
+      const gatewayCpu = () => processCpuMs(porthole.entry.child.pid)
+      agentTargets = AGENT_VARIANTS.map((variant) => {
+        const agent = variant.name === 'ssh'
+          ? startTunnel(`porthole ${variant.label}`, clientKey, porthole.sshPort, `${variant.sub}:80:127.0.0.1:${nginx.port}`)
+          : startChild('ngrok SDK agent', process.execPath, [join(ROOT, 'bench', 'ngrok-agent.js'), `localhost:${porthole.agentPort}`, porthole.ca,
+            `${variant.sub}.localhost`, `http://127.0.0.1:${nginx.port}`])
+        return { name: variant.name, label: variant.label, port: porthole.httpPort, host: `${variant.sub}.localhost`, processes: [porthole.entry, agent], startedAt,
+          cpu: () => ({ gateway: gatewayCpu(), client: processCpuMs(agent.child.pid) }) }
+      })
+    }
     ciphers.porthole = await probeAlgorithms(clientKey, porthole.sshPort)
   }
   for (const target of targets) await waitReady(target)
@@ -585,11 +621,12 @@ async function main () {
     for (const target of policyTargets) await waitReady(target)
     await checkPolicyApplied(...policyTargets)
   }
+  if (agentTargets) for (const target of agentTargets) await waitReady(target)
   // Read /big once straight from nginx: the first read of the sparse file fills the page cache, and would
   // otherwise slow down whichever target downloads first.
   await download({ name: 'nginx (page cache warm-up)', port: nginx.port, host: 'localhost' })
 
-  const load = [targets.length || policyTargets ? `wrk -t1 -c50 -d${DURATION} (after ${WARMUP} warm-up)` : null, https ? `h2load ${H2LOAD} -D ${DURATION} (after ${WARMUP} warm-up)` : null]
+  const load = [targets.length || policyTargets || agentTargets ? `wrk -t1 -c50 -d${DURATION} (after ${WARMUP} warm-up)` : null, https ? `h2load ${H2LOAD} -D ${DURATION} (after ${WARMUP} warm-up)` : null]
   process.stdout.write(`bench: ${load.filter(Boolean).join(' and ')}${targets.length || https ? ', curl 1 GiB' : ''}; ${ROUNDS} round(s), median taken${CPU_PROF ? '; porthole under --cpu-prof (slower)' : ''}\n`)
   if (https) {
     process.stdout.write(`  https part: h2load ${H2LOAD} -D ${DURATION} --warm-up-time=${WARMUP} for ${HTTPS_VARIANTS.map((v) => v.label).join(', ')} ` +
@@ -602,11 +639,15 @@ async function main () {
   const samples = []
   const httpsSamples = []
   const policySamples = []
+  const agentSamples = []
   for (let round = 1; round <= ROUNDS; round++) {
     for (const target of targets) samples.push(await measure(target, round))
     if (https) httpsSamples.push(...await measureHttps(https, round))
     if (policyTargets) {
       for (const target of round % 2 ? policyTargets : [...policyTargets].reverse()) policySamples.push(await measureWrk(target, round))
+    }
+    if (agentTargets) {
+      for (const target of round % 2 ? agentTargets : [...agentTargets].reverse()) agentSamples.push(await measure(target, round))
     }
   }
   const summary = summarise(samples, targets.map((t) => t.name))
@@ -617,6 +658,8 @@ async function main () {
   }
   const policySummary = policyTargets ? summarisePolicy(policySamples) : null
   if (policySummary) printPolicyTable(policySummary)
+  const agentsSummary = agentTargets ? summariseAgents(agentSamples) : null
+  if (agentsSummary) printAgentsTable(agentsSummary)
 
   const date = new Date().toISOString()
   const file = join(RESULTS, `${date.replace(/[:.]/g, '-')}.json`)
@@ -635,6 +678,12 @@ async function main () {
       medians: httpsSummary.medians,
       ratio: httpsSummary.ratio,
       samples: httpsSamples,
+    },
+    agents: agentsSummary && {
+      agent: '@ngrok/ngrok (bench/ngrok-agent.js) against the stock ssh client, same gateway and nginx upstream',
+      medians: agentsSummary.medians,
+      ratio: agentsSummary.ratio,
+      samples: agentSamples,
     },
     policy: policySummary && {
       document: readFileSync(POLICY_FILE, 'utf8'),
