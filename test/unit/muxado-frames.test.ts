@@ -195,4 +195,22 @@ describe('muxado frame rules', () => {
     expect(h.closes[0]?.message).toMatch(/GOAWAY \(ProtocolError, last stream 3\): bad/)
     expect((await failed).code).toBe('ECONNRESET')
   })
+
+  it('reads ngrok-rust\'s GOAWAY, whose length field counts the debug text only, and nothing after it', async () => {
+    const h = serve()
+    const debug = Buffer.from('session closing')
+    const rustGoAway = Buffer.concat([encodeHeader(GoAway, 0, 0, debug.length), u32(0, MuxCode.None), debug])
+    await h.send(rustGoAway)
+    expect(h.closes).toHaveLength(1)
+    expect(h.closes[0]?.muxCode).toBe(MuxCode.RemoteGoneAway)
+    expect(h.closes[0]?.message).toContain('session c')
+    expect(h.socket.output().filter(f => f.type === GoAway)).toHaveLength(0)
+  })
+
+  it('open() past maxStreams throws StreamsExhausted without sending anything', async () => {
+    const h = serve({ maxStreams: 1 })
+    h.session.open(1).on('error', () => {})
+    expect(() => h.session.open(1)).toThrow(/StreamsExhausted/)
+    expect(h.socket.output()).toHaveLength(1)
+  })
 })
