@@ -213,4 +213,28 @@ describe('muxado frame rules', () => {
     expect(() => h.session.open(1)).toThrow(/StreamsExhausted/)
     expect(h.socket.output()).toHaveLength(1)
   })
+
+  it('coalesces tiny DATA frames: 10 000 one-byte frames are held in one buffer, in order with big ones', async () => {
+    const h = serve()
+    await h.send(syn(3))
+    const stream = h.streams[0] as MuxStream
+    const expected: Buffer[] = []
+    const frames: Buffer[] = []
+    for (let i = 0; i < 10_000; i++) {
+      const byte = Buffer.from([i & 0xFF])
+      expected.push(byte)
+      frames.push(frame(Data, 0, 3, byte))
+    }
+    const big = Buffer.alloc(40_000, 7)
+    expected.push(big, Buffer.from('end'))
+    await h.send(Buffer.concat(frames))
+    expect(stream.queuedBytes).toBe(10_000)
+    expect(stream.queuedChunks).toBe(1)
+    await h.send(frame(Data, 0, 3, big), frame(Data, Flag.Fin, 3, Buffer.from('end')))
+    expect(stream.queuedChunks).toBeLessThanOrEqual(3)
+    const got: Buffer[] = []
+    stream.on('data', (chunk: Buffer) => got.push(chunk))
+    await new Promise(resolve => stream.once('end', resolve))
+    expect(Buffer.concat(got).equals(Buffer.concat(expected))).toBe(true)
+  })
 })
