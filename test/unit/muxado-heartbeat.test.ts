@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { afterEach, describe, expect, it } from 'vitest'
-import { HEARTBEAT_TYPE, Liveness, answerHeartbeats, type LivenessTimers } from '../../src/agents/ngrok/muxado/heartbeat.js'
+import { HEARTBEAT_TYPE, Heartbeater, Liveness, answerHeartbeats, type LivenessTimers } from '../../src/agents/ngrok/muxado/heartbeat.js'
 import type { MuxStream } from '../../src/agents/ngrok/muxado/stream.js'
 import { sessionPair, type Pair } from './muxado/helpers.js'
 
@@ -113,5 +113,41 @@ describe('heartbeats', () => {
     timers.advance(15_000)
     expect(timedOut).toBe(1)
     expect(pair.server.closed).toBe(false)
+  })
+
+  it('Heartbeater beats towards the agent each interval, one at a time, and checks the echo', async () => {
+    pair = await sessionPair()
+    const timers = new ManualTimers()
+    pair.client.on('stream', (stream: MuxStream, type: number) => { if (type === HEARTBEAT_TYPE) answerHeartbeats(stream) })
+    const stream = pair.server.open(HEARTBEAT_TYPE)
+    const latencies: number[] = []
+    let beats = 0
+    const echoed = (): Promise<void> => new Promise(resolve => { beats = latencies.length; stream.once('data', () => setImmediate(resolve)) })
+    const heartbeater = new Heartbeater(stream, { intervalMs: 10_000, timers, now: () => timers.now, onBeat: latency => latencies.push(latency) })
+    heartbeater.start()
+    let next = echoed()
+    timers.advance(10_000)
+    await next
+    expect(latencies).toEqual([0])
+    next = echoed()
+    timers.advance(10_000)
+    await next
+    expect(latencies).toHaveLength(beats + 1)
+    heartbeater.stop()
+    expect(timers.pending.size).toBe(0)
+  })
+
+  it('a wrong echo destroys the heartbeat stream', async () => {
+    pair = await sessionPair()
+    const timers = new ManualTimers()
+    pair.client.on('stream', (stream: MuxStream) => { stream.on('data', () => stream.write(Buffer.from('nope'))) })
+    const stream = pair.server.open(HEARTBEAT_TYPE)
+    const heartbeater = new Heartbeater(stream, { intervalMs: 1000, timers })
+    heartbeater.start()
+    const closedStream = once(stream, 'close')
+    timers.advance(1000)
+    await closedStream
+    expect(stream.destroyed).toBe(true)
+    expect(timers.pending.size).toBe(0)
   })
 })
