@@ -2,6 +2,7 @@
 // default), writes 4 random bytes that the other side echoes (ngrok-rust muxado/src/heartbeat.rs). The
 // agent does not drop a session whose echoes stop, so the gateway needs its own check: Liveness tells the
 // owner when no heartbeat arrived for toleranceMs. Timers are injected so tests need not wait.
+import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 
 export const HEARTBEAT_TYPE = 0xFFFFFFFF
@@ -79,7 +80,8 @@ export class Liveness {
 /**
  * Echoes everything read from a heartbeat stream back (with backpressure: a peer cannot make us buffer
  * more than the stream's window) and counts each 4 bytes as one beat for `liveness`. Ends our side when the
- * peer ends its side; a stream error stops the liveness check (the owner learns of the session's end anyway).
+ * peer ends its side. A heartbeat stream that closes stops the beats, so liveness then times out: the owner
+ * stops it when the session ends.
  */
 export function answerHeartbeats (stream: Duplex, liveness?: Liveness): void {
   let partial = 0
@@ -95,6 +97,85 @@ export function answerHeartbeats (stream: Duplex, liveness?: Liveness): void {
     }
   })
   stream.on('end', () => stream.end())
-  stream.on('error', () => liveness?.stop())
-  stream.on('close', () => liveness?.stop())
+  stream.on('error', () => {})
+}
+
+export interface HeartbeaterOptions {
+  /** Time between beats (ngrok's default is 10 s). */
+  readonly intervalMs: number
+  /** Each echoed beat, with its round trip in ms (feed a Liveness from here). */
+  readonly onBeat?: (latencyMs: number) => void
+  readonly timers?: LivenessTimers
+  readonly now?: () => number
+  readonly randomBeat?: () => Buffer
+}
+
+/**
+ * Our side of heartbeats towards the agent (it answers a 0xFFFFFFFF stream we open, as we answer its own):
+ * every interval, 4 random bytes; the echo must be the same bytes. One beat is in flight at a time, so a
+ * peer that stops echoing makes us stop sending, not pile up. A wrong echo destroys the stream.
+ */
+export class Heartbeater {
+  readonly #stream: Duplex
+  readonly #options: HeartbeaterOptions
+  readonly #timers: LivenessTimers
+  readonly #now: () => number
+  #handle: unknown = undefined
+  #stopped = false
+  #outstanding: Buffer | null = null
+  #sentAt = 0
+  #echo = Buffer.alloc(0)
+
+  constructor (stream: Duplex, options: HeartbeaterOptions) {
+    this.#stream = stream
+    this.#options = options
+    this.#timers = options.timers ?? realTimers
+    this.#now = options.now ?? Date.now
+    stream.on('data', this.#onData)
+    stream.on('error', () => this.stop())
+    stream.on('close', () => this.stop())
+  }
+
+  start (): void {
+    if (this.#stopped || this.#handle !== undefined) return
+    this.#handle = this.#timers.setTimeout(this.#tick, this.#options.intervalMs)
+  }
+
+  stop (): void {
+    this.#stopped = true
+    if (this.#handle !== undefined) this.#timers.clearTimeout(this.#handle)
+    this.#handle = undefined
+  }
+
+  readonly #tick = (): void => {
+    this.#handle = undefined
+    if (this.#stopped) return
+    if (this.#outstanding === null) {
+      const beat = (this.#options.randomBeat ?? randomBeat)()
+      this.#outstanding = beat
+      this.#sentAt = this.#now()
+      this.#stream.write(beat)
+    }
+    this.start()
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    this.#echo = Buffer.concat([this.#echo, chunk])
+    while (this.#echo.length >= BEAT_BYTES) {
+      const echo = this.#echo.subarray(0, BEAT_BYTES)
+      this.#echo = this.#echo.subarray(BEAT_BYTES)
+      const expected = this.#outstanding
+      if (expected === null || !expected.equals(echo)) {
+        this.stop()
+        this.#stream.destroy()
+        return
+      }
+      this.#outstanding = null
+      this.#options.onBeat?.(this.#now() - this.#sentAt)
+    }
+  }
+}
+
+function randomBeat (): Buffer {
+  return randomBytes(BEAT_BYTES)
 }

@@ -3,4 +3,4 @@ export { MuxCode, MuxError, muxCodeName, streamResetError, type MuxCodeName } fr
 export { DEFAULT_WINDOW, Flag, FrameReader, FrameType, encodeGoAway, encodeHeader, encodeRst, encodeWndInc, type FrameHandler } from './frame.js'
 export { MuxSession, type MuxSessionOptions } from './session.js'
 export { MuxStream } from './stream.js'
-export { HEARTBEAT_TYPE, Liveness, answerHeartbeats, type LivenessOptions, type LivenessTimers } from './heartbeat.js'
+export { HEARTBEAT_TYPE, Heartbeater, Liveness, answerHeartbeats, type HeartbeaterOptions, type LivenessOptions, type LivenessTimers } from './heartbeat.js'

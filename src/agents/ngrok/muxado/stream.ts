@@ -23,6 +23,9 @@ export interface StreamOwner {
   streamDone (stream: MuxStream): void
 }
 
+/** Payloads smaller than this are copied into a buffer of this size rather than kept as slices. */
+const COALESCE_SIZE = 16 * 1024
+
 interface PendingWrite {
   readonly chunk: Buffer
   offset: number
@@ -40,6 +43,11 @@ export class MuxStream extends Duplex {
   #recvCredit: number
   readonly #queue: Buffer[] = []
   #queued = 0
+  /** Small payloads are copied together here, so tiny frames cannot pin big socket chunks or fill the
+   *  queue with thousands of entries. */
+  #small: Buffer | null = null
+  #smallFill = 0
+  #flushScheduled = false
   #unacked = 0
   #readWanted = false
   #remoteFin = false
@@ -61,6 +69,8 @@ export class MuxStream extends Duplex {
 
   /** Bytes received and not yet handed to the Readable (the test of "never more than the window"). */
   get queuedBytes (): number { return this.#queued }
+  /** Buffers held for those bytes (the test that tiny frames are coalesced). */
+  get queuedChunks (): number { return this.#queue.length + (this.#smallFill > 0 ? 1 : 0) }
   get localFinished (): boolean { return this.#localFin }
   get remoteFinished (): boolean { return this.#remoteFin }
 
@@ -86,17 +96,30 @@ export class MuxStream extends Duplex {
     this.#maybeAck()
   }
 
+  /** A slice of a socket chunk: kept as is only when it is most of that chunk, else copied. */
   receive (chunk: Buffer): void {
     if (this.#reset || this.destroyed || chunk.length === 0) return
-    this.#queue.push(chunk)
     this.#queued += chunk.length
-    if (this.#readWanted) this.#flush()
+    if (chunk.length >= COALESCE_SIZE) {
+      this.#sealSmall()
+      this.#queue.push(chunk.buffer.byteLength <= 2 * chunk.length ? chunk : Buffer.from(chunk))
+    } else {
+      let offset = 0
+      while (offset < chunk.length) {
+        this.#small ??= Buffer.allocUnsafe(COALESCE_SIZE)
+        const n = chunk.copy(this.#small, this.#smallFill, offset)
+        this.#smallFill += n
+        offset += n
+        if (this.#smallFill === COALESCE_SIZE) this.#sealSmall()
+      }
+    }
+    this.#scheduleFlush()
   }
 
   receiveFin (): void {
     this.#remoteFin = true
     if (this.#localFin) this.#owner.streamDone(this)
-    if (this.#readWanted) this.#flush()
+    this.#scheduleFlush()
   }
 
   /** False (and nothing changed) if the increment would take the window past 2^31-1. */
@@ -162,6 +185,8 @@ export class MuxStream extends Duplex {
     this.#reset = true
     this.#queue.length = 0
     this.#queued = 0
+    this.#small = null
+    this.#smallFill = 0
     this.#pending = null
     this.#owner.streamDone(this)
     callback(error)
@@ -176,7 +201,32 @@ export class MuxStream extends Duplex {
     callback?.()
   }
 
+  /** Moves the small-payload buffer into the queue (a partial one as an exact-size copy). */
+  #sealSmall (): void {
+    if (this.#small === null || this.#smallFill === 0) return
+    if (this.#smallFill === COALESCE_SIZE) {
+      this.#queue.push(this.#small)
+      this.#small = null
+    } else {
+      this.#queue.push(Buffer.from(this.#small.subarray(0, this.#smallFill)))
+    }
+    this.#smallFill = 0
+  }
+
+  /** Data for a waiting reader is pushed once per turn of the event loop, not once per frame. */
+  #scheduleFlush (): void {
+    if (!this.#readWanted || this.#flushScheduled) return
+    this.#flushScheduled = true
+    setImmediate(this.#scheduledFlush)
+  }
+
+  readonly #scheduledFlush = (): void => {
+    this.#flushScheduled = false
+    if (!this.destroyed) this.#flush()
+  }
+
   #flush (): void {
+    if (this.#readWanted) this.#sealSmall()
     while (this.#readWanted && this.#queue.length > 0) {
       const chunk = this.#queue.shift() as Buffer
       this.#queued -= chunk.length
@@ -184,7 +234,7 @@ export class MuxStream extends Duplex {
       this.#readWanted = this.push(chunk)
     }
     this.#maybeAck()
-    if (this.#remoteFin && this.#queue.length === 0 && !this.#pushedEnd && !this.destroyed) {
+    if (this.#remoteFin && this.#queued === 0 && !this.#pushedEnd && !this.destroyed) {
       this.#pushedEnd = true
       this.push(null)
     }
