@@ -178,6 +178,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
         // ngrok-rust accepts at most 512 streams at once (its session dies past that); RPCs and heartbeat need some.
         maxStreams: 480,
         loginTimeoutMs: config.loginTimeoutMs,
+        heartbeatIntervalMs: config.keepaliveIntervalMs,
         heartbeatToleranceMs: config.keepaliveIntervalMs * config.keepaliveCountMax,
       },
     })

@@ -238,19 +238,23 @@ describe('ngrok agent SDK: accounts, liveness and restarts', () => {
     }
   })
 
-  it('a session that stops sending heartbeats is dropped by the gateway', async () => {
+  it('a session whose heartbeats stop (the SDK\'s own close() leaves its connection open) is dropped by the gateway', async () => {
+    // The SDK announces a 1 s interval: the gateway waits two of them (more than its own tolerance, 0.6 s here).
     const gateway = await startTestGateway({ tune: { keepaliveIntervalMs: 300, keepaliveCountMax: 2 } })
+    const upstream = await startUpstream((_req, res) => res.end('up'))
     try {
-      const drops: string[] = []
-      const s = await ngrokSession(gateway, { heartbeatIntervalMs: 3600, onDisconnect: (_addr, error) => drops.push(error) })
-      try {
-        const first = await eventually(() => gateway.sessions.sessions().find((x) => x.clientType === 'ngrok'))
-        await eventually(() => !gateway.sessions.sessions().some((x) => x.id === first.id))
-        await eventually(() => drops.length > 0)
-      } finally {
-        await s.close().catch(() => {})
-      }
+      const s = await ngrokSession(gateway, { heartbeatIntervalMs: 1 })
+      const listener = await s.httpEndpoint().listenAndForward(`http://localhost:${upstream.port}`)
+      const info = gateway.sessions.sessions().find((x) => x.clientType === 'ngrok')!
+      // Alive past its own interval and the gateway's tolerance: its beats and the echoes of the gateway's arrive.
+      await new Promise((resolve) => setTimeout(resolve, 2500))
+      expect(gateway.sessions.sessions().some((x) => x.id === info.id)).toBe(true)
+      expect((await fetchVia(gateway, listener.url()!)).body).toBe('up')
+      await s.close()
+      await eventually(() => !gateway.sessions.sessions().some((x) => x.id === info.id))
+      expect((await fetchVia(gateway, listener.url()!)).headers['porthole-error-code']).toBe('PH_3001')
     } finally {
+      await upstream.close()
       await gateway.stop()
     }
   })

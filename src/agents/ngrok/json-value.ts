@@ -30,7 +30,8 @@ export class JsonValueReader {
   readonly #limit: number
   readonly #chunks: Buffer[] = []
   #size = 0
-  #depth = 0
+  /** The brackets open now, innermost last (at most MAX_JSON_DEPTH): a `}` closing a `[` is malformed at once. */
+  readonly #open: number[] = []
   #started = false
   #inString = false
   #escaped = false
@@ -68,9 +69,12 @@ export class JsonValueReader {
       }
       if (byte === QUOTE) this.#inString = true
       else if (byte === OPEN_OBJECT || byte === OPEN_ARRAY) {
-        if (++this.#depth > MAX_JSON_DEPTH) throw new PortholeError('PH_1070', `JSON nested deeper than ${MAX_JSON_DEPTH} levels`)
+        if (this.#open.length >= MAX_JSON_DEPTH) throw new PortholeError('PH_1070', `JSON nested deeper than ${MAX_JSON_DEPTH} levels`)
+        this.#open.push(byte)
       } else if (byte === CLOSE_OBJECT || byte === CLOSE_ARRAY) {
-        if (--this.#depth === 0) return this.#complete(chunk, i + 1)
+        const opener = this.#open.pop()
+        if (opener !== (byte === CLOSE_OBJECT ? OPEN_OBJECT : OPEN_ARRAY)) throw new PortholeError('PH_1070', `malformed JSON (${describeByte(byte)} closes ${opener === undefined ? 'nothing' : describeByte(opener)})`)
+        if (this.#open.length === 0) return this.#complete(chunk, i + 1)
       }
     }
     this.#keep(chunk, chunk.length)

@@ -36,7 +36,9 @@ export interface NgrokSessionContext extends Binder {
   readonly maxStreams: number
   /** An agent that sent no Auth by then is dropped. */
   readonly loginTimeoutMs: number
-  /** No heartbeat for this long (unless the agent asked for longer): the session is dead. */
+  /** How often the gateway sends its own heartbeat (the agent echoes it). */
+  readonly heartbeatIntervalMs: number
+  /** No heartbeat from the agent, or no echo of ours, for this long: the session is dead. */
   readonly heartbeatToleranceMs: number
   /** Checks an Auth's authtoken (throttled per source): the login, or a PortholeError to send back. */
   readonly login: (auth: Auth, ip: string) => Promise<AgentLogin>
@@ -56,6 +58,8 @@ type State =
   | { state: 'live', login: AgentLogin, clientId: string, clientVersion: string }
   | { state: 'closed' }
 
+/** The longest heartbeat interval an agent may announce and be waited for (twice that, then it is dropped). */
+const MAX_AGENT_INTERVAL_MS = 10 * 60_000
 /** How long a kill waits for the agent to take its StopTunnels in before closing the session. */
 const STOP_GRACE_MS = 1000
 /** Concurrent RPC streams one agent may have in flight (the SDK sends them one at a time). */
@@ -71,7 +75,11 @@ export class NgrokSession {
   readonly #log: Logger
   readonly #tunnels = new Map<string, Tunnel>()
   readonly #startedAt = new Date().toISOString()
-  readonly #liveness: Liveness
+  /** The agent's own heartbeats; its tolerance grows at Auth to fit the interval the agent announced. */
+  #liveness: Liveness
+  /** Echoes of the gateway's own heartbeats (the agent's beats alone do not prove it still reads). */
+  readonly #echoes: Liveness
+  #beating: NodeJS.Timeout | undefined
   readonly #remote: ClientAddress
   #state: State = { state: 'new' }
   #rpcs = 0
@@ -87,11 +95,12 @@ export class NgrokSession {
     this.#remote = { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 }
     this.#log = ctx.log.child({ session: id, ip: this.#remote.remoteAddress })
     this.#mux = new MuxSession(socket, { maxStreams: ctx.maxStreams + MAX_RPCS + 2 })
-    this.#liveness = new Liveness({
+    this.#liveness = this.#agentLiveness(ctx.heartbeatToleranceMs)
+    this.#echoes = new Liveness({
       toleranceMs: ctx.heartbeatToleranceMs,
       onTimeout: () => {
-        this.#log.info('no heartbeat in time: session dropped')
-        this.close(MuxCode.None, 'heartbeat timeout')
+        this.#log.info('the agent stopped echoing heartbeats: session dropped')
+        this.close(MuxCode.None, 'heartbeat echo timeout')
       },
     })
     this.#loginTimer = setTimeout(() => {
@@ -168,7 +177,9 @@ export class NgrokSession {
     const wasLive = this.#state.state === 'live'
     this.#state = { state: 'closed' }
     clearTimeout(this.#loginTimer)
+    clearInterval(this.#beating)
     this.#liveness.stop()
+    this.#echoes.stop()
     for (const tunnel of this.#tunnels.values()) {
       if (tunnel.endpoint !== null) this.#ctx.registry.unbind(tunnel.endpoint)
       tunnel.endpoint = null
@@ -185,7 +196,7 @@ export class NgrokSession {
   #onStream (stream: MuxStream, type: number): void {
     stream.on('error', () => {})
     if (type === HEARTBEAT_TYPE) {
-      answerHeartbeats(stream, this.#liveness)
+      answerHeartbeats(stream, { beat: () => this.#liveness.beat() } as Liveness)
       this.#liveness.start()
       return
     }
@@ -200,10 +211,12 @@ export class NgrokSession {
       (error: unknown) => { throw isPortholeError(error) ? error : new PortholeError('PH_1070', (error as Error).message) },
     ).then((reply) => {
       stream.end(reply)
+      stream.resume() // read on to the agent's FIN, so the stream closes (and leaves the RPC count)
     }, (error: unknown) => {
       const refusal = isPortholeError(error) ? error : new PortholeError('PH_1070', (error as Error).message)
       this.#log.info({ rpc: typeName(type), err: refusal.toLine() }, 'ngrok rpc refused')
       stream.end(errorReply(ngrokError(refusal)))
+      stream.resume()
       // An Auth that failed leaves nothing to talk about: the SDK reports the error and retries on its own.
       if (type === StreamType.Auth && this.#state.state !== 'live') setImmediate(() => this.close(MuxCode.None, refusal.toLine()))
     })
@@ -256,9 +269,46 @@ export class NgrokSession {
     const clientVersion = `${auth.extra.clientType || 'ngrok'} ${auth.extra.version}`.trim()
     this.#state = { state: 'live', login: { ...login, owner }, clientId, clientVersion }
     clearTimeout(this.#loginTimer)
+    // An agent beating less often than the gateway's tolerance (SDK heartbeatInterval) is given two of its intervals.
+    const announcedMs = Math.min(auth.extra.heartbeatIntervalNs / 1e6, MAX_AGENT_INTERVAL_MS)
+    if (2 * announcedMs > this.#ctx.heartbeatToleranceMs) {
+      this.#liveness.stop()
+      this.#liveness = this.#agentLiveness(2 * announcedMs)
+    }
     this.#liveness.start()
+    this.#heartbeat()
     this.#log.info({ owner: owner.id, credential: login.credential, client: clientVersion }, 'ngrok session started')
     return authReply({ version, clientId, extra: { version: 'porthole', region: 'porthole', cookie: clientId, ...(owner.account ? { accountName: owner.account } : {}) } })
+  }
+
+  #agentLiveness (toleranceMs: number): Liveness {
+    return new Liveness({
+      toleranceMs,
+      onTimeout: () => {
+        this.#log.info('no heartbeat in time: session dropped')
+        this.close(MuxCode.None, 'heartbeat timeout')
+      },
+    })
+  }
+
+  /**
+   * The gateway's own heartbeat, as ngrok's service sends one: a heartbeat stream of ours on which 4 random bytes
+   * go out every interval and must come back (ngrok-rust and ngrok-go echo them) within the tolerance.
+   */
+  #heartbeat (): void {
+    let stream: MuxStream
+    try {
+      stream = this.#mux.open(HEARTBEAT_TYPE)
+    } catch {
+      return
+    }
+    stream.on('error', () => {})
+    stream.on('data', () => this.#echoes.beat())
+    this.#echoes.start()
+    this.#beating = setInterval(() => {
+      if (!stream.destroyed && !stream.writableNeedDrain) stream.write(randomBytes(4))
+    }, this.#ctx.heartbeatIntervalMs)
+    this.#beating.unref()
   }
 
   async #bind (bind: Bind): Promise<string> {
