@@ -114,10 +114,11 @@ export class MuxSession extends EventEmitter {
 
   /** Ends at once without GOAWAY: streams fail, the socket is destroyed, 'close' gets the error. */
   destroy (error?: Error): void {
-    const muxError = error === undefined || error instanceof MuxError
-      ? error
-      : new MuxError(MuxCode.Internal, error.message, { cause: error })
-    this.#finish(muxError ?? new MuxError(MuxCode.SessionClosed, 'the session was destroyed'))
+    let muxError: MuxError
+    if (error instanceof MuxError) muxError = error
+    else if (error === undefined) muxError = new MuxError(MuxCode.SessionClosed, 'the session was destroyed')
+    else muxError = new MuxError(MuxCode.Internal, error.message, { cause: error })
+    this.#finish(muxError)
     this.#socket.destroy()
   }
 
