@@ -13,9 +13,12 @@ import tls from 'node:tls'
 import { createRequire } from 'node:module'
 import { afterAll, describe, expect, it } from 'vitest'
 import { LocalCa } from '../../src/certs/local-ca.js'
-import { HEARTBEAT_TYPE, answerHeartbeats } from '../../src/agents/ngrok/muxado/heartbeat.js'
+import { HEARTBEAT_TYPE, Heartbeater, answerHeartbeats } from '../../src/agents/ngrok/muxado/heartbeat.js'
 import { MuxSession } from '../../src/agents/ngrok/muxado/session.js'
 import type { MuxStream } from '../../src/agents/ngrok/muxado/stream.js'
+
+/** expect.poll's default gives up after 1 s; a loaded machine may need longer (the test timeout bounds it). */
+const POLL = { timeout: 30_000 }
 
 const require = createRequire(import.meta.url)
 const ngrok = require('@ngrok/ngrok') as typeof import('@ngrok/ngrok')
@@ -105,8 +108,17 @@ describe('muxado with the real ngrok SDK', () => {
     expect((session as MuxSession).closed).toBe(false)
     upstream.close()
 
+    // The agent answers heartbeats we send on a stream we open (its responder echoes each 4-byte read).
+    const beat = (session as MuxSession).open(HEARTBEAT_TYPE)
+    beat.on('error', () => {})
+    const latencies: number[] = []
+    const heartbeater = new Heartbeater(beat, { intervalMs: 10, onBeat: latency => latencies.push(latency) })
+    heartbeater.start()
+    await expect.poll(() => latencies.length, POLL).toBeGreaterThanOrEqual(3)
+    heartbeater.stop()
+
     // Closing the listener is an Unbind RPC on a new client-opened stream of the same session.
     await (await forwarded as { close: () => Promise<void> }).close()
-    await expect.poll(() => seen.find(([type]) => type === 2)?.[1]).toEqual({ Id: 'tun1' })
+    await expect.poll(() => seen.find(([type]) => type === 2)?.[1], POLL).toEqual({ Id: 'tun1' })
   })
 })
