@@ -237,4 +237,32 @@ describe('muxado frame rules', () => {
     await new Promise(resolve => stream.once('end', resolve))
     expect(Buffer.concat(got).equals(Buffer.concat(expected))).toBe(true)
   })
+
+  it('a \'stream\' listener that throws ends the session with InternalError, not the process', async () => {
+    const socket = new MemorySocket()
+    const session = new MuxSession(socket)
+    const closes: Array<MuxError | undefined> = []
+    session.on('close', (error?: MuxError) => closes.push(error))
+    session.on('stream', (stream: MuxStream) => { stream.on('error', () => {}); throw new Error('application bug') })
+    socket.feed(syn(3))
+    await settle()
+    expect(closes.map(e => e?.muxCode)).toEqual([MuxCode.Internal])
+    expect(socket.output().find(f => f.type === GoAway)?.payload.toString()).toBe('internal error')
+  })
+
+  it('a peer that provokes RSTs while not reading our output is cut off with EnhanceYourCalm', async () => {
+    const socket = new MemorySocket()
+    // The peer reads nothing: our writes queue up on the socket.
+    socket._write = () => {}
+    const session = new MuxSession(socket, { maxStreams: 1 })
+    const closes: Array<MuxError | undefined> = []
+    session.on('close', (error?: MuxError) => closes.push(error))
+    session.on('stream', (stream: MuxStream) => stream.on('error', () => {}))
+    const flood: Buffer[] = []
+    for (let id = 3; id < 2 * 120_000; id += 2) flood.push(frame(Data, Flag.Syn, id, u32(1)))
+    socket.feed(Buffer.concat(flood))
+    await settle()
+    expect(closes.map(e => e?.muxCode)).toEqual([MuxCode.EnhanceYourCalm])
+    expect(socket.writableLength).toBeLessThan(2 << 20)
+  })
 })

@@ -9,6 +9,9 @@ import { DEFAULT_WINDOW } from '../../src/agents/ngrok/muxado/frame.js'
 import type { MuxStream } from '../../src/agents/ngrok/muxado/stream.js'
 import { closed, sessionPair, type Pair } from './muxado/helpers.js'
 
+/** expect.poll's default gives up after 1 s; a loaded machine may need longer (the test timeout bounds it). */
+const POLL = { timeout: 30_000 }
+
 let pair: Pair | undefined
 afterEach(() => { pair?.close(); pair = undefined })
 
@@ -144,7 +147,7 @@ describe('muxado sessions over TCP', () => {
     }))
     expect(results.every(Boolean)).toBe(true)
     expect(client.streamCount).toBe(0)
-    await expect.poll(() => server.streamCount).toBe(0)
+    await expect.poll(() => server.streamCount, POLL).toBe(0)
   })
 
   it('half-closes: the side that ended its writes still reads the answer', async () => {
@@ -159,7 +162,7 @@ describe('muxado sessions over TCP', () => {
     atServer.write('response ')
     atServer.end('after FIN')
     expect((await readAll(stream)).toString()).toBe('response after FIN')
-    await expect.poll(() => server.streamCount + client.streamCount).toBe(0)
+    await expect.poll(() => server.streamCount + client.streamCount, POLL).toBe(0)
   })
 
   it('resets both ways: the other side fails with ECONNRESET and the muxado code', async () => {
@@ -182,7 +185,7 @@ describe('muxado sessions over TCP', () => {
     atServer.destroy()
     const clientError = await clientFailure as MuxError
     expect([clientError.code, clientError.muxCode]).toEqual(['ECONNRESET', MuxCode.StreamCancelled])
-    await expect.poll(() => server.streamCount + client.streamCount).toBe(0)
+    await expect.poll(() => server.streamCount + client.streamCount, POLL).toBe(0)
     expect(server.closed || client.closed).toBe(false)
   })
 

@@ -86,7 +86,11 @@ export class MuxSession extends EventEmitter {
   /** Why the session ended (undefined while open or after a local close()). */
   get closeError (): MuxError | undefined { return this.#closeError }
 
-  /** Opens a typed stream: its SYN frame carries the 4-byte type and the start of firstPayload together. */
+  /**
+   * Opens a typed stream: its SYN frame carries the 4-byte type and the start of firstPayload together
+   * (ngrok's Go agent reads the type with a single read). Throws a MuxError (SessionClosed,
+   * StreamsExhausted) when no stream can be opened; the peer may still refuse it with an RST.
+   */
   open (type: number, firstPayload: Buffer = Buffer.alloc(0)): MuxStream {
     if (this.#closed) throw new MuxError(MuxCode.SessionClosed, 'the session is closed')
     if (this.#streams.size >= this.#maxStreams) throw new MuxError(MuxCode.StreamsExhausted, `${this.#maxStreams} streams are open`)
@@ -114,10 +118,11 @@ export class MuxSession extends EventEmitter {
 
   /** Ends at once without GOAWAY: streams fail, the socket is destroyed, 'close' gets the error. */
   destroy (error?: Error): void {
-    const muxError = error === undefined || error instanceof MuxError
-      ? error
-      : new MuxError(MuxCode.Internal, error.message, { cause: error })
-    this.#finish(muxError ?? new MuxError(MuxCode.SessionClosed, 'the session was destroyed'))
+    let muxError: MuxError
+    if (error instanceof MuxError) muxError = error
+    else if (error === undefined) muxError = new MuxError(MuxCode.SessionClosed, 'the session was destroyed')
+    else muxError = new MuxError(MuxCode.Internal, error.message, { cause: error })
+    this.#finish(muxError)
     this.#socket.destroy()
   }
 
@@ -150,9 +155,10 @@ export class MuxSession extends EventEmitter {
     this.emit('close', error)
   }
 
-  /** A peer broke a rule: GOAWAY with the rule's code and the message as debug text. */
+  /** A peer broke a rule: GOAWAY with the rule's code and the message as debug text (our own failures
+   *  tell the peer no more than that they happened). */
   #fail (error: MuxError): void {
-    this.#finish(error, error.muxCode, error.message)
+    this.#finish(error, error.muxCode, error.muxCode === MuxCode.Internal ? 'internal error' : error.message)
   }
 
   readonly #onData = (chunk: Buffer): void => {
