@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { createServer as createNetServer, connect as netConnect, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls'
 import type ngrok from '@ngrok/ngrok'
+import { request } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { eventually, fetchVia, ngrokSession, startTestGateway, startUpstream, type TestGateway } from './harness.js'
 
@@ -104,6 +105,10 @@ describe('ngrok agent SDK', () => {
     expect(listed).toMatchObject({ clientType: 'ngrok', credential: { kind: 'anonymous', id: null }, remoteAddr: '127.0.0.1' })
     expect(listed.clientVersion).toMatch(/^ngrok-javascript 1\.7\.0$/)
     expect(listed.endpoints.map((e) => e.host).sort()).toEqual(['sdk-one.localhost', 'sdk-two.localhost'])
+    // The admin API lists it beside SSH sessions, with its client type.
+    const { key } = await gateway.identity.createApiKey({ description: 'sdk-test' })
+    const api = await request(`http://127.0.0.1:${gateway.apiPort}/api/sessions/${listed.id}`, { headers: { authorization: `Bearer ${key}` } })
+    expect(await api.body.json()).toMatchObject({ id: listed.id, client_type: 'ngrok', client_version: 'ngrok-javascript 1.7.0', credential: { kind: 'anonymous' } })
     await one.close()
     await eventually(async () => (await fetchVia(gateway, 'http://sdk-one.localhost/')).headers['porthole-error-code'] === 'PH_3001')
     expect((await fetchVia(gateway, 'http://sdk-two.localhost/')).status).toBe(200)
