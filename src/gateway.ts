@@ -12,7 +12,7 @@ import { Identity } from './identity/identity.js'
 import { loadHostKeys } from './agents/ssh/host-keys.js'
 import { SshAgent } from './agents/ssh/server.js'
 import { NgrokAgent } from './agents/ngrok/server.js'
-import type { Binder } from './agents/bind.js'
+import type { EndpointContext } from './agents/bind.js'
 import type { Endpoint } from './core/endpoint.js'
 import type { SessionDirectory } from './core/session.js'
 import { LoginThrottle } from './identity/login-throttle.js'
@@ -117,15 +117,18 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     return [...(schemes.https ? [edge.urlFor(endpoint.host, 'https')] : []), ...(schemes.http ? [edge.urlFor(endpoint.host, 'http')] : [])]
   }
   // The seam: a transport binds (spec, dialer, owner) in the registry, then the edge for its proto attaches.
-  const binder: Binder = {
+  const endpoints: EndpointContext = {
     registry,
     attach: (endpoint, compiled) => {
       if (endpoint.spec.proto === 'tcp') return tcp.attach(endpoint, compiled)
       if (endpoint.spec.proto === 'tls') return tls.attach(endpoint, compiled)
       return edge.attach(endpoint, compiled)
     },
+    compile: { sessionSecret, oauthProviders: config.oauthProviders, allowPrivateUrls: config.policyPrivateUrls, baseDomain: config.domain },
+    urlsFor,
+    tcpPorts: config.tcpPorts,
+    tcpHosts: [config.tcpHost, config.domain],
   }
-  const compile = { sessionSecret, oauthProviders: config.oauthProviders, allowPrivateUrls: config.policyPrivateUrls, baseDomain: config.domain }
   let ngrok: NgrokAgent | null = null
   const ssh = new SshAgent({
     hostKeys,
@@ -142,16 +145,12 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     loginTimeoutMs: config.loginTimeoutMs,
     log: log.child({ component: 'ssh' }),
     connection: {
-      ...binder,
+      ...endpoints,
       maxForwards: config.maxForwardsPerSession,
       maxChannels: 1024,
-      urlsFor,
-      tcpPorts: config.tcpPorts,
-      tcpHosts: [config.tcpHost, config.domain],
       defaultAllocatedPort: http.port,
       commandWaitMs: config.commandWaitMs,
       settleMs: config.sessionSettleMs,
-      compile,
     },
   })
   if (config.agentAddr) {
@@ -169,11 +168,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       otherLogins: () => ssh.logins(),
       log: log.child({ component: 'ngrok' }),
       session: {
-        ...binder,
-        compile,
-        urlsFor,
-        tcpPorts: config.tcpPorts,
-        tcpHosts: [config.tcpHost, config.domain],
+        ...endpoints,
         maxTunnels: config.maxForwardsPerSession,
         // ngrok-rust accepts at most 512 streams at once (its session dies past that); RPCs and heartbeat need some.
         maxStreams: 480,

@@ -6,12 +6,23 @@ import type { Logger } from 'pino'
 import { PortholeError } from '../core/errors.js'
 import type { Endpoint } from '../core/endpoint.js'
 import type { BindRequest, Registry, TcpBindRequest } from '../core/registry.js'
-import type { CompiledPolicy } from '../policy/compiled.js'
+import type { CompiledPolicy, CompileOptions } from '../policy/compiled.js'
 
 export interface Binder {
   readonly registry: Registry
   /** Called once the endpoint is bound, so an edge can attach (listen, build its upstream state). */
   readonly attach: (endpoint: Endpoint, compiled: CompiledPolicy) => Promise<void> | void
+}
+
+/** What every transport is lent to bind endpoints: the binder, the policy compiler's options, the URL maker. */
+export interface EndpointContext extends Binder {
+  /** What endpoint policies are compiled with: the login actions' session secret, OAuth provider URLs. */
+  readonly compile: CompileOptions
+  /** The public URLs of an endpoint, main one first: https://abc.localhost:8443, tcp://localhost:20123 ... */
+  readonly urlsFor: (endpoint: Endpoint) => string[]
+  /** The TCP port pool, and the host names a tcp bind may name besides '' and localhost (tcp host, domain). */
+  readonly tcpPorts: { lo: number, hi: number }
+  readonly tcpHosts: readonly string[]
 }
 
 /** Ports found taken by another program before a tcp bind with port 0 gives up. */

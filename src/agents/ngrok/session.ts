@@ -8,8 +8,7 @@ import type { Logger } from 'pino'
 import { PortholeError, isPortholeError } from '../../core/errors.js'
 import type { ClientAddress, Endpoint, Owner } from '../../core/endpoint.js'
 import type { CredentialKind, SessionInfo } from '../../core/session.js'
-import type { CompileOptions } from '../../policy/compiled.js'
-import { bindNamed, bindTcp, type Binder } from '../bind.js'
+import { bindNamed, bindTcp, type EndpointContext } from '../bind.js'
 import { specFor } from '../endpoint-options.js'
 import { bindOptions, type RequestedName } from './bind-options.js'
 import { WHY } from './option-table.js'
@@ -25,13 +24,8 @@ export interface AgentLogin {
   readonly credential: { readonly kind: CredentialKind, readonly id: string | null }
 }
 
-export interface NgrokSessionContext extends Binder {
+export interface NgrokSessionContext extends EndpointContext {
   readonly log: Logger
-  readonly compile: CompileOptions
-  readonly urlsFor: (endpoint: Endpoint) => string[]
-  readonly tcpPorts: { lo: number, hi: number }
-  /** Host names a tcp Addr may name besides '' (the gateway's tcp host and domain). */
-  readonly tcpHosts: readonly string[]
   readonly maxTunnels: number
   readonly maxStreams: number
   /** An agent that sent no Auth by then is dropped. */

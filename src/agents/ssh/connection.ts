@@ -14,7 +14,7 @@ import type { Connection, ServerChannel, Session, TcpipBindInfo } from 'ssh2'
 import type { Logger } from 'pino'
 import { PortholeError, isPortholeError } from '../../core/errors.js'
 import type { ClientAddress, Endpoint, EndpointProto, Owner, RequestRecord } from '../../core/endpoint.js'
-import { bindNamed, bindTcp, type Binder } from '../bind.js'
+import { bindNamed, bindTcp, type EndpointContext } from '../bind.js'
 import type { CredentialKind, SessionInfo } from '../../core/session.js'
 import type { CompiledPolicy, CompileOptions, RuleError } from '../../policy/compiled.js'
 import { ruleErrorLine } from '../../policy/compile.js'
@@ -24,23 +24,16 @@ import { Terminal, type EndpointLine } from './terminal.js'
 import { abortUnfinished, halfClosing, socketDestroy } from './tunnel-stream.js'
 import { noWindowAfterClose } from './channel-close.js'
 
-export interface ConnectionContext extends Binder {
+export interface ConnectionContext extends EndpointContext {
   readonly log: Logger
   readonly maxForwards: number
   readonly maxChannels: number
-  /** The public URLs of an endpoint, main one first: https://abc.localhost:8443, tcp://localhost:20123 ... */
-  readonly urlsFor: (endpoint: Endpoint) => string[]
-  /** The TCP port pool, and the bind addresses a tcp forward may name (besides '' and localhost). */
-  readonly tcpPorts: { lo: number, hi: number }
-  readonly tcpHosts: readonly string[]
   /** The port reported for -R 0 (the HTTP edge's port); made unique per session. */
   readonly defaultAllocatedPort: number
   /** ms an open session has to send its command (exec/shell) once a forward waits; also the stdin deadline. */
   readonly commandWaitMs: number
   /** ms the forwards of a client with no session channel wait before binding with defaults (Dropbear -N). */
   readonly settleMs: number
-  /** What endpoint policies are compiled with: the login actions' session secret, OAuth provider URLs. */
-  readonly compile: CompileOptions
 }
 
 type Accept = ((port?: number) => void) | undefined
