@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { createServer as createNetServer, connect as netConnect, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls'
 import type ngrok from '@ngrok/ngrok'
+import WebSocket, { WebSocketServer } from 'ws'
 import { request } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { eventually, fetchVia, ngrokSession, startTestGateway, startUpstream, type TestGateway } from './harness.js'
@@ -207,6 +208,98 @@ describe('ngrok agent SDK', () => {
       service.close()
     }
   }, 120_000)
+})
+
+describe('ngrok agent SDK: more options and streams', () => {
+  let gateway: TestGateway
+  const sessions: ngrok.Session[] = []
+  const session = async (): Promise<ngrok.Session> => {
+    const opened = await ngrokSession(gateway)
+    sessions.push(opened)
+    return opened
+  }
+  beforeAll(async () => { gateway = await startTestGateway() })
+  afterEach(async () => { await Promise.all(sessions.splice(0).map((s) => s.close().catch(() => {}))) })
+  afterAll(async () => { await gateway.stop() })
+
+  it('webhook verification: GitHub\'s documented delivery passes, a tampered one is refused before the service', async () => {
+    // https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries (the example there).
+    const received: string[] = []
+    const upstream = await startUpstream((req, res) => {
+      let body = ''
+      req.setEncoding('utf8').on('data', (chunk: string) => { body += chunk })
+      req.on('end', () => { received.push(body); res.end('delivered') })
+    })
+    try {
+      const listener = await (await session()).httpEndpoint().webhookVerification('github', "It's a Secret to Everybody").listenAndForward(`http://localhost:${upstream.port}`)
+      const signature = 'sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17'
+      const ok = await fetchVia(gateway, `${listener.url()}/hook`, { method: 'POST', headers: { 'x-hub-signature-256': signature }, body: 'Hello, World!' })
+      expect(ok.body).toBe('delivered')
+      const tampered = await fetchVia(gateway, `${listener.url()}/hook`, { method: 'POST', headers: { 'x-hub-signature-256': signature }, body: 'Hello, World?' })
+      expect(tampered.headers['porthole-error-code']).toBe('PH_3105')
+      expect(received).toEqual(['Hello, World!'])
+    } finally {
+      await upstream.close()
+    }
+  })
+
+  it('OAuth with the user\'s own app sends visitors to the provider; without one it is refused', async () => {
+    const s = await session()
+    const listener = await s.httpEndpoint().oauth('github', undefined, undefined, undefined, 'my-client-id', 'my-client-secret').listenAndForward('http://localhost:9')
+    const res = await fetchVia(gateway, `${listener.url()}/private`)
+    expect(res.status).toBe(302)
+    expect(String(res.headers.location)).toMatch(/^https:\/\/github\.com\/login\/oauth\/authorize\?.*client_id=my-client-id/)
+    await expect(s.httpEndpoint().oauth('github').listenAndForward('http://localhost:9')).rejects.toThrow(/PH_1071: .*OAuth.*client_id/)
+  })
+
+  it('a WebSocket and a 20 MB upload go through a proxy stream intact', async () => {
+    const upstream = await startUpstream((req, res) => {
+      const hash = createHash('sha256')
+      req.on('data', (chunk: Buffer) => hash.update(chunk))
+      req.on('end', () => res.end(hash.digest('hex')))
+    })
+    const wss = new WebSocketServer({ server: upstream.server })
+    wss.on('connection', (ws) => ws.on('message', (data) => ws.send(`echo ${String(data)}`)))
+    try {
+      const listener = await (await session()).httpEndpoint().listenAndForward(`http://localhost:${upstream.port}`)
+      const host = new URL(listener.url()!).hostname
+      const body = randomBytes(20 * 1024 * 1024)
+      const res = await fetchVia(gateway, `http://${host}/upload`, { method: 'POST', body: body as unknown as string })
+      expect(res.body).toBe(createHash('sha256').update(body).digest('hex'))
+      const ws = new WebSocket(`ws://127.0.0.1:${gateway.httpPort}/ws`, { headers: { host } })
+      await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
+      const reply = new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))))
+      ws.send('through the SDK')
+      expect(await reply).toBe('echo through the SDK')
+      ws.close()
+    } finally {
+      wss.close()
+      await upstream.close()
+    }
+  })
+
+  it('tcp with PROXY protocol v1: the agent\'s service learns the public client', async () => {
+    let received = ''
+    const service = createNetServer((socket) => {
+      socket.setEncoding('utf8')
+      socket.on('data', (chunk: string) => {
+        received += chunk
+        if (received.includes('payload')) socket.end('ok')
+      })
+    })
+    await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve))
+    try {
+      const listener = await (await session()).tcpEndpoint().proxyProto('1').listenAndForward(`tcp://localhost:${(service.address() as AddressInfo).port}`)
+      const publicPort = Number(new URL(listener.url()!).port)
+      const socket = netConnect(publicPort, '127.0.0.1')
+      const localPort = await new Promise<number>((resolve) => socket.once('connect', () => resolve(socket.localPort!)))
+      socket.write('payload')
+      expect(await collect(socket)).toBe('ok')
+      expect(received).toMatch(new RegExp(`^PROXY TCP4 127\\.0\\.0\\.1 127\\.0\\.0\\.1 ${localPort} ${publicPort}\\r\\npayload$`))
+    } finally {
+      service.close()
+    }
+  })
 })
 
 describe('ngrok agent SDK: accounts, liveness and restarts', () => {
