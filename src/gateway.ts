@@ -89,7 +89,13 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   const http = await edge.listen(config.httpAddr.host, config.httpAddr.port)
   // TCP endpoints listen on the public HTTP interface.
   const tcp = new TcpEdge({ registry, host: config.httpAddr.host, log: log.child({ component: 'tcp' }) })
-  const tls = new TlsEdge({ registry, certs, http: edge, log: log.child({ component: 'tls' }), headerTimeoutMs: config.headerTimeoutMs, idleTimeoutMs: config.idleTimeoutMs })
+  // ngrok agents may dial the HTTPS port as well as --agent-addr: SNI names the gateway, not an endpoint.
+  let ngrok: NgrokAgent | null = null
+  const agentNames = new Set([config.domain, `connect.${config.domain}`])
+  const tls = new TlsEdge({
+    registry, certs, http: edge, log: log.child({ component: 'tls' }), headerTimeoutMs: config.headerTimeoutMs, idleTimeoutMs: config.idleTimeoutMs,
+    agents: { names: agentNames, accept: (socket) => (ngrok ? ngrok.accept(socket) : socket.destroy()) },
+  })
   let https
   try {
     https = await tls.listen(config.httpsAddr.host, config.httpsAddr.port)
@@ -129,7 +135,6 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     tcpPorts: config.tcpPorts,
     tcpHosts: [config.tcpHost, config.domain],
   }
-  let ngrok: NgrokAgent | null = null
   const ssh = new SshAgent({
     hostKeys,
     legacyAlgorithms: config.sshLegacyAlgorithms,
@@ -154,7 +159,6 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     },
   })
   if (config.agentAddr) {
-    const serverNames = [config.domain, `connect.${config.domain}`]
     const own = certs.issue(config.domain)
     ngrok = new NgrokAgent({
       identity,
@@ -162,7 +166,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       throttle,
       secureContext: (name) => certs.contextFor(name, name),
       defaultCert: { key: own.keyPem, cert: own.certPem },
-      serverNames,
+      serverNames: [...agentNames],
       startups: { ...config.maxStartups, perSource: config.perSourceMaxStartups },
       budgets,
       otherLogins: () => ssh.logins(),

@@ -26,6 +26,11 @@ export interface TlsEdgeOptions {
   readonly http: HttpEdge
   readonly log: Logger
   /**
+   * Agent connections on this port: a ClientHello for one of `names` (the domain, connect.<domain>) that no
+   * endpoint serves goes to `accept`, with the hello put back, so ngrok agents may dial the HTTPS port too.
+   */
+  readonly agents?: { readonly names: ReadonlySet<string>, readonly accept: (socket: Socket) => void }
+  /**
    * The header deadline: how long a client may take to send its ClientHello, then to finish the TLS
    * handshake, then (HTTP/1.1) each request's headers or (HTTP/2) each header block (h2-sessions.ts).
    */
@@ -162,6 +167,12 @@ export class TlsEdge {
       // Node's TLS server takes bytes already read and put back (unshift) when the socket is paused.
       socket.unshift(hello)
       this.#https.emit('connection', socket)
+      return
+    }
+    const agents = this.#options.agents
+    if (!endpoint && agents?.names.has(name)) {
+      socket.unshift(hello)
+      agents.accept(socket)
       return
     }
     this.#log.debug({ client: socket.remoteAddress, name }, 'tls: no endpoint for this name')

@@ -190,6 +190,8 @@ export function sleep (ms: number): Promise<void> {
 export interface NgrokSessionOptions {
   /** Default: any text (anonymous mode takes any authtoken). */
   authtoken?: string
+  /** Default: localhost:<the agent listener's port>. */
+  serverAddr?: string
   heartbeatIntervalMs?: number
   /** Called by the SDK when its session dropped (it reconnects on its own). */
   onDisconnect?: (addr: string, error: string) => void
@@ -199,7 +201,7 @@ export interface NgrokSessionOptions {
 export function ngrokSession (gateway: { agentPort: number | null, caPem: string }, options: NgrokSessionOptions = {}): Promise<ngrok.Session> {
   let builder = new ngrok.SessionBuilder()
     .authtoken(options.authtoken ?? 'any-token')
-    .serverAddr(`localhost:${gateway.agentPort}`)
+    .serverAddr(options.serverAddr ?? `localhost:${gateway.agentPort}`)
     .caCert(Buffer.from(gateway.caPem))
   if (options.heartbeatIntervalMs !== undefined) builder = builder.heartbeatInterval(options.heartbeatIntervalMs)
   if (options.onDisconnect) {

@@ -134,6 +134,14 @@ describe('ngrok agent SDK', () => {
     expect((await fetchVia(gateway, 'http://sdk-kill.localhost/')).headers['porthole-error-code']).toBe('PH_3001')
   })
 
+  it('the SDK may dial the HTTPS port instead: a ClientHello naming the gateway, not an endpoint, reaches the agent listener', async () => {
+    const before = ids()
+    const s = await session({ serverAddr: `localhost:${gateway.httpsPort}` })
+    const listener = await s.httpEndpoint().domain('sdk-via-https').listenAndForward(`http://localhost:${upstream.port}`)
+    expect(infoOf(before)).toMatchObject({ clientType: 'ngrok' })
+    expect((await fetchVia(gateway, `${listener.url()}/via`)).status).toBe(200)
+  })
+
   it('tcp: a port from the pool, a stream per connection, PROXY-free and byte exact', async () => {
     const echo = await startEcho()
     try {

@@ -72,6 +72,11 @@ export class NgrokAgent implements SessionDirectory {
     return listenOn(this.#server, host, port)
   }
 
+  /** A connection another listener accepted for us (the HTTPS port, routed by SNI), its ClientHello unread. */
+  accept (socket: Socket): void {
+    this.#server.emit('connection', socket)
+  }
+
   sessions (): SessionInfo[] {
     return [...this.#sessions.values()].flatMap((session) => session.info() ?? [])
   }
