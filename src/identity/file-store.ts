@@ -206,7 +206,8 @@ export class FileIdentityStore implements IdentityStore {
   /**
    * The lock file holds `<pid> <nonce>`. A lock is stale (its holder crashed mid-write) when that process is
    * gone, when it names this process but not a lock this process holds (a restart that got the same pid, as
-   * PID 1 in a container does), or when it is older than LOCK_STALE_MS (a write takes milliseconds). A stale
+   * PID 1 in a container does), or when it is older than LOCK_STALE_MS (a write takes milliseconds; so does
+   * a lock still empty because its holder has not written its name yet). A stale
    * lock is moved aside under a unique name and checked to be the one judged stale before it is deleted, so
    * two processes taking it over at once cannot delete each other's fresh lock.
    */
@@ -230,9 +231,13 @@ export class FileIdentityStore implements IdentityStore {
       } catch {
         continue // gone meanwhile: try again
       }
+      // An empty (or half-written) lock is one being taken right now: 'wx' creates the file before its content
+      // is written. Judged stale for that, it was deleted under its new holder and two writers lost each
+      // other's changes (an offline `api-keys create` vanished during a burst of API writes).
       const holder = Number(content.split(' ')[0])
-      const stale = !Number.isInteger(holder) || holder <= 0 || !isAlive(holder) ||
-        (holder === process.pid && !heldLocks.has(this.#lock)) || ageMs > LOCK_STALE_MS
+      const named = Number.isInteger(holder) && holder > 0
+      const stale = ageMs > LOCK_STALE_MS ||
+        (named && (!isAlive(holder) || (holder === process.pid && !heldLocks.has(this.#lock))))
       if (stale) {
         this.#takeOver(content)
         continue

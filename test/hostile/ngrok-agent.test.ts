@@ -94,6 +94,23 @@ describe('ngrok agent listener under hostile agents', () => {
     agent.socket.destroy()
   })
 
+  it('before Auth a stranger gets little: 64 KiB messages, two RPCs at a time, one heartbeat stream', async () => {
+    gateway = await startTestGateway()
+    const agent = await rawAgent(gateway)
+    expect(JSON.parse(await agent.rpc(StreamType.Auth, `{"Version":["3"],"Extra":{"Metadata":"${'m'.repeat(70 * 1024)}"}}`))).toEqual({ Error: expect.stringMatching(/^PH_1073/) })
+    const other = await rawAgent(gateway)
+    const held = [other.rpc(StreamType.SrvInfo, '{', true), other.rpc(StreamType.SrvInfo, '{', true)]
+    await expect(other.rpc(StreamType.SrvInfo, '{}')).rejects.toThrow(/reset by the peer/)
+    const first = other.mux.open(HEARTBEAT_TYPE)
+    first.on('error', () => {})
+    const second = other.mux.open(HEARTBEAT_TYPE)
+    const reset = new Promise((resolve) => second.once('error', resolve))
+    second.write(randomBytes(4))
+    await reset
+    other.socket.destroy()
+    await Promise.allSettled(held)
+  })
+
   it('an agent that never sends Auth is dropped at the login deadline', async () => {
     gateway = await startTestGateway({ tune: { loginTimeoutMs: 300 } })
     const agent = await rawAgent(gateway)

@@ -1,7 +1,7 @@
 // The identity layer without SSH: ACL parsing and matching, secrets, the file store's atomicity and
 // locking, Identity's checks, reservations in the registry, and the login throttle.
 import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -126,6 +126,21 @@ describe('file identity store', () => {
     await identity.createAccount('c')
     expect(identity.listAccounts().map((x) => x.name)).toEqual(['a', 'b', 'c'])
     expect(existsSync(lock)).toBe(false)
+  })
+
+  it('never takes over a lock still empty: its holder created it and is writing its name (store-crash flake)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'porthole-id-'))
+    const identity = new Identity(new FileIdentityStore(dir), options)
+    const lock = join(dir, 'identity.json.lock')
+    writeFileSync(lock, '') // 'wx' created it a moment ago; the content comes next
+    let done = false
+    const created = identity.createAccount('waits').then(() => { done = true })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(done).toBe(false)
+    expect(readFileSync(lock, 'utf8')).toBe('')
+    unlinkSync(lock) // the holder finished
+    await created
+    expect(identity.listAccounts().map((a) => a.name)).toEqual(['waits'])
   })
 
   it('two processes writing at once lose nothing (lock file + re-read)', async () => {

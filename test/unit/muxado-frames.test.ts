@@ -265,4 +265,21 @@ describe('muxado frame rules', () => {
     expect(closes.map(e => e?.muxCode)).toEqual([MuxCode.EnhanceYourCalm])
     expect(socket.writableLength).toBeLessThan(2 << 20)
   })
+
+  it('a stream the peer finished (FIN) before its GOAWAY is read whole and ends cleanly; an unfinished one fails', async () => {
+    const h = serve()
+    // One chunk: a reply and its FIN on stream 3, half a reply on stream 5, then GOAWAY (an Auth refusal, say).
+    h.socket.feed(Buffer.concat([syn(3, 0, Buffer.from('{"Error":"no"}')), frame(Data, Flag.Fin, 3), syn(5, 0, Buffer.from('{"Err')), frame(GoAway, 0, 0, u32(5, 0))]))
+    await settle()
+    const [finished, unfinished] = h.streams
+    const text = await new Promise<string>((resolve, reject) => {
+      let body = ''
+      finished!.on('data', (chunk: Buffer) => { body += chunk.toString() })
+      finished!.once('end', () => resolve(body))
+      finished!.once('error', reject)
+    })
+    expect(text).toBe('{"Error":"no"}')
+    expect(unfinished!.destroyed).toBe(true)
+    expect(unfinished!.errored).toMatchObject({ code: 'ECONNRESET' })
+  })
 })

@@ -13,7 +13,7 @@ import { specFor } from '../endpoint-options.js'
 import { bindOptions, type RequestedName } from './bind-options.js'
 import { WHY } from './option-table.js'
 import {
-  StreamType, authReply, bindReply, chooseVersion, clientAddr, echoOpts, errorReply, ngrokError, parseAuth, parseBind,
+  MAX_RPC_BYTES, StreamType, authReply, bindReply, chooseVersion, clientAddr, echoOpts, errorReply, ngrokError, parseAuth, parseBind,
   parseSrvInfo, parseUnbind, proxyHeader, readJsonValue, srvInfoReply, stopTunnelRequest, unbindReply, type Auth, type Bind,
 } from './messages.js'
 import { HEARTBEAT_TYPE, Liveness, MuxCode, MuxSession, answerHeartbeats, type MuxStream } from './muxado/index.js'
@@ -58,6 +58,9 @@ const MAX_AGENT_INTERVAL_MS = 10 * 60_000
 const STOP_GRACE_MS = 1000
 /** Concurrent RPC streams one agent may have in flight (the SDK sends them one at a time). */
 const MAX_RPCS = 8
+/** The same before Auth succeeded, and how large a message may be then (an Auth is well under 4 KiB). */
+const MAX_RPCS_BEFORE_AUTH = 2
+const MAX_RPC_BYTES_BEFORE_AUTH = 64 * 1024
 /** Tunnel ids an agent chooses (re-binds after a reconnect) are ours from before: short and plain. */
 const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 
@@ -77,6 +80,7 @@ export class NgrokSession {
   readonly #remote: ClientAddress
   #state: State = { state: 'new' }
   #rpcs = 0
+  #heartbeats = 0
   #proxyStreams = 0
   readonly #loginTimer: NodeJS.Timeout
   readonly #onEnd: (session: NgrokSession) => void
@@ -190,17 +194,23 @@ export class NgrokSession {
   #onStream (stream: MuxStream, type: number): void {
     stream.on('error', () => {})
     if (type === HEARTBEAT_TYPE) {
+      // One heartbeat stream per agent (each may hold a window of echoes): a second one is reset.
+      if (this.#heartbeats > 0) return void stream.destroy()
+      this.#heartbeats++
+      stream.once('close', () => { this.#heartbeats-- })
       answerHeartbeats(stream, { beat: () => this.#liveness.beat() } as Liveness)
       this.#liveness.start()
       return
     }
-    if (this.#rpcs >= MAX_RPCS) {
+    // Before Auth a stranger gets two small RPCs (SrvInfo, Auth) at a time; after, eight of up to 1 MiB.
+    const live = this.#state.state === 'live'
+    if (this.#rpcs >= (live ? MAX_RPCS : MAX_RPCS_BEFORE_AUTH)) {
       stream.destroy()
       return
     }
     this.#rpcs++
     stream.once('close', () => { this.#rpcs-- })
-    readJsonValue(stream).then(
+    readJsonValue(stream, live ? MAX_RPC_BYTES : MAX_RPC_BYTES_BEFORE_AUTH).then(
       (value) => this.#rpc(type, value),
       (error: unknown) => { throw isPortholeError(error) ? error : new PortholeError('PH_1070', (error as Error).message) },
     ).then((reply) => {

@@ -143,7 +143,7 @@ export class MuxSession extends EventEmitter {
     this.#drainWaiters.clear()
     for (const stream of streams) {
       if (this.#typing.has(stream)) stream.fail()
-      else stream.fail(streamResetError(streamCode, `stream ${stream.id} failed: ${reason}`, error))
+      else stream.sessionEnded(streamResetError(streamCode, `stream ${stream.id} failed: ${reason}`, error))
     }
     this.#typing.clear()
     if (goAwayCode !== undefined && !this.#socket.destroyed) {

@@ -138,6 +138,19 @@ export class MuxStream extends Duplex {
     this.destroy(error)
   }
 
+  /**
+   * The session went. A stream whose peer had sent its FIN, with no write of ours waiting, is complete: its reader
+   * still gets every byte and a clean end (a reply followed at once by GOAWAY must not be lost); nothing more is
+   * sent on it. Any other stream fails with `error`.
+   */
+  sessionEnded (error?: MuxError): void {
+    if (this.#reset) return
+    if (!this.#remoteFin || this.#pending !== null) return this.fail(error)
+    this.#reset = true
+    if (this.readableEnded) this.destroy()
+    else this.once('end', () => this.destroy())
+  }
+
   /** Sends what the current write can send now; the session calls it again after WNDINC or drain. */
   pump (): void {
     const pending = this.#pending
