@@ -5,6 +5,7 @@
 // heartbeat loss and reconnect after a gateway restart.
 import { createHash, randomBytes } from 'node:crypto'
 import { createServer as createNetServer, connect as netConnect, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
+import { createServer as createHttp2Server } from 'node:http2'
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls'
 import type ngrok from '@ngrok/ngrok'
 import WebSocket, { WebSocketServer } from 'ws'
@@ -283,6 +284,17 @@ describe('ngrok agent SDK: more options and streams', () => {
     } finally {
       wss.close()
       await upstream.close()
+    }
+  })
+
+  it('appProtocol http2 (ForwardsProto): the edge speaks HTTP/2 to an h2c service through the agent', async () => {
+    const service = createHttp2Server((req, res) => res.end(`h2 ${req.httpVersion}`))
+    await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve))
+    try {
+      const listener = await (await session()).httpEndpoint().appProtocol('http2').listenAndForward(`http://localhost:${(service.address() as AddressInfo).port}`)
+      expect((await fetchVia(gateway, listener.url()!)).body).toBe('h2 2.0')
+    } finally {
+      service.close()
     }
   })
 
