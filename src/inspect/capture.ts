@@ -166,6 +166,9 @@ export class RequestCapture {
   readonly #responseBody: BodyTap
   readonly #replayOf: string | undefined
   #view: UpstreamView | null = null
+  #public: CapturedRequest['public']
+  /** Read now: once the response closes, the socket may have gone. */
+  readonly #remoteAddr: string
   errorCode: string | undefined
 
   constructor (options: InspectOptions, endpoint: Endpoint, req: IncomingMessage, res: ServerResponse, replayOf: string | undefined) {
@@ -174,6 +177,7 @@ export class RequestCapture {
     this.#req = req
     this.#res = res
     this.#replayOf = replayOf
+    this.#remoteAddr = remoteAddr(req.socket?.remoteAddress ?? '', req.socket?.remotePort)
     const cap = options.bodyCap ?? BODY_CAP
     this.#requestBody = new BodyTap(cap)
     this.#responseBody = new BodyTap(cap)
@@ -193,9 +197,14 @@ export class RequestCapture {
     res.once('close', () => this.#finish())
   }
 
-  /** The request as it goes upstream (path after rewrites, headers after the policy's changes). */
+  /**
+   * The request as it goes upstream (path after rewrites, headers after the policy's changes): `view` is the
+   * policy's context, read when the response closes. Called before the policy runs, so the request as the
+   * public sent it is copied now.
+   */
   upstream (view: UpstreamView): void {
     this.#view = view
+    this.#public = { uri: view.path, headers: headerLists(view.headers) }
   }
 
   #finish (): void {
@@ -235,13 +244,14 @@ export class RequestCapture {
       ownerId: this.#endpoint.owner.id,
       endpointId: this.#endpoint.id,
       tunnelName: this.#endpoint.host,
-      remoteAddr: remoteAddr(req.socket?.remoteAddress ?? '', req.socket?.remotePort),
+      remoteAddr: this.#remoteAddr,
       start: this.#start.toISOString(),
       durationMs: performance.now() - this.#started,
       request,
       response,
       ...(errorCode !== undefined ? { errorCode } : {}),
       ...(this.#replayOf !== undefined ? { replayOf: this.#replayOf } : {}),
+      ...(this.#public !== undefined ? { public: this.#public } : {}),
     })
   }
 }
@@ -267,8 +277,10 @@ export class UpgradeCapture {
   #headDone = false
   #done = false
   #view: UpstreamView | null = null
+  readonly #remoteAddr: string
 
   constructor (options: InspectOptions, endpoint: Endpoint, req: IncomingMessage, socket: Socket, replayOf: string | undefined) {
+    this.#remoteAddr = remoteAddr(socket.remoteAddress ?? '', socket.remotePort)
     this.#store = options.store
     this.#endpoint = endpoint
     this.#req = req
@@ -329,7 +341,7 @@ export class UpgradeCapture {
       ownerId: this.#endpoint.owner.id,
       endpointId: this.#endpoint.id,
       tunnelName: this.#endpoint.host,
-      remoteAddr: remoteAddr(this.#socket.remoteAddress ?? '', this.#socket.remotePort),
+      remoteAddr: this.#remoteAddr,
       start: this.#start.toISOString(),
       durationMs: performance.now() - this.#started,
       request: {

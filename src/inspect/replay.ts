@@ -40,11 +40,11 @@ function lastValue (headers: CapturedRequest['request']['headers'], name: string
 }
 
 /** The authority the original request was routed by: X-Forwarded-Host (the edge sets it), else the endpoint's name. */
-function publicAuthority (record: CapturedRequest): string {
-  const forwarded = lastValue(record.request.headers, 'x-forwarded-host')
+function publicAuthority (record: CapturedRequest, headers: CapturedRequest['request']['headers']): string {
+  const forwarded = lastValue(headers, 'x-forwarded-host')
   if (forwarded !== undefined && forwarded !== '') return forwarded
   if (!record.tunnelName.startsWith('*.')) return record.tunnelName
-  return lastValue(record.request.headers, 'host') ?? record.tunnelName
+  return lastValue(headers, 'host') ?? record.tunnelName
 }
 
 export function createReplay (options: ReplayOptions): Replay {
@@ -54,24 +54,26 @@ export function createReplay (options: ReplayOptions): Replay {
   const inFlight = new Map<string, number>()
 
   return async (record, edits = {}) => {
+    // What the public client sent (the policy runs again on the way); records without it: what the upstream got.
+    const sent = record.public ?? { uri: record.request.uri, headers: record.request.headers }
     const method = edits.method ?? record.request.method
-    const uri = edits.uri ?? record.request.uri
+    const uri = edits.uri ?? sent.uri
     if (!TOKEN.test(method)) throw new PortholeError('PH_3203', `method ${JSON.stringify(method)}`)
     if (!uri.startsWith('/') || !FIELD_VALUE.test(uri) || uri.includes(' ')) throw new PortholeError('PH_3203', `path ${JSON.stringify(uri)} (want /path?query)`)
     if (edits.body === undefined && record.request.truncated) throw new PortholeError('PH_3200', `${record.request.body.length} of ${record.request.bodySize} bytes kept`)
     const body = edits.body ?? record.request.body
     const headers: OutgoingHttpHeaders = {}
-    for (const [name, values] of Object.entries(edits.headers ?? record.request.headers)) {
+    for (const [name, values] of Object.entries(edits.headers ?? sent.headers)) {
       if (!TOKEN.test(name)) throw new PortholeError('PH_3203', `header name ${JSON.stringify(name)}`)
       if (EDGE_SET.has(name.toLowerCase())) continue
       for (const value of values) if (!FIELD_VALUE.test(value)) throw new PortholeError('PH_3203', `header ${name} value`)
       headers[name] = [...values]
     }
-    const authority = publicAuthority(record)
+    const authority = publicAuthority(record, sent.headers)
     headers.host = authority
     headers['content-length'] = String(body.length)
     headers[REPLAY_HEADER] = replayMark(options.secret, record.ownerId, record.id)
-    const https = lastValue(record.request.headers, 'x-forwarded-proto') === 'https' && options.httpsPort !== undefined
+    const https = lastValue(sent.headers, 'x-forwarded-proto') === 'https' && options.httpsPort !== undefined
 
     const owner = record.ownerId
     const running = inFlight.get(owner) ?? 0

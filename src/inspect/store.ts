@@ -42,7 +42,13 @@ function messageSize (message: CapturedMessage): number {
 
 /** What one record costs us, near enough: its bodies, its header text, a fixed overhead. */
 export function recordSize (record: CapturedRequest): number {
-  return RECORD_OVERHEAD + record.request.uri.length + messageSize(record.request) + (record.response === null ? 0 : messageSize(record.response))
+  let size = RECORD_OVERHEAD + record.request.uri.length + messageSize(record.request) + (record.response === null ? 0 : messageSize(record.response))
+  const sent = record.public
+  if (sent !== undefined) {
+    size += sent.uri.length
+    for (const name in sent.headers) for (const value of sent.headers[name]!) size += name.length + value.length + VALUE_OVERHEAD
+  }
+  return size
 }
 
 type Listener = (record: CapturedRequest) => void
