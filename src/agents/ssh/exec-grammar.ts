@@ -63,7 +63,7 @@ const FLAGS: readonly FlagInfo[] = [
   { flag: 'upstream-tls-verify-cas', key: 'upstreamTlsVerifyCas', repeatable: false, commands: ['http'], help: '-  read the CA certificates (PEM) that verify your service from stdin: ... < ca.pem' },
   { flag: 'upstream-protocol', key: 'upstreamProtocol', repeatable: false, commands: ['http'], help: 'http1|http2  protocol to your service (http2: prior knowledge, or ALPN with --upstream-tls)' },
   { flag: 'proxy-proto', key: 'proxyProto', repeatable: false, commands: ['tcp', 'tls'], help: '1|2  prepend a PROXY protocol header (v1 text, v2 binary) to each connection to your service' },
-  { flag: 'inspect', key: 'inspect', repeatable: false, boolean: true, commands: ['http'], help: '=false  capture nothing of this endpoint\'s requests (default: captured for the inspector, localhost:4040)' },
+  { flag: 'inspect', key: 'inspect', repeatable: false, boolean: true, commands: ['http'], help: 'true|false  capture requests for your inspector (default true; --inspect=false: nothing is captured)' },
   { flag: 'output', key: 'output', repeatable: false, commands: ALL, help: 'text|json  terminal output: banner and request lines, or one JSON object per line' },
   { flag: 'help', key: 'help', repeatable: false, commands: ALL, help: '  show this help' },
 ]
