@@ -207,6 +207,45 @@ describe('request capture and replay', () => {
     expect(denied.errorCode).toBe('PH_3101')
   })
 
+  it('replays an https request over https (an https-only endpoint would redirect plain HTTP)', async () => {
+    const client = open('alice', 'cap-tls', 'http --schemes https')
+    await client.waitFor(/Forwarding\s+https:\/\/\S+/)
+    const host = 'cap-tls.localhost'
+    const session = h2Session(gw, host)
+    await new Promise<void>((resolve, reject) => {
+      const stream = session.request({ ':path': '/secure', ':authority': host, ':method': 'POST' })
+      stream.once('error', reject).once('end', resolve).resume()
+      stream.end('over tls')
+    })
+    session.close()
+    const owner = gw.registry.endpoints().find((e) => e.host === host)!.owner.id
+    const original = await captured(owner, '/secure')
+    const before = hits.length
+    await gw.inspect.replay(original)
+    expect(hits.length).toBe(before + 1)
+    expect(hits.at(-1)!.headers['x-forwarded-proto']).toBe('https')
+    const replayed = await captured(owner, '/secure', (r) => r.replayOf === original.id)
+    expect(replayed.response!.statusCode).toBe(200)
+    expect(replayed.request.body.toString()).toBe('over tls')
+  })
+
+  it('refuses a replay that lands on another owner\'s endpoint (PH_3201), before the policy or the upstream', async () => {
+    const mine = open('alice', 'cap-from')
+    const theirs = open('bob', 'cap-to')
+    const [mineUrl] = await mine.urls()
+    const [theirsUrl] = await theirs.urls()
+    await send(gw, `${mineUrl}/moving`)
+    const original = await captured(ownerOf(mineUrl!), '/moving')
+    // The name now routes elsewhere (it changed hands, or the record was tampered with): same owner, bob's host.
+    const misrouted: CapturedRequest = { ...original, public: { uri: '/moving', headers: { ...original.public!.headers, 'x-forwarded-host': [new URL(theirsUrl!).host] } } }
+    const before = hits.length
+    await gw.inspect.replay(misrouted)
+    expect(hits.length).toBe(before)
+    const refused = await captured(ownerOf(theirsUrl!), '/moving')
+    expect(refused.errorCode).toBe('PH_3201')
+    expect(refused.replayOf).toBeUndefined()
+  })
+
   it('strips a replay mark sent by the public and does not honour it', async () => {
     const client = open('alice', 'cap-forge')
     const [url] = await client.urls()
