@@ -40,15 +40,43 @@ export function createReplaySecret (): string {
 
 let lastMs = 0
 let sequence = 0
-/** 'req_' + milliseconds + a sequence within the millisecond + randomness: later ids sort after earlier ones. */
+/** Tells this process's ids from another run's (ids are per process; a restart starts a new store). */
+const RUN = randomBytes(3).toString('hex')
+/** 'req_' + milliseconds + a sequence within the millisecond + this run's tag: later ids sort after earlier ones. */
 export function newRecordId (): string {
   const now = Date.now()
-  if (now === lastMs) sequence++
+  if (now <= lastMs) sequence++ // the same millisecond, or a clock that stepped back: keep counting
   else {
-    lastMs = Math.max(now, lastMs) // a clock stepping back must not make ids sort before older ones
+    lastMs = now
     sequence = 0
   }
-  return `req_${lastMs.toString(36).padStart(9, '0')}${sequence.toString(36).padStart(4, '0')}${randomBytes(3).toString('hex')}`
+  return `req_${lastMs.toString(36).padStart(9, '0')}${sequence.toString(36).padStart(4, '0')}${RUN}`
+}
+
+/**
+ * What a record costs in the store, as the edge knows it cheaply (body bytes and header text), under a symbol
+ * the store reads instead of walking the record (its header lists are built only when someone reads them).
+ */
+export const RECORD_SIZE = Symbol('porthole.inspect.recordSize')
+
+/** A shallow copy of a header map whose lists are copies too: what the policy does to the original stays there. */
+function snapshot (headers: HeaderMap): HeaderMap {
+  const copy: HeaderMap = {}
+  for (const name in headers) {
+    const value = headers[name]
+    copy[name] = Array.isArray(value) ? value.slice() : value
+  }
+  return copy
+}
+
+function headerBytes (headers: HeaderMap): number {
+  let size = 0
+  for (const name in headers) {
+    const value = headers[name]
+    if (typeof value === 'string') size += name.length + value.length + 32
+    else if (value !== undefined) for (const v of value) size += name.length + v.length + 32
+  }
+  return size
 }
 
 /** What the mark says, when it carries this process's secret: the owner it was sent for and the record replayed. */
@@ -125,20 +153,28 @@ function rawHeaderLists (raw: readonly string[]): Record<string, string[]> {
   return out
 }
 
-/** A serialized HTTP/1.1 response head: status line and header lines. */
-function parseHead (head: string): { statusCode: number, status: string, headers: Record<string, string[]> } | undefined {
-  const lines = head.split('\r\n')
-  const match = /^HTTP\/\d\.\d (\d{3})(?: (.*))?$/.exec(lines[0] ?? '')
-  if (match === null) return undefined
+/** The header lines of a serialized HTTP/1.1 head (its first line skipped). */
+function parseHeaderLines (head: string): Record<string, string[]> {
   const headers: Record<string, string[]> = {}
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!
+  let at = head.indexOf('\r\n')
+  while (at !== -1) {
+    const start = at + 2
+    const end = head.indexOf('\r\n', start)
+    const line = head.slice(start, end === -1 ? undefined : end)
+    at = end
     const colon = line.indexOf(':')
     if (colon <= 0) continue
     ;(headers[line.slice(0, colon)] ??= []).push(capValue(line.slice(colon + 1).trim()))
   }
+  return headers
+}
+
+/** A serialized HTTP/1.1 response head: status line and header lines. */
+function parseHead (head: string): { statusCode: number, status: string, headers: Record<string, string[]> } | undefined {
+  const match = /^HTTP\/\d\.\d (\d{3})(?: ([^\r\n]*))?/.exec(head)
+  if (match === null) return undefined
   const statusCode = Number(match[1])
-  return { statusCode, status: `${statusCode} ${match[2] ?? STATUS_CODES[statusCode] ?? ''}`.trimEnd(), headers }
+  return { statusCode, status: `${statusCode} ${match[2] ?? STATUS_CODES[statusCode] ?? ''}`.trimEnd(), headers: parseHeaderLines(head) }
 }
 
 function remoteAddr (ip: string, port: number | undefined): string {
@@ -166,7 +202,6 @@ export class RequestCapture {
   readonly #responseBody: BodyTap
   readonly #replayOf: string | undefined
   #view: UpstreamView | null = null
-  #public: CapturedRequest['public']
   /** Read now: once the response closes, the socket may have gone. */
   readonly #remoteAddr: string
   errorCode: string | undefined
@@ -200,46 +235,66 @@ export class RequestCapture {
   /**
    * The request as it goes upstream (path after rewrites, headers after the policy's changes): `view` is the
    * policy's context, read when the response closes. Called before the policy runs, so the request as the
-   * public sent it is copied now.
+   * public sent it is copied now (a shallow copy; its lists are made when someone reads them).
    */
   upstream (view: UpstreamView): void {
     this.#view = view
-    this.#public = { uri: view.path, headers: headerLists(view.headers) }
+    this.#public = snapshot(view.headers)
+    this.#publicUri = view.path
   }
 
+  #publicUri = ''
+  #public: HeaderMap | null = null
+
+  /**
+   * Builds the record. Header lists are made only when read (the inspector, the admin API, a replay): most
+   * records are evicted unread, and a busy endpoint should not pay for them per request.
+   */
   #finish (): void {
     const req = this.#req
     const res = this.#res
     const h2 = req.httpVersionMajor === 2
     const view = this.#view
     const body = this.#requestBody
+    const requestHeaders = view?.headers ?? null
+    const rawHeaders = req.rawHeaders
+    let requestLists: Record<string, string[]> | undefined
     const request: CapturedRequestPart = {
       method: req.method ?? 'GET',
       proto: `HTTP/${req.httpVersion}`,
       uri: view?.path ?? req.url ?? '/',
-      headers: view !== null ? headerLists(view.headers) : rawHeaderLists(req.rawHeaders),
+      get headers () { return (requestLists ??= requestHeaders !== null ? headerLists(requestHeaders) : rawHeaderLists(rawHeaders)) },
       body: body.body(),
       bodySize: body.size,
       truncated: body.truncated,
     }
+    let size = 512 + request.uri.length + request.body.length + (requestHeaders !== null ? headerBytes(requestHeaders) : 0)
     let response: CapturedResponsePart | null = null
     if (res.headersSent) {
+      const statusCode = res.statusCode
       const sent = (res as unknown as { _header?: unknown })._header
-      const head = !h2 && typeof sent === 'string' ? parseHead(sent) : undefined
-      const statusCode = head?.statusCode ?? res.statusCode
+      // HTTP/1.1: the head exactly as written (Date, Connection, Transfer-Encoding included); HTTP/2: what was set.
+      const head = !h2 && typeof sent === 'string' ? sent : null
+      const set = head === null ? res.getHeaders() : null
+      let responseLists: Record<string, string[]> | undefined
+      const reason = h2 ? STATUS_CODES[statusCode] : res.statusMessage || STATUS_CODES[statusCode]
       response = {
-        status: head?.status ?? `${statusCode} ${STATUS_CODES[statusCode] ?? ''}`.trimEnd(),
+        status: `${statusCode} ${reason ?? ''}`.trimEnd(),
         statusCode,
         proto: h2 ? 'HTTP/2.0' : 'HTTP/1.1',
-        headers: head?.headers ?? headerLists(res.getHeaders()),
+        get headers () { return (responseLists ??= head !== null ? parseHeaderLines(head) : headerLists(set!)) },
         body: this.#responseBody.body(),
         bodySize: this.#responseBody.size,
         truncated: this.#responseBody.truncated,
       }
+      size += response.body.length + (head !== null ? head.length * 2 : 1024)
     }
-    // The edge's fail() leaves its code on the response; its own answers carry it in porthole-error-code.
-    const errorCode = this.errorCode ?? (res as { errorCode?: string }).errorCode ?? response?.headers['porthole-error-code']?.[0]
-    this.#store.add({
+    const publicHeaders = this.#public
+    let publicLists: Record<string, string[]> | undefined
+    if (publicHeaders !== null) size += this.#publicUri.length + headerBytes(publicHeaders)
+    // The edge's fail() leaves its code on the response (every answer the edge makes itself for an endpoint).
+    const errorCode = this.errorCode ?? (res as { errorCode?: string }).errorCode
+    const record: CapturedRequest & { [RECORD_SIZE]?: number } = {
       id: newRecordId(),
       ownerId: this.#endpoint.owner.id,
       endpointId: this.#endpoint.id,
@@ -251,8 +306,10 @@ export class RequestCapture {
       response,
       ...(errorCode !== undefined ? { errorCode } : {}),
       ...(this.#replayOf !== undefined ? { replayOf: this.#replayOf } : {}),
-      ...(this.#public !== undefined ? { public: this.#public } : {}),
-    })
+      ...(publicHeaders !== null ? { public: { uri: this.#publicUri, get headers () { return (publicLists ??= headerLists(publicHeaders)) } } } : {}),
+    }
+    Object.defineProperty(record, RECORD_SIZE, { value: size })
+    this.#store.add(record)
   }
 }
 

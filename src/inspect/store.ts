@@ -6,6 +6,7 @@
 import { channel } from 'node:diagnostics_channel'
 import { LRUCache } from 'lru-cache'
 import type { CapturedMessage, CapturedRequest, InspectStore } from './record.js'
+import { RECORD_SIZE } from './capture.js'
 
 export const INSPECT_REQUEST_CHANNEL = 'porthole:inspect:request'
 const requestChannel = channel(INSPECT_REQUEST_CHANNEL)
@@ -40,8 +41,13 @@ function messageSize (message: CapturedMessage): number {
   return size
 }
 
-/** What one record costs us, near enough: its bodies, its header text, a fixed overhead. */
+/**
+ * What one record costs us, near enough: its bodies, its header text, a fixed overhead. The edge's records say
+ * it themselves (RECORD_SIZE: their header lists are built only when read); others are walked.
+ */
 export function recordSize (record: CapturedRequest): number {
+  const known = (record as { [RECORD_SIZE]?: number })[RECORD_SIZE]
+  if (known !== undefined) return known
   let size = RECORD_OVERHEAD + record.request.uri.length + messageSize(record.request) + (record.response === null ? 0 : messageSize(record.response))
   const sent = record.public
   if (sent !== undefined) {
@@ -81,8 +87,9 @@ export class MemoryInspectStore implements InspectStore {
       if (bucket === undefined) bucket = this.#newBucket()
       else this.#owners.delete(record.ownerId) // re-inserted below: now the most recently active owner
       this.#owners.set(record.ownerId, bucket)
+      const before = bucket.calculatedSize
       bucket.set(record.id, record, { size })
-      this.#totalBytes += size
+      this.#totalBytes += bucket.calculatedSize - before // the new record's size less what it evicted
       this.#trimOwners(record.ownerId)
     }
     // A record too big to keep (it cannot be, with the edge's caps) is still announced live.
@@ -118,6 +125,7 @@ export class MemoryInspectStore implements InspectStore {
     const bucket = this.#owners.get(ownerId)
     if (bucket === undefined) return
     this.#owners.delete(ownerId)
+    this.#totalBytes -= bucket.calculatedSize
     bucket.clear()
   }
 
@@ -134,12 +142,7 @@ export class MemoryInspectStore implements InspectStore {
   }
 
   #newBucket (): LRUCache<string, CapturedRequest> {
-    return new LRUCache<string, CapturedRequest>({
-      max: this.#maxRecords,
-      maxSize: this.#maxBytes,
-      // Evicted, deleted or cleared: its bytes are no longer held.
-      dispose: (record) => { this.#totalBytes -= recordSize(record) },
-    })
+    return new LRUCache<string, CapturedRequest>({ max: this.#maxRecords, maxSize: this.#maxBytes })
   }
 
   /** Drops the least recently active owners while there are too many, or too many bytes in all. */
