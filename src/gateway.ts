@@ -27,6 +27,12 @@ import { policyLogChannel, type PolicyLogRecord } from './policy/actions/vars-an
 import { policyErrorChannel } from './policy/compile.js'
 import type { RuleError } from './policy/compiled.js'
 import { outboundChannel, type OutboundFailure } from './policy/outbound.js'
+import { channel as diagnosticsChannel } from 'node:diagnostics_channel'
+import { createReplaySecret } from './inspect/capture.js'
+import { requestCompleteEvent } from './inspect/event.js'
+import type { CapturedRequest, InspectStore, Replay } from './inspect/record.js'
+import { createReplay } from './inspect/replay.js'
+import { INSPECT_REQUEST_CHANNEL, MemoryInspectStore } from './inspect/store.js'
 
 export interface RunningGateway {
   readonly config: ServerConfig
@@ -47,6 +53,11 @@ export interface RunningGateway {
   /** The HTTP edge (its per-endpoint pool counters are what tests look at). */
   readonly edge: HttpEdge
   readonly identity: Identity
+  /**
+   * Captured requests per owner and their replay (the inspector reads these). With --inspect=false the store
+   * stays empty: the edge captures nothing.
+   */
+  readonly inspect: { readonly store: InspectStore, readonly replay: Replay }
   close (): Promise<void>
 }
 
@@ -75,7 +86,12 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
   const authorizedKeys = new AuthorizedKeys(config.authorizedKeys, (message) => log.warn(message))
   const certs = createCertStore(config, dataDir, log.child({ component: 'certs' }))
 
+  // Capture (issue 11): one store for the gateway, bounded per owner and in all; the replay mark's secret lives
+  // only in this process, so nobody outside can make a request pass for a replay.
+  const inspectStore = new MemoryInspectStore()
+  const replaySecret = createReplaySecret()
   const edge = new HttpEdge({
+    ...(config.inspect ? { inspect: { store: inspectStore, replaySecret } } : {}),
     registry,
     log: log.child({ component: 'edge' }),
     acmeChallenge: certs.acme ? (token) => certs.acmeChallenge(token) : undefined,
@@ -105,6 +121,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     throw error
   }
   edge.httpsPort = https.port
+  const replay = createReplay({ httpPort: http.port, httpsPort: https.port, secret: replaySecret, timeoutMs: config.upstreamTimeoutMs })
 
   // Asked at each login: an account key or token created at run time turns anonymous access off.
   const anonymous = (): boolean => config.allowAnonymous || (config.anonymous && !identity.hasCredentials)
@@ -204,7 +221,12 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     throw error
   }
   // The admin API, on its own listener; it shows every transport's live sessions.
-  const api = config.apiAddr ? new ApiServer({ identity, sessions, log: log.child({ component: 'api' }), headersTimeoutMs: config.headerTimeoutMs }) : null
+  // An endpoint's captured requests, for operators: the live endpoint's owner's records that came through it.
+  const endpointRequests = (endpointId: string): CapturedRequest[] | undefined => {
+    const endpoint = registry.endpoints().find((e) => e.id === endpointId)
+    return endpoint === undefined ? undefined : inspectStore.list(endpoint.owner.id).filter((r) => r.endpointId === endpointId)
+  }
+  const api = config.apiAddr ? new ApiServer({ identity, sessions, requests: endpointRequests, log: log.child({ component: 'api' }), headersTimeoutMs: config.headerTimeoutMs }) : null
   let apiAddress = null
   try {
     apiAddress = api && config.apiAddr ? await api.listen(config.apiAddr.host, config.apiAddr.port) : null
@@ -248,6 +270,14 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     policyLog.warn({ endpoint: error.endpoint, where: error.where, expression: error.expression, reason: error.reason, applied: error.applied }, 'policy expression failed')
   }
   policyErrorChannel.subscribe(onPolicyError)
+  // One ngrok-shaped http_request_complete.v0 event per captured request, at debug level (nothing is built otherwise).
+  const requestLog = log.child({ component: 'inspect' })
+  const requestChannel = diagnosticsChannel(INSPECT_REQUEST_CHANNEL)
+  const onRequestComplete = (message: unknown): void => {
+    requestLog.debug({ event: requestCompleteEvent(message as CapturedRequest) }, 'http request complete')
+  }
+  const logRequests = config.inspect && requestLog.isLevelEnabled('debug')
+  if (logRequests) requestChannel.subscribe(onRequestComplete)
 
   let closing: Promise<void> | null = null
   return {
@@ -258,6 +288,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     sessions,
     edge,
     identity,
+    inspect: { store: inspectStore, replay },
     sshPort: sshAddress.port,
     httpPort: http.port,
     httpsPort: https.port,
@@ -272,6 +303,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
         policyLogChannel.unsubscribe(onPolicyLog)
         outboundChannel.unsubscribe(onOutbound)
         policyErrorChannel.unsubscribe(onPolicyError)
+        if (logRequests) requestChannel.unsubscribe(onRequestComplete)
         for (const endpoint of registry.endpoints()) registry.unbind(endpoint)
         tcp.close()
         await Promise.all([edge.close(), tls.close()])

@@ -21,6 +21,8 @@ export interface SessionOptions {
   /** tcp/tls endpoints: PROXY protocol version prepended to the upstream stream (0: none). */
   readonly proxyProto: 0 | 1 | 2
   readonly output: OutputMode
+  /** http endpoints: capture requests for the inspector (default true; `--inspect=false` turns it off). */
+  readonly inspect: boolean
   /** Something the session must still read from the user's stdin before binding (--upstream-tls-verify-cas -). */
   readonly stdin: 'upstream-tls-verify-cas' | 'traffic-policy-file' | null
 }
@@ -46,7 +48,7 @@ export const BOTH_SCHEMES = { http: true, https: true } as const
 export const PLAIN_UPSTREAM: UpstreamOptions = { tls: false, verify: false, cas: null, protocol: 'http1' }
 
 export const DEFAULT_OPTIONS: SessionOptions = {
-  command: null, policy: {}, hostHeader: undefined, schemes: BOTH_SCHEMES, upstream: PLAIN_UPSTREAM, proxyProto: 0, output: 'text', stdin: null,
+  command: null, policy: {}, hostHeader: undefined, schemes: BOTH_SCHEMES, upstream: PLAIN_UPSTREAM, proxyProto: 0, output: 'text', inspect: true, stdin: null,
 }
 
 /** The spec and compiled policy a forward of `proto` is bound with. Throws PH_10xx if they do not fit.
@@ -54,7 +56,7 @@ export const DEFAULT_OPTIONS: SessionOptions = {
 export function specFor (options: SessionOptions, proto: EndpointProto, compile: CompileOptions = {}): { spec: EndpointSpec, compiled: CompiledPolicy } {
   const compiled = compilePolicy(options.policy, proto, compile)
   const spec: EndpointSpec = proto === 'http'
-    ? { proto, schemes: options.schemes, upstream: options.upstream, ...(options.hostHeader !== undefined ? { hostHeader: options.hostHeader } : {}) }
-    : { proto, schemes: BOTH_SCHEMES, upstream: PLAIN_UPSTREAM, proxyProto: options.proxyProto }
+    ? { proto, schemes: options.schemes, upstream: options.upstream, inspect: options.inspect, ...(options.hostHeader !== undefined ? { hostHeader: options.hostHeader } : {}) }
+    : { proto, schemes: BOTH_SCHEMES, upstream: PLAIN_UPSTREAM, proxyProto: options.proxyProto, inspect: false }
   return { spec, compiled }
 }

@@ -7,6 +7,8 @@ import type { EndpointInfo, SessionDirectory, SessionInfo } from '../core/sessio
 import { checkAccountName, type Identity } from '../identity/identity.js'
 import type { Account, ApiKeyRecord, KeyRecord, Reservation, TokenRecord } from '../identity/model.js'
 import { paginate } from './paginate.js'
+import type { CapturedRequest } from '../inspect/record.js'
+import { toNgrokRequest } from '../inspect/ngrok-shape.js'
 import type { Route, RouteContext } from './router.js'
 
 const LIST_QUERY = ['limit', 'after'] as const
@@ -76,8 +78,13 @@ function accountFilter (identity: Identity, query: URLSearchParams): string | un
 }
 
 const noContent = { status: 204 } as const
+/** Captured requests of one endpoint in one answer at most (ngrok's agent API has no paging for them either). */
+const MAX_REQUESTS = 500
 
-export function routes (identity: Identity, sessions: SessionDirectory): Route[] {
+/** The captured requests of a live endpoint, newest first; undefined when no such endpoint is bound. */
+export type EndpointRequests = (endpointId: string) => CapturedRequest[] | undefined
+
+export function routes (identity: Identity, sessions: SessionDirectory, requests?: EndpointRequests): Route[] {
   const liveEndpoints = (): EndpointInfo[] => sessions.sessions().flatMap((s) => s.endpoints)
   const list = <T>(resource: string, items: readonly T[], idOf: (item: T) => string, ctx: RouteContext, toJson: (item: T) => unknown) =>
     ({ status: 200, body: paginate(resource, path(resource), items, idOf, ctx.query, toJson) })
@@ -177,6 +184,19 @@ export function routes (identity: Identity, sessions: SessionDirectory): Route[]
       },
     },
     { method: 'GET', pattern: '/api/endpoints/{id}', handle: ({ params }) => ({ status: 200, body: json.endpoint(found(liveEndpoints().find((e) => e.id === params.id), 'endpoint', params.id!)) }) },
+    {
+      // The endpoint's captured requests in the inspector's (ngrok's agent API) shape: {requests, uri}.
+      method: 'GET',
+      pattern: '/api/endpoints/{id}/requests',
+      query: ['limit'],
+      handle: ({ params, query }) => {
+        const limitText = query.get('limit')
+        const limit = limitText === null ? 50 : Number(limitText)
+        if (!/^\d{1,3}$/.test(limitText ?? '50') || limit < 1 || limit > MAX_REQUESTS) throw new PortholeError('PH_5001', `limit ${JSON.stringify(limitText)} (want 1-${MAX_REQUESTS})`)
+        const records = found(requests?.(params.id!), 'endpoint', params.id!)
+        return { status: 200, body: { requests: records.slice(0, limit).map(toNgrokRequest), uri: `${path('endpoints', params.id!)}/requests` } }
+      },
+    },
     {
       method: 'GET',
       pattern: '/api/sessions',

@@ -11,7 +11,7 @@ import type { Identity } from '../identity/identity.js'
 import { LoginThrottle } from '../identity/login-throttle.js'
 import { checkingIntervalMs, closeSoon, listenOn } from '../net/listen.js'
 import { rawResponseHead } from '../edge/error-response.js'
-import { routes } from './resources.js'
+import { routes, type EndpointRequests } from './resources.js'
 import { MethodNotAllowed, Router, type Reply } from './router.js'
 
 export const MAX_BODY_BYTES = 64 * 1024
@@ -25,6 +25,8 @@ export interface ApiServerOptions {
   readonly throttle?: LoginThrottle
   readonly headersTimeoutMs?: number
   readonly requestTimeoutMs?: number
+  /** An endpoint's captured requests (GET /api/endpoints/{id}/requests); absent: that path answers 404. */
+  readonly requests?: EndpointRequests
 }
 
 /** Marks a request whose connection must not be reused (a body left unread). */
@@ -45,7 +47,7 @@ export class ApiServer {
     this.#identity = options.identity
     this.#log = options.log
     this.#throttle = options.throttle ?? new LoginThrottle()
-    this.#router = new Router(routes(options.identity, options.sessions))
+    this.#router = new Router(routes(options.identity, options.sessions, options.requests))
     const headersTimeout = options.headersTimeoutMs ?? 10_000
     this.#server = createServer({
       maxHeaderSize: 16 * 1024,

@@ -6,7 +6,7 @@ import { PortholeError, isPortholeError } from '../core/errors.js'
 import { didYouMean } from '../core/suggest.js'
 import { COMMANDS, commandsHelp, runAdmin } from './admin.js'
 
-const BOOLEAN_FLAGS = ['allow-anonymous', 'policy-private-urls', 'ssh-legacy-algorithms']
+const BOOLEAN_FLAGS = ['allow-anonymous', 'policy-private-urls', 'ssh-legacy-algorithms', 'inspect']
 const ARRAY_FLAGS = ['authorized-keys']
 const FLAGS = [...CONFIG_KEYS.map(kebab), 'config']
 
@@ -57,6 +57,8 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --ssh-legacy-algorithms=false
                            offer only modern SSH algorithms; the default also offers ssh-rsa (SHA-1) host-key
                            signatures and diffie-hellman-group14-sha1 for Dropbear 2016.74-2019.78 on routers
+  --inspect=false          capture no requests at all (default: every HTTP request's heads and first 64 KiB of
+                           each body are kept in memory, per owner, for the user's inspector and the admin API)
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
 `
 

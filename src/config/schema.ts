@@ -140,6 +140,9 @@ export const configSchema = z.strictObject({
   /** Offer ssh-rsa (SHA-1) host-key signatures, diffie-hellman-group14-sha1 and encrypt-and-MAC MACs, for
    *  Dropbear 2016.74-2019.78 on routers (src/agents/ssh/algorithms.ts says why); false: modern set only. */
   sshLegacyAlgorithms: z.boolean().default(true),
+  /** Capture every HTTP request (heads and the first 64 KiB of each body) for the owners' inspectors and the
+   *  admin API; false: nothing is captured for any endpoint, whatever the endpoint's --inspect. */
+  inspect: z.boolean().default(true),
 }).superRefine((settings, ctx) => {
   if ((settings.acmeDirectory === undefined) !== (settings.acmeEmail === undefined)) {
     const missing = settings.acmeDirectory === undefined ? 'acmeDirectory' : 'acmeEmail'

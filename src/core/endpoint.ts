@@ -16,6 +16,8 @@ export interface EndpointSpec {
   readonly upstream: { readonly tls: boolean, readonly verify: boolean, readonly cas: string | null, readonly protocol: 'http1' | 'http2' }
   /** tcp/tls endpoints: PROXY protocol version prepended to each stream (0: none). */
   readonly proxyProto?: 0 | 1 | 2
+  /** http endpoints: whether the edge captures its requests for the inspector (--inspect=false: no). Always false for tcp/tls. */
+  readonly inspect: boolean
 }
 
 /** Who owns a name. `persistent` owners (a key) can come back for their names; anonymous ones cannot. */

@@ -97,6 +97,12 @@ export const catalogue = {
   PH_3103: { status: 429, message: 'too many requests: the endpoint\'s rate limit was reached', surfaces: ['edge'] },
   PH_3104: { status: 503, message: 'the endpoint\'s circuit breaker is open: its service has been failing; try again later', surfaces: ['edge'] },
 
+  // Request inspection and replay (inspect/: the replay's caller, or the edge when a replay is misrouted).
+  PH_3200: { status: 409, message: 'this request cannot be replayed as captured: its body was cut at the capture cap ({detail}); replay it with an edited body', surfaces: ['api'] },
+  PH_3201: { status: 403, message: 'a replay may only reach an endpoint of the owner it was captured for ({detail})', surfaces: ['edge'] },
+  PH_3202: { status: 429, message: 'too many replays in progress (limit {detail}); wait for them to finish', surfaces: ['api'] },
+  PH_3203: { status: 400, message: 'bad replay edit: {detail}', surfaces: ['api'] },
+  PH_3204: { status: 502, message: 'the replay could not be sent through the gateway ({detail})', surfaces: ['api'] },
   // Certificates (the gateway's log, at warn level; the handshake falls back to another certificate).
   PH_4001: { status: 500, message: 'certificate pair skipped: {detail}', surfaces: ['log'] },
   PH_4002: { status: 502, message: 'ACME order failed: {detail}', surfaces: ['log'] },

@@ -20,6 +20,7 @@ import { Upstream } from './upstream.js'
 import { checkingIntervalMs, closeSoon, listenOn } from '../net/listen.js'
 import { proxyUpgrade } from './upgrade.js'
 import { requestTarget, routingHost, type RequestTarget, type Scheme } from './request-target.js'
+import { readReplayMark, REPLAY_HEADER, RequestCapture, UpgradeCapture, type InspectOptions } from '../inspect/capture.js'
 
 export interface HttpEdgeOptions {
   readonly registry: Registry
@@ -33,6 +34,8 @@ export interface HttpEdgeOptions {
   readonly upstreamConnections: number
   /** ACME HTTP-01: the key authorization for a token, if a certificate order is waiting for it. */
   readonly acmeChallenge?: (token: string) => string | undefined
+  /** Request capture for the inspector (inspect/capture.ts); absent: nothing is captured (--inspect=false). */
+  readonly inspect?: InspectOptions
 }
 
 const ACME_PREFIX = '/.well-known/acme-challenge/'
@@ -422,6 +425,9 @@ export class HttpEdge {
       return
     }
     const { endpoint, upstream } = routed
+    const inspect = this.#options.inspect
+    // Captured only when the gateway and the endpoint both say so; nothing is allocated otherwise.
+    const capture = inspect !== undefined && endpoint.spec.inspect ? new RequestCapture(inspect, endpoint, req, res, replayOf(req, inspect.replaySecret, endpoint)) : null
     const onRequest = endpoint.hooks.onRequest
     if (onRequest) {
       res.once('close', () => onRequest({
@@ -441,7 +447,13 @@ export class HttpEdge {
       return
     }
     const headers = upstreamRequestHeaders(req, clientIp, scheme, target.authority)
+    const marked = this.#replayMark(headers, endpoint)
+    if (marked === false) {
+      req.resume()
+      return this.fail(res, endpoint, 'PH_3201', endpoint.host)
+    }
     const ctx = requestContext(req, endpoint, scheme, headers, target)
+    capture?.upstream(ctx)
     const origin = `${scheme}://${target.authority || endpoint.host}`
     const hasBody = hasRequestBody(req)
     if (upstream.policy.needsBody && hasBody) {
@@ -486,6 +498,20 @@ export class HttpEdge {
     }, new ProxyHandler(res, this, endpoint, upstream, ctx, origin, upstreamHost))
   }
 
+  /**
+   * Strips the replay mark from the headers going on (always: a stranger's never reaches the policy or the
+   * upstream). false when it carries this process's secret but names another owner than the endpoint's: a
+   * replay routed elsewhere (an edited Host, a name that changed hands) is not sent.
+   */
+  #replayMark (headers: HeaderMap, endpoint: Endpoint): boolean {
+    const value = headers[REPLAY_HEADER]
+    if (value === undefined) return true
+    delete headers[REPLAY_HEADER]
+    const secret = this.#options.inspect?.replaySecret
+    const mark = secret === undefined ? undefined : readReplayMark(value, secret)
+    return mark === undefined || mark.ownerId === endpoint.owner.id
+  }
+
   /** CONNECT (authority-form) is never proxied: a code instead of Node's silent close (HTTP/1.1) or bare 405 (HTTP/2). */
   refuseConnect (req: IncomingMessage, to: Duplex | ServerResponse): void {
     const detail = `CONNECT ${String(req.headers[':authority'] ?? req.url ?? '')}`
@@ -502,9 +528,13 @@ export class HttpEdge {
     const routed = this.#route(req, target, scheme)
     if ('code' in routed) return sendRawError(socket, routed.code, routed.detail)
     const { endpoint, upstream } = routed
+    const inspect = this.#options.inspect
+    const capture = inspect !== undefined && endpoint.spec.inspect ? new UpgradeCapture(inspect, endpoint, req, socket, replayOf(req, inspect.replaySecret, endpoint)) : null
     if (scheme === 'http' && !endpoint.spec.schemes.http) return sendRawError(socket, 'PH_3008')
     const headers = upstreamRequestHeaders(req, clientIp, scheme, target.authority)
+    if (this.#replayMark(headers, endpoint) === false) return sendRawError(socket, 'PH_3201', endpoint.host)
     const ctx = requestContext(req, endpoint, scheme, headers, target)
+    capture?.upstream(ctx)
     afterPolicy(runRequestPhases(upstream.policy, ctx), (denial) => {
       if (socket.destroyed) return
       if (denial) return 'code' in denial ? sendRawError(socket, denial.code, denial.detail, denial.headers) : 'close' in denial ? void socket.destroy() : sendRawResponse(socket, denial.response)
@@ -526,3 +556,11 @@ export class HttpEdge {
 }
 
 type ResponseWithCode = ServerResponse & { errorCode?: ErrorCode }
+
+/** The record a request replays, when it carries this process's replay mark for the endpoint's owner. */
+function replayOf (req: IncomingMessage, secret: string, endpoint: Endpoint): string | undefined {
+  const value = req.headers[REPLAY_HEADER]
+  if (value === undefined) return undefined
+  const mark = readReplayMark(value, secret)
+  return mark !== undefined && mark.ownerId === endpoint.owner.id ? mark.id : undefined
+}

@@ -48,6 +48,12 @@ export interface CapturedRequest {
   readonly errorCode?: string
   /** The id of the captured request this one replays. */
   readonly replayOf?: string
+  /**
+   * The request as the public client sent it, before the traffic policy changed it (hop-by-hop headers dropped,
+   * X-Forwarded-* as the edge set them): what a replay sends, so that it meets the same policy again (basic-auth
+   * removes Authorization before the upstream; a url-rewrite changes the path). Absent for upgrades.
+   */
+  readonly public?: { readonly uri: string, readonly headers: Readonly<Record<string, readonly string[]>> }
 }
 
 /** The per-owner store the edge feeds and the inspector reads (bounded by count and bytes per owner). */

@@ -74,6 +74,16 @@ describe('config', () => {
     expect(errorOf(() => loadConfig({ sshLegacyAlgorithms: 'maybe' }, {}))).toMatch(/^invalid configuration: ssh-legacy-algorithms:/)
   })
 
+  it('captures requests by default; --inspect=false from every source turns it off', () => {
+    expect(loadConfig({}, {}).inspect).toBe(true)
+    expect(loadConfig({ inspect: false }, {}).inspect).toBe(false)
+    expect(loadConfig({}, { PORTHOLE_INSPECT: 'false' }).inspect).toBe(false)
+    const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
+    writeFileSync(join(dir, 'c.yml'), 'inspect: false\n')
+    expect(loadConfig({ config: join(dir, 'c.yml') }, {}).inspect).toBe(false)
+    expect(errorOf(() => loadConfig({ inspect: 'maybe' }, {}))).toMatch(/^invalid configuration: inspect:/)
+  })
+
   it('takes certificate settings from every source; ACME needs both directory and email', () => {
     const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
     writeFileSync(join(dir, 'c.yml'), 'acme-directory: https://acme.example/dir\nacme-email: ops@example.com\ncerts-dir: /etc/certs\n')

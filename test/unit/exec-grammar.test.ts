@@ -21,6 +21,18 @@ function codeOf (line: string): string {
 }
 
 describe('exec grammar', () => {
+  it('--inspect: on by default, --inspect=false turns capture off for http; refused elsewhere and for other values', () => {
+    expect(options('http').inspect).toBe(true)
+    expect(options('http').spec.inspect).toBe(true)
+    expect(options('http --inspect=false').spec.inspect).toBe(false)
+    expect(options('http --inspect false').spec.inspect).toBe(false)
+    expect(options('http --inspect').spec.inspect).toBe(true)
+    expect(options('tcp').spec.inspect).toBe(false)
+    expect(codeOf('http --inspect=no')).toBe('PH_1002 bad value for --inspect="no" (want true or false)')
+    expect(codeOf('tcp --inspect=false')).toMatch(/^PH_1001 unknown option --inspect for tcp/)
+    expect(HELP.http).toMatch(/--inspect true\|false  capture requests/)
+  })
+
   it('no command and plain http give the defaults', () => {
     expect(options('').command).toBeNull()
     expect(options('http').command).toBe('http')

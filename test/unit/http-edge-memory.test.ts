@@ -37,7 +37,7 @@ function duplexPair (): [Duplex, Duplex] {
   return [sides[0]!, sides[1]!]
 }
 
-const SPEC: EndpointSpec = { proto: 'http', schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' } }
+const SPEC: EndpointSpec = { proto: 'http', schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' }, inspect: true }
 const OWNER = { id: 'test-owner', persistent: true, known: true }
 
 interface Scene {

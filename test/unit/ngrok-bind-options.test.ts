@@ -77,7 +77,7 @@ describe('supported options map to the rules the SSH flags build', () => {
       proto: 'http',
       urlScheme: 'https',
       name: null,
-      options: { command: 'http', policy: {}, hostHeader: undefined, schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' }, proxyProto: 0, output: 'text', stdin: null },
+      options: { command: 'http', policy: {}, hostHeader: undefined, schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' }, proxyProto: 0, output: 'text', inspect: true, stdin: null },
       pooling: false,
       info: { name: '', description: '', metadata: '', forwardsTo: 'http://localhost:3000/' },
     })

@@ -239,6 +239,8 @@ export function bindOptions (bind: Bind, compile: CompileOptions = {}): BindMapp
     upstream: { tls: false, verify: false, cas: null, protocol: forwardsProto === 'http2' ? 'http2' : 'http1' },
     proxyProto,
     output: 'text',
+    // ngrok's agent inspects every http tunnel (its inspect option defaults on; the SDKs send nothing for it)
+    inspect: true,
     stdin: null,
   }
   specFor(options, proto, compile) // every value checked now: a bad one is refused before anything binds

@@ -78,6 +78,7 @@ export const NGROK_OPTIONS: readonly OptionSupport[] = [
   { option: 'Extra.PoolingEnabled', protos: ALL, support: refused(WHY.pooling), maps: 'false is accepted' },
   { option: 'Extra.Bindings', protos: ALL, support: 'supported', maps: 'none or ["public"]; any other binding is refused: ' + WHY.bindings },
   { option: 'Extra.IPPolicyRef', protos: ALL, support: refused(WHY.ipPolicyRef), maps: '' },
+  { option: 'Request inspection (the agent\'s inspect setting; not sent in a Bind)', protos: H, support: 'supported', maps: 'every http endpoint is inspected at the gateway, as --inspect for SSH; the operator\'s --inspect=false turns it off' },
   { option: 'StartTunnelWithLabel (labeled tunnels)', protos: ALL, support: refused(WHY.labeled), maps: '' },
   { option: 'any other option', protos: ALL, support: refused('unknown to Porthole (PH_1074), unless left at its zero value (null, "", false, 0, [])'), maps: '' },
 ]

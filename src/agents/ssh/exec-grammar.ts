@@ -18,7 +18,7 @@ export type ParsedCommand =
   | { kind: 'options', options: SessionOptions }
   | { kind: 'help', text: string }
 
-type FlagKey = keyof ModuleFlags | 'compression' | 'trafficPolicy' | 'trafficPolicyFile' | 'hostHeader' | 'schemes' | 'upstreamTls' | 'upstreamTlsVerify' | 'upstreamTlsVerifyCas' | 'upstreamProtocol' | 'proxyProto' | 'output' | 'help'
+type FlagKey = keyof ModuleFlags | 'compression' | 'trafficPolicy' | 'trafficPolicyFile' | 'hostHeader' | 'schemes' | 'upstreamTls' | 'upstreamTlsVerify' | 'upstreamTlsVerifyCas' | 'upstreamProtocol' | 'proxyProto' | 'inspect' | 'output' | 'help'
 
 interface FlagInfo {
   readonly flag: string
@@ -63,6 +63,7 @@ const FLAGS: readonly FlagInfo[] = [
   { flag: 'upstream-tls-verify-cas', key: 'upstreamTlsVerifyCas', repeatable: false, commands: ['http'], help: '-  read the CA certificates (PEM) that verify your service from stdin: ... < ca.pem' },
   { flag: 'upstream-protocol', key: 'upstreamProtocol', repeatable: false, commands: ['http'], help: 'http1|http2  protocol to your service (http2: prior knowledge, or ALPN with --upstream-tls)' },
   { flag: 'proxy-proto', key: 'proxyProto', repeatable: false, commands: ['tcp', 'tls'], help: '1|2  prepend a PROXY protocol header (v1 text, v2 binary) to each connection to your service' },
+  { flag: 'inspect', key: 'inspect', repeatable: false, boolean: true, commands: ['http'], help: 'true|false  capture requests for your inspector (default true; --inspect=false: nothing is captured)' },
   { flag: 'output', key: 'output', repeatable: false, commands: ALL, help: 'text|json  terminal output: banner and request lines, or one JSON object per line' },
   { flag: 'help', key: 'help', repeatable: false, commands: ALL, help: '  show this help' },
 ]
@@ -166,6 +167,9 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
   const line = commandLine.replace(/(--upstream-tls-verify-cas|--traffic-policy-file)\s+-(?=\s|$)/g, '$1=-')
   const unmatched = unmatchedQuote(line)
   if (unmatched) throw new PortholeError('PH_1041', unmatched)
+  // yargs-parser reads any value of a boolean flag but `true` as false: `--inspect=no` must not pass for a choice.
+  const boolValue = /(?:^|\s)--(inspect)=(?!(?:true|false)(?:\s|$))(\S*)/.exec(line)
+  if (boolValue) throw new PortholeError('PH_1002', `--${boolValue[1]}=${JSON.stringify(boolValue[2])} (want true or false)`)
   const argv = yargsParser(line, {
     string: FLAGS.filter((f) => !f.boolean && f.key !== 'help').map((f) => f.flag),
     boolean: ['help', ...FLAGS.filter((f) => f.boolean).map((f) => f.flag)],
@@ -206,6 +210,7 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
   let schemes: EndpointSpec['schemes'] = BOTH_SCHEMES
   let output: OutputMode = 'text'
   let proxyProto: 0 | 1 | 2 = 0
+  let inspect = true
   const upstream: { -readonly [K in keyof UpstreamOptions]: UpstreamOptions[K] } = { ...PLAIN_UPSTREAM }
   let casFromStdin = false
   let policyFromStdin = false
@@ -217,6 +222,7 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
       if (info.key === 'upstreamTls') upstream.tls = raw === true
       if (info.key === 'upstreamTlsVerify') upstream.verify = raw === true
       if (info.key === 'compression') flags.compression = raw === true
+      if (info.key === 'inspect') inspect = raw === true
       continue
     }
     const values = (Array.isArray(raw) ? raw : [raw]).map(String)
@@ -270,6 +276,7 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
     upstream,
     proxyProto,
     output,
+    inspect,
     stdin: casFromStdin ? 'upstream-tls-verify-cas' : policyFromStdin ? 'traffic-policy-file' : null,
   }
   specFor(options, allowed, compile) // validates every value now, so a bad one is refused before anything binds
