@@ -27,6 +27,8 @@ import { policyLogChannel, type PolicyLogRecord } from './policy/actions/vars-an
 import { policyErrorChannel } from './policy/compile.js'
 import type { RuleError } from './policy/compiled.js'
 import { outboundChannel, type OutboundFailure } from './policy/outbound.js'
+import { createInspector } from './inspect/server.js'
+import type { InspectStore, Replay } from './inspect/record.js'
 
 export interface RunningGateway {
   readonly config: ServerConfig
@@ -50,7 +52,12 @@ export interface RunningGateway {
   close (): Promise<void>
 }
 
-export async function startGateway (config: ServerConfig, log: Logger): Promise<RunningGateway> {
+/** Parts made outside (until the capture side wires its own): the store and replay the inspector serves. */
+export interface GatewayParts {
+  readonly inspect?: { readonly store: InspectStore, readonly replay: Replay }
+}
+
+export async function startGateway (config: ServerConfig, log: Logger, parts: GatewayParts = {}): Promise<RunningGateway> {
   const dataDir = resolve(config.dataDir)
   const hostKeys = loadHostKeys(dataDir)
   const identityStore = new FileIdentityStore(dataDir, (error) => log.error({ err: error.message }, 'identity store unreadable; keeping the last good copy, refusing changes'))
@@ -135,6 +142,8 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     tcpPorts: config.tcpPorts,
     tcpHosts: [config.tcpHost, config.domain],
   }
+  // The inspector every SSH session reaches with -L ...:localhost:4040 (its owner's requests only).
+  const inspector = parts.inspect ? createInspector({ ...parts.inspect, log: log.child({ component: 'inspector' }) }) : null
   const ssh = new SshAgent({
     hostKeys,
     legacyAlgorithms: config.sshLegacyAlgorithms,
@@ -156,6 +165,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       defaultAllocatedPort: http.port,
       commandWaitMs: config.commandWaitMs,
       settleMs: config.sessionSettleMs,
+      inspector,
     },
   })
   if (config.agentAddr) {
@@ -269,6 +279,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
         await api?.close()
         await ngrok?.close()
         await ssh.close()
+        inspector?.close()
         policyLogChannel.unsubscribe(onPolicyLog)
         outboundChannel.unsubscribe(onOutbound)
         policyErrorChannel.unsubscribe(onPolicyError)
