@@ -127,7 +127,7 @@ function renderItem (request, fresh) {
     'data-id': request.id,
     onclick: () => select(request.id),
   },
-  el('span', { class: 'method', text: r.method }),
+  el('span', { class: `method m-${r.method}`, text: r.method }),
   el('span', { class: 'path', title: r.uri, text: r.uri }),
   el('span', { class: 'meta' }, el('span', { text: ms(request.duration) }), el('span', { class: 'ago', 'data-start': request.start, text: ago(request.start) }),
     request.replay_of ? el('span', { class: 'tag', text: 'replay' }) : null),
@@ -296,8 +296,9 @@ async function load () {
 }
 
 function renderTunnels (tunnels) {
-  $('tunnels').replaceChildren(...tunnels.map((t) => el('a', { class: 'tunnel', href: t.public_url, target: '_blank', rel: 'noopener noreferrer', title: `forwards ${t.config.addr || 'to your -R target'}` },
-    el('span', { class: 'proto', text: t.proto }), t.public_url.replace(/^\w+:\/\//, ''))))
+  const urls = tunnels.flatMap((t) => (t.public_urls || [t.public_url]).map((url) => ({ url, addr: t.config.addr })))
+  $('tunnels').replaceChildren(...urls.map(({ url, addr }) => el('a', { class: 'tunnel', href: url, target: '_blank', rel: 'noopener noreferrer', title: `forwards to your -R ${addr}` },
+    el('span', { class: 'proto', text: url.split(':')[0] }), url.replace(/^\w+:\/\//, ''))))
 }
 
 function live () {

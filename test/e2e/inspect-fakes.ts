@@ -46,6 +46,7 @@ export interface Exchange {
   responseHeaders?: Record<string, string[]>
   responseBody?: Buffer
   replayOf?: string
+  durationMs?: number
 }
 
 /** A record as the edge would make it for one exchange through `endpoint`. */
@@ -60,7 +61,7 @@ export function recordFor (endpoint: Endpoint, exchange: Exchange = {}): Capture
     tunnelName: endpoint.host,
     remoteAddr: '127.0.0.1:50000',
     start: new Date().toISOString(),
-    durationMs: 12.5,
+    durationMs: exchange.durationMs ?? 12.5,
     request: {
       method: exchange.method ?? 'GET',
       proto: 'HTTP/1.1',

@@ -58,10 +58,10 @@ afterAll(async () => {
 /** A few realistic requests as the edge would capture them (what a webhook developer sees). */
 function seed (): void {
   const png = Buffer.from('89504e470d0a1a0a0000000d4948445200000010000000100806000000', 'hex')
-  store.add(recordFor(endpoint, { uri: '/', responseHeaders: { 'Content-Type': ['text/html; charset=utf-8'] }, responseBody: Buffer.from('<!doctype html><h1>Hello</h1>') }))
-  store.add(recordFor(endpoint, { uri: '/favicon.ico', status: 404, responseBody: Buffer.from('not found') }))
-  store.add(recordFor(endpoint, { uri: '/logo.png', responseHeaders: { 'Content-Type': ['image/png'] }, responseBody: png }))
-  store.add(recordFor(endpoint, { method: 'POST', uri: '/api/orders', status: 500, body: Buffer.from('{"sku":"A-1","qty":2}'), headers: { 'Content-Type': ['application/json'] }, responseBody: Buffer.from('{"error":"database unavailable"}') }))
+  store.add(recordFor(endpoint, { uri: '/', durationMs: 41.7, responseHeaders: { 'Content-Type': ['text/html; charset=utf-8'] }, responseBody: Buffer.from('<!doctype html><h1>Hello</h1>') }))
+  store.add(recordFor(endpoint, { uri: '/favicon.ico', durationMs: 3.2, status: 404, responseBody: Buffer.from('not found') }))
+  store.add(recordFor(endpoint, { uri: '/logo.png', durationMs: 8.9, responseHeaders: { 'Content-Type': ['image/png'] }, responseBody: png }))
+  store.add(recordFor(endpoint, { method: 'POST', uri: '/api/orders', durationMs: 1204, status: 500, body: Buffer.from('{"sku":"A-1","qty":2}'), headers: { 'Content-Type': ['application/json'] }, responseBody: Buffer.from('{"error":"database unavailable"}') }))
 }
 
 describe('inspector web UI (chromium through ssh -L)', () => {
@@ -138,6 +138,8 @@ describe('inspector web UI (chromium through ssh -L)', () => {
     await page.click(`.item[data-id="${hook.id}"]`)
     await page.waitForSelector('#detail h1')
     await page.waitForTimeout(1300) // the "fresh" highlight of the last arrivals fades
+    await page.waitForSelector('#toast:not(.show)', { state: 'attached' })
+    await page.waitForTimeout(300) // and the toast's own fade
     await page.screenshot({ path: SCREENSHOT })
     expect(await page.locator('.badge.s5').count()).toBeGreaterThan(0)
     expect(await page.locator('.badge.s4').count()).toBeGreaterThan(0)
