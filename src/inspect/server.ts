@@ -85,6 +85,7 @@ export function createInspector (options: InspectorOptions): Inspector {
   const live = new LiveStreams(store, options.maxStreamsPerOwner ?? 8, options.heartbeatMs ?? 15_000)
   const ui = new UiFiles(options.uiDir)
   const connections = new Map<string, number>()
+  const streams = new Set<Duplex>()
 
   const server: Server = createServer({
     maxHeaderSize: 16 * 1024,
@@ -226,6 +227,12 @@ export function createInspector (options: InspectorOptions): Inspector {
       if (count >= maxConnections) {
         const body = JSON.stringify(errorJson(new PortholeError('PH_5030', 'connections')))
         stream.on('error', () => {})
+        streams.add(stream)
+        const linger = setTimeout(() => stream.destroy(), 5000).unref()
+        stream.once('close', () => {
+          clearTimeout(linger)
+          streams.delete(stream)
+        })
         stream.end(`HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
         return
       }
@@ -238,14 +245,18 @@ export function createInspector (options: InspectorOptions): Inspector {
         if (left > 0) connections.set(view.ownerId, left)
         else connections.delete(view.ownerId)
       }
-      stream.once('close', release)
+      streams.add(stream)
+      stream.once('close', () => {
+        streams.delete(stream)
+        release()
+      })
       stream.on('error', () => {})
       ;(stream as ViewedSocket)[VIEW] = view
       server.emit('connection', stream)
     },
     close (): void {
       live.close()
-      server.closeAllConnections()
+      for (const stream of streams) stream.destroy()
     },
   }
 }
