@@ -178,6 +178,35 @@ describe('inspector isolation and access', () => {
     await s.client.kill()
   })
 
+  it.each(CLIENTS)('works for a -N session with %s (no terminal): /api/tunnels tells its URLs', async (kind) => {
+    const local = await freePort()
+    const client = connect({ kind, port: gateway.sshPort, key: gateway.key('bob', kind), forwards: [`localhost:80:localhost:${upstream.port}`], noSession: true, extra: ['-L', `${local}:localhost:4040`] })
+    clients.push(client)
+    const tunnels = await eventually(async () => {
+      const response = await request(`http://127.0.0.1:${local}/api/tunnels`)
+      const json = await response.body.json() as { tunnels: Array<{ public_url: string, config: { addr: string } }> }
+      return json.tunnels.length === 1 ? json.tunnels : null
+    }, 15_000)
+    expect(tunnels[0]!.public_url).toMatch(/^https:\/\/[a-z0-9]+\.localhost:\d+$/)
+    expect(tunnels[0]!.config.addr).toBe('localhost:80')
+    await client.kill()
+  })
+
+  it('says the inspector is off when the gateway runs without one', async () => {
+    const bare = await startTestGateway()
+    try {
+      const local = await freePort()
+      const client = connect({ kind: 'openssh', port: bare.sshPort, key: bare.key('alice', 'openssh'), forwards: [`localhost:80:localhost:${upstream.port}`], command: 'http', extra: ['-L', `${local}:localhost:4040`] })
+      clients.push(client)
+      await client.urls()
+      await expect(request(`http://127.0.0.1:${local}/api/`)).rejects.toThrow()
+      await eventually(() => client.output.includes('PH_5034'))
+      await client.kill()
+    } finally {
+      await bare.stop()
+    }
+  })
+
   it.each(CLIENTS)('refuses -L to any other port or host with %s, and never dials it', async (kind) => {
     // A listener on the gateway's host the client asks for: it must see no connection at all.
     let dialed = 0
