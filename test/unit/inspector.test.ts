@@ -7,6 +7,7 @@ import { request } from 'undici'
 import pino from 'pino'
 import { createInspector, type Inspector, type InspectorView } from '../../src/inspect/server.js'
 import { parseReplayRequest } from '../../src/inspect/replay-request.js'
+import { acceptsDirect } from '../../src/agents/ssh/inspector-access.js'
 import type { CapturedRequest, InspectStore } from '../../src/inspect/record.js'
 
 function memoryStore (): InspectStore & { listeners: number } {
@@ -132,5 +133,14 @@ describe('replay request parsing', () => {
     ['{"id":"r","body":"x","body_encoding":"hex"}', 'body_encoding'],
   ])('refuses %s', (body, field) => {
     expect(() => parseReplayRequest(Buffer.from(body))).toThrow(field)
+  })
+})
+
+describe('which -L destinations the gateway answers', () => {
+  it('only localhost:4040, in its three spellings', () => {
+    for (const host of ['localhost', 'LOCALHOST', '127.0.0.1', '::1', '[::1]']) expect(acceptsDirect(host, 4040), host).toBe(true)
+    for (const [host, port] of [['localhost', 4041], ['127.0.0.1', 22], ['127.0.0.2', 4040], ['example.com', 4040], ['0.0.0.0', 4040], ['localhost.evil.com', 4040]] as const) {
+      expect(acceptsDirect(host, port), `${host}:${port}`).toBe(false)
+    }
   })
 })

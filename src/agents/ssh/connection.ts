@@ -91,6 +91,8 @@ export class SshConnection {
   /** The forwarded-tcpip channels open now: the ones the agent has not ended fail when the session goes. */
   readonly #channels = new Set<ServerChannel>()
   #closed = false
+  /** The -L destinations refused so far (each is reported once). */
+  readonly #refusedDirect = new Set<string>()
   /** Binds run one batch at a time, in request order. */
   #binding: Promise<void> = Promise.resolve()
 
@@ -229,9 +231,13 @@ export class SshConnection {
       ? new PortholeError('PH_5033', target)
       : (inspector === null || this.#closed ? new PortholeError('PH_5034') : null)
     if (refusal) {
-      // The client only prints "administratively prohibited": the terminal (when there is one) says why.
-      this.#log.info({ code: refusal.code, target }, refusal.message)
-      this.#terminal?.error(refusal.toLine())
+      // The client only prints "administratively prohibited": the terminal (when there is one) says why,
+      // once per destination (a client retrying in a loop must not flood the terminal or the log).
+      if (this.#refusedDirect.size < 16 && !this.#refusedDirect.has(target)) {
+        this.#refusedDirect.add(target)
+        this.#log.info({ code: refusal.code, target }, refusal.message)
+        this.#terminal?.error(refusal.toLine())
+      }
       reject()
       return
     }
