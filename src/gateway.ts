@@ -32,6 +32,7 @@ import { createReplaySecret } from './inspect/capture.js'
 import { requestCompleteEvent } from './inspect/event.js'
 import type { CapturedRequest, InspectStore, Replay } from './inspect/record.js'
 import { createReplay } from './inspect/replay.js'
+import { createInspector } from './inspect/server.js'
 import { INSPECT_REQUEST_CHANNEL, MemoryInspectStore } from './inspect/store.js'
 
 export interface RunningGateway {
@@ -61,7 +62,13 @@ export interface RunningGateway {
   close (): Promise<void>
 }
 
-export async function startGateway (config: ServerConfig, log: Logger): Promise<RunningGateway> {
+/** Parts made outside: a store and replay for the inspector to serve instead of the gateway's own (tests of the
+ *  inspector alone fill a store of their own). */
+export interface GatewayParts {
+  readonly inspect?: { readonly store: InspectStore, readonly replay: Replay }
+}
+
+export async function startGateway (config: ServerConfig, log: Logger, parts: GatewayParts = {}): Promise<RunningGateway> {
   const dataDir = resolve(config.dataDir)
   const hostKeys = loadHostKeys(dataDir)
   const identityStore = new FileIdentityStore(dataDir, (error) => log.error({ err: error.message }, 'identity store unreadable; keeping the last good copy, refusing changes'))
@@ -152,6 +159,10 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
     tcpPorts: config.tcpPorts,
     tcpHosts: [config.tcpHost, config.domain],
   }
+  // The inspector every SSH session reaches with -L ...:localhost:4040 (its owner's requests only).
+  // With --inspect=false there is nothing to show: -L to 4040 is refused (PH_5034).
+  const inspected = parts.inspect ?? (config.inspect ? { store: inspectStore, replay } : null)
+  const inspector = inspected ? createInspector({ ...inspected, log: log.child({ component: 'inspector' }) }) : null
   const ssh = new SshAgent({
     hostKeys,
     legacyAlgorithms: config.sshLegacyAlgorithms,
@@ -173,6 +184,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
       defaultAllocatedPort: http.port,
       commandWaitMs: config.commandWaitMs,
       settleMs: config.sessionSettleMs,
+      inspector,
     },
   })
   if (config.agentAddr) {
@@ -300,6 +312,7 @@ export async function startGateway (config: ServerConfig, log: Logger): Promise<
         await api?.close()
         await ngrok?.close()
         await ssh.close()
+        inspector?.close()
         policyLogChannel.unsubscribe(onPolicyLog)
         outboundChannel.unsubscribe(onOutbound)
         policyErrorChannel.unsubscribe(onPolicyError)

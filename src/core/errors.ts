@@ -119,6 +119,13 @@ export const catalogue = {
   PH_5008: { status: 503, message: 'the identity store could not be written: {detail}', surfaces: ['api', 'log'] },
   PH_5009: { status: 502, message: 'cannot reach the admin API at {detail}', surfaces: ['api'] },
   PH_5010: { status: 500, message: 'internal error in the admin API; the gateway log has the details', surfaces: ['api'] },
+  // The inspector (a session's own view of its requests, reached through the SSH session: inspect/server.ts).
+  PH_5030: { status: 429, message: 'too many inspector {detail} for this account; close some and retry', surfaces: ['api'] },
+  PH_5031: { status: 404, message: 'captured request {detail} not found (evicted, cleared, or not yours)', surfaces: ['api'] },
+  PH_5032: { status: 502, message: 'replay failed: {detail}', surfaces: ['api'] },
+  PH_5033: { status: 403, message: 'port forwarding to {detail} is refused: the gateway answers only localhost:4040 (the inspector: ssh -L 4040:localhost:4040)', surfaces: ['ssh', 'log'] },
+  PH_5034: { status: 503, message: 'the inspector is off on this gateway', surfaces: ['ssh', 'log'] },
+  PH_5035: { status: 403, message: 'the inspector answers only pages opened as localhost, 127.0.0.1 or [::1] ({detail} refused)', surfaces: ['api'] },
 } as const satisfies Record<string, CatalogueEntry>
 
 export type ErrorCode = keyof typeof catalogue

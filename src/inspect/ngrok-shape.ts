@@ -4,7 +4,13 @@
 // nanoseconds, `raw` the base64 of the message as sent (head, blank line, body up to the capture cap).
 import type { CapturedMessage, CapturedRequest, CapturedRequestPart, CapturedResponsePart } from './record.js'
 
-export interface NgrokRequestPart {
+/** Porthole's additions to each message: how many body bytes went by, and whether `raw` holds only the start. */
+interface BodyFacts {
+  readonly body_size: number
+  readonly truncated: boolean
+}
+
+export interface NgrokRequestPart extends BodyFacts {
   readonly method: string
   readonly proto: string
   readonly headers: Record<string, string[]>
@@ -12,7 +18,7 @@ export interface NgrokRequestPart {
   readonly raw: string
 }
 
-export interface NgrokResponsePart {
+export interface NgrokResponsePart extends BodyFacts {
   readonly status: string
   readonly status_code: number
   readonly proto: string
@@ -38,11 +44,6 @@ export interface NgrokRequest {
   readonly error_code?: string
   /** The id of the request this one replays. */
   readonly replay_of?: string
-  /** Whether each body was cut at the capture cap, and how many bytes went by in all. */
-  readonly request_truncated: boolean
-  readonly request_body_size: number
-  readonly response_truncated?: boolean
-  readonly response_body_size?: number
 }
 
 function headers (message: CapturedMessage): Record<string, string[]> {
@@ -86,6 +87,8 @@ export function toNgrokRequest (record: CapturedRequest): NgrokRequest {
       headers: headers(request),
       uri: request.uri,
       raw: rawRequest(request).toString('base64'),
+      body_size: request.bodySize,
+      truncated: request.truncated,
     },
     response: response === null
       ? null
@@ -95,12 +98,11 @@ export function toNgrokRequest (record: CapturedRequest): NgrokRequest {
           proto: response.proto,
           headers: headers(response),
           raw: rawResponse(response).toString('base64'),
+          body_size: response.bodySize,
+          truncated: response.truncated,
         },
     endpoint_id: record.endpointId,
     ...(record.errorCode !== undefined ? { error_code: record.errorCode } : {}),
     ...(record.replayOf !== undefined ? { replay_of: record.replayOf } : {}),
-    request_truncated: request.truncated,
-    request_body_size: request.bodySize,
-    ...(response !== null ? { response_truncated: response.truncated, response_body_size: response.bodySize } : {}),
   }
 }

@@ -15,7 +15,7 @@ import { Client, type ClientChannel } from 'ssh2'
 import { request as undiciRequest } from 'undici'
 import { loadConfig } from '../../src/config/load.js'
 import type { ServerConfig } from '../../src/config/schema.js'
-import { startGateway, type RunningGateway } from '../../src/gateway.js'
+import { startGateway, type GatewayParts, type RunningGateway } from '../../src/gateway.js'
 import { createLogger } from '../../src/log.js'
 
 export const FIXTURES = resolve(import.meta.dirname, '../../fixtures')
@@ -34,6 +34,8 @@ export interface GatewayOptions {
   flags?: Record<string, unknown>
   tune?: Partial<ServerConfig>
   dataDir?: string
+  /** Parts handed to startGateway (the inspector's store and replay). */
+  parts?: GatewayParts
 }
 
 export async function startTestGateway (options: GatewayOptions = {}): Promise<TestGateway> {
@@ -44,7 +46,7 @@ export async function startTestGateway (options: GatewayOptions = {}): Promise<T
     ...options.tune,
   }
   const log = createLogger(process.env.PORTHOLE_TEST_LOG ?? 'silent', process.stderr)
-  const gateway = await startGateway(config, log)
+  const gateway = await startGateway(config, log, options.parts)
   return Object.assign(Object.create(null) as object, gateway, {
     dataDir,
     tmp,

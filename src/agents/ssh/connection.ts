@@ -10,7 +10,7 @@
 // its exec) cannot apply to endpoints already public: the command is refused (PH_1040), the endpoints are
 // taken down and the session ends with status 1. The waiting itself is session-options.ts.
 import type { Socket } from 'node:net'
-import type { Connection, ServerChannel, Session, TcpipBindInfo } from 'ssh2'
+import type { Connection, ServerChannel, Session, TcpipBindInfo, TcpipRequestInfo } from 'ssh2'
 import type { Logger } from 'pino'
 import { PortholeError, isPortholeError } from '../../core/errors.js'
 import type { ClientAddress, Endpoint, EndpointProto, Owner, RequestRecord } from '../../core/endpoint.js'
@@ -23,6 +23,8 @@ import { SessionOptionsLifecycle, type OptionsState } from './session-options.js
 import { Terminal, type EndpointLine } from './terminal.js'
 import { abortUnfinished, halfClosing, socketDestroy } from './tunnel-stream.js'
 import { noWindowAfterClose } from './channel-close.js'
+import { acceptsDirect, inspectorView } from './inspector-access.js'
+import type { Inspector } from '../../inspect/server.js'
 
 export interface ConnectionContext extends EndpointContext {
   readonly log: Logger
@@ -34,6 +36,8 @@ export interface ConnectionContext extends EndpointContext {
   readonly commandWaitMs: number
   /** ms the forwards of a client with no session channel wait before binding with defaults (Dropbear -N). */
   readonly settleMs: number
+  /** Answers `-L ...:localhost:4040` (direct-tcpip) with the owner's inspector; null: the inspector is off. */
+  readonly inspector?: Inspector | null
 }
 
 type Accept = ((port?: number) => void) | undefined
@@ -87,6 +91,8 @@ export class SshConnection {
   /** The forwarded-tcpip channels open now: the ones the agent has not ended fail when the session goes. */
   readonly #channels = new Set<ServerChannel>()
   #closed = false
+  /** The -L destinations refused so far (each is reported once). */
+  readonly #refusedDirect = new Set<string>()
   /** Binds run one batch at a time, in request order. */
   #binding: Promise<void> = Promise.resolve()
 
@@ -110,6 +116,8 @@ export class SshConnection {
     client.on('request', (accept, reject, name, info) => this.#onGlobalRequest(accept, reject, name, info as TcpipBindInfo))
     // One terminal per connection: further session channels (ssh multiplexing) are refused outright.
     client.on('session', (accept, reject) => (this.#sessionOpen ? reject() : this.#onSession(accept())))
+    // `ssh -L PORT:localhost:4040`: the gateway answers with the owner's inspector; it never dials anything.
+    client.on('tcpip', (accept, reject, info) => this.#onDirect(accept, reject, info))
     client.once('close', () => this.#onClose())
     client.once('end', () => this.#onClose())
     client.on('error', (error: Error & { level?: string }) => {
@@ -212,6 +220,37 @@ export class SshConnection {
     let port = this.#ctx.defaultAllocatedPort
     while (this.#forwards.some((f) => f.bindAddr === bindAddr && f.replyPort === port)) port++
     return port
+  }
+
+  // --- direct-tcpip (-L): the inspector, nothing else ---------------------------------------------------
+
+  #onDirect (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): void {
+    const inspector = this.#ctx.inspector ?? null
+    const target = `${info.destIP}:${info.destPort}`
+    const refusal = !acceptsDirect(info.destIP, info.destPort)
+      ? new PortholeError('PH_5033', target)
+      : (inspector === null || this.#closed ? new PortholeError('PH_5034') : null)
+    if (refusal) {
+      // The client only prints "administratively prohibited": the terminal (when there is one) says why,
+      // once per destination (a client retrying in a loop must not flood the terminal or the log).
+      if (this.#refusedDirect.size < 16 && !this.#refusedDirect.has(target)) {
+        this.#refusedDirect.add(target)
+        this.#log.info({ code: refusal.code, target }, refusal.message)
+        this.#terminal?.error(refusal.toLine())
+      }
+      reject()
+      return
+    }
+    const channel = accept()
+    inspector!.serve(channel, inspectorView(this.#ctx, this.owner, this.#inspectorSession()))
+  }
+
+  /** What the inspector's views need of this session: its forwards (for config.addr) and a summary. */
+  #inspectorSession (): { forwardOf: (endpoint: Endpoint) => string | undefined, describe: () => Record<string, unknown> } {
+    return {
+      forwardOf: (endpoint) => this.#forwardOf(endpoint),
+      describe: () => ({ id: this.id, client_version: this.login.clientVersion, remote_addr: this.login.remoteAddr, started_at: this.startedAt.toISOString() }),
+    }
   }
 
   // --- the session channel: command line and terminal ---------------------------------------------------
