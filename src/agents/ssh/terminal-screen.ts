@@ -49,8 +49,11 @@ const SGR: Record<Style, string> = { bold: '1', dim: '2', red: '31', green: '32'
 /** A line as pieces of text, each with an optional style. */
 type Piece = readonly [text: string, style?: Style]
 
+/** ngrok's label column; narrower on a narrow window, so that the six counters still fit. */
 const LABEL = 30
+const MIN_LABEL = 16
 const COLUMN = 8
+const STATUS = 18
 /** Stray control characters (ESC, CR, BEL ...) in text from outside would drive the user's terminal. */
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g
@@ -90,19 +93,19 @@ function clock (at: number): string {
 }
 
 function requestLine (request: ScreenRequest, width: number): Piece[] {
+  // time 14, method 8, the path, status STATUS, duration 8: the path takes what is left, 20 to 60 characters.
   const time: Piece = [`${clock(request.at)}  `, 'dim']
   if (request.bytesIn !== undefined) {
     return [time, [`${clean(request.method).padEnd(7)} ${clean(request.path).padEnd(22)} closed ${ms(request.durationMs).padStart(7)}  in ${request.bytesIn}B out ${request.bytesOut ?? 0}B`]]
   }
   const status = `${request.status} ${STATUS_CODES[request.status] ?? ''}`.trim()
-  // The path takes what the other columns leave, at least 20 characters.
-  const pathWidth = Math.max(20, width - 14 - 8 - 28 - 8)
+  const pathWidth = Math.min(60, Math.max(20, width - 14 - 8 - (STATUS + 1) - 8))
   const path = clean(request.path)
   return [
     time,
     [`${clean(request.method).padEnd(7)} `],
     [`${path.length > pathWidth ? `${path.slice(0, pathWidth - 1)}…` : path.padEnd(pathWidth)} `],
-    [status.padEnd(27).slice(0, 27), statusStyle(request.status)],
+    [status.padEnd(STATUS).slice(0, STATUS), statusStyle(request.status)],
     [` ${ms(request.durationMs).padStart(7)}`],
     ...(request.errorCode ? [[`  ${request.errorCode}`, 'red'] as Piece] : []),
   ]
@@ -111,7 +114,8 @@ function requestLine (request: ScreenRequest, width: number): Piece[] {
 /** The frame's lines (at most `rows`, each at most `cols` visible characters). */
 export function renderScreen (model: ScreenModel, cols: number, rows: number): string[] {
   const width = Math.max(1, cols)
-  const field = (label: string, value: string, style?: Style): Piece[] => [[label.padEnd(LABEL)], [value, style]]
+  const label = Math.min(LABEL, Math.max(MIN_LABEL, width - 6 * COLUMN))
+  const field = (name: string, value: string, style?: Style): Piece[] => [[name.padEnd(label)], [value, style]]
   const quit = '(Ctrl+C to quit)'
   const lines: Piece[][] = [
     [['Porthole', 'bold'], [width >= 8 + 2 + quit.length ? `${' '.repeat(width - 8 - quit.length)}${quit}` : '']],
@@ -123,8 +127,8 @@ export function renderScreen (model: ScreenModel, cols: number, rows: number): s
     ...model.forwards.map((f) => field('Forwarding', `${f.url} -> -R ${f.bind}`)),
     ...model.notices.map((notice) => [[notice, 'red'] as Piece]),
     [],
-    [['Connections'.padEnd(LABEL)], [['ttl', 'opn', 'rt1', 'rt5', 'p50', 'p90'].map((c) => c.padEnd(COLUMN)).join('')]],
-    [[''.padEnd(LABEL)], [[String(model.stats.total), String(model.open), model.stats.rate1.toFixed(2), model.stats.rate5.toFixed(2), ms(model.stats.p50), ms(model.stats.p90)].map((c) => c.padEnd(COLUMN)).join('')]],
+    [['Connections'.padEnd(label)], [['ttl', 'opn', 'rt1', 'rt5', 'p50', 'p90'].map((c) => c.padEnd(COLUMN)).join('')]],
+    [[''.padEnd(label)], [[String(model.stats.total), String(model.open), model.stats.rate1.toFixed(2), model.stats.rate5.toFixed(2), ms(model.stats.p50), ms(model.stats.p90)].map((c) => c.padEnd(COLUMN)).join('')]],
   ]
   const out = lines.map((pieces) => fit(pieces, width))
   if (model.qr !== null) {
