@@ -193,7 +193,7 @@ function fakeChannel () {
   return channel
 }
 
-const viewSession: ViewSession = { account: 'key SHA256:abc', version: '0.1.0', inspector: 'http://localhost:4040  (ssh -L 4040:localhost:4040 ...)', open: () => 0 }
+const viewSession: ViewSession = { account: 'key SHA256:abc', version: '0.1.0', inspector: { url: 'http://localhost:4040', hint: '(ssh -L 4040:localhost:4040 ...)' }, open: () => 0 }
 
 describe('the Terminal', () => {
   it('without a pty prints the plain banner and request lines as before, the -R only with several', async () => {
@@ -238,6 +238,27 @@ describe('the Terminal', () => {
     await terminal.exit(0)
     expect(channel.out.endsWith(`${LEAVE}PH_1023: endpoint removed\r\n`)).toBe(true)
     expect(channel.status).toBe(0)
+  })
+
+  it('leaves out the -L hint once the user reached the inspector through the session', async () => {
+    vi.useFakeTimers()
+    try {
+      const channel = fakeChannel()
+      const terminal = new Terminal(channel as unknown as ServerChannel, viewSession)
+      terminal.pty = { term: 'xterm', cols: 100, rows: 30 }
+      terminal.endpoints([{ url: 'https://a.localhost', proto: 'http', bind: 'a:80' }])
+      await vi.advanceTimersByTimeAsync(300)
+      expect(plain(channel.out)).toMatch(/Web Interface\s+http:\/\/localhost:4040 {2}\(ssh -L 4040:localhost:4040 \.\.\.\)/)
+      channel.out = ''
+      terminal.inspectorReached()
+      await vi.advanceTimersByTimeAsync(300)
+      expect(plain(channel.out)).toMatch(/Web Interface\s+http:\/\/localhost:4040\r\n/)
+      const exited = terminal.exit(0)
+      await vi.advanceTimersByTimeAsync(1000)
+      await exited
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('stays plain on a dumb terminal', () => {

@@ -361,7 +361,7 @@ export class SshConnection {
     return {
       account: account ? `${account}${via ? ` (${via})` : ''}` : `${via ?? 'anonymous'}${credential.kind === 'anonymous' ? ' (anonymous)' : ''}`,
       version: portholeVersion(),
-      inspector: port === null ? null : `http://localhost:${port}  (ssh -L ${port}:localhost:${port} ...)`,
+      inspector: port === null ? null : { url: `http://localhost:${port}`, hint: `(ssh -L ${port}:localhost:${port} ...)` },
       open: () => this.#openChannels,
     }
   }

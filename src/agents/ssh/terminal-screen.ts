@@ -62,12 +62,13 @@ export function clean (text: string): string {
   return text.replace(CONTROL, '?')
 }
 
-/** The pieces cut to `width` visible characters, with their styles as SGR sequences. */
+/** The pieces cut to `width` visible characters (control characters made harmless), their styles as SGR sequences. */
 function fit (pieces: readonly Piece[], width: number): string {
   let out = ''
   let left = width
-  for (const [text, style] of pieces) {
+  for (const [raw, style] of pieces) {
     if (left <= 0) break
+    const text = clean(raw)
     const part = text.length > left ? text.slice(0, left) : text
     left -= part.length
     out += style ? `\x1b[${SGR[style]}m${part}\x1b[0m` : part

@@ -19,9 +19,17 @@ export const LEAVE = '\x1b[?25h\x1b[?1049l'
 export interface ViewSession {
   readonly account: string
   readonly version: string
-  readonly inspector: string | null
+  /** The session's inspector: its address on the user's side and how to reach it; null when there is none. */
+  readonly inspector: { readonly url: string, readonly hint: string } | null
   /** Streams open through this session's tunnels now. */
   readonly open: () => number
+}
+
+/** The Web Interface line: the address, and until the user reached it, how to (the -L hint). */
+export function inspectorLine (session: ViewSession, reached: boolean): string | null {
+  const inspector = session.inspector
+  if (!inspector) return null
+  return reached ? inspector.url : `${inspector.url}  ${inspector.hint}`
 }
 
 export class LiveView {
@@ -34,6 +42,8 @@ export class LiveView {
   readonly #notices: string[] = []
   readonly #now: () => number
   #qr: string | null = null
+  /** The user reached the inspector already (a -L forward to it): the hint how to is left out. */
+  #inspectorReached = false
   #cols: number
   #rows: number
   #lastFrame = ''
@@ -92,6 +102,11 @@ export class LiveView {
 
   get notices (): readonly string[] { return this.#notices }
 
+  inspectorReached (): void {
+    this.#inspectorReached = true
+    this.#schedule()
+  }
+
   resize (cols: number, rows: number): void {
     if (cols < 1 || rows < 1) return
     this.#cols = cols
@@ -115,7 +130,7 @@ export class LiveView {
       status: 'online',
       account: this.#session.account,
       version: this.#session.version,
-      inspector: this.#session.inspector,
+      inspector: inspectorLine(this.#session, this.#inspectorReached),
       forwards: this.#forwards,
       stats: this.#stats.snapshot(),
       open: this.#session.open(),

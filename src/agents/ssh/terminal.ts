@@ -8,7 +8,7 @@ import type { RequestRecord } from '../../core/endpoint.js'
 import { PortholeError } from '../../core/errors.js'
 import type { OutputMode } from './exec-grammar.js'
 import { qrText } from './terminal-qr.js'
-import { LiveView, type ViewSession } from './terminal-view.js'
+import { LiveView, inspectorLine, type ViewSession } from './terminal-view.js'
 
 const MAX_BUFFERED = 64 * 1024
 
@@ -63,6 +63,14 @@ export class Terminal {
   set qr (value: boolean) { this.#qr = value }
   /** Whether the live full-screen view is on. */
   get live (): boolean { return this.#view !== null }
+
+  /**
+   * The user opened the inspector through this session (a direct-tcpip channel to it, i.e. ssh -L works):
+   * the live view stops saying how to reach it.
+   */
+  inspectorReached (): void {
+    this.#view?.inspectorReached()
+  }
 
   /** The client's window changed size (window-change). */
   resize (cols: number, rows: number): void {
@@ -148,7 +156,8 @@ export class Terminal {
     }
     const width = 'Forwarding'.length + 2
     const head = account ? ['Porthole', `${'Account'.padEnd(width)}${account}`] : ['Porthole']
-    const inspector = first && this.#session?.inspector ? [`Web Interface  ${this.#session.inspector}`] : []
+    const line = first && this.#session ? inspectorLine(this.#session, false) : null
+    const inspector = line ? [`Web Interface  ${line}`] : []
     const forwards = lines.map((line) => `${'Forwarding'.padEnd(width)}${line.url}${several ? `  (${forwardLabel(line.bind)})` : ''}`)
     this.#write([...head, ...forwards, ...inspector].join('\n'))
     if (first && this.#qr) void qrText(lines[0]!.url).then((text) => { if (text) this.#write(text.replace(/\n+$/, '')) })
