@@ -54,6 +54,7 @@ const LABEL = 30
 const MIN_LABEL = 16
 const COLUMN = 8
 const STATUS = 18
+const ERROR_CODE = 9
 /** Stray control characters (ESC, CR, BEL ...) in text from outside would drive the user's terminal. */
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g
@@ -94,13 +95,13 @@ function clock (at: number): string {
 }
 
 function requestLine (request: ScreenRequest, width: number): Piece[] {
-  // time 14, method 8, the path, status STATUS, duration 8: the path takes what is left, 20 to 60 characters.
+  // time 14, method 8, the path, status STATUS, duration 8, the error code: the path takes what is left (20-60).
   const time: Piece = [`${clock(request.at)}  `, 'dim']
   if (request.bytesIn !== undefined) {
     return [time, [`${clean(request.method).padEnd(7)} ${clean(request.path).padEnd(22)} closed ${ms(request.durationMs).padStart(7)}  in ${request.bytesIn}B out ${request.bytesOut ?? 0}B`]]
   }
   const status = `${request.status} ${STATUS_CODES[request.status] ?? ''}`.trim()
-  const pathWidth = Math.min(60, Math.max(20, width - 14 - 8 - (STATUS + 1) - 8))
+  const pathWidth = Math.min(60, Math.max(20, width - 14 - 8 - (STATUS + 1) - 8 - ERROR_CODE))
   const path = clean(request.path)
   return [
     time,
