@@ -91,6 +91,15 @@ describe('the full-screen frame', () => {
     expect(requests[0]).toMatch(/502 Bad Gateway\s+120ms\s+PH_3002$/)
   })
 
+  it('lists the connections of tcp endpoints with their bytes', () => {
+    const lines = renderScreen(model({
+      forwards: [{ url: 'tcp://localhost:20001', bind: 'localhost:0' }],
+      requests: [{ at: 0, method: 'TCP', path: '127.0.0.1:50000', status: 0, durationMs: 1500, bytesIn: 12, bytesOut: 3400 }],
+    }), 100, 40).map(plain)
+    expect(lines).toContain('TCP Connections')
+    expect(lines).toContainEqual(expect.stringMatching(/^00:00:00\.000 {2}TCP\s+127\.0\.0\.1:50000\s+closed\s+1500ms {2}in 12B out 3400B$/))
+  })
+
   it('colours statuses: 2xx green, 4xx yellow, 5xx red', () => {
     const raw = renderScreen(model(), 120, 40)
     expect(raw.find((l) => l.includes('/old'))).toContain('\x1b[32m200 OK')

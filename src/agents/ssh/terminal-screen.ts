@@ -142,7 +142,9 @@ export function renderScreen (model: ScreenModel, cols: number, rows: number): s
   }
   const room = rows - out.length - 4
   if (room > 0) {
-    out.push('', fit([['HTTP Requests', 'bold']], width), fit([['-------------']], width), '')
+    // tcp and tls endpoints list their connections (client address, bytes each way) under another title.
+    const title = model.forwards.length > 0 && model.forwards.every((f) => !/^https?:/.test(f.url)) ? 'TCP Connections' : 'HTTP Requests'
+    out.push('', fit([[title, 'bold']], width), fit([['-'.repeat(title.length)]], width), '')
     for (const request of model.requests.slice(-room).reverse()) out.push(fit(requestLine(request, width), width))
   }
   return out.slice(0, Math.max(1, rows))
