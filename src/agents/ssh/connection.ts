@@ -370,14 +370,13 @@ export class SshConnection {
   #listUrls (terminal: Terminal, output: 'text' | 'json'): void {
     const urls = ownedUrls(this.#ctx.registry, this.#ctx.urlsFor, this.owner)
     if (urls.length > 0) terminal.print(output === 'json' ? urlsJson(urls) : urlsText(urls))
-    else if (output === 'json') terminal.print('')
-    else terminal.error('No endpoints online for this key.')
+    else if (output === 'text') terminal.error('No endpoints online for this key.')
   }
 
-  /** Ctrl-C in a pty: the session ends as on a clean disconnect (endpoints unbound), with exit status 0. */
+  /** Ctrl-C (or Ctrl-D) in a pty: the session ends as on a clean disconnect (endpoints unbound), status 0. */
   async #quit (): Promise<void> {
     if (this.#closed) return
-    this.#log.info('session ended by the user (Ctrl-C)')
+    this.#log.info('session ended by the user (Ctrl-C or Ctrl-D)')
     this.#onClose()
     await this.#terminal?.exit(0)
     this.#client.end()
