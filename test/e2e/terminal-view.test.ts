@@ -195,6 +195,12 @@ describe('the terminal view through a real pty', () => {
       expect(await stranger.exited).toBe(0)
       expect(stranger.output).not.toContain('tv-n')
       expect(stranger.output).toContain('No endpoints online for this key.')
+
+      const mixed = connect({ kind: 'openssh', port: gateway.sshPort, key, forwards: [`tv-m:80:localhost:${upstream.port}`], command: 'urls' })
+      await mixed.exited
+      expect(mixed.output).toContain('PH_1090: `urls` lists your endpoints and binds none')
+      expect(mixed.output).toMatch(/-R tv-n1:80/) // the list still came
+      expect((await fetchVia(gateway, `http://tv-m.localhost:${gateway.httpPort}/`)).status).not.toBe(200)
     } finally {
       await quiet.kill()
     }
