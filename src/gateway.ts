@@ -185,6 +185,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
       commandWaitMs: config.commandWaitMs,
       settleMs: config.sessionSettleMs,
       inspector,
+      inspectorPort: inspector ? 4040 : null,
     },
   })
   if (config.agentAddr) {

@@ -52,6 +52,8 @@ export const catalogue = {
   PH_1073: { status: 413, message: 'ngrok message larger than {detail}', surfaces: ['ngrok', 'log'] },
   PH_1074: { status: 400, message: 'unknown ngrok option {detail}', surfaces: ['ngrok'] },
   PH_1081: { status: 400, message: 'the ngrok agent sent {detail} before a successful Auth', surfaces: ['ngrok', 'log'] },
+  // The SSH terminal (agents/ssh/terminal*.ts, urls-command.ts).
+  PH_1090: { status: 400, message: '`urls` lists your endpoints and binds none: run it without -R (ssh <gateway> urls)', surfaces: ['ssh'] },
   // Admission (who gets an SSH login when many try at once; see agents/ssh/admission.ts).
   PH_1050: { status: 429, message: 'too many connections not yet logged in from {detail}; try again when they have logged in or timed out', surfaces: ['ssh', 'log'] },
   PH_1051: { status: 503, message: 'the gateway is busy with {detail} connections not yet logged in; try again shortly', surfaces: ['ssh', 'log'] },

@@ -87,7 +87,7 @@ describe('porthole serve', () => {
 
     it('closes a pty session on Ctrl-C', async () => {
       const client = connect({ kind: 'openssh', port: sshPort, key, forwards: [`pty:80:localhost:${upstream.port}`], command: 'http', extra: ['-tt'] })
-      await client.waitFor(/Forwarding\s+http:\/\/pty\.localhost:\d+\r\n/)
+      await client.waitFor(/Forwarding\s+http:\/\/pty\.localhost:\d+ -> -R pty:80\x1b\[K\r\n/) // the live view's line (a pty)
       client.proc.stdin!.write('\x03')
       await client.exited
       await eventually(async () => {

@@ -20,7 +20,10 @@ import type { CompiledPolicy, CompileOptions, RuleError } from '../../policy/com
 import { ruleErrorLine } from '../../policy/compile.js'
 import { commandShape, parseCommand, specFor, withStdin, type SessionOptions } from './exec-grammar.js'
 import { SessionOptionsLifecycle, type OptionsState } from './session-options.js'
-import { Terminal, type EndpointLine } from './terminal.js'
+import { Terminal, type EndpointLine, type PtyInfo } from './terminal.js'
+import type { ViewSession } from './terminal-view.js'
+import { portholeVersion } from './terminal-qr.js'
+import { noteForward, ownedUrls, urlsJson, urlsText } from './urls-command.js'
 import { abortUnfinished, halfClosing, socketDestroy } from './tunnel-stream.js'
 import { noWindowAfterClose } from './channel-close.js'
 import { acceptsDirect, inspectorView } from './inspector-access.js'
@@ -38,6 +41,8 @@ export interface ConnectionContext extends EndpointContext {
   readonly settleMs: number
   /** Answers `-L ...:localhost:4040` (direct-tcpip) with the owner's inspector; null: the inspector is off. */
   readonly inspector?: Inspector | null
+  /** The port the session's inspector answers on through -L (the banner's hint); null: no inspector. Default 4040. */
+  readonly inspectorPort?: number | null
 }
 
 type Accept = ((port?: number) => void) | undefined
@@ -74,6 +79,11 @@ const HTTP_PORTS = new Set([80, 443, 0])
 const MAX_STDIN_BYTES = 256 * 1024
 const CTRL_C = 0x03
 const CTRL_D = 0x04
+
+/** A terminal dimension from the client: a positive integer up to 10000, else `fallback`. */
+function sane (value: number | undefined, fallback: number): number {
+  return Number.isInteger(value) && value! > 0 && value! <= 10_000 ? value! : fallback
+}
 
 export class SshConnection {
   readonly id: string
@@ -243,6 +253,7 @@ export class SshConnection {
     }
     const channel = accept()
     inspector!.serve(channel, inspectorView(this.#ctx, this.owner, this.#inspectorSession()))
+    this.#terminal?.inspectorReached()
   }
 
   /** What the inspector's views need of this session: its forwards (for config.addr) and a summary. */
@@ -257,9 +268,17 @@ export class SshConnection {
 
   #onSession (session: Session): void {
     this.#sessionOpen = true
-    let pty = false
-    session.on('pty', (accept) => { pty = true; accept?.() })
-    session.on('window-change', (accept) => accept?.())
+    let pty: PtyInfo | null = null
+    session.on('pty', (accept, _reject, info) => {
+      pty = { term: String(info?.term ?? ''), cols: sane(info?.cols, 80), rows: sane(info?.rows, 24) }
+      accept?.()
+    })
+    session.on('window-change', (accept, _reject, info) => {
+      accept?.()
+      if (!pty) return
+      pty = { ...pty, cols: sane(info?.cols, pty.cols), rows: sane(info?.rows, pty.rows) }
+      this.#terminal?.resize(pty.cols, pty.rows)
+    })
     session.on('env', (accept) => accept?.())
     session.on('signal', (accept) => accept?.())
     session.on('auth-agent', (_accept, reject) => reject?.())
@@ -268,12 +287,12 @@ export class SshConnection {
     session.on('sftp', (_accept, reject) => reject?.())
     const start = (accept: () => ServerChannel, command: string): void => {
       const stream = accept()
-      const terminal = new Terminal(stream)
+      const terminal = new Terminal(stream, this.#viewSession())
       terminal.pty = pty
       this.#terminal = terminal
       stream.on('data', (data: Buffer) => {
         // In a pty, Ctrl-C and Ctrl-D arrive as bytes: they end the session like they would a local program.
-        if (pty && (data.includes(CTRL_C) || data.includes(CTRL_D))) this.#client.end()
+        if (pty && (data.includes(CTRL_C) || data.includes(CTRL_D))) void this.#quit()
       })
       stream.stderr.on('error', () => {})
       stream.on('error', () => {})
@@ -296,7 +315,15 @@ export class SshConnection {
         void this.#exitThenFail(0)
         return
       }
+      if (parsed.kind === 'urls') {
+        this.#options.refused(new PortholeError('PH_1090'))
+        this.#listUrls(terminal, parsed.output)
+        if (this.#forwards.length > 0) this.#refuse(new PortholeError('PH_1090'))
+        void this.#exitThenFail(0)
+        return
+      }
       terminal.output = parsed.options.output
+      terminal.qr = parsed.view.qr
       // Some options come on stdin (`... --upstream-tls-verify-cas - < ca.pem`): forwards wait for it.
       options = parsed.options.stdin ? withStdin(parsed.options, await terminal.readInput(MAX_STDIN_BYTES, this.#ctx.commandWaitMs), this.#ctx.compile) : parsed.options
     } catch (error) {
@@ -329,7 +356,7 @@ export class SshConnection {
     if (command.trim() === '') {
       // The terminal of endpoints bound without a session: show them.
       const bound = this.endpoints
-      if (bound.length > 0) terminal.endpoints(this.#lines(bound), this.owner.account)
+      if (bound.length > 0) terminal.endpoints(this.#lines(bound), this.owner.account, this.#forwards.length > 1)
       return
     }
     try {
@@ -365,6 +392,36 @@ export class SshConnection {
     this.#failPending()
   }
 
+  /** What the live view shows about this session. */
+  #viewSession (): ViewSession {
+    const { account } = this.owner
+    const { credential, fingerprint } = this.login
+    const via = credential.kind === 'token' ? `authtoken ${credential.id ?? ''}`.trim() : fingerprint ? `key ${fingerprint}` : null
+    const port = this.#ctx.inspectorPort === undefined ? 4040 : this.#ctx.inspectorPort
+    return {
+      account: account ? `${account}${via ? ` (${via})` : ''}` : `${via ?? 'anonymous'}${credential.kind === 'anonymous' ? ' (anonymous)' : ''}`,
+      version: portholeVersion(),
+      inspector: port === null ? null : { url: `http://localhost:${port}`, hint: `(ssh -L ${port}:localhost:${port} ...)` },
+      open: () => this.#openChannels,
+    }
+  }
+
+  /** `ssh gateway urls`: the URLs of this owner's endpoints online now, on stdout; none: a word on stderr. */
+  #listUrls (terminal: Terminal, output: 'text' | 'json'): void {
+    const urls = ownedUrls(this.#ctx.registry, this.#ctx.urlsFor, this.owner)
+    if (urls.length > 0) terminal.print(output === 'json' ? urlsJson(urls) : urlsText(urls))
+    else if (output === 'text') terminal.error('No endpoints online for this key.')
+  }
+
+  /** Ctrl-C (or Ctrl-D) in a pty: the session ends as on a clean disconnect (endpoints unbound), status 0. */
+  async #quit (): Promise<void> {
+    if (this.#closed) return
+    this.#log.info('session ended by the user (Ctrl-C or Ctrl-D)')
+    this.#onClose()
+    await this.#terminal?.exit(0)
+    this.#client.end()
+  }
+
   // --- binding ---------------------------------------------------------------------------------------
 
   /** Binds the pending forwards one after another (tcp ones wait for their listener), then prints them. */
@@ -397,7 +454,7 @@ export class SshConnection {
       if (this.endpoints.length === 0) void this.#exitThenFail(1)
       else this.#failPending()
     }
-    if (bound.length > 0) this.#terminal?.endpoints(this.#lines(bound), this.owner.account)
+    if (bound.length > 0) this.#terminal?.endpoints(this.#lines(bound), this.owner.account, this.#forwards.length > 1)
   }
 
   #lines (endpoints: readonly Endpoint[]): EndpointLine[] {
@@ -449,6 +506,7 @@ export class SshConnection {
       ? await bindTcp(this.#ctx, { ...request, port: forward.bindPort, range: this.#ctx.tcpPorts }, compiled, this.#log)
       : await bindNamed(this.#ctx, { ...request, bindAddr: forward.bindAddr }, compiled)
     if (proto === 'tcp') forward.replyPort = endpoint.port!
+    noteForward(endpoint, `${forward.bindAddr}:${forward.replyPort}`)
     if (this.#closed) {
       // The client left while we were binding: leave nothing behind.
       this.#ctx.registry.unbind(endpoint)

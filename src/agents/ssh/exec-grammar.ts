@@ -14,11 +14,19 @@ import { BOTH_SCHEMES, NO_FLAGS, PLAIN_UPSTREAM, specFor, type Command, type Out
 
 export { DEFAULT_OPTIONS, specFor, type Command, type OutputMode, type SessionOptions, type UpstreamOptions } from '../endpoint-options.js'
 
-export type ParsedCommand =
-  | { kind: 'options', options: SessionOptions }
-  | { kind: 'help', text: string }
+/** What the command asks of the terminal only (nothing an endpoint is bound with). */
+export interface ViewOptions {
+  /** --qr: the main URL as a QR code. */
+  readonly qr: boolean
+}
 
-type FlagKey = keyof ModuleFlags | 'compression' | 'trafficPolicy' | 'trafficPolicyFile' | 'hostHeader' | 'schemes' | 'upstreamTls' | 'upstreamTlsVerify' | 'upstreamTlsVerifyCas' | 'upstreamProtocol' | 'proxyProto' | 'inspect' | 'output' | 'help'
+export type ParsedCommand =
+  | { kind: 'options', options: SessionOptions, view: ViewOptions }
+  | { kind: 'help', text: string }
+  /** `ssh gateway urls`: list the URLs of the owner's live endpoints (a -N user's way to learn them). */
+  | { kind: 'urls', output: OutputMode }
+
+type FlagKey = keyof ModuleFlags | 'compression' | 'qr' | 'trafficPolicy' | 'trafficPolicyFile' | 'hostHeader' | 'schemes' | 'upstreamTls' | 'upstreamTlsVerify' | 'upstreamTlsVerifyCas' | 'upstreamProtocol' | 'proxyProto' | 'inspect' | 'output' | 'help'
 
 interface FlagInfo {
   readonly flag: string
@@ -65,6 +73,7 @@ const FLAGS: readonly FlagInfo[] = [
   { flag: 'proxy-proto', key: 'proxyProto', repeatable: false, commands: ['tcp', 'tls'], help: '1|2  prepend a PROXY protocol header (v1 text, v2 binary) to each connection to your service' },
   { flag: 'inspect', key: 'inspect', repeatable: false, boolean: true, commands: ['http'], help: 'true|false  capture requests for your inspector (default true; --inspect=false: nothing is captured)' },
   { flag: 'output', key: 'output', repeatable: false, commands: ALL, help: 'text|json  terminal output: banner and request lines, or one JSON object per line' },
+  { flag: 'qr', key: 'qr', repeatable: false, boolean: true, commands: ALL, help: '  show the main URL as a QR code (with ssh -t: a live full-screen view)' },
   { flag: 'help', key: 'help', repeatable: false, commands: ALL, help: '  show this help' },
 ]
 const KNOWN = new Map(FLAGS.map((info) => [info.flag, info]))
@@ -105,9 +114,34 @@ export const TOP_HELP = [
   '  http    expose a local HTTP service (the default for ports 80, 443 and 0)',
   '  tcp     expose a local TCP service on a port of the gateway (the default for other ports)',
   '  tls     pass TLS through by SNI to a local TLS service',
+  '  urls    list the URLs of your endpoints online now, each with its -R (for ssh -N sessions)',
   '',
-  'Run `<command> --help` for its flags.',
+  'Run `<command> --help` for its flags. With ssh -t: a live full-screen view (Ctrl-C ends the session).',
+  'Inspect requests at http://localhost:4040: add -L 4040:localhost:4040 to the ssh command.',
 ].join('\r\n') + '\r\n'
+
+export const URLS_HELP = [
+  'Usage: ssh <gateway> urls [--output json]',
+  '',
+  'Lists the URLs of your endpoints online now, one per line, each with the -R it came from',
+  '(for sessions started with ssh -N, which print nothing). --output json: one JSON object per line.',
+].join('\r\n') + '\r\n'
+
+/** `urls [--output text|json] [--help]`: nothing else is taken. */
+function parseUrls (argv: yargsParser.Arguments): ParsedCommand {
+  const positionals = argv._.map(String)
+  if (positionals.length > 1) throw new PortholeError('PH_1002', `argument ${JSON.stringify(positionals[1])} (urls takes no arguments)`)
+  for (const key of Object.keys(argv)) {
+    if (key === '_' || key === '--' || key === 'output' || key === 'help') continue
+    throw new PortholeError('PH_1001', `${key.length === 1 ? '-' : '--'}${key} for urls (it takes --output)`)
+  }
+  if (argv.help === true) return { kind: 'help', text: URLS_HELP }
+  const raw: unknown = argv.output
+  if (raw === undefined) return { kind: 'urls', output: 'text' }
+  if (Array.isArray(raw)) throw new PortholeError('PH_1002', '--output (given more than once)')
+  if (raw !== 'text' && raw !== 'json') throw new PortholeError('PH_1002', `--output ${JSON.stringify(String(raw))} (want text or json)`)
+  return { kind: 'urls', output: raw }
+}
 
 const HOST_VALUE = /^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/
 
@@ -192,6 +226,7 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
   const positionals = argv._.map(String)
   const first = positionals[0]
   if (first === 'help') return { kind: 'help', text: TOP_HELP }
+  if (first === 'urls') return parseUrls(argv)
   if (first !== undefined && !isCommand(first)) throw new PortholeError('PH_1003', JSON.stringify(first))
   const command = first ?? null
   if (positionals.length > 1) throw new PortholeError('PH_1002', `argument ${JSON.stringify(positionals[1])} (flags start with --)`)
@@ -200,7 +235,8 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
   for (const key of Object.keys(argv)) {
     if (key === '_' || key === '--') continue
     const info = KNOWN.get(key)
-    if (!info) throw new PortholeError('PH_1001', `${key.length === 1 ? '-' : '--'}${key}${didYouMean(key, KNOWN.keys())}`)
+    // A one-letter option is no misspelling of a long one (-x is not --qr): no guess for those.
+    if (!info) throw new PortholeError('PH_1001', key.length === 1 ? `-${key}` : `--${key}${didYouMean(key, KNOWN.keys())}`)
     if (!info.commands.includes(allowed)) throw new PortholeError('PH_1001', `--${key} for ${allowed} (it applies to ${info.commands.join(', ')})`)
   }
   if (argv.help === true) return { kind: 'help', text: command === null ? TOP_HELP : HELP[command] }
@@ -209,6 +245,7 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
   let hostHeader: string | undefined
   let schemes: EndpointSpec['schemes'] = BOTH_SCHEMES
   let output: OutputMode = 'text'
+  let qr = false
   let proxyProto: 0 | 1 | 2 = 0
   let inspect = true
   const upstream: { -readonly [K in keyof UpstreamOptions]: UpstreamOptions[K] } = { ...PLAIN_UPSTREAM }
@@ -223,6 +260,7 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
       if (info.key === 'upstreamTlsVerify') upstream.verify = raw === true
       if (info.key === 'compression') flags.compression = raw === true
       if (info.key === 'inspect') inspect = raw === true
+      if (info.key === 'qr') qr = raw === true
       continue
     }
     const values = (Array.isArray(raw) ? raw : [raw]).map(String)
@@ -280,5 +318,5 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
     stdin: casFromStdin ? 'upstream-tls-verify-cas' : policyFromStdin ? 'traffic-policy-file' : null,
   }
   specFor(options, allowed, compile) // validates every value now, so a bad one is refused before anything binds
-  return { kind: 'options', options }
+  return { kind: 'options', options, view: { qr } }
 }

@@ -1,45 +1,94 @@
 // What the SSH user sees on the session channel: the banner with one Forwarding line per endpoint, then a
-// line per request; or with --output json one JSON object per line. Output never blocks the tunnel: when
-// the user's terminal falls behind, request lines are dropped (and counted) instead of buffered.
+// line per request; or with --output json one JSON object per line. With a pty (and text output) the banner
+// becomes a live full-screen view instead (terminal-view.ts), left again when the session ends. Output never
+// blocks the tunnel: when the user's terminal falls behind, request lines are dropped (and counted) instead
+// of buffered, and the live view skips frames.
 import type { ServerChannel } from 'ssh2'
 import type { RequestRecord } from '../../core/endpoint.js'
 import { PortholeError } from '../../core/errors.js'
 import type { OutputMode } from './exec-grammar.js'
+import { qrText } from './terminal-qr.js'
+import { LiveView, inspectorLine, type ViewSession } from './terminal-view.js'
 
 const MAX_BUFFERED = 64 * 1024
 
 export interface EndpointLine {
   readonly url: string
   readonly proto: string
+  /** The -R it came from: `bindAddr:port` as the client sent it. */
   readonly bind: string
+}
+
+/** The pty the client asked for (pty-req); its size changes with window-change. */
+export interface PtyInfo {
+  readonly term: string
+  readonly cols: number
+  readonly rows: number
+}
+
+/** How the -R of a Forwarding line is written: `-R myapp:80`; an empty bind address (`-R *:80`) as `*`. */
+export function forwardLabel (bind: string): string {
+  return `-R ${bind.startsWith(':') ? `*${bind}` : bind}`
 }
 
 export class Terminal {
   readonly #stream: ServerChannel
-  #pty = false
+  /** What the live view shows besides the endpoints; without it (tests, old callers) there is no live view. */
+  readonly #session: ViewSession | null
+  #pty: PtyInfo | null = null
   #output: OutputMode = 'text'
+  #qr = false
+  #view: LiveView | null = null
+  /** Whether a banner was printed (the Web Interface line and the QR code come once, with the first). */
+  #bannered = false
   #dropped = 0
   #closed = false
 
-  constructor (stream: ServerChannel) {
+  constructor (stream: ServerChannel, session: ViewSession | null = null) {
     this.#stream = stream
-    stream.once('close', () => { this.#closed = true })
+    this.#session = session
+    stream.once('close', () => {
+      this.#closed = true
+      this.#view?.stop()
+    })
   }
 
   get closed (): boolean { return this.#closed }
 
-  set pty (value: boolean) { this.#pty = value }
+  /** A pty was granted: request lines end in CRLF, and text output becomes the live view. */
+  set pty (value: PtyInfo | null) { this.#pty = value }
   set output (value: OutputMode) { this.#output = value }
   get output (): OutputMode { return this.#output }
+  /** --qr: the main URL as a QR code under the banner (or in the live view). */
+  set qr (value: boolean) { this.#qr = value }
+  /** Whether the live full-screen view is on. */
+  get live (): boolean { return this.#view !== null }
 
-  #write (text: string, stderr = false): boolean {
-    // A client that grants no window makes everything buffer here: past the bound, lines are dropped.
+  /**
+   * The user opened the inspector through this session (a direct-tcpip channel to it, i.e. ssh -L works):
+   * the live view stops saying how to reach it.
+   */
+  inspectorReached (): void {
+    this.#view?.inspectorReached()
+  }
+
+  /** The client's window changed size (window-change). */
+  resize (cols: number, rows: number): void {
+    if (this.#pty) this.#pty = { ...this.#pty, cols, rows }
+    this.#view?.resize(cols, rows)
+  }
+
+  /** Raw bytes to the channel, dropped past the bound: a client that grants no window makes everything buffer here. */
+  #send (data: string, stderr = false): boolean {
     if (this.#closed || !this.#stream.writable || this.#stream.writableLength > MAX_BUFFERED) return false
-    const eol = this.#pty ? '\r\n' : '\n'
-    const data = text.replace(/\r?\n/g, eol) + eol
     if (stderr && !this.#pty) this.#stream.stderr.write(data)
     else this.#stream.write(data)
     return true
+  }
+
+  #write (text: string, stderr = false): boolean {
+    const eol = this.#pty ? '\r\n' : '\n'
+    return this.#send(text.replace(/\r?\n/g, eol) + eol, stderr)
   }
 
   /** Everything the user sends on stdin until EOF; throws PH_1002 past maxBytes or past the deadline. */
@@ -77,25 +126,49 @@ export class Terminal {
     this.#write(text.replace(/\r?\n$/, ''))
   }
 
-  /** A one-line error, on stderr so scripts see it apart from output. */
+  /** A one-line error, on stderr so scripts see it apart from output (in the live view: under the URLs). */
   error (line: string): void {
-    if (this.#output === 'json') this.#write(JSON.stringify({ event: 'error', message: line }), true)
+    if (this.#view) this.#view.notice(line)
+    else if (this.#output === 'json') this.#write(JSON.stringify({ event: 'error', message: line }), true)
     else this.#write(line, true)
   }
 
-  /** The banner; `account` (text output only) says whose endpoints these are when logged in as an account. */
-  endpoints (lines: readonly EndpointLine[], account?: string): void {
+  /**
+   * The banner; `account` (text output only) says whose endpoints these are when logged in as an account.
+   * `several`: the session has more than one -R, so each Forwarding line names its own.
+   */
+  endpoints (lines: readonly EndpointLine[], account?: string, several = false): void {
     if (this.#output === 'json') {
       for (const line of lines) this.#write(JSON.stringify({ event: 'endpoint', url: line.url, proto: line.proto, bind: line.bind }))
       return
     }
+    if (this.#closed || lines.length === 0) return
+    const first = !this.#bannered
+    this.#bannered = true
+    if (this.#pty && this.#pty.term !== 'dumb' && this.#session) {
+      if (!this.#view) {
+        this.#view = new LiveView(this.#session, this.#pty, (data) => this.#send(data))
+        this.#view.start()
+      }
+      this.#view.forwards(lines.map((line) => ({ url: line.url, bind: line.bind })))
+      if (first && this.#qr) void qrText(lines[0]!.url).then((text) => this.#view?.qr(text))
+      return
+    }
     const width = 'Forwarding'.length + 2
     const head = account ? ['Porthole', `${'Account'.padEnd(width)}${account}`] : ['Porthole']
-    this.#write([...head, ...lines.map((line) => `${'Forwarding'.padEnd(width)}${line.url}`)].join('\n'))
+    const line = first && this.#session ? inspectorLine(this.#session, false) : null
+    const inspector = line ? [`Web Interface  ${line}`] : []
+    const forwards = lines.map((line) => `${'Forwarding'.padEnd(width)}${line.url}${several ? `  (${forwardLabel(line.bind)})` : ''}`)
+    this.#write([...head, ...forwards, ...inspector].join('\n'))
+    if (first && this.#qr) void qrText(lines[0]!.url).then((text) => { if (text) this.#write(text.replace(/\n+$/, '')) })
   }
 
   request (record: RequestRecord, url: string): void {
     if (this.#closed) return
+    if (this.#view) {
+      this.#view.request(record)
+      return
+    }
     if (this.#stream.writableLength > MAX_BUFFERED) {
       this.#dropped++
       return
@@ -139,6 +212,13 @@ export class Terminal {
    */
   exit (status: number): Promise<void> {
     if (this.#closed) return Promise.resolve()
+    if (this.#view) {
+      // Back to the normal screen; what went wrong stays readable there.
+      const view = this.#view
+      this.#view = null
+      this.#send(view.stop())
+      for (const notice of view.notices) this.#write(notice)
+    }
     this.#closed = true
     const closed = new Promise<void>((resolve) => {
       this.#stream.once('close', resolve)
