@@ -10,8 +10,10 @@
 // one with bench/policy.yml (an IP rule and five header rules), driven by the same wrk load, alternating.
 // A fourth compares the two agent transports on one Porthole gateway and upstream: an endpoint held by the stock
 // ssh client and one held by the official ngrok SDK (@ngrok/ngrok, bench/ngrok-agent.js), same wrk and curl load.
+// A fifth measures what request capture (the inspector's) costs: two endpoints of one gateway, `http` (captured)
+// and `http --inspect=false`, same wrk and curl load, alternating.
 //
-//   node bench/run.js [--cpu-prof] [--only=sshd|porthole|https|policy|agents]
+//   node bench/run.js [--cpu-prof] [--only=sshd|porthole|https|policy|agents|inspect]
 //   env BENCH_DURATION=10s (wrk and h2load duration per round), BENCH_ROUNDS=2 (rounds per target, median taken)
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
@@ -34,7 +36,7 @@ const CPU_PROF = ARGS.includes('--cpu-prof')
 const ONLY = ARGS.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? null
 let tmp = null
 
-const PARTS = ['sshd', 'porthole', 'https', 'policy', 'agents']
+const PARTS = ['sshd', 'porthole', 'https', 'policy', 'agents', 'inspect']
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1
@@ -462,20 +464,25 @@ function printPolicyTable ({ medians, ratio }) {
 
 const AGENT_VARIANTS = [{ name: 'ssh', label: 'ssh -R', sub: 'bench-ssh' }, { name: 'ngrok', label: 'ngrok SDK', sub: 'bench-ngrok' }]
 
-function summariseAgents (samples) {
+const INSPECT_VARIANTS = [{ name: 'off', label: '--inspect=false', sub: 'bench-noinspect', command: 'http --inspect=false' }, { name: 'on', label: 'captured', sub: 'bench-inspect', command: 'http' }]
+
+/** Medians per variant of a two-variant part, and the second over the first. */
+function summarisePair (samples, variants) {
   const medians = {}
-  for (const { name } of AGENT_VARIANTS) {
+  for (const { name } of variants) {
     const mine = samples.filter((s) => s.target === name)
     medians[name] = Object.fromEntries(METRICS.map(([key]) => [key, median(mine.map((s) => s[key]))]))
   }
-  const ratio = Object.fromEntries(METRICS.map(([key]) => [key, medians.ngrok[key] / medians.ssh[key]]))
+  const [base, other] = variants.map((v) => v.name)
+  const ratio = Object.fromEntries(METRICS.map(([key]) => [key, medians[other][key] / medians[base][key]]))
   return { medians, ratio }
 }
 
-function printAgentsTable ({ medians, ratio }) {
-  process.stdout.write('\nPorthole agent transports: ngrok SDK / ssh -R (same gateway and upstream; client cpu: the ssh client or the SDK process)\n')
-  const rows = [['metric', 'ssh -R', 'ngrok SDK', 'ratio (ngrok/ssh)']]
-  for (const [key, label] of METRICS) rows.push([label, fmt(medians.ssh[key]), fmt(medians.ngrok[key]), ratio[key].toFixed(2)])
+function printPairTable ({ medians, ratio }, variants, title) {
+  process.stdout.write(`\n${title}\n`)
+  const [base, other] = variants
+  const rows = [['metric', base.label, other.label, `ratio (${other.name}/${base.name})`]]
+  for (const [key, label] of METRICS) rows.push([label, fmt(medians[base.name][key]), fmt(medians[other.name][key]), ratio[key].toFixed(2)])
   printRows(rows)
 }
 
@@ -578,7 +585,8 @@ async function main () {
   }
   let policyTargets = null // the two endpoints of the policy part
   let agentTargets = null // the two endpoints of the agents part
-  if (wanted('porthole') || wanted('https') || wanted('policy') || wanted('agents')) {
+  let inspectTargets = null // the two endpoints of the inspect part
+  if (wanted('porthole') || wanted('https') || wanted('policy') || wanted('agents') || wanted('inspect')) {
     const startedAt = performance.now()
     const porthole = await startPorthole()
     const tunnel = startTunnel('porthole', clientKey, porthole.sshPort, `bench:80:127.0.0.1:${nginx.port}`)
@@ -610,6 +618,14 @@ async function main () {
           cpu: () => ({ gateway: gatewayCpu(), client: processCpuMs(agent.child.pid) }) }
       })
     }
+    if (wanted('inspect')) {
+      const gatewayCpu = () => processCpuMs(porthole.entry.child.pid)
+      inspectTargets = INSPECT_VARIANTS.map((variant) => {
+        const tunnel = startTunnel(`porthole ${variant.label}`, clientKey, porthole.sshPort, `${variant.sub}:80:127.0.0.1:${nginx.port}`, variant.command, '')
+        return { name: variant.name, label: variant.label, port: porthole.httpPort, host: `${variant.sub}.localhost`, processes: [porthole.entry, tunnel], startedAt,
+          cpu: () => ({ gateway: gatewayCpu(), client: processCpuMs(tunnel.child.pid) }) }
+      })
+    }
     ciphers.porthole = await probeAlgorithms(clientKey, porthole.sshPort)
   }
   for (const target of targets) await waitReady(target)
@@ -622,11 +638,12 @@ async function main () {
     await checkPolicyApplied(...policyTargets)
   }
   if (agentTargets) for (const target of agentTargets) await waitReady(target)
+  if (inspectTargets) for (const target of inspectTargets) await waitReady(target)
   // Read /big once straight from nginx: the first read of the sparse file fills the page cache, and would
   // otherwise slow down whichever target downloads first.
   await download({ name: 'nginx (page cache warm-up)', port: nginx.port, host: 'localhost' })
 
-  const load = [targets.length || policyTargets || agentTargets ? `wrk -t1 -c50 -d${DURATION} (after ${WARMUP} warm-up)` : null, https ? `h2load ${H2LOAD} -D ${DURATION} (after ${WARMUP} warm-up)` : null]
+  const load = [targets.length || policyTargets || agentTargets || inspectTargets ? `wrk -t1 -c50 -d${DURATION} (after ${WARMUP} warm-up)` : null, https ? `h2load ${H2LOAD} -D ${DURATION} (after ${WARMUP} warm-up)` : null]
   process.stdout.write(`bench: ${load.filter(Boolean).join(' and ')}${targets.length || https ? ', curl 1 GiB' : ''}; ${ROUNDS} round(s), median taken${CPU_PROF ? '; porthole under --cpu-prof (slower)' : ''}\n`)
   if (https) {
     process.stdout.write(`  https part: h2load ${H2LOAD} -D ${DURATION} --warm-up-time=${WARMUP} for ${HTTPS_VARIANTS.map((v) => v.label).join(', ')} ` +
@@ -640,6 +657,7 @@ async function main () {
   const httpsSamples = []
   const policySamples = []
   const agentSamples = []
+  const inspectSamples = []
   for (let round = 1; round <= ROUNDS; round++) {
     for (const target of targets) samples.push(await measure(target, round))
     if (https) httpsSamples.push(...await measureHttps(https, round))
@@ -648,6 +666,9 @@ async function main () {
     }
     if (agentTargets) {
       for (const target of round % 2 ? agentTargets : [...agentTargets].reverse()) agentSamples.push(await measure(target, round))
+    }
+    if (inspectTargets) {
+      for (const target of round % 2 ? inspectTargets : [...inspectTargets].reverse()) inspectSamples.push(await measure(target, round))
     }
   }
   const summary = summarise(samples, targets.map((t) => t.name))
@@ -658,8 +679,10 @@ async function main () {
   }
   const policySummary = policyTargets ? summarisePolicy(policySamples) : null
   if (policySummary) printPolicyTable(policySummary)
-  const agentsSummary = agentTargets ? summariseAgents(agentSamples) : null
-  if (agentsSummary) printAgentsTable(agentsSummary)
+  const agentsSummary = agentTargets ? summarisePair(agentSamples, AGENT_VARIANTS) : null
+  if (agentsSummary) printPairTable(agentsSummary, AGENT_VARIANTS, 'Porthole agent transports: ngrok SDK / ssh -R (same gateway and upstream; client cpu: the ssh client or the SDK process)')
+  const inspectSummary = inspectTargets ? summarisePair(inspectSamples, INSPECT_VARIANTS) : null
+  if (inspectSummary) printPairTable(inspectSummary, INSPECT_VARIANTS, 'Request capture: captured / --inspect=false (same gateway, upstream and ssh client)')
 
   const date = new Date().toISOString()
   const file = join(RESULTS, `${date.replace(/[:.]/g, '-')}.json`)
@@ -684,6 +707,11 @@ async function main () {
       medians: agentsSummary.medians,
       ratio: agentsSummary.ratio,
       samples: agentSamples,
+    },
+    inspect: inspectSummary && {
+      medians: inspectSummary.medians,
+      ratio: inspectSummary.ratio,
+      samples: inspectSamples,
     },
     policy: policySummary && {
       document: readFileSync(POLICY_FILE, 'utf8'),
