@@ -192,8 +192,8 @@ describe('inspector isolation and access', () => {
     await client.kill()
   })
 
-  it('says the inspector is off when the gateway runs without one', async () => {
-    const bare = await startTestGateway()
+  it('says the inspector is off when the operator turned capture off (porthole serve --inspect=false)', async () => {
+    const bare = await startTestGateway({ flags: { inspect: false } })
     try {
       const local = await freePort()
       const client = connect({ kind: 'openssh', port: bare.sshPort, key: bare.key('alice', 'openssh'), forwards: [`localhost:80:localhost:${upstream.port}`], command: 'http', extra: ['-L', `${local}:localhost:4040`] })
