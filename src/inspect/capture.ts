@@ -39,6 +39,7 @@ export function createReplaySecret (): string {
 }
 
 let lastMs = 0
+let lastMsText = ''
 let sequence = 0
 /** Tells this process's ids from another run's (ids are per process; a restart starts a new store). */
 const RUN = randomBytes(3).toString('hex')
@@ -48,9 +49,10 @@ export function newRecordId (): string {
   if (now <= lastMs) sequence++ // the same millisecond, or a clock that stepped back: keep counting
   else {
     lastMs = now
+    lastMsText = now.toString(36).padStart(9, '0')
     sequence = 0
   }
-  return `req_${lastMs.toString(36).padStart(9, '0')}${sequence.toString(36).padStart(4, '0')}${RUN}`
+  return `req_${lastMsText}${sequence < 36 ? `000${sequence.toString(36)}` : sequence.toString(36).padStart(4, '0')}${RUN}`
 }
 
 /**
@@ -257,60 +259,156 @@ export class RequestCapture {
     const view = this.#view
     const body = this.#requestBody
     const requestHeaders = view?.headers ?? null
-    const rawHeaders = req.rawHeaders
-    let requestLists: Record<string, string[]> | undefined
-    const request: CapturedRequestPart = {
-      method: req.method ?? 'GET',
-      proto: `HTTP/${req.httpVersion}`,
-      uri: view?.path ?? req.url ?? '/',
-      get headers () { return (requestLists ??= requestHeaders !== null ? headerLists(requestHeaders) : rawHeaderLists(rawHeaders)) },
-      body: body.body(),
-      bodySize: body.size,
-      truncated: body.truncated,
-    }
+    const request = new LazyRequestPart(req.method ?? 'GET', `HTTP/${req.httpVersion}`, view?.path ?? req.url ?? '/', requestHeaders, req.rawHeaders, body.body(), body.size, body.truncated)
     let size = 512 + request.uri.length + request.body.length + (requestHeaders !== null ? headerBytes(requestHeaders) : 0)
-    let response: CapturedResponsePart | null = null
+    let response: LazyResponsePart | null = null
     if (res.headersSent) {
       const statusCode = res.statusCode
       const sent = (res as unknown as { _header?: unknown })._header
       // HTTP/1.1: the head exactly as written (Date, Connection, Transfer-Encoding included); HTTP/2: what was set.
       const head = !h2 && typeof sent === 'string' ? sent : null
-      const set = head === null ? res.getHeaders() : null
-      let responseLists: Record<string, string[]> | undefined
       const reason = h2 ? STATUS_CODES[statusCode] : res.statusMessage || STATUS_CODES[statusCode]
-      response = {
-        status: `${statusCode} ${reason ?? ''}`.trimEnd(),
-        statusCode,
-        proto: h2 ? 'HTTP/2.0' : 'HTTP/1.1',
-        get headers () { return (responseLists ??= head !== null ? parseHeaderLines(head) : headerLists(set!)) },
-        body: this.#responseBody.body(),
-        bodySize: this.#responseBody.size,
-        truncated: this.#responseBody.truncated,
-      }
+      const tap = this.#responseBody
+      response = new LazyResponsePart(statusCode, `${statusCode} ${reason ?? ''}`.trimEnd(), h2 ? 'HTTP/2.0' : 'HTTP/1.1', head, head === null ? res.getHeaders() : null, tap.body(), tap.size, tap.truncated)
       size += response.body.length + (head !== null ? head.length * 2 : 1024)
     }
     const publicHeaders = this.#public
-    let publicLists: Record<string, string[]> | undefined
     if (publicHeaders !== null) size += this.#publicUri.length + headerBytes(publicHeaders)
     // The edge's fail() leaves its code on the response (every answer the edge makes itself for an endpoint).
     const errorCode = this.errorCode ?? (res as { errorCode?: string }).errorCode
-    const record: CapturedRequest & { [RECORD_SIZE]?: number } = {
-      id: newRecordId(),
-      ownerId: this.#endpoint.owner.id,
-      endpointId: this.#endpoint.id,
-      tunnelName: this.#endpoint.host,
-      remoteAddr: this.#remoteAddr,
-      start: this.#start.toISOString(),
-      durationMs: performance.now() - this.#started,
-      request,
-      response,
-      ...(errorCode !== undefined ? { errorCode } : {}),
-      ...(this.#replayOf !== undefined ? { replayOf: this.#replayOf } : {}),
-      ...(publicHeaders !== null ? { public: { uri: this.#publicUri, get headers () { return (publicLists ??= headerLists(publicHeaders)) } } } : {}),
-    }
-    Object.defineProperty(record, RECORD_SIZE, { value: size })
-    this.#store.add(record)
+    const endpoint = this.#endpoint
+    this.#store.add(new EdgeRecord(
+      newRecordId(), endpoint.owner.id, endpoint.id, endpoint.host, this.#remoteAddr, this.#start.toISOString(), performance.now() - this.#started,
+      request, response, errorCode, this.#replayOf, publicHeaders === null ? undefined : new LazyPublic(this.#publicUri, publicHeaders), size,
+    ))
   }
+}
+
+/** The request part of an edge record: its header lists are made on first read. */
+class LazyRequestPart implements CapturedRequestPart {
+  readonly method: string
+  readonly proto: string
+  readonly uri: string
+  readonly body: Buffer
+  readonly bodySize: number
+  readonly truncated: boolean
+  #map: HeaderMap | null
+  #raw: readonly string[] | null
+  #lists: Record<string, string[]> | null = null
+
+  constructor (method: string, proto: string, uri: string, map: HeaderMap | null, raw: readonly string[], body: Buffer, bodySize: number, truncated: boolean) {
+    this.method = method
+    this.proto = proto
+    this.uri = uri
+    this.#map = map
+    this.#raw = map === null ? raw : null
+    this.body = body
+    this.bodySize = bodySize
+    this.truncated = truncated
+  }
+
+  get headers (): Record<string, string[]> {
+    if (this.#lists === null) {
+      this.#lists = this.#map !== null ? headerLists(this.#map) : rawHeaderLists(this.#raw!)
+      this.#map = this.#raw = null
+    }
+    return this.#lists
+  }
+
+  toJSON (): object { return { method: this.method, proto: this.proto, uri: this.uri, headers: this.headers, body: this.body, bodySize: this.bodySize, truncated: this.truncated } }
+}
+
+/** The response part of an edge record: HTTP/1.1 heads are parsed on first read. */
+class LazyResponsePart implements CapturedResponsePart {
+  readonly statusCode: number
+  readonly status: string
+  readonly proto: string
+  readonly body: Buffer
+  readonly bodySize: number
+  readonly truncated: boolean
+  #head: string | null
+  #set: Record<string, string | string[] | number | undefined> | null
+  #lists: Record<string, string[]> | null = null
+
+  constructor (statusCode: number, status: string, proto: string, head: string | null, set: Record<string, string | string[] | number | undefined> | null, body: Buffer, bodySize: number, truncated: boolean) {
+    this.statusCode = statusCode
+    this.status = status
+    this.proto = proto
+    this.#head = head
+    this.#set = set
+    this.body = body
+    this.bodySize = bodySize
+    this.truncated = truncated
+  }
+
+  get headers (): Record<string, string[]> {
+    if (this.#lists === null) {
+      this.#lists = this.#head !== null ? parseHeaderLines(this.#head) : headerLists(this.#set!)
+      this.#head = this.#set = null
+    }
+    return this.#lists
+  }
+
+  toJSON (): object { return { status: this.status, statusCode: this.statusCode, proto: this.proto, headers: this.headers, body: this.body, bodySize: this.bodySize, truncated: this.truncated } }
+}
+
+class LazyPublic {
+  readonly uri: string
+  #map: HeaderMap | null
+  #lists: Record<string, string[]> | null = null
+
+  constructor (uri: string, map: HeaderMap) {
+    this.uri = uri
+    this.#map = map
+  }
+
+  get headers (): Record<string, string[]> {
+    if (this.#lists === null) {
+      this.#lists = headerLists(this.#map!)
+      this.#map = null
+    }
+    return this.#lists
+  }
+
+  toJSON (): object { return { uri: this.uri, headers: this.headers } }
+}
+
+/** A record the edge made: plain fields, and its size for the store (RECORD_SIZE). */
+class EdgeRecord implements CapturedRequest {
+  readonly id: string
+  readonly ownerId: string
+  readonly endpointId: string
+  readonly tunnelName: string
+  readonly remoteAddr: string
+  readonly start: string
+  readonly durationMs: number
+  readonly request: CapturedRequestPart
+  readonly response: CapturedResponsePart | null
+  // declared, not defined: absent unless set (as in a plain record), so no own property holds undefined
+  declare readonly errorCode?: string
+  declare readonly replayOf?: string
+  declare readonly public?: CapturedRequest['public']
+  readonly #size: number
+
+  constructor (id: string, ownerId: string, endpointId: string, tunnelName: string, remoteAddr: string, start: string, durationMs: number,
+    request: CapturedRequestPart, response: CapturedResponsePart | null, errorCode: string | undefined, replayOf: string | undefined,
+    sent: CapturedRequest['public'] | undefined, size: number) {
+    this.id = id
+    this.ownerId = ownerId
+    this.endpointId = endpointId
+    this.tunnelName = tunnelName
+    this.remoteAddr = remoteAddr
+    this.start = start
+    this.durationMs = durationMs
+    this.request = request
+    this.response = response
+    if (errorCode !== undefined) this.errorCode = errorCode
+    if (replayOf !== undefined) this.replayOf = replayOf
+    if (sent !== undefined) this.public = sent
+    this.#size = size
+  }
+
+  get [RECORD_SIZE] (): number { return this.#size }
 }
 
 /**
