@@ -198,7 +198,7 @@ export class RequestCapture {
   readonly #endpoint: Endpoint
   readonly #req: IncomingMessage
   readonly #res: ServerResponse
-  readonly #start = new Date()
+  readonly #start = Date.now()
   readonly #started = performance.now()
   readonly #requestBody: BodyTap
   readonly #responseBody: BodyTap
@@ -278,7 +278,7 @@ export class RequestCapture {
     const errorCode = this.errorCode ?? (res as { errorCode?: string }).errorCode
     const endpoint = this.#endpoint
     this.#store.add(new EdgeRecord(
-      newRecordId(), endpoint.owner.id, endpoint.id, endpoint.host, this.#remoteAddr, this.#start.toISOString(), performance.now() - this.#started,
+      newRecordId(), endpoint.owner.id, endpoint.id, endpoint.host, this.#remoteAddr, this.#start, performance.now() - this.#started,
       request, response, errorCode, this.#replayOf, publicHeaders === null ? undefined : new LazyPublic(this.#publicUri, publicHeaders), size,
     ))
   }
@@ -380,7 +380,8 @@ class EdgeRecord implements CapturedRequest {
   readonly endpointId: string
   readonly tunnelName: string
   readonly remoteAddr: string
-  readonly start: string
+  readonly #startMs: number
+  #start: string | null = null
   readonly durationMs: number
   readonly request: CapturedRequestPart
   readonly response: CapturedResponsePart | null
@@ -390,15 +391,15 @@ class EdgeRecord implements CapturedRequest {
   declare readonly public?: CapturedRequest['public']
   readonly #size: number
 
-  constructor (id: string, ownerId: string, endpointId: string, tunnelName: string, remoteAddr: string, start: string, durationMs: number,
+  constructor (id: string, ownerId: string, endpointId: string, tunnelName: string, remoteAddr: string, start: number, durationMs: number,
     request: CapturedRequestPart, response: CapturedResponsePart | null, errorCode: string | undefined, replayOf: string | undefined,
     sent: CapturedRequest['public'] | undefined, size: number) {
+    this.#startMs = start
     this.id = id
     this.ownerId = ownerId
     this.endpointId = endpointId
     this.tunnelName = tunnelName
     this.remoteAddr = remoteAddr
-    this.start = start
     this.durationMs = durationMs
     this.request = request
     this.response = response
@@ -408,7 +409,14 @@ class EdgeRecord implements CapturedRequest {
     this.#size = size
   }
 
+  /** ISO 8601, made on first read. */
+  get start (): string { return (this.#start ??= new Date(this.#startMs).toISOString()) }
+
   get [RECORD_SIZE] (): number { return this.#size }
+
+  toJSON (): object {
+    return { ...this, start: this.start }
+  }
 }
 
 /**
