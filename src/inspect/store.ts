@@ -6,7 +6,7 @@
 import { channel } from 'node:diagnostics_channel'
 import { LRUCache } from 'lru-cache'
 import type { CapturedMessage, CapturedRequest, InspectStore } from './record.js'
-import { RECORD_SIZE } from './capture.js'
+import { RECORD_SIZE } from './edge-record.js'
 
 export const INSPECT_REQUEST_CHANNEL = 'porthole:inspect:request'
 const requestChannel = channel(INSPECT_REQUEST_CHANNEL)
