@@ -12,12 +12,13 @@ import type { Socket } from 'node:net'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Endpoint } from '../core/endpoint.js'
 import type { HeaderMap } from '../policy/compiled.js'
-import type { CapturedRequest, CapturedRequestPart, CapturedResponsePart, InspectStore } from './record.js'
+import type { CapturedResponsePart, InspectStore } from './record.js'
+import { EdgeRecord, headerBytes, headerLists, LazyPublic, LazyRequestPart, LazyResponsePart, newRecordId, parseHead, rawHeaderLists, snapshot } from './edge-record.js'
+
+export { HEADER_VALUE_CAP, headerLists, newRecordId, RECORD_SIZE } from './edge-record.js'
 
 /** Body bytes kept per direction. */
 export const BODY_CAP = 64 * 1024
-/** Characters kept of one header value. */
-export const HEADER_VALUE_CAP = 4 * 1024
 /** A response head larger than this (on a raw upgrade socket) is not parsed; the record has no response. */
 const MAX_RAW_HEAD = 64 * 1024
 /**
@@ -36,47 +37,6 @@ export interface InspectOptions {
 
 export function createReplaySecret (): string {
   return randomBytes(32).toString('hex')
-}
-
-let lastMs = 0
-let sequence = 0
-/** Tells this process's ids from another run's (ids are per process; a restart starts a new store). */
-const RUN = randomBytes(3).toString('hex')
-/** 'req_' + milliseconds + a sequence within the millisecond + this run's tag: later ids sort after earlier ones. */
-export function newRecordId (): string {
-  const now = Date.now()
-  if (now <= lastMs) sequence++ // the same millisecond, or a clock that stepped back: keep counting
-  else {
-    lastMs = now
-    sequence = 0
-  }
-  return `req_${lastMs.toString(36).padStart(9, '0')}${sequence.toString(36).padStart(4, '0')}${RUN}`
-}
-
-/**
- * What a record costs in the store, as the edge knows it cheaply (body bytes and header text), under a symbol
- * the store reads instead of walking the record (its header lists are built only when someone reads them).
- */
-export const RECORD_SIZE = Symbol('porthole.inspect.recordSize')
-
-/** A shallow copy of a header map whose lists are copies too: what the policy does to the original stays there. */
-function snapshot (headers: HeaderMap): HeaderMap {
-  const copy: HeaderMap = {}
-  for (const name in headers) {
-    const value = headers[name]
-    copy[name] = Array.isArray(value) ? value.slice() : value
-  }
-  return copy
-}
-
-function headerBytes (headers: HeaderMap): number {
-  let size = 0
-  for (const name in headers) {
-    const value = headers[name]
-    if (typeof value === 'string') size += name.length + value.length + 32
-    else if (value !== undefined) for (const v of value) size += name.length + v.length + 32
-  }
-  return size
 }
 
 /** What the mark says, when it carries this process's secret: the owner it was sent for and the record replayed. */
@@ -127,56 +87,6 @@ export class BodyTap {
   get truncated (): boolean { return this.size > this.#kept }
 }
 
-function capValue (value: string): string {
-  return value.length > HEADER_VALUE_CAP ? value.slice(0, HEADER_VALUE_CAP) : value
-}
-
-/** HeaderMap (or getHeaders()) to the record's shape: every value a list, each cut at HEADER_VALUE_CAP. */
-export function headerLists (headers: Record<string, string | string[] | number | undefined>): Record<string, string[]> {
-  const out: Record<string, string[]> = {}
-  for (const name in headers) {
-    const value = headers[name]
-    if (value === undefined) continue
-    out[name] = Array.isArray(value) ? value.map(capValue) : [capValue(String(value))]
-  }
-  return out
-}
-
-function rawHeaderLists (raw: readonly string[]): Record<string, string[]> {
-  const out: Record<string, string[]> = {}
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!
-    // The replay mark carries the process's secret: never shown (the policy and the upstream never see it either).
-    if (name.charCodeAt(0) === 58 /* ':' */ || name.toLowerCase() === REPLAY_HEADER) continue
-    ;(out[name] ??= []).push(capValue(raw[i + 1]!))
-  }
-  return out
-}
-
-/** The header lines of a serialized HTTP/1.1 head (its first line skipped). */
-function parseHeaderLines (head: string): Record<string, string[]> {
-  const headers: Record<string, string[]> = {}
-  let at = head.indexOf('\r\n')
-  while (at !== -1) {
-    const start = at + 2
-    const end = head.indexOf('\r\n', start)
-    const line = head.slice(start, end === -1 ? undefined : end)
-    at = end
-    const colon = line.indexOf(':')
-    if (colon <= 0) continue
-    ;(headers[line.slice(0, colon)] ??= []).push(capValue(line.slice(colon + 1).trim()))
-  }
-  return headers
-}
-
-/** A serialized HTTP/1.1 response head: status line and header lines. */
-function parseHead (head: string): { statusCode: number, status: string, headers: Record<string, string[]> } | undefined {
-  const match = /^HTTP\/\d\.\d (\d{3})(?: ([^\r\n]*))?/.exec(head)
-  if (match === null) return undefined
-  const statusCode = Number(match[1])
-  return { statusCode, status: `${statusCode} ${match[2] ?? STATUS_CODES[statusCode] ?? ''}`.trimEnd(), headers: parseHeaderLines(head) }
-}
-
 function remoteAddr (ip: string, port: number | undefined): string {
   return `${ip.includes(':') ? `[${ip}]` : ip}:${port ?? 0}`
 }
@@ -196,7 +106,7 @@ export class RequestCapture {
   readonly #endpoint: Endpoint
   readonly #req: IncomingMessage
   readonly #res: ServerResponse
-  readonly #start = new Date()
+  readonly #start = Date.now()
   readonly #started = performance.now()
   readonly #requestBody: BodyTap
   readonly #responseBody: BodyTap
@@ -204,7 +114,6 @@ export class RequestCapture {
   #view: UpstreamView | null = null
   /** Read now: once the response closes, the socket may have gone. */
   readonly #remoteAddr: string
-  errorCode: string | undefined
 
   constructor (options: InspectOptions, endpoint: Endpoint, req: IncomingMessage, res: ServerResponse, replayOf: string | undefined) {
     this.#store = options.store
@@ -257,59 +166,28 @@ export class RequestCapture {
     const view = this.#view
     const body = this.#requestBody
     const requestHeaders = view?.headers ?? null
-    const rawHeaders = req.rawHeaders
-    let requestLists: Record<string, string[]> | undefined
-    const request: CapturedRequestPart = {
-      method: req.method ?? 'GET',
-      proto: `HTTP/${req.httpVersion}`,
-      uri: view?.path ?? req.url ?? '/',
-      get headers () { return (requestLists ??= requestHeaders !== null ? headerLists(requestHeaders) : rawHeaderLists(rawHeaders)) },
-      body: body.body(),
-      bodySize: body.size,
-      truncated: body.truncated,
-    }
+    const request = new LazyRequestPart(req.method ?? 'GET', `HTTP/${req.httpVersion}`, view?.path ?? req.url ?? '/', requestHeaders, req.rawHeaders, body.body(), body.size, body.truncated)
     let size = 512 + request.uri.length + request.body.length + (requestHeaders !== null ? headerBytes(requestHeaders) : 0)
-    let response: CapturedResponsePart | null = null
+    let response: LazyResponsePart | null = null
     if (res.headersSent) {
       const statusCode = res.statusCode
       const sent = (res as unknown as { _header?: unknown })._header
       // HTTP/1.1: the head exactly as written (Date, Connection, Transfer-Encoding included); HTTP/2: what was set.
       const head = !h2 && typeof sent === 'string' ? sent : null
-      const set = head === null ? res.getHeaders() : null
-      let responseLists: Record<string, string[]> | undefined
       const reason = h2 ? STATUS_CODES[statusCode] : res.statusMessage || STATUS_CODES[statusCode]
-      response = {
-        status: `${statusCode} ${reason ?? ''}`.trimEnd(),
-        statusCode,
-        proto: h2 ? 'HTTP/2.0' : 'HTTP/1.1',
-        get headers () { return (responseLists ??= head !== null ? parseHeaderLines(head) : headerLists(set!)) },
-        body: this.#responseBody.body(),
-        bodySize: this.#responseBody.size,
-        truncated: this.#responseBody.truncated,
-      }
+      const tap = this.#responseBody
+      response = new LazyResponsePart(statusCode, `${statusCode} ${reason ?? ''}`.trimEnd(), h2 ? 'HTTP/2.0' : 'HTTP/1.1', head, head === null ? res.getHeaders() : null, tap.body(), tap.size, tap.truncated)
       size += response.body.length + (head !== null ? head.length * 2 : 1024)
     }
     const publicHeaders = this.#public
-    let publicLists: Record<string, string[]> | undefined
     if (publicHeaders !== null) size += this.#publicUri.length + headerBytes(publicHeaders)
     // The edge's fail() leaves its code on the response (every answer the edge makes itself for an endpoint).
-    const errorCode = this.errorCode ?? (res as { errorCode?: string }).errorCode
-    const record: CapturedRequest & { [RECORD_SIZE]?: number } = {
-      id: newRecordId(),
-      ownerId: this.#endpoint.owner.id,
-      endpointId: this.#endpoint.id,
-      tunnelName: this.#endpoint.host,
-      remoteAddr: this.#remoteAddr,
-      start: this.#start.toISOString(),
-      durationMs: performance.now() - this.#started,
-      request,
-      response,
-      ...(errorCode !== undefined ? { errorCode } : {}),
-      ...(this.#replayOf !== undefined ? { replayOf: this.#replayOf } : {}),
-      ...(publicHeaders !== null ? { public: { uri: this.#publicUri, get headers () { return (publicLists ??= headerLists(publicHeaders)) } } } : {}),
-    }
-    Object.defineProperty(record, RECORD_SIZE, { value: size })
-    this.#store.add(record)
+    const errorCode = (res as { errorCode?: string }).errorCode
+    const endpoint = this.#endpoint
+    this.#store.add(new EdgeRecord(
+      newRecordId(), endpoint.owner.id, endpoint.id, endpoint.host, this.#remoteAddr, this.#start, performance.now() - this.#started,
+      request, response, errorCode, this.#replayOf, publicHeaders === null ? undefined : new LazyPublic(this.#publicUri, publicHeaders), size,
+    ))
   }
 }
 

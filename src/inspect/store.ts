@@ -6,7 +6,7 @@
 import { channel } from 'node:diagnostics_channel'
 import { LRUCache } from 'lru-cache'
 import type { CapturedMessage, CapturedRequest, InspectStore } from './record.js'
-import { RECORD_SIZE } from './capture.js'
+import { RECORD_SIZE } from './edge-record.js'
 
 export const INSPECT_REQUEST_CHANNEL = 'porthole:inspect:request'
 const requestChannel = channel(INSPECT_REQUEST_CHANNEL)
@@ -68,6 +68,8 @@ export class MemoryInspectStore implements InspectStore {
   readonly #owners = new Map<string, LRUCache<string, CapturedRequest>>()
   readonly #listeners = new Map<string, Set<Listener>>()
   #totalBytes = 0
+  /** The owner of the latest add: already the most recent in #owners. */
+  #lastOwner: string | undefined
 
   constructor (options: MemoryInspectStoreOptions = {}) {
     this.#maxRecords = positive(options.maxRecordsPerOwner ?? STORE_DEFAULTS.maxRecordsPerOwner, 'maxRecordsPerOwner')
@@ -84,9 +86,14 @@ export class MemoryInspectStore implements InspectStore {
     const size = recordSize(record)
     if (size <= this.#maxBytes) {
       let bucket = this.#owners.get(record.ownerId)
-      if (bucket === undefined) bucket = this.#newBucket()
-      else this.#owners.delete(record.ownerId) // re-inserted below: now the most recently active owner
-      this.#owners.set(record.ownerId, bucket)
+      if (bucket === undefined) {
+        bucket = this.#newBucket()
+        this.#owners.set(record.ownerId, bucket)
+      } else if (this.#lastOwner !== record.ownerId) {
+        this.#owners.delete(record.ownerId) // re-inserted: now the most recently active owner
+        this.#owners.set(record.ownerId, bucket)
+      }
+      this.#lastOwner = record.ownerId
       const before = bucket.calculatedSize
       bucket.set(record.id, record, { size })
       this.#totalBytes += bucket.calculatedSize - before // the new record's size less what it evicted
@@ -125,6 +132,7 @@ export class MemoryInspectStore implements InspectStore {
     const bucket = this.#owners.get(ownerId)
     if (bucket === undefined) return
     this.#owners.delete(ownerId)
+    if (this.#lastOwner === ownerId) this.#lastOwner = undefined
     this.#totalBytes -= bucket.calculatedSize
     bucket.clear()
   }
