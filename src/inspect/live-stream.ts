@@ -1,11 +1,15 @@
 // The inspector's live view: Server-Sent Events at /api/events, one stream per open browser tab, fed by the
-// store's per-owner subscription so the page updates without polling. Bounded: a number of streams per owner
+// store's per-owner subscription so the page updates without polling (each request also as ngrok's
+// http_request_complete.v0 event). Bounded: a number of streams per owner
 // (past it the new one gets PH_5030), and a slow reader whose unsent backlog passes a cap is dropped rather
 // than buffered without end (the browser's EventSource reconnects and reloads the list). One shared timer
 // writes a comment now and then so that idle streams are seen to be alive and dead ones are noticed.
 import type { ServerResponse } from 'node:http'
 import type { CapturedRequest, InspectStore } from './record.js'
+import { requestCompleteEvent } from './event.js'
 import { toNgrokRequest } from './ngrok-shape.js'
+
+const COMPLETE_EVENT = 'http_request_complete.v0'
 
 /** Unsent bytes a slow live view may have queued before it is dropped. */
 const MAX_BACKLOG_BYTES = 512 * 1024
@@ -66,8 +70,11 @@ export class LiveStreams {
     for (const stream of this.#streams) if (stream.ownerId === ownerId) this.#write(stream, 'event: clear\ndata: {}\n\n')
   }
 
+  /** Each finished request twice: in the list's shape (`request`, what the page shows) and as ngrok's
+   *  `http_request_complete.v0` event (for scripts that consume ngrok's event stream). */
   #send (stream: Stream, event: string, record: CapturedRequest): void {
-    this.#write(stream, `event: ${event}\nid: ${record.id}\ndata: ${JSON.stringify(toNgrokRequest(record))}\n\n`)
+    this.#write(stream, `event: ${event}\nid: ${record.id}\ndata: ${JSON.stringify(toNgrokRequest(record))}\n\n` +
+      `event: ${COMPLETE_EVENT}\ndata: ${JSON.stringify(requestCompleteEvent(record))}\n\n`)
   }
 
   #write (stream: Stream, text: string): void {

@@ -76,6 +76,23 @@ describe('inspection end to end (real capture, real inspector, real replay)', ()
     expect((await other.api(`/api/requests/http/${record.id}`)).status).toBe(404)
   })
 
+  it('the live stream (SSE) carries each request in the list\'s shape and as ngrok\'s http_request_complete.v0 event', async () => {
+    const local = await freePort()
+    const client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`live-events:80:localhost:${upstream.port}`], command: 'http', extra: ['-L', `${local}:localhost:4040`] })
+    clients.push(client)
+    const url = (await client.urls())[0]!
+    const events = await eventually(async () => request(`http://localhost:${local}/api/events`).catch(() => undefined), 15_000)
+    let text = ''
+    events.body.setEncoding('utf8').on('data', (chunk: string) => { text += chunk })
+    await fetchVia(gateway, `${url}/streamed?y=2`)
+    await eventually(() => text.includes('event: http_request_complete.v0'))
+    const request1 = JSON.parse(/event: request\nid: \S+\ndata: (.+)\n/.exec(text)![1]!) as { request: { uri: string } }
+    expect(request1.request.uri).toBe('/streamed?y=2')
+    const complete = JSON.parse(/event: http_request_complete\.v0\ndata: (.+)\n/.exec(text)![1]!) as { event_type: string, object: { http: { request: { method: string, url: { path: string, query: string } }, response: { status_code: number } } } }
+    expect(complete).toMatchObject({ event_type: 'http_request_complete.v0', object: { http: { request: { method: 'GET', url: { path: '/streamed', query: 'y=2' } }, response: { status_code: 200 } } } })
+    events.body.destroy()
+  })
+
   it('an endpoint bound with --inspect=false is never captured', async () => {
     const { url, api } = await open('carol', 'no-inspect', 'http --inspect=false')
     expect((await fetchVia(gateway, `${url}/private`)).body).toBe('stored')
