@@ -4,7 +4,9 @@
 // and an endpoint bound with --inspect=false is never captured.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { request } from 'undici'
-import { connect, eventually, fetchVia, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { FIXTURES, connect, eventually, fetchVia, ngrokSession, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 import { freePort } from './inspect-fakes.js'
 
 interface Listed { requests: Array<{ id: string, tunnel_name: string, request: { method: string, uri: string, raw: string }, response: { status_code: number }, replay_of?: string }> }
@@ -100,3 +102,37 @@ describe('inspection end to end (real capture, real inspector, real replay)', ()
     expect(((await api('/api/requests/http')).json as Listed).requests).toEqual([])
   })
 })
+
+describe('an account sees its ngrok agents in the inspector of its SSH sessions', () => {
+  it('an SDK endpoint bound with the account\'s authtoken is listed, and its requests captured, for the account\'s key', async () => {
+    const gateway = await startTestGateway()
+    const upstream = await startUpstream((_req, res) => res.end('from the sdk'))
+    let sdk: Awaited<ReturnType<typeof ngrokSession>> | undefined
+    let client: SshClient | undefined
+    try {
+      await gateway.identity.createAccount('ann')
+      await gateway.identity.addKey('ann', readFileSync(join(FIXTURES, 'keys', 'alice.pub'), 'utf8'))
+      const { token } = await gateway.identity.createToken('ann')
+      sdk = await ngrokSession(gateway, { authtoken: token })
+      const listener = await sdk.httpEndpoint().domain('ann-sdk').listenAndForward(`http://localhost:${upstream.port}`)
+      expect((await fetchVia(gateway, `${listener.url()}/via-sdk`)).body).toBe('from the sdk')
+      const local = await freePort()
+      client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`ann-ssh:80:localhost:${upstream.port}`], command: 'http', extra: ['-L', `${local}:localhost:4040`] })
+      await client.urls()
+      const get = async (path: string): Promise<unknown> => {
+        const response = await request(`http://localhost:${local}${path}`)
+        return response.body.json()
+      }
+      const tunnels = await eventually(async () => (await get('/api/tunnels').catch(() => undefined)) as { tunnels: Array<{ name: string }> } | undefined, 15_000)
+      expect(tunnels.tunnels.map((t) => t.name).sort()).toEqual(['ann-sdk.localhost', 'ann-ssh.localhost'])
+      const listed = await get('/api/requests/http?tunnel_name=ann-sdk.localhost') as Listed
+      expect(listed.requests.map((r) => r.request.uri)).toEqual(['/via-sdk'])
+    } finally {
+      await client?.kill()
+      await sdk?.close().catch(() => {})
+      await upstream.close()
+      await gateway.stop()
+    }
+  })
+})
+
