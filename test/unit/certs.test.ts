@@ -189,13 +189,17 @@ describe('certs', () => {
     }
   })
 
-  it('keeps at most maxCached contexts', () => {
+  it('keeps at most maxCached contexts, dropping the least recently used', () => {
     const small = new CertStore({ dataDir, maxCached: 2 })
     const a = small.secureContextFor('a.localhost')
-    small.secureContextFor('b.localhost')
+    const b = small.secureContextFor('b.localhost')
     expect(small.secureContextFor('a.localhost')).toBe(a)
     small.secureContextFor('c.localhost') // drops b, the least recently used
     expect(small.secureContextFor('a.localhost')).toBe(a)
+    // b was evicted: asked again, it is issued afresh (a new context), which in turn drops a's
+    expect(small.secureContextFor('b.localhost')).not.toBe(b)
+    expect(small.secureContextFor('c.localhost')).toBeDefined()
+    expect(small.secureContextFor('a.localhost')).not.toBe(a)
   })
 
   it('refuses malformed hosts', () => {
