@@ -1,8 +1,9 @@
 // jwt-validation through a real tunnel, with keys made in the test and a JWKS served on loopback:
-// a valid token passes; missing, expired, foreign-key, wrong-audience and wrong-issuer tokens get 401 PH_3106.
+// a valid token passes; missing, expired, foreign-key, wrong-audience and wrong-issuer tokens get 401 PH_3106, as do
+// unsigned (alg none), HS256-keyed-with-the-public-key and outside-allowed_algorithms tokens.
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { exportJWK, generateKeyPair, SignJWT } from 'jose'
+import { exportJWK, exportSPKI, generateKeyPair, importJWK, SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect, fetchVia, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 
@@ -14,12 +15,18 @@ describe('jwt-validation', () => {
   let url: string
   let sign: (claims: { iss?: string, aud?: string, exp?: string }, key?: CryptoKey) => Promise<string>
   let foreign: CryptoKey
+  /** Tokens an attacker makes: unsigned (alg none), HMAC keyed with the public key (RS/HS confusion), a valid
+   *  signature with an algorithm outside allowed_algorithms, and the same key with an allowed one (control). */
+  let attacks: { none: string, hsConfusion: string, rs384: string, rs256SameKey: string }
 
   beforeAll(async () => {
     const { privateKey, publicKey } = await generateKeyPair('RS256')
     foreign = (await generateKeyPair('RS256')).privateKey
     const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' }
-    jwks = createServer((_req, res) => { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify({ keys: [jwk] })) })
+    // k2 names no alg in the key set: only allowed_algorithms says which algorithms its signatures may use.
+    const second = await generateKeyPair('RS384', { extractable: true })
+    const jwk2 = { ...(await exportJWK(second.publicKey)), kid: 'k2', use: 'sig' }
+    jwks = createServer((_req, res) => { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify({ keys: [jwk, jwk2] })) })
     await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve))
     const jku = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/.well-known/jwks.json`
     sign = (claims, key = privateKey) => new SignJWT({ sub: 'ann' })
@@ -29,6 +36,16 @@ describe('jwt-validation', () => {
       .setIssuedAt()
       .setExpirationTime(claims.exp ?? '5m')
       .sign(key)
+
+    const claims = { sub: 'ann', iss: 'https://issuer.test/', aud: 'porthole-api', exp: Math.floor(Date.now() / 1000) + 300 }
+    const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
+    const spki = new TextEncoder().encode(await exportSPKI(publicKey))
+    attacks = {
+      none: `${b64({ alg: 'none', kid: 'k1' })}.${b64(claims)}.`,
+      hsConfusion: await new SignJWT(claims).setProtectedHeader({ alg: 'HS256', kid: 'k1' }).sign(spki),
+      rs384: await new SignJWT(claims).setProtectedHeader({ alg: 'RS384', kid: 'k2' }).sign(second.privateKey),
+      rs256SameKey: await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'k2' }).sign(await importJWK(await exportJWK(second.privateKey), 'RS256')),
+    }
 
     gateway = await startTestGateway({ flags: { policyPrivateUrls: true } }) // the key sets are on loopback
     upstream = await startUpstream()
@@ -62,6 +79,8 @@ describe('jwt-validation', () => {
   it('lets a valid token through, from the header or the query', async () => {
     expect((await fetchVia(gateway, `${url}/`, { headers: bearer(await sign({})) })).status).toBe(200)
     expect((await fetchVia(gateway, `${url}/?access_token=${await sign({})}`)).status).toBe(200)
+    // The control for the algorithm cases below: k2's own signature with an allowed algorithm passes.
+    expect((await fetchVia(gateway, `${url}/`, { headers: bearer(attacks.rs256SameKey) })).status).toBe(200)
   })
 
   it.each([
@@ -71,6 +90,9 @@ describe('jwt-validation', () => {
     ['another audience', async () => bearer(await sign({ aud: 'other' }))],
     ['another issuer', async () => bearer(await sign({ iss: 'https://evil.test/' }))],
     ['garbage', async () => bearer('not.a.jwt')],
+    ['an unsigned token (alg none)', async () => bearer(attacks.none)],
+    ['an HS256 token keyed with the public key (algorithm confusion)', async () => bearer(attacks.hsConfusion)],
+    ['a valid signature with an algorithm outside allowed_algorithms (RS384)', async () => bearer(attacks.rs384)],
   ])('refuses %s with 401 PH_3106', async (_name, headers) => {
     const res = await fetchVia(gateway, `${url}/`, { headers: await headers() })
     expect(res.status).toBe(401)
