@@ -126,10 +126,16 @@ describe('porthole admin commands', () => {
     expect(JSON.parse(await ok('accounts', 'list', '--json'))).toEqual({ accounts: [{ name: 'ann', uri: '/api/accounts/ann', created_at: expect.any(String) }], next_page_uri: null })
   })
 
-  it('lists past one page of the API', async () => {
+  it('lists past one page of the API, following next_page_uri', async () => {
     for (let i = 0; i < 3; i++) expect((await cli('tokens', 'create', 'ann', '--description', `t${i}`)).code).toBe(0)
-    // The CLI asks 100 a page; more than that would be slow to make here, so the API's paging is tested in api.test.ts.
     expect(JSON.parse(await ok('tokens', 'list', 'ann', '--json')).tokens).toHaveLength(3)
+    // The CLI asks 100 a page: 105 more accounts (made in-process, in one group commit) take it to a second page.
+    const before = (JSON.parse(await ok('accounts', 'list', '--json')) as { accounts: Array<{ name: string }> }).accounts.length
+    await Promise.all(Array.from({ length: 105 }, (_, i) => gw.identity.createAccount(`page-${String(i).padStart(3, '0')}`)))
+    const names = (JSON.parse(await ok('accounts', 'list', '--json')) as { accounts: Array<{ name: string }> }).accounts.map((a) => a.name)
+    expect(names).toHaveLength(before + 105)
+    expect(new Set(names).size).toBe(names.length)
+    expect(names.filter((name) => name.startsWith('page-'))).toHaveLength(105)
   })
 
   it('revokes API keys through the API', async () => {
