@@ -16,7 +16,7 @@ import {
   MAX_RPC_BYTES, StreamType, authReply, bindReply, chooseVersion, clientAddr, echoOpts, errorReply, ngrokError, parseAuth, parseBind,
   parseSrvInfo, parseUnbind, proxyHeader, readJsonValue, srvInfoReply, stopTunnelRequest, unbindReply, type Auth, type Bind,
 } from './messages.js'
-import { HEARTBEAT_TYPE, Liveness, MuxCode, MuxSession, answerHeartbeats, type MuxStream } from './muxado/index.js'
+import { HEARTBEAT_TYPE, Heartbeater, Liveness, MuxCode, MuxSession, answerHeartbeats, type MuxStream } from './muxado/index.js'
 
 /** Who the agent logged in as (what the Auth RPC found). */
 export interface AgentLogin {
@@ -76,7 +76,7 @@ export class NgrokSession {
   #liveness: Liveness
   /** Echoes of the gateway's own heartbeats (the agent's beats alone do not prove it still reads). */
   readonly #echoes: Liveness
-  #beating: NodeJS.Timeout | undefined
+  #beating: Heartbeater | undefined
   readonly #remote: ClientAddress
   #state: State = { state: 'new' }
   #rpcs = 0
@@ -175,7 +175,7 @@ export class NgrokSession {
     const wasLive = this.#state.state === 'live'
     this.#state = { state: 'closed' }
     clearTimeout(this.#loginTimer)
-    clearInterval(this.#beating)
+    this.#beating?.stop()
     this.#liveness.stop()
     this.#echoes.stop()
     for (const tunnel of this.#tunnels.values()) {
@@ -198,7 +198,7 @@ export class NgrokSession {
       if (this.#heartbeats > 0) return void stream.destroy()
       this.#heartbeats++
       stream.once('close', () => { this.#heartbeats-- })
-      answerHeartbeats(stream, { beat: () => this.#liveness.beat() } as Liveness)
+      answerHeartbeats(stream, { beat: () => this.#liveness.beat() })
       this.#liveness.start()
       return
     }
@@ -307,12 +307,9 @@ export class NgrokSession {
       return
     }
     stream.on('error', () => {})
-    stream.on('data', () => this.#echoes.beat())
+    this.#beating = new Heartbeater(stream, { intervalMs: this.#ctx.heartbeatIntervalMs, onBeat: () => this.#echoes.beat() })
+    this.#beating.start()
     this.#echoes.start()
-    this.#beating = setInterval(() => {
-      if (!stream.destroyed && !stream.writableNeedDrain) stream.write(randomBytes(4))
-    }, this.#ctx.heartbeatIntervalMs)
-    this.#beating.unref()
   }
 
   async #bind (bind: Bind): Promise<string> {

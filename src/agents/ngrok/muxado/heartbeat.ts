@@ -83,7 +83,7 @@ export class Liveness {
  * peer ends its side. A heartbeat stream that closes stops the beats, so liveness then times out: the owner
  * stops it when the session ends.
  */
-export function answerHeartbeats (stream: Duplex, liveness?: Liveness): void {
+export function answerHeartbeats (stream: Duplex, liveness?: Pick<Liveness, 'beat'>): void {
   let partial = 0
   stream.on('data', (chunk: Buffer) => {
     partial += chunk.length
