@@ -75,6 +75,7 @@ describe('supported options map to the rules the SSH flags build', () => {
     const mapping = bind('https')
     expect(mapping).toEqual({
       proto: 'http',
+      bound: { spec: { proto: 'http', inspect: true, schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' } }, compiled: { onTcpConnect: null, onHttpRequest: null, onHttpResponse: null, needsBody: false } },
       urlScheme: 'https',
       name: null,
       options: { command: 'http', policy: {}, hostHeader: undefined, schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' }, proxyProto: 0, output: 'text', inspect: true, stdin: null },

@@ -38,6 +38,8 @@ export interface BindMapping {
   readonly urlScheme: 'http' | 'https' | 'tcp' | 'tls'
   /** null: a random name (http, tls) or a free port from the pool (tcp). */
   readonly name: RequestedName | null
+  /** The spec and compiled policy to bind with (compiled once, here: what checked the values binds too). */
+  readonly bound: ReturnType<typeof specFor>
   /** What specFor binds, exactly as the SSH transport builds it. */
   readonly options: SessionOptions
   /** Extra.PoolingEnabled: the agent agrees to share the name with other agents binding it. */
@@ -243,9 +245,10 @@ export function bindOptions (bind: Bind, compile: CompileOptions = {}): BindMapp
     inspect: true,
     stdin: null,
   }
-  specFor(options, proto, compile) // every value checked now: a bad one is refused before anything binds
+  const bound = specFor(options, proto, compile) // every value checked now: a bad one is refused before anything binds
   return {
     proto,
+    bound,
     urlScheme: bind.proto,
     name,
     options,

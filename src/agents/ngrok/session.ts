@@ -9,7 +9,6 @@ import { PortholeError, isPortholeError } from '../../core/errors.js'
 import type { ClientAddress, Endpoint, Owner } from '../../core/endpoint.js'
 import type { CredentialKind, SessionInfo } from '../../core/session.js'
 import { bindNamed, bindTcp, type EndpointContext } from '../bind.js'
-import { specFor } from '../endpoint-options.js'
 import { bindOptions, type RequestedName } from './bind-options.js'
 import { WHY } from './option-table.js'
 import {
@@ -320,7 +319,7 @@ export class NgrokSession {
     if (this.#tunnels.size >= this.#ctx.maxTunnels) throw new PortholeError('PH_1018', String(this.#ctx.maxTunnels))
     const mapping = bindOptions(bind, this.#ctx.compile)
     if (mapping.pooling) throw new PortholeError('PH_1071', `Extra.PoolingEnabled (${WHY.pooling})`)
-    const { spec, compiled } = specFor(mapping.options, mapping.proto, this.#ctx.compile)
+    const { spec, compiled } = mapping.bound
     const tunnel: Tunnel = { id, bind, endpoint: null }
     this.#tunnels.set(id, tunnel)
     const request = {
