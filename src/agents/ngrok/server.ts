@@ -84,8 +84,7 @@ export class NgrokAgent implements SessionDirectory {
   /** Live logins of this transport, for the shared session budgets. */
   * logins (): Iterable<LiveLogin> {
     for (const session of this.#sessions.values()) {
-      const info = session.info()
-      if (session.login && info) yield { owner: session.login.owner, remoteAddr: info.remoteAddr }
+      if (session.login) yield { owner: session.login.owner, remoteAddr: session.remoteAddr }
     }
   }
 

@@ -109,6 +109,11 @@ export class NgrokSession {
     this.#mux.on('close', (error) => this.#ended(error?.message))
   }
 
+  /** The agent's address (what the session budgets count per source). */
+  get remoteAddr (): string {
+    return this.#remote.remoteAddress
+  }
+
   get login (): AgentLogin | null {
     return this.#state.state === 'live' ? this.#state.login : null
   }
