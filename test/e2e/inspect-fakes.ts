@@ -1,10 +1,11 @@
-// Stand-ins for the capture side's pieces (its store, edge capture and replay), so the inspector's tests run
-// before those land: a small per-owner store, a "capture" that records what a test sent through the edge,
-// and a replay that sends a record again through the public edge (the real one goes through the tunnel).
+// Stand-ins for the capture side's pieces (its store, edge capture and replay), so the inspector's tests check
+// its API and page on exact records of their own: a small per-owner store, records made by the test, and a replay
+// that sends a record again through the public edge (the real pipeline: inspector-live.test.ts).
 import { createServer, type AddressInfo } from 'node:net'
 import { request } from 'undici'
 import type { Endpoint } from '../../src/core/endpoint.js'
 import type { CapturedRequest, InspectStore, Replay } from '../../src/inspect/record.js'
+import { startTestGateway, startUpstream, type TestGateway } from './harness.js'
 
 export class FakeStore implements InspectStore {
   readonly #records: CapturedRequest[] = []
@@ -113,4 +114,36 @@ export function freePort (): Promise<number> {
       server.close(() => resolve(port))
     })
   })
+}
+
+/** What reached the scene's upstream. */
+export interface Seen { method: string, url: string, body: string }
+
+export interface FakeInspectedScene {
+  readonly gateway: TestGateway
+  readonly upstream: Awaited<ReturnType<typeof startUpstream>>
+  /** The store the inspector serves: tests add the records they want to see. */
+  readonly store: FakeStore
+  readonly seen: Seen[]
+}
+
+/**
+ * A gateway whose inspector serves a FakeStore (replays go through the public edge to the record's endpoint), and
+ * an upstream that records every request and answers `answer` as JSON: the inspector's tests without capture.
+ */
+export async function startFakeInspected (answer: unknown): Promise<FakeInspectedScene> {
+  const store = new FakeStore()
+  const seen: Seen[] = []
+  const upstream = await startUpstream((req, res) => {
+    let body = ''
+    req.setEncoding('utf8').on('data', (t: string) => { body += t }).on('end', () => {
+      seen.push({ method: req.method!, url: req.url!, body })
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify(answer))
+    })
+  })
+  let gateway: TestGateway | undefined
+  const endpointOf = (record: CapturedRequest): Endpoint | undefined => gateway?.registry.endpoints().find((e) => e.id === record.endpointId)
+  gateway = await startTestGateway({ parts: { inspect: { store, replay: (record, edits) => edgeReplay(gateway!.httpPort, store, endpointOf)(record, edits) } } })
+  return { gateway, upstream, store, seen }
 }

@@ -9,8 +9,8 @@ import { join, resolve } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { request } from 'undici'
 import type { Endpoint } from '../../src/core/endpoint.js'
-import { connect, eventually, fetchVia, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
-import { FakeStore, edgeReplay, freePort, recordFor } from './inspect-fakes.js'
+import { connect, eventually, fetchVia, type SshClient, type TestGateway } from './harness.js'
+import { freePort, recordFor, startFakeInspected, type FakeInspectedScene, type FakeStore, type Seen } from './inspect-fakes.js'
 
 // The repo's screenshot is rewritten only on request (UPDATE_SCREENSHOTS=1 npx vitest run test/e2e/inspector-ui.test.ts);
 // other runs write it to a temporary file, so a test run never changes a tracked file.
@@ -18,32 +18,19 @@ const SCREENSHOT = process.env.UPDATE_SCREENSHOTS === '1'
   ? resolve(import.meta.dirname, '../../docs/inspector.png')
   : join(tmpdir(), `porthole-inspector-${process.pid}.png`)
 
-interface Seen { method: string, url: string, body: string }
-
 let gateway: TestGateway
-let upstream: Awaited<ReturnType<typeof startUpstream>>
+let upstream: FakeInspectedScene['upstream']
 let browser: Browser
 let page: Page
 let client: SshClient
 let endpoint: Endpoint
 let publicUrl: string
 let inspectorUrl: string
-const store = new FakeStore()
-const seen: Seen[] = []
+let store: FakeStore
+let seen: Seen[]
 
 beforeAll(async () => {
-  upstream = await startUpstream((req, res) => {
-    let body = ''
-    req.setEncoding('utf8').on('data', (t: string) => { body += t }).on('end', () => {
-      seen.push({ method: req.method!, url: req.url!, body })
-      res.setHeader('content-type', 'application/json')
-      res.end(JSON.stringify({ received: true }))
-    })
-  })
-  let gw: TestGateway | undefined
-  gateway = gw = await startTestGateway({
-    parts: { inspect: { store, replay: (record, edits) => edgeReplay(gateway.httpPort, store, (r) => gw?.registry.endpoints().find((e) => e.id === r.endpointId))(record, edits) } },
-  })
+  ({ gateway, upstream, store, seen } = await startFakeInspected({ received: true }))
   const local = await freePort()
   client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`localhost:80:localhost:${upstream.port}`], command: 'http', extra: ['-L', `${local}:localhost:4040`] })
   publicUrl = (await client.urls())[0]!

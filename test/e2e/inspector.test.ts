@@ -1,34 +1,23 @@
 // The inspector through a real `ssh -L` and `dbclient -L`: ngrok's agent API shapes (list, detail, delete,
 // tunnels, status), one owner never seeing another's requests, direct-tcpip to anything but localhost:4040
 // refused without the gateway dialing it, and replay by POST reaching the upstream again.
-// (The store, capture and replay are the test's stand-ins until the capture side lands: inspect-fakes.ts.)
+// (A store the test fills itself, inspect-fakes.ts: the API is checked on exact records; inspector-live.test.ts
+// runs the whole path with real capture.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createServer, type AddressInfo } from 'node:net'
 import { request } from 'undici'
 import type { Endpoint } from '../../src/core/endpoint.js'
-import { CLIENTS, connect, eventually, fetchVia, startTestGateway, startUpstream, type ClientKind, type SshClient, type TestGateway } from './harness.js'
-import { FakeStore, edgeReplay, freePort, recordFor } from './inspect-fakes.js'
-
-interface Seen { method: string, url: string, body: string }
+import { CLIENTS, connect, eventually, fetchVia, startTestGateway, type ClientKind, type SshClient, type TestGateway } from './harness.js'
+import { freePort, recordFor, startFakeInspected, type FakeInspectedScene, type FakeStore, type Seen } from './inspect-fakes.js'
 
 let gateway: TestGateway
-let upstream: Awaited<ReturnType<typeof startUpstream>>
-const store = new FakeStore()
-const seen: Seen[] = []
+let upstream: FakeInspectedScene['upstream']
+let store: FakeStore
+let seen: Seen[]
 const clients: SshClient[] = []
 
 beforeAll(async () => {
-  upstream = await startUpstream((req, res) => {
-    let body = ''
-    req.setEncoding('utf8').on('data', (t: string) => { body += t }).on('end', () => {
-      seen.push({ method: req.method!, url: req.url!, body })
-      res.setHeader('content-type', 'application/json')
-      res.end(JSON.stringify({ ok: true }))
-    })
-  })
-  let gw: TestGateway | undefined
-  const endpointOf = (id: string): Endpoint | undefined => gw?.registry.endpoints().find((e) => e.id === id)
-  gateway = gw = await startTestGateway({ parts: { inspect: { store, replay: (record, edits) => edgeReplay(gateway.httpPort, store, (r) => endpointOf(r.endpointId))(record, edits) } } })
+  ({ gateway, upstream, store, seen } = await startFakeInspected({ ok: true }))
 }, 30_000)
 
 afterAll(async () => {
