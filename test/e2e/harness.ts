@@ -185,6 +185,21 @@ export function connect (options: ClientOptions): SshClient {
   return new SshClient(spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, HOME: tmpdir(), ...options.env } }))
 }
 
+/**
+ * A loopback port that was free a moment ago, for what needs a number rather than port 0 (ssh -L, pebble's config
+ * file). Another process may take it in between: use port 0 wherever the listener can report its port.
+ */
+export function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createNetServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
+
 export function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }

@@ -1,7 +1,6 @@
 // Stand-ins for the capture side's pieces (its store, edge capture and replay), so the inspector's tests check
 // its API and page on exact records of their own: a small per-owner store, records made by the test, and a replay
 // that sends a record again through the public edge (the real pipeline: inspector-live.test.ts).
-import { createServer, type AddressInfo } from 'node:net'
 import { request } from 'undici'
 import type { Endpoint } from '../../src/core/endpoint.js'
 import type { CapturedRequest, InspectStore, Replay } from '../../src/inspect/record.js'
@@ -104,17 +103,6 @@ export function edgeReplay (httpPort: number, store: InspectStore, endpointOf: (
   }
 }
 
-/** A loopback port free right now (for ssh -L, which needs a number). */
-export function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 /** What reached the scene's upstream. */
 export interface Seen { method: string, url: string, body: string }

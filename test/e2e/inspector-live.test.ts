@@ -6,8 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { FIXTURES, connect, eventually, fetchVia, ngrokSession, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
-import { freePort } from './inspect-fakes.js'
+import { FIXTURES, connect, eventually, fetchVia, freePort, ngrokSession, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 
 interface Listed { requests: Array<{ id: string, tunnel_name: string, request: { method: string, uri: string, raw: string }, response: { status_code: number }, replay_of?: string }> }
 

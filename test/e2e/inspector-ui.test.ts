@@ -9,8 +9,8 @@ import { join, resolve } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { request } from 'undici'
 import type { Endpoint } from '../../src/core/endpoint.js'
-import { connect, eventually, fetchVia, type SshClient, type TestGateway } from './harness.js'
-import { freePort, recordFor, startFakeInspected, type FakeInspectedScene, type FakeStore, type Seen } from './inspect-fakes.js'
+import { connect, eventually, fetchVia, freePort, type SshClient, type TestGateway } from './harness.js'
+import { recordFor, startFakeInspected, type FakeInspectedScene, type FakeStore, type Seen } from './inspect-fakes.js'
 
 // The repo's screenshot is rewritten only on request (UPDATE_SCREENSHOTS=1 npx vitest run test/e2e/inspector-ui.test.ts);
 // other runs write it to a temporary file, so a test run never changes a tracked file.

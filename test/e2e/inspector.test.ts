@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createServer, type AddressInfo } from 'node:net'
 import { request } from 'undici'
 import type { Endpoint } from '../../src/core/endpoint.js'
-import { CLIENTS, connect, eventually, fetchVia, startTestGateway, type ClientKind, type SshClient, type TestGateway } from './harness.js'
-import { freePort, recordFor, startFakeInspected, type FakeInspectedScene, type FakeStore, type Seen } from './inspect-fakes.js'
+import { CLIENTS, connect, eventually, fetchVia, freePort, startTestGateway, type ClientKind, type SshClient, type TestGateway } from './harness.js'
+import { recordFor, startFakeInspected, type FakeInspectedScene, type FakeStore, type Seen } from './inspect-fakes.js'
 
 let gateway: TestGateway
 let upstream: FakeInspectedScene['upstream']

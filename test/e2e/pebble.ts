@@ -4,7 +4,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
-import { createServer, connect, type AddressInfo } from 'node:net'
+import { connect } from 'node:net'
+import { freePort } from './harness.js'
 import { join } from 'node:path'
 import { startDnsStub, type DnsStub } from './dns-stub.js'
 import { sleep } from './harness.js'
@@ -15,15 +16,6 @@ export interface Pebble {
   root (): Promise<string>
   output (): string
   stop (): Promise<void>
-}
-
-/** A port that was free a moment ago (pebble takes its ports from its config file, not port 0). */
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 export interface PebbleSetup {
