@@ -72,6 +72,12 @@ export interface EndpointHooks {
   onEvicted?: (reason?: Error) => void
 }
 
+/** Which agent session holds an endpoint (what observers and the admin API name it by). */
+export interface AgentRef {
+  readonly transport: 'ssh' | 'ngrok'
+  readonly sessionId: string
+}
+
 export interface Endpoint {
   readonly id: string
   /** Exact host or '*.suffix' (http, tls); 'tcp:PORT' for tcp. */
@@ -82,4 +88,5 @@ export interface Endpoint {
   readonly owner: Owner
   readonly dial: Dialer
   readonly hooks: EndpointHooks
+  readonly agent: AgentRef
 }

@@ -9,7 +9,7 @@
 import { randomInt, randomUUID } from 'node:crypto'
 import { PortholeError } from './errors.js'
 import { covers, nested, parseBindAddress, randomLabel, wildcardsFor } from './names.js'
-import type { Dialer, Endpoint, EndpointHooks, EndpointSpec, Owner } from './endpoint.js'
+import type { AgentRef, Dialer, Endpoint, EndpointHooks, EndpointSpec, Owner } from './endpoint.js'
 
 /** A name held by an owner. `slot` tells random names of one owner apart (the -R bind address and port). */
 export interface Hold {
@@ -57,6 +57,7 @@ export interface BindRequest {
   owner: Owner
   dial: Dialer
   hooks: EndpointHooks
+  agent: AgentRef
 }
 
 export interface TcpBindRequest extends Omit<BindRequest, 'bindAddr'> {
@@ -202,6 +203,7 @@ export class Registry {
       owner: request.owner,
       dial: request.dial,
       hooks: request.hooks,
+      agent: request.agent,
     }
     if (port !== undefined) this.#tcp.set(port, endpoint)
     else (this.#mapFor(key) as Map<string, Endpoint>).set(key, endpoint)

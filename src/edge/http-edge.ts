@@ -20,6 +20,7 @@ import { Upstream } from './upstream.js'
 import { checkingIntervalMs, closeSoon, listenOn } from '../net/listen.js'
 import { proxyUpgrade } from './upgrade.js'
 import { requestTarget, routingHost, type RequestTarget, type Scheme } from './request-target.js'
+import { httpRequestChannel, type HttpRequestObserved } from '../observe/channels.js'
 import { readReplayMark, REPLAY_HEADER, RequestCapture, UpgradeCapture, type InspectOptions } from '../inspect/capture.js'
 
 export interface HttpEdgeOptions {
@@ -439,6 +440,7 @@ export class HttpEdge {
         errorCode: (res as ResponseWithCode).errorCode,
       }))
     }
+    if (httpRequestChannel.hasSubscribers) observeRequest(req, res, endpoint, scheme, target, started)
     if (scheme === 'http' && !endpoint.spec.schemes.http) {
       req.resume()
       // https only: plain HTTP gets a permanent redirect (308 keeps the method).
@@ -556,6 +558,46 @@ export class HttpEdge {
 }
 
 type ResponseWithCode = ServerResponse & { errorCode?: ErrorCode }
+
+/** Body bytes as announced by content-length; 0 for no body, -1 when not announced (chunked, HTTP/2 DATA). */
+function announcedBytes (value: string | number | string[] | undefined, hasBody: boolean): number {
+  if (!hasBody) return 0
+  const n = Number(Array.isArray(value) ? value[0] : value)
+  return value !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : -1
+}
+
+/** Publishes the request on the observe channel when its response is over (observe/channels.ts). */
+function observeRequest (req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, scheme: Scheme, target: RequestTarget, started: number): void {
+  const startMs = Date.now()
+  // The response's body bytes as written (after compression), counted on this response only while observed.
+  let sent = 0
+  const { write, end } = res
+  const count = (chunk: unknown): void => { if (chunk !== null && chunk !== undefined && typeof chunk !== 'function') sent += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Uint8Array).byteLength }
+  res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) { count(chunk); return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest) } as typeof res.write
+  res.end = function (this: ServerResponse, chunk?: unknown, ...rest: unknown[]) { count(chunk); return (end as (...args: unknown[]) => ServerResponse).call(this, chunk, ...rest) } as typeof res.end
+  res.once('close', () => {
+    const message: HttpRequestObserved = {
+      endpointId: endpoint.id,
+      endpointHost: endpoint.host,
+      transport: endpoint.agent.transport,
+      account: endpoint.owner.account ?? null,
+      scheme,
+      httpVersion: req.httpVersion,
+      method: req.method ?? 'GET',
+      host: target.authority,
+      path: target.path,
+      status: res.headersSent ? res.statusCode : 0,
+      errorCode: (res as ResponseWithCode).errorCode,
+      clientIp: req.socket.remoteAddress ?? '',
+      clientPort: req.socket.remotePort ?? 0,
+      startMs,
+      durationMs: performance.now() - started,
+      requestBytes: announcedBytes(req.headers['content-length'], hasRequestBody(req)),
+      responseBytes: sent,
+    }
+    httpRequestChannel.publish(message)
+  })
+}
 
 /** The record a request replays, when it carries this process's replay mark for the endpoint's owner. */
 function replayOf (req: IncomingMessage, secret: string, endpoint: Endpoint): string | undefined {

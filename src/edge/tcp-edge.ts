@@ -9,6 +9,7 @@ import type { CompiledPolicy } from '../policy/compiled.js'
 import { proxyHeader } from './proxy-protocol.js'
 import { listenOn } from '../net/listen.js'
 import { reset, splice } from '../net/splice.js'
+import { connectionEnds, observeConnection } from '../observe/channels.js'
 
 export interface TcpEdgeOptions {
   readonly registry: Registry
@@ -75,6 +76,7 @@ export class TcpEdge {
 
   #onConnection (endpoint: Endpoint, policy: CompiledPolicy, socket: Socket, log: Logger, spliced: (abort: () => void) => void): void {
     const started = performance.now()
+    const ends = connectionEnds(socket)
     const clientIp = socket.remoteAddress ?? ''
     const remotePort = socket.remotePort ?? 0
     socket.on('error', () => {})
@@ -89,6 +91,7 @@ export class TcpEdge {
       const version = endpoint.spec.proxyProto
       if (version) stream.write(proxyHeader(version, socket))
       spliced(splice(socket, stream, (bytesIn, bytesOut) => {
+        observeConnection(endpoint, 'tcp', ends, bytesIn, bytesOut)
         endpoint.hooks.onRequest?.({
           method: 'TCP', path: `${clientIp}:${remotePort}`, status: 0, durationMs: Math.round(performance.now() - started), clientIp, bytesIn, bytesOut,
         })

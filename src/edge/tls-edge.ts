@@ -16,6 +16,7 @@ import { MAX_HELLO_BYTES, parseClientHello } from './client-hello.js'
 import type { HttpEdge } from './http-edge.js'
 import { admitted } from './tcp-edge.js'
 import { reset, splice } from '../net/splice.js'
+import { connectionEnds, observeConnection } from '../observe/channels.js'
 import { checkingIntervalMs, listenOn } from '../net/listen.js'
 import { proxyHeader } from './proxy-protocol.js'
 import { H2Sessions } from './h2-sessions.js'
@@ -181,6 +182,7 @@ export class TlsEdge {
 
   #passThrough (socket: Socket, endpoint: Endpoint, hello: Buffer): void {
     const started = performance.now()
+    const ends = connectionEnds(socket)
     const clientIp = socket.remoteAddress ?? ''
     const remotePort = socket.remotePort ?? 0
     const policy = this.#policies.get(endpoint.id)
@@ -194,6 +196,7 @@ export class TlsEdge {
       if (version) stream.write(proxyHeader(version, socket))
       stream.write(hello)
       splice(socket, stream, (bytesIn, bytesOut) => {
+        observeConnection(endpoint, 'tls', ends, bytesIn + hello.length, bytesOut)
         endpoint.hooks.onRequest?.({
           method: 'TLS', path: `${clientIp}:${remotePort}`, status: 0, durationMs: Math.round(performance.now() - started), clientIp, bytesIn: bytesIn + hello.length, bytesOut,
         })

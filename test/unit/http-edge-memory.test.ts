@@ -74,7 +74,7 @@ beforeEach(async () => {
   scene = {
     registry, edge, port, service, dials,
     bind (name, options = {}) {
-      const endpoint = registry.bind({ bindAddr: name, slot: `${name}:80`, spec: SPEC, owner: OWNER, dial: options.dial ?? dial, hooks: {} })
+      const endpoint = registry.bind({ bindAddr: name, slot: `${name}:80`, spec: SPEC, owner: OWNER, dial: options.dial ?? dial, hooks: {}, agent: { transport: 'ssh', sessionId: 's1' } })
       edge.attach(endpoint, options.policy ?? compilePolicy({}))
       return endpoint
     },

@@ -228,7 +228,7 @@ describe('registry with reservations and ACLs', () => {
   })
   const dial = async (): Promise<never> => { throw new Error('unused') }
   const spec = { proto: 'http', policy: {}, schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' } } as never
-  const bind = (r: Registry, owner: Owner, bindAddr: string) => r.bind({ bindAddr, slot: `${bindAddr}:80`, spec, owner, dial, hooks: {} })
+  const bind = (r: Registry, owner: Owner, bindAddr: string) => r.bind({ bindAddr, slot: `${bindAddr}:80`, spec, owner, dial, hooks: {}, agent: { transport: 'ssh', sessionId: 's1' } })
   const ann: Owner = { id: 'account:ann', persistent: true, account: 'ann' }
   const bob: Owner = { id: 'account:bob', persistent: true, account: 'bob', refuses: (key) => (key.startsWith('bob') ? null : 'only bob*') }
   const keyOwner: Owner = { id: 'SHA256:x', persistent: true }
@@ -237,7 +237,7 @@ describe('registry with reservations and ACLs', () => {
     const r = registry()
     expect(() => bind(r, keyOwner, 'shop')).toThrow(/PH_1011|in use, held or reserved/)
     expect(bind(r, ann, 'shop').host).toBe('shop.example.com')
-    expect(() => r.bindTcp({ port: 20022, range: { lo: 20000, hi: 20999 }, slot: 's', spec, owner: keyOwner, dial, hooks: {} })).toThrow(/port 20022/)
+    expect(() => r.bindTcp({ port: 20022, range: { lo: 20000, hi: 20999 }, slot: 's', spec, owner: keyOwner, dial, hooks: {}, agent: { transport: 'ssh', sessionId: 's1' } })).toThrow(/port 20022/)
   })
 
   it('applies the owner ACL to named and random binds', () => {
@@ -249,7 +249,7 @@ describe('registry with reservations and ACLs', () => {
   it('takes a name reserved later from whoever had it, and tells them', () => {
     const r = registry()
     let told: Error | undefined
-    r.bind({ bindAddr: 'later', slot: 'later:80', spec, owner: keyOwner, dial, hooks: { onEvicted: (reason) => { told = reason } } })
+    r.bind({ bindAddr: 'later', slot: 'later:80', spec, owner: keyOwner, dial, hooks: { onEvicted: (reason) => { told = reason } }, agent: { transport: 'ssh', sessionId: 's1' } })
     reserved.set('later.example.com', 'ann')
     expect(r.enforceReservations()).toHaveLength(1)
     expect(told?.message).toMatch(/later\.example\.com/)

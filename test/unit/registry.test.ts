@@ -15,7 +15,7 @@ function setup (reservedFor?: (key: string, account: string) => boolean) {
   const saved: Hold[][] = []
   const registry = new Registry({ domain: 'example.com', graceMs: 60_000, now: () => now, onHoldsChanged: (holds) => saved.push(holds), ...(reservedFor ? { reservedFor } : {}) })
   const bind = (owner: Owner, bindAddr: string, slot = `${bindAddr}:80`, onEvicted?: () => void) => registry.bind({
-    bindAddr, slot, owner, spec: { proto: 'http', schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' }, inspect: true }, dial: async () => { throw new Error('no') }, hooks: { onEvicted },
+    bindAddr, slot, owner, spec: { proto: 'http', schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' }, inspect: true }, dial: async () => { throw new Error('no') }, hooks: { onEvicted }, agent: { transport: 'ssh', sessionId: 's1' },
   })
   return { registry, bind, saved, tick: (ms: number) => { now += ms } }
 }
@@ -93,7 +93,7 @@ describe('registry', () => {
     let now = 0
     const registry = new Registry({ domain: 'example.com', graceMs: 60_000, maxHolds: 50, maxHoldsPerOwner: 10, now: () => now })
     const bindAs = (owner: Owner, name: string) => registry.bind({
-      bindAddr: name, slot: `${name}:80`, owner, spec: { proto: 'http', schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' }, inspect: true }, dial: async () => { throw new Error('no') }, hooks: {},
+      bindAddr: name, slot: `${name}:80`, owner, spec: { proto: 'http', schemes: { http: true, https: true }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' }, inspect: true }, dial: async () => { throw new Error('no') }, hooks: {}, agent: { transport: 'ssh', sessionId: 's1' },
     })
     registry.unbind(bindAs(ann, 'myapp'))
     for (let i = 0; i < 200; i++) registry.unbind(bindAs(bob, `junk${i}`))
@@ -216,7 +216,7 @@ describe('registry: anonymous holds (regression: 105 fresh keys filled all 10,00
   function setupBudgets (options: { maxHolds?: number, maxAnonymousHolds?: number } = {}) {
     let now = 0
     const registry = new Registry({ domain: 'example.com', graceMs: 24 * 3600_000, anonymousGraceMs: 3600_000, maxHolds: options.maxHolds ?? 5, maxAnonymousHolds: options.maxAnonymousHolds ?? 4, now: () => now })
-    const bindAs = (owner: Owner, name: string) => registry.bind({ bindAddr: name, slot: `${name}:80`, owner, spec, dial: async () => { throw new Error('no') }, hooks: {} })
+    const bindAs = (owner: Owner, name: string) => registry.bind({ bindAddr: name, slot: `${name}:80`, owner, spec, dial: async () => { throw new Error('no') }, hooks: {}, agent: { transport: 'ssh', sessionId: 's1' } })
     const stranger = (i: number): Owner => ({ id: `SHA256:stranger${i}`, persistent: true, known: false })
     const held = (): string[] => registry.holds().map((h) => h.host.replace('.example.com', '')).sort()
     return { registry, bindAs, stranger, held, tick: (ms: number) => { now += ms } }

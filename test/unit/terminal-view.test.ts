@@ -301,7 +301,7 @@ describe('urls', () => {
 
   it('lists the owner\'s endpoints only, each URL with its -R; an endpoint of another agent says so', () => {
     const registry = new Registry({ domain: 'localhost', graceMs: 1000 })
-    const bind = (owner: Owner, name: string): Endpoint => registry.bind({ bindAddr: name, slot: `${name}:80`, owner, spec, dial: async () => { throw new Error('no') }, hooks: {} })
+    const bind = (owner: Owner, name: string): Endpoint => registry.bind({ bindAddr: name, slot: `${name}:80`, owner, spec, dial: async () => { throw new Error('no') }, hooks: {}, agent: { transport: 'ssh', sessionId: 's1' } })
     const app = bind(ann, 'app')
     noteForward(app, 'app:80')
     noteForward(bind(bob, 'other'), 'other:80')

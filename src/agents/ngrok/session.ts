@@ -16,6 +16,7 @@ import {
   parseSrvInfo, parseUnbind, proxyHeader, readJsonValue, srvInfoReply, stopTunnelRequest, unbindReply, type Auth, type Bind,
 } from './messages.js'
 import { HEARTBEAT_TYPE, Heartbeater, Liveness, MuxCode, MuxSession, answerHeartbeats, type MuxStream } from './muxado/index.js'
+import { sessionChannel, type SessionObserved } from '../../observe/channels.js'
 
 /** Who the agent logged in as (what the Auth RPC found). */
 export interface AgentLogin {
@@ -177,6 +178,7 @@ export class NgrokSession {
   #ended (why: string | undefined): void {
     if (this.#state.state === 'closed') return
     const wasLive = this.#state.state === 'live'
+    const last = wasLive && sessionChannel.hasSubscribers ? this.info() : null
     this.#state = { state: 'closed' }
     clearTimeout(this.#loginTimer)
     this.#beating?.stop()
@@ -190,6 +192,7 @@ export class NgrokSession {
     if (!this.#mux.closed) this.#mux.destroy()
     this.#socket.destroy()
     if (wasLive) this.#log.info({ reason: why }, 'ngrok session ended')
+    if (last !== null) sessionChannel.publish({ event: 'stop', session: last, ...(why ? { reason: why } : {}) } satisfies SessionObserved)
     this.#onEnd(this)
   }
 
@@ -286,6 +289,8 @@ export class NgrokSession {
     this.#liveness.start()
     this.#heartbeat()
     this.#log.info({ owner: owner.id, credential: login.credential, client: clientVersion }, 'ngrok session started')
+    const started = sessionChannel.hasSubscribers ? this.info() : null
+    if (started !== null) sessionChannel.publish({ event: 'start', session: started } satisfies SessionObserved)
     return authReply({ version, clientId, extra: { version: 'porthole', region: 'porthole', cookie: clientId, ...(owner.account ? { accountName: owner.account } : {}) } })
   }
 
@@ -332,6 +337,7 @@ export class NgrokSession {
       spec,
       owner: live.login.owner,
       dial: (client: ClientAddress) => this.#dial(tunnel, client),
+      agent: { transport: 'ngrok' as const, sessionId: this.id },
       hooks: {
         onEvicted: (reason?: Error) => {
           tunnel.endpoint = null

@@ -492,6 +492,7 @@ export class SshConnection {
       spec,
       owner: this.owner,
       dial: (client: ClientAddress) => this.#dial(forward, client),
+      agent: { transport: 'ssh' as const, sessionId: this.id },
       hooks: {
         onRequest: (record: RequestRecord) => this.#terminal?.request(record, url()),
         onEvicted: (reason?: Error) => {

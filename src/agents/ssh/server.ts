@@ -10,6 +10,7 @@ import type { Logger } from 'pino'
 import { PortholeError } from '../../core/errors.js'
 import type { Owner } from '../../core/endpoint.js'
 import type { SessionDirectory, SessionInfo } from '../../core/session.js'
+import { sessionChannel, type SessionObserved } from '../../observe/channels.js'
 import type { AuthorizedKeys } from '../../identity/authorized-keys.js'
 import { fingerprint } from '../../identity/fingerprint.js'
 import { accountOwner } from '../../identity/owner.js'
@@ -249,9 +250,11 @@ export class SshAgent implements SessionDirectory {
       log.info({ owner: owner.id, credential: login.credential, client: clientVersion }, 'ssh session started')
       const connection = new SshConnection(id, client, { ...login, clientVersion, remoteAddr: info.ip, remotePort: info.port }, { ...this.#options.connection, log })
       this.#connections.set(id, connection)
+      if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'start', session: connection.describe() } satisfies SessionObserved)
       client.once('close', () => {
         this.#connections.delete(id)
         log.info('ssh session ended')
+        if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'stop', session: connection.describe() } satisfies SessionObserved)
       })
     })
   }
