@@ -8,8 +8,9 @@ import { connect as netConnect, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import WebSocket, { WebSocketServer } from 'ws'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { CertStore } from '../../src/certs/cert-store.js'
+import { LocalCa } from '../../src/certs/local-ca.js'
 import { CLIENTS, connect, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 
 const run = promisify(execFile)
@@ -110,6 +111,8 @@ describe.each(CLIENTS)('https and tls endpoints with %s', (kind) => {
   })
 
   it('closes handshakes for unbound names, without SNI, and garbage, issuing nothing', async () => {
+    const issued = vi.spyOn(LocalCa.prototype, 'issue')
+    const contexts = vi.spyOn(CertStore.prototype, 'contextFor')
     const unbound = await new Promise<string>((resolve) => {
       const socket = tlsConnect({ host: '127.0.0.1', port: gateway.httpsPort, servername: `nobody-${kind}.localhost`, ca: gateway.caPem }, () => resolve('connected'))
       socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message))
@@ -128,5 +131,10 @@ describe.each(CLIENTS)('https and tls endpoints with %s', (kind) => {
       socket.on('error', () => {})
     })
     expect(garbage).toBe('')
+    // No certificate was made or looked up for any of them (a stranger cannot make the CA sign names).
+    expect(issued).not.toHaveBeenCalled()
+    expect(contexts).not.toHaveBeenCalled()
+    issued.mockRestore()
+    contexts.mockRestore()
   })
 })
