@@ -15,7 +15,7 @@ import { routes, type EndpointRequests } from './resources.js'
 import { MethodNotAllowed, Router, type Reply } from './router.js'
 
 export const MAX_BODY_BYTES = 64 * 1024
-const MAX_CONNECTIONS_PER_ADDRESS = 32
+export const MAX_CONNECTIONS_PER_ADDRESS = 32
 
 export interface ApiServerOptions {
   readonly identity: Identity
