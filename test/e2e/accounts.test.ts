@@ -3,6 +3,7 @@
 // revocation and kills ending live sessions, and the slowdown of password guessing.
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { Client } from 'ssh2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CLIENTS, FIXTURES, connect, eventually, fetchVia, startTestGateway, startUpstream, type ClientKind, type TestGateway } from './harness.js'
 
@@ -147,6 +148,31 @@ describe('accounts, keys and authtokens', () => {
     await again.waitFor(/PH_1020: key SHA256:\S+ is not authorized on this gateway/)
     expect(await again.exited).not.toBe(0)
   })
+
+  it('deleting an account ends its live sessions and its keys stop working', async () => {
+    await gateway.identity.createAccount('erin')
+    await gateway.identity.addKey('erin', pub('carol'))
+    const live = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('carol', 'openssh'), forwards: [`erin:80:localhost:${upstream.port}`], command: 'http' })
+    const [url] = await live.urls()
+    expect((await fetchVia(gateway, url!)).status).toBe(200)
+    await gateway.identity.deleteAccount('erin')
+    await live.waitFor(/PH_1026/)
+    expect(await live.exited).not.toBe(0)
+    expect(gateway.registry.lookup('erin.localhost').state).not.toBe('bound')
+    const again = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('carol', 'openssh'), forwards: [`erin:80:localhost:${upstream.port}`], command: 'http', extra: ['-o', 'BatchMode=no', '-o', 'LogLevel=INFO'] })
+    await again.waitFor(/PH_1020: key SHA256:\S+ is not authorized on this gateway/)
+  })
+
+  it('a second session of the same key takes over its exact name; the old one is told (PH_1023)', async () => {
+    const first = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`taken-over:80:localhost:${upstream.port}`], command: 'http' })
+    const [url] = await first.urls()
+    const second = connect({ kind: 'dropbear', port: gateway.sshPort, key: gateway.key('alice', 'dropbear'), forwards: [`taken-over:80:localhost:${upstream.port}`], command: 'http' })
+    expect((await second.urls())[0]).toBe(url)
+    await first.waitFor(/PH_1023: endpoint https:\/\/taken-over\.localhost:\d+ was taken over by a newer session of the same key/)
+    const holder = gateway.ssh.sessions().find((s) => s.endpoints.some((e) => e.host === 'taken-over.localhost'))
+    expect(holder?.clientVersion).toMatch(/dropbear/i)
+    await Promise.all([first.kill(), second.kill()])
+  })
 })
 
 describe('password guessing', () => {
@@ -170,5 +196,40 @@ describe('password guessing', () => {
     // one failure per connection. Three failures are free; the attempts after wait 1 s, 2 s, 4 s...
     for (let i = 0; i < 4; i++) await attempt()
     expect(await attempt()).toBeGreaterThanOrEqual(1900)
+  })
+})
+
+describe('wrong authtokens on one connection', () => {
+  let gateway: TestGateway
+  beforeAll(async () => {
+    gateway = await startTestGateway()
+    await gateway.identity.createAccount('ann')
+    await gateway.identity.createToken('ann')
+  })
+  afterAll(async () => { await gateway.stop() })
+
+  it('drops the connection after three wrong tokens, whatever the client would still try', async () => {
+    // ssh2's client as a patient guesser: it offers one wrong token after another on the same connection.
+    let tried = 0
+    const client = new Client()
+    const ended = new Promise<string>((resolve) => {
+      client.once('ready', () => resolve('logged in'))
+      client.once('error', (error) => resolve(error.message))
+      client.once('close', () => resolve('closed'))
+    })
+    client.connect({
+      host: '127.0.0.1',
+      port: gateway.sshPort,
+      username: 'guesser',
+      readyTimeout: 60_000,
+      authHandler: (_methods, _partial, next) => {
+        if (tried >= 10) return next(false as never)
+        tried++
+        next({ type: 'password', username: 'guesser', password: `tok_guess${tried}.wrong` })
+      },
+    })
+    expect(await ended).not.toBe('logged in')
+    expect(tried).toBe(3)
+    client.end()
   })
 })

@@ -269,6 +269,12 @@ describe('login throttle', () => {
     expect(throttle.delayMs('1.2.3.4')).toBe(0)
   })
 
+  it('by default (as the README says): three free failures, then 1 s, 2 s, 4 s... capped at 30 s', () => {
+    const throttle = new LoginThrottle()
+    const delays = Array.from({ length: 11 }, () => throttle.attempt('1.2.3.4'))
+    expect(delays).toEqual([0, 0, 0, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000])
+  })
+
   it('answers a correct credential at once while wrong ones from the same address wait (regression: the operator locked out)', async () => {
     const throttle = new LoginThrottle({ freeFailures: 0, baseDelayMs: 60_000, maxDelayMs: 600_000 })
     const answered: string[] = []
