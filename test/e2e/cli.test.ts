@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, eventually, FIXTURES, startUpstream, type SshClient } from './harness.js'
+import { connect, eventually, FIXTURES, startGatewayProcess, startUpstream, type SshClient } from './harness.js'
 import { copyFileSync, chmodSync } from 'node:fs'
 import { request } from 'undici'
 
@@ -110,5 +110,24 @@ describe('porthole serve', () => {
         await client.exited
       }
     })
+  })
+
+  it('on SIGINT (Ctrl-C in the terminal that runs it) shuts down the same way and exits 0', async () => {
+    const gateway = await startGatewayProcess()
+    const upstream = await startUpstream()
+    try {
+      const client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice'), forwards: [`int:80:localhost:${upstream.port}`], command: 'http' })
+      await client.urls()
+      const exited = new Promise<number | null>((resolve) => gateway.proc.once('exit', (code) => resolve(code)))
+      gateway.proc.kill('SIGINT')
+      expect(await exited).toBe(0)
+      await client.waitFor(/PH_1021: gateway is shutting down/)
+      expect(await client.exited).not.toBe(0)
+      expect(gateway.output()).toMatch(/"signal":"SIGINT".*"msg":"shutting down"/)
+      expect(gateway.output()).toMatch(/"msg":"stopped"/)
+    } finally {
+      await upstream.close()
+      await gateway.stop()
+    }
   })
 })
