@@ -135,6 +135,26 @@ describe('admin API', () => {
     })
   })
 
+  it('limits request headers to 16 KiB (the JSON error, then close)', async () => {
+    const head = (size: number): string => `GET /api/accounts HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer ${key}\r\nx-pad: ${'p'.repeat(size)}\r\nconnection: close\r\n\r\n`
+    expect(await rawRequest(gw.apiPort!, head(15 * 1024))).toMatch(/^HTTP\/1\.1 200 /)
+    const over = await rawRequest(gw.apiPort!, head(17 * 1024))
+    expect(over).toMatch(/^HTTP\/1\.1 400 /)
+    expect(over).toMatch(/"error_code":"PH_5001".*HPE_HEADER_OVERFLOW/)
+  })
+
+  it('closes a connection whose headers are not complete within the default 10 s header timeout', async () => {
+    const socket = createConnection(gw.apiPort!, '127.0.0.1')
+    socket.on('error', () => {})
+    let reply = ''
+    socket.setEncoding('utf8').on('data', (text: string) => { reply += text })
+    const started = Date.now()
+    socket.write('GET /api/accounts HTTP/1.1\r\nhost: local')
+    await new Promise((resolve) => socket.once('close', resolve))
+    expect(Date.now() - started).toBeGreaterThanOrEqual(9_900)
+    expect(reply).toMatch(/"error_code":"PH_3020"/)
+  })
+
   it('answers malformed HTTP with the same JSON error and closes', async () => {
     const socket = createConnection(gw.apiPort!, '127.0.0.1')
     socket.end('GET /api/accounts HTTP/1.1\r\nbad header line\r\n\r\n')
