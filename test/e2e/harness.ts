@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createNetServer, Socket, connect as netConnect, type AddressInfo } from 'node:net'
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2'
 import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type TLSSocket } from 'node:tls'
-import { createHash } from 'node:crypto'
+import { createHash, randomInt } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import type { Duplex } from 'node:stream'
 import { join, resolve } from 'node:path'
@@ -186,18 +186,22 @@ export function connect (options: ClientOptions): SshClient {
 }
 
 /**
- * A loopback port that was free a moment ago, for what needs a number rather than port 0 (ssh -L, pebble's config
- * file). Another process may take it in between: use port 0 wherever the listener can report its port.
+ * A loopback port for what needs a number rather than port 0 (ssh -L, pebble's config file): a random free one
+ * from 24100-28399, below Linux's ephemeral range (32768+) where the kernel picks ports for port-0 listeners and
+ * outgoing connections, so nothing else in the suite lands on it between this check and its use (tests' tcp
+ * pools sit elsewhere: 20000-24039, 28500-31999). Use port 0 wherever the listener can report its port.
  */
-export function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo
-      server.close(() => resolve(port))
+export async function freePort (): Promise<number> {
+  for (let tries = 0; ; tries++) {
+    const port = 24_100 + randomInt(4_300)
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createNetServer()
+      server.once('error', () => resolve(false))
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
     })
-  })
+    if (free) return port
+    if (tries === 50) throw new Error('freePort: no free port in 24100-28399')
+  }
 }
 
 export function sleep (ms: number): Promise<void> {
