@@ -42,9 +42,9 @@ const FLAGS: readonly FlagInfo[] = [
   { flag: 'basic-auth', key: 'basicAuth', repeatable: true, commands: ['http'], help: 'user:password  require HTTP basic auth (repeat for several users)' },
   { flag: 'cidr-allow', key: 'cidrAllow', repeatable: true, commands: ALL, help: 'CIDR  only allow clients from this range (repeatable)' },
   { flag: 'cidr-deny', key: 'cidrDeny', repeatable: true, commands: ALL, help: 'CIDR  refuse clients from this range (repeatable)' },
-  { flag: 'request-header-add', key: 'requestHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on requests to your service" },
+  { flag: 'request-header-add', key: 'requestHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on requests to your service (Name:value; words ssh split after 'Name:' are joined)" },
   { flag: 'request-header-remove', key: 'requestHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from requests to your service' },
-  { flag: 'response-header-add', key: 'responseHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on responses to clients" },
+  { flag: 'response-header-add', key: 'responseHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on responses to clients (Name:value; words ssh split after 'Name:' are joined)" },
   { flag: 'response-header-remove', key: 'responseHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from responses to clients' },
   { flag: 'ua-filter-allow', key: 'uaFilterAllow', repeatable: true, commands: ['http'], help: 'REGEX  only allow user agents matching one of these (RE2, repeatable)' },
   { flag: 'ua-filter-deny', key: 'uaFilterDeny', repeatable: true, commands: ['http'], help: 'REGEX  refuse user agents matching this (RE2, repeatable; wins over allow)' },
@@ -195,10 +195,22 @@ function unmatchedQuote (line: string): string | null {
   return open !== null && text.slice(at).includes(' ') ? `${open} at character ${at + 1}` : null
 }
 
+/**
+ * ssh joins the remote command's arguments with spaces, so `--request-header-add 'X-Added: yes'` arrives as
+ * `--request-header-add X-Added: yes`. The rule (README, "Flags after http"): a header-add flag's unquoted value
+ * that ends with `:` takes the unquoted words after it, up to the next word starting with `-`, joined with one
+ * space each. Quoted values are left to the tokenizer; `Name:value` needs no joining.
+ */
+const SPLIT_HEADER = /(--(?:request|response)-header-add)(?:=|\s+)([^\s"'=-][^\s"']*:)((?:\s+[^\s"'-][^\s"']*)+)(?=\s|$)/g
+
+export function joinSplitHeaders (line: string): string {
+  return line.replace(SPLIT_HEADER, (_all, flag: string, name: string, words: string) => `${flag}="${name} ${words.trim().split(/\s+/).join(' ')}"`)
+}
+
 /** Parses an exec string. Throws a PortholeError (PH_10xx) for anything it cannot honour. */
 export function parseCommand (commandLine: string, compile: CompileOptions = {}): ParsedCommand {
   // yargs-parser reads a lone '-' as a positional (the stdin convention), not as the value of the flag before it.
-  const line = commandLine.replace(/(--upstream-tls-verify-cas|--traffic-policy-file)\s+-(?=\s|$)/g, '$1=-')
+  const line = joinSplitHeaders(commandLine.replace(/(--upstream-tls-verify-cas|--traffic-policy-file)\s+-(?=\s|$)/g, '$1=-'))
   const unmatched = unmatchedQuote(line)
   if (unmatched) throw new PortholeError('PH_1041', unmatched)
   // yargs-parser reads any value of a boolean flag but `true` as false: `--inspect=no` must not pass for a choice.
