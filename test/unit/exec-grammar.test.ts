@@ -81,6 +81,15 @@ describe('exec grammar', () => {
     expect(HELP.http).toMatch(/Name:value; words ssh split after 'Name:' are joined/)
   })
 
+  it('diagnose: text or --output json, its own help, nothing else', () => {
+    expect(parseCommand('diagnose')).toEqual({ kind: 'diagnose', output: 'text' })
+    expect(parseCommand('diagnose --output json')).toEqual({ kind: 'diagnose', output: 'json' })
+    expect(parseCommand('diagnose --help')).toMatchObject({ kind: 'help', text: expect.stringMatching(/^Usage: ssh <gateway> diagnose \[--output json\]/) })
+    expect(codeOf('diagnose --qr')).toBe('PH_1001 unknown option --qr for diagnose (it takes --output)')
+    expect(codeOf('diagnose me')).toBe('PH_1002 bad value for argument "me" (diagnose takes no arguments)')
+    expect(TOP_HELP).toMatch(/diagnose {2}what the gateway sees of you/)
+  })
+
   it('accepts --flag=value, --output json and --host-header', () => {
     expect(options('http --output=json').output).toBe('json')
     expect(options('http --host-header rewrite').spec.hostHeader).toBe('rewrite')
