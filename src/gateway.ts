@@ -261,8 +261,18 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     agents: agentAddress ? `${agentAddress.address}:${agentAddress.port}` : 'off',
     domain: config.domain,
     anonymous: anonymous(),
-    keys: authorizedKeys.size,
+    // Every credential that can log in: --authorized-keys keys and account keys, and authtokens.
+    keys: authorizedKeys.size + identity.listKeys().length,
+    tokens: identity.listTokens().length,
   }, 'porthole gateway listening')
+  // The first account key or authtoken (`porthole keys add`, `tokens create`) ends anonymous access at run time.
+  let anonymousNow = anonymous()
+  identity.onChange(() => {
+    const was = anonymousNow
+    anonymousNow = anonymous()
+    if (was && !anonymousNow) log.warn({ keys: identity.listKeys().length, tokens: identity.listTokens().length }, 'anonymous access ended: the first account key or authtoken was added; unknown SSH keys and ngrok authtokens are refused now')
+    else if (!was && anonymousNow) log.warn('anonymous access is on again: no account key or authtoken is left')
+  })
 
   // Traffic policy `log` actions publish on a diagnostics channel; their records go to this log.
   const policyLog = log.child({ component: 'policy' })

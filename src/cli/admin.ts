@@ -80,6 +80,19 @@ async function keyLines (file: string, io: Io): Promise<string[]> {
   return lines
 }
 
+/**
+ * Whether the identity store holds no account key and no authtoken yet. The gateway lets anonymous clients in
+ * only while it holds none (and its listeners are on loopback, or it runs with --allow-anonymous), so the first
+ * one ends anonymous access: `keys add` and `tokens create` ask before and say so after.
+ */
+async function noCredentialsYet (io: Io): Promise<boolean> {
+  const [keys, tokens] = await Promise.all([io.api().request('GET', '/api/keys?limit=1'), io.api().request('GET', '/api/tokens?limit=1')])
+  return keys.keys.length === 0 && tokens.tokens.length === 0
+}
+
+export const ANONYMOUS_ENDED = 'This is the first account credential: the gateway no longer lets anonymous SSH clients and ngrok agents in ' +
+  '(unless it runs with --allow-anonymous); from now on they need an account key, an authtoken or --authorized-keys.\n'
+
 export const COMMANDS: Record<string, Record<string, Verb>> = {
   accounts: {
     create: {
@@ -105,12 +118,15 @@ export const COMMANDS: Record<string, Record<string, Verb>> = {
       flags: ['acl', 'description'],
       run: async ({ args, acl: entries, description, json }, io) => {
         const added = []
-        for (const line of await keyLines(args[1]!, io)) {
+        const lines = await keyLines(args[1]!, io)
+        const first = await noCredentialsYet(io)
+        for (const line of lines) {
           const key = await io.api().request('POST', '/api/keys', { account: args[0], public_key: line, acl: entries, ...(description === undefined ? {} : { description }) })
           added.push(key)
           if (!json) io.out(`Added key ${key.id} ${key.fingerprint} to ${key.account}${key.acl.length ? ` (may bind ${key.acl.join(', ')})` : ''}\n`)
         }
         if (json) printJson(io, added.length === 1 ? added[0] : added)
+        if (first) io.err(ANONYMOUS_ENDED)
       },
     },
     list: {
@@ -127,10 +143,14 @@ export const COMMANDS: Record<string, Record<string, Verb>> = {
       summary: 'create an authtoken (the SSH password of clients without keys); printed once, alone on stdout',
       flags: ['acl', 'description'],
       run: async ({ args, acl: entries, description, json }, io) => {
+        const first = await noCredentialsYet(io)
         const token = await io.api().request('POST', '/api/tokens', { account: args[0], acl: entries, ...(description === undefined ? {} : { description }) })
-        if (json) return printJson(io, token)
-        io.out(`${token.token}\n`)
-        io.err(`Created authtoken ${token.id} for ${token.account}; it is shown only this once.\n`)
+        if (json) printJson(io, token)
+        else {
+          io.out(`${token.token}\n`)
+          io.err(`Created authtoken ${token.id} for ${token.account}; it is shown only this once.\n`)
+        }
+        if (first) io.err(ANONYMOUS_ENDED)
       },
     },
     list: {

@@ -5,6 +5,7 @@ import { CONFIG_KEYS, kebab, loadConfig } from '../config/load.js'
 import { PortholeError, isPortholeError } from '../core/errors.js'
 import { didYouMean } from '../core/suggest.js'
 import { COMMANDS, commandsHelp, runAdmin } from './admin.js'
+import { tryLine } from './try-line.js'
 
 const BOOLEAN_FLAGS = ['allow-anonymous', 'policy-private-urls', 'ssh-legacy-algorithms', 'inspect']
 const ARRAY_FLAGS = ['authorized-keys']
@@ -141,6 +142,7 @@ export async function main (args: string[]): Promise<number | undefined> {
     process.stderr.write(`${line}\n`)
     return 1
   }
+  process.stderr.write(`${tryLine(config.sshAddr.host, gateway.sshPort, config.domain)}\n`)
   let stopping = false
   const stop = (signal: string): void => {
     if (stopping) {

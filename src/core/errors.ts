@@ -62,6 +62,9 @@ export const catalogue = {
   PH_1054: { status: 503, message: 'anonymous sessions are full ({detail}); log in with a key this gateway knows, or try again later', surfaces: ['ssh', 'ngrok'] },
   PH_1055: { status: 429, message: 'too many anonymous sessions from {detail}', surfaces: ['ssh', 'ngrok'] },
   PH_1056: { status: 429, message: 'this key already has {detail} sessions', surfaces: ['ssh', 'ngrok'] },
+  // Loops and `ssh gateway diagnose` (PH_1100-PH_1109).
+  PH_1100: { status: 508, message: 'loop: this request came back through the gateway itself ({detail}); point the forward at your service, not at the gateway\'s own HTTP port', surfaces: ['edge'] },
+  PH_1101: { status: 400, message: '`diagnose` shows what the gateway sees of you and binds nothing: run it without -R (ssh <gateway> diagnose)', surfaces: ['ssh'] },
 
   // Gateway configuration (refused at start, one line on stderr).
   PH_2001: { status: 500, message: 'invalid configuration: {detail}', surfaces: ['config'] },

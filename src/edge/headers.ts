@@ -6,6 +6,27 @@ import type { HeaderMap } from '../policy/compiled.js'
 
 export const ERROR_CODE_HEADER = 'porthole-error-code'
 
+/**
+ * Loops: the edge appends its own mark (random at each start) to this header on every request it sends
+ * upstream, as `Via` does; a request that arrives carrying it went through this edge already (a forward pointed
+ * at the gateway's own HTTP port) and is answered 508 PH_1100 at once instead of piling up streams.
+ */
+export const HOP_HEADER = 'porthole-hop'
+
+/** Whether the request carries `mark` in its porthole-hop header. */
+export function cameBack (req: IncomingMessage, mark: string): boolean {
+  const value = req.headers[HOP_HEADER]
+  if (value === undefined) return false
+  const text = Array.isArray(value) ? value.join(',') : value
+  return text.split(',').some((hop) => hop.trim() === mark)
+}
+
+/** Appends `mark` to the porthole-hop header of headers going upstream. */
+export function addHop (headers: HeaderMap, mark: string): void {
+  const existing = headers[HOP_HEADER]
+  headers[HOP_HEADER] = existing === undefined ? mark : `${Array.isArray(existing) ? existing.join(', ') : existing}, ${mark}`
+}
+
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
   'transfer-encoding', 'upgrade', 'http2-settings',

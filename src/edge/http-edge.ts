@@ -2,6 +2,7 @@
 // its endpoint, runs the endpoint's policy, and proxies through the tunnel with undici (bodies streamed both
 // ways, never buffered whole). Upgrades (WebSocket) get a stream of their own, piped both ways. Knows nothing
 // about SSH.
+import { randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
@@ -14,7 +15,7 @@ import type { Lookup, Registry } from '../core/registry.js'
 import type { CompiledPolicy, Denial, HeaderMap, HttpRequestContext, HttpResponseContext, RequestResult, ResponseEncoding } from '../policy/compiled.js'
 import { runSteps } from '../policy/compile.js'
 import { createEncoder, type Encoder } from './encode.js'
-import { cleanResponseHeaders, ERROR_CODE_HEADER, upstreamRequestHeaders } from './headers.js'
+import { addHop, cameBack, cleanResponseHeaders, ERROR_CODE_HEADER, upstreamRequestHeaders } from './headers.js'
 import { sendError, sendRawError, sendRawResponse, sendResponse } from './error-response.js'
 import { Upstream } from './upstream.js'
 import { checkingIntervalMs, closeSoon, listenOn } from '../net/listen.js'
@@ -283,6 +284,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
 
 export class HttpEdge {
   readonly #options: HttpEdgeOptions
+  /** This edge's loop mark (headers.ts, HOP_HEADER): random, so two gateways in a chain tell theirs apart. */
+  readonly #hop = randomBytes(6).toString('base64url')
   readonly #registry: Registry
   /** Per-endpoint upstream state, by endpoint id (DESIGN: the edge owns it; the registry only says when to drop it). */
   readonly #upstreams = new Map<string, Upstream>()
@@ -418,6 +421,10 @@ export class HttpEdge {
       return sendError(res, target.code, target.detail)
     }
     if (scheme === 'http' && this.#options.acmeChallenge && target.path.startsWith(ACME_PREFIX)) return this.#answerChallenge(target, res)
+    if (cameBack(req, this.#hop)) {
+      req.resume()
+      return sendError(res, 'PH_1100', target.host)
+    }
     const started = performance.now()
     const clientIp = req.socket.remoteAddress ?? ''
     const routed = this.#route(req, target, scheme)
@@ -449,6 +456,7 @@ export class HttpEdge {
       return
     }
     const headers = upstreamRequestHeaders(req, clientIp, scheme, target.authority)
+    addHop(headers, this.#hop)
     const marked = this.#replayMark(headers, endpoint)
     if (marked === false) {
       req.resume()
@@ -527,6 +535,7 @@ export class HttpEdge {
     const clientIp = socket.remoteAddress ?? ''
     const target = requestTarget(req, scheme)
     if ('code' in target) return sendRawError(socket, target.code, target.detail)
+    if (cameBack(req, this.#hop)) return sendRawError(socket, 'PH_1100', target.host)
     const routed = this.#route(req, target, scheme)
     if ('code' in routed) return sendRawError(socket, routed.code, routed.detail)
     const { endpoint, upstream } = routed
@@ -534,6 +543,7 @@ export class HttpEdge {
     const capture = inspect !== undefined && endpoint.spec.inspect ? new UpgradeCapture(inspect, endpoint, req, socket, replayOf(req, inspect.replaySecret, endpoint)) : null
     if (scheme === 'http' && !endpoint.spec.schemes.http) return sendRawError(socket, 'PH_3008')
     const headers = upstreamRequestHeaders(req, clientIp, scheme, target.authority)
+    addHop(headers, this.#hop)
     if (this.#replayMark(headers, endpoint) === false) return sendRawError(socket, 'PH_3201', endpoint.host)
     const ctx = requestContext(req, endpoint, scheme, headers, target)
     capture?.upstream(ctx)

@@ -24,7 +24,7 @@ export interface ReplayOptions {
 }
 
 /** Request headers the edge sets itself: a replay sends them afresh instead of stacking a second copy. */
-const EDGE_SET = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'content-length', 'transfer-encoding', 'connection', REPLAY_HEADER])
+const EDGE_SET = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'content-length', 'transfer-encoding', 'connection', REPLAY_HEADER, 'porthole-hop'])
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 // eslint-disable-next-line no-control-regex
 const FIELD_VALUE = /^[^\x00-\x08\x0a-\x1f\x7f]*$/

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ANONYMOUS_ENDED } from '../../src/cli/admin.js'
 import { connect, fetchVia, FIXTURES, startTestGateway, startUpstream, writeTemp, type TestGateway } from './harness.js'
 
 const BIN = resolve(import.meta.dirname, '../../bin/porthole.js')
@@ -66,7 +67,10 @@ describe('porthole admin commands', () => {
     expect(await ok('accounts', 'create', 'bea')).toBe('Created account bea\n')
     expect(await ok('accounts', 'list')).toMatch(/^NAME\s+CREATED\nann\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\nbea\s/)
 
-    const added = await ok('keys', 'add', 'ann', join(FIXTURES, 'keys', 'alice.pub'), '--acl', 'bind:*.ann.localhost', '--acl', 'bind:shop.localhost', '--acl', 'bind:tcp:21122')
+    const first = await cli('keys', 'add', 'ann', join(FIXTURES, 'keys', 'alice.pub'), '--acl', 'bind:*.ann.localhost', '--acl', 'bind:shop.localhost', '--acl', 'bind:tcp:21122')
+    // The first account credential ends anonymous access: the CLI says so (the next ones do not).
+    expect(first).toMatchObject({ code: 0, stderr: ANONYMOUS_ENDED })
+    const added = first.stdout
     expect(added).toMatch(/^Added key key_\w+ SHA256:\S+ to ann \(may bind bind:\*\.ann\.localhost, bind:shop\.localhost, bind:tcp:21122\)\n$/)
     const keyId = /key_\w+/.exec(added)![0]
     const fromStdin = await porthole(['keys', 'add', 'bea', '-', '--description', 'bob laptop'], { env, stdin: readFileSync(join(FIXTURES, 'keys', 'bob.pub'), 'utf8') })

@@ -65,6 +65,31 @@ describe('exec grammar', () => {
     expect(parsed.compiled.onHttpResponse).toHaveLength(2)
   })
 
+  it('joins a header value that ssh split at its spaces (README: the rule under "Flags after http")', () => {
+    const added = (line: string) => options(line).policy.on_http_request?.at(-1)?.actions[0]?.config
+    const responded = (line: string) => options(line).policy.on_http_response?.at(-1)?.actions[0]?.config
+    // what `ssh gw http --request-header-add 'X-Added: yes'` sends: the quotes are gone, the words are joined by spaces
+    expect(added('http --request-header-add X-Added: yes')).toEqual({ headers: { 'X-Added': 'yes' } })
+    expect(added('http --request-header-add=X-Added: yes --qr')).toEqual({ headers: { 'X-Added': 'yes' } })
+    expect(added('http --request-header-add X-Many:   a  b c --request-header-add X-B: d')).toEqual({ headers: { 'X-Many': 'a b c', 'X-B': 'd' } })
+    expect(responded('http --response-header-add Cache-Control: no-store --qr')).toEqual({ headers: { 'Cache-Control': 'no-store' } })
+    expect(added('http --request-header-add X-Added:yes')).toEqual({ headers: { 'X-Added': 'yes' } })
+    expect(added("http --request-header-add 'X-Added: yes'")).toEqual({ headers: { 'X-Added': 'yes' } })
+    // only header-add values that end with ':' are joined; other flags' stray words are still refused
+    expect(codeOf('http --request-header-remove X-A: yes')).toBe('PH_1002 bad value for argument "yes" (flags start with --)')
+    expect(codeOf('http --request-header-add X-A:b yes')).toBe('PH_1002 bad value for argument "yes" (flags start with --)')
+    expect(HELP.http).toMatch(/Name:value; words ssh split after 'Name:' are joined/)
+  })
+
+  it('diagnose: text or --output json, its own help, nothing else', () => {
+    expect(parseCommand('diagnose')).toEqual({ kind: 'diagnose', output: 'text' })
+    expect(parseCommand('diagnose --output json')).toEqual({ kind: 'diagnose', output: 'json' })
+    expect(parseCommand('diagnose --help')).toMatchObject({ kind: 'help', text: expect.stringMatching(/^Usage: ssh <gateway> diagnose \[--output json\]/) })
+    expect(codeOf('diagnose --qr')).toBe('PH_1001 unknown option --qr for diagnose (it takes --output)')
+    expect(codeOf('diagnose me')).toBe('PH_1002 bad value for argument "me" (diagnose takes no arguments)')
+    expect(TOP_HELP).toMatch(/diagnose {2}what the gateway sees of you/)
+  })
+
   it('accepts --flag=value, --output json and --host-header', () => {
     expect(options('http --output=json').output).toBe('json')
     expect(options('http --host-header rewrite').spec.hostHeader).toBe('rewrite')

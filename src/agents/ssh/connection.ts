@@ -24,6 +24,7 @@ import { Terminal, type EndpointLine, type PtyInfo } from './terminal.js'
 import type { ViewSession } from './terminal-view.js'
 import { portholeVersion } from './terminal-qr.js'
 import { noteForward, ownedUrls, urlsJson, urlsText } from './urls-command.js'
+import { diagnose, diagnoseJson, diagnoseText, measureRtt, type IdentityView } from './diagnose-command.js'
 import { abortUnfinished, halfClosing, socketDestroy } from './tunnel-stream.js'
 import { noWindowAfterClose } from './channel-close.js'
 import { acceptsDirect, inspectorView } from './inspector-access.js'
@@ -43,6 +44,8 @@ export interface ConnectionContext extends EndpointContext {
   readonly inspector?: Inspector | null
   /** The port the session's inspector answers on through -L (the banner's hint); null: no inspector. Default 4040. */
   readonly inspectorPort?: number | null
+  /** The identity store, for `diagnose` (the credential's ACL, the account's reservations). */
+  readonly identity?: IdentityView
 }
 
 type Accept = ((port?: number) => void) | undefined
@@ -56,6 +59,8 @@ export interface SessionLogin {
   readonly clientVersion: string
   readonly remoteAddr: string
   readonly remotePort: number
+  /** The client's whole identification line (`SSH-2.0-OpenSSH_9.2p1 Debian-2`), when known. */
+  readonly clientIdent?: string
 }
 
 interface Forward {
@@ -322,6 +327,13 @@ export class SshConnection {
         void this.#exitThenFail(0)
         return
       }
+      if (parsed.kind === 'diagnose') {
+        this.#options.refused(new PortholeError('PH_1101'))
+        if (this.#forwards.length > 0) this.#refuse(new PortholeError('PH_1101'))
+        await this.#diagnose(terminal, parsed.output)
+        void this.#exitThenFail(0)
+        return
+      }
       terminal.output = parsed.options.output
       terminal.qr = parsed.view.qr
       // Some options come on stdin (`... --upstream-tls-verify-cas - < ca.pem`): forwards wait for it.
@@ -411,6 +423,21 @@ export class SshConnection {
     const urls = ownedUrls(this.#ctx.registry, this.#ctx.urlsFor, this.owner)
     if (urls.length > 0) terminal.print(output === 'json' ? urlsJson(urls) : urlsText(urls))
     else if (output === 'text') terminal.error('No endpoints online for this key.')
+  }
+
+  /** `ssh gateway diagnose`: what the gateway sees of this connection, on stdout (diagnose-command.ts). */
+  async #diagnose (terminal: Terminal, output: 'text' | 'json'): Promise<void> {
+    const rttMs = await measureRtt(this.#client)
+    if (this.#closed) return
+    const ident = (this.login.clientIdent ?? this.login.clientVersion).replace(/[^\x20-\x7e]/g, '?')
+    const report = diagnose({
+      login: { ...this.login, clientVersion: ident },
+      owner: this.owner,
+      identity: this.#ctx.identity,
+      endpoints: ownedUrls(this.#ctx.registry, this.#ctx.urlsFor, this.owner),
+      rttMs,
+    })
+    terminal.print(output === 'json' ? diagnoseJson(report) : diagnoseText(report))
   }
 
   /** Ctrl-C (or Ctrl-D) in a pty: the session ends as on a clean disconnect (endpoints unbound), status 0. */

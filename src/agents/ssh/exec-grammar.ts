@@ -25,6 +25,8 @@ export type ParsedCommand =
   | { kind: 'help', text: string }
   /** `ssh gateway urls`: list the URLs of the owner's live endpoints (a -N user's way to learn them). */
   | { kind: 'urls', output: OutputMode }
+  /** `ssh gateway diagnose`: what the gateway sees of the caller (address, version, key, account, ACL, RTT). */
+  | { kind: 'diagnose', output: OutputMode }
 
 type FlagKey = keyof ModuleFlags | 'compression' | 'qr' | 'trafficPolicy' | 'trafficPolicyFile' | 'hostHeader' | 'schemes' | 'upstreamTls' | 'upstreamTlsVerify' | 'upstreamTlsVerifyCas' | 'upstreamProtocol' | 'proxyProto' | 'inspect' | 'output' | 'help'
 
@@ -42,9 +44,9 @@ const FLAGS: readonly FlagInfo[] = [
   { flag: 'basic-auth', key: 'basicAuth', repeatable: true, commands: ['http'], help: 'user:password  require HTTP basic auth (repeat for several users)' },
   { flag: 'cidr-allow', key: 'cidrAllow', repeatable: true, commands: ALL, help: 'CIDR  only allow clients from this range (repeatable)' },
   { flag: 'cidr-deny', key: 'cidrDeny', repeatable: true, commands: ALL, help: 'CIDR  refuse clients from this range (repeatable)' },
-  { flag: 'request-header-add', key: 'requestHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on requests to your service" },
+  { flag: 'request-header-add', key: 'requestHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on requests to your service (Name:value; words ssh split after 'Name:' are joined)" },
   { flag: 'request-header-remove', key: 'requestHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from requests to your service' },
-  { flag: 'response-header-add', key: 'responseHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on responses to clients" },
+  { flag: 'response-header-add', key: 'responseHeaderAdd', repeatable: true, commands: ['http'], help: "'Name: value'  set a header on responses to clients (Name:value; words ssh split after 'Name:' are joined)" },
   { flag: 'response-header-remove', key: 'responseHeaderRemove', repeatable: true, commands: ['http'], help: 'Name  remove a header from responses to clients' },
   { flag: 'ua-filter-allow', key: 'uaFilterAllow', repeatable: true, commands: ['http'], help: 'REGEX  only allow user agents matching one of these (RE2, repeatable)' },
   { flag: 'ua-filter-deny', key: 'uaFilterDeny', repeatable: true, commands: ['http'], help: 'REGEX  refuse user agents matching this (RE2, repeatable; wins over allow)' },
@@ -115,6 +117,7 @@ export const TOP_HELP = [
   '  tcp     expose a local TCP service on a port of the gateway (the default for other ports)',
   '  tls     pass TLS through by SNI to a local TLS service',
   '  urls    list the URLs of your endpoints online now, each with its -R (for ssh -N sessions)',
+  '  diagnose  what the gateway sees of you: address, client version, key or token, account, ACL, RTT',
   '',
   'Run `<command> --help` for its flags. With ssh -t: a live full-screen view (Ctrl-C ends the session).',
   'Inspect requests at http://localhost:4040: add -L 4040:localhost:4040 to the ssh command.',
@@ -127,20 +130,28 @@ export const URLS_HELP = [
   '(for sessions started with ssh -N, which print nothing). --output json: one JSON object per line.',
 ].join('\r\n') + '\r\n'
 
-/** `urls [--output text|json] [--help]`: nothing else is taken. */
-function parseUrls (argv: yargsParser.Arguments): ParsedCommand {
+export const DIAGNOSE_HELP = [
+  'Usage: ssh <gateway> diagnose [--output json]',
+  '',
+  'Shows what the gateway sees of you: your address and port, client version, key fingerprint or authtoken id,',
+  'account, the credential\'s ACL, the account\'s reservations, your endpoints online now and the round-trip time.',
+  '--output json: one JSON object.',
+].join('\r\n') + '\r\n'
+
+/** `urls|diagnose [--output text|json] [--help]`: nothing else is taken. */
+function parseReport (kind: 'urls' | 'diagnose', argv: yargsParser.Arguments): ParsedCommand {
   const positionals = argv._.map(String)
-  if (positionals.length > 1) throw new PortholeError('PH_1002', `argument ${JSON.stringify(positionals[1])} (urls takes no arguments)`)
+  if (positionals.length > 1) throw new PortholeError('PH_1002', `argument ${JSON.stringify(positionals[1])} (${kind} takes no arguments)`)
   for (const key of Object.keys(argv)) {
     if (key === '_' || key === '--' || key === 'output' || key === 'help') continue
-    throw new PortholeError('PH_1001', `${key.length === 1 ? '-' : '--'}${key} for urls (it takes --output)`)
+    throw new PortholeError('PH_1001', `${key.length === 1 ? '-' : '--'}${key} for ${kind} (it takes --output)`)
   }
-  if (argv.help === true) return { kind: 'help', text: URLS_HELP }
+  if (argv.help === true) return { kind: 'help', text: kind === 'urls' ? URLS_HELP : DIAGNOSE_HELP }
   const raw: unknown = argv.output
-  if (raw === undefined) return { kind: 'urls', output: 'text' }
+  if (raw === undefined) return { kind, output: 'text' }
   if (Array.isArray(raw)) throw new PortholeError('PH_1002', '--output (given more than once)')
   if (raw !== 'text' && raw !== 'json') throw new PortholeError('PH_1002', `--output ${JSON.stringify(String(raw))} (want text or json)`)
-  return { kind: 'urls', output: raw }
+  return { kind, output: raw }
 }
 
 const HOST_VALUE = /^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/
@@ -195,10 +206,22 @@ function unmatchedQuote (line: string): string | null {
   return open !== null && text.slice(at).includes(' ') ? `${open} at character ${at + 1}` : null
 }
 
+/**
+ * ssh joins the remote command's arguments with spaces, so `--request-header-add 'X-Added: yes'` arrives as
+ * `--request-header-add X-Added: yes`. The rule (README, "Flags after http"): a header-add flag's unquoted value
+ * that ends with `:` takes the unquoted words after it, up to the next word starting with `-`, joined with one
+ * space each. Quoted values are left to the tokenizer; `Name:value` needs no joining.
+ */
+const SPLIT_HEADER = /(--(?:request|response)-header-add)(?:=|\s+)([^\s"'=-][^\s"']*:)((?:\s+[^\s"'-][^\s"']*)+)(?=\s|$)/g
+
+export function joinSplitHeaders (line: string): string {
+  return line.replace(SPLIT_HEADER, (_all, flag: string, name: string, words: string) => `${flag}="${name} ${words.trim().split(/\s+/).join(' ')}"`)
+}
+
 /** Parses an exec string. Throws a PortholeError (PH_10xx) for anything it cannot honour. */
 export function parseCommand (commandLine: string, compile: CompileOptions = {}): ParsedCommand {
   // yargs-parser reads a lone '-' as a positional (the stdin convention), not as the value of the flag before it.
-  const line = commandLine.replace(/(--upstream-tls-verify-cas|--traffic-policy-file)\s+-(?=\s|$)/g, '$1=-')
+  const line = joinSplitHeaders(commandLine.replace(/(--upstream-tls-verify-cas|--traffic-policy-file)\s+-(?=\s|$)/g, '$1=-'))
   const unmatched = unmatchedQuote(line)
   if (unmatched) throw new PortholeError('PH_1041', unmatched)
   // yargs-parser reads any value of a boolean flag but `true` as false: `--inspect=no` must not pass for a choice.
@@ -226,7 +249,7 @@ export function parseCommand (commandLine: string, compile: CompileOptions = {})
   const positionals = argv._.map(String)
   const first = positionals[0]
   if (first === 'help') return { kind: 'help', text: TOP_HELP }
-  if (first === 'urls') return parseUrls(argv)
+  if (first === 'urls' || first === 'diagnose') return parseReport(first, argv)
   if (first !== undefined && !isCommand(first)) throw new PortholeError('PH_1003', JSON.stringify(first))
   const command = first ?? null
   if (positionals.length > 1) throw new PortholeError('PH_1002', `argument ${JSON.stringify(positionals[1])} (flags start with --)`)

@@ -209,7 +209,7 @@ export class SshAgent implements SessionDirectory {
     return listenOn(this.#listener, host, port)
   }
 
-  #onClient (client: Connection, info: { ip: string, port: number, header: { versions: { software: string } } }): void {
+  #onClient (client: Connection, info: { ip: string, port: number, header: { identRaw?: string, versions: { software: string } } }): void {
     const id = randomUUID().slice(0, 8)
     const log = this.#log.child({ conn: id, ip: info.ip })
     // An 'error' listener first thing: ssh2 emits socket and protocol errors on the connection.
@@ -248,7 +248,8 @@ export class SshAgent implements SessionDirectory {
       const owner = login.owner
       const clientVersion = info.header?.versions?.software ?? ''
       log.info({ owner: owner.id, credential: login.credential, client: clientVersion }, 'ssh session started')
-      const connection = new SshConnection(id, client, { ...login, clientVersion, remoteAddr: info.ip, remotePort: info.port }, { ...this.#options.connection, log })
+      const connection = new SshConnection(id, client, { ...login, clientVersion, clientIdent: info.header?.identRaw, remoteAddr: info.ip, remotePort: info.port },
+        { ...this.#options.connection, log, identity: this.#options.identity })
       this.#connections.set(id, connection)
       if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'start', session: connection.describe() } satisfies SessionObserved)
       client.once('close', () => {
