@@ -57,6 +57,8 @@ export interface EventsOptions {
   readonly types?: readonly EventType[]
   /** Webhook queue, batch, timeout and retry settings (defaults in webhook-sink.ts). */
   readonly webhook?: Partial<WebhookTuning> & { readonly send?: WebhookSend }
+  /** close()'s default deadline (5 s): a dead webhook cannot hold a shutdown longer. */
+  readonly closeWaitMs?: number
 }
 
 export interface EventPipeline {
@@ -148,7 +150,7 @@ export function startEvents (options: EventsOptions): EventPipeline | null {
         },
       })
     },
-    close (waitMs = 5000) {
+    close (waitMs = options.closeWaitMs ?? 5000) {
       closing ??= (async () => {
         for (const [name, fn] of subscriptions) unsubscribe(name, fn)
         await Promise.all(sinks.map((s) => s.close(waitMs)))

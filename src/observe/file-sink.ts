@@ -3,7 +3,9 @@
 // about twice the cap is kept. Writes happen off the publisher's path from a bounded queue; a write error (disk
 // full, permissions, a removed directory) is counted and its events dropped, never thrown into traffic; the
 // file is reopened on the next write.
+import { closeSync, openSync } from 'node:fs'
 import { open, rename, type FileHandle } from 'node:fs/promises'
+import { PortholeError } from '../core/errors.js'
 import type { EventSink, SinkCounters } from './event-sinks.js'
 import type { PortholeEvent } from './event-shapes.js'
 
@@ -41,6 +43,12 @@ export class FileSink implements EventSink {
     this.#maxBytes = options.maxBytes ?? 100 * 1024 * 1024
     this.#maxQueue = options.maxQueue ?? 10_000
     this.#warn = options.warn
+    // Fail at start, not at the first event: a path that cannot be written is a configuration mistake.
+    try {
+      closeSync(openSync(this.#path, 'a', 0o640))
+    } catch (error) {
+      throw new PortholeError('PH_2002', `--events-file ${this.#path}: ${(error as Error).message}`)
+    }
   }
 
   counters (): SinkCounters {

@@ -2,7 +2,7 @@
 // injected POST; the file sink's rotation on a real temporary directory; the shape builders from channel
 // messages; the pipeline's type filter and its counters on a prom-client Registry.
 import { channel } from 'node:diagnostics_channel'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
@@ -183,14 +183,17 @@ describe('file sink', () => {
   it('a write error is counted, never thrown', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'porthole-events-'))
     dirs.push(dir)
+    mkdirSync(join(dir, 'sub'))
+    expect(() => new FileSink({ path: join(dir, 'missing-dir', 'events.jsonl') })).toThrow(expect.objectContaining({ code: 'PH_2002', message: expect.stringMatching(/--events-file .*missing-dir/) }))
     const warned: string[] = []
-    const sink = new FileSink({ path: join(dir, 'missing-dir', 'events.jsonl'), warn: (_f, m) => warned.push(m) })
+    const sink = new FileSink({ path: join(dir, 'sub', 'events.jsonl'), warn: (_f, m) => warned.push(m) })
     sink.accept(event(1))
     sink.accept(event(2))
+    rmSync(join(dir, 'sub'), { recursive: true })
     await sink.close(5000)
     expect(sink.counters()).toMatchObject({ delivered: 0, dropped: 2, failedAttempts: 1 })
     expect(warned).toHaveLength(1)
-    expect(existsSync(join(dir, 'missing-dir'))).toBe(false)
+    expect(existsSync(join(dir, 'sub'))).toBe(false)
   })
 })
 
