@@ -69,8 +69,8 @@ export interface RunningGateway {
  *  inspector alone fill a store of their own). */
 export interface GatewayParts {
   readonly inspect?: { readonly store: InspectStore, readonly replay: Replay }
-  /** Webhook tuning and the close deadline for the event sinks (tests). */
-  readonly events?: Pick<EventsOptions, 'webhook' | 'closeWaitMs'>
+  /** Webhook tuning, the file cap and the close deadline for the event sinks (tests). */
+  readonly events?: Pick<EventsOptions, 'webhook' | 'closeWaitMs' | 'fileMaxBytes'>
 }
 
 export async function startGateway (config: ServerConfig, log: Logger, parts: GatewayParts = {}): Promise<RunningGateway> {
