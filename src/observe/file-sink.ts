@@ -16,6 +16,8 @@ export interface FileSinkOptions {
   readonly maxBytes?: number
   /** Lines waiting to be written; more are dropped (default 10,000). */
   readonly maxQueue?: number
+  /** Their bytes (default 32 MiB). */
+  readonly maxQueueBytes?: number
   readonly warn?: (fields: Record<string, unknown>, message: string) => void
 }
 
@@ -24,8 +26,11 @@ export class FileSink implements EventSink {
   readonly #path: string
   readonly #maxBytes: number
   readonly #maxQueue: number
+  readonly #maxQueueBytes: number
   readonly #warn: FileSinkOptions['warn']
-  #queue: PortholeEvent[] = []
+  /** JSON lines, serialized once when accepted. */
+  #queue: string[] = []
+  #queueBytes = 0
   #file: FileHandle | null = null
   #size = 0
   #writing = false
@@ -42,6 +47,7 @@ export class FileSink implements EventSink {
     this.#path = options.path
     this.#maxBytes = options.maxBytes ?? 100 * 1024 * 1024
     this.#maxQueue = options.maxQueue ?? 10_000
+    this.#maxQueueBytes = options.maxQueueBytes ?? 32 * 1024 * 1024
     this.#warn = options.warn
     // Fail at start, not at the first event: a path that cannot be written is a configuration mistake.
     try {
@@ -60,7 +66,13 @@ export class FileSink implements EventSink {
       this.#counts.dropped++
       return
     }
-    this.#queue.push(event)
+    const line = `${JSON.stringify(event)}\n`
+    if (this.#queueBytes + line.length > this.#maxQueueBytes) {
+      this.#counts.dropped++
+      return
+    }
+    this.#queue.push(line)
+    this.#queueBytes += line.length
     if (!this.#writing && !this.#scheduled) {
       this.#scheduled = true
       setImmediate(() => { this.#scheduled = false; void this.#run() })
@@ -72,6 +84,7 @@ export class FileSink implements EventSink {
     this.#writing = true
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, 500)
+      for (const line of batch) this.#queueBytes -= line.length
       try {
         await this.#write(batch)
         this.#counts.delivered += batch.length
@@ -89,11 +102,10 @@ export class FileSink implements EventSink {
     for (const resolve of this.#idle.splice(0)) resolve()
   }
 
-  async #write (batch: PortholeEvent[]): Promise<void> {
+  async #write (batch: string[]): Promise<void> {
     let pending: string[] = []
     let pendingBytes = 0
-    for (const event of batch) {
-      const line = `${JSON.stringify(event)}\n`
+    for (const line of batch) {
       const bytes = Buffer.byteLength(line)
       if (this.#file === null) await this.#open()
       if (this.#size + pendingBytes + bytes > this.#maxBytes && this.#size + pendingBytes > 0) {
@@ -143,6 +155,7 @@ export class FileSink implements EventSink {
     this.#done = true
     this.#counts.dropped += this.#queue.length
     this.#queue = []
+    this.#queueBytes = 0
     await this.#file?.close().catch(() => {})
     this.#file = null
   }

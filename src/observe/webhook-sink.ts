@@ -14,6 +14,8 @@ export type WebhookSend = (body: string, headers: Record<string, string>, signal
 export interface WebhookTuning {
   /** Events waiting (in flight included); more are dropped. */
   readonly maxQueue: number
+  /** Their JSON bytes (a stranger chooses URL lengths); more are dropped. */
+  readonly maxQueueBytes: number
   /** Events per POST. */
   readonly batchSize: number
   /** How long a partial batch waits for more events. */
@@ -27,7 +29,7 @@ export interface WebhookTuning {
   readonly maxBackoffMs: number
 }
 
-export const WEBHOOK_DEFAULTS: WebhookTuning = { maxQueue: 10_000, batchSize: 100, batchMs: 1000, timeoutMs: 10_000, maxRetries: 5, backoffMs: 500, maxBackoffMs: 30_000 }
+export const WEBHOOK_DEFAULTS: WebhookTuning = { maxQueue: 10_000, maxQueueBytes: 32 * 1024 * 1024, batchSize: 100, batchMs: 1000, timeoutMs: 10_000, maxRetries: 5, backoffMs: 500, maxBackoffMs: 30_000 }
 
 export interface WebhookSinkOptions extends Partial<WebhookTuning> {
   readonly name: string
@@ -59,8 +61,11 @@ export class WebhookSink implements EventSink {
   readonly #send: WebhookSend
   readonly #agent: Agent | null
   readonly #warn: WebhookSinkOptions['warn']
-  #queue: PortholeEvent[] = []
+  /** Events as JSON, serialized once when accepted. */
+  #queue: string[] = []
+  #queueBytes = 0
   #inFlight = 0
+  #inFlightBytes = 0
   #sending = false
   #failing = false
   #closing = false
@@ -102,7 +107,13 @@ export class WebhookSink implements EventSink {
       this.#counts.dropped++
       return
     }
-    this.#queue.push(event)
+    const json = JSON.stringify(event)
+    if (this.#queueBytes + this.#inFlightBytes + json.length > this.#tuning.maxQueueBytes) {
+      this.#counts.dropped++
+      return
+    }
+    this.#queue.push(json)
+    this.#queueBytes += json.length
     this.#kick()
   }
 
@@ -122,7 +133,9 @@ export class WebhookSink implements EventSink {
     this.#sending = true
     const batch = this.#queue.splice(0, this.#tuning.batchSize)
     this.#inFlight = batch.length
-    const body = JSON.stringify({ events: batch })
+    this.#inFlightBytes = batch.reduce((n, json) => n + json.length, 0)
+    this.#queueBytes -= this.#inFlightBytes
+    const body = `{"events":[${batch.join(',')}]}`
     const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'porthole-events' }
     if (this.#secret !== undefined) headers[SIGNATURE_HEADER] = signBody(this.#secret, body)
     for (let retry = 0; ; retry++) {
@@ -145,6 +158,7 @@ export class WebhookSink implements EventSink {
       }
     }
     this.#inFlight = 0
+    this.#inFlightBytes = 0
     this.#sending = false
     if (this.#queue.length > 0 && !this.#closed) this.#kick()
     else if (this.#queue.length === 0) for (const resolve of this.#idle.splice(0)) resolve()
@@ -191,6 +205,7 @@ export class WebhookSink implements EventSink {
     if (this.#batchTimer) clearTimeout(this.#batchTimer)
     this.#counts.dropped += this.#queue.length
     this.#queue = []
+    this.#queueBytes = 0
     this.#abort?.abort(new Error('closing'))
     if (this.#retryWait) {
       clearTimeout(this.#retryWait.timer)

@@ -148,6 +148,18 @@ describe('webhook sink', () => {
     expect(sink.counters().dropped).toBe(201)
   })
 
+  it('bounds the queue in bytes too: long URLs (a stranger chooses them) are dropped past the budget', async () => {
+    vi.useFakeTimers()
+    const send: WebhookSend = () => new Promise(() => {})
+    const sink = new WebhookSink({ name: 'webhook', url: 'http://x', send, maxQueueBytes: 100_000, timeoutMs: 600_000 })
+    const long = httpRequestEvent({ ...HTTP, path: `/${'a'.repeat(16_000)}` })
+    for (let i = 0; i < 10; i++) sink.accept(long)
+    // Each is about 32 KB of JSON (path and raw URL): three fit.
+    expect(sink.counters()).toMatchObject({ dropped: 7, queued: 3 })
+    sink.accept(event(1))
+    expect(sink.counters()).toMatchObject({ dropped: 7, queued: 4 })
+  })
+
   it('close flushes a partial batch at once', async () => {
     vi.useFakeTimers()
     const posts: string[] = []
