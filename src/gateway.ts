@@ -34,6 +34,7 @@ import type { CapturedRequest, InspectStore, Replay } from './inspect/record.js'
 import { createReplay } from './inspect/replay.js'
 import { createInspector } from './inspect/server.js'
 import { INSPECT_REQUEST_CHANNEL, MemoryInspectStore } from './inspect/store.js'
+import { startEvents, type EventPipeline, type EventsOptions } from './observe/event-sinks.js'
 
 export interface RunningGateway {
   readonly config: ServerConfig
@@ -59,6 +60,8 @@ export interface RunningGateway {
    * stays empty: the edge captures nothing.
    */
   readonly inspect: { readonly store: InspectStore, readonly replay: Replay }
+  /** The event sinks (--events-*) and their counters; null when none is configured. */
+  readonly events: EventPipeline | null
   close (): Promise<void>
 }
 
@@ -66,10 +69,14 @@ export interface RunningGateway {
  *  inspector alone fill a store of their own). */
 export interface GatewayParts {
   readonly inspect?: { readonly store: InspectStore, readonly replay: Replay }
+  /** Webhook tuning, the file cap and the close deadline for the event sinks (tests). */
+  readonly events?: Pick<EventsOptions, 'webhook' | 'closeWaitMs' | 'fileMaxBytes'>
 }
 
 export async function startGateway (config: ServerConfig, log: Logger, parts: GatewayParts = {}): Promise<RunningGateway> {
   const dataDir = resolve(config.dataDir)
+  // First, so that an unwritable --events-file refuses the start before anything listens.
+  const events = startEvents({ log, logEvents: config.eventsLog, file: config.eventsFile, webhooks: config.eventsWebhook, webhookSecret: config.eventsWebhookSecret, types: config.eventsTypes, ...parts.events })
   const hostKeys = loadHostKeys(dataDir)
   const identityStore = new FileIdentityStore(dataDir, (error) => log.error({ err: error.message }, 'identity store unreadable; keeping the last good copy, refusing changes'))
   const identity = new Identity(identityStore, { domain: config.domain, tcpPorts: config.tcpPorts })
@@ -312,6 +319,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     edge,
     identity,
     inspect: { store: inspectStore, replay },
+    events,
     sshPort: sshAddress.port,
     httpPort: http.port,
     httpsPort: https.port,
@@ -331,6 +339,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
         for (const endpoint of registry.endpoints()) registry.unbind(endpoint)
         tcp.close()
         await Promise.all([edge.close(), tls.close()])
+        await events?.close()
         certs.close()
         names.flush()
         await identity.store.close()

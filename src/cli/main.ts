@@ -7,8 +7,8 @@ import { didYouMean } from '../core/suggest.js'
 import { COMMANDS, commandsHelp, runAdmin } from './admin.js'
 import { tryLine } from './try-line.js'
 
-const BOOLEAN_FLAGS = ['allow-anonymous', 'policy-private-urls', 'ssh-legacy-algorithms', 'inspect']
-const ARRAY_FLAGS = ['authorized-keys']
+const BOOLEAN_FLAGS = ['allow-anonymous', 'policy-private-urls', 'ssh-legacy-algorithms', 'inspect', 'events-log']
+const ARRAY_FLAGS = ['authorized-keys', 'events-webhook']
 const FLAGS = [...CONFIG_KEYS.map(kebab), 'config']
 
 const USAGE = `Usage: porthole serve [flags]
@@ -61,6 +61,13 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --inspect=false          capture no requests at all (default: every HTTP request's heads and first 64 KiB of
                            each body are kept in memory, per owner, for the user's inspector and the admin API)
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
+  --events-log             log one line per event (ngrok's shapes: http_request_complete.v0, tcp_connection_closed.v0,
+                           agent_session_start.v0, agent_session_stop.v0) at info, component events
+  --events-file FILE       append events as JSON lines to FILE (renamed to FILE.1 at 100 MiB)
+  --events-webhook URL     POST events in JSON batches {"events":[...]} to URL (repeatable); retried with backoff,
+                           at most 10000 waiting per URL, the rest dropped and counted (porthole_events_dropped_total)
+  --events-webhook-secret S  sign webhook bodies: X-Porthole-Signature: sha256=<HMAC-SHA256 of the body, hex>
+  --events-types LIST      comma list of the event types to emit (default all)
 `
 
 const HELP = `Usage: porthole <command> ...

@@ -8,8 +8,8 @@ import { PortholeError } from '../core/errors.js'
 import { configSchema, finishConfig, isLoopback, type ServerConfig } from './schema.js'
 
 export const CONFIG_KEYS = Object.keys(configSchema.shape) as (keyof typeof configSchema.shape)[]
-const REPEATABLE = new Set<string>(['authorizedKeys'])
-const BOOLEAN = new Set<string>(['allowAnonymous', 'policyPrivateUrls', 'sshLegacyAlgorithms', 'inspect'])
+const REPEATABLE = new Set<string>(['authorizedKeys', 'eventsWebhook'])
+const BOOLEAN = new Set<string>(['allowAnonymous', 'policyPrivateUrls', 'sshLegacyAlgorithms', 'inspect', 'eventsLog'])
 /** Settings that are maps: a mapping in YAML, a JSON object in the environment and on the command line. */
 const JSON_VALUED = new Set<string>(['oauthProviders'])
 

@@ -2,6 +2,7 @@
 // passed down; no other module reads env, flags or files for settings.
 import { isIP } from 'node:net'
 import { z } from 'zod'
+import { EVENT_TYPES, type EventType } from '../observe/event-shapes.js'
 import { OAUTH_PROVIDERS } from '../policy/login/oauth-providers.js'
 
 const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/
@@ -77,6 +78,17 @@ const startups = z.union([z.number().transform(String), z.string()]).transform((
 
 const domain = z.string().toLowerCase().regex(/^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$/, 'want a DNS name such as example.com')
 
+/** Event types to emit: a comma list (or a YAML list) of ngrok's names; unknown names are refused. */
+const eventTypes = z.union([z.string(), z.array(z.string())]).transform((value, ctx): EventType[] => {
+  const names = (typeof value === 'string' ? value.split(',') : value).map((s) => s.trim()).filter(Boolean)
+  const unknown = names.filter((n) => !(EVENT_TYPES as readonly string[]).includes(n))
+  if (unknown.length > 0 || names.length === 0) {
+    ctx.addIssue({ code: 'custom', message: `${unknown.length > 0 ? `unknown event type ${unknown.map((n) => JSON.stringify(n)).join(', ')}` : 'no event type given'} (known: ${EVENT_TYPES.join(', ')})` })
+    return z.NEVER
+  }
+  return [...new Set(names)] as EventType[]
+})
+
 /** Settings users set (flags, env PORTHOLE_*, YAML keys in kebab-case). */
 export const configSchema = z.strictObject({
   domain: domain.default('localhost'),
@@ -143,7 +155,22 @@ export const configSchema = z.strictObject({
   /** Capture every HTTP request (heads and the first 64 KiB of each body) for the owners' inspectors and the
    *  admin API; false: nothing is captured for any endpoint, whatever the endpoint's --inspect. */
   inspect: z.boolean().default(true),
+  // Events in ngrok's shapes (src/observe/event-sinks.ts), to the log and to the operator's sinks.
+  /** One info line per event in the gateway's log (component events). */
+  eventsLog: z.boolean().default(false),
+  /** Events appended as JSON lines to this file; at 100 MiB it is renamed to FILE.1 and a new one begun. */
+  eventsFile: z.string().min(1).optional(),
+  /** Events POSTed as JSON batches ({"events":[...]}) to these URLs, with retries and a bounded queue. */
+  eventsWebhook: z.array(z.url({ protocol: /^https?$/, error: 'want an http or https URL' })).default([]),
+  /** Signs each webhook body: X-Porthole-Signature: sha256=<HMAC-SHA256 of the body with this secret, hex>. */
+  eventsWebhookSecret: z.string().min(16, 'want a secret of at least 16 characters').optional(),
+  /** Which event types (default all): http_request_complete.v0, tcp_connection_closed.v0, agent_session_start.v0,
+   *  agent_session_stop.v0. */
+  eventsTypes: eventTypes.optional(),
 }).superRefine((settings, ctx) => {
+  if (settings.eventsWebhookSecret !== undefined && settings.eventsWebhook.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['eventsWebhookSecret'], message: 'only used with --events-webhook' })
+  }
   if ((settings.acmeDirectory === undefined) !== (settings.acmeEmail === undefined)) {
     const missing = settings.acmeDirectory === undefined ? 'acmeDirectory' : 'acmeEmail'
     ctx.addIssue({ code: 'custom', path: [missing], message: 'ACME needs both --acme-directory and --acme-email' })
