@@ -6,6 +6,7 @@ import { PortholeError, isPortholeError } from '../core/errors.js'
 import { didYouMean } from '../core/suggest.js'
 import { COMMANDS, commandsHelp, runAdmin } from './admin.js'
 import { tryLine } from './try-line.js'
+import { runService, SERVICE_HELP_LINE } from './service.js'
 
 const BOOLEAN_FLAGS = ['allow-anonymous', 'policy-private-urls', 'ssh-legacy-algorithms', 'inspect', 'events-log']
 const ARRAY_FLAGS = ['authorized-keys', 'events-webhook']
@@ -72,8 +73,8 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
 
 const HELP = `Usage: porthole <command> ...
 
-${commandsHelp([['porthole serve [flags]', 'run the gateway (porthole serve --help lists its flags)']])}
-Every command but serve and api-keys create is a client of the gateway's admin API:
+${commandsHelp([['porthole serve [flags]', 'run the gateway (porthole serve --help lists its flags)'], SERVICE_HELP_LINE])}
+Every command but serve, service and api-keys create is a client of the gateway's admin API:
   --api-url URL   (default http://127.0.0.1:4040, or PORTHOLE_API_URL)
   --api-key KEY   (or PORTHOLE_API_KEY; make the first with porthole api-keys create on the gateway host)
   --json          print the API's JSON
@@ -118,8 +119,9 @@ export async function main (args: string[]): Promise<number | undefined> {
     return command === undefined ? 1 : 0
   }
   if (Object.hasOwn(COMMANDS, command)) return runAdmin(command, rest)
+  if (command === 'service') return runService(rest)
   if (command !== 'serve') {
-    const known = ['serve', ...Object.keys(COMMANDS)]
+    const known = ['serve', 'service', ...Object.keys(COMMANDS)]
     process.stderr.write(`PH_2001: unknown command ${JSON.stringify(command)}${didYouMean(command, known, '') || ''} (porthole --help lists commands)\n`)
     return 2
   }

@@ -91,19 +91,29 @@ const eventTypes = z.union([z.string(), z.array(z.string())]).transform((value, 
 
 /** Settings users set (flags, env PORTHOLE_*, YAML keys in kebab-case). */
 export const configSchema = z.strictObject({
+  /** The base domain: endpoint names are `<name>.<domain>`; point `*.<domain>` and `<domain>` at the gateway. */
   domain: domain.default('localhost'),
+  /** The SSH listener agents connect to (`ssh -R`); host:port, an empty host meaning every interface. */
   sshAddr: address.prefault('127.0.0.1:2222'),
+  /** The plain HTTP listener: http endpoints, ACME HTTP-01 challenges (must be reachable on port 80 for ACME). */
   httpAddr: address.prefault('127.0.0.1:8080'),
+  /** The HTTPS listener: https endpoints and TLS passthrough, routed by SNI; ngrok agents may connect here too. */
   httpsAddr: address.prefault('127.0.0.1:8443'),
   /** The admin REST API (authenticated by API keys); `off` disables it. */
   apiAddr: optionalAddress.prefault('127.0.0.1:4040'),
   /** Where ngrok agents (the @ngrok/ngrok SDKs, ngrok-go) connect: TLS + muxado; `off` disables it. */
   agentAddr: optionalAddress.prefault('127.0.0.1:4443'),
+  /** The pool of ports for tcp endpoints (LO-HI), opened on the HTTP listener's interface. */
   tcpPorts: portRange.prefault('20000-20999'),
+  /** The host printed in tcp:// URLs; default: the domain. */
   tcpHost: z.string().min(1).optional(),
+  /** Host keys, the identity store (accounts, keys, tokens, reservations), held names, certificates, the local CA. */
   dataDir: z.string().min(1).default('./keys'),
+  /** OpenSSH authorized_keys files whose keys may log in; re-read when they change. Repeatable. */
   authorizedKeys: z.array(z.string().min(1)).default([]),
+  /** Accept any SSH key or authtoken even on public listeners. Without it, a public listener needs keys. */
   allowAnonymous: z.boolean().default(false),
+  /** The log's level (JSON lines on stdout). */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long a name stays with its owner after the endpoint goes away. */
   nameGrace: duration.default('24h'),
@@ -127,8 +137,10 @@ export const configSchema = z.strictObject({
   maxAnonymousSessionsPerSource: count.prefault(20),
   /** Bring-your-own certificates: a directory of <host>.crt/<host>.key pairs, watched. */
   certsDir: z.string().min(1).optional(),
-  /** ACME: both or neither. */
+  /** ACME: order certificates for bound names from this CA's directory URL (HTTP-01 on the HTTP listener).
+   *  Needs acme-email. Let's Encrypt: https://acme-v02.api.letsencrypt.org/directory */
   acmeDirectory: z.url({ protocol: /^https$/, error: 'want the https URL of an ACME directory' }).optional(),
+  /** The ACME account's contact address (using it, you agree to the CA's terms). Needs acme-directory. */
   acmeEmail: z.email({ error: 'want an email address' }).optional(),
   /** A PEM file of CA certificates to trust for the ACME server's HTTPS (a test CA such as pebble). */
   acmeCaFile: z.string().min(1).optional(),

@@ -69,6 +69,14 @@ export const catalogue = {
   // Gateway configuration (refused at start, one line on stderr).
   PH_2001: { status: 500, message: 'invalid configuration: {detail}', surfaces: ['config'] },
   PH_2002: { status: 500, message: 'refusing to start: {detail}', surfaces: ['config'] },
+  // `porthole service install|uninstall` (cli/service.ts): the systemd unit is not written, or not removed.
+  PH_2010: { status: 500, message: 'the service\'s config file cannot be read: {detail}', surfaces: ['config'] },
+  PH_2011: { status: 500, message: 'the service would not start with this config: {detail}', surfaces: ['config'] },
+  PH_2012: { status: 500, message: 'not root: {detail}', surfaces: ['config'] },
+  PH_2013: { status: 500, message: 'a different unit is in the way: {detail}', surfaces: ['config'] },
+  PH_2014: { status: 500, message: 'bad service arguments: {detail}', surfaces: ['config'] },
+  PH_2015: { status: 500, message: 'the service\'s user does not exist: {detail}', surfaces: ['config'] },
+  PH_2016: { status: 500, message: 'the unit could not be installed or removed: {detail}', surfaces: ['config'] },
 
   // HTTP edge (status + porthole-error-code header + short page).
   PH_3000: { status: 404, message: 'no endpoint is bound at {detail}', surfaces: ['edge'] },
