@@ -163,6 +163,27 @@ describe('accounts, keys and authtokens', () => {
     await again.waitFor(/PH_1020: key SHA256:\S+ is not authorized on this gateway/)
   })
 
+  it('a wildcard granted over another account\'s name serves the rest; their exact name still wins its host', async () => {
+    const labelled = await startUpstream((_req, res) => res.end('wildcard owner'))
+    try {
+      const exact = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`y.crew:80:localhost:${upstream.port}`], command: 'http' })
+      await exact.urls()
+      // Without a grant the wildcard over ann's name is refused...
+      const refused = connect({ kind: 'dropbear', port: gateway.sshPort, ...passwordLogin(gateway, 'dropbear', (await gateway.identity.createToken('bob')).token), forwards: [`*.crew:80:localhost:${labelled.port}`], command: 'http' })
+      await refused.waitFor(/PH_1060: name \*\.crew\.localhost is under or above a name held by someone else/)
+      // ...with an ACL naming it, it binds, and y.crew stays ann's.
+      const granted = (await gateway.identity.createToken('bob', { acl: ['bind:*.crew.localhost'] })).token
+      const wildcard = connect({ kind: 'dropbear', port: gateway.sshPort, ...passwordLogin(gateway, 'dropbear', granted), forwards: [`*.crew:80:localhost:${labelled.port}`], command: 'http' })
+      await wildcard.waitFor(/Forwarding\s+http:\/\/\*\.crew\.localhost/)
+      const own = await fetchVia(gateway, 'http://y.crew.localhost/')
+      expect(JSON.parse(own.body)).toMatchObject({ url: '/' }) // ann's upstream echoes the request as JSON
+      expect((await fetchVia(gateway, 'http://z.crew.localhost/')).body).toBe('wildcard owner')
+      await Promise.all([exact.kill(), refused.kill(), wildcard.kill()])
+    } finally {
+      await labelled.close()
+    }
+  })
+
   it('a second session of the same key takes over its exact name; the old one is told (PH_1023)', async () => {
     const first = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`taken-over:80:localhost:${upstream.port}`], command: 'http' })
     const [url] = await first.urls()
