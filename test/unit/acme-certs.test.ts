@@ -1,7 +1,7 @@
 // ACME certificates with a fake ACME client and a fake clock: one order shared by concurrent handshakes,
 // the local CA while an order is slow or failed, backoff, files and modes on disk and their reuse after a
 // restart, background renewal, and which names the CertStore sends to ACME at all.
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it, vi } from 'vitest'
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -54,7 +54,7 @@ class FakeCa implements Orderer {
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 const mode = (path: string): number => statSync(path).mode & 0o777
 
-function setup (overrides: { waitMs?: number, dataDir?: string, fake?: FakeCa } = {}) {
+function setup (overrides: { waitMs?: number | 'default', dataDir?: string, fake?: FakeCa } = {}) {
   const clock = { now: Date.now() }
   const fake = overrides.fake ?? new FakeCa()
   const reports: Array<{ code: CertCode, detail: string }> = []
@@ -65,7 +65,7 @@ function setup (overrides: { waitMs?: number, dataDir?: string, fake?: FakeCa } 
     dataDir,
     orderer: fake,
     now: () => clock.now,
-    handshakeWaitMs: overrides.waitMs ?? 5_000,
+    ...(overrides.waitMs === 'default' ? {} : { handshakeWaitMs: overrides.waitMs ?? 5_000 }),
     report: (code, detail) => reports.push({ code, detail }),
   })
   return { acme, fake, clock, reports, dataDir }
@@ -125,6 +125,25 @@ describe('ACME certificates', () => {
     const context = acme.contextFor('slow.example.com')
     expect(context).toBeDefined()
     expect(context).not.toBeInstanceOf(Promise)
+  })
+
+  it('by default (as the README says) a handshake waits for the order 10 s after it started, then gets the local CA', async () => {
+    vi.useFakeTimers()
+    try {
+      const { acme, fake, clock } = setup({ waitMs: 'default' })
+      let outcome: unknown = 'waiting'
+      void Promise.resolve(acme.contextFor('ten.example.com')).then((context) => { outcome = context })
+      await vi.advanceTimersByTimeAsync(9_999)
+      expect(outcome).toBe('waiting')
+      await vi.advanceTimersByTimeAsync(1)
+      expect(outcome).toBeUndefined() // the local CA's certificate
+      clock.now += 10_000
+      expect(acme.contextFor('ten.example.com')).toBeUndefined() // past the wait: at once
+      fake.settle(true)
+      await acme.pending('ten.example.com')
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('after a failed order: the local CA, no new order until the backoff ends, PH_4002 reported', async () => {
