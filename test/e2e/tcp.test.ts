@@ -3,7 +3,7 @@
 import { createHash, randomBytes, randomInt } from 'node:crypto'
 import { createConnection, createServer, type AddressInfo, type Server } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CLIENTS, connect, eventually, sleep, startTestGateway, type SshClient, type TestGateway } from './harness.js'
+import { CLIENTS, connect, eventually, startTestGateway, type SshClient, type TestGateway } from './harness.js'
 
 const MB = 1024 * 1024
 
@@ -116,6 +116,5 @@ describe.each(CLIENTS)('tcp endpoints with %s', (kind) => {
     await outside.waitFor(/PH_1031: port \d+ \(pool \d+-\d+\) is outside/)
     const named = open({ forwards: [`db:${base + 5}:localhost:${echoPort}`], command: 'tcp' })
     await named.waitFor(/PH_1034: tcp endpoints take no name \("db"\)/)
-    await sleep(10)
   })
 })
