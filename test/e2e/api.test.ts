@@ -155,6 +155,20 @@ describe('admin API', () => {
     expect(reply).toMatch(/"error_code":"PH_3020"/)
   })
 
+  it('ends a request still not complete 30 s after it began, however steadily its body trickles in', async () => {
+    const socket = createConnection(gw.apiPort!, '127.0.0.1')
+    socket.on('error', () => {})
+    let reply = ''
+    socket.setEncoding('utf8').on('data', (text: string) => { reply += text })
+    const started = Date.now()
+    socket.write(`POST /api/accounts HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer ${key}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n`)
+    const drip = setInterval(() => socket.write(' '), 1000) // never idle, never done
+    await new Promise((resolve) => socket.once('close', resolve))
+    clearInterval(drip)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(29_900)
+    expect(reply).toMatch(/"error_code":"PH_3020"/)
+  }, 60_000)
+
   it('answers malformed HTTP with the same JSON error and closes', async () => {
     const socket = createConnection(gw.apiPort!, '127.0.0.1')
     socket.end('GET /api/accounts HTTP/1.1\r\nbad header line\r\n\r\n')
