@@ -34,6 +34,8 @@ import type { CapturedRequest, InspectStore, Replay } from './inspect/record.js'
 import { createReplay } from './inspect/replay.js'
 import { createInspector } from './inspect/server.js'
 import { INSPECT_REQUEST_CHANNEL, MemoryInspectStore } from './inspect/store.js'
+import { createMetrics, type GatewayMetrics } from './observe/metrics.js'
+import { metricsHandler, startMetricsServer } from './observe/metrics-http.js'
 
 export interface RunningGateway {
   readonly config: ServerConfig
@@ -59,6 +61,10 @@ export interface RunningGateway {
    * stays empty: the edge captures nothing.
    */
   readonly inspect: { readonly store: InspectStore, readonly replay: Replay }
+  /** Prometheus metrics (its `registry` takes other modules' metrics too); served at /metrics. */
+  readonly metrics: GatewayMetrics
+  /** The --metrics-addr listener's port; null when off. */
+  readonly metricsPort: number | null
   close (): Promise<void>
 }
 
@@ -216,10 +222,19 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     sessions: () => [...ssh.sessions(), ...(ngrok?.sessions() ?? [])],
     kill: async (id) => (await ssh.kill(id)) || ((await ngrok?.kill(id)) ?? false),
   }
+  // Metrics (observe/metrics.ts): GET /metrics and /healthz on the admin API's listener and --metrics-addr, no API key.
+  let shuttingDown = false
+  let metricsFailed = false
+  const metrics = createMetrics({
+    sessions, endpoints: registry, certificates: () => certs.expiries(), throttledSources: () => throttle.throttledSources(),
+    onError: (error) => { if (!metricsFailed) log.warn({ err: (error as Error)?.message }, 'a metric could not be updated (said once)'); metricsFailed = true },
+  })
+  const metricsPaths = metricsHandler(metrics, () => shuttingDown)
   let sshAddress
   try {
     sshAddress = await ssh.listen(config.sshAddr.host, config.sshAddr.port)
   } catch (error) {
+    metrics.close()
     await Promise.all([edge.close(), tls.close()])
     certs.close()
     throw error
@@ -228,6 +243,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
   try {
     agentAddress = ngrok && config.agentAddr ? await ngrok.listen(config.agentAddr.host, config.agentAddr.port) : null
   } catch (error) {
+    metrics.close()
     await ssh.close()
     await Promise.all([edge.close(), tls.close()])
     certs.close()
@@ -239,11 +255,15 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     const endpoint = registry.endpoints().find((e) => e.id === endpointId)
     return endpoint === undefined ? undefined : inspectStore.list(endpoint.owner.id).filter((r) => r.endpointId === endpointId)
   }
-  const api = config.apiAddr ? new ApiServer({ identity, sessions, requests: endpointRequests, log: log.child({ component: 'api' }), headersTimeoutMs: config.headerTimeoutMs }) : null
+  const api = config.apiAddr ? new ApiServer({ identity, sessions, requests: endpointRequests, log: log.child({ component: 'api' }), headersTimeoutMs: config.headerTimeoutMs, open: metricsPaths }) : null
   let apiAddress = null
+  let metricsServer = null
   try {
     apiAddress = api && config.apiAddr ? await api.listen(config.apiAddr.host, config.apiAddr.port) : null
+    metricsServer = config.metricsAddr ? await startMetricsServer(metricsPaths, config.metricsAddr.host, config.metricsAddr.port, config.headerTimeoutMs) : null
   } catch (error) {
+    metrics.close()
+    await api?.close()
     await ngrok?.close()
     await ssh.close()
     await Promise.all([edge.close(), tls.close()])
@@ -259,6 +279,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     https: `${https.address}:${https.port}`,
     api: apiAddress ? `${apiAddress.address}:${apiAddress.port}` : 'off',
     agents: agentAddress ? `${agentAddress.address}:${agentAddress.port}` : 'off',
+    metrics: metricsServer ? `${metricsServer.address.address}:${metricsServer.address.port}` : 'off',
     domain: config.domain,
     anonymous: anonymous(),
     keys: authorizedKeys.size,
@@ -302,6 +323,8 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     edge,
     identity,
     inspect: { store: inspectStore, replay },
+    metrics,
+    metricsPort: metricsServer?.address.port ?? null,
     sshPort: sshAddress.port,
     httpPort: http.port,
     httpsPort: https.port,
@@ -310,6 +333,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     caPem: certs.caPem,
     close () {
       closing ??= (async () => {
+        shuttingDown = true // /healthz answers 503 on --metrics-addr until the end
         await api?.close()
         await ngrok?.close()
         await ssh.close()
@@ -324,6 +348,8 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
         certs.close()
         names.flush()
         await identity.store.close()
+        metrics.close()
+        await metricsServer?.close()
       })()
       return closing
     },

@@ -60,6 +60,8 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --inspect=false          capture no requests at all (default: every HTTP request's heads and first 64 KiB of
                            each body are kept in memory, per owner, for the user's inspector and the admin API)
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
+  --metrics-addr HOST:PORT  Prometheus GET /metrics and GET /healthz on a listener of their own (default off); both
+                           are also on --api-addr, WITHOUT an API key: counts only, no names, addresses or secrets
 `
 
 const HELP = `Usage: porthole <command> ...

@@ -143,6 +143,8 @@ export const configSchema = z.strictObject({
   /** Capture every HTTP request (heads and the first 64 KiB of each body) for the owners' inspectors and the
    *  admin API; false: nothing is captured for any endpoint, whatever the endpoint's --inspect. */
   inspect: z.boolean().default(true),
+  /** GET /metrics and /healthz on a listener of their own (they are on the admin API's listener too); `off`: none. */
+  metricsAddr: optionalAddress.prefault('off'),
 }).superRefine((settings, ctx) => {
   if ((settings.acmeDirectory === undefined) !== (settings.acmeEmail === undefined)) {
     const missing = settings.acmeDirectory === undefined ? 'acmeDirectory' : 'acmeEmail'
