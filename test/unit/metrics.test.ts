@@ -5,6 +5,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config/load.js'
 import { catalogue, type ErrorCode } from '../../src/core/errors.js'
 import { httpRequestChannel, LIMIT_OF_CODE, limitChannel, observeLimit, type LimitObserved, type PolicyDecisionObserved } from '../../src/observe/channels.js'
 import { codeLabel, statusClass } from '../../src/observe/metric-labels.js'
@@ -107,6 +108,15 @@ on_http_request:
       { action: 'close-connection', phase: 'on_http_request', result: 'closed', code: undefined },
       { action: 'basic-auth', phase: 'on_http_request', result: 'refused', code: 'PH_3101' },
     ])
+  })
+})
+
+describe('metrics-addr', () => {
+  it('off by default; HOST:PORT from a flag or PORTHOLE_METRICS_ADDR; anything else refused', () => {
+    expect(loadConfig({}, {}).metricsAddr).toBeNull()
+    expect(loadConfig({}, { PORTHOLE_METRICS_ADDR: '127.0.0.1:9100' }).metricsAddr).toEqual({ host: '127.0.0.1', port: 9100 })
+    expect(loadConfig({ metricsAddr: '[::1]:9100' }, { PORTHOLE_METRICS_ADDR: 'off' }).metricsAddr).toEqual({ host: '::1', port: 9100 })
+    expect(() => loadConfig({ metricsAddr: '9100' }, {})).toThrow(/metrics-addr: want host:port or off/)
   })
 })
 
