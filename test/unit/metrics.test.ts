@@ -4,7 +4,11 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { CertStore } from '../../src/certs/cert-store.js'
 import { loadConfig } from '../../src/config/load.js'
 import { catalogue, type ErrorCode } from '../../src/core/errors.js'
 import { httpRequestChannel, LIMIT_OF_CODE, limitChannel, observeLimit, type LimitObserved, type PolicyDecisionObserved } from '../../src/observe/channels.js'
@@ -108,6 +112,38 @@ on_http_request:
       { action: 'close-connection', phase: 'on_http_request', result: 'closed', code: undefined },
       { action: 'basic-auth', phase: 'on_http_request', result: 'refused', code: 'PH_3101' },
     ])
+  })
+})
+
+describe('certificate expiry', () => {
+  it('the local CA\'s certificate and its cached leaves, by source; none from byo or acme when off', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'porthole-metrics-'))
+    let now = Date.now()
+    const store = new CertStore({ dataDir, now: () => now })
+    try {
+      const [ca] = store.expiries().localCa
+      expect(ca).toBeGreaterThan(now + 365 * 86_400_000)
+      store.secureContextFor('app.localhost')
+      const expiries = store.expiries()
+      expect(expiries.localCa).toHaveLength(2)
+      expect(Math.abs(expiries.localCa[1]! - (now + 90 * 86_400_000))).toBeLessThan(2 * 60_000) // 90-day leaves, backdated a little
+      expect(expiries).toMatchObject({ byo: [], acme: [] })
+      // Seen by the metrics: the soonest per source, and how many within 14 days (none until the leaf is 76 days old).
+      const metrics = createMetrics({ ...empty, certificates: () => store.expiries(), now: () => now })
+      try {
+        expect(await metrics.render()).toContain('porthole_certificates_expiring_soon{source="local-ca"} 0')
+        now += 80 * 86_400_000
+        const text = await metrics.render()
+        expect(text).toContain('porthole_certificates_expiring_soon{source="local-ca"} 1')
+        expect(text).toContain(`porthole_certificate_expiry_soonest_timestamp_seconds{source="local-ca"} ${Math.floor(expiries.localCa[1]! / 1000)}`)
+        expect(text).not.toContain('porthole_certificate_expiry_soonest_timestamp_seconds{source="byo"}')
+      } finally {
+        metrics.close()
+      }
+    } finally {
+      store.close()
+      rmSync(dataDir, { recursive: true, force: true })
+    }
   })
 })
 
