@@ -35,6 +35,8 @@ import { createReplay } from './inspect/replay.js'
 import { createInspector } from './inspect/server.js'
 import { INSPECT_REQUEST_CHANNEL, MemoryInspectStore } from './inspect/store.js'
 import { startEvents, type EventPipeline, type EventsOptions } from './observe/event-sinks.js'
+import { createMetrics, type GatewayMetrics } from './observe/metrics.js'
+import { metricsHandler, startMetricsServer } from './observe/metrics-http.js'
 
 export interface RunningGateway {
   readonly config: ServerConfig
@@ -62,6 +64,10 @@ export interface RunningGateway {
   readonly inspect: { readonly store: InspectStore, readonly replay: Replay }
   /** The event sinks (--events-*) and their counters; null when none is configured. */
   readonly events: EventPipeline | null
+  /** Prometheus metrics (its `registry` takes other modules' metrics too); served at /metrics. */
+  readonly metrics: GatewayMetrics
+  /** The --metrics-addr listener's port; null when off. */
+  readonly metricsPort: number | null
   close (): Promise<void>
 }
 
@@ -75,8 +81,15 @@ export interface GatewayParts {
 
 export async function startGateway (config: ServerConfig, log: Logger, parts: GatewayParts = {}): Promise<RunningGateway> {
   const dataDir = resolve(config.dataDir)
+  // What has started so far, stopped in reverse when a later step fails (close() stops the running gateway).
+  const started: Array<() => unknown> = []
+  const failed = async (error: unknown): Promise<never> => {
+    for (const stop of started.reverse()) await stop()
+    throw error
+  }
   // First, so that an unwritable --events-file refuses the start before anything listens.
   const events = startEvents({ log, logEvents: config.eventsLog, file: config.eventsFile, webhooks: config.eventsWebhook, webhookSecret: config.eventsWebhookSecret, types: config.eventsTypes, ...parts.events })
+  if (events) started.push(() => events.close())
   const hostKeys = loadHostKeys(dataDir)
   const identityStore = new FileIdentityStore(dataDir, (error) => log.error({ err: error.message }, 'identity store unreadable; keeping the last good copy, refusing changes'))
   const identity = new Identity(identityStore, { domain: config.domain, tcpPorts: config.tcpPorts })
@@ -99,6 +112,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
   identity.onChange(() => registry.enforceReservations())
   const authorizedKeys = new AuthorizedKeys(config.authorizedKeys, (message) => log.warn(message))
   const certs = createCertStore(config, dataDir, log.child({ component: 'certs' }))
+  started.push(() => certs.close())
 
   // Capture (issue 11): one store for the gateway, bounded per owner and in all; the replay mark's secret lives
   // only in this process, so nobody outside can make a request pass for a replay.
@@ -116,7 +130,8 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     upstreamConnections: 128,
   })
-  const http = await edge.listen(config.httpAddr.host, config.httpAddr.port)
+  const http = await edge.listen(config.httpAddr.host, config.httpAddr.port).catch(failed)
+  started.push(() => edge.close())
   // TCP endpoints listen on the public HTTP interface.
   const tcp = new TcpEdge({ registry, host: config.httpAddr.host, log: log.child({ component: 'tcp' }) })
   // ngrok agents may dial the HTTPS port as well as --agent-addr: SNI names the gateway, not an endpoint.
@@ -126,14 +141,8 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     registry, certs, http: edge, log: log.child({ component: 'tls' }), headerTimeoutMs: config.headerTimeoutMs, idleTimeoutMs: config.idleTimeoutMs,
     agents: { names: agentNames, accept: (socket) => (ngrok ? ngrok.accept(socket) : socket.destroy()) },
   })
-  let https
-  try {
-    https = await tls.listen(config.httpsAddr.host, config.httpsAddr.port)
-  } catch (error) {
-    await edge.close()
-    certs.close()
-    throw error
-  }
+  const https = await tls.listen(config.httpsAddr.host, config.httpsAddr.port).catch(failed)
+  started.push(() => tls.close())
   edge.httpsPort = https.port
   const replay = createReplay({ httpPort: http.port, httpsPort: https.port, secret: replaySecret, timeoutMs: config.upstreamTimeoutMs })
 
@@ -223,40 +232,30 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     sessions: () => [...ssh.sessions(), ...(ngrok?.sessions() ?? [])],
     kill: async (id) => (await ssh.kill(id)) || ((await ngrok?.kill(id)) ?? false),
   }
-  let sshAddress
-  try {
-    sshAddress = await ssh.listen(config.sshAddr.host, config.sshAddr.port)
-  } catch (error) {
-    await Promise.all([edge.close(), tls.close()])
-    certs.close()
-    throw error
-  }
-  let agentAddress = null
-  try {
-    agentAddress = ngrok && config.agentAddr ? await ngrok.listen(config.agentAddr.host, config.agentAddr.port) : null
-  } catch (error) {
-    await ssh.close()
-    await Promise.all([edge.close(), tls.close()])
-    certs.close()
-    throw error
-  }
+  // Metrics (observe/metrics.ts): GET /metrics and /healthz on the admin API's listener and --metrics-addr, no API key.
+  let shuttingDown = false
+  let metricsFailed = false
+  const metrics = createMetrics({
+    sessions, endpoints: registry, certificates: () => certs.expiries(), throttledSources: () => throttle.throttledSources(),
+    onError: (error) => { if (!metricsFailed) log.warn({ err: (error as Error)?.message }, 'a metric could not be updated (said once)'); metricsFailed = true },
+  })
+  started.push(() => metrics.close())
+  events?.register(metrics.registry)
+  const metricsPaths = metricsHandler(metrics, () => shuttingDown)
+  const sshAddress = await ssh.listen(config.sshAddr.host, config.sshAddr.port).catch(failed)
+  started.push(() => ssh.close())
+  const agentAddress = ngrok && config.agentAddr ? await ngrok.listen(config.agentAddr.host, config.agentAddr.port).catch(failed) : null
+  started.push(() => ngrok?.close())
   // The admin API, on its own listener; it shows every transport's live sessions.
   // An endpoint's captured requests, for operators: the live endpoint's owner's records that came through it.
   const endpointRequests = (endpointId: string): CapturedRequest[] | undefined => {
     const endpoint = registry.endpoints().find((e) => e.id === endpointId)
     return endpoint === undefined ? undefined : inspectStore.list(endpoint.owner.id).filter((r) => r.endpointId === endpointId)
   }
-  const api = config.apiAddr ? new ApiServer({ identity, sessions, requests: endpointRequests, log: log.child({ component: 'api' }), headersTimeoutMs: config.headerTimeoutMs }) : null
-  let apiAddress = null
-  try {
-    apiAddress = api && config.apiAddr ? await api.listen(config.apiAddr.host, config.apiAddr.port) : null
-  } catch (error) {
-    await ngrok?.close()
-    await ssh.close()
-    await Promise.all([edge.close(), tls.close()])
-    certs.close()
-    throw error
-  }
+  const api = config.apiAddr ? new ApiServer({ identity, sessions, requests: endpointRequests, log: log.child({ component: 'api' }), headersTimeoutMs: config.headerTimeoutMs, open: metricsPaths }) : null
+  const apiAddress = api && config.apiAddr ? await api.listen(config.apiAddr.host, config.apiAddr.port).catch(failed) : null
+  started.push(() => api?.close())
+  const metricsServer = config.metricsAddr ? await startMetricsServer(metricsPaths, config.metricsAddr.host, config.metricsAddr.port, config.headerTimeoutMs).catch(failed) : null
   if (config.apiAddr && !isLoopback(config.apiAddr.host)) {
     log.warn({ api: `${config.apiAddr.host}:${config.apiAddr.port}` }, 'the admin API listens off loopback over plain HTTP: API keys cross the network in clear; put TLS in front of it')
   }
@@ -266,6 +265,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     https: `${https.address}:${https.port}`,
     api: apiAddress ? `${apiAddress.address}:${apiAddress.port}` : 'off',
     agents: agentAddress ? `${agentAddress.address}:${agentAddress.port}` : 'off',
+    metrics: metricsServer ? `${metricsServer.address.address}:${metricsServer.address.port}` : 'off',
     domain: config.domain,
     anonymous: anonymous(),
     // Every credential that can log in: --authorized-keys keys and account keys, and authtokens.
@@ -320,6 +320,8 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     identity,
     inspect: { store: inspectStore, replay },
     events,
+    metrics,
+    metricsPort: metricsServer?.address.port ?? null,
     sshPort: sshAddress.port,
     httpPort: http.port,
     httpsPort: https.port,
@@ -328,6 +330,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     caPem: certs.caPem,
     close () {
       closing ??= (async () => {
+        shuttingDown = true // /healthz answers 503 on --metrics-addr until the end
         await api?.close()
         await ngrok?.close()
         await ssh.close()
@@ -343,6 +346,8 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
         certs.close()
         names.flush()
         await identity.store.close()
+        metrics.close()
+        await metricsServer?.close()
       })()
       return closing
     },

@@ -8,6 +8,7 @@
 import ipaddr from 'ipaddr.js'
 import { PortholeError } from '../core/errors.js'
 import type { Startups } from '../config/schema.js'
+import { observeLimit, type LimitCap } from '../observe/channels.js'
 
 export interface StartupLimits extends Startups {
   /** Connections not yet logged in from one source. */
@@ -60,12 +61,12 @@ export class StartupAdmission {
   admit (ip: string, evict: () => void): Admission {
     const source = sourceOf(ip)
     const own = this.#bySource.get(source)?.size ?? 0
-    if (own >= this.#limits.perSource) return { ok: false, error: new PortholeError('PH_1050', `${source} (${own}, the limit per source)`) }
+    if (own >= this.#limits.perSource) return refused(new PortholeError('PH_1050', `${source} (${own}, the limit per source)`))
     let evicted: string | null = null
     if (this.#shouldDrop()) {
       const busiest = this.#busiest()
       // Only a source holding at least two more than the newcomer's gives one up: the result is fairer.
-      if (!busiest || busiest[1].size < own + 2) return { ok: false, error: new PortholeError('PH_1051', String(this.#total)) }
+      if (!busiest || busiest[1].size < own + 2) return refused(new PortholeError('PH_1051', String(this.#total)), this.#total >= this.#limits.full ? 'startups_full' : 'startups_early_drop')
       const oldest = busiest[1].values().next().value!
       oldest.release()
       oldest.evict()
@@ -108,4 +109,10 @@ export class StartupAdmission {
     this.#total++
     return pending
   }
+}
+
+/** A refusal, counted as a cap hit (observe/channels.ts). */
+function refused (error: PortholeError, cap?: LimitCap): Admission {
+  observeLimit(error, cap)
+  return { ok: false, error }
 }

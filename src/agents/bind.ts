@@ -7,6 +7,7 @@ import { PortholeError } from '../core/errors.js'
 import type { Endpoint } from '../core/endpoint.js'
 import type { BindRequest, Registry, TcpBindRequest } from '../core/registry.js'
 import type { CompiledPolicy, CompileOptions } from '../policy/compiled.js'
+import { observeLimit } from '../observe/channels.js'
 
 export interface Binder {
   readonly registry: Registry
@@ -30,7 +31,7 @@ const MAX_PORT_RETRIES = 8
 
 /** An http or tls endpoint: the name from the registry, then the edge's state. */
 export async function bindNamed (binder: Binder, request: BindRequest, compiled: CompiledPolicy): Promise<Endpoint> {
-  const endpoint = binder.registry.bind(request)
+  const endpoint = counted(() => binder.registry.bind(request))
   try {
     await binder.attach(endpoint, compiled)
   } catch (error) {
@@ -44,7 +45,7 @@ export async function bindNamed (binder: Binder, request: BindRequest, compiled:
 export async function bindTcp (binder: Binder, request: Omit<TcpBindRequest, 'exclude'>, compiled: CompiledPolicy, log: Logger): Promise<Endpoint> {
   const exclude = new Set<number>()
   for (;;) {
-    const endpoint = binder.registry.bindTcp({ ...request, exclude })
+    const endpoint = counted(() => binder.registry.bindTcp({ ...request, exclude }))
     try {
       await binder.attach(endpoint, compiled)
       return endpoint
@@ -54,5 +55,15 @@ export async function bindTcp (binder: Binder, request: Omit<TcpBindRequest, 'ex
       if (request.port !== 0 || exclude.size >= MAX_PORT_RETRIES) throw new PortholeError('PH_1030', String(endpoint.port), { cause: error })
       exclude.add(endpoint.port!)
     }
+  }
+}
+
+/** The registry's refusals for want of room (holds, the port pool) are caps hit (observe/channels.ts). */
+function counted (bind: () => Endpoint): Endpoint {
+  try {
+    return bind()
+  } catch (error) {
+    observeLimit(error)
+    throw error
   }
 }

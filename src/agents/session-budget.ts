@@ -4,6 +4,7 @@
 import { PortholeError } from '../core/errors.js'
 import type { Owner } from '../core/endpoint.js'
 import { sourceOf } from './admission.js'
+import { observeLimit } from '../observe/channels.js'
 
 export interface SessionBudgets {
   /** Sessions of known owners (accounts, authtokens, authorized_keys). */
@@ -22,6 +23,12 @@ export interface LiveLogin {
 
 /** Why a new session of `owner` from `ip` is refused, or null when there is room. */
 export function sessionRefusal (owner: Owner, ip: string, live: Iterable<LiveLogin>, budgets: SessionBudgets): PortholeError | null {
+  const refusal = budgetRefusal(owner, ip, live, budgets)
+  if (refusal) observeLimit(refusal)
+  return refusal
+}
+
+function budgetRefusal (owner: Owner, ip: string, live: Iterable<LiveLogin>, budgets: SessionBudgets): PortholeError | null {
   const known = owner.known === true
   const source = sourceOf(ip)
   let sameClass = 0

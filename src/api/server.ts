@@ -1,7 +1,7 @@
 // The admin REST API's listener: HTTP + JSON on its own address (--api-addr), every call authenticated by an
-// API key (`Authorization: Bearer ak_...`). Requests are bounded (header size and time, a 64 KiB body); every
-// failure is one JSON shape, `{"error_code", "status_code", "msg"}`, from the error catalogue; every call is
-// logged with the API key's id (never the key).
+// API key (`Authorization: Bearer ak_...`) except GET /metrics and /healthz (counts only, no key). Requests are
+// bounded (header size and time, a 64 KiB body); every failure is one JSON shape, `{"error_code", "status_code",
+// "msg"}`, from the error catalogue; every call is logged with the API key's id (never the key).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
@@ -12,6 +12,7 @@ import { LoginThrottle } from '../identity/login-throttle.js'
 import { checkingIntervalMs, closeSoon, listenOn } from '../net/listen.js'
 import { rawResponseHead } from '../edge/error-response.js'
 import { routes, type EndpointRequests } from './resources.js'
+import type { PublicHandler } from '../observe/metrics-http.js'
 import { MethodNotAllowed, Router, type Reply } from './router.js'
 
 export const MAX_BODY_BYTES = 64 * 1024
@@ -27,6 +28,8 @@ export interface ApiServerOptions {
   readonly requestTimeoutMs?: number
   /** An endpoint's captured requests (GET /api/endpoints/{id}/requests); absent: that path answers 404. */
   readonly requests?: EndpointRequests
+  /** Paths answered without an API key (GET /metrics, /healthz: counts only, observe/metrics-http.ts). */
+  readonly open?: PublicHandler
 }
 
 /** Marks a request whose connection must not be reused (a body left unread). */
@@ -58,6 +61,7 @@ export class ApiServer {
       connectionsCheckingInterval: checkingIntervalMs(headersTimeout),
       keepAliveTimeout: 5_000,
     }, (req, res) => {
+      if (options.open?.(req, res)) return
       // #handle answers every error itself; this catch is the last guard so that nothing a client sends can
       // become an unhandled rejection (which ends the whole gateway process).
       this.#handle(req, res).catch((error: unknown) => {

@@ -104,6 +104,13 @@ export class AcmeCerts {
     return pending && waitMs > 0 ? within(pending.done, waitMs).then((done) => done?.context) : undefined
   }
 
+  /** When each certificate in memory expires (epoch ms), for metrics: those read or ordered since start. */
+  expiries (): number[] {
+    const out: number[] = []
+    for (const entry of this.#cache.values()) if ('notAfter' in entry) out.push(entry.notAfter)
+    return out
+  }
+
   /** The order running for `host`, if any (for tests and diagnostics). */
   pending (host: string): Promise<unknown> | undefined {
     return this.#pending.get(host)?.done

@@ -75,6 +75,11 @@ export class ByoCerts {
     return this.#entries.size
   }
 
+  /** When each loaded certificate expires (epoch ms), for metrics. */
+  expiries (): number[] {
+    return [...this.#entries.values()].map((entry) => entry.notAfter)
+  }
+
   /** The context for a TLS server name: its own certificate first, then a wildcard one covering it. */
   lookup (serverName: string): SecureContext | undefined {
     if (this.#entries.size === 0) return undefined

@@ -78,6 +78,13 @@ export class CertStore {
     return this.secureContextFor(key)
   }
 
+  /** When the certificates this store serves expire (epoch ms), by source, for metrics: the local CA's own
+   *  certificate and its cached leaves, the certs dir's pairs, the ACME certificates in memory. */
+  expiries (): { readonly localCa: number[], readonly byo: number[], readonly acme: number[] } {
+    const leaves = [...this.#cache.values()].map((entry) => entry.renewAt + this.#renewBeforeMs)
+    return { localCa: [this.#ca.notAfter.getTime(), ...leaves], byo: this.byo?.expiries() ?? [], acme: this.acme?.expiries() ?? [] }
+  }
+
   /** The HTTP-01 answer for an ACME token, while an order waits for it. */
   acmeChallenge (token: string): string | undefined {
     return this.acme?.challenge(token)

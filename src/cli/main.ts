@@ -69,6 +69,8 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
                            at most 10000 waiting per URL, the rest dropped and counted (porthole_events_dropped_total)
   --events-webhook-secret S  sign webhook bodies: X-Porthole-Signature: sha256=<HMAC-SHA256 of the body, hex>
   --events-types LIST      comma list of the event types to emit (default all)
+  --metrics-addr HOST:PORT  Prometheus GET /metrics and GET /healthz on a listener of their own (default off); both
+                           are also on --api-addr, WITHOUT an API key: counts only, no names, addresses or secrets
 `
 
 const HELP = `Usage: porthole <command> ...

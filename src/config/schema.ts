@@ -179,6 +179,8 @@ export const configSchema = z.strictObject({
   /** Which event types (default all): http_request_complete.v0, tcp_connection_closed.v0, agent_session_start.v0,
    *  agent_session_stop.v0. */
   eventsTypes: eventTypes.optional(),
+  /** GET /metrics and /healthz on a listener of their own (they are on the admin API's listener too); `off`: none. */
+  metricsAddr: optionalAddress.prefault('off'),
 }).superRefine((settings, ctx) => {
   if (settings.eventsWebhookSecret !== undefined && settings.eventsWebhook.length === 0) {
     ctx.addIssue({ code: 'custom', path: ['eventsWebhookSecret'], message: 'only used with --events-webhook' })

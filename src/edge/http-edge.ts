@@ -579,6 +579,9 @@ function announcedBytes (value: string | number | string[] | undefined, hasBody:
 /** Publishes the request on the observe channel when its response is over (observe/channels.ts). */
 function observeRequest (req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, scheme: Scheme, target: RequestTarget, started: number): void {
   const startMs = Date.now()
+  // Read now: an upgraded request's socket is detached (null) by the time its response closes.
+  const clientIp = req.socket.remoteAddress ?? ''
+  const clientPort = req.socket.remotePort ?? 0
   // The response's body bytes as written (after compression), counted on this response only while observed.
   let sent = 0
   const { write, end } = res
@@ -598,8 +601,8 @@ function observeRequest (req: IncomingMessage, res: ServerResponse, endpoint: En
       path: target.path,
       status: res.headersSent ? res.statusCode : 0,
       errorCode: (res as ResponseWithCode).errorCode,
-      clientIp: req.socket.remoteAddress ?? '',
-      clientPort: req.socket.remotePort ?? 0,
+      clientIp,
+      clientPort,
       startMs,
       durationMs: performance.now() - started,
       requestBytes: announcedBytes(req.headers['content-length'], hasRequestBody(req)),

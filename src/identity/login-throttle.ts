@@ -69,6 +69,13 @@ export class LoginThrottle {
     return undefined
   }
 
+  /** Addresses whose next wrong credential would wait (metrics: a count, never the addresses). */
+  throttledSources (): number {
+    let count = 0
+    for (const entry of this.#failures.values()) if (entry.count >= this.#free) count++
+    return count
+  }
+
   /** Forgets the address's failures (an operator's decision; check() never does this on its own). */
   succeeded (ip: string): void {
     this.#failures.delete(ip)

@@ -89,3 +89,92 @@ export function observeConnection (endpoint: Endpoint, proto: 'tcp' | 'tls', end
   }
   tcpConnectionChannel.publish(message)
 }
+
+// --- added for metrics (issue 12): dials, logins, caps hit, policy decisions ---------------------------------
+
+/** How an agent's Dialer ended: a stream (ok), the agent refused or failed it, too many open streams, or the
+ *  session was gone. */
+export type DialOutcome = 'ok' | 'refused' | 'busy' | 'closed'
+
+/** One dial of an agent (a public connection asking for a stream to the agent's upstream). */
+export interface DialObserved {
+  readonly transport: 'ssh' | 'ngrok'
+  readonly outcome: DialOutcome
+  /** From the request until the agent confirmed or refused (ssh: the forwarded-tcpip channel open; ngrok:
+   *  the Proxy stream opened, which the agent never confirms). */
+  readonly durationMs: number
+}
+
+export const dialChannel = channel('porthole:observe:dial')
+
+/** `started` is performance.now() when the dial began. */
+export function observeDial (transport: 'ssh' | 'ngrok', started: number, outcome: DialOutcome): void {
+  if (!dialChannel.hasSubscribers) return
+  dialChannel.publish({ transport, outcome, durationMs: performance.now() - started } satisfies DialObserved)
+}
+
+/** A credential checked at login: accepted, refused, or refused after the throttle held it back. One per
+ *  credential: an SSH client offering several keys counts each unknown one. Session budgets are caps (below). */
+export type LoginOutcome = 'ok' | 'refused' | 'throttled'
+
+export interface LoginObserved {
+  readonly transport: 'ssh' | 'ngrok'
+  readonly outcome: LoginOutcome
+}
+
+export const loginChannel = channel('porthole:observe:login')
+
+export function observeLogin (transport: 'ssh' | 'ngrok', outcome: LoginOutcome): void {
+  if (loginChannel.hasSubscribers) loginChannel.publish({ transport, outcome } satisfies LoginObserved)
+}
+
+/** The gateway's own limits, by what they bound (a closed set: a metric label). */
+export type LimitCap =
+  | 'startups_per_source' | 'startups_early_drop' | 'startups_full'
+  | 'sessions' | 'anonymous_sessions' | 'anonymous_sessions_per_source' | 'sessions_per_key'
+  | 'forwards_per_session' | 'holds_per_owner' | 'holds_full' | 'tcp_ports_full'
+
+/** The catalogue codes that mean "a cap was hit", and the cap. PH_1051 is early drop or full: the caller says. */
+export const LIMIT_OF_CODE: Readonly<Partial<Record<ErrorCode, LimitCap>>> = {
+  PH_1050: 'startups_per_source',
+  PH_1051: 'startups_full',
+  PH_1053: 'sessions',
+  PH_1054: 'anonymous_sessions',
+  PH_1055: 'anonymous_sessions_per_source',
+  PH_1056: 'sessions_per_key',
+  PH_1018: 'forwards_per_session',
+  PH_1035: 'holds_per_owner',
+  PH_1036: 'holds_full',
+  PH_1032: 'tcp_ports_full',
+}
+
+/** A refusal because one of the gateway's limits was reached. */
+export interface LimitObserved {
+  readonly cap: LimitCap
+  readonly code: ErrorCode
+}
+
+export const limitChannel = channel('porthole:observe:limit')
+
+/** Publishes a cap hit for a refusal whose code is a cap's (others are ignored: callers may pass any error). */
+export function observeLimit (error: unknown, cap?: LimitCap): void {
+  if (!limitChannel.hasSubscribers) return
+  const code = (error as { code?: unknown } | null)?.code as ErrorCode | undefined
+  const hit = cap ?? (code === undefined ? undefined : LIMIT_OF_CODE[code])
+  if (hit !== undefined && code !== undefined) limitChannel.publish({ cap: hit, code } satisfies LimitObserved)
+}
+
+/** What a traffic-policy action did to a request or connection: refused it (a catalogue error page), answered
+ *  it itself (custom-response, redirect, a login page), or closed the connection. */
+export type PolicyResult = 'refused' | 'answered' | 'closed'
+
+export interface PolicyDecisionObserved {
+  /** The action's type as written in the policy (deny, basic-auth, restrict-ips, rate-limit, oauth...). */
+  readonly action: string
+  readonly phase: 'on_tcp_connect' | 'on_http_request'
+  readonly result: PolicyResult
+  /** The catalogue code of a refusal. */
+  readonly code: ErrorCode | undefined
+}
+
+export const policyDecisionChannel = channel('porthole:observe:policy-decision')

@@ -22,6 +22,7 @@ import { compileVerifyWebhook } from './actions/verify-webhook.js'
 import { compileJwtValidation } from './actions/jwt-validation.js'
 import { compileOAuth } from './actions/oauth.js'
 import { compileOidc } from './actions/oidc.js'
+import { observedStep } from './decisions.js'
 
 type Phase = 'on_tcp_connect' | 'on_http_request' | 'on_http_response'
 
@@ -139,7 +140,7 @@ function compilePhase<C, R> (
     const guard: CelProgram[] = expressions.map((expression, i) => compileExpression(expression, where(i), { kind: phase }))
     const steps = (rule.actions ?? []).map((action, actionIndex) => {
       try {
-        return build(action)
+        return observedStep(action.type, phase, build(action))
       } catch (error) {
         return located(`${phase}[${ruleIndex}].actions[${actionIndex}]`, error)
       }

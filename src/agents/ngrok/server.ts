@@ -13,6 +13,7 @@ import type { LoginThrottle } from '../../identity/login-throttle.js'
 import { accountOwner } from '../../identity/owner.js'
 import { listenOn } from '../../net/listen.js'
 import { StartupAdmission, type StartupLimits } from '../admission.js'
+import { observeLogin } from '../../observe/channels.js'
 import { sessionRefusal, type SessionBudgets, type LiveLogin } from '../session-budget.js'
 import type { Auth } from './messages.js'
 import { MuxCode } from './muxado/index.js'
@@ -144,11 +145,20 @@ export class NgrokAgent implements SessionDirectory {
   async #login (auth: Auth, ip: string): Promise<AgentLogin> {
     const { identity, throttle } = this.#options
     const text = auth.extra.authToken
+    let throttled = false
     if (identity.hasTokens && text !== '') {
+      throttled = throttle.delayMs(ip) > 0
       const record = await throttle.check(ip, () => identity.verifyToken(text))
-      if (record) return { owner: accountOwner(record.account, record.acl, `authtoken ${record.id}`), credential: { kind: 'token', id: record.id } }
+      if (record) {
+        observeLogin('ngrok', 'ok')
+        return { owner: accountOwner(record.account, record.acl, `authtoken ${record.id}`), credential: { kind: 'token', id: record.id } }
+      }
     }
-    if (this.#options.anonymous()) return { owner: { id: 'ngrok:anonymous', persistent: true, known: false }, credential: { kind: 'anonymous', id: null } }
+    if (this.#options.anonymous()) {
+      observeLogin('ngrok', 'ok')
+      return { owner: { id: 'ngrok:anonymous', persistent: true, known: false }, credential: { kind: 'anonymous', id: null } }
+    }
+    observeLogin('ngrok', throttled ? 'throttled' : 'refused')
     throw new PortholeError('PH_1024', text === '' ? ': this gateway needs an authtoken (authtoken option or NGROK_AUTHTOKEN)' : '')
   }
 

@@ -16,7 +16,7 @@ import {
   parseSrvInfo, parseUnbind, proxyHeader, readJsonValue, srvInfoReply, stopTunnelRequest, unbindReply, type Auth, type Bind,
 } from './messages.js'
 import { HEARTBEAT_TYPE, Heartbeater, Liveness, MuxCode, MuxSession, answerHeartbeats, type MuxStream } from './muxado/index.js'
-import { sessionChannel, type SessionObserved } from '../../observe/channels.js'
+import { observeDial, observeLimit, sessionChannel, type SessionObserved } from '../../observe/channels.js'
 
 /** Who the agent logged in as (what the Auth RPC found). */
 export interface AgentLogin {
@@ -326,7 +326,11 @@ export class NgrokSession {
     if (bind.id !== '' && !ID_PATTERN.test(bind.id)) throw new PortholeError('PH_1070', `Id ${JSON.stringify(bind.id)}`)
     const id = bind.id === '' ? randomBytes(12).toString('hex') : bind.id
     if (this.#tunnels.has(id)) throw new PortholeError('PH_1017', id)
-    if (this.#tunnels.size >= this.#ctx.maxTunnels) throw new PortholeError('PH_1018', String(this.#ctx.maxTunnels))
+    if (this.#tunnels.size >= this.#ctx.maxTunnels) {
+      const error = new PortholeError('PH_1018', String(this.#ctx.maxTunnels))
+      observeLimit(error)
+      throw error
+    }
     const mapping = bindOptions(bind, this.#ctx.compile)
     if (mapping.pooling) throw new PortholeError('PH_1071', `Extra.PoolingEnabled (${WHY.pooling})`)
     const { spec, compiled } = mapping.bound
@@ -411,8 +415,13 @@ export class NgrokSession {
 
   /** A Proxy stream for one public connection: type 3, the header, then the connection's bytes. */
   #dial (tunnel: Tunnel, client: ClientAddress): Promise<MuxStream> {
-    if (this.#state.state === 'closed' || tunnel.endpoint === null) return Promise.reject(new PortholeError('PH_3001', tunnel.bind.extra.name || tunnel.id))
+    const started = performance.now()
+    if (this.#state.state === 'closed' || tunnel.endpoint === null) {
+      observeDial('ngrok', started, 'closed')
+      return Promise.reject(new PortholeError('PH_3001', tunnel.bind.extra.name || tunnel.id))
+    }
     if (this.#proxyStreams >= this.#ctx.maxStreams) {
+      observeDial('ngrok', started, 'busy')
       return Promise.reject(new PortholeError('PH_3002', `more than ${this.#ctx.maxStreams} open streams on this tunnel`))
     }
     const header = proxyHeader({
@@ -425,8 +434,10 @@ export class NgrokSession {
     try {
       stream = this.#mux.open(StreamType.Proxy, header)
     } catch (error) {
+      observeDial('ngrok', started, 'refused')
       return Promise.reject(new PortholeError('PH_3002', (error as Error).message, { cause: error }))
     }
+    observeDial('ngrok', started, 'ok')
     this.#proxyStreams++
     stream.once('close', () => { this.#proxyStreams-- })
     return Promise.resolve(stream)

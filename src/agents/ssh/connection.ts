@@ -29,6 +29,7 @@ import { abortUnfinished, halfClosing, socketDestroy } from './tunnel-stream.js'
 import { noWindowAfterClose } from './channel-close.js'
 import { acceptsDirect, inspectorView } from './inspector-access.js'
 import type { Inspector } from '../../inspect/server.js'
+import { observeDial, observeLimit } from '../../observe/channels.js'
 
 export interface ConnectionContext extends EndpointContext {
   readonly log: Logger
@@ -193,7 +194,9 @@ export class SshConnection {
     if (this.#closed) return forward.reject?.()
     if (this.#forwards.length >= this.#ctx.maxForwards) {
       this.#log.info({ limit: this.#ctx.maxForwards }, 'forward refused: too many in this session')
-      this.#terminal?.error(new PortholeError('PH_1018', String(this.#ctx.maxForwards)).toLine())
+      const error = new PortholeError('PH_1018', String(this.#ctx.maxForwards))
+      observeLimit(error)
+      this.#terminal?.error(error.toLine())
       return forward.reject?.()
     }
     this.#forwards.push(forward)
@@ -547,12 +550,15 @@ export class SshConnection {
   /** Opens a forwarded-tcpip channel carrying exactly the bind address and port the client asked for. */
   #dial (forward: Forward, client: ClientAddress): Promise<ServerChannel> {
     // Counted from the request on, not from the client's confirmation: a burst cannot get past the limit.
+    const started = performance.now()
     if (this.#openChannels >= this.#ctx.maxChannels) {
+      observeDial('ssh', started, 'busy')
       return Promise.reject(new PortholeError('PH_3002', `more than ${this.#ctx.maxChannels} open streams on this tunnel`))
     }
     this.#openChannels++
     return new Promise((resolve, reject) => {
       this.#client.forwardOut(forward.bindAddr, forward.replyPort, client.remoteAddress, client.remotePort, (err, channel) => {
+        observeDial('ssh', started, err ? 'refused' : this.#closed ? 'closed' : 'ok')
         if (err) {
           this.#openChannels--
           reject(new PortholeError('PH_3002', err.message.replace(/^\(SSH\) /, ''), { cause: err }))

@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import { PortholeError } from '../../core/errors.js'
 import type { Owner } from '../../core/endpoint.js'
 import type { SessionDirectory, SessionInfo } from '../../core/session.js'
-import { sessionChannel, type SessionObserved } from '../../observe/channels.js'
+import { observeLogin, sessionChannel, type SessionObserved } from '../../observe/channels.js'
 import type { AuthorizedKeys } from '../../identity/authorized-keys.js'
 import { fingerprint } from '../../identity/fingerprint.js'
 import { accountOwner } from '../../identity/owner.js'
@@ -276,6 +276,7 @@ export class SshAgent implements SessionDirectory {
       const known = record ?? authorizedKeys.find(ctx.key.data)
       if (!known && !anonymous) {
         this.#log.info({ key: print, user: ctx.username }, 'refused: key not authorized')
+        observeLogin('ssh', 'refused')
         state.refusedKey = print
         ctx.reject(methods())
         return
@@ -336,6 +337,7 @@ export class SshAgent implements SessionDirectory {
    * rejects. Records the login before accepting: ctx.accept() emits 'ready' synchronously.
    */
   #admitLogin (state: LoginState, login: Login, accept: () => void, reject: () => void): void {
+    observeLogin('ssh', 'ok')
     const refusal = this.#sessionRefusal(login, state.ip)
     if (refusal) {
       this.#log.warn({ ip: state.ip, owner: login.owner.id }, `ssh login refused: ${refusal.toLine()}`)
@@ -370,8 +372,10 @@ export class SshAgent implements SessionDirectory {
       reject()
       return
     }
+    const throttled = this.#throttle.delayMs(ip) > 0
     this.#throttle.check(ip, () => this.#options.identity.verifyToken(text)).then((record) => {
       if (!record) {
+        observeLogin('ssh', throttled ? 'throttled' : 'refused')
         this.#log.info({ ip }, new PortholeError('PH_1024').toLine())
         if (++state.tokenFailures >= MAX_TOKEN_FAILURES) state.drop()
         else reject()

@@ -1,0 +1,79 @@
+// `node bench/metrics-cost.js [rounds]` (after `npm run build`): what Prometheus metrics (issue 12) cost per HTTP
+// request, alone: a bare node HTTP server answering ~100 bytes, driven by wrk (-t1 -c50, 5 s after a 2 s warm-up),
+// with and without metrics, in alternating rounds. "on" does per request what the HTTP edge does once the observe
+// channel has a subscriber (counts the response bytes written, builds an HttpRequestObserved when the response
+// closes, publishes it) and what the metrics subscriber does with it (a counter, a histogram, a byte counter).
+// "off" is an unobserved gateway: the edge checks hasSubscribers and builds nothing. "edge" subscribes a no-op
+// instead of the metrics: the edge's share of "on". Prints the server's CPU µs per request (process.cpuUsage over
+// the measured run) and req/s, then the medians and their differences.
+import { createServer } from 'node:http'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { httpRequestChannel } from '../dist/observe/channels.js'
+import { createMetrics } from '../dist/observe/metrics.js'
+
+const run = promisify(execFile)
+const ROUNDS = Number(process.argv[2] ?? 3)
+const BODY = 'x'.repeat(99) + '\n'
+
+/** The edge's observeRequest (src/edge/http-edge.ts), reduced to what it does per request. */
+function observe (req, res, started) {
+  const clientIp = req.socket.remoteAddress ?? ''
+  const clientPort = req.socket.remotePort ?? 0
+  let sent = 0
+  const { write, end } = res
+  const count = (chunk) => { if (chunk !== null && chunk !== undefined && typeof chunk !== 'function') sent += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength }
+  res.write = function (chunk, ...rest) { count(chunk); return write.call(this, chunk, ...rest) }
+  res.end = function (chunk, ...rest) { count(chunk); return end.call(this, chunk, ...rest) }
+  res.once('close', () => {
+    httpRequestChannel.publish({
+      endpointId: 'ep_bench', endpointHost: 'bench.localhost', transport: 'ssh', account: null, scheme: 'http', httpVersion: req.httpVersion,
+      method: req.method, host: req.headers.host ?? '', path: req.url, status: res.headersSent ? res.statusCode : 0, errorCode: undefined,
+      clientIp, clientPort, startMs: Date.now(), durationMs: performance.now() - started, requestBytes: 0, responseBytes: sent,
+    })
+  })
+}
+
+const noop = () => {}
+
+async function round (mode) {
+  const on = mode === 'on'
+  if (mode === 'edge') httpRequestChannel.subscribe(noop)
+  const metrics = on ? createMetrics({ sessions: { sessions: () => [], kill: async () => false }, endpoints: { endpoints: () => [] } }) : null
+  let count = 0
+  const server = createServer((req, res) => {
+    count++
+    if (httpRequestChannel.hasSubscribers) observe(req, res, performance.now())
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': BODY.length })
+    res.end(BODY)
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const url = `http://127.0.0.1:${server.address().port}/small`
+  await run('wrk', ['-t1', '-c50', '-d2s', url])
+  count = 0
+  const before = process.cpuUsage()
+  const { stdout } = await run('wrk', ['-t1', '-c50', '-d5s', url])
+  const cpu = process.cpuUsage(before)
+  server.closeAllConnections()
+  server.close()
+  if (metrics) {
+    const text = await metrics.render()
+    if (!/porthole_http_requests_total\{scheme="http",status_class="2xx",code=""\} [1-9]/.test(text)) throw new Error('metrics did not count the requests')
+    metrics.close()
+  }
+  if (mode === 'edge') httpRequestChannel.unsubscribe(noop)
+  return { us: (cpu.user + cpu.system) / count, rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]) }
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1]
+const results = { off: [], edge: [], on: [] }
+const MODES = ['off', 'edge', 'on']
+for (let i = 0; i < ROUNDS; i++) {
+  for (const mode of [...MODES.slice(i % 3), ...MODES.slice(0, i % 3)]) {
+    const r = await round(mode)
+    results[mode].push(r)
+    console.log(`round ${i + 1} metrics ${mode.padEnd(3)} ${r.us.toFixed(1)} µs/req  ${Math.round(r.rps)} req/s`)
+  }
+}
+const [off, edge, on] = MODES.map((mode) => median(results[mode].map((r) => r.us)))
+console.log(`median: off ${off.toFixed(1)}, edge ${edge.toFixed(1)}, on ${on.toFixed(1)} µs/req: metrics cost ${(on - off).toFixed(1)} µs of CPU per request (${(edge - off).toFixed(1)} the edge's observation, ${(on - edge).toFixed(1)} the metrics subscriber)`)
