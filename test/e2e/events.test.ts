@@ -169,6 +169,10 @@ describe('receivers that are down', () => {
     const types = new Set(readFileSync(join(dir, 'events.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as PortholeEvent).event_type))
     expect([...types]).toEqual(['http_request_complete.v0'])
 
+    // The gateway's own /metrics has them (its registry took the sinks' counters at start).
+    const scraped = await (await fetch(`http://127.0.0.1:${gateway.apiPort}/metrics`)).text()
+    expect(scraped).toContain('porthole_events_dropped_total{sink="webhook-2"} 41')
+    expect(scraped).toContain('porthole_events_queue_length{sink="webhook-2"} 20')
     const registry = new Registry()
     gateway.events!.register(registry)
     const text = await registry.metrics()
