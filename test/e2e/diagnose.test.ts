@@ -96,7 +96,7 @@ describe.each(CLIENTS)('ssh gateway diagnose with %s', (kind) => {
   it.runIf(kind === 'dropbear')('an authtoken (password login): the token id and its ACL, no key', async () => {
     const client = run(accounts, 'diagnose', [], 'carol', { DROPBEAR_PASSWORD: token.secret })
     expect(await client.exited).toBe(0)
-    expect(client.output).toMatch(/Key\s+\(none: password login\)/)
+    expect(client.output).toMatch(/Key\s+\(none: authtoken as the password\)/)
     expect(client.output).toContain(`authtoken ${token.id}`)
     expect(client.output).toMatch(/ACL\s+bind:demo\.localhost\n/)
     expect(client.output).toMatch(/Reservations\s+shop\.localhost, tcp:\d+\n/)

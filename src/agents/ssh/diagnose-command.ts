@@ -109,7 +109,7 @@ export function diagnoseText (d: Diagnosis): string {
   const rows: Array<[string, string]> = [
     ['Client', `${d.client.ip} port ${d.client.port}`],
     ['Version', d.client.version || '(none sent)'],
-    ['Key', d.credential.fingerprint ?? '(none: password login)'],
+    ['Key', d.credential.fingerprint ?? (d.credential.kind === 'token' ? '(none: authtoken as the password)' : '(none offered: logged in without a key)')],
     ['Credential', `${CREDENTIAL[d.credential.kind]}${d.credential.id ? ` ${d.credential.id}` : ''}`],
     ['Account', d.account ?? 'none'],
     ['ACL', d.acl === null ? '(none)' : d.acl.length === 0 ? '(none: anything the account may bind)' : d.acl.join(', ')],
