@@ -116,7 +116,12 @@ export interface ServiceIo {
   userExists: (name: string) => boolean
   /** The directory systemd reads units from: writing there needs root and is followed by systemctl. */
   systemUnitDir: string
+  /** Paths the unit hides from the service (HIDDEN_FROM_SERVICE; tests whose files live in /tmp narrow it). */
+  hidden: RegExp
 }
+
+/** What the unit's ProtectHome=yes and PrivateTmp=yes hide from the service: files it needs cannot live there. */
+export const HIDDEN_FROM_SERVICE = /^\/(home|root|run\/user|tmp|var\/tmp)(\/|$)/
 
 const defaultIo: ServiceIo = {
   out: (text) => process.stdout.write(text),
@@ -132,6 +137,7 @@ const defaultIo: ServiceIo = {
     }
   },
   systemUnitDir: SYSTEM_UNIT_DIR,
+  hidden: HIDDEN_FROM_SERVICE,
 }
 
 const USAGE = `Usage:
@@ -157,7 +163,8 @@ function fail (code: 'PH_2010' | 'PH_2011' | 'PH_2012' | 'PH_2013' | 'PH_2014' |
 
 /** Loads the config file as the unit will (no environment, the state directory as data dir) and refuses what
  *  would keep the service from starting: an unreadable or invalid file, paths the sandbox hides. */
-function checkConfig (file: string): void {
+function checkConfig (file: string, hidden: RegExp): void {
+  if (hidden.test(file)) fail('PH_2011', `${file} is hidden from the service (ProtectHome=yes, PrivateTmp=yes); move it, e.g. to /etc/porthole/porthole.yml`)
   try {
     accessSync(file, constants.R_OK)
   } catch (error) {
@@ -175,7 +182,7 @@ function checkConfig (file: string): void {
   const paths = [...config.authorizedKeys, config.certsDir, config.acmeCaFile].filter((f): f is string => f !== undefined)
   for (const path of paths) {
     if (!path.startsWith('/')) fail('PH_2011', `${file}: ${path} is a relative path; the service runs in ${SERVICE_DATA_DIR}: give it absolutely`)
-    if (/^\/(home|root|run\/user)(\/|$)/.test(path)) fail('PH_2011', `${file}: ${path} is hidden from the service (ProtectHome=yes); move it, e.g. under /etc/porthole`)
+    if (hidden.test(path)) fail('PH_2011', `${file}: ${path} is hidden from the service (ProtectHome=yes, PrivateTmp=yes); move it, e.g. under /etc/porthole`)
   }
 }
 
@@ -184,7 +191,7 @@ function install (argv: yargsParser.Arguments, unitDir: string, io: ServiceIo): 
   const config = resolve(argv.config)
   const user = argv.user as string | undefined
   if (user !== undefined && !/^[a-z_][a-z0-9_-]{0,31}$/.test(user)) fail('PH_2014', `--user ${JSON.stringify(user)} is not a user name`)
-  checkConfig(config)
+  checkConfig(config, io.hidden)
   if (user !== undefined && !io.userExists(user)) fail('PH_2015', `no user ${user} on this system (useradd --system --no-create-home ${user}, or leave --user out for a dynamic user)`)
   const unit = renderUnit({ node: process.execPath, bin: BIN, config, user, docs: DOCS })
   if (argv['dry-run'] === true) {

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { execWord, renderUnit, runService, SERVICE_DATA_DIR, type ServiceIo } from '../../src/cli/service.js'
+import { execWord, HIDDEN_FROM_SERVICE, renderUnit, runService, SERVICE_DATA_DIR, type ServiceIo } from '../../src/cli/service.js'
 
 let dir: string
 let publicConfig: string
@@ -30,6 +30,7 @@ async function service (args: string[], io: Partial<ServiceIo> = {}): Promise<Ru
     isRoot: () => false,
     userExists: (name) => name === 'porthole-svc',
     systemUnitDir: join(dir, 'never-written'),
+    hidden: /^\/(home|root|run\/user)(\/|$)/, // this test's files live in the temp dir
     ...io,
   })
   return run
@@ -168,10 +169,14 @@ describe('porthole service install', () => {
     ['a data-dir elsewhere', () => ['--config', yaml('dd.yml', 'data-dir: /srv/porthole\n')], /^PH_2011: .*sets data-dir \/srv\/porthole/],
     ['a relative authorized_keys', () => ['--config', yaml('rel.yml', 'authorized-keys: keys/ak\n')], /^PH_2011: .*keys\/ak is a relative path/],
     ['a file under /home', () => ['--config', yaml('home.yml', 'authorized-keys: /home/ann/.ssh/authorized_keys\n')], /^PH_2011: .*ProtectHome/],
+    ['a config file under /tmp (PrivateTmp)', () => ['--config', publicConfig, '--hidden-default'], /^PH_2011: .*porthole\.yml is hidden from the service/],
     ['a user that does not exist', () => ['--config', publicConfig, '--user', 'nobody-here'], /^PH_2015: .*no user nobody-here/],
   ])('refuses %s (PH_201x, nothing written)', async (_, args, message) => {
     const unitDir = join(dir, 'refused')
-    const run = await service(['install', ...args(), '--unit-dir', unitDir])
+    const given = args()
+    // --hidden-default: this case checks the real rule (the unit's PrivateTmp hides the temp dir its file is in).
+    const io = given.includes('--hidden-default') ? { hidden: HIDDEN_FROM_SERVICE } : {}
+    const run = await service(['install', ...given.filter((a) => a !== '--hidden-default'), '--unit-dir', unitDir], io)
     expect(run.err).toMatch(message)
     expect(run.status).toBe(1)
     expect(existsSync(unitDir)).toBe(false)
