@@ -19,7 +19,7 @@ import { SshConnection, type ConnectionContext, type SessionLogin } from './conn
 import { batchWritesPerTick } from './batch-writes.js'
 import { LoginThrottle } from '../../identity/login-throttle.js'
 import { StartupAdmission, type StartupLimits } from '../admission.js'
-import { sessionRefusal, type LiveLogin, type SessionBudgets } from '../session-budget.js'
+import type { SessionBudgets, SessionCounts } from '../session-budget.js'
 import { offeredHostKeys, sshAlgorithms } from './algorithms.js'
 
 const { Server, utils } = ssh2
@@ -36,8 +36,8 @@ export interface SshAgentOptions extends SessionBudgets {
   readonly throttle?: LoginThrottle
   readonly keepaliveIntervalMs: number
   readonly keepaliveCountMax: number
-  /** Live logins of the other transports (ngrok agents), counted in the same session budgets. */
-  readonly otherLogins: () => Iterable<LiveLogin>
+  /** Live sessions of every transport (ngrok agents too), counted in the same session budgets. */
+  readonly counts: SessionCounts
   /** Connections not yet logged in (MaxStartups and per source). */
   readonly startups: StartupLimits
   /** A TCP connection must have logged in by then (LoginGraceTime). */
@@ -251,9 +251,11 @@ export class SshAgent implements SessionDirectory {
       const connection = new SshConnection(id, client, { ...login, clientVersion, clientIdent: info.header?.identRaw, remoteAddr: info.ip, remotePort: info.port },
         { ...this.#options.connection, log, identity: this.#options.identity })
       this.#connections.set(id, connection)
+      const uncount = this.#options.counts.add({ owner, remoteAddr: info.ip })
       if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'start', session: connection.describe() } satisfies SessionObserved)
       client.once('close', () => {
         this.#connections.delete(id)
+        uncount()
         log.info('ssh session ended')
         if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'stop', session: connection.describe() } satisfies SessionObserved)
       })
@@ -338,7 +340,7 @@ export class SshAgent implements SessionDirectory {
    */
   #admitLogin (state: LoginState, login: Login, accept: () => void, reject: () => void): void {
     observeLogin('ssh', 'ok')
-    const refusal = this.#sessionRefusal(login, state.ip)
+    const refusal = this.#options.counts.refusal(login.owner, state.ip, this.#options)
     if (refusal) {
       this.#log.warn({ ip: state.ip, owner: login.owner.id }, `ssh login refused: ${refusal.toLine()}`)
       state.refusal = refusal
@@ -347,16 +349,6 @@ export class SshAgent implements SessionDirectory {
     }
     state.login = login
     accept()
-  }
-
-  #sessionRefusal (login: Login, ip: string): PortholeError | null {
-    const own = [...this.#connections.values()].map((connection) => ({ owner: connection.owner, remoteAddr: connection.login.remoteAddr }))
-    return sessionRefusal(login.owner, ip, [...own, ...this.#options.otherLogins()], this.#options)
-  }
-
-  /** Live logins of this transport, for the session budgets every transport shares. */
-  * logins (): Iterable<LiveLogin> {
-    for (const connection of this.#connections.values()) yield { owner: connection.owner, remoteAddr: connection.login.remoteAddr }
   }
 
   /** The keyboard-interactive instruction is where OpenSSH and Dropbear print a reason; then the method is done. */
