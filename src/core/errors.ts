@@ -62,6 +62,9 @@ export const catalogue = {
   PH_1054: { status: 503, message: 'anonymous sessions are full ({detail}), the gateway\'s max-anonymous-sessions; log in with a key this gateway knows, or try again later', surfaces: ['ssh', 'ngrok'] },
   PH_1055: { status: 429, message: 'too many anonymous sessions from {detail}, the gateway\'s max-anonymous-sessions-per-source', surfaces: ['ssh', 'ngrok'] },
   PH_1056: { status: 429, message: 'this key already has {detail} sessions, its share (max-sessions-per-key); end one, or ask the operator for more', surfaces: ['ssh', 'ngrok'] },
+  // Caps an SSH user can hit (PH_1120-PH_1129).
+  PH_1120: { status: 429, message: 'more than {detail} authentication attempts on one connection; offer the right key first (ssh -i KEY -o IdentitiesOnly=yes)', surfaces: ['ssh', 'log'] },
+  PH_1121: { status: 401, message: '{detail} wrong authtokens on one connection; connection closed', surfaces: ['ssh', 'log'] },
   // Loops and `ssh gateway diagnose` (PH_1100-PH_1109).
   PH_1100: { status: 508, message: 'loop: this request came back through the gateway itself ({detail}); point the forward at your service, not at the gateway\'s own HTTP port', surfaces: ['edge'] },
   PH_1101: { status: 400, message: '`diagnose` shows what the gateway sees of you and binds nothing: run it without -R (ssh <gateway> diagnose)', surfaces: ['ssh'] },

@@ -189,15 +189,23 @@ export class SshConnection {
     reject?.()
   }
 
-  /** Queues a forward until the session's options (and terminal) are known. Refused ones count too. */
+  /**
+   * Queues a forward until the session's options (and terminal) are known. Refused ones count too. The first
+   * forward past max-forwards-per-session is queued as a refusal, so that the session's terminal (open later, or
+   * not yet written to) gets its PH_1018 line before the global request fails, as other refusals do; the ones
+   * after it are refused at once (the queue stays bounded), with the line when a terminal is open.
+   */
   #enqueue (forward: Forward): void {
     if (this.#closed) return forward.reject?.()
     if (this.#forwards.length >= this.#ctx.maxForwards) {
       this.#log.info({ limit: this.#ctx.maxForwards }, 'forward refused: too many in this session')
       const error = new PortholeError('PH_1018', String(this.#ctx.maxForwards))
       observeLimit(error)
-      this.#terminal?.error(error.toLine())
-      return forward.reject?.()
+      if (this.#forwards.length > this.#ctx.maxForwards) {
+        this.#terminal?.error(error.toLine())
+        return forward.reject?.()
+      }
+      forward = { ...forward, refusal: error }
     }
     this.#forwards.push(forward)
     this.#options.forwardWaiting()
