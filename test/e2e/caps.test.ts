@@ -6,7 +6,7 @@ import { tmpdir as osTmpdir } from 'node:os'
 import { join } from 'node:path'
 import ssh2 from 'ssh2'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { CLIENTS, FIXTURES, connect, eventually, rawConnect, startTestGateway, startUpstream, writeTemp, type ClientKind, type SshClient, type TestGateway } from './harness.js'
+import { CLIENTS, FIXTURES, connect, eventually, ngrokSession, rawConnect, startTestGateway, startUpstream, writeTemp, type ClientKind, type SshClient, type TestGateway } from './harness.js'
 
 const { Client } = ssh2
 let gateway: TestGateway
@@ -120,4 +120,17 @@ describe('caps an SSH user hits are told with their code', () => {
     expect(banners.join('')).toMatch(/PH_1121: 3 wrong authtokens on one connection; connection closed/)
   })
 
+
+  it('ngrok agents get the same caps back as Auth and Bind errors with the code (PH_1056, PH_1018)', async () => {
+    const { token } = await gateway.identity.createToken('team')
+    const first = await ngrokSession(gateway, { authtoken: token })
+    try {
+      await first.httpEndpoint().domain('ngrok-one.localhost').listenAndForward(`http://localhost:${upstream.port}`)
+      await expect(first.httpEndpoint().domain('ngrok-two.localhost').listenAndForward(`http://localhost:${upstream.port}`))
+        .rejects.toThrow(/PH_1018: too many forwards in one session \(limit 1, the gateway's max-forwards-per-session\)/)
+      await expect(ngrokSession(gateway, { authtoken: token })).rejects.toThrow(/PH_1056: this key already has 1 sessions/)
+    } finally {
+      await first.close()
+    }
+  })
 })
