@@ -155,7 +155,7 @@ export const configSchema = z.strictObject({
   loginGraceTime: duration.default('30s'),
   /** Agent sessions (SSH and ngrok) of known keys (accounts, authtokens, authorized_keys); past it a login is
    *  refused with PH_1053. `auto`: half the machine's memory at 256 KiB a session (an idle session with its
-   *  tunnel takes about 50 KB; the rest is room for a busy one's buffers), at least 1000:
+   *  http tunnel measures 60 KiB: node bench/session-cost.js; the rest is room for a busy one's buffers), at least 1000:
    *  max(1000, floor(os.totalmem() / 2 / 262144)), e.g. 16384 with 8 GiB. */
   maxSessions: sessionCount.prefault('auto'),
   /** Agent sessions of anonymous clients, a budget apart so that strangers cannot take known users' places
