@@ -6,7 +6,7 @@ import { tmpdir as osTmpdir } from 'node:os'
 import { join } from 'node:path'
 import ssh2 from 'ssh2'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { CLIENTS, FIXTURES, connect, eventually, ngrokSession, rawConnect, startTestGateway, startUpstream, writeTemp, type ClientKind, type SshClient, type TestGateway } from './harness.js'
+import { CLIENTS, FIXTURES, connect, eventually, fetchVia, ngrokSession, rawConnect, startTestGateway, startUpstream, writeTemp, type ClientKind, type SshClient, type TestGateway } from './harness.js'
 
 const { Client } = ssh2
 let gateway: TestGateway
@@ -21,7 +21,7 @@ beforeAll(async () => {
   const keys = writeTemp(tmpdir, 'authorized_keys', ['alice', 'bob'].map((name) => readFileSync(join(FIXTURES, 'keys', `${name}.pub`), 'utf8')).join(''))
   gateway = await startTestGateway({
     flags: { authorizedKeys: [keys] },
-    tune: { maxSessions: 2, maxSessionsPerKey: 1, maxForwardsPerSession: 1, perSourceMaxStartups: 1, loginTimeoutMs: 60_000 },
+    tune: { maxSessions: 2, maxSessionsPerKey: 1, maxForwardsPerSession: 1, maxStreamsPerSession: 1, perSourceMaxStartups: 1, loginTimeoutMs: 60_000 },
   })
   // An account for the authtoken test (an account's keys would share one budget: the account's).
   await gateway.identity.createAccount('team')
@@ -131,6 +131,27 @@ describe('caps an SSH user hits are told with their code', () => {
       await expect(ngrokSession(gateway, { authtoken: token })).rejects.toThrow(/PH_1056: this key already has 1 sessions/)
     } finally {
       await first.close()
+    }
+  })
+
+  it.each(CLIENTS)('streams per session (PH_1122 on the terminal; the visitor gets 502 PH_3002): %s', async (kind) => {
+    let release = (): void => {}
+    const held = new Promise<void>((resolve) => { release = resolve })
+    const slow = await startUpstream((_req, res) => { void held.then(() => res.end('late')) })
+    try {
+      const c = client(kind, 'alice', { forwards: [`slow-${kind}:80:localhost:${slow.port}`] })
+      const [url] = await c.urls()
+      const first = fetchVia(gateway, url!)
+      await eventually(() => gateway.ssh.connections[0]?.describe().openStreams === 1)
+      const second = await fetchVia(gateway, url!)
+      expect(second.status).toBe(502)
+      expect(second.body).toMatch(/PH_3002/)
+      await c.waitFor(/PH_1122: this session carries 1 streams at once, the gateway's max-streams-per-session/)
+      release()
+      expect((await first).body).toBe('late')
+    } finally {
+      release()
+      await slow.close()
     }
   })
 })

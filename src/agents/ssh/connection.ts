@@ -83,6 +83,8 @@ interface Forward {
 const HTTP_PORTS = new Set([80, 443, 0])
 /** What a session may send on stdin (CA certificates; later policy documents). */
 const MAX_STDIN_BYTES = 256 * 1024
+/** How often the terminal is told that max-streams-per-session turned visitors away (PH_1122). */
+const STREAMS_FULL_TELL_MS = 60_000
 const CTRL_C = 0x03
 const CTRL_D = 0x04
 
@@ -104,6 +106,8 @@ export class SshConnection {
   #sessionOpen = false
   #terminal: Terminal | null = null
   #openChannels = 0
+  /** When PH_1122 was last told (performance.now()); -Infinity: never. */
+  #streamsFullToldAt = -Infinity
   /** The forwarded-tcpip channels open now: the ones the agent has not ended fail when the session goes. */
   readonly #channels = new Set<ServerChannel>()
   #closed = false
@@ -555,12 +559,26 @@ export class SshConnection {
     return endpoint
   }
 
+  /**
+   * The visitor turned away at max-streams-per-session gets a 502 (PH_3002); the user is told on the terminal and
+   * in the log, at most once a minute (a busy tunnel would otherwise fill the terminal with the same line).
+   */
+  #tellStreamsFull (): void {
+    const now = performance.now()
+    if (now - this.#streamsFullToldAt < STREAMS_FULL_TELL_MS) return
+    this.#streamsFullToldAt = now
+    const error = new PortholeError('PH_1122', String(this.#ctx.maxChannels))
+    this.#log.warn({ limit: this.#ctx.maxChannels }, error.toLine())
+    this.#terminal?.error(error.toLine())
+  }
+
   /** Opens a forwarded-tcpip channel carrying exactly the bind address and port the client asked for. */
   #dial (forward: Forward, client: ClientAddress): Promise<ServerChannel> {
     // Counted from the request on, not from the client's confirmation: a burst cannot get past the limit.
     const started = performance.now()
     if (this.#openChannels >= this.#ctx.maxChannels) {
       observeDial('ssh', started, 'busy')
+      this.#tellStreamsFull()
       return Promise.reject(new PortholeError('PH_3002', `more than ${this.#ctx.maxChannels} open streams on this tunnel`))
     }
     this.#openChannels++
