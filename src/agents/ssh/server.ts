@@ -248,10 +248,13 @@ export class SshAgent implements SessionDirectory {
     client.on('authentication', (ctx) => {
       // Guessing forever on one connection is bounded too (the login deadline bounds the time).
       if (++attempts > MAX_AUTH_ATTEMPTS) {
-        const error = new PortholeError('PH_1120', String(MAX_AUTH_ATTEMPTS))
-        log.info({ attempts }, `ssh login refused: ${error.toLine()}`)
-        state.banner(error.toLine())
-        state.drop()
+        // Told once; what the client still sends before it reads our FIN is ignored.
+        if (attempts === MAX_AUTH_ATTEMPTS + 1) {
+          const error = new PortholeError('PH_1120', String(MAX_AUTH_ATTEMPTS))
+          log.info({ attempts }, `ssh login refused: ${error.toLine()}`)
+          state.banner(error.toLine())
+          state.drop()
+        }
         return
       }
       // ctx.accept() emits 'ready' synchronously, so the owner is recorded before accepting.
@@ -394,10 +397,10 @@ export class SshAgent implements SessionDirectory {
       if (!record) {
         observeLogin('ssh', throttled ? 'throttled' : 'refused')
         this.#log.info({ ip }, new PortholeError('PH_1024').toLine())
-        if (++state.tokenFailures >= MAX_TOKEN_FAILURES) {
+        if (++state.tokenFailures === MAX_TOKEN_FAILURES) {
           state.banner(new PortholeError('PH_1121', String(MAX_TOKEN_FAILURES)).toLine())
           state.drop()
-        } else reject()
+        } else if (state.tokenFailures < MAX_TOKEN_FAILURES) reject()
         return
       }
       this.#admitLogin(state, { owner: accountOwner(record.account, record.acl, `authtoken ${record.id}`), credential: { kind: 'token', id: record.id }, fingerprint: null }, accept, reject)
