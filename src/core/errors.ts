@@ -64,7 +64,7 @@ export const catalogue = {
   PH_1056: { status: 429, message: 'this key already has {detail} sessions, its share (max-sessions-per-key); end one, or ask the operator for more', surfaces: ['ssh', 'ngrok'] },
   // Caps an SSH user can hit (PH_1120-PH_1129).
   PH_1120: { status: 429, message: 'more than {detail} authentication attempts on one connection; offer the right key first (ssh -i KEY -o IdentitiesOnly=yes)', surfaces: ['ssh', 'log'] },
-  PH_1121: { status: 401, message: '{detail} wrong authtokens on one connection; connection closed', surfaces: ['ssh', 'log'] },
+  PH_1121: { status: 429, message: '{detail} wrong authtokens on one connection; connection closed', surfaces: ['ssh', 'log'] },
   PH_1122: { status: 503, message: 'this session carries {detail} streams at once, the gateway\'s max-streams-per-session: visitors get 502 until some finish (said at most once a minute)', surfaces: ['ssh', 'log'] },
   // Loops and `ssh gateway diagnose` (PH_1100-PH_1109).
   PH_1100: { status: 508, message: 'loop: this request came back through the gateway itself ({detail}); point the forward at your service, not at the gateway\'s own HTTP port', surfaces: ['edge'] },

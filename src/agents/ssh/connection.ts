@@ -564,10 +564,11 @@ export class SshConnection {
    * in the log, at most once a minute (a busy tunnel would otherwise fill the terminal with the same line).
    */
   #tellStreamsFull (): void {
+    const error = new PortholeError('PH_1122', String(this.#ctx.maxChannels))
+    observeLimit(error)
     const now = performance.now()
     if (now - this.#streamsFullToldAt < STREAMS_FULL_TELL_MS) return
     this.#streamsFullToldAt = now
-    const error = new PortholeError('PH_1122', String(this.#ctx.maxChannels))
     this.#log.warn({ limit: this.#ctx.maxChannels }, error.toLine())
     this.#terminal?.error(error.toLine())
   }

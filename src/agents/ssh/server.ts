@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import { PortholeError } from '../../core/errors.js'
 import type { Owner } from '../../core/endpoint.js'
 import type { SessionDirectory, SessionInfo } from '../../core/session.js'
-import { observeLogin, sessionChannel, type SessionObserved } from '../../observe/channels.js'
+import { observeLimit, observeLogin, sessionChannel, type SessionObserved } from '../../observe/channels.js'
 import type { AuthorizedKeys } from '../../identity/authorized-keys.js'
 import { fingerprint } from '../../identity/fingerprint.js'
 import { accountOwner } from '../../identity/owner.js'
@@ -251,6 +251,7 @@ export class SshAgent implements SessionDirectory {
         // Told once; what the client still sends before it reads our FIN is ignored.
         if (attempts === MAX_AUTH_ATTEMPTS + 1) {
           const error = new PortholeError('PH_1120', String(MAX_AUTH_ATTEMPTS))
+          observeLimit(error)
           log.info({ attempts }, `ssh login refused: ${error.toLine()}`)
           state.banner(error.toLine())
           state.drop()
@@ -398,7 +399,9 @@ export class SshAgent implements SessionDirectory {
         observeLogin('ssh', throttled ? 'throttled' : 'refused')
         this.#log.info({ ip }, new PortholeError('PH_1024').toLine())
         if (++state.tokenFailures === MAX_TOKEN_FAILURES) {
-          state.banner(new PortholeError('PH_1121', String(MAX_TOKEN_FAILURES)).toLine())
+          const error = new PortholeError('PH_1121', String(MAX_TOKEN_FAILURES))
+          observeLimit(error)
+          state.banner(error.toLine())
           state.drop()
         } else if (state.tokenFailures < MAX_TOKEN_FAILURES) reject()
         return
