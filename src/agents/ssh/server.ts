@@ -1,7 +1,9 @@
 // The SSH agent transport: an ssh2 server that authenticates clients (authorized_keys, or anonymous under
 // DESIGN's rule), answers keepalives, pings idle clients and hands each client to an SshConnection.
 // Admission: connections not yet logged in go through StartupAdmission (admission.ts); logged-in sessions
-// have two budgets, known keys and anonymous clients, so strangers cannot take known users' places.
+// have two budgets, known keys and anonymous clients, so strangers cannot take known users' places
+// (session-budget.ts, counted with the ngrok transport). Every refusal is told in one line with its code: before
+// the key exchange as a cleartext disconnect (pre-kex-refusal.ts), during login as a userauth banner (auth-banner.ts).
 import { randomUUID } from 'node:crypto'
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { listenOn } from '../../net/listen.js'
