@@ -117,7 +117,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
 
   // Capture (issue 11): one store for the gateway, bounded per owner and in all; the replay mark's secret lives
   // only in this process, so nobody outside can make a request pass for a replay.
-  const inspectStore = new MemoryInspectStore()
+  const inspectStore = new MemoryInspectStore({ maxTotalBytes: config.inspectMemoryMib * 1024 * 1024, maxOwners: config.inspectMaxOwners })
   const replaySecret = createReplaySecret()
   const edge = new HttpEdge({
     ...(config.inspect ? { inspect: { store: inspectStore, replaySecret } } : {}),

@@ -74,6 +74,8 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
                            signatures and diffie-hellman-group14-sha1 for Dropbear 2016.74-2019.78 on routers
   --inspect=false          capture no requests at all (default: every HTTP request's heads and first 64 KiB of
                            each body are kept in memory, per owner, for the user's inspector and the admin API)
+  --inspect-memory-mib N   memory for captured requests in all, in MiB (default 256; per owner: 500 records, 8 MiB)
+  --inspect-max-owners N   owners whose captured requests are kept (default 1000; the least recently active go first)
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
   --events-log             log one line per event (ngrok's shapes: http_request_complete.v0, tcp_connection_closed.v0,
                            agent_session_start.v0, agent_session_stop.v0) at info, component events

@@ -218,6 +218,11 @@ export const configSchema = z.strictObject({
   /** Capture every HTTP request (heads and the first 64 KiB of each body) for the owners' inspectors and the
    *  admin API; false: nothing is captured for any endpoint, whatever the endpoint's --inspect. */
   inspect: z.boolean().default(true),
+  /** Memory for captured requests in all, in MiB (each owner keeps at most 500 records and 8 MiB; past the total,
+   *  the least recently active owner's records go first). */
+  inspectMemoryMib: count.prefault(256),
+  /** Owners whose captured requests are kept; past it the least recently active owner's records go first. */
+  inspectMaxOwners: count.prefault(1000),
   // Events in ngrok's shapes (src/observe/event-sinks.ts), to the log and to the operator's sinks.
   /** One info line per event in the gateway's log (component events). */
   eventsLog: z.boolean().default(false),

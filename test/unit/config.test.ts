@@ -156,7 +156,9 @@ describe('config', () => {
     expect(loadConfig({}, {})).toMatchObject({
       maxSessionsPerKey: 100, maxForwardsPerSession: 16, maxStreamsPerSession: 1024, keepaliveIntervalMs: 15_000, keepaliveCountMax: 3,
       commandWaitMs: 10_000, upstreamTimeoutMs: 300_000, upstreamConnections: 128, maxRequestHeaderSize: 16_384, maxResponseHeaderSize: 32_768,
+      inspectMemoryMib: 256, inspectMaxOwners: 1000,
     })
+    expect(loadConfig({ inspectMaxOwners: '20000' }, { PORTHOLE_INSPECT_MEMORY_MIB: '1024' })).toMatchObject({ inspectMemoryMib: 1024, inspectMaxOwners: 20_000 })
     const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
     const file = join(dir, 'porthole.yml')
     writeFileSync(file, 'max-sessions-per-key: 500\nmax-forwards-per-session: 64\nkeepalive-interval: 30s\nmax-request-header-size: 65536\n')
