@@ -11,7 +11,8 @@ import { FileIdentityStore } from './identity/file-store.js'
 import { Identity } from './identity/identity.js'
 import { loadHostKeys } from './agents/ssh/host-keys.js'
 import { SshAgent } from './agents/ssh/server.js'
-import { NgrokAgent } from './agents/ngrok/server.js'
+import { NGROK_MAX_STREAMS, NgrokAgent } from './agents/ngrok/server.js'
+import { SessionCounts } from './agents/session-budget.js'
 import type { EndpointContext } from './agents/bind.js'
 import type { Endpoint } from './core/endpoint.js'
 import type { SessionDirectory } from './core/session.js'
@@ -116,19 +117,19 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
 
   // Capture (issue 11): one store for the gateway, bounded per owner and in all; the replay mark's secret lives
   // only in this process, so nobody outside can make a request pass for a replay.
-  const inspectStore = new MemoryInspectStore()
+  const inspectStore = new MemoryInspectStore({ maxTotalBytes: config.inspectMemoryMib * 1024 * 1024, maxOwners: config.inspectMaxOwners })
   const replaySecret = createReplaySecret()
   const edge = new HttpEdge({
     ...(config.inspect ? { inspect: { store: inspectStore, replaySecret } } : {}),
     registry,
     log: log.child({ component: 'edge' }),
     acmeChallenge: certs.acme ? (token) => certs.acmeChallenge(token) : undefined,
-    maxRequestHeaderSize: 16 * 1024,
-    maxResponseHeaderSize: 32 * 1024,
+    maxRequestHeaderSize: config.maxRequestHeaderSize,
+    maxResponseHeaderSize: config.maxResponseHeaderSize,
     idleTimeoutMs: config.idleTimeoutMs,
     headerTimeoutMs: config.headerTimeoutMs,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
-    upstreamConnections: 128,
+    upstreamConnections: config.upstreamConnections,
   })
   const http = await edge.listen(config.httpAddr.host, config.httpAddr.port).catch(failed)
   started.push(() => edge.close())
@@ -150,6 +151,8 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
   const anonymous = (): boolean => config.allowAnonymous || (config.anonymous && !identity.hasCredentials)
   // One throttle for every transport: wrong authtokens over SSH and over the ngrok protocol add up per source.
   const throttle = new LoginThrottle()
+  // One count of live sessions for both transports: a login's check is O(1) (session-budget.ts).
+  const sessionCounts = new SessionCounts()
   const budgets = {
     maxSessions: config.maxSessions,
     maxAnonymousSessions: config.maxAnonymousSessions,
@@ -189,14 +192,14 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     keepaliveCountMax: config.keepaliveCountMax,
     ...budgets,
-    otherLogins: () => ngrok?.logins() ?? [],
+    counts: sessionCounts,
     startups: { ...config.maxStartups, perSource: config.perSourceMaxStartups },
     loginTimeoutMs: config.loginTimeoutMs,
     log: log.child({ component: 'ssh' }),
     connection: {
       ...endpoints,
       maxForwards: config.maxForwardsPerSession,
-      maxChannels: 1024,
+      maxChannels: config.maxStreamsPerSession,
       defaultAllocatedPort: http.port,
       commandWaitMs: config.commandWaitMs,
       settleMs: config.sessionSettleMs,
@@ -215,13 +218,14 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
       serverNames: [...agentNames],
       startups: { ...config.maxStartups, perSource: config.perSourceMaxStartups },
       budgets,
-      otherLogins: () => ssh.logins(),
+      counts: sessionCounts,
       log: log.child({ component: 'ngrok' }),
       session: {
         ...endpoints,
         maxTunnels: config.maxForwardsPerSession,
-        // ngrok-rust accepts at most 512 streams at once (its session dies past that); RPCs and heartbeat need some.
-        maxStreams: 480,
+        // ngrok-rust accepts at most 512 streams at once (its session dies past that); RPCs and heartbeat need some:
+        // a protocol limit of the agent, so max-streams-per-session can lower it but not raise it.
+        maxStreams: Math.min(config.maxStreamsPerSession, NGROK_MAX_STREAMS),
         loginTimeoutMs: config.loginTimeoutMs,
         heartbeatIntervalMs: config.keepaliveIntervalMs,
         heartbeatToleranceMs: config.keepaliveIntervalMs * config.keepaliveCountMax,

@@ -16,6 +16,11 @@ import type { PublicHandler } from '../observe/metrics-http.js'
 import { MethodNotAllowed, Router, type Reply } from './router.js'
 
 export const MAX_BODY_BYTES = 64 * 1024
+/**
+ * Admin API connections open at once from one address (of 256 in all). Constants, not settings: the admin API's
+ * clients are the operator's own CLI and scripts (one connection per command, keep-alive), far below either; they
+ * bound what a stranger reaching the port can hold, so that the operator is never locked out.
+ */
 export const MAX_CONNECTIONS_PER_ADDRESS = 32
 
 export interface ApiServerOptions {

@@ -38,9 +38,22 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --max-startups S:R:F     SSH connections not yet logged in, as OpenSSH MaxStartups (default 50:30:200)
   --per-source-max-startups N  of those, per source address or IPv6 /64 (default 20)
   --login-grace-time D     time an SSH connection has to log in (default 30s)
-  --max-sessions N         SSH sessions of known keys (default 1000)
-  --max-anonymous-sessions N  SSH sessions of anonymous clients, a budget apart (default 500)
-  --max-anonymous-sessions-per-source N  anonymous sessions per source address (default 20, as many as one key may hold)
+  --max-sessions N|auto    agent sessions (SSH, ngrok) of known keys (default auto: half the memory at 256 KiB a
+                           session, at least 1000: max(1000, totalmem / 2 / 262144))
+  --max-anonymous-sessions N|auto  sessions of anonymous clients, a budget apart (default auto: half of the above)
+  --max-anonymous-sessions-per-source N  anonymous sessions per source address or IPv6 /64 (default 20)
+  --max-sessions-per-key N  sessions of one key, authtoken or account at once (default 100)
+  --max-forwards-per-session N  forwards (-R, ngrok tunnels) one session may hold (default 16)
+  --max-streams-per-session N  public connections and requests one session carries at once (default 1024;
+                           ngrok agents: at most 480, their protocol's limit)
+  --keepalive-interval D   ping an idle agent this often (default 15s; OpenSSH ClientAliveInterval)
+  --keepalive-count-max N  unanswered pings before its session is closed (default 3; ClientAliveCountMax)
+  --command-wait D         how long SSH forwards wait for the session's command and its stdin (default 10s)
+  --upstream-timeout D     the edge waits this long for an agent's response headers and between body chunks
+                           (default 5m)
+  --upstream-connections N  tunnel streams open at once per endpoint towards its agent (default 128; more wait)
+  --max-request-header-size BYTES  largest request head a visitor may send (default 16384; larger: 431)
+  --max-response-header-size BYTES  largest response head an upstream may send (default 32768; larger: 502)
   --header-timeout DURATION  every listener (HTTP, HTTPS, TLS passthrough, admin API) closes a connection whose
                            request headers (or TLS ClientHello) are not complete this long after they began (default 10s)
   --idle-timeout DURATION  HTTP and HTTPS close a connection with no request in progress (HTTP/2: no open stream,
@@ -61,6 +74,8 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
                            signatures and diffie-hellman-group14-sha1 for Dropbear 2016.74-2019.78 on routers
   --inspect=false          capture no requests at all (default: every HTTP request's heads and first 64 KiB of
                            each body are kept in memory, per owner, for the user's inspector and the admin API)
+  --inspect-memory-mib N   memory for captured requests in all, in MiB (default 256; per owner: 500 records, 8 MiB)
+  --inspect-max-owners N   owners whose captured requests are kept (default 1000; the least recently active go first)
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
   --events-log             log one line per event (ngrok's shapes: http_request_complete.v0, tcp_connection_closed.v0,
                            agent_session_start.v0, agent_session_stop.v0) at info, component events

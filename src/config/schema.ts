@@ -1,6 +1,7 @@
 // The one ServerConfig: a strict zod schema with the embedded defaults. Validated once at start, frozen and
 // passed down; no other module reads env, flags or files for settings.
 import { isIP } from 'node:net'
+import { totalmem } from 'node:os'
 import { z } from 'zod'
 import { EVENT_TYPES, type EventType } from '../observe/event-shapes.js'
 import { OAUTH_PROVIDERS } from '../policy/login/oauth-providers.js'
@@ -58,6 +59,29 @@ const count = z.union([z.number(), z.string()]).transform((value, ctx) => {
   }
   return n
 })
+
+/** A session budget: a whole number, or `auto` (sized from the machine's memory in finishConfig). */
+const sessionCount = z.union([z.number(), z.string()]).transform((value, ctx): number | 'auto' => {
+  if (value === 'auto') return value
+  const n = typeof value === 'number' ? value : /^\d{1,7}$/.test(value) ? Number(value) : NaN
+  if (!Number.isInteger(n) || n < 1 || n > 1_000_000) {
+    ctx.addIssue({ code: 'custom', message: `want auto or a whole number from 1 to 1000000, got ${JSON.stringify(value)}` })
+    return z.NEVER
+  }
+  return n
+})
+
+/** A byte size (header limits): a whole number from 1 KiB to 1 MiB. */
+const headerBytes = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const n = typeof value === 'number' ? value : /^\d{1,7}$/.test(value) ? Number(value) : NaN
+  if (!Number.isInteger(n) || n < 1024 || n > 1_048_576) {
+    ctx.addIssue({ code: 'custom', message: `want a number of bytes from 1024 to 1048576, got ${JSON.stringify(value)}` })
+    return z.NEVER
+  }
+  return n
+})
+
+const positiveDuration = z.string().regex(/^[1-9]\d*(ms|s|m|h)$/, 'want a duration above zero such as 30s')
 
 const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'want a duration such as 24h or 30m')
 
@@ -129,12 +153,39 @@ export const configSchema = z.strictObject({
   perSourceMaxStartups: count.prefault(20),
   /** How long an SSH connection has to log in (OpenSSH LoginGraceTime, there 120s). */
   loginGraceTime: duration.default('30s'),
-  /** SSH sessions of known keys (accounts, authtokens, authorized_keys). */
-  maxSessions: count.prefault(1000),
-  /** SSH sessions of anonymous clients, a budget apart so that strangers cannot take known users' places. */
-  maxAnonymousSessions: count.prefault(500),
-  /** Anonymous SSH sessions from one source address (IPv6: one /64). */
+  /** Agent sessions (SSH and ngrok) of known keys (accounts, authtokens, authorized_keys); past it a login is
+   *  refused with PH_1053. `auto`: half the machine's memory at 256 KiB a session (an idle session with its
+   *  http tunnel measures 60 KiB: node bench/session-cost.js; the rest is room for a busy one's buffers), at least 1000:
+   *  max(1000, floor(os.totalmem() / 2 / 262144)), e.g. 16384 with 8 GiB. */
+  maxSessions: sessionCount.prefault('auto'),
+  /** Agent sessions of anonymous clients, a budget apart so that strangers cannot take known users' places
+   *  (PH_1054). `auto`: half of max-sessions' `auto`. */
+  maxAnonymousSessions: sessionCount.prefault('auto'),
+  /** Anonymous agent sessions from one source address (IPv6: one /64): PH_1055. */
   maxAnonymousSessionsPerSource: count.prefault(20),
+  /** Agent sessions of one key, authtoken or account at once (a fleet sharing one key needs more): PH_1056. */
+  maxSessionsPerKey: count.prefault(100),
+  /** Forwards (`-R`, ngrok tunnels) one agent session may hold; the one past it is refused with PH_1018. */
+  maxForwardsPerSession: count.prefault(16),
+  /** Streams (public connections and requests in flight) one agent session carries at once; past it a visitor
+   *  gets a 502 (PH_3002). ngrok agents: at most 480 whatever this says (ngrok-rust accepts 512 streams). */
+  maxStreamsPerSession: count.prefault(1024),
+  /** Server pings to an idle agent (SSH keepalive@openssh.com, ngrok heartbeat) this often (OpenSSH ClientAliveInterval). */
+  keepaliveInterval: positiveDuration.default('15s'),
+  /** Unanswered pings in a row after which an agent session is closed (OpenSSH ClientAliveCountMax). */
+  keepaliveCountMax: count.prefault(3),
+  /** How long SSH forwards wait for the session's command (exec/shell) and for stdin the command reads;
+   *  then they are refused (PH_1022). Raise it for clients on slow links. */
+  commandWait: positiveDuration.default('10s'),
+  /** HTTP edge: how long it waits for an agent's upstream response headers, and between body chunks. */
+  upstreamTimeout: positiveDuration.default('5m'),
+  /** HTTP edge: connections (tunnel streams) kept and opened at once per endpoint towards its agent; more
+   *  requests at once wait in its queue. */
+  upstreamConnections: count.prefault(128),
+  /** HTTP edge: largest request head (request line and headers) a visitor may send, in bytes; larger: 431. */
+  maxRequestHeaderSize: headerBytes.prefault(16_384),
+  /** HTTP edge: largest response head an upstream may send back, in bytes; larger: 502. */
+  maxResponseHeaderSize: headerBytes.prefault(32_768),
   /** Bring-your-own certificates: a directory of <host>.crt/<host>.key pairs, watched. */
   certsDir: z.string().min(1).optional(),
   /** ACME: order certificates for bound names from this CA's directory URL (HTTP-01 on the HTTP listener).
@@ -167,6 +218,11 @@ export const configSchema = z.strictObject({
   /** Capture every HTTP request (heads and the first 64 KiB of each body) for the owners' inspectors and the
    *  admin API; false: nothing is captured for any endpoint, whatever the endpoint's --inspect. */
   inspect: z.boolean().default(true),
+  /** Memory for captured requests in all, in MiB (each owner keeps at most 500 records and 8 MiB; past the total,
+   *  the least recently active owner's records go first). */
+  inspectMemoryMib: count.prefault(256),
+  /** Owners whose captured requests are kept; past it the least recently active owner's records go first. */
+  inspectMaxOwners: count.prefault(1000),
   // Events in ngrok's shapes (src/observe/event-sinks.ts), to the log and to the operator's sinks.
   /** One info line per event in the gateway's log (component events). */
   eventsLog: z.boolean().default(false),
@@ -197,20 +253,21 @@ export const configSchema = z.strictObject({
 export type ConfigInput = z.input<typeof configSchema>
 type Parsed = z.output<typeof configSchema>
 
-export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace' | 'anonymousNameGrace' | 'loginGraceTime' | 'headerTimeout' | 'idleTimeout'> {
+type Resolved = 'tcpHost' | 'nameGrace' | 'anonymousNameGrace' | 'loginGraceTime' | 'headerTimeout' | 'idleTimeout' | 'maxSessions' |
+  'maxAnonymousSessions' | 'keepaliveInterval' | 'commandWait' | 'upstreamTimeout'
+
+export interface ServerConfig extends Omit<Parsed, Resolved> {
   readonly tcpHost: string
   readonly nameGraceMs: number
   readonly anonymousNameGraceMs: number
   readonly headerTimeoutMs: number
   readonly idleTimeoutMs: number
+  readonly maxSessions: number
+  readonly maxAnonymousSessions: number
   /** Anonymous clients: allowed with --allow-anonymous, or when every listener is on loopback and no keys are configured. */
   readonly anonymous: boolean
   /** Server-side liveness pings. */
   readonly keepaliveIntervalMs: number
-  readonly keepaliveCountMax: number
-  /** Limits on what one SSH client can make us allocate. */
-  readonly maxForwardsPerSession: number
-  readonly maxSessionsPerKey: number
   /** An SSH connection must have logged in this long after it opened. */
   readonly loginTimeoutMs: number
   /** How long the edge waits for upstream response headers, and between body chunks. */
@@ -219,6 +276,14 @@ export interface ServerConfig extends Omit<Parsed, 'tcpHost' | 'nameGrace' | 'an
   readonly commandWaitMs: number
   /** SSH: how long forwards of a client with no session channel wait before binding with defaults (Dropbear -N). */
   readonly sessionSettleMs: number
+}
+
+/** Memory one session is budgeted at when max-sessions is `auto` (see its doc comment). */
+export const SESSION_BUDGET_BYTES = 256 * 1024
+
+/** max-sessions `auto`: half the memory at SESSION_BUDGET_BYTES a session, at least 1000. */
+export function autoMaxSessions (totalMemBytes: number = totalmem()): number {
+  return Math.min(1_000_000, Math.max(1000, Math.floor(totalMemBytes / 2 / SESSION_BUDGET_BYTES)))
 }
 
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const
@@ -236,9 +301,12 @@ export function isLoopback (host: string): boolean {
 
 export function finishConfig (parsed: Parsed): ServerConfig {
   const loopbackOnly = [parsed.sshAddr, parsed.httpAddr, parsed.httpsAddr, ...(parsed.agentAddr ? [parsed.agentAddr] : [])].every((a) => isLoopback(a.host))
-  const { nameGrace, anonymousNameGrace, loginGraceTime, headerTimeout, idleTimeout, ...rest } = parsed
+  const { nameGrace, anonymousNameGrace, loginGraceTime, headerTimeout, idleTimeout, keepaliveInterval, commandWait, upstreamTimeout, ...rest } = parsed
+  const auto = autoMaxSessions()
   return Object.freeze({
     ...rest,
+    maxSessions: parsed.maxSessions === 'auto' ? auto : parsed.maxSessions,
+    maxAnonymousSessions: parsed.maxAnonymousSessions === 'auto' ? Math.floor(auto / 2) : parsed.maxAnonymousSessions,
     tcpHost: parsed.tcpHost ?? parsed.domain,
     nameGraceMs: durationMs(nameGrace),
     anonymousNameGraceMs: durationMs(anonymousNameGrace),
@@ -246,12 +314,9 @@ export function finishConfig (parsed: Parsed): ServerConfig {
     headerTimeoutMs: durationMs(headerTimeout),
     idleTimeoutMs: durationMs(idleTimeout),
     anonymous: parsed.allowAnonymous || (loopbackOnly && parsed.authorizedKeys.length === 0),
-    keepaliveIntervalMs: 15_000,
-    keepaliveCountMax: 3,
-    maxForwardsPerSession: 16,
-    maxSessionsPerKey: 20,
-    upstreamTimeoutMs: 5 * 60_000,
-    commandWaitMs: 10_000,
+    keepaliveIntervalMs: durationMs(keepaliveInterval),
+    upstreamTimeoutMs: durationMs(upstreamTimeout),
+    commandWaitMs: durationMs(commandWait),
     sessionSettleMs: 500,
   })
 }

@@ -133,6 +133,7 @@ export type LimitCap =
   | 'startups_per_source' | 'startups_early_drop' | 'startups_full'
   | 'sessions' | 'anonymous_sessions' | 'anonymous_sessions_per_source' | 'sessions_per_key'
   | 'forwards_per_session' | 'holds_per_owner' | 'holds_full' | 'tcp_ports_full'
+  | 'auth_attempts' | 'authtoken_failures' | 'streams_per_session'
 
 /** The catalogue codes that mean "a cap was hit", and the cap. PH_1051 is early drop or full: the caller says. */
 export const LIMIT_OF_CODE: Readonly<Partial<Record<ErrorCode, LimitCap>>> = {
@@ -146,6 +147,9 @@ export const LIMIT_OF_CODE: Readonly<Partial<Record<ErrorCode, LimitCap>>> = {
   PH_1035: 'holds_per_owner',
   PH_1036: 'holds_full',
   PH_1032: 'tcp_ports_full',
+  PH_1120: 'auth_attempts',
+  PH_1121: 'authtoken_failures',
+  PH_1122: 'streams_per_session',
 }
 
 /** A refusal because one of the gateway's limits was reached. */

@@ -36,6 +36,18 @@ describe('porthole serve', () => {
     expect(server.stderr()).toBe('PH_2001: invalid configuration: unknown option --ssh-adr; did you mean --ssh-addr?\n')
   })
 
+  it('refuses a cap out of range from flags and env, naming the setting, and lists every cap in --help', async () => {
+    const flag = run(['serve', '--max-sessions-per-key', '0', '--data-dir', join(tmp, 'b')])
+    expect(await flag.exited).toBe(2)
+    expect(flag.stderr()).toBe('PH_2001: invalid configuration: max-sessions-per-key: want a whole number from 1 to 1000000, got "0"\n')
+    const help = run(['serve', '--help'])
+    expect(await help.exited).toBe(0)
+    for (const cap of ['max-sessions', 'max-anonymous-sessions', 'max-sessions-per-key', 'max-forwards-per-session', 'max-streams-per-session',
+      'keepalive-interval', 'keepalive-count-max', 'command-wait', 'upstream-timeout', 'upstream-connections', 'max-request-header-size', 'max-response-header-size']) {
+      expect(help.stdout()).toContain(`--${cap} `)
+    }
+  })
+
   describe('running', () => {
     let server: ReturnType<typeof run>
     let sshPort: number

@@ -86,7 +86,7 @@ describe('logins: strangers do not starve known users (SSH sessions, admin API)'
   afterAll(async () => { await gateway.stop() })
 
   it('a flood of anonymous sessions does not lock out a known key, and each refusal says why', async () => {
-    // Real ssh without a key logs in anonymously by keyboard-interactive; refusals arrive as its instruction.
+    // Real ssh without a key logs in anonymously by keyboard-interactive; refusals arrive as a userauth banner.
     const anonymous = (localAddress: string): SshClient => {
       const client = connect({
         kind: 'openssh', port: gateway.sshPort, key: gateway.key('bob', 'openssh'), forwards: [`80:localhost:${upstream.port}`], command: 'http',

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
+import { autoMaxSessions } from '../../src/config/schema.js'
 
 const errorOf = (fn: () => unknown): string => {
   try { fn() } catch (error) { return (error as Error).message }
@@ -130,7 +131,7 @@ describe('config', () => {
     const defaults = loadConfig({}, {})
     expect(defaults).toMatchObject({
       maxStartups: { start: 50, rate: 30, full: 200 }, perSourceMaxStartups: 20, loginTimeoutMs: 30_000,
-      maxSessions: 1000, maxAnonymousSessions: 500, maxAnonymousSessionsPerSource: 20,
+      maxSessions: autoMaxSessions(), maxAnonymousSessions: Math.floor(autoMaxSessions() / 2), maxAnonymousSessionsPerSource: 20,
       maxHolds: 10_000, maxAnonymousHolds: 2000, anonymousNameGraceMs: 3600_000,
     })
     const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
@@ -139,7 +140,40 @@ describe('config', () => {
     const config = loadConfig({ config: file, maxSessions: '7', loginGraceTime: '5s' }, { PORTHOLE_PER_SOURCE_MAX_STARTUPS: '3', PORTHOLE_MAX_STARTUPS: '20' })
     expect(config).toMatchObject({ maxStartups: { start: 20, rate: 100, full: 20 }, maxAnonymousHolds: 50, maxSessions: 7, perSourceMaxStartups: 3, loginTimeoutMs: 5000 })
     expect(errorOf(() => loadConfig({ maxStartups: '100:30:10' }, {}))).toMatch(/max-startups: want start:rate:full .* got "100:30:10"/)
-    expect(errorOf(() => loadConfig({ maxAnonymousSessions: 'lots' }, {}))).toMatch(/max-anonymous-sessions: want a whole number from 1 to 1000000, got "lots"/)
+    expect(errorOf(() => loadConfig({ maxAnonymousSessions: 'lots' }, {}))).toMatch(/max-anonymous-sessions: want auto or a whole number from 1 to 1000000, got "lots"/)
     expect(errorOf(() => loadConfig({ maxHolds: '0' }, {}))).toMatch(/max-holds: want a whole number/)
+  })
+
+  it('sizes the session budgets from memory by default: half of it at 256 KiB a session, at least 1000', () => {
+    expect(autoMaxSessions(8 * 1024 ** 3)).toBe(16_384)
+    expect(autoMaxSessions(1024 ** 3)).toBe(2048)
+    expect(autoMaxSessions(256 * 1024 ** 2)).toBe(1000)
+    expect(autoMaxSessions(2 ** 50)).toBe(1_000_000)
+    expect(loadConfig({ maxSessions: 'auto', maxAnonymousSessions: '30' }, {})).toMatchObject({ maxSessions: autoMaxSessions(), maxAnonymousSessions: 30 })
+  })
+
+  it('takes every per-session cap and timeout from flags, env and YAML, and refuses bad values naming the key', () => {
+    expect(loadConfig({}, {})).toMatchObject({
+      maxSessionsPerKey: 100, maxForwardsPerSession: 16, maxStreamsPerSession: 1024, keepaliveIntervalMs: 15_000, keepaliveCountMax: 3,
+      commandWaitMs: 10_000, upstreamTimeoutMs: 300_000, upstreamConnections: 128, maxRequestHeaderSize: 16_384, maxResponseHeaderSize: 32_768,
+      inspectMemoryMib: 256, inspectMaxOwners: 1000,
+    })
+    expect(loadConfig({ inspectMaxOwners: '20000' }, { PORTHOLE_INSPECT_MEMORY_MIB: '1024' })).toMatchObject({ inspectMemoryMib: 1024, inspectMaxOwners: 20_000 })
+    const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
+    const file = join(dir, 'porthole.yml')
+    writeFileSync(file, 'max-sessions-per-key: 500\nmax-forwards-per-session: 64\nkeepalive-interval: 30s\nmax-request-header-size: 65536\n')
+    const config = loadConfig({ config: file, maxForwardsPerSession: '8', commandWait: '1m' }, {
+      PORTHOLE_MAX_STREAMS_PER_SESSION: '4096', PORTHOLE_KEEPALIVE_COUNT_MAX: '5', PORTHOLE_UPSTREAM_TIMEOUT: '30s', PORTHOLE_UPSTREAM_CONNECTIONS: '512',
+      PORTHOLE_MAX_RESPONSE_HEADER_SIZE: '2048',
+    })
+    expect(config).toMatchObject({
+      maxSessionsPerKey: 500, maxForwardsPerSession: 8, maxStreamsPerSession: 4096, keepaliveIntervalMs: 30_000, keepaliveCountMax: 5,
+      commandWaitMs: 60_000, upstreamTimeoutMs: 30_000, upstreamConnections: 512, maxRequestHeaderSize: 65_536, maxResponseHeaderSize: 2048,
+    })
+    expect(errorOf(() => loadConfig({ maxSessionsPerKey: '0' }, {}))).toMatch(/max-sessions-per-key: want a whole number from 1 to 1000000, got "0"/)
+    expect(errorOf(() => loadConfig({ keepaliveInterval: '0s' }, {}))).toMatch(/keepalive-interval: want a duration above zero/)
+    expect(errorOf(() => loadConfig({ commandWait: 'soon' }, {}))).toMatch(/command-wait: want a duration above zero/)
+    expect(errorOf(() => loadConfig({ maxRequestHeaderSize: '100' }, {}))).toMatch(/max-request-header-size: want a number of bytes from 1024 to 1048576, got "100"/)
+    expect(errorOf(() => loadConfig({ maxStreamsPerSession: 'many' }, {}))).toMatch(/max-streams-per-session: want a whole number/)
   })
 })

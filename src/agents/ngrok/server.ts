@@ -14,10 +14,17 @@ import { accountOwner } from '../../identity/owner.js'
 import { listenOn } from '../../net/listen.js'
 import { StartupAdmission, type StartupLimits } from '../admission.js'
 import { observeLogin } from '../../observe/channels.js'
-import { sessionRefusal, type SessionBudgets, type LiveLogin } from '../session-budget.js'
+import type { SessionBudgets, SessionCounts } from '../session-budget.js'
 import type { Auth } from './messages.js'
 import { MuxCode } from './muxado/index.js'
 import { NgrokSession, type AgentLogin, type NgrokSessionContext } from './session.js'
+
+/**
+ * Proxy streams one ngrok agent session may carry at once: a protocol limit, not a tunable. ngrok-rust (under the
+ * @ngrok/ngrok SDKs) accepts at most 512 concurrent muxado streams and its session dies past that; the RPCs and
+ * heartbeat need a few of those. max-streams-per-session can lower it, not raise it.
+ */
+export const NGROK_MAX_STREAMS = 480
 
 export interface NgrokAgentOptions {
   readonly identity: Identity
@@ -32,9 +39,9 @@ export interface NgrokAgentOptions {
   readonly serverNames: readonly string[]
   readonly startups: StartupLimits
   readonly budgets: SessionBudgets
-  /** Live logins of the other transports, counted in the same budgets. */
-  readonly otherLogins: () => Iterable<LiveLogin>
-  readonly session: Omit<NgrokSessionContext, 'log' | 'login' | 'admit'>
+  /** Live sessions of every transport (SSH too), counted in the same budgets. */
+  readonly counts: SessionCounts
+  readonly session: Omit<NgrokSessionContext, 'log' | 'login' | 'admit' | 'live'>
   readonly log: Logger
 }
 
@@ -82,13 +89,6 @@ export class NgrokAgent implements SessionDirectory {
     return [...this.#sessions.values()].flatMap((session) => session.info() ?? [])
   }
 
-  /** Live logins of this transport, for the shared session budgets. */
-  * logins (): Iterable<LiveLogin> {
-    for (const session of this.#sessions.values()) {
-      if (session.login) yield { owner: session.login.owner, remoteAddr: session.remoteAddr }
-    }
-  }
-
   async kill (id: string): Promise<boolean> {
     const session = this.#sessions.get(id)
     if (!session?.live) return false
@@ -128,16 +128,22 @@ export class NgrokAgent implements SessionDirectory {
     const release = this.#tickets.get(`${socket.remoteAddress}:${socket.remotePort}`) ?? noop
     socket.on('error', () => {})
     const id = randomUUID().slice(0, 8)
+    let uncount = noop
     const session = new NgrokSession(id, socket, {
       ...this.#options.session,
       log: this.#log,
       login: (auth, ip) => this.#login(auth, ip),
       admit: (login, ip) => {
-        const refusal = sessionRefusal(login.owner, ip, [...this.#options.otherLogins(), ...this.logins()], this.#options.budgets)
+        const refusal = this.#options.counts.refusal(login.owner, ip, this.#options.budgets)
         if (refusal === null) release()
         return refusal
       },
-    }, (ended) => this.#sessions.delete(ended.id))
+      // Counted under the owner it goes live as (an anonymous agent is ngrok:<ClientId>), in the same tick as admit.
+      live: (owner, ip) => { uncount = this.#options.counts.add({ owner, remoteAddr: ip }) },
+    }, (ended) => {
+      this.#sessions.delete(ended.id)
+      uncount()
+    })
     this.#sessions.set(id, session)
   }
 

@@ -38,6 +38,8 @@ export interface NgrokSessionContext extends EndpointContext {
   readonly login: (auth: Auth, ip: string) => Promise<AgentLogin>
   /** Whether a login may start one more session (budgets); a PortholeError when not. */
   readonly admit: (login: AgentLogin, ip: string) => PortholeError | null
+  /** The session went live as `owner` (right after admit, in the same tick): counted in the session budgets. */
+  readonly live?: (owner: Owner, ip: string) => void
 }
 
 interface Tunnel {
@@ -279,6 +281,7 @@ export class NgrokSession {
     const owner: Owner = anonymousOwner ? { id: `ngrok:${clientId}`, persistent: true, known: false } : login.owner
     const clientVersion = `${auth.extra.clientType || 'ngrok'} ${auth.extra.version}`.trim()
     this.#state = { state: 'live', login: { ...login, owner }, clientId, clientVersion }
+    this.#ctx.live?.(owner, this.#remote.remoteAddress)
     clearTimeout(this.#loginTimer)
     // An agent beating less often than the gateway's tolerance (SDK heartbeatInterval) is given two of its intervals.
     const announcedMs = Math.min(auth.extra.heartbeatIntervalNs / 1e6, MAX_AGENT_INTERVAL_MS)

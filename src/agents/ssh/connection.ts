@@ -83,6 +83,8 @@ interface Forward {
 const HTTP_PORTS = new Set([80, 443, 0])
 /** What a session may send on stdin (CA certificates; later policy documents). */
 const MAX_STDIN_BYTES = 256 * 1024
+/** How often the terminal is told that max-streams-per-session turned visitors away (PH_1122). */
+const STREAMS_FULL_TELL_MS = 60_000
 const CTRL_C = 0x03
 const CTRL_D = 0x04
 
@@ -104,6 +106,8 @@ export class SshConnection {
   #sessionOpen = false
   #terminal: Terminal | null = null
   #openChannels = 0
+  /** When PH_1122 was last told (performance.now()); -Infinity: never. */
+  #streamsFullToldAt = -Infinity
   /** The forwarded-tcpip channels open now: the ones the agent has not ended fail when the session goes. */
   readonly #channels = new Set<ServerChannel>()
   #closed = false
@@ -189,15 +193,23 @@ export class SshConnection {
     reject?.()
   }
 
-  /** Queues a forward until the session's options (and terminal) are known. Refused ones count too. */
+  /**
+   * Queues a forward until the session's options (and terminal) are known. Refused ones count too. The first
+   * forward past max-forwards-per-session is queued as a refusal, so that the session's terminal (open later, or
+   * not yet written to) gets its PH_1018 line before the global request fails, as other refusals do; the ones
+   * after it are refused at once (the queue stays bounded), with the line when a terminal is open.
+   */
   #enqueue (forward: Forward): void {
     if (this.#closed) return forward.reject?.()
     if (this.#forwards.length >= this.#ctx.maxForwards) {
       this.#log.info({ limit: this.#ctx.maxForwards }, 'forward refused: too many in this session')
       const error = new PortholeError('PH_1018', String(this.#ctx.maxForwards))
       observeLimit(error)
-      this.#terminal?.error(error.toLine())
-      return forward.reject?.()
+      if (this.#forwards.length > this.#ctx.maxForwards) {
+        this.#terminal?.error(error.toLine())
+        return forward.reject?.()
+      }
+      forward = { ...forward, refusal: error }
     }
     this.#forwards.push(forward)
     this.#options.forwardWaiting()
@@ -547,12 +559,27 @@ export class SshConnection {
     return endpoint
   }
 
+  /**
+   * The visitor turned away at max-streams-per-session gets a 502 (PH_3002); the user is told on the terminal and
+   * in the log, at most once a minute (a busy tunnel would otherwise fill the terminal with the same line).
+   */
+  #tellStreamsFull (): void {
+    const error = new PortholeError('PH_1122', String(this.#ctx.maxChannels))
+    observeLimit(error)
+    const now = performance.now()
+    if (now - this.#streamsFullToldAt < STREAMS_FULL_TELL_MS) return
+    this.#streamsFullToldAt = now
+    this.#log.warn({ limit: this.#ctx.maxChannels }, error.toLine())
+    this.#terminal?.error(error.toLine())
+  }
+
   /** Opens a forwarded-tcpip channel carrying exactly the bind address and port the client asked for. */
   #dial (forward: Forward, client: ClientAddress): Promise<ServerChannel> {
     // Counted from the request on, not from the client's confirmation: a burst cannot get past the limit.
     const started = performance.now()
     if (this.#openChannels >= this.#ctx.maxChannels) {
       observeDial('ssh', started, 'busy')
+      this.#tellStreamsFull()
       return Promise.reject(new PortholeError('PH_3002', `more than ${this.#ctx.maxChannels} open streams on this tunnel`))
     }
     this.#openChannels++

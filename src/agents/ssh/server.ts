@@ -1,7 +1,9 @@
 // The SSH agent transport: an ssh2 server that authenticates clients (authorized_keys, or anonymous under
 // DESIGN's rule), answers keepalives, pings idle clients and hands each client to an SshConnection.
 // Admission: connections not yet logged in go through StartupAdmission (admission.ts); logged-in sessions
-// have two budgets, known keys and anonymous clients, so strangers cannot take known users' places.
+// have two budgets, known keys and anonymous clients, so strangers cannot take known users' places
+// (session-budget.ts, counted with the ngrok transport). Every refusal is told in one line with its code: before
+// the key exchange as a cleartext disconnect (pre-kex-refusal.ts), during login as a userauth banner (auth-banner.ts).
 import { randomUUID } from 'node:crypto'
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { listenOn } from '../../net/listen.js'
@@ -10,7 +12,7 @@ import type { Logger } from 'pino'
 import { PortholeError } from '../../core/errors.js'
 import type { Owner } from '../../core/endpoint.js'
 import type { SessionDirectory, SessionInfo } from '../../core/session.js'
-import { observeLogin, sessionChannel, type SessionObserved } from '../../observe/channels.js'
+import { observeLimit, observeLogin, sessionChannel, type SessionObserved } from '../../observe/channels.js'
 import type { AuthorizedKeys } from '../../identity/authorized-keys.js'
 import { fingerprint } from '../../identity/fingerprint.js'
 import { accountOwner } from '../../identity/owner.js'
@@ -19,8 +21,10 @@ import { SshConnection, type ConnectionContext, type SessionLogin } from './conn
 import { batchWritesPerTick } from './batch-writes.js'
 import { LoginThrottle } from '../../identity/login-throttle.js'
 import { StartupAdmission, type StartupLimits } from '../admission.js'
-import { sessionRefusal, type LiveLogin, type SessionBudgets } from '../session-budget.js'
+import type { SessionBudgets, SessionCounts } from '../session-budget.js'
 import { offeredHostKeys, sshAlgorithms } from './algorithms.js'
+import { sendAuthBanner } from './auth-banner.js'
+import { preKexRefusal } from './pre-kex-refusal.js'
 
 const { Server, utils } = ssh2
 
@@ -36,8 +40,8 @@ export interface SshAgentOptions extends SessionBudgets {
   readonly throttle?: LoginThrottle
   readonly keepaliveIntervalMs: number
   readonly keepaliveCountMax: number
-  /** Live logins of the other transports (ngrok agents), counted in the same session budgets. */
-  readonly otherLogins: () => Iterable<LiveLogin>
+  /** Live sessions of every transport (ngrok agents too), counted in the same session budgets. */
+  readonly counts: SessionCounts
   /** Connections not yet logged in (MaxStartups and per source). */
   readonly startups: StartupLimits
   /** A TCP connection must have logged in by then (LoginGraceTime). */
@@ -55,6 +59,11 @@ const LEVEL_LOG: Record<string, 'debug' | 'info' | 'warn'> = {
   protocol: 'warn',
 }
 
+/**
+ * Authentication requests one connection may make (OpenSSH's MaxAuthTries is 6): bounds guessing per connection
+ * (the login deadline bounds the time). A protocol-defensive constant, not a setting: an agent offering more than
+ * 20 keys is told so (PH_1120) and how to pick one.
+ */
 const MAX_AUTH_ATTEMPTS = 20
 /**
  * How long a refused connection may take to read its one-line reason and close before it is destroyed, and
@@ -89,12 +98,17 @@ interface LoginState {
   refusal: PortholeError | null
   /** Once a keyboard-interactive round failed it is not offered again (Dropbear would retry it forever). */
   interactiveFailed: boolean
+  /** The refusal went out as a userauth banner: keyboard-interactive is not offered to say it again. */
+  told: boolean
+  /** Sends a line as a userauth banner (auth-banner.ts); false if it could not. */
+  banner: (line: string) => boolean
   tokenFailures: number
   /** Ends the connection (too many failures). */
   drop: () => void
 }
 
-/** Wrong authtokens one connection may send before it is dropped (OpenSSH clients try 3 by default). */
+/** Wrong authtokens one connection may send before it is dropped (OpenSSH clients try 3 by default): a
+ *  protocol-defensive constant (the throttle, per source, is what slows guessing); the user is told (PH_1121). */
 const MAX_TOKEN_FAILURES = 3
 
 export class SshAgent implements SessionDirectory {
@@ -164,7 +178,7 @@ export class SshAgent implements SessionDirectory {
     this.#server.injectSocket(socket)
   }
 
-  /** One line with the reason, then FIN; whatever the client sent is read and dropped so that no RST goes out. */
+  /** The reason (pre-kex-refusal.ts), then FIN; whatever the client sent is read and dropped so that no RST goes out. */
   #refuseSocket (socket: Socket, ip: string, error: PortholeError): void {
     this.#log.warn({ ip, pending: this.#startups.pending }, `ssh connection refused: ${error.toLine()}`)
     if (this.#lingering >= MAX_LINGERING) {
@@ -178,7 +192,7 @@ export class SshAgent implements SessionDirectory {
       clearTimeout(timer)
     })
     socket.resume()
-    socket.end(`${error.toLine()}\r\n`)
+    socket.end(preKexRefusal(error.toLine()))
   }
 
   get connections (): SshConnection[] {
@@ -227,15 +241,23 @@ export class SshAgent implements SessionDirectory {
       refusedKey: null,
       refusal: null,
       interactiveFailed: false,
+      told: false,
+      banner: (line) => sendAuthBanner(client, line),
+      drop: () => endAfterBanner(socket),
       tokenFailures: 0,
-      drop: () => socket.destroy(),
     }
     let attempts = 0
     client.on('authentication', (ctx) => {
       // Guessing forever on one connection is bounded too (the login deadline bounds the time).
       if (++attempts > MAX_AUTH_ATTEMPTS) {
-        log.info({ attempts }, 'refused: too many authentication attempts')
-        socket.destroy()
+        // Told once; what the client still sends before it reads our FIN is ignored.
+        if (attempts === MAX_AUTH_ATTEMPTS + 1) {
+          const error = new PortholeError('PH_1120', String(MAX_AUTH_ATTEMPTS))
+          observeLimit(error)
+          log.info({ attempts }, `ssh login refused: ${error.toLine()}`)
+          state.banner(error.toLine())
+          state.drop()
+        }
         return
       }
       // ctx.accept() emits 'ready' synchronously, so the owner is recorded before accepting.
@@ -251,9 +273,11 @@ export class SshAgent implements SessionDirectory {
       const connection = new SshConnection(id, client, { ...login, clientVersion, clientIdent: info.header?.identRaw, remoteAddr: info.ip, remotePort: info.port },
         { ...this.#options.connection, log, identity: this.#options.identity })
       this.#connections.set(id, connection)
+      const uncount = this.#options.counts.add({ owner, remoteAddr: info.ip })
       if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'start', session: connection.describe() } satisfies SessionObserved)
       client.once('close', () => {
         this.#connections.delete(id)
+        uncount()
         log.info('ssh session ended')
         if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'stop', session: connection.describe() } satisfies SessionObserved)
       })
@@ -267,7 +291,7 @@ export class SshAgent implements SessionDirectory {
     // Password methods are offered only when there is an authtoken that could match.
     const methods = (): Array<'publickey' | 'keyboard-interactive' | 'password'> => [
       'publickey',
-      ...(state.interactiveFailed ? [] : ['keyboard-interactive' as const]),
+      ...(state.interactiveFailed || state.told ? [] : ['keyboard-interactive' as const]),
       ...(identity.hasTokens ? ['password' as const] : []),
     ]
     if (ctx.method === 'publickey') {
@@ -304,12 +328,12 @@ export class SshAgent implements SessionDirectory {
     }
     if (ctx.method === 'keyboard-interactive') {
       if (state.refusal) {
-        this.#tell(ctx, state, state.refusal.toLine())
+        this.#tell(ctx, state, state.refusal.toLine(), methods)
         return
       }
       if (anonymous) {
         const login: Login = { owner: { id: `anon:${randomUUID()}`, persistent: false }, credential: { kind: 'anonymous', id: null }, fingerprint: null }
-        this.#admitLogin(state, login, () => ctx.accept(), () => this.#tell(ctx, state, state.refusal!.toLine()))
+        this.#admitLogin(state, login, () => ctx.accept(), () => this.#tell(ctx, state, state.refusal!.toLine(), methods))
         return
       }
       // The reason goes in the instruction text: OpenSSH and Dropbear print it to the user.
@@ -322,7 +346,7 @@ export class SshAgent implements SessionDirectory {
       ctx.prompt([{ prompt: 'Authtoken: ', echo: false }], 'Porthole', instructions, (answers) => {
         this.#checkToken(state, answers[0] ?? '', () => ctx.accept(), () => {
           state.interactiveFailed = true
-          if (state.refusal) this.#tell(ctx, state, state.refusal.toLine())
+          if (state.refusal) this.#tell(ctx, state, state.refusal.toLine(), methods)
           else ctx.reject(methods())
         })
       })
@@ -338,9 +362,11 @@ export class SshAgent implements SessionDirectory {
    */
   #admitLogin (state: LoginState, login: Login, accept: () => void, reject: () => void): void {
     observeLogin('ssh', 'ok')
-    const refusal = this.#sessionRefusal(login, state.ip)
+    const refusal = this.#options.counts.refusal(login.owner, state.ip, this.#options)
     if (refusal) {
       this.#log.warn({ ip: state.ip, owner: login.owner.id }, `ssh login refused: ${refusal.toLine()}`)
+      // Told once, as a banner: every client shows it (OpenSSH in BatchMode too, which never tries keyboard-interactive).
+      if (state.refusal === null) state.told = state.banner(refusal.toLine())
       state.refusal = refusal
       reject()
       return
@@ -349,20 +375,17 @@ export class SshAgent implements SessionDirectory {
     accept()
   }
 
-  #sessionRefusal (login: Login, ip: string): PortholeError | null {
-    const own = [...this.#connections.values()].map((connection) => ({ owner: connection.owner, remoteAddr: connection.login.remoteAddr }))
-    return sessionRefusal(login.owner, ip, [...own, ...this.#options.otherLogins()], this.#options)
-  }
-
-  /** Live logins of this transport, for the session budgets every transport shares. */
-  * logins (): Iterable<LiveLogin> {
-    for (const connection of this.#connections.values()) yield { owner: connection.owner, remoteAddr: connection.login.remoteAddr }
-  }
-
-  /** The keyboard-interactive instruction is where OpenSSH and Dropbear print a reason; then the method is done. */
-  #tell (ctx: AuthContext & { method: 'keyboard-interactive' }, state: LoginState, line: string): void {
+  /**
+   * Says a refusal over keyboard-interactive unless a banner said it already: the instruction is where OpenSSH
+   * (not in BatchMode) and Dropbear print a reason. No name: Dropbear prints name and instruction run together.
+   */
+  #tell (ctx: AuthContext & { method: 'keyboard-interactive' }, state: LoginState, line: string, methods: () => Array<'publickey' | 'keyboard-interactive' | 'password'>): void {
     state.interactiveFailed = true
-    ctx.prompt([], 'Porthole', line, () => ctx.reject(['publickey']))
+    if (state.told) {
+      ctx.reject(methods())
+      return
+    }
+    ctx.prompt([], '', line, () => ctx.reject(['publickey']))
   }
 
   /** An authtoken given as password; failures from one address are answered ever more slowly. */
@@ -377,8 +400,12 @@ export class SshAgent implements SessionDirectory {
       if (!record) {
         observeLogin('ssh', throttled ? 'throttled' : 'refused')
         this.#log.info({ ip }, new PortholeError('PH_1024').toLine())
-        if (++state.tokenFailures >= MAX_TOKEN_FAILURES) state.drop()
-        else reject()
+        if (++state.tokenFailures === MAX_TOKEN_FAILURES) {
+          const error = new PortholeError('PH_1121', String(MAX_TOKEN_FAILURES))
+          observeLimit(error)
+          state.banner(error.toLine())
+          state.drop()
+        } else if (state.tokenFailures < MAX_TOKEN_FAILURES) reject()
         return
       }
       this.#admitLogin(state, { owner: accountOwner(record.account, record.acl, `authtoken ${record.id}`), credential: { kind: 'token', id: record.id }, fingerprint: null }, accept, reject)
@@ -395,4 +422,10 @@ export class SshAgent implements SessionDirectory {
     const ended = Promise.all([...this.#connections.values()].map((connection) => connection.end(new PortholeError('PH_1021'))))
     await Promise.race([ended.then(() => closed), new Promise((resolve) => setTimeout(resolve, 3000).unref())])
   }
+}
+
+/** Closes a connection whose reason went out as a banner: FIN so that it is read, destroyed if it lingers. */
+function endAfterBanner (socket: Socket): void {
+  socket.end()
+  setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref()
 }
