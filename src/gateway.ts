@@ -101,7 +101,8 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     anonymousGraceMs: config.anonymousNameGraceMs,
     maxHolds: config.maxHolds,
     maxAnonymousHolds: config.maxAnonymousHolds,
-    onHoldsChanged: (holds) => names.save(holds),
+    // Batched: the store reads the holds once per write, not a copy of all of them per change.
+    onHoldsDirty: () => names.save(() => registry.holds()),
     reservedAgainst: (key, account) => identity.reservedAgainst(key, account),
     reservedFor: (key, account) => identity.reservedFor(key, account),
     reservedBelow: (key, account) => identity.reservedBelow(key, account),
@@ -344,7 +345,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
         await Promise.all([edge.close(), tls.close()])
         await events?.close()
         certs.close()
-        names.flush()
+        await names.flush()
         await identity.store.close()
         metrics.close()
         await metricsServer?.close()
