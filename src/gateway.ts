@@ -77,6 +77,8 @@ export interface GatewayParts {
   readonly inspect?: { readonly store: InspectStore, readonly replay: Replay }
   /** Webhook tuning, the file cap and the close deadline for the event sinks (tests). */
   readonly events?: Pick<EventsOptions, 'webhook' | 'closeWaitMs' | 'fileMaxBytes'>
+  /** How often the HTTP edge looks for idle upstream pools to release (tests; default 30 s). */
+  readonly poolSweepMs?: number
 }
 
 export async function startGateway (config: ServerConfig, log: Logger, parts: GatewayParts = {}): Promise<RunningGateway> {
@@ -130,6 +132,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     headerTimeoutMs: config.headerTimeoutMs,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     upstreamConnections: 128,
+    ...(parts.poolSweepMs !== undefined ? { poolSweepMs: parts.poolSweepMs } : {}),
   })
   const http = await edge.listen(config.httpAddr.host, config.httpAddr.port).catch(failed)
   started.push(() => edge.close())
