@@ -104,7 +104,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     maxHolds: config.maxHolds,
     maxAnonymousHolds: config.maxAnonymousHolds,
     // Batched: the store reads the holds once per write, not a copy of all of them per change.
-    onHoldsDirty: () => names.save(() => registry.holds()),
+    onHoldsDirty: () => names.save(() => registry.holdValues()),
     reservedAgainst: (key, account) => identity.reservedAgainst(key, account),
     reservedFor: (key, account) => identity.reservedFor(key, account),
     reservedBelow: (key, account) => identity.reservedBelow(key, account),

@@ -293,6 +293,11 @@ export class Registry {
     return [...this.#holds.values()].map((hold) => ({ ...hold }))
   }
 
+  /** The holds themselves, not copies (the name store serialises them at once, and caches by object). */
+  holdValues (): IterableIterator<Readonly<Hold>> {
+    return this.#holds.values()
+  }
+
   #live (hold: Hold): boolean {
     return hold.expiresAt === null || hold.expiresAt > this.#now()
   }

@@ -5,6 +5,8 @@
 // are read and written on the thread pool. At most one write is in flight; changes made meanwhile are written
 // by the next one (the latest state wins). A crash loses at most the changes of the last `delayMs` plus the
 // time one write takes (the batch being written, and the one waiting behind it); close() writes what is left.
+// Each hold's JSON is kept from one write to the next (keyed by the registry's own hold object and its expiry),
+// so a write with 10,000 holds joins strings instead of serialising every hold again.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { replaceFileAsync } from '../storage/files.js'
@@ -18,7 +20,9 @@ export class NameStore {
   readonly #write: WriteFile
   readonly #onError: (error: Error) => void
   /** Reads the holds to write; set by save() since the last write began. */
-  #dirty: (() => Hold[]) | null = null
+  #dirty: (() => Iterable<Readonly<Hold>>) | null = null
+  /** The JSON of each hold as last written, while its expiry is the same. */
+  readonly #fragments = new WeakMap<Readonly<Hold>, { expiresAt: number | null, json: string }>()
   #timer: NodeJS.Timeout | null = null
   #writing: Promise<void> | null = null
 
@@ -51,7 +55,7 @@ export class NameStore {
   }
 
   /** Marks the holds changed: `holds` (or what the function returns when the batch is written) will be saved. */
-  save (holds: Hold[] | (() => Hold[])): void {
+  save (holds: Iterable<Readonly<Hold>> | (() => Iterable<Readonly<Hold>>)): void {
     this.#dirty = typeof holds === 'function' ? holds : () => holds
     if (this.#timer === null && this.#writing === null) this.#schedule()
   }
@@ -80,13 +84,27 @@ export class NameStore {
     this.#timer.unref()
   }
 
+  /** `{"version":1,"holds":[...]}` from cached per-hold JSON. */
+  #serialize (holds: Iterable<Readonly<Hold>>): string {
+    const parts: string[] = []
+    for (const hold of holds) {
+      let fragment = this.#fragments.get(hold)
+      if (fragment === undefined || fragment.expiresAt !== hold.expiresAt) {
+        fragment = { expiresAt: hold.expiresAt, json: JSON.stringify(hold) }
+        this.#fragments.set(hold, fragment)
+      }
+      parts.push(fragment.json)
+    }
+    return `{"version":1,"holds":[${parts.join(',')}]}`
+  }
+
   #start (): void {
     const read = this.#dirty
     if (read === null) return
     this.#dirty = null
     let text: string
     try {
-      text = JSON.stringify({ version: 1, holds: read() })
+      text = this.#serialize(read())
     } catch (error) {
       this.#onError(error as Error)
       return

@@ -107,6 +107,19 @@ describe('name store batching', () => {
     expect(written).toHaveLength(1)
   })
 
+  it('writes a hold again with its new expiry after the registry changed it in place (cached JSON per hold)', async () => {
+    const writer = slowWriter()
+    const store = new NameStore(dir, (error) => { throw error }, 200, writer.write)
+    const live = holdsUpTo(2)
+    store.save(live)
+    await vi.advanceTimersByTimeAsync(200)
+    writer.writes[0]!.done()
+    live[1]!.expiresAt = 123_456 // went offline: the registry sets the expiry on its own object
+    store.save(live)
+    await vi.advanceTimersByTimeAsync(200)
+    expect(writer.holdsOf(1)).toEqual([hold(0), { ...hold(1), expiresAt: 123_456 }, hold(2)])
+  })
+
   it('writes through the real file and reads back what it wrote', async () => {
     vi.useRealTimers()
     const store = new NameStore(dir, (error) => { throw error }, 10)
