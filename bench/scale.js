@@ -9,7 +9,7 @@
 //
 //   node bench/scale.js [--only=idle-memory|setup-rate|many-endpoints] [--tunnels=1000,5000] [--up=5000]
 //                       [--per-session=16] [--cpu-prof]
-//   env BENCH_DURATION=5s BENCH_ROUNDS=2 (many-endpoints wrk runs)
+//   env BENCH_DURATION=5s BENCH_ROUNDS=2 (many-endpoints wrk runs), BENCH_PORTHOLE_BIN (another build's bin/porthole.js)
 import { spawn, execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -68,7 +68,7 @@ async function settledRss (pid) {
 
 async function startGateway () {
   const dataDir = mkdtempSync(join(tmpdir(), 'porthole-scale-'))
-  const args = [...(TWO_CORES ? ['-c', '0', process.execPath] : [process.execPath]), '--max-old-space-size=4096', ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results')}`] : []), join(ROOT, 'bin', 'porthole.js'), 'serve',
+  const args = [...(TWO_CORES ? ['-c', '0', process.execPath] : [process.execPath]), '--max-old-space-size=4096', ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results')}`] : []), process.env.BENCH_PORTHOLE_BIN ?? join(ROOT, 'bin', 'porthole.js'), 'serve',
     '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0', '--api-addr', 'off', '--agent-addr', 'off',
     '--data-dir', dataDir, '--log-level', 'info', '--inspect=false',
     // The caps that would stop the bench long before memory does (an anonymous loopback gateway):
@@ -190,23 +190,28 @@ async function idleMemory () {
 
 async function setupRate () {
   const gateway = await startGateway()
-  const batch = 300
-  const measure = async (label) => {
+  const batch = 320
+  /** `batch` tunnels: a session with one random-name -R each (per 1), or named forwards in sessions of `per`. */
+  const measure = async (label, per = 1) => {
     const sessions = []
     let next = 0
+    let named = 0
     const before = cpuMs(gateway.pid)
     const started = process.hrtime.bigint()
     const worker = async () => {
-      while (next++ < batch) sessions.push(await openSession(gateway, ['']))
+      while (next < batch) {
+        next += per
+        sessions.push(await openSession(gateway, per === 1 ? [''] : Array.from({ length: per }, () => `s${named++}x${label.length}`)))
+      }
     }
-    await Promise.all(Array.from({ length: 32 }, worker))
+    await Promise.all(Array.from({ length: Math.min(32, batch / per) }, worker))
     const wallS = Number(process.hrtime.bigint() - started) / 1e9
     const window = `${((Date.now() - gateway.startedAt) / 1000 - wallS).toFixed(0)}-${((Date.now() - gateway.startedAt) / 1000).toFixed(0)}`
     await sleep(300) // replies written, bookkeeping after the last bind done
     const ms = (cpuMs(gateway.pid) - before - 300 * idleCpuPerMs) / batch
     closeAll(sessions)
     await sleep(1500)
-    console.log(`setup-rate: ${label}: ${ms.toFixed(2)} ms gateway CPU per new tunnel (session + -R), ${(1000 / ms).toFixed(0)} tunnels/s per free core; wall ${(batch / wallS).toFixed(0)}/s${CPU_PROF ? ` (profile window ~${window} s)` : ''}`)
+    console.log(`setup-rate: ${label}: ${ms.toFixed(2)} ms gateway CPU per new tunnel (${per === 1 ? 'session + -R' : `sessions of ${per} -R`}), ${(1000 / ms).toFixed(0)} tunnels/s per free core; wall ${(batch / wallS).toFixed(0)}/s${CPU_PROF ? ` (profile window ~${window} s)` : ''}`)
     return { label, cpuMsPerTunnel: ms, perCoreRate: 1000 / ms, wallRate: batch / wallS }
   }
   // The gateway's idle CPU (timers), subtracted from the settle time.
@@ -216,13 +221,16 @@ async function setupRate () {
   try {
     await measure('warm-up')
     const empty = await measure('0 up')
+    const empty16 = await measure('0 up', 16)
     const up = await openTunnels(gateway, UP)
     await sleep(2000)
     const loaded = await measure(`${UP} up`)
+    const loaded16 = await measure(`${UP} up`, 16)
     const ratio = loaded.cpuMsPerTunnel / empty.cpuMsPerTunnel
-    console.log(`setup-rate: CPU per setup with ${UP} up / with 0 up: ${ratio.toFixed(2)}`)
+    const ratio16 = loaded16.cpuMsPerTunnel / empty16.cpuMsPerTunnel
+    console.log(`setup-rate: CPU per setup with ${UP} up / with 0 up: ${ratio.toFixed(2)} (a session per tunnel), ${ratio16.toFixed(2)} (sessions of 16)`)
     closeAll(up)
-    return { empty, loaded, ratio }
+    return { empty, loaded, ratio, empty16, loaded16, ratio16 }
   } finally {
     await gateway.stop()
   }
