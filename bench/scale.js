@@ -66,14 +66,14 @@ async function settledRss (pid) {
 
 // --- gateway -----------------------------------------------------------------------------------------------
 
-async function startGateway () {
+async function startGateway (extra = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'porthole-scale-'))
   const args = [...(TWO_CORES ? ['-c', '0', process.execPath] : [process.execPath]), '--max-old-space-size=4096', ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results')}`] : []), process.env.BENCH_PORTHOLE_BIN ?? join(ROOT, 'bin', 'porthole.js'), 'serve',
     '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0', '--api-addr', 'off', '--agent-addr', 'off',
     '--data-dir', dataDir, '--log-level', 'info', '--inspect=false',
     // The caps that would stop the bench long before memory does (an anonymous loopback gateway):
     '--max-anonymous-sessions', '100000', '--max-anonymous-sessions-per-source', '100000',
-    '--max-startups', '1000:30:100000', '--per-source-max-startups', '100000', '--max-anonymous-holds', '1000000']
+    '--max-startups', '1000:30:100000', '--per-source-max-startups', '100000', '--max-anonymous-holds', '1000000', ...extra]
   const startedAt = Date.now()
   const proc = spawn(TWO_CORES ? 'taskset' : args.shift(), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PORTHOLE_LOG_LEVEL: 'info' } })
   let out = ''
@@ -87,7 +87,7 @@ async function startGateway () {
       const port = (addr) => Number(addr.split(':').at(-1))
       // The node process itself (taskset execs it: same pid).
       const tail = () => out.split('\n').filter((l) => /"level":(40|50|60)/.test(l)).slice(-5).join('\n') + err.slice(-2000)
-      return { proc, pid: proc.pid, startedAt, ssh: port(info.ssh), http: port(info.http), dataDir, tail, stop: () => stopGateway(proc, dataDir) }
+      return { proc, pid: proc.pid, startedAt, metrics: info.metrics && info.metrics !== 'off' ? port(info.metrics) : null, ssh: port(info.ssh), http: port(info.http), dataDir, tail, stop: () => stopGateway(proc, dataDir) }
     }
     if (proc.exitCode !== null) throw new Error(`gateway exited: ${err}${out}`)
     await sleep(100)
@@ -164,22 +164,33 @@ function closeAll (sessions) {
 
 // --- scenarios ---------------------------------------------------------------------------------------------
 
+/** The gateway's V8 heap in use and external memory (prom-client's process metrics on --metrics-addr), bytes. */
+async function heapOf (gateway) {
+  if (gateway.metrics === null) return null
+  const text = await (await fetch(`http://127.0.0.1:${gateway.metrics}/metrics`)).text()
+  const read = (name) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN)
+  return { heapUsed: read('nodejs_heap_size_used_bytes'), external: read('nodejs_external_memory_bytes') }
+}
+
 async function idleMemory () {
   const rows = []
   for (const n of TUNNELS) {
-    const gateway = await startGateway()
+    const gateway = await startGateway(['--metrics-addr', '127.0.0.1:0'])
     try {
       const warm = await openTunnels(gateway, 32) // so that lazily loaded code is in the baseline
       closeAll(warm)
       await sleep(2000)
       const base = await settledRss(gateway.pid)
+      const baseHeap = await heapOf(gateway)
       const started = Date.now()
       const sessions = await openTunnels(gateway, n)
       const setupS = (Date.now() - started) / 1000
       const rss = await settledRss(gateway.pid)
+      const heap = await heapOf(gateway)
+      const heapPer = heap && baseHeap ? { heapUsed: (heap.heapUsed - baseHeap.heapUsed) / n, external: (heap.external - baseHeap.external) / n } : null
       const perTunnel = (rss - base) * 1024 / n
-      rows.push({ tunnels: n, sessions: sessions.length, baseMiB: base / 1024, rssMiB: rss / 1024, bytesPerTunnel: perTunnel, setupS })
-      console.log(`idle-memory: ${n} tunnels (${sessions.length} sessions of up to ${PER_SESSION}): RSS ${(base / 1024).toFixed(0)} -> ${(rss / 1024).toFixed(0)} MiB, ${(perTunnel / 1024).toFixed(1)} KB per idle tunnel (set up in ${setupS.toFixed(1)} s)`)
+      rows.push({ tunnels: n, sessions: sessions.length, baseMiB: base / 1024, rssMiB: rss / 1024, bytesPerTunnel: perTunnel, heapPerTunnel: heapPer, setupS })
+      console.log(`idle-memory: ${n} tunnels (${sessions.length} sessions of up to ${PER_SESSION}): RSS ${(base / 1024).toFixed(0)} -> ${(rss / 1024).toFixed(0)} MiB, ${(perTunnel / 1024).toFixed(1)} KB per idle tunnel (set up in ${setupS.toFixed(1)} s)${heapPer ? `; of it V8 heap in use ${(heapPer.heapUsed / 1024).toFixed(1)} KB, external ${(heapPer.external / 1024).toFixed(1)} KB (not after a GC)` : ''}`)
       closeAll(sessions)
     } finally {
       await gateway.stop()
@@ -250,6 +261,7 @@ request = function() return wrk.format("GET", "/small", { Host = "e" .. math.ran
     // wrk runs in a separate process, so this one (the agents) must keep serving while it runs: run it async.
     const wrkAsync = (hosts, duration) => new Promise((resolve, reject) => {
       const before = cpuMs(gateway.pid)
+      const from = (Date.now() - gateway.startedAt) / 1000
       const child = spawn(TWO_CORES ? 'taskset' : 'wrk', [...(TWO_CORES ? ['-c', '1', 'wrk'] : []), '-t1', '-c50', `-d${duration}`, '-s', script, `http://127.0.0.1:${gateway.http}/`],
         { env: { ...process.env, HOSTS: String(hosts) } })
       let out = ''
@@ -260,7 +272,8 @@ request = function() return wrk.format("GET", "/small", { Host = "e" .. math.ran
         const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0)
         const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
         if (requests === 0 || non2xx > 0) return reject(new Error(`wrk: ${non2xx} error answers:\n${out}`))
-        resolve({ requests, cpuUsPerRequest: cpu * 1000 / requests, rps: requests / parseFloat(duration) })
+        const window = `${Math.ceil(from)}-${Math.floor((Date.now() - gateway.startedAt) / 1000)}`
+        resolve({ requests, cpuUsPerRequest: cpu * 1000 / requests, rps: requests / parseFloat(duration), window })
       })
     })
     await wrkAsync(endpoints, '2s') // warm-up: every endpoint's pool and streams
@@ -272,7 +285,7 @@ request = function() return wrk.format("GET", "/small", { Host = "e" .. math.ran
         await wrkAsync(hosts, '1s')
         const result = await wrkAsync(hosts, DURATION)
         ;(hosts === 1 ? one : many).push(result)
-        console.log(`many-endpoints: round ${round + 1}, ${hosts} endpoint(s): ${result.cpuUsPerRequest.toFixed(1)} µs gateway CPU per request, ${result.rps.toFixed(0)} req/s`)
+        console.log(`many-endpoints: round ${round + 1}, ${hosts} endpoint(s): ${result.cpuUsPerRequest.toFixed(1)} µs gateway CPU per request, ${result.rps.toFixed(0)} req/s${CPU_PROF ? ` (profile window ${result.window} s)` : ''}`)
       }
     }
     const ratio = median(many.map((r) => r.cpuUsPerRequest)) / median(one.map((r) => r.cpuUsPerRequest))
