@@ -78,6 +78,8 @@ export interface GatewayParts {
   readonly inspect?: { readonly store: InspectStore, readonly replay: Replay }
   /** Webhook tuning, the file cap and the close deadline for the event sinks (tests). */
   readonly events?: Pick<EventsOptions, 'webhook' | 'closeWaitMs' | 'fileMaxBytes'>
+  /** How often the HTTP edge looks for idle upstream pools to release (tests; default 30 s). */
+  readonly poolSweepMs?: number
 }
 
 export async function startGateway (config: ServerConfig, log: Logger, parts: GatewayParts = {}): Promise<RunningGateway> {
@@ -102,7 +104,8 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     anonymousGraceMs: config.anonymousNameGraceMs,
     maxHolds: config.maxHolds,
     maxAnonymousHolds: config.maxAnonymousHolds,
-    onHoldsChanged: (holds) => names.save(holds),
+    // Batched: the store reads the holds once per write, not a copy of all of them per change.
+    onHoldsDirty: () => names.save(() => registry.holdValues()),
     reservedAgainst: (key, account) => identity.reservedAgainst(key, account),
     reservedFor: (key, account) => identity.reservedFor(key, account),
     reservedBelow: (key, account) => identity.reservedBelow(key, account),
@@ -130,6 +133,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     headerTimeoutMs: config.headerTimeoutMs,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     upstreamConnections: config.upstreamConnections,
+    ...(parts.poolSweepMs !== undefined ? { poolSweepMs: parts.poolSweepMs } : {}),
   })
   const http = await edge.listen(config.httpAddr.host, config.httpAddr.port).catch(failed)
   started.push(() => edge.close())
@@ -348,7 +352,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
         await Promise.all([edge.close(), tls.close()])
         await events?.close()
         certs.close()
-        names.flush()
+        await names.flush()
         await identity.store.close()
         metrics.close()
         await metricsServer?.close()

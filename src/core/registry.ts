@@ -2,13 +2,15 @@
 // it; when its endpoint goes away the owner keeps a hold on it for a grace period, so the same key gets the
 // same name back (random names included) and nobody else can take it meanwhile, nor a name under or above
 // it (from there cookies can be tossed onto its hosts) unless the operator granted that. No I/O here: the holds are
-// handed to a persistence callback (identity/name-store) whenever they change.
+// handed to a persistence callback (identity/name-store) whenever they change. Bookkeeping per bind and unbind
+// is O(1) in the number of holds (core/hold-index.ts), so setting up a tunnel costs the same with 10,000 up.
 // Known owners (a credential the operator issued) and anonymous ones (any key, in anonymous mode) hold names
 // in two budgets: strangers making up keys can fill only theirs, where the oldest offline name makes room for
 // a new one and the grace period is shorter. Known owners' names are never let go for anyone else.
 import { randomInt, randomUUID } from 'node:crypto'
 import { PortholeError } from './errors.js'
-import { covers, nested, parseBindAddress, randomLabel, wildcardsFor } from './names.js'
+import { parseBindAddress, randomLabel, wildcardsFor } from './names.js'
+import { HoldIndex } from './hold-index.js'
 import type { AgentRef, Dialer, Endpoint, EndpointHooks, EndpointSpec, Owner } from './endpoint.js'
 
 /** A name held by an owner. `slot` tells random names of one owner apart (the -R bind address and port). */
@@ -37,7 +39,10 @@ export interface RegistryOptions {
   /** Holds of one owner; past it that owner's oldest unbound hold makes room. */
   maxHoldsPerOwner?: number
   now?: () => number
+  /** Called with a copy of every hold after each change (costs a copy of all holds per change: tests). */
   onHoldsChanged?: (holds: Hold[]) => void
+  /** Called after each change, with nothing: the listener reads holds() when it persists them (batched). */
+  onHoldsDirty?: () => void
   /**
    * Whether `key` (a host, `*.suffix` or `tcp:PORT`) is reserved for an account other than `account`
    * (undefined: for any account). Reserved names are never given to anyone else, random ones included.
@@ -83,13 +88,14 @@ export class Registry {
   readonly #maxHoldsPerOwner: number
   readonly #now: () => number
   readonly #onHoldsChanged: ((holds: Hold[]) => void) | undefined
+  readonly #onHoldsDirty: (() => void) | undefined
   readonly #reservedAgainst: (key: string, account: string | undefined) => boolean
   readonly #reservedFor: (key: string, account: string) => boolean
   readonly #reservedBelow: (key: string, account: string | undefined) => boolean
   readonly #exact = new Map<string, Endpoint>()
   readonly #wildcard = new Map<string, Endpoint>()
   readonly #tcp = new Map<number, Endpoint>()
-  readonly #holds = new Map<string, Hold>()
+  readonly #holds: HoldIndex
 
   constructor (options: RegistryOptions) {
     this.#domain = options.domain
@@ -100,6 +106,8 @@ export class Registry {
     this.#maxHoldsPerOwner = options.maxHoldsPerOwner ?? 100
     this.#now = options.now ?? Date.now
     this.#onHoldsChanged = options.onHoldsChanged
+    this.#onHoldsDirty = options.onHoldsDirty
+    this.#holds = new HoldIndex(options.domain)
     this.#reservedAgainst = options.reservedAgainst ?? (() => false)
     this.#reservedFor = options.reservedFor ?? (() => false)
     this.#reservedBelow = options.reservedBelow ?? (() => false)
@@ -120,7 +128,7 @@ export class Registry {
       // No hold outlives its grace period counted from now (it may have been saved under a longer one).
       const until = now + (hold.anonymous === true ? this.#anonymousGraceMs : this.#graceMs)
       const expiresAt = Math.min(hold.expiresAt ?? until, until)
-      if (expiresAt > now) this.#holds.set(hold.host, { ...hold, ...(hold.anonymous === true ? { anonymous: true } : {}), expiresAt })
+      if (expiresAt > now) this.#holds.set({ ...hold, ...(hold.anonymous === true ? { anonymous: true } : {}), expiresAt })
     }
   }
 
@@ -209,7 +217,7 @@ export class Registry {
     else (this.#mapFor(key) as Map<string, Endpoint>).set(key, endpoint)
     const account = request.owner.account
     const anonymous = request.owner.known !== true
-    this.#holds.set(key, { host: key, ownerId: request.owner.id, random, slot: random ? request.slot : null, ...(account ? { account } : {}), expiresAt: null, ...(anonymous ? { anonymous: true } : {}) })
+    this.#holds.set({ host: key, ownerId: request.owner.id, random, slot: random ? request.slot : null, ...(account ? { account } : {}), expiresAt: null, ...(anonymous ? { anonymous: true } : {}) })
     this.#changed()
     return endpoint
   }
@@ -225,7 +233,7 @@ export class Registry {
     for (const listener of this.#unbindListeners) listener(endpoint)
     const hold = this.#holds.get(endpoint.host)
     if (hold && hold.ownerId === endpoint.owner.id) {
-      if (endpoint.owner.persistent && keepHold) hold.expiresAt = this.#now() + (hold.anonymous ? this.#anonymousGraceMs : this.#graceMs)
+      if (endpoint.owner.persistent && keepHold) this.#holds.setOffline(hold, this.#now() + (hold.anonymous ? this.#anonymousGraceMs : this.#graceMs))
       else this.#holds.delete(endpoint.host)
     }
     this.#changed()
@@ -266,7 +274,7 @@ export class Registry {
   enforceReservations (): Endpoint[] {
     const removed: Endpoint[] = []
     let dropped = false
-    for (const [key, hold] of [...this.#holds]) {
+    for (const [key, hold] of [...this.#holds.entries()]) {
       if (!this.#reservedAgainst(key, hold.account)) continue
       dropped = true
       const endpoint = this.#current(key.startsWith('tcp:') ? { host: key, port: Number(key.slice(4)) } : { host: key })
@@ -285,6 +293,11 @@ export class Registry {
     return [...this.#holds.values()].map((hold) => ({ ...hold }))
   }
 
+  /** The holds themselves, not copies (the name store serialises them at once, and caches by object). */
+  holdValues (): IterableIterator<Readonly<Hold>> {
+    return this.#holds.values()
+  }
+
   #live (hold: Hold): boolean {
     return hold.expiresAt === null || hold.expiresAt > this.#now()
   }
@@ -296,13 +309,10 @@ export class Registry {
    * can grant the latter: a reservation of the owner's account, or its credential's ACL naming the name.
    */
   #checkMayBind (host: string, owner: Owner): void {
-    let next: string | undefined
-    for (const hold of this.#holds.values()) {
-      if (hold.ownerId === owner.id || !this.#live(hold) || hold.host.startsWith('tcp:')) continue
-      if (hold.host === host || covers(hold.host, host)) throw new PortholeError('PH_1011', host)
-      if (next === undefined && nested(hold.host, host)) next = hold.host
+    for (const hold of this.#holds.coveringOrEqual(host)) {
+      if (hold.ownerId !== owner.id && this.#live(hold)) throw new PortholeError('PH_1011', host)
     }
-    if (next !== undefined && !this.#granted(host, owner)) throw new PortholeError('PH_1060', host)
+    if (this.#nextToOthers(host, owner) && !this.#granted(host, owner)) throw new PortholeError('PH_1060', host)
   }
 
   #granted (host: string, owner: Owner): boolean {
@@ -311,8 +321,8 @@ export class Registry {
 
   /** Whether an owner other than `owner` holds a name under or above `host` (random names avoid those). */
   #nextToOthers (host: string, owner: Owner): boolean {
-    for (const hold of this.#holds.values()) {
-      if (hold.ownerId !== owner.id && this.#live(hold) && !hold.host.startsWith('tcp:') && nested(hold.host, host)) return true
+    for (const hold of this.#holds.nestedWith(host)) {
+      if (hold.ownerId !== owner.id && this.#live(hold)) return true
     }
     return false
   }
@@ -329,7 +339,7 @@ export class Registry {
       return !hold || !this.#live(hold)
     }
     if (owner.persistent) {
-      for (const hold of this.#holds.values()) {
+      for (const hold of this.#holds.ownedBy(owner.id)) {
         if (!hold.host.startsWith('tcp:') || !hold.random || hold.ownerId !== owner.id || hold.slot !== slot || hold.expiresAt === null || !this.#live(hold)) continue
         const port = Number(hold.host.slice(4))
         if (port >= range.lo && port <= range.hi && !exclude?.has(port) && !this.#tcp.has(port)) return port
@@ -346,7 +356,7 @@ export class Registry {
 
   #randomHostFor (owner: Owner, slot: string): string {
     if (owner.persistent) {
-      for (const hold of this.#holds.values()) {
+      for (const hold of this.#holds.ownedBy(owner.id)) {
         if (hold.random && !hold.host.startsWith('tcp:') && hold.ownerId === owner.id && hold.slot === slot && hold.expiresAt !== null && this.#live(hold)) {
           return hold.host
         }
@@ -365,14 +375,12 @@ export class Registry {
   #changed (): void {
     this.#prune()
     this.#onHoldsChanged?.(this.holds())
+    this.#onHoldsDirty?.()
   }
 
   /** Drops lapsed holds. */
   #prune (): void {
-    const now = this.#now()
-    for (const [host, hold] of this.#holds) {
-      if (hold.expiresAt !== null && hold.expiresAt <= now) this.#holds.delete(host)
-    }
+    this.#holds.prune(this.#now())
   }
 
   /**
@@ -385,23 +393,22 @@ export class Registry {
   #makeRoom (key: string, owner: Owner): void {
     if (this.#holds.get(key)?.ownerId === owner.id) return // re-binding a name it holds adds nothing
     this.#prune()
-    const own = [...this.#holds.values()].filter((hold) => hold.ownerId === owner.id)
-    if (own.length >= this.#maxHoldsPerOwner) {
+    const own = this.#holds.ownedBy(owner.id)
+    if (own.size >= this.#maxHoldsPerOwner) {
       const oldest = oldestOffline(own)
       if (!oldest) throw new PortholeError('PH_1035', String(this.#maxHoldsPerOwner))
       this.#holds.delete(oldest.host)
     }
     const anonymous = owner.known !== true
-    const sameClass = [...this.#holds.values()].filter((hold) => (hold.anonymous === true) === anonymous)
-    if (sameClass.length < (anonymous ? this.#maxAnonymousHolds : this.#maxHolds)) return
-    const oldest = anonymous ? oldestOffline(sameClass) : undefined
+    if (this.#holds.countOf(anonymous) < (anonymous ? this.#maxAnonymousHolds : this.#maxHolds)) return
+    const oldest = anonymous ? this.#holds.oldestOffline(true) : undefined
     if (!oldest) throw new PortholeError('PH_1036')
     this.#holds.delete(oldest.host)
   }
 }
 
 /** The hold that went offline first (its grace ends first); undefined when all are bound. */
-function oldestOffline (holds: Hold[]): Hold | undefined {
+function oldestOffline (holds: Iterable<Hold>): Hold | undefined {
   let oldest: Hold | undefined
   for (const hold of holds) if (hold.expiresAt !== null && (!oldest || hold.expiresAt < oldest.expiresAt!)) oldest = hold
   return oldest

@@ -34,6 +34,8 @@ export interface HttpEdgeOptions {
   readonly headerTimeoutMs: number
   readonly upstreamTimeoutMs: number
   readonly upstreamConnections: number
+  /** How often idle upstream pools are looked for (released after two idle sweeps); default 30 s. */
+  readonly poolSweepMs?: number
   /** ACME HTTP-01: the key authorization for a token, if a certificate order is waiting for it. */
   readonly acmeChallenge?: (token: string) => string | undefined
   /** Request capture for the inspector (inspect/capture.ts); absent: nothing is captured (--inspect=false). */
@@ -290,6 +292,7 @@ export class HttpEdge {
   /** Per-endpoint upstream state, by endpoint id (DESIGN: the edge owns it; the registry only says when to drop it). */
   readonly #upstreams = new Map<string, Upstream>()
   readonly #stopListening: () => void
+  readonly #sweeper: NodeJS.Timeout
   readonly #log: Logger
   readonly server: Server
   /** scheme://host:port suffix for URLs, filled in once listening. */
@@ -300,6 +303,8 @@ export class HttpEdge {
     this.#options = options
     this.#registry = options.registry
     this.#stopListening = this.#registry.onUnbind((endpoint) => this.#detach(endpoint))
+    // Upstream pools are made on first request; one coarse timer releases those idle for two sweeps.
+    this.#sweeper = setInterval(() => { for (const upstream of this.#upstreams.values()) upstream.sweep() }, options.poolSweepMs ?? 30_000).unref()
     this.#log = options.log
     this.server = createServer({
       maxHeaderSize: options.maxRequestHeaderSize,
@@ -354,9 +359,10 @@ export class HttpEdge {
     void upstream.close()
   }
 
-  /** The endpoint's pool counters (running, pending, queued, connected), or undefined when it has none here. */
+  /** The endpoint's pool counters (running, pending, queued, connected), or undefined when it has none here
+   *  (not bound here, or no pool: pools are made on the first request and released when idle). */
   poolStats (endpointId: string): Upstream['pool']['stats'] | undefined {
-    return this.#upstreams.get(endpointId)?.pool.stats
+    return this.#upstreams.get(endpointId)?.stats
   }
 
   /** Answers with a catalogue error and logs the request line. */
@@ -380,7 +386,7 @@ export class HttpEdge {
     if (found.state === 'bound' && upstream !== undefined) {
       if (scheme === 'https' && !found.endpoint.spec.schemes.https) return { code: 'PH_3016', detail: found.endpoint.host }
       // A stranger cannot queue requests without bound: past the pool's connections, some wait, then 503.
-      if (upstream.pool.stats.queued >= MAX_QUEUED_PER_ENDPOINT) return { code: 'PH_3010', detail: found.endpoint.host }
+      if (upstream.queued >= MAX_QUEUED_PER_ENDPOINT) return { code: 'PH_3010', detail: found.endpoint.host }
       return { endpoint: found.endpoint, upstream }
     }
     return found.state === 'offline' ? { code: 'PH_3001', detail: host } : { code: 'PH_3000', detail: host || '(no Host header)' }
@@ -558,6 +564,7 @@ export class HttpEdge {
 
   close (): Promise<void> {
     this.#stopListening()
+    clearInterval(this.#sweeper)
     for (const upstream of this.#upstreams.values()) void upstream.close()
     this.#upstreams.clear()
     return new Promise((resolve) => {

@@ -1,5 +1,7 @@
 // Per-endpoint upstream state, built once at bind time: an undici Pool whose "sockets" are tunnel streams
-// from the endpoint's Dialer (keep-alive reuses them), and the compiled policy. With --upstream-tls the
+// from the endpoint's Dialer (keep-alive reuses them), and the compiled policy. The pool is made on the first
+// request and released when it has been idle (no stream, nothing running) for two of the edge's sweeps: an
+// idle tunnel then costs no pool (its 2,048-slot queue was a third of an idle tunnel's memory, issue 13). With --upstream-tls the
 // edge runs a TLS client over each stream; with --upstream-protocol http2 undici speaks HTTP/2 to the
 // service (negotiated by ALPN over TLS, or with prior knowledge over the plain stream).
 import { Pool, type Dispatcher } from 'undici'
@@ -18,7 +20,11 @@ export interface UpstreamLimits {
 }
 
 export class Upstream {
-  readonly pool: Pool
+  #pool: Pool | null = null
+  /** No request since the last sweep, and the pool had no stream then. */
+  #idle = false
+  readonly #endpoint: Endpoint
+  readonly #limits: UpstreamLimits
   readonly policy: CompiledPolicy
   readonly hostHeader: string | undefined
   /**
@@ -31,11 +37,54 @@ export class Upstream {
   constructor (endpoint: Endpoint, policy: CompiledPolicy, limits: UpstreamLimits) {
     this.policy = policy
     this.hostHeader = endpoint.spec.hostHeader
+    this.#endpoint = endpoint
+    this.#limits = limits
+  }
+
+  /** The endpoint's pool, made now if it has none. */
+  get pool (): Pool {
+    return this.#pool ??= this.#createPool()
+  }
+
+  /** The pool's counters, or undefined while there is no pool (no request yet, or released). */
+  get stats (): Pool['stats'] | undefined {
+    return this.#pool?.stats
+  }
+
+  /** Requests waiting for a stream of the pool. */
+  get queued (): number {
+    return this.#pool?.stats.queued ?? 0
+  }
+
+  /**
+   * Called by the edge's periodic sweep: drops the pool once it had no stream and nothing running at two sweeps
+   * in a row with no request between them (keep-alive streams close after 30 s idle). A later request makes a new one.
+   */
+  sweep (): void {
+    const pool = this.#pool
+    if (pool === null) return
+    const { connected, size, queued } = pool.stats
+    if (connected > 0 || size > 0 || queued > 0) {
+      this.#idle = false
+      return
+    }
+    if (!this.#idle) {
+      this.#idle = true
+      return
+    }
+    this.#pool = null
+    this.#idle = false
+    void pool.destroy().catch(noop)
+  }
+
+  #createPool (): Pool {
+    const endpoint = this.#endpoint
+    const limits = this.#limits
     const { upstream } = endpoint.spec
     const h2 = upstream.protocol === 'http2'
     // SSH never tells us the service's host name; the Host we send (if set) is the best SNI there is.
     const servername = upstream.tls ? serverName(endpoint.spec.hostHeader) : ''
-    this.pool = new Pool(upstream.tls ? 'https://upstream.invalid' : 'http://upstream.invalid', {
+    const pool = new Pool(upstream.tls ? 'https://upstream.invalid' : 'http://upstream.invalid', {
       allowH2: h2,
       connections: limits.connections,
       pipelining: 1,
@@ -50,17 +99,21 @@ export class Upstream {
           .then((socket) => callback(null, skipInterimContinue(endAfterLastRead(socket)) as never), (error: Error) => callback(error, null))
       },
     })
-    this.pool.on('connectionError', noop)
+    pool.on('connectionError', noop)
+    return pool
   }
 
   /** Sends one request for the public client `client` (the stream it may need is dialled for that client). */
   dispatch (client: ClientAddress, options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
     this.#client = client
+    this.#idle = false
     this.pool.dispatch(options, handler)
   }
 
   close (): Promise<void> {
-    return this.pool.destroy().catch(noop)
+    const pool = this.#pool
+    this.#pool = null
+    return pool === null ? Promise.resolve() : pool.destroy().catch(noop)
   }
 }
 

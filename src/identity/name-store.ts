@@ -1,24 +1,42 @@
-// Keeps name holds across restarts: one JSON file in the data dir, replaced atomically (storage/files.ts)
-// so a crash leaves either the old or the new file, never half of one. Writes are coalesced: the registry
-// may change many times a second, the file is written at most every `delayMs`.
+// Keeps name holds across restarts: one JSON file in the data dir, replaced atomically (storage/files.ts: temp
+// file, fsync, rename, fsync of the directory) so a crash leaves either the old or the new file, never half of
+// one. Writes never block the event loop and are coalesced: the registry may change thousands of times a
+// second, so a change only marks the holds dirty; `delayMs` after the first change of a batch the latest holds
+// are read and written on the thread pool. At most one write is in flight; changes made meanwhile are written
+// by the next one (the latest state wins). A crash loses at most the changes of the last `delayMs` plus the
+// time one write takes (the batch being written, and the one waiting behind it); close() writes what is left.
+// Each hold's JSON is kept from one write to the next (keyed by the registry's own hold object and its expiry),
+// so a write with 10,000 holds joins strings instead of serialising every hold again.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { replaceFile } from '../storage/files.js'
+import { replaceFileAsync } from '../storage/files.js'
 import type { Hold } from '../core/registry.js'
+
+export type WriteFile = (path: string, text: string, mode: number) => Promise<void>
 
 export class NameStore {
   readonly #file: string
   readonly #delayMs: number
-  #pending: Hold[] | null = null
-  #timer: NodeJS.Timeout | null = null
-
+  readonly #write: WriteFile
   readonly #onError: (error: Error) => void
+  /** Reads the holds to write; set by save() since the last write began. */
+  #dirty: (() => Iterable<Readonly<Hold>>) | null = null
+  /** The JSON of each hold as last written, while its expiry is the same. */
+  readonly #fragments = new WeakMap<Readonly<Hold>, { expiresAt: number | null, json: string }>()
+  #timer: NodeJS.Timeout | null = null
+  #writing: Promise<void> | null = null
 
   /** onError: a failed write (disk full, permissions) is reported, never thrown from a timer. */
-  constructor (dataDir: string, onError: (error: Error) => void, delayMs = 200) {
+  constructor (dataDir: string, onError: (error: Error) => void, delayMs = 200, write: WriteFile = replaceFileAsync) {
     this.#file = join(dataDir, 'names.json')
     this.#onError = onError
     this.#delayMs = delayMs
+    this.#write = write
+  }
+
+  /** The batch window: a crash loses at most the changes of this long (plus one write). */
+  get delayMs (): number {
+    return this.#delayMs
   }
 
   load (): Hold[] {
@@ -36,25 +54,64 @@ export class NameStore {
     }
   }
 
-  save (holds: Hold[]): void {
-    this.#pending = holds
-    if (this.#timer) return
-    this.#timer = setTimeout(() => {
-      try {
-        this.flush()
-      } catch (error) {
-        this.#onError(error as Error)
+  /** Marks the holds changed: `holds` (or what the function returns when the batch is written) will be saved. */
+  save (holds: Iterable<Readonly<Hold>> | (() => Iterable<Readonly<Hold>>)): void {
+    this.#dirty = typeof holds === 'function' ? holds : () => holds
+    if (this.#timer === null && this.#writing === null) this.#schedule()
+  }
+
+  /** Writes what is pending now (waiting for a write in flight first); resolves once it is on disk. */
+  async flush (): Promise<void> {
+    for (;;) {
+      if (this.#timer !== null) {
+        clearTimeout(this.#timer)
+        this.#timer = null
       }
+      if (this.#writing !== null) {
+        await this.#writing
+        continue
+      }
+      if (this.#dirty === null) return
+      this.#start()
+    }
+  }
+
+  #schedule (): void {
+    this.#timer = setTimeout(() => {
+      this.#timer = null
+      this.#start()
     }, this.#delayMs)
     this.#timer.unref()
   }
 
-  flush (): void {
-    if (this.#timer) clearTimeout(this.#timer)
-    this.#timer = null
-    const holds = this.#pending
-    if (!holds) return
-    this.#pending = null
-    replaceFile(this.#file, JSON.stringify({ version: 1, holds }, null, 1), 0o600)
+  /** `{"version":1,"holds":[...]}` from cached per-hold JSON. */
+  #serialize (holds: Iterable<Readonly<Hold>>): string {
+    const parts: string[] = []
+    for (const hold of holds) {
+      let fragment = this.#fragments.get(hold)
+      if (fragment === undefined || fragment.expiresAt !== hold.expiresAt) {
+        fragment = { expiresAt: hold.expiresAt, json: JSON.stringify(hold) }
+        this.#fragments.set(hold, fragment)
+      }
+      parts.push(fragment.json)
+    }
+    return `{"version":1,"holds":[${parts.join(',')}]}`
+  }
+
+  #start (): void {
+    const read = this.#dirty
+    if (read === null) return
+    this.#dirty = null
+    let text: string
+    try {
+      text = this.#serialize(read())
+    } catch (error) {
+      this.#onError(error as Error)
+      return
+    }
+    this.#writing = this.#write(this.#file, text, 0o600).catch((error: Error) => this.#onError(error)).finally(() => {
+      this.#writing = null
+      if (this.#dirty !== null && this.#timer === null) this.#schedule()
+    })
   }
 }

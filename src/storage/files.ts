@@ -4,6 +4,7 @@
 // when the name exists, so two gateways starting at once on one data dir agree on the first file written.
 // Used by identity/ (accounts, name holds) and certs/ (keys, certificates).
 import { closeSync, fchmodSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs'
+import { open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 
 export function ensureDataDir (dataDir: string): void {
@@ -58,6 +59,39 @@ export function replaceFile (path: string, text: string, mode: number): void {
     fsyncSync(dir)
   } finally {
     closeSync(dir)
+  }
+}
+
+let tempCounter = 0
+
+/**
+ * replaceFile without blocking the event loop: the same steps (temp file, fsync, rename, fsync of the directory)
+ * on the thread pool. Callers keep at most one in flight per path (identity/name-store.ts).
+ */
+export async function replaceFileAsync (path: string, text: string, mode: number): Promise<void> {
+  const temp = `${path}.${process.pid}.${Date.now()}.${tempCounter++}.tmp`
+  const file = await open(temp, 'wx', mode)
+  try {
+    await file.chmod(mode) // the umask may have narrowed the mode given to open
+    await file.writeFile(text)
+    await file.sync()
+  } catch (error) {
+    await file.close().catch(() => {})
+    await unlink(temp).catch(() => {})
+    throw error
+  }
+  await file.close()
+  try {
+    await rename(temp, path)
+  } catch (error) {
+    await unlink(temp).catch(() => {})
+    throw error
+  }
+  const dir = await open(dirname(path), 'r')
+  try {
+    await dir.sync()
+  } finally {
+    await dir.close()
   }
 }
 

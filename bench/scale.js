@@ -1,0 +1,310 @@
+// `node bench/scale.js`: is the gateway flat as tunnels grow (issue 13)? Three scenarios, each printing its figure:
+//   idle-memory     RSS per idle tunnel at 1,000 / 5,000 (/ 20,000) tunnels, read from /proc/PID/status VmRSS
+//   setup-rate      gateway CPU per new tunnel (one SSH session with one -R each) with 0 and with N already up
+//   many-endpoints  gateway CPU per request, wrk with a random Host over 1,000 endpoints vs all on one endpoint
+// The agents are ssh2 Clients in this process (many sessions, up to 16 forwards each, a fresh ed25519 key per
+// session, source addresses spread over 127.0.0.x), answering forwarded channels with an in-process HTTP server.
+// The gateway runs under `taskset -c 0`, this process and wrk under `taskset -c 1` (when the box has 2+ cores),
+// so the load generator and the agents do not share the gateway's core. CPU is utime+stime from /proc.
+//
+//   node bench/scale.js [--only=idle-memory|setup-rate|many-endpoints] [--tunnels=1000,5000] [--up=5000]
+//                       [--per-session=16] [--cpu-prof]
+//   env BENCH_DURATION=5s BENCH_ROUNDS=2 (many-endpoints wrk runs), BENCH_PORTHOLE_BIN (another build's bin/porthole.js)
+import { spawn, execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { cpus, tmpdir } from 'node:os'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import ssh2 from 'ssh2'
+
+const { Client, utils } = ssh2
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+const ARGS = process.argv.slice(2)
+const arg = (name, fallback) => ARGS.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
+const ONLY = arg('only', null)
+const TUNNELS = arg('tunnels', '1000,5000').split(',').map(Number)
+const UP = Number(arg('up', '5000'))
+const DURATION = process.env.BENCH_DURATION || '5s'
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS || 2))
+const PER_SESSION = Number(arg('per-session', '16')) // at most the gateway's forwards per session (16, not configurable)
+const CPU_PROF = ARGS.includes('--cpu-prof')
+const TWO_CORES = cpus().length >= 2
+const CLK_TCK = 100
+const PAGE = 4096
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+if (TWO_CORES) execFileSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' })
+
+function cpuMs (pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 1000 / CLK_TCK
+}
+
+function rssKiB (pid) {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return Number(match[1])
+}
+
+/** RSS once it stops moving (two reads 1 s apart within 1%), at most ~15 s. */
+async function settledRss (pid) {
+  let last = rssKiB(pid)
+  for (let i = 0; i < 15; i++) {
+    await sleep(1000)
+    const now = rssKiB(pid)
+    if (Math.abs(now - last) <= last * 0.01) return now
+    last = now
+  }
+  return last
+}
+
+// --- gateway -----------------------------------------------------------------------------------------------
+
+async function startGateway (extra = []) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'porthole-scale-'))
+  const args = [...(TWO_CORES ? ['-c', '0', process.execPath] : [process.execPath]), '--max-old-space-size=4096', ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results')}`] : []), process.env.BENCH_PORTHOLE_BIN ?? join(ROOT, 'bin', 'porthole.js'), 'serve',
+    '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0', '--api-addr', 'off', '--agent-addr', 'off',
+    '--data-dir', dataDir, '--log-level', 'info', '--inspect=false',
+    // The caps that would stop the bench long before memory does (an anonymous loopback gateway):
+    '--max-anonymous-sessions', '100000', '--max-anonymous-sessions-per-source', '100000',
+    '--max-startups', '1000:30:100000', '--per-source-max-startups', '100000', '--max-anonymous-holds', '1000000', ...extra]
+  const startedAt = Date.now()
+  const proc = spawn(TWO_CORES ? 'taskset' : args.shift(), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PORTHOLE_LOG_LEVEL: 'info' } })
+  let out = ''
+  let err = ''
+  proc.stdout.setEncoding('utf8').on('data', (text) => { if (out.length < 1e6) out += text })
+  proc.stderr.setEncoding('utf8').on('data', (text) => { if (err.length < 1e6) err += text })
+  for (let i = 0; i < 300; i++) {
+    const line = out.split('\n').find((l) => l.includes('porthole gateway listening'))
+    if (line) {
+      const info = JSON.parse(line)
+      const port = (addr) => Number(addr.split(':').at(-1))
+      // The node process itself (taskset execs it: same pid).
+      const tail = () => out.split('\n').filter((l) => /"level":(40|50|60)/.test(l)).slice(-5).join('\n') + err.slice(-2000)
+      return { proc, pid: proc.pid, startedAt, metrics: info.metrics && info.metrics !== 'off' ? port(info.metrics) : null, ssh: port(info.ssh), http: port(info.http), dataDir, tail, stop: () => stopGateway(proc, dataDir) }
+    }
+    if (proc.exitCode !== null) throw new Error(`gateway exited: ${err}${out}`)
+    await sleep(100)
+  }
+  throw new Error(`gateway did not start: ${err}`)
+}
+
+async function stopGateway (proc, dataDir) {
+  if (proc.exitCode === null) {
+    proc.kill(CPU_PROF ? 'SIGINT' : 'SIGTERM')
+    await Promise.race([new Promise((resolve) => proc.once('exit', resolve)), sleep(10_000)])
+    if (proc.exitCode === null) proc.kill('SIGKILL')
+  }
+  rmSync(dataDir, { recursive: true, force: true })
+}
+
+// --- agents --------------------------------------------------------------------------------------------------
+
+let upstreamServer = null
+/** An in-process HTTP upstream fed the forwarded channels directly (no loopback socket). */
+function upstream () {
+  upstreamServer ??= createServer({ keepAliveTimeout: 300_000 }, (req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 100 })
+    res.end('x'.repeat(99) + '\n')
+  })
+  return upstreamServer
+}
+
+/** A fresh ed25519 key (each session its own owner). ssh2 now and then cannot parse one it generated: retry. */
+function newKey () {
+  for (;;) {
+    const key = utils.generateKeyPairSync('ed25519').private
+    if (!(utils.parseKey(key) instanceof Error)) return key
+  }
+}
+
+let sourceCounter = 0
+/** One SSH session holding `names` (each '' for a random name, or a label); resolves once every forward is bound. */
+async function openSession (gateway, names) {
+  const conn = new Client()
+  const key = newKey()
+  const localAddress = `127.0.0.${1 + (sourceCounter++ % 200)}`
+  conn.on('tcp connection', (_info, accept) => upstream().emit('connection', accept()))
+  await new Promise((resolve, reject) => {
+    conn.once('ready', resolve)
+    conn.on('error', (error) => reject(new Error(`${error.message}; gateway says:\n${gateway.tail()}`)))
+    conn.connect({ host: '127.0.0.1', port: gateway.ssh, localAddress, username: 'bench', privateKey: key, readyTimeout: 60_000, keepaliveInterval: 0 })
+  })
+  await Promise.all(names.map((name) => new Promise((resolve, reject) => conn.forwardIn(name, 80, (error) => error ? reject(error) : resolve()))))
+  return conn
+}
+
+let nameCounter = 0
+/** `count` tunnels in sessions of up to PER_SESSION, `parallel` sessions connecting at once; names from nameOf(i). */
+async function openTunnels (gateway, count, nameOf = () => `n${nameCounter++}`, parallel = 16) {
+  const sessions = []
+  let next = 0
+  const worker = async () => {
+    while (next < count) {
+      const from = next
+      next = Math.min(count, next + PER_SESSION)
+      const names = []
+      for (let i = from; i < next; i++) names.push(nameOf(i))
+      sessions.push(await openSession(gateway, names))
+    }
+  }
+  await Promise.all(Array.from({ length: parallel }, worker))
+  return sessions
+}
+
+function closeAll (sessions) {
+  for (const conn of sessions) conn.end()
+}
+
+// --- scenarios ---------------------------------------------------------------------------------------------
+
+/** The gateway's V8 heap in use and external memory (prom-client's process metrics on --metrics-addr), bytes. */
+async function heapOf (gateway) {
+  if (gateway.metrics === null) return null
+  const text = await (await fetch(`http://127.0.0.1:${gateway.metrics}/metrics`)).text()
+  const read = (name) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN)
+  return { heapUsed: read('nodejs_heap_size_used_bytes'), external: read('nodejs_external_memory_bytes') }
+}
+
+async function idleMemory () {
+  const rows = []
+  for (const n of TUNNELS) {
+    const gateway = await startGateway(['--metrics-addr', '127.0.0.1:0'])
+    try {
+      const warm = await openTunnels(gateway, 32) // so that lazily loaded code is in the baseline
+      closeAll(warm)
+      await sleep(2000)
+      const base = await settledRss(gateway.pid)
+      const baseHeap = await heapOf(gateway)
+      const started = Date.now()
+      const sessions = await openTunnels(gateway, n)
+      const setupS = (Date.now() - started) / 1000
+      const rss = await settledRss(gateway.pid)
+      const heap = await heapOf(gateway)
+      const heapPer = heap && baseHeap ? { heapUsed: (heap.heapUsed - baseHeap.heapUsed) / n, external: (heap.external - baseHeap.external) / n } : null
+      const perTunnel = (rss - base) * 1024 / n
+      rows.push({ tunnels: n, sessions: sessions.length, baseMiB: base / 1024, rssMiB: rss / 1024, bytesPerTunnel: perTunnel, heapPerTunnel: heapPer, setupS })
+      console.log(`idle-memory: ${n} tunnels (${sessions.length} sessions of up to ${PER_SESSION}): RSS ${(base / 1024).toFixed(0)} -> ${(rss / 1024).toFixed(0)} MiB, ${(perTunnel / 1024).toFixed(1)} KB per idle tunnel (set up in ${setupS.toFixed(1)} s)${heapPer ? `; of it V8 heap in use ${(heapPer.heapUsed / 1024).toFixed(1)} KB, external ${(heapPer.external / 1024).toFixed(1)} KB (not after a GC)` : ''}`)
+      closeAll(sessions)
+    } finally {
+      await gateway.stop()
+    }
+  }
+  return rows
+}
+
+async function setupRate () {
+  const gateway = await startGateway()
+  const batch = 320
+  /** `batch` tunnels: a session with one random-name -R each (per 1), or named forwards in sessions of `per`. */
+  const measure = async (label, per = 1) => {
+    const sessions = []
+    let next = 0
+    let named = 0
+    const before = cpuMs(gateway.pid)
+    const started = process.hrtime.bigint()
+    const worker = async () => {
+      while (next < batch) {
+        next += per
+        sessions.push(await openSession(gateway, per === 1 ? [''] : Array.from({ length: per }, () => `s${named++}x${label.length}`)))
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(32, batch / per) }, worker))
+    const wallS = Number(process.hrtime.bigint() - started) / 1e9
+    const window = `${((Date.now() - gateway.startedAt) / 1000 - wallS).toFixed(0)}-${((Date.now() - gateway.startedAt) / 1000).toFixed(0)}`
+    await sleep(300) // replies written, bookkeeping after the last bind done
+    const ms = (cpuMs(gateway.pid) - before - 300 * idleCpuPerMs) / batch
+    closeAll(sessions)
+    await sleep(1500)
+    console.log(`setup-rate: ${label}: ${ms.toFixed(2)} ms gateway CPU per new tunnel (${per === 1 ? 'session + -R' : `sessions of ${per} -R`}), ${(1000 / ms).toFixed(0)} tunnels/s per free core; wall ${(batch / wallS).toFixed(0)}/s${CPU_PROF ? ` (profile window ~${window} s)` : ''}`)
+    return { label, cpuMsPerTunnel: ms, perCoreRate: 1000 / ms, wallRate: batch / wallS }
+  }
+  // The gateway's idle CPU (timers), subtracted from the settle time.
+  const idleBefore = cpuMs(gateway.pid)
+  await sleep(1000)
+  const idleCpuPerMs = (cpuMs(gateway.pid) - idleBefore) / 1000
+  try {
+    await measure('warm-up')
+    const empty = await measure('0 up')
+    const empty16 = await measure('0 up', 16)
+    const up = await openTunnels(gateway, UP)
+    await sleep(2000)
+    const loaded = await measure(`${UP} up`)
+    const loaded16 = await measure(`${UP} up`, 16)
+    const ratio = loaded.cpuMsPerTunnel / empty.cpuMsPerTunnel
+    const ratio16 = loaded16.cpuMsPerTunnel / empty16.cpuMsPerTunnel
+    console.log(`setup-rate: CPU per setup with ${UP} up / with 0 up: ${ratio.toFixed(2)} (a session per tunnel), ${ratio16.toFixed(2)} (sessions of 16)`)
+    closeAll(up)
+    return { empty, loaded, ratio, empty16, loaded16, ratio16 }
+  } finally {
+    await gateway.stop()
+  }
+}
+
+async function manyEndpoints () {
+  const gateway = await startGateway()
+  const dir = mkdtempSync(join(tmpdir(), 'porthole-scale-wrk-'))
+  const endpoints = 1000
+  try {
+    const sessions = await openTunnels(gateway, endpoints, (i) => `e${i}`)
+    const script = join(dir, 'hosts.lua')
+    writeFileSync(script, `local n = tonumber(os.getenv("HOSTS"))
+math.randomseed(os.time())
+request = function() return wrk.format("GET", "/small", { Host = "e" .. math.random(0, n - 1) .. ".localhost" }) end
+`)
+    // wrk runs in a separate process, so this one (the agents) must keep serving while it runs: run it async.
+    const wrkAsync = (hosts, duration) => new Promise((resolve, reject) => {
+      const before = cpuMs(gateway.pid)
+      const from = (Date.now() - gateway.startedAt) / 1000
+      const child = spawn(TWO_CORES ? 'taskset' : 'wrk', [...(TWO_CORES ? ['-c', '1', 'wrk'] : []), '-t1', '-c50', `-d${duration}`, '-s', script, `http://127.0.0.1:${gateway.http}/`],
+        { env: { ...process.env, HOSTS: String(hosts) } })
+      let out = ''
+      child.stdout.setEncoding('utf8').on('data', (t) => { out += t })
+      child.on('error', reject)
+      child.on('exit', () => {
+        const cpu = cpuMs(gateway.pid) - before
+        const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0)
+        const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
+        if (requests === 0 || non2xx > 0) return reject(new Error(`wrk: ${non2xx} error answers:\n${out}`))
+        const window = `${Math.ceil(from)}-${Math.floor((Date.now() - gateway.startedAt) / 1000)}`
+        resolve({ requests, cpuUsPerRequest: cpu * 1000 / requests, rps: requests / parseFloat(duration), window })
+      })
+    })
+    await wrkAsync(endpoints, '2s') // warm-up: every endpoint's pool and streams
+    const one = []
+    const many = []
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 === 0 ? [1, endpoints] : [endpoints, 1]
+      for (const hosts of order) {
+        await wrkAsync(hosts, '1s')
+        const result = await wrkAsync(hosts, DURATION)
+        ;(hosts === 1 ? one : many).push(result)
+        console.log(`many-endpoints: round ${round + 1}, ${hosts} endpoint(s): ${result.cpuUsPerRequest.toFixed(1)} µs gateway CPU per request, ${result.rps.toFixed(0)} req/s${CPU_PROF ? ` (profile window ${result.window} s)` : ''}`)
+      }
+    }
+    const ratio = median(many.map((r) => r.cpuUsPerRequest)) / median(one.map((r) => r.cpuUsPerRequest))
+    console.log(`many-endpoints: CPU per request, ${endpoints} endpoints / 1 endpoint: ${ratio.toFixed(2)}`)
+    closeAll(sessions)
+    return { one, many, ratio }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+    await gateway.stop()
+  }
+}
+
+const results = { date: new Date().toISOString(), node: process.version, pinned: TWO_CORES }
+if (!ONLY || ONLY === 'idle-memory') results.idleMemory = await idleMemory()
+if (!ONLY || ONLY === 'setup-rate') results.setupRate = await setupRate()
+if (!ONLY || ONLY === 'many-endpoints') results.manyEndpoints = await manyEndpoints()
+mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
+const file = join(ROOT, 'bench', 'results', `scale-${results.date.replace(/[:.]/g, '-')}.json`)
+writeFileSync(file, JSON.stringify(results, null, 1))
+console.log(`raw figures: ${file}`)
+upstreamServer?.close()
+process.exit(0)
