@@ -21,8 +21,11 @@ import { LoginThrottle } from '../../identity/login-throttle.js'
 import { StartupAdmission, type StartupLimits } from '../admission.js'
 import { sessionRefusal, type LiveLogin, type SessionBudgets } from '../session-budget.js'
 import { offeredHostKeys, sshAlgorithms } from './algorithms.js'
+import { installPaddingPool } from './padding-pool.js'
 
 const { Server, utils } = ssh2
+// One RNG call per pool of padding bytes instead of one per SSH packet (padding-pool.ts).
+installPaddingPool()
 
 export interface SshAgentOptions extends SessionBudgets {
   readonly hostKeys: Buffer[]
