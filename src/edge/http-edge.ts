@@ -380,7 +380,7 @@ export class HttpEdge {
     if (found.state === 'bound' && upstream !== undefined) {
       if (scheme === 'https' && !found.endpoint.spec.schemes.https) return { code: 'PH_3016', detail: found.endpoint.host }
       // A stranger cannot queue requests without bound: past the pool's connections, some wait, then 503.
-      if (upstream.pool.stats.queued >= MAX_QUEUED_PER_ENDPOINT) return { code: 'PH_3010', detail: found.endpoint.host }
+      if (upstream.queued >= MAX_QUEUED_PER_ENDPOINT) return { code: 'PH_3010', detail: found.endpoint.host }
       return { endpoint: found.endpoint, upstream }
     }
     return found.state === 'offline' ? { code: 'PH_3001', detail: host } : { code: 'PH_3000', detail: host || '(no Host header)' }
