@@ -16,7 +16,7 @@ import { fingerprint } from '../../identity/fingerprint.js'
 import { accountOwner } from '../../identity/owner.js'
 import type { Identity } from '../../identity/identity.js'
 import { SshConnection, type ConnectionContext, type SessionLogin } from './connection.js'
-import { batchWritesPerTick } from './batch-writes.js'
+import { adjustsFlushSoon, batchWrites } from './batch-writes.js'
 import { LoginThrottle } from '../../identity/login-throttle.js'
 import { StartupAdmission, type StartupLimits } from '../admission.js'
 import { sessionRefusal, type LiveLogin, type SessionBudgets } from '../session-budget.js'
@@ -220,9 +220,10 @@ export class SshAgent implements SessionDirectory {
       log[LEVEL_LOG[error.level ?? ''] ?? 'info']({ level_ssh: error.level, err: error.message }, 'ssh connection error')
     })
     // Tunnel traffic is interactive (HTTP exchanges, window adjusts): Nagle's delays would stall it;
-    // instead, packets of one tick leave together.
-    const socket = (client as unknown as { _sock: Socket & { [LOGGED_IN]?: () => void } })._sock
-    batchWritesPerTick(socket)
+    // instead, packets of one event-loop turn leave together, window adjusts at the end of their tick.
+    const internals = client as unknown as { _sock: Socket & { [LOGGED_IN]?: () => void }, _protocol: Parameters<typeof adjustsFlushSoon>[0] }
+    const socket = internals._sock
+    adjustsFlushSoon(internals._protocol, batchWrites(socket))
 
     const state: LoginState = {
       ip: info.ip,
