@@ -13,7 +13,7 @@
 // A fifth measures what request capture (the inspector's) costs: two endpoints of one gateway, `http` (captured)
 // and `http --inspect=false`, same wrk and curl load, alternating.
 //
-//   node bench/run.js [--cpu-prof] [--only=sshd|porthole|https|policy|agents|inspect]
+//   node bench/run.js [--cpu-prof] [--only=sshd|porthole|https|policy|agents|inspect[,...]]
 //   env BENCH_DURATION=10s (wrk and h2load duration per round), BENCH_ROUNDS=2 (rounds per target, median taken)
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
@@ -33,7 +33,7 @@ const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS || 2))
 const WARMUP = '2s'
 const ARGS = process.argv.slice(2)
 const CPU_PROF = ARGS.includes('--cpu-prof')
-const ONLY = ARGS.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? null
+const ONLY = ARGS.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',') ?? null
 let tmp = null
 
 const PARTS = ['sshd', 'porthole', 'https', 'policy', 'agents', 'inspect']
@@ -560,8 +560,8 @@ function toolVersions () {
 // --- main ------------------------------------------------------------------------------------------
 
 async function main () {
-  if (ONLY && !PARTS.includes(ONLY)) throw new Error(`--only must be one of ${PARTS.join(', ')}`)
-  const wanted = (part) => ONLY === null || ONLY === part
+  if (ONLY && !ONLY.every((part) => PARTS.includes(part))) throw new Error(`--only must be one or more of ${PARTS.join(', ')} (comma-separated)`)
+  const wanted = (part) => ONLY === null || ONLY.includes(part)
   if (wanted('https') && spawnSync('h2load', ['--version']).error) {
     throw new Error('the HTTPS part needs h2load on PATH (Debian: apt-get install nghttp2-client); or run --only=sshd / --only=porthole')
   }

@@ -18,15 +18,18 @@ import { fingerprint } from '../../identity/fingerprint.js'
 import { accountOwner } from '../../identity/owner.js'
 import type { Identity } from '../../identity/identity.js'
 import { SshConnection, type ConnectionContext, type SessionLogin } from './connection.js'
-import { batchWritesPerTick } from './batch-writes.js'
+import { adjustsFlushSoon, batchWrites } from './batch-writes.js'
 import { LoginThrottle } from '../../identity/login-throttle.js'
 import { StartupAdmission, type StartupLimits } from '../admission.js'
 import type { SessionBudgets, SessionCounts } from '../session-budget.js'
 import { offeredHostKeys, sshAlgorithms } from './algorithms.js'
 import { sendAuthBanner } from './auth-banner.js'
 import { preKexRefusal } from './pre-kex-refusal.js'
+import { installPaddingPool } from './padding-pool.js'
 
 const { Server, utils } = ssh2
+// One RNG call per pool of padding bytes instead of one per SSH packet (padding-pool.ts).
+installPaddingPool()
 
 export interface SshAgentOptions extends SessionBudgets {
   readonly hostKeys: Buffer[]
@@ -231,9 +234,10 @@ export class SshAgent implements SessionDirectory {
       log[LEVEL_LOG[error.level ?? ''] ?? 'info']({ level_ssh: error.level, err: error.message }, 'ssh connection error')
     })
     // Tunnel traffic is interactive (HTTP exchanges, window adjusts): Nagle's delays would stall it;
-    // instead, packets of one tick leave together.
-    const socket = (client as unknown as { _sock: Socket & { [LOGGED_IN]?: () => void } })._sock
-    batchWritesPerTick(socket)
+    // instead, packets of one event-loop turn leave together, window adjusts at the end of their tick.
+    const internals = client as unknown as { _sock: Socket & { [LOGGED_IN]?: () => void }, _protocol: Parameters<typeof adjustsFlushSoon>[0] }
+    const socket = internals._sock
+    adjustsFlushSoon(internals._protocol, batchWrites(socket))
 
     const state: LoginState = {
       ip: info.ip,
