@@ -7,8 +7,8 @@
 // time one write takes (the batch being written, and the one waiting behind it); close() writes what is left.
 // Each hold's JSON is kept from one write to the next (keyed by the registry's own hold object and its expiry),
 // so a write with 10,000 holds joins strings instead of serialising every hold again.
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { readdirSync, readFileSync, unlinkSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
 import { replaceFileAsync } from '../storage/files.js'
 import type { Hold } from '../core/registry.js'
 
@@ -39,7 +39,25 @@ export class NameStore {
     return this.#delayMs
   }
 
+  /** Temp files a crash left mid-write (only this gateway writes names.json, and it has not written yet). */
+  #removeStaleTemps (): void {
+    const dir = dirname(this.#file)
+    const prefix = `${basename(this.#file)}.`
+    let entries: string[]
+    try {
+      entries = readdirSync(dir)
+    } catch {
+      return
+    }
+    for (const entry of entries) {
+      if (entry.startsWith(prefix) && entry.endsWith('.tmp')) {
+        try { unlinkSync(join(dir, entry)) } catch {}
+      }
+    }
+  }
+
   load (): Hold[] {
+    this.#removeStaleTemps()
     let text: string
     try {
       text = readFileSync(this.#file, 'utf8')

@@ -5,7 +5,7 @@
 // moment; the file then parses to one complete state, no older than the last one the child saw written, and a
 // registry restored from it has those names offline for their owners.
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -126,6 +126,18 @@ describe('name store batching', () => {
     store.save(holdsUpTo(3))
     await store.flush()
     expect(new NameStore(dir, () => {}).load()).toEqual(holdsUpTo(3))
+  })
+
+  it('removes temp files a crash left mid-write when it loads, and nothing else', async () => {
+    vi.useRealTimers()
+    const store = new NameStore(dir, (error) => { throw error }, 10)
+    store.save(holdsUpTo(2))
+    await store.flush()
+    writeFileSync(join(dir, 'names.json.4242.1764480000000.7.tmp'), '{"holds": [')
+    writeFileSync(join(dir, 'identity.json.4242.1764480000000.tmp'), 'not ours')
+    expect(new NameStore(dir, () => {}).load()).toEqual(holdsUpTo(2))
+    expect(readdirSync(dir).filter((f) => f.startsWith('names.json'))).toEqual(['names.json'])
+    expect(readdirSync(dir)).toContain('identity.json.4242.1764480000000.tmp')
   })
 })
 
