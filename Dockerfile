@@ -46,5 +46,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:4040/healthz').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"]
 # The gateway shuts down cleanly on SIGTERM (docker stop) as on SIGINT.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "/app/bin/porthole.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=32", "/app/bin/porthole.js"]
 CMD ["serve"]

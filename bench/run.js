@@ -22,6 +22,7 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request as httpRequest } from 'node:http'
 import { cleanup, freePort, isStopping, killAll, run, sleep, startChild, stopChild, waitListening, waitReady } from './processes.js'
+import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const RESULTS = join(ROOT, 'bench', 'results')
@@ -125,7 +126,7 @@ async function startPorthole () {
   const httpPort = await freePort()
   const httpsPort = await freePort()
   const agentPort = await freePort()
-  const node = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', RESULTS] : []
+  const node = [...GATEWAY_NODE_FLAGS, ...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', RESULTS] : [])]
   const entry = startChild('porthole', process.execPath, [...node, join(ROOT, 'bin', 'porthole.js'), 'serve', '--data-dir', dataDir,
     '--ssh-addr', `127.0.0.1:${sshPort}`, '--http-addr', `127.0.0.1:${httpPort}`, '--https-addr', `127.0.0.1:${httpsPort}`,
     '--agent-addr', `127.0.0.1:${agentPort}`, '--api-addr', 'off', '--log-level', 'warn'], { stopSignal: 'SIGINT' })

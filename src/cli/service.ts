@@ -11,6 +11,7 @@ import { loadConfig } from '../config/load.js'
 import { isPortholeError, PortholeError } from '../core/errors.js'
 import { didYouMean } from '../core/suggest.js'
 import { storedCredentialsExist } from '../identity/file-store.js'
+import { GATEWAY_NODE_FLAGS } from './node-flags.js'
 
 export const SYSTEM_UNIT_DIR = '/etc/systemd/system'
 export const UNIT_NAME = 'porthole.service'
@@ -43,7 +44,7 @@ export function execWord (word: string): string {
 
 /** The unit's text. Every [Service] line below is asserted by test/unit/service.test.ts and checked by systemd-analyze. */
 export function renderUnit (spec: UnitSpec): string {
-  const exec = [spec.node, spec.bin, 'serve', '--config', spec.config, '--data-dir', SERVICE_DATA_DIR].map(execWord).join(' ')
+  const exec = [spec.node, ...GATEWAY_NODE_FLAGS, spec.bin, 'serve', '--config', spec.config, '--data-dir', SERVICE_DATA_DIR].map(execWord).join(' ')
   const user = spec.user === undefined
     ? ['# A user made when the service starts and gone when it stops; it owns only /var/lib/porthole.', 'DynamicUser=yes', 'User=porthole']
     : [`User=${spec.user}`, `Group=${spec.user}`]

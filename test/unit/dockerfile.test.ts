@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
+import { GATEWAY_NODE_FLAGS } from '../../src/cli/node-flags.js'
 
 const root = resolve(import.meta.dirname, '../..')
 
@@ -98,7 +99,7 @@ describe('Dockerfile', () => {
     expect(runtime.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n')).toContain('touch /data/authorized_keys')
     const entry = JSON.parse(runtime.find((i) => i.op === 'ENTRYPOINT')!.args) as string[]
     const cmd = JSON.parse(runtime.find((i) => i.op === 'CMD')!.args) as string[]
-    expect([...entry, ...cmd]).toEqual(['node', '/app/bin/porthole.js', 'serve'])
+    expect([...entry, ...cmd]).toEqual(['node', ...GATEWAY_NODE_FLAGS, '/app/bin/porthole.js', 'serve'])
   })
 
   it('checks health on the admin listener with node alone', () => {
