@@ -21,7 +21,7 @@ import { Upstream } from './upstream.js'
 import { checkingIntervalMs, closeSoon, listenOn } from '../net/listen.js'
 import { proxyUpgrade } from './upgrade.js'
 import { requestTarget, routingHost, type RequestTarget, type Scheme } from './request-target.js'
-import { httpRequestChannel, type HttpRequestObserved } from '../observe/channels.js'
+import { httpRequestChannel, observedEndpoint, type HttpRequestObserved } from '../observe/channels.js'
 import { readReplayMark, REPLAY_HEADER, RequestCapture, UpgradeCapture, type InspectOptions } from '../inspect/capture.js'
 
 export interface HttpEdgeOptions {
@@ -597,10 +597,7 @@ function observeRequest (req: IncomingMessage, res: ServerResponse, endpoint: En
   res.end = function (this: ServerResponse, chunk?: unknown, ...rest: unknown[]) { count(chunk); return (end as (...args: unknown[]) => ServerResponse).call(this, chunk, ...rest) } as typeof res.end
   res.once('close', () => {
     const message: HttpRequestObserved = {
-      endpointId: endpoint.id,
-      endpointHost: endpoint.host,
-      transport: endpoint.agent.transport,
-      account: endpoint.owner.account ?? null,
+      ...observedEndpoint(endpoint),
       scheme,
       httpVersion: req.httpVersion,
       method: req.method ?? 'GET',

@@ -7,13 +7,21 @@ import type { Endpoint } from '../core/endpoint.js'
 import type { ErrorCode } from '../core/errors.js'
 import type { SessionInfo } from '../core/session.js'
 
-/** One public HTTP request finished (the response ended or the connection went), from the HTTP edge. */
-export interface HttpRequestObserved {
+/** The endpoint a request or connection went to, as every observed fact names it. */
+export interface ObservedEndpoint {
   readonly endpointId: string
-  /** The endpoint's host (exact or `*.suffix`): the name it was bound as, not the request's Host. */
+  /** The endpoint's host (exact, `*.suffix` or `tcp:PORT`): the name it was bound as, not the request's Host. */
   readonly endpointHost: string
   readonly transport: 'ssh' | 'ngrok'
   readonly account: string | null
+}
+
+export function observedEndpoint (endpoint: Endpoint): ObservedEndpoint {
+  return { endpointId: endpoint.id, endpointHost: endpoint.host, transport: endpoint.agent.transport, account: endpoint.owner.account ?? null }
+}
+
+/** One public HTTP request finished (the response ended or the connection went), from the HTTP edge. */
+export interface HttpRequestObserved extends ObservedEndpoint {
   readonly scheme: 'http' | 'https'
   /** 1.1 or 2.0. */
   readonly httpVersion: string
@@ -38,11 +46,7 @@ export interface HttpRequestObserved {
 }
 
 /** One public connection to a tcp endpoint, or a TLS-passthrough connection, closed. */
-export interface TcpConnectionObserved {
-  readonly endpointId: string
-  readonly endpointHost: string
-  readonly transport: 'ssh' | 'ngrok'
-  readonly account: string | null
+export interface TcpConnectionObserved extends ObservedEndpoint {
   readonly proto: 'tcp' | 'tls'
   readonly clientIp: string
   readonly clientPort: number
@@ -66,7 +70,6 @@ export const httpRequestChannel = channel('porthole:observe:http-request')
 export const tcpConnectionChannel = channel('porthole:observe:tcp-connection')
 export const sessionChannel = channel('porthole:observe:session')
 
-/** Publishes a closed tcp or TLS-passthrough connection (both edges call this from their splice's close). */
 /** Where a public connection came from and to: read when it opens (a closed socket no longer knows). */
 export interface ConnectionEnds { readonly clientIp: string, readonly clientPort: number, readonly serverPort: number, readonly startMs: number }
 
@@ -74,13 +77,11 @@ export function connectionEnds (socket: Socket): ConnectionEnds {
   return { clientIp: socket.remoteAddress ?? '', clientPort: socket.remotePort ?? 0, serverPort: socket.localPort ?? 0, startMs: Date.now() }
 }
 
+/** Publishes a closed tcp or TLS-passthrough connection (both edges call this from their splice's close). */
 export function observeConnection (endpoint: Endpoint, proto: 'tcp' | 'tls', ends: ConnectionEnds, bytesIn: number, bytesOut: number): void {
   if (!tcpConnectionChannel.hasSubscribers) return
   const message: TcpConnectionObserved = {
-    endpointId: endpoint.id,
-    endpointHost: endpoint.host,
-    transport: endpoint.agent.transport,
-    account: endpoint.owner.account ?? null,
+    ...observedEndpoint(endpoint),
     proto,
     ...ends,
     durationMs: Date.now() - ends.startMs,
