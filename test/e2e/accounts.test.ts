@@ -196,14 +196,17 @@ describe('accounts, keys and authtokens', () => {
   })
 })
 
+/** A gateway of its own (its login throttle fresh) where an authtoken exists, so SSH passwords are checked. */
+async function gatewayWithToken (): Promise<TestGateway> {
+  const gateway = await startTestGateway()
+  await gateway.identity.createAccount('ann')
+  await gateway.identity.createToken('ann')
+  return gateway
+}
+
 describe('password guessing', () => {
   let gateway: TestGateway
-
-  beforeAll(async () => {
-    gateway = await startTestGateway()
-    await gateway.identity.createAccount('ann')
-    await gateway.identity.createToken('ann')
-  })
+  beforeAll(async () => { gateway = await gatewayWithToken() })
   afterAll(async () => { await gateway.stop() })
 
   it('slows down wrong authtokens from one address after a few failures', async () => {
@@ -222,11 +225,7 @@ describe('password guessing', () => {
 
 describe('wrong authtokens on one connection', () => {
   let gateway: TestGateway
-  beforeAll(async () => {
-    gateway = await startTestGateway()
-    await gateway.identity.createAccount('ann')
-    await gateway.identity.createToken('ann')
-  })
+  beforeAll(async () => { gateway = await gatewayWithToken() })
   afterAll(async () => { await gateway.stop() })
 
   it('drops the connection after three wrong tokens, whatever the client would still try', async () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MAX_CONNECTIONS_PER_ADDRESS } from '../../src/api/server.js'
-import { connect, eventually, fetchVia, FIXTURES, rawRequest, startTestGateway, startUpstream, type TestGateway } from './harness.js'
+import { connect, eventually, fetchVia, FIXTURES, rawConnect, rawRequest, startTestGateway, startUpstream, type TestGateway } from './harness.js'
 
 interface Answer { status: number, headers: Record<string, string | string[] | undefined>, body: any, text: string }
 
@@ -144,29 +144,26 @@ describe('admin API', () => {
   })
 
   it('closes a connection whose headers are not complete within the default 10 s header timeout', async () => {
-    const socket = createConnection(gw.apiPort!, '127.0.0.1')
-    socket.on('error', () => {})
-    let reply = ''
-    socket.setEncoding('utf8').on('data', (text: string) => { reply += text })
+    const connection = rawConnect(gw.apiPort!)
+    await connection.connected
     const started = Date.now()
-    socket.write('GET /api/accounts HTTP/1.1\r\nhost: local')
-    await new Promise((resolve) => socket.once('close', resolve))
+    connection.socket.write('GET /api/accounts HTTP/1.1\r\nhost: local')
+    await connection.closed
     expect(Date.now() - started).toBeGreaterThanOrEqual(9_900)
-    expect(reply).toMatch(/"error_code":"PH_3020"/)
+    expect(connection.received()).toMatch(/"error_code":"PH_3020"/)
   })
 
   it('ends a request still not complete 30 s after it began, however steadily its body trickles in', async () => {
-    const socket = createConnection(gw.apiPort!, '127.0.0.1')
-    socket.on('error', () => {})
-    let reply = ''
-    socket.setEncoding('utf8').on('data', (text: string) => { reply += text })
+    const connection = rawConnect(gw.apiPort!)
+    const socket = connection.socket
+    await connection.connected
     const started = Date.now()
     socket.write(`POST /api/accounts HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer ${key}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n`)
     const drip = setInterval(() => socket.write(' '), 1000) // never idle, never done
-    await new Promise((resolve) => socket.once('close', resolve))
+    await connection.closed
     clearInterval(drip)
     expect(Date.now() - started).toBeGreaterThanOrEqual(29_900)
-    expect(reply).toMatch(/"error_code":"PH_3020"/)
+    expect(connection.received()).toMatch(/"error_code":"PH_3020"/)
   }, 60_000)
 
   it('answers malformed HTTP with the same JSON error and closes', async () => {

@@ -7,12 +7,12 @@ import { createHmac } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
-import { createConnection, createServer, type AddressInfo, type Server } from 'node:net'
+import { createServer, type AddressInfo, type Server } from 'node:net'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { PortholeEvent } from '../../src/observe/event-shapes.js'
-import { connect, eventually, fetchVia, freePort, ngrokSession, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
+import { connect, echoOnce, eventually, fetchVia, freePort, ngrokSession, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 
 const SECRET = 'a-secret-of-some-length'
 
@@ -74,11 +74,7 @@ describe('events to a webhook and a file', () => {
     const session = await ngrokSession(gateway)
     const listener = await session.tcpEndpoint().listenAndForward(`tcp://localhost:${(echo.address() as AddressInfo).port}`)
     const port = Number(new URL(listener.url()!).port)
-    const socket = createConnection({ host: '127.0.0.1', port })
-    socket.write('ping-pong!')
-    let echoed = 0
-    socket.on('data', (chunk: Buffer) => { if ((echoed += chunk.length) === 10) socket.end() })
-    await new Promise((resolve, reject) => { socket.once('close', resolve); socket.once('error', reject) })
+    await echoOnce(port, 'ping-pong!')
     await client.kill('SIGKILL')
 
     const http = await eventually(() => eventsOf(receiver).find((e) => e.event_type === 'http_request_complete.v0' && e.object.http.request.url.path === '/n/9'))

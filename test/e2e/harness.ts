@@ -328,6 +328,19 @@ export function rawConnect (port: number, localAddress?: string): RawConnection 
 }
 
 /**
+ * Sends `text` to 127.0.0.1:`port` (an echo service behind a tcp endpoint), ends its side once as many bytes came
+ * back, and resolves with the bytes echoed when the connection has closed; rejects on a socket error.
+ */
+export async function echoOnce (port: number, text: string): Promise<number> {
+  const socket = netConnect({ host: '127.0.0.1', port })
+  socket.write(text)
+  let echoed = 0
+  socket.on('data', (chunk: Buffer) => { if ((echoed += chunk.length) === Buffer.byteLength(text)) socket.end() })
+  await new Promise((resolve, reject) => { socket.once('close', resolve); socket.once('error', reject) })
+  return echoed
+}
+
+/**
  * A login with the ssh2 client library: the client when it got in, else the error. (ssh2 answers
  * keyboard-interactive rounds without prompts itself, so a refusal's instruction is not seen here: check
  * those with the real ssh binary.)

@@ -4,11 +4,11 @@
 // Then: 30 endpoints with different names add no series and no label names them; a cap hit; a refused login;
 // /healthz (its 503 while shutting down is in test/unit/metrics.test.ts). One gateway in this file: the observe channels are
 // process-wide (see src/observe/metrics.ts), so counts here are exact.
-import { createConnection, createServer, type AddressInfo, type Server } from 'node:net'
+import { createServer, type AddressInfo, type Server } from 'node:net'
 import parsePrometheusTextFormat, { type Family } from 'parse-prometheus-text-format'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, eventually, fetchVia, freePort, ngrokSession, rawConnect, startTestGateway, startUpstream, type RawConnection, type SshClient, type TestGateway } from './harness.js'
+import { connect, echoOnce, eventually, fetchVia, freePort, ngrokSession, rawConnect, startTestGateway, startUpstream, type RawConnection, type SshClient, type TestGateway } from './harness.js'
 
 interface Scrape {
   readonly text: string
@@ -80,12 +80,7 @@ describe('metrics', () => {
     const session = await ngrokSession(gateway)
     sessions.push(session)
     const listener = await session.tcpEndpoint().listenAndForward(`tcp://localhost:${(echo.address() as AddressInfo).port}`)
-    const socket = createConnection({ host: '127.0.0.1', port: Number(new URL(listener.url()!).port) })
-    socket.write('ping-pong!')
-    let echoed = 0
-    socket.on('data', (chunk: Buffer) => { if ((echoed += chunk.length) === 10) socket.end() })
-    await new Promise((resolve, reject) => { socket.once('close', resolve); socket.once('error', reject) })
-    expect(echoed).toBe(10)
+    expect(await echoOnce(Number(new URL(listener.url()!).port), 'ping-pong!')).toBe(10)
 
     // Counters move when the response or connection is over: wait for the last one.
     const admin = await eventually(async () => {

@@ -2,10 +2,10 @@
 // ngrok SDK produce, field by field: sessions starting and stopping, HTTP requests (forwarded and answered by
 // the gateway itself), tcp connections with their byte counts.
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { createConnection, createServer, type AddressInfo, type Server } from 'node:net'
+import { createServer, type AddressInfo, type Server } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { HttpRequestObserved, SessionObserved, TcpConnectionObserved } from '../../src/observe/channels.js'
-import { connect, eventually, fetchVia, ngrokSession, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
+import { connect, echoOnce, eventually, fetchVia, ngrokSession, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 
 describe('observe channels', () => {
   let gateway: TestGateway
@@ -59,12 +59,7 @@ describe('observe channels', () => {
     const session = await ngrokSession(gateway)
     const listener = await session.tcpEndpoint().listenAndForward(`tcp://localhost:${(echo.address() as AddressInfo).port}`)
     const port = Number(new URL(listener.url()!).port)
-    const socket = createConnection({ host: '127.0.0.1', port })
-    socket.write('ping-pong!')
-    let echoed = 0
-    socket.on('data', (chunk: Buffer) => { if ((echoed += chunk.length) === 10) socket.end() })
-    await new Promise((resolve, reject) => { socket.once('close', resolve); socket.once('error', reject) })
-    expect(echoed).toBe(10)
+    expect(await echoOnce(port, 'ping-pong!')).toBe(10)
     const conn = await eventually(() => seen.tcp.find((c) => c.serverPort === port))
     expect(conn).toMatchObject({ transport: 'ngrok', proto: 'tcp', endpointHost: `tcp:${port}`, clientIp: '127.0.0.1', bytesIn: 10, bytesOut: 10 })
     const start = seen.session.find((s) => s.event === 'start' && s.session.clientType === 'ngrok')
