@@ -3,39 +3,20 @@
 // with and without a RequestCapture + MemoryInspectStore per request, in alternating rounds. Prints the server's
 // CPU µs per request (process.cpuUsage over the measured run) and req/s, then the medians and their difference.
 // The whole-gateway figure (SSH, tunnel, undici) is `PORTHOLE_INSPECT=false|true node bench/run.js --only=porthole`.
-import { createServer } from 'node:http'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { RequestCapture, createReplaySecret } from '../dist/inspect/capture.js'
 import { MemoryInspectStore } from '../dist/inspect/store.js'
+import { median, serverCost } from './server-cost.js'
 
-const run = promisify(execFile)
 const ROUNDS = Number(process.argv[2] ?? 3)
-const BODY = 'x'.repeat(99) + '\n'
 const endpoint = { id: 'ep_bench', host: 'bench.localhost', owner: { id: 'bench-owner' } }
 
-async function round (capture) {
+function round (capture) {
   const options = { store: new MemoryInspectStore(), replaySecret: createReplaySecret() }
-  let count = 0
-  const server = createServer((req, res) => {
-    count++
+  return serverCost((req, res) => {
     if (capture) new RequestCapture(options, endpoint, req, res, undefined).upstream({ path: req.url, headers: { host: req.headers.host, 'user-agent': req.headers['user-agent'] ?? '', 'x-forwarded-for': '127.0.0.1' } })
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': BODY.length })
-    res.end(BODY)
   })
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const url = `http://127.0.0.1:${server.address().port}/small`
-  await run('wrk', ['-t1', '-c50', '-d2s', url])
-  count = 0
-  const before = process.cpuUsage()
-  const { stdout } = await run('wrk', ['-t1', '-c50', '-d5s', url])
-  const cpu = process.cpuUsage(before)
-  server.closeAllConnections()
-  server.close()
-  return { us: (cpu.user + cpu.system) / count, rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]) }
 }
 
-const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1]
 const results = { off: [], on: [] }
 for (let i = 0; i < ROUNDS; i++) {
   for (const mode of ['off', 'on']) {

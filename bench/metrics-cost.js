@@ -6,15 +6,11 @@
 // "off" is an unobserved gateway: the edge checks hasSubscribers and builds nothing. "edge" subscribes a no-op
 // instead of the metrics: the edge's share of "on". Prints the server's CPU µs per request (process.cpuUsage over
 // the measured run) and req/s, then the medians and their differences.
-import { createServer } from 'node:http'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { httpRequestChannel } from '../dist/observe/channels.js'
 import { createMetrics } from '../dist/observe/metrics.js'
+import { median, serverCost } from './server-cost.js'
 
-const run = promisify(execFile)
 const ROUNDS = Number(process.argv[2] ?? 3)
-const BODY = 'x'.repeat(99) + '\n'
 
 /** The edge's observeRequest (src/edge/http-edge.ts), reduced to what it does per request. */
 function observe (req, res, started) {
@@ -40,32 +36,18 @@ async function round (mode) {
   const on = mode === 'on'
   if (mode === 'edge') httpRequestChannel.subscribe(noop)
   const metrics = on ? createMetrics({ sessions: { sessions: () => [], kill: async () => false }, endpoints: { endpoints: () => [] } }) : null
-  let count = 0
-  const server = createServer((req, res) => {
-    count++
+  const result = await serverCost((req, res) => {
     if (httpRequestChannel.hasSubscribers) observe(req, res, performance.now())
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': BODY.length })
-    res.end(BODY)
   })
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const url = `http://127.0.0.1:${server.address().port}/small`
-  await run('wrk', ['-t1', '-c50', '-d2s', url])
-  count = 0
-  const before = process.cpuUsage()
-  const { stdout } = await run('wrk', ['-t1', '-c50', '-d5s', url])
-  const cpu = process.cpuUsage(before)
-  server.closeAllConnections()
-  server.close()
   if (metrics) {
     const text = await metrics.render()
     if (!/porthole_http_requests_total\{scheme="http",status_class="2xx",code=""\} [1-9]/.test(text)) throw new Error('metrics did not count the requests')
     metrics.close()
   }
   if (mode === 'edge') httpRequestChannel.unsubscribe(noop)
-  return { us: (cpu.user + cpu.system) / count, rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]) }
+  return result
 }
 
-const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1]
 const results = { off: [], edge: [], on: [] }
 const MODES = ['off', 'edge', 'on']
 for (let i = 0; i < ROUNDS; i++) {
