@@ -5,15 +5,20 @@
 // The whole-gateway figure (SSH, tunnel, undici) is `PORTHOLE_INSPECT=false|true node bench/run.js --only=porthole`.
 import { RequestCapture, createReplaySecret } from '../dist/inspect/capture.js'
 import { MemoryInspectStore } from '../dist/inspect/store.js'
+import { watchResponse } from '../dist/edge/response-watch.js'
 import { median, serverCost } from './server-cost.js'
 
 const ROUNDS = Number(process.argv[2] ?? 3)
-const endpoint = { id: 'ep_bench', host: 'bench.localhost', owner: { id: 'bench-owner' } }
+const endpoint = { id: 'ep_bench', host: 'bench.localhost', owner: { id: 'bench-owner', account: null }, agent: { transport: 'ssh', sessionId: 'bench' }, hooks: {} }
 
 function round (capture) {
   const options = { store: new MemoryInspectStore(), replaySecret: createReplaySecret() }
   return serverCost((req, res) => {
-    if (capture) new RequestCapture(options, endpoint, req, res, undefined).upstream({ path: req.url, headers: { host: req.headers.host, 'user-agent': req.headers['user-agent'] ?? '', 'x-forwarded-for': '127.0.0.1' } })
+    if (!capture) return
+    // As the HTTP edge does: the capture, then watchResponse taps the response for it (src/edge/response-watch.ts).
+    const record = new RequestCapture(options, endpoint, req, res, undefined)
+    watchResponse(req, res, endpoint, 'http', { authority: req.headers.host ?? '', path: req.url }, performance.now(), record)
+    record.upstream({ path: req.url, headers: { host: req.headers.host, 'user-agent': req.headers['user-agent'] ?? '', 'x-forwarded-for': '127.0.0.1' } })
   })
 }
 

@@ -1,33 +1,23 @@
 // `node bench/metrics-cost.js [rounds]` (after `npm run build`): what Prometheus metrics (issue 12) cost per HTTP
 // request, alone: a bare node HTTP server answering ~100 bytes, driven by wrk (-t1 -c50, 5 s after a 2 s warm-up),
-// with and without metrics, in alternating rounds. "on" does per request what the HTTP edge does once the observe
-// channel has a subscriber (counts the response bytes written, builds an HttpRequestObserved when the response
-// closes, publishes it) and what the metrics subscriber does with it (a counter, a histogram, a byte counter).
+// with and without metrics, in alternating rounds. "on" runs the HTTP edge's own watchResponse once the observe channel has a
+// subscriber (counts the response bytes written, builds an HttpRequestObserved when the response closes, publishes it) and what the metrics subscriber does with it (a counter, a histogram, a byte counter).
 // "off" is an unobserved gateway: the edge checks hasSubscribers and builds nothing. "edge" subscribes a no-op
 // instead of the metrics: the edge's share of "on". Prints the server's CPU µs per request (process.cpuUsage over
 // the measured run) and req/s, then the medians and their differences.
 import { httpRequestChannel } from '../dist/observe/channels.js'
+import { watchResponse } from '../dist/edge/response-watch.js'
 import { createMetrics } from '../dist/observe/metrics.js'
 import { median, serverCost } from './server-cost.js'
 
 const ROUNDS = Number(process.argv[2] ?? 3)
 
-/** The edge's observeRequest (src/edge/http-edge.ts), reduced to what it does per request. */
+/** The bench's stand-in for a routed endpoint: what watchResponse and observedEndpoint read. */
+const endpoint = { id: 'ep_bench', host: 'bench.localhost', owner: { id: 'bench-owner', account: null }, agent: { transport: 'ssh', sessionId: 'bench' }, hooks: {} }
+
+/** What the HTTP edge does per request: watchResponse (src/edge/response-watch.ts), with no capture. */
 function observe (req, res, started) {
-  const clientIp = req.socket.remoteAddress ?? ''
-  const clientPort = req.socket.remotePort ?? 0
-  let sent = 0
-  const { write, end } = res
-  const count = (chunk) => { if (chunk !== null && chunk !== undefined && typeof chunk !== 'function') sent += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength }
-  res.write = function (chunk, ...rest) { count(chunk); return write.call(this, chunk, ...rest) }
-  res.end = function (chunk, ...rest) { count(chunk); return end.call(this, chunk, ...rest) }
-  res.once('close', () => {
-    httpRequestChannel.publish({
-      endpointId: 'ep_bench', endpointHost: 'bench.localhost', transport: 'ssh', account: null, scheme: 'http', httpVersion: req.httpVersion,
-      method: req.method, host: req.headers.host ?? '', path: req.url, status: res.headersSent ? res.statusCode : 0, errorCode: undefined,
-      clientIp, clientPort, startMs: Date.now(), durationMs: performance.now() - started, requestBytes: 0, responseBytes: sent,
-    })
-  })
+  watchResponse(req, res, endpoint, 'http', { authority: req.headers.host ?? '', path: req.url }, started, null)
 }
 
 const noop = () => {}

@@ -21,7 +21,7 @@ import { Upstream } from './upstream.js'
 import { checkingIntervalMs, closeSoon, listenOn } from '../net/listen.js'
 import { proxyUpgrade } from './upgrade.js'
 import { requestTarget, routingHost, type RequestTarget, type Scheme } from './request-target.js'
-import { httpRequestChannel, observedEndpoint, type HttpRequestObserved } from '../observe/channels.js'
+import { hasRequestBody, watchResponse, type ResponseWithCode } from './response-watch.js'
 import { readReplayMark, REPLAY_HEADER, RequestCapture, UpgradeCapture, type InspectOptions } from '../inspect/capture.js'
 
 export interface HttpEdgeOptions {
@@ -63,17 +63,6 @@ function readBody (req: IncomingMessage, limit: number): Promise<Buffer | null> 
     req.once('end', () => resolve(Buffer.concat(chunks)))
     req.once('error', reject)
   })
-}
-
-/**
- * Whether a body follows the request head: HTTP/1.1 says so with Content-Length or Transfer-Encoding; HTTP/2 with
- * a HEADERS frame without END_STREAM, and a streamed HTTP/2 body has no Content-Length (it was dropped before).
- */
-function hasRequestBody (req: IncomingMessage): boolean {
-  const length = req.headers['content-length']
-  if (length !== undefined) return length !== '0'
-  if (req.httpVersionMajor === 2) return (req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders === false
-  return req.headers['transfer-encoding'] !== undefined
 }
 
 /** Maps what undici or the dialer threw to the catalogue code the client sees. */
@@ -442,18 +431,7 @@ export class HttpEdge {
     const inspect = this.#options.inspect
     // Captured only when the gateway and the endpoint both say so; nothing is allocated otherwise.
     const capture = inspect !== undefined && endpoint.spec.inspect ? new RequestCapture(inspect, endpoint, req, res, replayOf(req, inspect.replaySecret, endpoint)) : null
-    const onRequest = endpoint.hooks.onRequest
-    if (onRequest) {
-      res.once('close', () => onRequest({
-        method: req.method ?? 'GET',
-        path: target.path,
-        status: res.statusCode,
-        durationMs: Math.round(performance.now() - started),
-        clientIp,
-        errorCode: (res as ResponseWithCode).errorCode,
-      }))
-    }
-    if (httpRequestChannel.hasSubscribers) observeRequest(req, res, endpoint, scheme, target, started)
+    watchResponse(req, res, endpoint, scheme, target, started, capture)
     if (scheme === 'http' && !endpoint.spec.schemes.http) {
       req.resume()
       // https only: plain HTTP gets a permanent redirect (308 keeps the method).
@@ -572,48 +550,6 @@ export class HttpEdge {
       this.server.closeAllConnections()
     })
   }
-}
-
-type ResponseWithCode = ServerResponse & { errorCode?: ErrorCode }
-
-/** Body bytes as announced by content-length; 0 for no body, -1 when not announced (chunked, HTTP/2 DATA). */
-function announcedBytes (value: string | number | string[] | undefined, hasBody: boolean): number {
-  if (!hasBody) return 0
-  const n = Number(Array.isArray(value) ? value[0] : value)
-  return value !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : -1
-}
-
-/** Publishes the request on the observe channel when its response is over (observe/channels.ts). */
-function observeRequest (req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, scheme: Scheme, target: RequestTarget, started: number): void {
-  const startMs = Date.now()
-  // Read now: an upgraded request's socket is detached (null) by the time its response closes.
-  const clientIp = req.socket.remoteAddress ?? ''
-  const clientPort = req.socket.remotePort ?? 0
-  // The response's body bytes as written (after compression), counted on this response only while observed.
-  let sent = 0
-  const { write, end } = res
-  const count = (chunk: unknown): void => { if (chunk !== null && chunk !== undefined && typeof chunk !== 'function') sent += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Uint8Array).byteLength }
-  res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) { count(chunk); return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest) } as typeof res.write
-  res.end = function (this: ServerResponse, chunk?: unknown, ...rest: unknown[]) { count(chunk); return (end as (...args: unknown[]) => ServerResponse).call(this, chunk, ...rest) } as typeof res.end
-  res.once('close', () => {
-    const message: HttpRequestObserved = {
-      ...observedEndpoint(endpoint),
-      scheme,
-      httpVersion: req.httpVersion,
-      method: req.method ?? 'GET',
-      host: target.authority,
-      path: target.path,
-      status: res.headersSent ? res.statusCode : 0,
-      errorCode: (res as ResponseWithCode).errorCode,
-      clientIp,
-      clientPort,
-      startMs,
-      durationMs: performance.now() - started,
-      requestBytes: announcedBytes(req.headers['content-length'], hasRequestBody(req)),
-      responseBytes: sent,
-    }
-    httpRequestChannel.publish(message)
-  })
 }
 
 /** The record a request replays, when it carries this process's replay mark for the endpoint's owner. */

@@ -1,7 +1,7 @@
 // Builds one CapturedRequest per HTTP request through an endpoint, for the inspector, without slowing the
 // proxied stream: the request body is tapped with a prepended 'data' listener (it never changes the stream's
 // flow: Readable.prependListener does not resume it, and read() emits 'data' whichever way undici consumes
-// it), the response by wrapping the public response's write/end on that one object. Each tap copies at most
+// it), the response by the edge's one tap of the public response's write/end (edge/response-watch.ts). Each tap copies at most
 // the capture cap and afterwards only counts bytes, so a 20 MB upload costs 64 KiB and a counter. The edge
 // creates nothing of this when capture is off (the gateway's --inspect=false, or the endpoint's).
 //
@@ -97,8 +97,6 @@ export interface UpstreamView {
   readonly headers: HeaderMap
 }
 
-type Write = (chunk: unknown, encoding?: unknown, callback?: unknown) => boolean
-type End = (chunk?: unknown, encoding?: unknown, callback?: unknown) => unknown
 
 /** One HTTP request's capture (HTTP/1.1 or HTTP/2 compat objects); added to the store when the response closes. */
 export class RequestCapture {
@@ -109,7 +107,8 @@ export class RequestCapture {
   readonly #start = Date.now()
   readonly #started = performance.now()
   readonly #requestBody: BodyTap
-  readonly #responseBody: BodyTap
+  /** The response body as the edge writes it (edge/response-watch.ts taps the response once for everyone). */
+  readonly responseBody: BodyTap
   readonly #replayOf: string | undefined
   #view: UpstreamView | null = null
   /** Read now: once the response closes, the socket may have gone. */
@@ -124,21 +123,9 @@ export class RequestCapture {
     this.#remoteAddr = remoteAddr(req.socket?.remoteAddress ?? '', req.socket?.remotePort)
     const cap = options.bodyCap ?? BODY_CAP
     this.#requestBody = new BodyTap(cap)
-    this.#responseBody = new BodyTap(cap)
+    this.responseBody = new BodyTap(cap)
     const requestBody = this.#requestBody
     req.prependListener('data', (chunk: Buffer) => requestBody.add(chunk))
-    const responseBody = this.#responseBody
-    const write = res.write as unknown as Write
-    const end = res.end as unknown as End
-    ;(res as unknown as { write: Write }).write = function (this: ServerResponse, chunk, encoding, callback) {
-      if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') responseBody.add(chunk as Buffer | string, typeof encoding === 'string' ? encoding as BufferEncoding : undefined)
-      return write.call(this, chunk, encoding, callback)
-    }
-    ;(res as unknown as { end: End }).end = function (this: ServerResponse, chunk, encoding, callback) {
-      if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') responseBody.add(chunk as Buffer | string, typeof encoding === 'string' ? encoding as BufferEncoding : undefined)
-      return end.call(this, chunk, encoding, callback)
-    }
-    res.once('close', () => this.#finish())
   }
 
   /**
@@ -156,10 +143,10 @@ export class RequestCapture {
   #public: HeaderMap | null = null
 
   /**
-   * Builds the record. Header lists are made only when read (the inspector, the admin API, a replay): most
+   * Builds the record, once the response is over (edge/response-watch.ts calls it on 'close'). Header lists are made only when read (the inspector, the admin API, a replay): most
    * records are evicted unread, and a busy endpoint should not pay for them per request.
    */
-  #finish (): void {
+  finish (): void {
     const req = this.#req
     const res = this.#res
     const h2 = req.httpVersionMajor === 2
@@ -175,7 +162,7 @@ export class RequestCapture {
       // HTTP/1.1: the head exactly as written (Date, Connection, Transfer-Encoding included); HTTP/2: what was set.
       const head = !h2 && typeof sent === 'string' ? sent : null
       const reason = h2 ? STATUS_CODES[statusCode] : res.statusMessage || STATUS_CODES[statusCode]
-      const tap = this.#responseBody
+      const tap = this.responseBody
       response = new LazyResponsePart(statusCode, `${statusCode} ${reason ?? ''}`.trimEnd(), h2 ? 'HTTP/2.0' : 'HTTP/1.1', head, head === null ? res.getHeaders() : null, tap.body(), tap.size, tap.truncated)
       size += response.body.length + (head !== null ? head.length * 2 : 1024)
     }

@@ -16,6 +16,11 @@ export interface ObservedEndpoint {
   readonly account: string | null
 }
 
+/**
+ * The endpoint's four fields, for a message literal that lists them itself: `{ ...observedEndpoint(e), ... }`
+ * (a spread into a new literal, as this was used) cost 8-10 µs of CPU per request on the edge's hot path, a third
+ * of a bare node server's whole request (bench/metrics-cost.js), where the same fields written out cost nothing.
+ */
 export function observedEndpoint (endpoint: Endpoint): ObservedEndpoint {
   return { endpointId: endpoint.id, endpointHost: endpoint.host, transport: endpoint.agent.transport, account: endpoint.owner.account ?? null }
 }
@@ -80,10 +85,17 @@ export function connectionEnds (socket: Socket): ConnectionEnds {
 /** Publishes a closed tcp or TLS-passthrough connection (both edges call this from their splice's close). */
 export function observeConnection (endpoint: Endpoint, proto: 'tcp' | 'tls', ends: ConnectionEnds, bytesIn: number, bytesOut: number): void {
   if (!tcpConnectionChannel.hasSubscribers) return
+  const named = observedEndpoint(endpoint)
   const message: TcpConnectionObserved = {
-    ...observedEndpoint(endpoint),
+    endpointId: named.endpointId,
+    endpointHost: named.endpointHost,
+    transport: named.transport,
+    account: named.account,
     proto,
-    ...ends,
+    clientIp: ends.clientIp,
+    clientPort: ends.clientPort,
+    serverPort: ends.serverPort,
+    startMs: ends.startMs,
     durationMs: Date.now() - ends.startMs,
     bytesIn,
     bytesOut,
