@@ -255,16 +255,18 @@ async function manyEndpoints () {
   try {
     const sessions = await openTunnels(gateway, endpoints, (i) => `e${i}`)
     const script = join(dir, 'hosts.lua')
+    // HOSTS endpoints, every STRIDE-th: STRIDE=PER_SESSION picks one endpoint of each session.
     writeFileSync(script, `local n = tonumber(os.getenv("HOSTS"))
+local stride = tonumber(os.getenv("STRIDE"))
 math.randomseed(os.time())
-request = function() return wrk.format("GET", "/small", { Host = "e" .. math.random(0, n - 1) .. ".localhost" }) end
+request = function() return wrk.format("GET", "/small", { Host = "e" .. (math.random(0, n - 1) * stride) .. ".localhost" }) end
 `)
     // wrk runs in a separate process, so this one (the agents) must keep serving while it runs: run it async.
-    const wrkAsync = (hosts, duration) => new Promise((resolve, reject) => {
+    const wrkAsync = (hosts, duration, stride = 1) => new Promise((resolve, reject) => {
       const before = cpuMs(gateway.pid)
       const from = (Date.now() - gateway.startedAt) / 1000
       const child = spawn(TWO_CORES ? 'taskset' : 'wrk', [...(TWO_CORES ? ['-c', '1', 'wrk'] : []), '-t1', '-c50', `-d${duration}`, '-s', script, `http://127.0.0.1:${gateway.http}/`],
-        { env: { ...process.env, HOSTS: String(hosts) } })
+        { env: { ...process.env, HOSTS: String(hosts), STRIDE: String(stride) } })
       let out = ''
       child.stdout.setEncoding('utf8').on('data', (t) => { out += t })
       child.on('error', reject)
@@ -278,21 +280,29 @@ request = function() return wrk.format("GET", "/small", { Host = "e" .. math.ran
       })
     })
     await wrkAsync(endpoints, '2s') // warm-up: every endpoint's pool and streams
-    const one = []
-    const many = []
+    // Three loads per round: all on e0 (one endpoint, one session), one endpoint in each session (the spread
+    // over SSH sessions alone), and all 1,000 endpoints (the target's case). many/spread isolates what the
+    // number of endpoints costs; spread/one what spreading the same load over many SSH connections costs.
+    const sessionCount = sessions.length
+    const loads = { one: [1, 1], spread: [sessionCount, PER_SESSION], many: [endpoints, 1] }
+    const results = { one: [], spread: [], many: [] }
     for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 === 0 ? [1, endpoints] : [endpoints, 1]
-      for (const hosts of order) {
-        await wrkAsync(hosts, '1s')
-        const result = await wrkAsync(hosts, DURATION)
-        ;(hosts === 1 ? one : many).push(result)
-        console.log(`many-endpoints: round ${round + 1}, ${hosts} endpoint(s): ${result.cpuUsPerRequest.toFixed(1)} µs gateway CPU per request, ${result.rps.toFixed(0)} req/s${CPU_PROF ? ` (profile window ${result.window} s)` : ''}`)
+      const order = round % 2 === 0 ? ['one', 'spread', 'many'] : ['many', 'spread', 'one']
+      for (const load of order) {
+        const [hosts, stride] = loads[load]
+        await wrkAsync(hosts, '1s', stride)
+        const result = await wrkAsync(hosts, DURATION, stride)
+        results[load].push(result)
+        console.log(`many-endpoints: round ${round + 1}, ${hosts} endpoint(s) in ${load === 'one' ? 1 : sessionCount} session(s): ${result.cpuUsPerRequest.toFixed(1)} µs gateway CPU per request, ${result.rps.toFixed(0)} req/s${CPU_PROF ? ` (profile window ${result.window} s)` : ''}`)
       }
     }
-    const ratio = median(many.map((r) => r.cpuUsPerRequest)) / median(one.map((r) => r.cpuUsPerRequest))
+    const cost = (load) => median(results[load].map((r) => r.cpuUsPerRequest))
+    const ratio = cost('many') / cost('one')
     console.log(`many-endpoints: CPU per request, ${endpoints} endpoints / 1 endpoint: ${ratio.toFixed(2)}`)
+    console.log(`many-endpoints: of which ${sessionCount} sessions (one endpoint each) / 1: ${(cost('spread') / cost('one')).toFixed(2)}, and ${endpoints} endpoints / ${sessionCount} in the same ${sessionCount} sessions: ${(cost('many') / cost('spread')).toFixed(2)}`)
+    const { one, spread, many } = results
     closeAll(sessions)
-    return { one, many, ratio }
+    return { one, spread, many, ratio }
   } finally {
     rmSync(dir, { recursive: true, force: true })
     await gateway.stop()
