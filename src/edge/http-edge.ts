@@ -179,13 +179,13 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     if (this.#clientGone) controller.abort(new Error('client closed'))
   }
 
-  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, upstreamHeaders: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) {
       // 100 never gets here (upstream.ts drops it; node answered the client's Expect itself); 102 is skipped
-      if (statusCode === 103) this.#earlyHints(headers.link)
+      if (statusCode === 103) this.#earlyHints(upstreamHeaders.link)
       return
     }
-    cleanResponseHeaders(headers)
+    const headers = cleanResponseHeaders(upstreamHeaders as HeaderMap)
     const cookies = this.#request.setCookies
     if (cookies !== undefined) {
       const theirs = headers['set-cookie']

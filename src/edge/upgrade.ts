@@ -47,15 +47,15 @@ class UpgradeHandler implements Dispatcher.DispatchHandler {
     if (this.#clientGone) controller.abort(new Error('client closed'))
   }
 
-  onRequestUpgrade (_controller: Dispatcher.DispatchController, statusCode: number, headers: HeaderMap, upstream: Duplex): void {
+  onRequestUpgrade (_controller: Dispatcher.DispatchController, statusCode: number, upstreamHeaders: HeaderMap, upstream: Duplex): void {
     this.#settled = true
     this.#answered = true
     if (this.#socket.destroyed) {
       upstream.destroy() // the client left as the service answered: splice would never see its 'close'
       return
     }
-    const protocol = headers.upgrade
-    cleanResponseHeaders(headers)
+    const protocol = upstreamHeaders.upgrade
+    const headers = cleanResponseHeaders(upstreamHeaders)
     headers.connection = 'Upgrade'
     if (protocol !== undefined) headers.upgrade = protocol
     this.#socket.write(rawResponseHead(statusCode, headers))
@@ -64,10 +64,10 @@ class UpgradeHandler implements Dispatcher.DispatchHandler {
     splice(this.#socket, upstream, () => {})
   }
 
-  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: HeaderMap): void {
+  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, upstreamHeaders: HeaderMap): void {
     if (statusCode < 200) return
     this.#answered = true
-    cleanResponseHeaders(headers)
+    const headers = cleanResponseHeaders(upstreamHeaders)
     delete headers['content-length']
     headers.connection = 'close'
     this.#socket.write(rawResponseHead(statusCode, headers))
