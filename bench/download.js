@@ -17,7 +17,6 @@ import { tmpdir, userInfo } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { cleanup, freePort, killAll, run, startChild, waitListening, waitReady } from './processes.js'
-import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const ARGS = process.argv.slice(2)
@@ -106,6 +105,8 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_timeout 300s; types
   for (const [i, build] of BUILDS.entries()) {
     const ports = { ssh: await freePort(), http: await freePort(), https: await freePort() }
     mkdirSync(join(tmp, `data${i}`))
+    // Each build's own node flags (its dist/cli/node-flags.js), so that builds differing only there compare too.
+    const { GATEWAY_NODE_FLAGS } = await import(join(build, 'dist', 'cli', 'node-flags.js'))
     const gateway = startChild(`porthole ${build}`, process.execPath, [...GATEWAY_NODE_FLAGS, join(build, 'bin', 'porthole.js'), 'serve',
       '--data-dir', join(tmp, `data${i}`), '--ssh-addr', `127.0.0.1:${ports.ssh}`, '--http-addr', `127.0.0.1:${ports.http}`,
       '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn'], { stopSignal: 'SIGINT' })
