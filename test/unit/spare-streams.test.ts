@@ -5,7 +5,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { Pool, request } from 'undici'
-import { spareStreamsClose } from '../../src/edge/spare-streams.js'
+import { connect } from 'node:net'
+import { spareStreamsClose, CORE_STREAMS } from '../../src/edge/spare-streams.js'
+import { Upstream } from '../../src/edge/upstream.js'
+import type { Endpoint } from '../../src/core/endpoint.js'
 
 const CORE = 2
 let server: Server | null = null
@@ -79,5 +82,26 @@ describe('spareStreamsClose', () => {
     // The client made after the failure is the one core client: its stream stays.
     await new Promise((resolve) => setTimeout(resolve, 200))
     expect(open.size).toBe(1)
+  })
+
+  it('is what an endpoint\'s upstream pool uses (CORE_STREAMS streams stay after a burst)', async () => {
+    const { port, open } = await slowServer(100)
+    const endpoint = {
+      spec: { proto: 'http', schemes: { http: true, https: false }, upstream: { tls: false, verify: false, cas: null, protocol: 'http1' }, inspect: false },
+      dial: () => new Promise((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1')
+        socket.once('connect', () => resolve(socket)).once('error', reject)
+      }),
+    } as unknown as Endpoint
+    const upstream = new Upstream(endpoint, { needsBody: false } as never, { connections: 64, timeoutMs: 5_000, maxResponseHeaderSize: 16 * 1024 })
+    try {
+      const n = CORE_STREAMS + 4
+      const bodies = await Promise.all(Array.from({ length: n }, async (_, i) => (await request(`http://upstream.invalid/${i}`, { dispatcher: upstream.pool })).body.text()))
+      expect(bodies).toEqual(Array.from({ length: n }, (_, i) => `ok /${i}`))
+      expect(open.size).toBe(n)
+      await until(() => open.size === CORE_STREAMS)
+    } finally {
+      await upstream.close()
+    }
   })
 })
