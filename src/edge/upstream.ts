@@ -11,6 +11,7 @@ import { createRequire } from 'node:module'
 import { PortholeError } from '../core/errors.js'
 import type { ClientAddress, Endpoint } from '../core/endpoint.js'
 import type { CompiledPolicy } from '../policy/compiled.js'
+import { spareStreamsClose } from './spare-streams.js'
 
 export interface UpstreamLimits {
   /** Streams kept open to one endpoint's upstream at most (keep-alive pool size). */
@@ -89,6 +90,7 @@ export class Upstream {
       headersTimeout: limits.timeoutMs,
       bodyTimeout: limits.timeoutMs,
       maxHeaderSize: limits.maxResponseHeaderSize,
+      factory: spareStreamsClose(), // a burst's extra streams close soon once idle (spare-streams.ts)
       connect: (_options, callback) => {
         endpoint.dial(this.#client)
           .then((stream): Duplex | Promise<Duplex> => upstream.tls ? withTls(asSocket(stream), servername, upstream, h2) : priorKnowledge(asSocket(stream), h2))

@@ -1,0 +1,187 @@
+// Single-stream download through an SSH tunnel, sshd's plain `-R` against one or more Porthole builds side by
+// side (issue 13: MB/s >= 0.9x sshd, CPU per GiB <= 1.5x). bench/run.js measures one download per round after a
+// wrk run; this measures downloads only, several per round, rotating the order, and reads the CPU of every process
+// in the path (gateway, ssh client, curl, nginx) so one can see which of them bounds the rate: a process whose CPU
+// over the download's wall time is near 100% is saturating its core.
+//
+//   npm run build && node bench/download.js [--rounds=5] [--mib=1024] [--builds=DIR,DIR...] [--no-sshd] [--wrk=2s] [--warm-mib=256]
+//
+// --wrk: before each download, `wrk -t1 -c50` on /small through the same target for that long, as bench/run.js
+// does (its download follows the wrk run): what 50 concurrent requests leave behind (idle tunnel streams, heap)
+// then weighs on the download.
+// --builds: Porthole checkouts (each with bin/porthole.js and a built dist/) to compare, default this one; a
+// label is the directory's last component. Each gateway gets its own ssh client; all share one nginx.
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { tmpdir, userInfo } from 'node:os'
+import { basename, dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { cleanup, freePort, killAll, run, startChild, waitListening, waitReady } from './processes.js'
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+const ARGS = process.argv.slice(2)
+const arg = (name, fallback) => ARGS.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
+const ROUNDS = Number(arg('rounds', '5'))
+const BYTES = Number(arg('mib', '1024')) * 1024 * 1024
+const BUILDS = arg('builds', ROOT).split(',').map((dir) => resolve(dir))
+const SSHD = !ARGS.includes('--no-sshd')
+const WRK = arg('wrk', null)
+const WARM_MIB = Number(arg('warm-mib', '256'))
+const MS_PER_TICK = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
+const GIB = 1024 ** 3
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+function procStat (pid) {
+  let text
+  try { text = readFileSync(`/proc/${pid}/stat`, 'utf8') } catch { return null }
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
+  return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) }
+}
+
+/** CPU ms of the process and every descendant (sshd's per-connection processes, nginx's worker). */
+function treeCpuMs (root) {
+  const stats = new Map()
+  for (const name of readdirSync('/proc')) {
+    const stat = /^\d+$/.test(name) ? procStat(name) : null
+    if (stat) stats.set(Number(name), stat)
+  }
+  let ticks = 0
+  for (const [pid, stat] of stats) {
+    for (let p = pid; p > 0; p = stats.get(p)?.ppid) if (p === root) { ticks += stat.ticks; break }
+  }
+  return ticks * MS_PER_TICK
+}
+
+function keygen (file) {
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', file])
+  return file
+}
+
+const sshArgs = (key, port) => ['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
+  '-o', 'IdentitiesOnly=yes', '-o', 'ExitOnForwardFailure=yes', '-o', 'LogLevel=ERROR', '-i', key, '-p', String(port)]
+
+async function main () {
+  const tmp = mkdtempSync(join(tmpdir(), 'porthole-download-'))
+  chmodSync(tmp, 0o755)
+  process.on('SIGINT', () => { cleanup(tmp).then(() => process.exit(130)) })
+  process.on('exit', killAll)
+  const key = keygen(join(tmp, 'client'))
+
+  const www = join(tmp, 'www')
+  mkdirSync(www)
+  writeFileSync(join(www, 'small'), 'x'.repeat(99) + '\n')
+  closeSync(openSync(join(www, 'big'), 'w'))
+  truncateSync(join(www, 'big'), BYTES)
+  const nginxPort = await freePort()
+  writeFileSync(join(tmp, 'nginx.conf'), `worker_processes 1; error_log ${tmp}/error.log warn; pid ${tmp}/nginx.pid;
+events { worker_connections 64; }
+http { access_log off; sendfile on; tcp_nopush on; keepalive_timeout 300s; types { } default_type application/octet-stream;
+  client_body_temp_path ${tmp}/b; proxy_temp_path ${tmp}/p; fastcgi_temp_path ${tmp}/f; uwsgi_temp_path ${tmp}/u; scgi_temp_path ${tmp}/s;
+  server { listen 127.0.0.1:${nginxPort}; root ${www}; } }
+`)
+  const nginx = startChild('nginx', 'nginx', ['-c', join(tmp, 'nginx.conf'), '-p', tmp, '-g', 'daemon off;'], { stopSignal: 'SIGQUIT' })
+  await waitListening(nginxPort, nginx)
+
+  const targets = []
+  if (SSHD) {
+    mkdirSync('/run/sshd', { recursive: true })
+    const hostKey = keygen(join(tmp, 'host'))
+    writeFileSync(join(tmp, 'authorized_keys'), readFileSync(`${key}.pub`))
+    chmodSync(join(tmp, 'authorized_keys'), 0o600)
+    const port = await freePort()
+    writeFileSync(join(tmp, 'sshd_config'), [`Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${hostKey}`,
+      `AuthorizedKeysFile ${tmp}/authorized_keys`, 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin yes',
+      'GatewayPorts yes', 'AllowTcpForwarding yes', 'UsePAM no', 'PidFile none', 'StrictModes no', 'UseDNS no', 'LogLevel ERROR', ''].join('\n'))
+    const sshd = startChild('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', join(tmp, 'sshd_config')])
+    await waitListening(port, sshd)
+    const public_ = await freePort()
+    const client = startChild('ssh (sshd)', 'ssh', [...sshArgs(key, port), '-N', '-R', `127.0.0.1:${public_}:127.0.0.1:${nginxPort}`, `${userInfo().username}@127.0.0.1`])
+    targets.push({ name: 'sshd', port: public_, host: `127.0.0.1:${public_}`, processes: [sshd, client], gateway: sshd, client })
+  }
+  for (const [i, build] of BUILDS.entries()) {
+    const ports = { ssh: await freePort(), http: await freePort(), https: await freePort() }
+    mkdirSync(join(tmp, `data${i}`))
+    // Each build's own node flags (its dist/cli/node-flags.js), so that builds differing only there compare too.
+    const { GATEWAY_NODE_FLAGS } = await import(join(build, 'dist', 'cli', 'node-flags.js'))
+    const gateway = startChild(`porthole ${build}`, process.execPath, [...GATEWAY_NODE_FLAGS, join(build, 'bin', 'porthole.js'), 'serve',
+      '--data-dir', join(tmp, `data${i}`), '--ssh-addr', `127.0.0.1:${ports.ssh}`, '--http-addr', `127.0.0.1:${ports.http}`,
+      '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn'], { stopSignal: 'SIGINT' })
+    await waitListening(ports.ssh, gateway)
+    const client = startChild(`ssh (${build})`, 'ssh', [...sshArgs(key, ports.ssh), '-N', '-R', `bench:80:127.0.0.1:${nginxPort}`, `${userInfo().username}@127.0.0.1`])
+    const name = BUILDS.length > 1 ? `${basename(build)}` : 'porthole'
+    targets.push({ name, port: ports.http, host: 'bench.localhost', processes: [gateway, client], gateway, client })
+  }
+  for (const target of targets) await waitReady(target)
+  await run('curl', ['-s', '-o', '/dev/null', `http://127.0.0.1:${nginxPort}/big`]) // page cache
+  // One download of the first WARM_MIB through each target, not counted: a gateway's first download also pays for
+  // compiling its hot paths (15-25% more CPU than later ones), which sshd never does.
+  for (const target of targets) {
+    await run('curl', ['-s', '-o', '/dev/null', '-r', `0-${WARM_MIB * 1024 * 1024 - 1}`, '-H', `Host: ${target.host}`, `http://127.0.0.1:${target.port}/big`])
+  }
+
+  process.stdout.write(`download ${BYTES / 2 ** 20} MiB, ${ROUNDS} rounds, order rotating${WRK ? `, each after wrk -c50 for ${WRK}` : ''}; cpu = % of one core over the download\n`)
+  const samples = []
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = targets.map((_, i) => targets[(i + round) % targets.length])
+    for (const target of order) {
+      if (WRK) await run('wrk', ['-t1', '-c50', `-d${WRK}`, '-H', `Host: ${target.host}`, `http://127.0.0.1:${target.port}/small`])
+      const before = { gateway: treeCpuMs(target.gateway.child.pid), client: treeCpuMs(target.client.child.pid), nginx: treeCpuMs(nginx.child.pid) }
+      const started = performance.now()
+      const out = await run('/bin/sh', ['-c', `curl -s -o /dev/null -w '%{size_download} %{http_code}' -H 'Host: ${target.host}' http://127.0.0.1:${target.port}/big; echo; times`])
+      const wall = performance.now() - started
+      const cpu = {
+        gateway: treeCpuMs(target.gateway.child.pid) - before.gateway,
+        client: treeCpuMs(target.client.child.pid) - before.client,
+        nginx: treeCpuMs(nginx.child.pid) - before.nginx,
+        curl: childrenTimes(out),
+      }
+      const [size, status] = out.split('\n')[0].split(' ').map(Number)
+      if (size !== BYTES || status !== 200) throw new Error(`${target.name}: HTTP ${status}, ${size} bytes`)
+      const sample = { target: target.name, round, mbps: BYTES / wall / 1000, wallMs: wall, cpu }
+      samples.push(sample)
+      const pct = (ms) => `${(ms / wall * 100).toFixed(0).padStart(3)}%`
+      const perGiB = (ms) => (ms * GIB / BYTES).toFixed(0).padStart(5)
+      process.stdout.write(`  ${String(round + 1).padStart(2)} ${target.name.padEnd(10)} ${sample.mbps.toFixed(0).padStart(4)} MB/s  ` +
+        `gateway ${pct(cpu.gateway)} ${perGiB(cpu.gateway)} ms/GiB  client ${pct(cpu.client)} ${perGiB(cpu.client)}  curl ${pct(cpu.curl)}  nginx ${pct(cpu.nginx)}\n`)
+    }
+  }
+  process.stdout.write('\nmedian (min-max)   MB/s            gateway ms/GiB     client ms/GiB\n')
+  const range = (values, digits = 0) => `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}-${Math.max(...values).toFixed(digits)})`
+  for (const target of targets) {
+    const mine = samples.filter((s) => s.target === target.name)
+    const scale = GIB / BYTES
+    process.stdout.write(`  ${target.name.padEnd(16)} ${range(mine.map((s) => s.mbps)).padEnd(15)} ${range(mine.map((s) => s.cpu.gateway * scale)).padEnd(18)} ${range(mine.map((s) => s.cpu.client * scale))}\n`)
+  }
+  if (SSHD) {
+    // Per round ratio to that round's sshd download: less sensitive to the box's load drifting between rounds.
+    for (const target of targets.slice(1)) {
+      const ratios = []
+      for (let round = 0; round < ROUNDS; round++) {
+        const base = samples.find((s) => s.target === 'sshd' && s.round === round)
+        const mine = samples.find((s) => s.target === target.name && s.round === round)
+        ratios.push(mine.mbps / base.mbps)
+      }
+      process.stdout.write(`  ${target.name} / sshd MB/s per round: median ${range(ratios, 2)}\n`)
+    }
+  }
+  await cleanup(tmp)
+}
+
+/** curl's CPU ms from the shell's `times` (second line: children's user and system time, e.g. 0m0.120s 0m0.530s). */
+function childrenTimes (out) {
+  const line = out.trim().split('\n').at(-1)
+  let ms = 0
+  for (const match of line.matchAll(/(\d+)m([\d.]+)s/g)) ms += (Number(match[1]) * 60 + Number(match[2])) * 1000
+  return ms
+}
+
+main().catch(async (error) => {
+  process.stderr.write(`${error.stack ?? error}\n`)
+  await cleanup()
+  process.exit(1)
+})
