@@ -8,8 +8,15 @@
 //   undici  node's HTTP server + an undici Pool, the response streamed back (what the edge does, minus SSH,
 //           modules, capture and metrics)
 //   answer  node's HTTP server answering itself (the HTTP server's own share)
-// The gateway's own figure is `npm run bench` (cpu µs/req against sshd in one run).
+// Then node's own price of HTTP/2 (issue 13 asks for HTTP/2 <= 1.3x HTTP/1.1 per request): node's TLS server
+// answering itself over HTTP/1.1 and over HTTP/2 (ALPN), h2load -t1 -c50 -m1 as `npm run bench` drives the
+// gateway's HTTPS listener, in alternating rounds (needs `h2load` and `openssl` for a throwaway certificate).
+// The gateway's own figures are `npm run bench` (cpu µs/req against sshd in one run, and its HTTPS table).
 import { createServer } from 'node:http'
+import { createSecureServer } from 'node:http2'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createServer as createNetServer, connect } from 'node:net'
 import { fork, execFile } from 'node:child_process'
 import { promisify } from 'node:util'
@@ -82,4 +89,35 @@ if (process.argv[2] === '--upstream') {
   const m = Object.fromEntries(Object.entries(results).map(([name, values]) => [name, median(values)]))
   console.log(`median µs/request: bytes ${m.bytes.toFixed(1)}, undici ${m.undici.toFixed(1)}, answer ${m.answer.toFixed(1)}; undici / bytes ${(m.undici / m.bytes).toFixed(2)}`)
   upstream.kill()
+
+  const dir = mkdtempSync(join(tmpdir(), 'porthole-floor-'))
+  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')])
+  const tls = { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')), allowHTTP1: true }
+  rmSync(dir, { recursive: true, force: true })
+  const h2load = async (alpn) => {
+    const server = createSecureServer(tls, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': BODY.length })
+      res.end(BODY)
+    })
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const args = ['-t1', '-c50', '-m1', ...(alpn === 'h1' ? ['--h1'] : []), `https://127.0.0.1:${server.address().port}/small`]
+    await run('h2load', ['-D2', ...args])
+    const started = process.cpuUsage()
+    const { stdout } = await run('h2load', ['-D5', ...args])
+    const cpu = process.cpuUsage(started)
+    server.close()
+    return (cpu.user + cpu.system) / Number(/requests: \d+ total, \d+ started, (\d+) done/.exec(stdout)[1])
+  }
+  const tlsResults = { h1: [], h2: [] }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const alpn of round % 2 === 0 ? ['h1', 'h2'] : ['h2', 'h1']) {
+      const us = await h2load(alpn)
+      tlsResults[alpn].push(us)
+      console.log(`round ${round + 1} tls ${alpn}  ${us.toFixed(1)} µs/request`)
+    }
+  }
+  const h1 = median(tlsResults.h1)
+  const h2 = median(tlsResults.h2)
+  console.log(`median µs/request, node's TLS server answering: h1 ${h1.toFixed(1)}, h2 ${h2.toFixed(1)}; h2 / h1 ${(h2 / h1).toFixed(2)}`)
 }
