@@ -245,6 +245,16 @@ async function download (target) {
   return speed / 1e6
 }
 
+/** The first 256 MiB of /big, not counted: a gateway's first download also pays for compiling its hot paths
+ *  (15-25% more CPU per GiB than later ones; bench/README.md, "Single-stream download"), which round 1 measured. */
+async function warmDownload (target) {
+  const out = await run('curl', ['-s', '-o', '/dev/null', '--max-time', '300', '-r', `0-${WARM_BYTES - 1}`, '-w', '%{size_download} %{http_code}',
+    '-H', `Host: ${target.host}`, `http://127.0.0.1:${target.port}/big`])
+  const [size, status] = out.trim().split(' ').map(Number)
+  if (status !== 206 || size !== WARM_BYTES) throw new Error(`${target.name}: warm-up range of /big gave HTTP ${status}, ${size} bytes`)
+}
+const WARM_BYTES = 256 * 1024 * 1024
+
 /** Seconds since the target's gateway started: lets a --cpu-prof profile be cut into phases (top-functions --window). */
 const since = (target) => Number(((performance.now() - target.startedAt) / 1000).toFixed(2))
 
@@ -643,6 +653,7 @@ async function main () {
   // Read /big once straight from nginx: the first read of the sparse file fills the page cache, and would
   // otherwise slow down whichever target downloads first.
   await download({ name: 'nginx (page cache warm-up)', port: nginx.port, host: 'localhost' })
+  for (const target of targets) await warmDownload(target)
 
   const load = [targets.length || policyTargets || agentTargets || inspectTargets ? `wrk -t1 -c50 -d${DURATION} (after ${WARMUP} warm-up)` : null, https ? `h2load ${H2LOAD} -D ${DURATION} (after ${WARMUP} warm-up)` : null]
   process.stdout.write(`bench: ${load.filter(Boolean).join(' and ')}${targets.length || https ? ', curl 1 GiB' : ''}; ${ROUNDS} round(s), median taken${CPU_PROF ? '; porthole under --cpu-prof (slower)' : ''}\n`)
