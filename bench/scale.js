@@ -9,9 +9,10 @@
 //
 //   node bench/scale.js [--only=idle-memory|setup-rate|many-endpoints] [--tunnels=1000,5000] [--up=5000]
 //                       [--per-session=16] [--cpu-prof]
-//   env BENCH_DURATION=5s BENCH_ROUNDS=2 (many-endpoints wrk runs), BENCH_PORTHOLE_BIN (another build's bin/porthole.js)
+//   env BENCH_DURATION=5s BENCH_ROUNDS=2 (many-endpoints wrk runs), BENCH_PORTHOLE_BIN (another build's bin/porthole.js),
+//       BENCH_GATEWAY_ARGS (more `porthole serve` flags, space-separated, e.g. "--log-level warn")
 import { spawn, execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { cpus, tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
@@ -48,6 +49,24 @@ function cpuMs (pid) {
   return (Number(fields[11]) + Number(fields[12])) * 1000 / CLK_TCK
 }
 
+/** CPU ms of the gateway's main thread and of all its other threads (GC helpers, JIT compilers, libuv pool). */
+function threadCpuMs (pid) {
+  let main = 0
+  let other = 0
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let fields
+    try {
+      fields = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ')
+    } catch {
+      continue // the thread ended
+    }
+    const ms = (Number(fields[11]) + Number(fields[12])) * 1000 / CLK_TCK
+    if (tid === String(pid)) main += ms
+    else other += ms
+  }
+  return { main, other }
+}
+
 function rssKiB (pid) {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return Number(match[1])
@@ -74,7 +93,8 @@ async function startGateway (extra = []) {
     '--data-dir', dataDir, '--log-level', 'info', '--inspect=false',
     // The caps that would stop the bench long before memory does (an anonymous loopback gateway):
     '--max-anonymous-sessions', '100000', '--max-anonymous-sessions-per-source', '100000',
-    '--max-startups', '1000:30:100000', '--per-source-max-startups', '100000', '--max-anonymous-holds', '1000000', ...extra]
+    '--max-startups', '1000:30:100000', '--per-source-max-startups', '100000', '--max-anonymous-holds', '1000000', ...extra,
+    ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean)]
   const startedAt = Date.now()
   const proc = spawn(TWO_CORES ? 'taskset' : args.shift(), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PORTHOLE_LOG_LEVEL: 'info' } })
   let out = ''
@@ -209,6 +229,7 @@ async function setupRate () {
     let next = 0
     let named = 0
     const before = cpuMs(gateway.pid)
+    const threadsBefore = threadCpuMs(gateway.pid)
     const started = process.hrtime.bigint()
     const worker = async () => {
       while (next < batch) {
@@ -221,10 +242,13 @@ async function setupRate () {
     const window = `${((Date.now() - gateway.startedAt) / 1000 - wallS).toFixed(0)}-${((Date.now() - gateway.startedAt) / 1000).toFixed(0)}`
     await sleep(300) // replies written, bookkeeping after the last bind done
     const ms = (cpuMs(gateway.pid) - before - 300 * idleCpuPerMs) / batch
+    const threads = threadCpuMs(gateway.pid)
+    const mainMs = (threads.main - threadsBefore.main) / batch
+    const otherMs = (threads.other - threadsBefore.other) / batch
     closeAll(sessions)
     await sleep(1500)
-    console.log(`setup-rate: ${label}: ${ms.toFixed(2)} ms gateway CPU per new tunnel (${per === 1 ? 'session + -R' : `sessions of ${per} -R`}), ${(1000 / ms).toFixed(0)} tunnels/s per free core; wall ${(batch / wallS).toFixed(0)}/s${CPU_PROF ? ` (profile window ~${window} s)` : ''}`)
-    return { label, cpuMsPerTunnel: ms, perCoreRate: 1000 / ms, wallRate: batch / wallS }
+    console.log(`setup-rate: ${label}: ${ms.toFixed(2)} ms gateway CPU per new tunnel (${per === 1 ? 'session + -R' : `sessions of ${per} -R`}), ${(1000 / ms).toFixed(0)} tunnels/s per free core (main thread ${mainMs.toFixed(2)}, other threads ${otherMs.toFixed(2)}); wall ${(batch / wallS).toFixed(0)}/s${CPU_PROF ? ` (profile window ~${window} s)` : ''}`)
+    return { label, cpuMsPerTunnel: ms, mainThreadMs: mainMs, otherThreadsMs: otherMs, perCoreRate: 1000 / ms, wallRate: batch / wallS }
   }
   // The gateway's idle CPU (timers), subtracted from the settle time.
   const idleBefore = cpuMs(gateway.pid)

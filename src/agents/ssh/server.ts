@@ -26,8 +26,10 @@ import { offeredHostKeys, sshAlgorithms } from './algorithms.js'
 import { sendAuthBanner } from './auth-banner.js'
 import { preKexRefusal } from './pre-kex-refusal.js'
 import { installPaddingPool } from './padding-pool.js'
+import { signingHostKey, verifyLogin } from './key-objects.js'
+import { kexPatch, patchKeyExchange } from './kex-x25519.js'
 
-const { Server, utils } = ssh2
+const { Server } = ssh2
 // One RNG call per pool of padding bytes instead of one per SSH packet (padding-pool.ts).
 installPaddingPool()
 
@@ -76,19 +78,6 @@ const REFUSAL_LINGER_MS = 2000
 const MAX_LINGERING = 256
 const LOGGED_IN = Symbol('porthole.loggedIn')
 
-/** The key type is the first string inside an SSH public key blob. */
-function keyText (blob: Buffer): string {
-  const length = blob.readUInt32BE(0)
-  return `${blob.subarray(4, 4 + length).toString('latin1')} ${blob.toString('base64')}`
-}
-
-function verifySignature (ctx: AuthContext & { method: 'publickey' }): boolean {
-  const parsed = utils.parseKey(keyText(ctx.key.data))
-  if (parsed instanceof Error) return false
-  const key = Array.isArray(parsed) ? parsed[0]! : parsed
-  return key.verify(ctx.blob!, ctx.signature!, ctx.hashAlgo) === true
-}
-
 type Login = Pick<SessionLogin, 'owner' | 'credential' | 'fingerprint'>
 
 /** What one connection's login attempts found so far. */
@@ -136,7 +125,8 @@ export class SshAgent implements SessionDirectory {
     // A removed key, revoked authtoken or deleted account ends the sessions it opened.
     options.identity.onChange(() => this.#dropRevoked())
     this.#server = new Server({
-      hostKeys: offeredHostKeys(options.hostKeys, options.legacyAlgorithms),
+      // Parsed once, each with a KeyObject for its signatures (key-objects.ts).
+      hostKeys: offeredHostKeys(options.hostKeys, options.legacyAlgorithms).map(signingHostKey) as never,
       ident: 'Porthole',
       keepaliveInterval: options.keepaliveIntervalMs,
       keepaliveCountMax: options.keepaliveCountMax,
@@ -238,6 +228,8 @@ export class SshAgent implements SessionDirectory {
     const internals = client as unknown as { _sock: Socket & { [LOGGED_IN]?: () => void }, _protocol: Parameters<typeof adjustsFlushSoon>[0] }
     const socket = internals._sock
     adjustsFlushSoon(internals._protocol, batchWrites(socket))
+    // ssh2's curve25519 exchange class is reached through the first one (kex-x25519.ts).
+    if (kexPatch() === null) client.once('handshake', () => patchKeyExchange((internals._protocol as unknown as { _kex?: unknown })._kex))
 
     const state: LoginState = {
       ip: info.ip,
@@ -313,7 +305,7 @@ export class SshAgent implements SessionDirectory {
         ctx.accept() // the client asks whether this key would do; it signs next
         return
       }
-      if (!verifySignature(ctx)) {
+      if (!verifyLogin({ algo: ctx.key.algo, data: ctx.key.data, blob: ctx.blob!, signature: ctx.signature, hashAlgo: ctx.hashAlgo })) {
         ctx.reject(methods())
         return
       }
