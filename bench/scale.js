@@ -8,11 +8,12 @@
 // so the load generator and the agents do not share the gateway's core. CPU is utime+stime from /proc.
 //
 //   node bench/scale.js [--only=idle-memory|setup-rate|many-endpoints] [--tunnels=1000,5000] [--up=5000]
-//                       [--per-session=16] [--cpu-prof]
+//                       [--per-session=16] [--cpu-prof] [--heap-snapshots]
 //   env BENCH_DURATION=5s BENCH_ROUNDS=2 (many-endpoints wrk runs), BENCH_PORTHOLE_BIN (another build's bin/porthole.js),
-//       BENCH_GATEWAY_ARGS (more `porthole serve` flags, space-separated, e.g. "--log-level warn")
+//       BENCH_GATEWAY_ARGS (more `porthole serve` flags, space-separated), BENCH_NODE_ARGS (more node flags for the
+//       gateway, e.g. "--heapsnapshot-signal=SIGUSR2")
 import { spawn, execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { cpus, tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
@@ -31,6 +32,7 @@ const DURATION = process.env.BENCH_DURATION || '5s'
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS || 2))
 const PER_SESSION = Number(arg('per-session', '16')) // at most the gateway's forwards per session (16, not configurable)
 const CPU_PROF = ARGS.includes('--cpu-prof')
+const HEAP_SNAPSHOTS = ARGS.includes('--heap-snapshots')
 const TWO_CORES = cpus().length >= 2
 const CLK_TCK = 100
 const PAGE = 4096
@@ -43,6 +45,7 @@ const median = (values) => {
 }
 
 if (TWO_CORES) execFileSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' })
+mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
 
 function cpuMs (pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
@@ -88,7 +91,9 @@ async function settledRss (pid) {
 
 async function startGateway (extra = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'porthole-scale-'))
-  const args = [...(TWO_CORES ? ['-c', '0', process.execPath] : [process.execPath]), '--max-old-space-size=4096', ...GATEWAY_NODE_FLAGS, ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results')}`] : []), process.env.BENCH_PORTHOLE_BIN ?? join(ROOT, 'bin', 'porthole.js'), 'serve',
+  const args = [...(TWO_CORES ? ['-c', '0', process.execPath] : [process.execPath]), '--max-old-space-size=4096', ...GATEWAY_NODE_FLAGS,
+    ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    ...(HEAP_SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${join(ROOT, 'bench', 'results')}`] : []), ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results')}`] : []), process.env.BENCH_PORTHOLE_BIN ?? join(ROOT, 'bin', 'porthole.js'), 'serve',
     '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0', '--api-addr', 'off', '--agent-addr', 'off',
     '--data-dir', dataDir, '--log-level', 'info', '--inspect=false',
     // The caps that would stop the bench long before memory does (an anonymous loopback gateway):
@@ -190,7 +195,30 @@ async function heapOf (gateway) {
   if (gateway.metrics === null) return null
   const text = await (await fetch(`http://127.0.0.1:${gateway.metrics}/metrics`)).text()
   const read = (name) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN)
-  return { heapUsed: read('nodejs_heap_size_used_bytes'), external: read('nodejs_external_memory_bytes') }
+  const newSpace = Number(/^nodejs_heap_space_size_total_bytes\{space="new"\} (\S+)/m.exec(text)?.[1] ?? 0)
+  return { heapUsed: read('nodejs_heap_size_used_bytes'), external: read('nodejs_external_memory_bytes'), newSpace }
+}
+
+/** Has the gateway (started with --heap-snapshots) write a heap snapshot (after a full GC); returns its path. */
+async function heapSnapshot (gateway) {
+  const dir = join(ROOT, 'bench', 'results')
+  const before = new Set(readdirSync(dir))
+  process.kill(gateway.pid, 'SIGUSR2')
+  for (let i = 0; i < 600; i++) {
+    await sleep(500)
+    const made = readdirSync(dir).find((f) => f.endsWith('.heapsnapshot') && !before.has(f))
+    // Written once the size stops changing.
+    if (made) {
+      const size = () => statSync(join(dir, made)).size
+      let last = -1
+      while (size() !== last) {
+        last = size()
+        await sleep(1000)
+      }
+      return join(dir, made)
+    }
+  }
+  throw new Error('no heap snapshot')
 }
 
 async function idleMemory () {
@@ -203,15 +231,22 @@ async function idleMemory () {
       await sleep(2000)
       const base = await settledRss(gateway.pid)
       const baseHeap = await heapOf(gateway)
+      const baseSnapshot = HEAP_SNAPSHOTS ? await heapSnapshot(gateway) : null
       const started = Date.now()
-      const sessions = await openTunnels(gateway, n)
+      // A session per tunnel waits the gateway's settle time (500 ms) for a command before binding: more at once.
+      const sessions = await openTunnels(gateway, n, undefined, PER_SESSION === 1 ? 64 : 16)
       const setupS = (Date.now() - started) / 1000
       const rss = await settledRss(gateway.pid)
       const heap = await heapOf(gateway)
       const heapPer = heap && baseHeap ? { heapUsed: (heap.heapUsed - baseHeap.heapUsed) / n, external: (heap.external - baseHeap.external) / n } : null
       const perTunnel = (rss - base) * 1024 / n
-      rows.push({ tunnels: n, sessions: sessions.length, baseMiB: base / 1024, rssMiB: rss / 1024, bytesPerTunnel: perTunnel, heapPerTunnel: heapPer, setupS })
-      console.log(`idle-memory: ${n} tunnels (${sessions.length} sessions of up to ${PER_SESSION}): RSS ${(base / 1024).toFixed(0)} -> ${(rss / 1024).toFixed(0)} MiB, ${(perTunnel / 1024).toFixed(1)} KB per idle tunnel (set up in ${setupS.toFixed(1)} s)${heapPer ? `; of it V8 heap in use ${(heapPer.heapUsed / 1024).toFixed(1)} KB, external ${(heapPer.external / 1024).toFixed(1)} KB (not after a GC)` : ''}`)
+      // The young generation grows once while the tunnels are set up (to --max-semi-space-size): a constant of the
+      // process, not of the tunnels; the figure net of it is what the tunnels themselves hold.
+      const youngGrowth = heap && baseHeap ? heap.newSpace - baseHeap.newSpace : 0
+      const netPerTunnel = (((rss - base) * 1024) - youngGrowth) / n
+      rows.push({ tunnels: n, sessions: sessions.length, baseMiB: base / 1024, rssMiB: rss / 1024, bytesPerTunnel: perTunnel, youngGenerationGrowthMiB: youngGrowth / 2 ** 20, netBytesPerTunnel: netPerTunnel, heapPerTunnel: heapPer, setupS })
+      console.log(`idle-memory: ${n} tunnels (${sessions.length} sessions of up to ${PER_SESSION}): RSS ${(base / 1024).toFixed(0)} -> ${(rss / 1024).toFixed(0)} MiB, ${(perTunnel / 1024).toFixed(1)} KB per idle tunnel, ${(netPerTunnel / 1024).toFixed(1)} KB net of the young generation's growth (${(youngGrowth / 2 ** 20).toFixed(0)} MiB) (set up in ${setupS.toFixed(1)} s)${heapPer ? `; of it V8 heap in use ${(heapPer.heapUsed / 1024).toFixed(1)} KB, external ${(heapPer.external / 1024).toFixed(1)} KB (not after a GC)` : ''}`)
+      if (HEAP_SNAPSHOTS) console.log(`idle-memory: heap snapshots (RSS above includes what writing the first cost): node bench/heap-diff.js ${baseSnapshot} ${await heapSnapshot(gateway)} ${n}`)
       closeAll(sessions)
     } finally {
       await gateway.stop()

@@ -28,6 +28,7 @@ import { preKexRefusal } from './pre-kex-refusal.js'
 import { installPaddingPool } from './padding-pool.js'
 import { signingHostKey, verifyLogin } from './key-objects.js'
 import { kexPatch, patchKeyExchange } from './kex-x25519.js'
+import { trimExchange } from './kex-trim.js'
 
 const { Server } = ssh2
 // One RNG call per pool of padding bytes instead of one per SSH packet (padding-pool.ts).
@@ -51,7 +52,7 @@ export interface SshAgentOptions extends SessionBudgets {
   readonly startups: StartupLimits
   /** A TCP connection must have logged in by then (LoginGraceTime). */
   readonly loginTimeoutMs: number
-  readonly connection: Omit<ConnectionContext, 'log'>
+  readonly connection: ConnectionContext
   readonly log: Logger
 }
 
@@ -113,6 +114,8 @@ export class SshAgent implements SessionDirectory {
   /** Connections not yet logged in. */
   readonly #startups: StartupAdmission
   readonly #throttle: LoginThrottle
+  /** What every SshConnection is lent (one object for all of them). */
+  readonly #connectionContext: ConnectionContext
   /** Refused connections still reading their reason. */
   #lingering = 0
   #closing = false
@@ -122,6 +125,7 @@ export class SshAgent implements SessionDirectory {
     this.#log = options.log
     this.#throttle = options.throttle ?? new LoginThrottle()
     this.#startups = new StartupAdmission(options.startups)
+    this.#connectionContext = { ...options.connection, identity: options.identity }
     // A removed key, revoked authtoken or deleted account ends the sessions it opened.
     options.identity.onChange(() => this.#dropRevoked())
     this.#server = new Server({
@@ -162,9 +166,12 @@ export class SshAgent implements SessionDirectory {
       this.#log.info({ ip }, new PortholeError('PH_1052', `${this.#options.loginTimeoutMs / 1000}s`).toLine())
       socket.destroy()
     }, this.#options.loginTimeoutMs)
+    // At the login or the close, whichever is first; then nothing of this is held by the socket.
     const done = (): void => {
       clearTimeout(deadline)
       ticket.release()
+      socket.removeListener('close', done)
+      ;(socket as Socket & { [LOGGED_IN]?: () => void })[LOGGED_IN] = undefined
     }
     socket.once('close', done)
     ;(socket as Socket & { [LOGGED_IN]?: () => void })[LOGGED_IN] = done
@@ -218,7 +225,13 @@ export class SshAgent implements SessionDirectory {
 
   #onClient (client: Connection, info: { ip: string, port: number, header: { identRaw?: string, versions: { software: string } } }): void {
     const id = randomUUID().slice(0, 8)
-    const log = this.#log.child({ conn: id, ip: info.ip })
+    const { ip, port } = info
+    // What the session keeps of the ident line; `info` itself is not held.
+    const clientVersion = info.header?.versions?.software ?? ''
+    const clientIdent = info.header?.identRaw
+    // One pino child per connection: {conn, ip} until the login, then {conn, ip, session, owner} (not a child of
+    // a child: each level would make the one above a prototype, with its own hidden classes, per session).
+    let log = this.#log.child({ conn: id, ip })
     // An 'error' listener first thing: ssh2 emits socket and protocol errors on the connection.
     client.on('error', (error: Error & { level?: string }) => {
       log[LEVEL_LOG[error.level ?? ''] ?? 'info']({ level_ssh: error.level, err: error.message }, 'ssh connection error')
@@ -228,11 +241,21 @@ export class SshAgent implements SessionDirectory {
     const internals = client as unknown as { _sock: Socket & { [LOGGED_IN]?: () => void }, _protocol: Parameters<typeof adjustsFlushSoon>[0] }
     const socket = internals._sock
     adjustsFlushSoon(internals._protocol, batchWrites(socket))
-    // ssh2's curve25519 exchange class is reached through the first one (kex-x25519.ts).
-    if (kexPatch() === null) client.once('handshake', () => patchKeyExchange((internals._protocol as unknown as { _kex?: unknown })._kex))
+    client.on('handshake', onHandshake)
+    this.#watchLogin(client, socket, ip, log, (login) => {
+      socket[LOGGED_IN]?.()
+      log = this.#log.child({ conn: id, ip, session: id, owner: login.owner.id })
+      this.#startSession(id, client, { ...login, clientVersion, clientIdent, remoteAddr: ip, remotePort: port }, log)
+    })
+  }
 
+  /**
+   * The login phase of one connection: its attempts and what they found (LoginState). Everything here is let go
+   * once logged in (the 'authentication' listener is removed), so an idle session does not hold it.
+   */
+  #watchLogin (client: Connection, socket: Socket, ip: string, log: Logger, loggedIn: (login: Login) => void): void {
     const state: LoginState = {
-      ip: info.ip,
+      ip,
       login: null,
       refusedKey: null,
       refusal: null,
@@ -243,7 +266,7 @@ export class SshAgent implements SessionDirectory {
       tokenFailures: 0,
     }
     let attempts = 0
-    client.on('authentication', (ctx) => {
+    const onAuthentication = (ctx: AuthContext): void => {
       // Guessing forever on one connection is bounded too (the login deadline bounds the time).
       if (++attempts > MAX_AUTH_ATTEMPTS) {
         // Told once; what the client still sends before it reads our FIN is ignored.
@@ -258,25 +281,29 @@ export class SshAgent implements SessionDirectory {
       }
       // ctx.accept() emits 'ready' synchronously, so the owner is recorded before accepting.
       this.#authenticate(ctx, state)
-    })
+    }
+    client.on('authentication', onAuthentication)
     client.once('ready', () => {
-      socket[LOGGED_IN]?.()
+      // ssh2 answers any userauth request after the login with a disconnect: no listener needed any more.
+      client.removeListener('authentication', onAuthentication)
       const login = state.login
       if (!login) return socket.destroy()
-      const owner = login.owner
-      const clientVersion = info.header?.versions?.software ?? ''
-      log.info({ owner: owner.id, credential: login.credential, client: clientVersion }, 'ssh session started')
-      const connection = new SshConnection(id, client, { ...login, clientVersion, clientIdent: info.header?.identRaw, remoteAddr: info.ip, remotePort: info.port },
-        { ...this.#options.connection, log, identity: this.#options.identity })
-      this.#connections.set(id, connection)
-      const uncount = this.#options.counts.add({ owner, remoteAddr: info.ip })
-      if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'start', session: connection.describe() } satisfies SessionObserved)
-      client.once('close', () => {
-        this.#connections.delete(id)
-        uncount()
-        log.info('ssh session ended')
-        if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'stop', session: connection.describe() } satisfies SessionObserved)
-      })
+      loggedIn(login)
+    })
+  }
+
+  #startSession (id: string, client: Connection, login: SessionLogin, log: Logger): void {
+    const owner = login.owner
+    log.info({ credential: login.credential, client: login.clientVersion }, 'ssh session started')
+    const connection = new SshConnection(id, client, login, this.#connectionContext, log)
+    this.#connections.set(id, connection)
+    const uncount = this.#options.counts.add({ owner, remoteAddr: login.remoteAddr })
+    if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'start', session: connection.describe() } satisfies SessionObserved)
+    client.once('close', () => {
+      this.#connections.delete(id)
+      uncount()
+      log.info('ssh session ended')
+      if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'stop', session: connection.describe() } satisfies SessionObserved)
     })
   }
 
@@ -418,6 +445,16 @@ export class SshAgent implements SessionDirectory {
     const ended = Promise.all([...this.#connections.values()].map((connection) => connection.end(new PortholeError('PH_1021'))))
     await Promise.race([ended.then(() => closed), new Promise((resolve) => setTimeout(resolve, 3000).unref())])
   }
+}
+
+/**
+ * After each key exchange: ssh2's curve25519 exchange class is reached through the first one (kex-x25519.ts), and
+ * the finished exchange is cut down to what ssh2 still reads (kex-trim.ts). One function for every connection.
+ */
+function onHandshake (this: Connection): void {
+  const protocol = (this as unknown as { _protocol?: { _kex?: unknown } })._protocol
+  if (kexPatch() === null) patchKeyExchange(protocol?._kex)
+  trimExchange(protocol as Parameters<typeof trimExchange>[0])
 }
 
 /** Closes a connection whose reason went out as a banner: FIN so that it is read, destroyed if it lingers. */
