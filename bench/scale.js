@@ -19,6 +19,7 @@ import { cpus, tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import ssh2 from 'ssh2'
+import { WebSocket } from 'undici'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 
 const { Client, utils } = ssh2
@@ -89,10 +90,10 @@ async function settledRss (pid) {
 
 // --- gateway -----------------------------------------------------------------------------------------------
 
-async function startGateway (extra = []) {
+async function startGateway (extra = [], nodeFlags = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'porthole-scale-'))
   const args = [...(TWO_CORES ? ['-c', '0', process.execPath] : [process.execPath]), '--max-old-space-size=4096', ...GATEWAY_NODE_FLAGS,
-    ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    ...nodeFlags, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
     ...(HEAP_SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${join(ROOT, 'bench', 'results')}`] : []), ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results')}`] : []), process.env.BENCH_PORTHOLE_BIN ?? join(ROOT, 'bin', 'porthole.js'), 'serve',
     '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0', '--api-addr', 'off', '--agent-addr', 'off',
     '--data-dir', dataDir, '--log-level', 'info', '--inspect=false',
@@ -113,7 +114,7 @@ async function startGateway (extra = []) {
       const port = (addr) => Number(addr.split(':').at(-1))
       // The node process itself (taskset execs it: same pid).
       const tail = () => out.split('\n').filter((l) => /"level":(40|50|60)/.test(l)).slice(-5).join('\n') + err.slice(-2000)
-      return { proc, pid: proc.pid, startedAt, metrics: info.metrics && info.metrics !== 'off' ? port(info.metrics) : null, ssh: port(info.ssh), http: port(info.http), dataDir, tail, stop: () => stopGateway(proc, dataDir) }
+      return { proc, pid: proc.pid, startedAt, stderr: () => err, metrics: info.metrics && info.metrics !== 'off' ? port(info.metrics) : null, ssh: port(info.ssh), http: port(info.http), dataDir, tail, stop: () => stopGateway(proc, dataDir) }
     }
     if (proc.exitCode !== null) throw new Error(`gateway exited: ${err}${out}`)
     await sleep(100)
@@ -224,11 +225,13 @@ async function heapSnapshot (gateway) {
 async function idleMemory () {
   const rows = []
   for (const n of TUNNELS) {
-    const gateway = await startGateway(['--metrics-addr', '127.0.0.1:0'])
+    // The node inspector (not Porthole's) only to ask for full GCs: RSS is read once as it is, and once after one.
+    const gateway = await startGateway(['--metrics-addr', '127.0.0.1:0'], ['--inspect=127.0.0.1:0'])
     try {
       const warm = await openTunnels(gateway, 32) // so that lazily loaded code is in the baseline
       closeAll(warm)
       await sleep(2000)
+      await collectGarbage(gateway)
       const base = await settledRss(gateway.pid)
       const baseHeap = await heapOf(gateway)
       const baseSnapshot = HEAP_SNAPSHOTS ? await heapSnapshot(gateway) : null
@@ -238,21 +241,41 @@ async function idleMemory () {
       const setupS = (Date.now() - started) / 1000
       const rss = await settledRss(gateway.pid)
       const heap = await heapOf(gateway)
-      const heapPer = heap && baseHeap ? { heapUsed: (heap.heapUsed - baseHeap.heapUsed) / n, external: (heap.external - baseHeap.external) / n } : null
+      await collectGarbage(gateway)
+      const rssGc = await settledRss(gateway.pid)
+      const heapGc = await heapOf(gateway)
+      const heapPer = heap && baseHeap ? { heapUsed: (heap.heapUsed - baseHeap.heapUsed) / n, heapUsedAfterGc: (heapGc.heapUsed - baseHeap.heapUsed) / n, external: (heapGc.external - baseHeap.external) / n } : null
       const perTunnel = (rss - base) * 1024 / n
+      const perTunnelGc = (rssGc - base) * 1024 / n
       // The young generation grows once while the tunnels are set up (to --max-semi-space-size): a constant of the
       // process, not of the tunnels; the figure net of it is what the tunnels themselves hold.
       const youngGrowth = heap && baseHeap ? heap.newSpace - baseHeap.newSpace : 0
+      const youngGrowthGc = heapGc && baseHeap ? heapGc.newSpace - baseHeap.newSpace : 0
       const netPerTunnel = (((rss - base) * 1024) - youngGrowth) / n
-      rows.push({ tunnels: n, sessions: sessions.length, baseMiB: base / 1024, rssMiB: rss / 1024, bytesPerTunnel: perTunnel, youngGenerationGrowthMiB: youngGrowth / 2 ** 20, netBytesPerTunnel: netPerTunnel, heapPerTunnel: heapPer, setupS })
-      console.log(`idle-memory: ${n} tunnels (${sessions.length} sessions of up to ${PER_SESSION}): RSS ${(base / 1024).toFixed(0)} -> ${(rss / 1024).toFixed(0)} MiB, ${(perTunnel / 1024).toFixed(1)} KB per idle tunnel, ${(netPerTunnel / 1024).toFixed(1)} KB net of the young generation's growth (${(youngGrowth / 2 ** 20).toFixed(0)} MiB) (set up in ${setupS.toFixed(1)} s)${heapPer ? `; of it V8 heap in use ${(heapPer.heapUsed / 1024).toFixed(1)} KB, external ${(heapPer.external / 1024).toFixed(1)} KB (not after a GC)` : ''}`)
-      if (HEAP_SNAPSHOTS) console.log(`idle-memory: heap snapshots (RSS above includes what writing the first cost): node bench/heap-diff.js ${baseSnapshot} ${await heapSnapshot(gateway)} ${n}`)
+      const netPerTunnelGc = (((rssGc - base) * 1024) - youngGrowthGc) / n
+      rows.push({ tunnels: n, sessions: sessions.length, baseMiB: base / 1024, rssMiB: rss / 1024, rssAfterGcMiB: rssGc / 1024, bytesPerTunnel: perTunnel, bytesPerTunnelAfterGc: perTunnelGc, youngGenerationGrowthMiB: youngGrowth / 2 ** 20, youngGenerationGrowthAfterGcMiB: youngGrowthGc / 2 ** 20, netBytesPerTunnel: netPerTunnel, netBytesPerTunnelAfterGc: netPerTunnelGc, heapPerTunnel: heapPer, setupS })
+      const kb = (bytes) => (bytes / 1024).toFixed(1)
+      console.log(`idle-memory: ${n} tunnels (${sessions.length} sessions of up to ${PER_SESSION}, set up in ${setupS.toFixed(1)} s): RSS ${(base / 1024).toFixed(0)} -> ${(rss / 1024).toFixed(0)} MiB, ${(rssGc / 1024).toFixed(0)} after a full GC; per idle tunnel ${kb(perTunnel)} KB, ${kb(perTunnelGc)} after a GC; net of the young generation's growth (a constant: ${(youngGrowth / 2 ** 20).toFixed(0)} MiB, ${(youngGrowthGc / 2 ** 20).toFixed(0)} after the GC) ${kb(netPerTunnel)} KB, ${kb(netPerTunnelGc)} after a GC${heapPer ? `; V8 heap in use per tunnel ${kb(heapPer.heapUsed)} KB, ${kb(heapPer.heapUsedAfterGc)} after a GC, external ${kb(heapPer.external)} KB` : ''}`)
+      if (HEAP_SNAPSHOTS) console.log(`idle-memory: heap snapshots: node bench/heap-diff.js ${baseSnapshot} ${await heapSnapshot(gateway)} ${n}`)
       closeAll(sessions)
     } finally {
       await gateway.stop()
     }
   }
   return rows
+}
+
+/** A full GC in the gateway, through the node inspector it was started with (HeapProfiler.collectGarbage). */
+async function collectGarbage (gateway) {
+  const url = /Debugger listening on (ws:\/\/\S+)/.exec(gateway.stderr())?.[1]
+  if (!url) throw new Error('no inspector URL from the gateway')
+  const socket = new WebSocket(url)
+  await new Promise((resolve, reject) => {
+    socket.onopen = () => socket.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }))
+    socket.onmessage = (event) => { if (JSON.parse(event.data).id === 1) resolve() }
+    socket.onerror = () => reject(new Error('inspector connection failed'))
+  })
+  socket.close()
 }
 
 async function setupRate () {

@@ -4,7 +4,7 @@
 import type { AddressInfo } from 'node:net'
 import ssh2, { type Connection } from 'ssh2'
 import { afterAll, describe, expect, it } from 'vitest'
-import { ownMemory, trimExchange } from '../../src/agents/ssh/kex-trim.js'
+import { ownMemory, trimCiphers, trimExchange, withOwnBuffers } from '../../src/agents/ssh/kex-trim.js'
 import { verifyLogin } from '../../src/agents/ssh/key-objects.js'
 
 const { Client, Server, utils } = ssh2
@@ -19,6 +19,7 @@ const server = new Server({ hostKeys: [utils.generateKeyPairSync('ed25519').priv
   client.on('handshake', () => {
     const protocol = (client as unknown as Internals)._protocol
     trimExchange(protocol)
+    trimCiphers(protocol as Parameters<typeof trimCiphers>[0])
     seen.push({ kex: protocol!._kex!, protocol })
   })
   client.on('rekey', () => { rekeys++; onRekey() })
@@ -47,6 +48,11 @@ function key (): string {
   }
 }
 
+/** Every small Buffer field of a cipher or decipher owns its memory. */
+function ownsAll (cipher: object): boolean {
+  return Object.values(cipher).every((v) => !Buffer.isBuffer(v) || v.length > 256 || v.buffer.byteLength === v.length)
+}
+
 function exec (client: InstanceType<typeof Client>): Promise<string> {
   return new Promise((resolve, reject) => client.exec('x', (error, stream) => {
     if (error) return reject(error)
@@ -66,6 +72,8 @@ describe('a finished key exchange, trimmed', () => {
       client.connect({ host: '127.0.0.1', port, username: 'test', privateKey: key() })
     })
     const first = seen.at(-1)!
+    const ciphers = first.protocol as unknown as { _cipher: object, _decipher: object }
+    expect(ownsAll(ciphers._cipher) && ownsAll(ciphers._decipher)).toBe(true)
     expect(Object.keys(first.kex).sort()).toEqual(['negotiated', 'remoteExtInfoEnabled', 'sessionID'])
     expect(first.kex.sessionID).toBeInstanceOf(Uint8Array)
     expect(await exec(client)).toBe('ok\n')
@@ -83,6 +91,28 @@ describe('a finished key exchange, trimmed', () => {
     expect(ident!.buffer.byteLength).toBe(ident!.length)
     expect(remote!.buffer.byteLength).toBe(remote!.length)
     client.end()
+  })
+
+  it('carries channels with each cipher after its buffers moved (AES-GCM, chacha20-poly1305, AES-CTR with an ETM and an EtM-less MAC)', async () => {
+    const port = await listening
+    for (const [cipher, hmac] of [['aes128-gcm@openssh.com', 'hmac-sha2-256-etm@openssh.com'], ['chacha20-poly1305@openssh.com', 'hmac-sha2-256-etm@openssh.com'], ['aes128-ctr', 'hmac-sha2-256-etm@openssh.com'], ['aes256-ctr', 'hmac-sha2-512']]) {
+      const client = new Client()
+      await new Promise<void>((resolve, reject) => {
+        client.on('error', reject)
+        client.on('ready', () => resolve())
+        client.connect({ host: '127.0.0.1', port, username: 'test', privateKey: key(), algorithms: { cipher: [cipher!] as never, hmac: [hmac!] as never } })
+      })
+      for (let i = 0; i < 3; i++) expect(await exec(client), cipher).toBe('ok\n')
+      client.end()
+    }
+  })
+
+  it('builds in unpooled memory inside withOwnBuffers, and pools again after it (also when it throws)', () => {
+    const inside = withOwnBuffers(() => Buffer.allocUnsafe(16))
+    expect(inside.buffer.byteLength).toBe(16)
+    expect(Buffer.allocUnsafe(16).buffer.byteLength).toBeGreaterThan(16)
+    expect(() => withOwnBuffers(() => { throw new Error('x') })).toThrow('x')
+    expect(Buffer.allocUnsafe(16).buffer.byteLength).toBeGreaterThan(16)
   })
 
   it('shares one copy of our own ident line between connections', () => {

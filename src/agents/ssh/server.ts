@@ -28,7 +28,7 @@ import { preKexRefusal } from './pre-kex-refusal.js'
 import { installPaddingPool } from './padding-pool.js'
 import { signingHostKey, verifyLogin } from './key-objects.js'
 import { kexPatch, patchKeyExchange } from './kex-x25519.js'
-import { trimExchange } from './kex-trim.js'
+import { trimCiphers, trimExchange, withOwnBuffers } from './kex-trim.js'
 
 const { Server } = ssh2
 // One RNG call per pool of padding bytes instead of one per SSH packet (padding-pool.ts).
@@ -175,7 +175,8 @@ export class SshAgent implements SessionDirectory {
     }
     socket.once('close', done)
     ;(socket as Socket & { [LOGGED_IN]?: () => void })[LOGGED_IN] = done
-    this.#server.injectSocket(socket)
+    // ssh2 builds its per-connection ident buffers here, kept for the connection's life: not from the pool (kex-trim.ts).
+    withOwnBuffers(() => this.#server.injectSocket(socket))
   }
 
   /** The reason (pre-kex-refusal.ts), then FIN; whatever the client sent is read and dropped so that no RST goes out. */
@@ -455,6 +456,7 @@ function onHandshake (this: Connection): void {
   const protocol = (this as unknown as { _protocol?: { _kex?: unknown } })._protocol
   if (kexPatch() === null) patchKeyExchange(protocol?._kex)
   trimExchange(protocol as Parameters<typeof trimExchange>[0])
+  trimCiphers(protocol as Parameters<typeof trimCiphers>[0])
 }
 
 /** Closes a connection whose reason went out as a banner: FIN so that it is read, destroyed if it lingers. */
