@@ -149,7 +149,8 @@ export class SshAgent implements SessionDirectory {
    * already open are kept. A late or evicted one is destroyed.
    */
   #onSocket (socket: Socket): void {
-    socket.on('error', () => {})
+    // A module-level no-op: a closure made here would keep this scope (deadline, ticket) for the socket's life.
+    socket.on('error', ignore)
     const ip = socket.remoteAddress ?? ''
     if (this.#closing) {
       socket.destroy()
@@ -458,6 +459,8 @@ function onHandshake (this: Connection): void {
   trimExchange(protocol as Parameters<typeof trimExchange>[0])
   trimCiphers(protocol as Parameters<typeof trimCiphers>[0])
 }
+
+function ignore (): void {}
 
 /** Closes a connection whose reason went out as a banner: FIN so that it is read, destroyed if it lingers. */
 function endAfterBanner (socket: Socket): void {
