@@ -8,15 +8,18 @@
 // so the load generator and the agents do not share the gateway's core. CPU is utime+stime from /proc.
 //
 //   node bench/scale.js [--only=idle-memory|setup-rate|many-endpoints] [--tunnels=1000,5000] [--up=5000]
-//                       [--per-session=16] [--cpu-prof]
-//   env BENCH_DURATION=5s BENCH_ROUNDS=2 (many-endpoints wrk runs), BENCH_PORTHOLE_BIN (another build's bin/porthole.js)
+//                       [--per-session=16] [--cpu-prof] [--heap-snapshots]
+//   env BENCH_DURATION=5s BENCH_ROUNDS=2 (many-endpoints wrk runs), BENCH_PORTHOLE_BIN (another build's bin/porthole.js),
+//       BENCH_GATEWAY_ARGS (more `porthole serve` flags, space-separated), BENCH_NODE_ARGS (more node flags for the
+//       gateway, e.g. "--heapsnapshot-signal=SIGUSR2")
 import { spawn, execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { cpus, tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import ssh2 from 'ssh2'
+import { WebSocket } from 'undici'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 
 const { Client, utils } = ssh2
@@ -30,6 +33,7 @@ const DURATION = process.env.BENCH_DURATION || '5s'
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS || 2))
 const PER_SESSION = Number(arg('per-session', '16')) // at most the gateway's forwards per session (16, not configurable)
 const CPU_PROF = ARGS.includes('--cpu-prof')
+const HEAP_SNAPSHOTS = ARGS.includes('--heap-snapshots')
 const TWO_CORES = cpus().length >= 2
 const CLK_TCK = 100
 const PAGE = 4096
@@ -42,10 +46,29 @@ const median = (values) => {
 }
 
 if (TWO_CORES) execFileSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' })
+mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
 
 function cpuMs (pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
   return (Number(fields[11]) + Number(fields[12])) * 1000 / CLK_TCK
+}
+
+/** CPU ms of the gateway's main thread and of all its other threads (GC helpers, JIT compilers, libuv pool). */
+function threadCpuMs (pid) {
+  let main = 0
+  let other = 0
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let fields
+    try {
+      fields = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ')
+    } catch {
+      continue // the thread ended
+    }
+    const ms = (Number(fields[11]) + Number(fields[12])) * 1000 / CLK_TCK
+    if (tid === String(pid)) main += ms
+    else other += ms
+  }
+  return { main, other }
 }
 
 function rssKiB (pid) {
@@ -67,14 +90,17 @@ async function settledRss (pid) {
 
 // --- gateway -----------------------------------------------------------------------------------------------
 
-async function startGateway (extra = []) {
+async function startGateway (extra = [], nodeFlags = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'porthole-scale-'))
-  const args = [...(TWO_CORES ? ['-c', '0', process.execPath] : [process.execPath]), '--max-old-space-size=4096', ...GATEWAY_NODE_FLAGS, ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results')}`] : []), process.env.BENCH_PORTHOLE_BIN ?? join(ROOT, 'bin', 'porthole.js'), 'serve',
+  const args = [...(TWO_CORES ? ['-c', '0', process.execPath] : [process.execPath]), '--max-old-space-size=4096', ...GATEWAY_NODE_FLAGS,
+    ...nodeFlags, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    ...(HEAP_SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${join(ROOT, 'bench', 'results')}`] : []), ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results')}`] : []), process.env.BENCH_PORTHOLE_BIN ?? join(ROOT, 'bin', 'porthole.js'), 'serve',
     '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0', '--api-addr', 'off', '--agent-addr', 'off',
     '--data-dir', dataDir, '--log-level', 'info', '--inspect=false',
     // The caps that would stop the bench long before memory does (an anonymous loopback gateway):
     '--max-anonymous-sessions', '100000', '--max-anonymous-sessions-per-source', '100000',
-    '--max-startups', '1000:30:100000', '--per-source-max-startups', '100000', '--max-anonymous-holds', '1000000', ...extra]
+    '--max-startups', '1000:30:100000', '--per-source-max-startups', '100000', '--max-anonymous-holds', '1000000', ...extra,
+    ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean)]
   const startedAt = Date.now()
   const proc = spawn(TWO_CORES ? 'taskset' : args.shift(), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PORTHOLE_LOG_LEVEL: 'info' } })
   let out = ''
@@ -88,7 +114,7 @@ async function startGateway (extra = []) {
       const port = (addr) => Number(addr.split(':').at(-1))
       // The node process itself (taskset execs it: same pid).
       const tail = () => out.split('\n').filter((l) => /"level":(40|50|60)/.test(l)).slice(-5).join('\n') + err.slice(-2000)
-      return { proc, pid: proc.pid, startedAt, metrics: info.metrics && info.metrics !== 'off' ? port(info.metrics) : null, ssh: port(info.ssh), http: port(info.http), dataDir, tail, stop: () => stopGateway(proc, dataDir) }
+      return { proc, pid: proc.pid, startedAt, stderr: () => err, metrics: info.metrics && info.metrics !== 'off' ? port(info.metrics) : null, ssh: port(info.ssh), http: port(info.http), dataDir, tail, stop: () => stopGateway(proc, dataDir) }
     }
     if (proc.exitCode !== null) throw new Error(`gateway exited: ${err}${out}`)
     await sleep(100)
@@ -170,34 +196,86 @@ async function heapOf (gateway) {
   if (gateway.metrics === null) return null
   const text = await (await fetch(`http://127.0.0.1:${gateway.metrics}/metrics`)).text()
   const read = (name) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN)
-  return { heapUsed: read('nodejs_heap_size_used_bytes'), external: read('nodejs_external_memory_bytes') }
+  const newSpace = Number(/^nodejs_heap_space_size_total_bytes\{space="new"\} (\S+)/m.exec(text)?.[1] ?? 0)
+  return { heapUsed: read('nodejs_heap_size_used_bytes'), external: read('nodejs_external_memory_bytes'), newSpace }
+}
+
+/** Has the gateway (started with --heap-snapshots) write a heap snapshot (after a full GC); returns its path. */
+async function heapSnapshot (gateway) {
+  const dir = join(ROOT, 'bench', 'results')
+  const before = new Set(readdirSync(dir))
+  process.kill(gateway.pid, 'SIGUSR2')
+  for (let i = 0; i < 600; i++) {
+    await sleep(500)
+    const made = readdirSync(dir).find((f) => f.endsWith('.heapsnapshot') && !before.has(f))
+    // Written once the size stops changing.
+    if (made) {
+      const size = () => statSync(join(dir, made)).size
+      let last = -1
+      while (size() !== last) {
+        last = size()
+        await sleep(1000)
+      }
+      return join(dir, made)
+    }
+  }
+  throw new Error('no heap snapshot')
 }
 
 async function idleMemory () {
   const rows = []
   for (const n of TUNNELS) {
-    const gateway = await startGateway(['--metrics-addr', '127.0.0.1:0'])
+    // The node inspector (not Porthole's) only to ask for full GCs: RSS is read once as it is, and once after one.
+    const gateway = await startGateway(['--metrics-addr', '127.0.0.1:0'], ['--inspect=127.0.0.1:0'])
     try {
       const warm = await openTunnels(gateway, 32) // so that lazily loaded code is in the baseline
       closeAll(warm)
       await sleep(2000)
+      await collectGarbage(gateway)
       const base = await settledRss(gateway.pid)
       const baseHeap = await heapOf(gateway)
+      const baseSnapshot = HEAP_SNAPSHOTS ? await heapSnapshot(gateway) : null
       const started = Date.now()
-      const sessions = await openTunnels(gateway, n)
+      // A session per tunnel waits the gateway's settle time (500 ms) for a command before binding: more at once.
+      const sessions = await openTunnels(gateway, n, undefined, PER_SESSION === 1 ? 64 : 16)
       const setupS = (Date.now() - started) / 1000
       const rss = await settledRss(gateway.pid)
       const heap = await heapOf(gateway)
-      const heapPer = heap && baseHeap ? { heapUsed: (heap.heapUsed - baseHeap.heapUsed) / n, external: (heap.external - baseHeap.external) / n } : null
+      await collectGarbage(gateway)
+      const rssGc = await settledRss(gateway.pid)
+      const heapGc = await heapOf(gateway)
+      const heapPer = heap && baseHeap ? { heapUsed: (heap.heapUsed - baseHeap.heapUsed) / n, heapUsedAfterGc: (heapGc.heapUsed - baseHeap.heapUsed) / n, external: (heapGc.external - baseHeap.external) / n } : null
       const perTunnel = (rss - base) * 1024 / n
-      rows.push({ tunnels: n, sessions: sessions.length, baseMiB: base / 1024, rssMiB: rss / 1024, bytesPerTunnel: perTunnel, heapPerTunnel: heapPer, setupS })
-      console.log(`idle-memory: ${n} tunnels (${sessions.length} sessions of up to ${PER_SESSION}): RSS ${(base / 1024).toFixed(0)} -> ${(rss / 1024).toFixed(0)} MiB, ${(perTunnel / 1024).toFixed(1)} KB per idle tunnel (set up in ${setupS.toFixed(1)} s)${heapPer ? `; of it V8 heap in use ${(heapPer.heapUsed / 1024).toFixed(1)} KB, external ${(heapPer.external / 1024).toFixed(1)} KB (not after a GC)` : ''}`)
+      const perTunnelGc = (rssGc - base) * 1024 / n
+      // The young generation grows once while the tunnels are set up (to --max-semi-space-size): a constant of the
+      // process, not of the tunnels; the figure net of it is what the tunnels themselves hold.
+      const youngGrowth = heap && baseHeap ? heap.newSpace - baseHeap.newSpace : 0
+      const youngGrowthGc = heapGc && baseHeap ? heapGc.newSpace - baseHeap.newSpace : 0
+      const netPerTunnel = (((rss - base) * 1024) - youngGrowth) / n
+      const netPerTunnelGc = (((rssGc - base) * 1024) - youngGrowthGc) / n
+      rows.push({ tunnels: n, sessions: sessions.length, baseMiB: base / 1024, rssMiB: rss / 1024, rssAfterGcMiB: rssGc / 1024, bytesPerTunnel: perTunnel, bytesPerTunnelAfterGc: perTunnelGc, youngGenerationGrowthMiB: youngGrowth / 2 ** 20, youngGenerationGrowthAfterGcMiB: youngGrowthGc / 2 ** 20, netBytesPerTunnel: netPerTunnel, netBytesPerTunnelAfterGc: netPerTunnelGc, heapPerTunnel: heapPer, setupS })
+      const kb = (bytes) => (bytes / 1024).toFixed(1)
+      console.log(`idle-memory: ${n} tunnels (${sessions.length} sessions of up to ${PER_SESSION}, set up in ${setupS.toFixed(1)} s): RSS ${(base / 1024).toFixed(0)} -> ${(rss / 1024).toFixed(0)} MiB, ${(rssGc / 1024).toFixed(0)} after a full GC; per idle tunnel ${kb(perTunnel)} KB, ${kb(perTunnelGc)} after a GC; net of the young generation's growth (a constant: ${(youngGrowth / 2 ** 20).toFixed(0)} MiB, ${(youngGrowthGc / 2 ** 20).toFixed(0)} after the GC) ${kb(netPerTunnel)} KB, ${kb(netPerTunnelGc)} after a GC${heapPer ? `; V8 heap in use per tunnel ${kb(heapPer.heapUsed)} KB, ${kb(heapPer.heapUsedAfterGc)} after a GC, external ${kb(heapPer.external)} KB` : ''}`)
+      if (HEAP_SNAPSHOTS) console.log(`idle-memory: heap snapshots: node bench/heap-diff.js ${baseSnapshot} ${await heapSnapshot(gateway)} ${n}`)
       closeAll(sessions)
     } finally {
       await gateway.stop()
     }
   }
   return rows
+}
+
+/** A full GC in the gateway, through the node inspector it was started with (HeapProfiler.collectGarbage). */
+async function collectGarbage (gateway) {
+  const url = /Debugger listening on (ws:\/\/\S+)/.exec(gateway.stderr())?.[1]
+  if (!url) throw new Error('no inspector URL from the gateway')
+  const socket = new WebSocket(url)
+  await new Promise((resolve, reject) => {
+    socket.onopen = () => socket.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }))
+    socket.onmessage = (event) => { if (JSON.parse(event.data).id === 1) resolve() }
+    socket.onerror = () => reject(new Error('inspector connection failed'))
+  })
+  socket.close()
 }
 
 async function setupRate () {
@@ -209,6 +287,7 @@ async function setupRate () {
     let next = 0
     let named = 0
     const before = cpuMs(gateway.pid)
+    const threadsBefore = threadCpuMs(gateway.pid)
     const started = process.hrtime.bigint()
     const worker = async () => {
       while (next < batch) {
@@ -221,10 +300,13 @@ async function setupRate () {
     const window = `${((Date.now() - gateway.startedAt) / 1000 - wallS).toFixed(0)}-${((Date.now() - gateway.startedAt) / 1000).toFixed(0)}`
     await sleep(300) // replies written, bookkeeping after the last bind done
     const ms = (cpuMs(gateway.pid) - before - 300 * idleCpuPerMs) / batch
+    const threads = threadCpuMs(gateway.pid)
+    const mainMs = (threads.main - threadsBefore.main) / batch
+    const otherMs = (threads.other - threadsBefore.other) / batch
     closeAll(sessions)
     await sleep(1500)
-    console.log(`setup-rate: ${label}: ${ms.toFixed(2)} ms gateway CPU per new tunnel (${per === 1 ? 'session + -R' : `sessions of ${per} -R`}), ${(1000 / ms).toFixed(0)} tunnels/s per free core; wall ${(batch / wallS).toFixed(0)}/s${CPU_PROF ? ` (profile window ~${window} s)` : ''}`)
-    return { label, cpuMsPerTunnel: ms, perCoreRate: 1000 / ms, wallRate: batch / wallS }
+    console.log(`setup-rate: ${label}: ${ms.toFixed(2)} ms gateway CPU per new tunnel (${per === 1 ? 'session + -R' : `sessions of ${per} -R`}), ${(1000 / ms).toFixed(0)} tunnels/s per free core (main thread ${mainMs.toFixed(2)}, other threads ${otherMs.toFixed(2)}); wall ${(batch / wallS).toFixed(0)}/s${CPU_PROF ? ` (profile window ~${window} s)` : ''}`)
+    return { label, cpuMsPerTunnel: ms, mainThreadMs: mainMs, otherThreadsMs: otherMs, perCoreRate: 1000 / ms, wallRate: batch / wallS }
   }
   // The gateway's idle CPU (timers), subtracted from the settle time.
   const idleBefore = cpuMs(gateway.pid)

@@ -6,13 +6,22 @@
 // by the next one (the latest state wins). A crash loses at most the changes of the last `delayMs` plus the
 // time one write takes (the batch being written, and the one waiting behind it); close() writes what is left.
 // Each hold's JSON is kept from one write to the next (keyed by the registry's own hold object and its expiry),
-// so a write with 10,000 holds joins strings instead of serialising every hold again.
+// so a write with 10,000 holds joins strings instead of serialising every hold again. Still, a write costs the
+// event loop time in proportion to the holds (10,000: ~7 ms to join and encode ~2 MB), and while names change it
+// comes every window: so the window grows with what the last write cost, to keep writing under ~1% of the event
+// loop (COST_FACTOR): 200 ms up to a few thousand holds, ~0.7 s at 10,000, at most MAX_DELAY_MS. A crash then
+// loses at most that window's changes (plus one write), never a whole file.
 import { readdirSync, readFileSync, unlinkSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { replaceFileAsync } from '../storage/files.js'
 import type { Hold } from '../core/registry.js'
 
 export type WriteFile = (path: string, text: string, mode: number) => Promise<void>
+
+/** The window is at least this many times what the last write took the event loop (serialising the holds). */
+const COST_FACTOR = 100
+/** The longest window, however many holds. */
+export const MAX_DELAY_MS = 5000
 
 export class NameStore {
   readonly #file: string
@@ -25,18 +34,22 @@ export class NameStore {
   readonly #fragments = new WeakMap<Readonly<Hold>, { expiresAt: number | null, json: string }>()
   #timer: NodeJS.Timeout | null = null
   #writing: Promise<void> | null = null
+  readonly #now: () => number
+  /** ms the last write's serialisation took the event loop. */
+  #cost = 0
 
   /** onError: a failed write (disk full, permissions) is reported, never thrown from a timer. */
-  constructor (dataDir: string, onError: (error: Error) => void, delayMs = 200, write: WriteFile = replaceFileAsync) {
+  constructor (dataDir: string, onError: (error: Error) => void, delayMs = 200, write: WriteFile = replaceFileAsync, now: () => number = () => performance.now()) {
+    this.#now = now
     this.#file = join(dataDir, 'names.json')
     this.#onError = onError
     this.#delayMs = delayMs
     this.#write = write
   }
 
-  /** The batch window: a crash loses at most the changes of this long (plus one write). */
+  /** The batch window now: a crash loses at most the changes of this long (plus one write). */
   get delayMs (): number {
-    return this.#delayMs
+    return Math.min(MAX_DELAY_MS, Math.max(this.#delayMs, COST_FACTOR * this.#cost))
   }
 
   /** Temp files a crash left mid-write (only this gateway writes names.json, and it has not written yet). */
@@ -98,7 +111,7 @@ export class NameStore {
     this.#timer = setTimeout(() => {
       this.#timer = null
       this.#start()
-    }, this.#delayMs)
+    }, this.delayMs)
     this.#timer.unref()
   }
 
@@ -121,11 +134,14 @@ export class NameStore {
     if (read === null) return
     this.#dirty = null
     let text: string
+    const started = this.#now()
     try {
       text = this.#serialize(read())
     } catch (error) {
       this.#onError(error as Error)
       return
+    } finally {
+      this.#cost = this.#now() - started
     }
     this.#writing = this.#write(this.#file, text, 0o600).catch((error: Error) => this.#onError(error)).finally(() => {
       this.#writing = null

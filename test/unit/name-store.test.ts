@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { NameStore } from '../../src/identity/name-store.js'
+import { MAX_DELAY_MS, NameStore } from '../../src/identity/name-store.js'
 import { Registry, type Hold } from '../../src/core/registry.js'
 
 const hold = (n: number): Hold => ({ host: `n${n}.example.com`, ownerId: `owner${n}`, random: false, slot: null, expiresAt: null })
@@ -88,6 +88,36 @@ describe('name store batching', () => {
     writer.writes[1]!.done()
     await flushing
     expect(writer.holdsOf(1)).toEqual(holdsUpTo(5))
+  })
+
+  it('widens the window with what the last write cost the event loop (about 1% of it), up to MAX_DELAY_MS', async () => {
+    const writer = slowWriter()
+    let clock = 0
+    let costMs = 10 // what serialising the holds "takes" on the injected clock
+    const store = new NameStore(dir, (error) => { throw error }, 200, writer.write, () => (clock += costMs))
+    expect(store.delayMs).toBe(200)
+    store.save(holdsUpTo(3))
+    await vi.advanceTimersByTimeAsync(200)
+    expect(writer.writes).toHaveLength(1)
+    expect(store.delayMs).toBe(1000)
+    writer.writes[0]!.done()
+    store.save(holdsUpTo(4))
+    await vi.advanceTimersByTimeAsync(999)
+    expect(writer.writes).toHaveLength(1)
+    await vi.advanceTimersByTimeAsync(1)
+    expect(writer.writes).toHaveLength(2)
+    costMs = 1000
+    writer.writes[1]!.done()
+    store.save(holdsUpTo(5))
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(writer.writes).toHaveLength(3)
+    expect(store.delayMs).toBe(MAX_DELAY_MS)
+    costMs = 0
+    writer.writes[2]!.done()
+    store.save(holdsUpTo(6))
+    await vi.advanceTimersByTimeAsync(MAX_DELAY_MS)
+    expect(writer.writes).toHaveLength(4)
+    expect(store.delayMs).toBe(200) // cheap again: back to the shortest window
   })
 
   it('reports a failed write and writes the next change anyway', async () => {

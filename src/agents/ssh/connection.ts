@@ -32,7 +32,6 @@ import type { Inspector } from '../../inspect/server.js'
 import { observeDial, observeLimit } from '../../observe/channels.js'
 
 export interface ConnectionContext extends EndpointContext {
-  readonly log: Logger
   readonly maxForwards: number
   readonly maxChannels: number
   /** The port reported for -R 0 (the HTTP edge's port); made unique per session. */
@@ -97,7 +96,8 @@ export class SshConnection {
   readonly id: string
   readonly owner: Owner
   readonly login: SessionLogin
-  readonly startedAt = new Date()
+  /** ms since the epoch (a number: a Date per idle session costs ~100 bytes). */
+  readonly #startedAt = Date.now()
   readonly #client: Connection
   readonly #ctx: ConnectionContext
   readonly #log: Logger
@@ -108,22 +108,24 @@ export class SshConnection {
   #openChannels = 0
   /** When PH_1122 was last told (performance.now()); -Infinity: never. */
   #streamsFullToldAt = -Infinity
-  /** The forwarded-tcpip channels open now: the ones the agent has not ended fail when the session goes. */
-  readonly #channels = new Set<ServerChannel>()
+  /** The forwarded-tcpip channels open now: the ones the agent has not ended fail when the session goes
+   *  (made with the first one: an idle session holds none). */
+  #channels: Set<ServerChannel> | null = null
   #closed = false
-  /** The -L destinations refused so far (each is reported once). */
-  readonly #refusedDirect = new Set<string>()
+  /** The -L destinations refused so far (each is reported once; made with the first). */
+  #refusedDirect: Set<string> | null = null
   /** Binds run one batch at a time, in request order. */
   #binding: Promise<void> = Promise.resolve()
 
-  constructor (id: string, client: Connection, login: SessionLogin, ctx: ConnectionContext) {
+  /** `log` is the connection's logger, already bound to the session id and owner. */
+  constructor (id: string, client: Connection, login: SessionLogin, ctx: ConnectionContext, log: Logger) {
     this.id = id
     this.#client = client
     this.login = login
     const owner = login.owner
     this.owner = owner
     this.#ctx = ctx
-    this.#log = ctx.log.child({ session: id, owner: owner.id })
+    this.#log = log
     this.#options = new SessionOptionsLifecycle({
       settleMs: ctx.settleMs,
       commandWaitMs: ctx.commandWaitMs,
@@ -148,6 +150,10 @@ export class SshConnection {
         ;(client as unknown as { _sock?: { destroy: () => void } })._sock?.destroy()
       }
     })
+  }
+
+  get startedAt (): Date {
+    return new Date(this.#startedAt)
   }
 
   get endpoints (): Endpoint[] {
@@ -263,6 +269,7 @@ export class SshConnection {
     if (refusal) {
       // The client only prints "administratively prohibited": the terminal (when there is one) says why,
       // once per destination (a client retrying in a loop must not flood the terminal or the log).
+      this.#refusedDirect ??= new Set()
       if (this.#refusedDirect.size < 16 && !this.#refusedDirect.has(target)) {
         this.#refusedDirect.add(target)
         this.#log.info({ code: refusal.code, target }, refusal.message)
@@ -597,10 +604,10 @@ export class SshConnection {
           reject(new PortholeError('PH_3001', forward.endpoint?.host ?? forward.bindAddr))
           return
         }
-        this.#channels.add(channel)
+        ;(this.#channels ??= new Set()).add(channel)
         channel.once('close', () => {
           this.#openChannels--
-          this.#channels.delete(channel)
+          this.#channels?.delete(channel)
         })
         resolve(socketDestroy(noWindowAfterClose(halfClosing(channel))))
       })
@@ -668,7 +675,7 @@ export class SshConnection {
     if (this.#closed) return
     this.#closed = true
     this.#options.refused(new PortholeError('PH_1021'))
-    for (const channel of this.#channels) abortUnfinished(channel)
+    for (const channel of this.#channels ?? []) abortUnfinished(channel)
     for (const forward of this.#forwards) {
       if (forward.endpoint) {
         this.#ctx.registry.unbind(forward.endpoint)

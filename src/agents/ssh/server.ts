@@ -26,8 +26,11 @@ import { offeredHostKeys, sshAlgorithms } from './algorithms.js'
 import { sendAuthBanner } from './auth-banner.js'
 import { preKexRefusal } from './pre-kex-refusal.js'
 import { installPaddingPool } from './padding-pool.js'
+import { signingHostKey, verifyLogin } from './key-objects.js'
+import { kexPatch, patchKeyExchange } from './kex-x25519.js'
+import { trimCiphers, trimExchange, withOwnBuffers } from './kex-trim.js'
 
-const { Server, utils } = ssh2
+const { Server } = ssh2
 // One RNG call per pool of padding bytes instead of one per SSH packet (padding-pool.ts).
 installPaddingPool()
 
@@ -49,7 +52,7 @@ export interface SshAgentOptions extends SessionBudgets {
   readonly startups: StartupLimits
   /** A TCP connection must have logged in by then (LoginGraceTime). */
   readonly loginTimeoutMs: number
-  readonly connection: Omit<ConnectionContext, 'log'>
+  readonly connection: ConnectionContext
   readonly log: Logger
 }
 
@@ -75,19 +78,6 @@ const MAX_AUTH_ATTEMPTS = 20
 const REFUSAL_LINGER_MS = 2000
 const MAX_LINGERING = 256
 const LOGGED_IN = Symbol('porthole.loggedIn')
-
-/** The key type is the first string inside an SSH public key blob. */
-function keyText (blob: Buffer): string {
-  const length = blob.readUInt32BE(0)
-  return `${blob.subarray(4, 4 + length).toString('latin1')} ${blob.toString('base64')}`
-}
-
-function verifySignature (ctx: AuthContext & { method: 'publickey' }): boolean {
-  const parsed = utils.parseKey(keyText(ctx.key.data))
-  if (parsed instanceof Error) return false
-  const key = Array.isArray(parsed) ? parsed[0]! : parsed
-  return key.verify(ctx.blob!, ctx.signature!, ctx.hashAlgo) === true
-}
 
 type Login = Pick<SessionLogin, 'owner' | 'credential' | 'fingerprint'>
 
@@ -124,6 +114,8 @@ export class SshAgent implements SessionDirectory {
   /** Connections not yet logged in. */
   readonly #startups: StartupAdmission
   readonly #throttle: LoginThrottle
+  /** What every SshConnection is lent (one object for all of them). */
+  readonly #connectionContext: ConnectionContext
   /** Refused connections still reading their reason. */
   #lingering = 0
   #closing = false
@@ -133,10 +125,12 @@ export class SshAgent implements SessionDirectory {
     this.#log = options.log
     this.#throttle = options.throttle ?? new LoginThrottle()
     this.#startups = new StartupAdmission(options.startups)
+    this.#connectionContext = { ...options.connection, identity: options.identity }
     // A removed key, revoked authtoken or deleted account ends the sessions it opened.
     options.identity.onChange(() => this.#dropRevoked())
     this.#server = new Server({
-      hostKeys: offeredHostKeys(options.hostKeys, options.legacyAlgorithms),
+      // Parsed once, each with a KeyObject for its signatures (key-objects.ts).
+      hostKeys: offeredHostKeys(options.hostKeys, options.legacyAlgorithms).map(signingHostKey) as never,
       ident: 'Porthole',
       keepaliveInterval: options.keepaliveIntervalMs,
       keepaliveCountMax: options.keepaliveCountMax,
@@ -155,7 +149,8 @@ export class SshAgent implements SessionDirectory {
    * already open are kept. A late or evicted one is destroyed.
    */
   #onSocket (socket: Socket): void {
-    socket.on('error', () => {})
+    // A module-level no-op: a closure made here would keep this scope (deadline, ticket) for the socket's life.
+    socket.on('error', ignore)
     const ip = socket.remoteAddress ?? ''
     if (this.#closing) {
       socket.destroy()
@@ -172,13 +167,17 @@ export class SshAgent implements SessionDirectory {
       this.#log.info({ ip }, new PortholeError('PH_1052', `${this.#options.loginTimeoutMs / 1000}s`).toLine())
       socket.destroy()
     }, this.#options.loginTimeoutMs)
+    // At the login or the close, whichever is first; then nothing of this is held by the socket.
     const done = (): void => {
       clearTimeout(deadline)
       ticket.release()
+      socket.removeListener('close', done)
+      ;(socket as Socket & { [LOGGED_IN]?: () => void })[LOGGED_IN] = undefined
     }
     socket.once('close', done)
     ;(socket as Socket & { [LOGGED_IN]?: () => void })[LOGGED_IN] = done
-    this.#server.injectSocket(socket)
+    // ssh2 builds its per-connection ident buffers here, kept for the connection's life: not from the pool (kex-trim.ts).
+    withOwnBuffers(() => this.#server.injectSocket(socket))
   }
 
   /** The reason (pre-kex-refusal.ts), then FIN; whatever the client sent is read and dropped so that no RST goes out. */
@@ -228,7 +227,13 @@ export class SshAgent implements SessionDirectory {
 
   #onClient (client: Connection, info: { ip: string, port: number, header: { identRaw?: string, versions: { software: string } } }): void {
     const id = randomUUID().slice(0, 8)
-    const log = this.#log.child({ conn: id, ip: info.ip })
+    const { ip, port } = info
+    // What the session keeps of the ident line; `info` itself is not held.
+    const clientVersion = info.header?.versions?.software ?? ''
+    const clientIdent = info.header?.identRaw
+    // One pino child per connection: {conn, ip} until the login, then {conn, ip, session, owner} (not a child of
+    // a child: each level would make the one above a prototype, with its own hidden classes, per session).
+    let log = this.#log.child({ conn: id, ip })
     // An 'error' listener first thing: ssh2 emits socket and protocol errors on the connection.
     client.on('error', (error: Error & { level?: string }) => {
       log[LEVEL_LOG[error.level ?? ''] ?? 'info']({ level_ssh: error.level, err: error.message }, 'ssh connection error')
@@ -238,9 +243,21 @@ export class SshAgent implements SessionDirectory {
     const internals = client as unknown as { _sock: Socket & { [LOGGED_IN]?: () => void }, _protocol: Parameters<typeof adjustsFlushSoon>[0] }
     const socket = internals._sock
     adjustsFlushSoon(internals._protocol, batchWrites(socket))
+    client.on('handshake', onHandshake)
+    this.#watchLogin(client, socket, ip, log, (login) => {
+      socket[LOGGED_IN]?.()
+      log = this.#log.child({ conn: id, ip, session: id, owner: login.owner.id })
+      this.#startSession(id, client, { ...login, clientVersion, clientIdent, remoteAddr: ip, remotePort: port }, log)
+    })
+  }
 
+  /**
+   * The login phase of one connection: its attempts and what they found (LoginState). Everything here is let go
+   * once logged in (the 'authentication' listener is removed), so an idle session does not hold it.
+   */
+  #watchLogin (client: Connection, socket: Socket, ip: string, log: Logger, loggedIn: (login: Login) => void): void {
     const state: LoginState = {
-      ip: info.ip,
+      ip,
       login: null,
       refusedKey: null,
       refusal: null,
@@ -251,7 +268,7 @@ export class SshAgent implements SessionDirectory {
       tokenFailures: 0,
     }
     let attempts = 0
-    client.on('authentication', (ctx) => {
+    const onAuthentication = (ctx: AuthContext): void => {
       // Guessing forever on one connection is bounded too (the login deadline bounds the time).
       if (++attempts > MAX_AUTH_ATTEMPTS) {
         // Told once; what the client still sends before it reads our FIN is ignored.
@@ -266,25 +283,29 @@ export class SshAgent implements SessionDirectory {
       }
       // ctx.accept() emits 'ready' synchronously, so the owner is recorded before accepting.
       this.#authenticate(ctx, state)
-    })
+    }
+    client.on('authentication', onAuthentication)
     client.once('ready', () => {
-      socket[LOGGED_IN]?.()
+      // ssh2 answers any userauth request after the login with a disconnect: no listener needed any more.
+      client.removeListener('authentication', onAuthentication)
       const login = state.login
       if (!login) return socket.destroy()
-      const owner = login.owner
-      const clientVersion = info.header?.versions?.software ?? ''
-      log.info({ owner: owner.id, credential: login.credential, client: clientVersion }, 'ssh session started')
-      const connection = new SshConnection(id, client, { ...login, clientVersion, clientIdent: info.header?.identRaw, remoteAddr: info.ip, remotePort: info.port },
-        { ...this.#options.connection, log, identity: this.#options.identity })
-      this.#connections.set(id, connection)
-      const uncount = this.#options.counts.add({ owner, remoteAddr: info.ip })
-      if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'start', session: connection.describe() } satisfies SessionObserved)
-      client.once('close', () => {
-        this.#connections.delete(id)
-        uncount()
-        log.info('ssh session ended')
-        if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'stop', session: connection.describe() } satisfies SessionObserved)
-      })
+      loggedIn(login)
+    })
+  }
+
+  #startSession (id: string, client: Connection, login: SessionLogin, log: Logger): void {
+    const owner = login.owner
+    log.info({ credential: login.credential, client: login.clientVersion }, 'ssh session started')
+    const connection = new SshConnection(id, client, login, this.#connectionContext, log)
+    this.#connections.set(id, connection)
+    const uncount = this.#options.counts.add({ owner, remoteAddr: login.remoteAddr })
+    if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'start', session: connection.describe() } satisfies SessionObserved)
+    client.once('close', () => {
+      this.#connections.delete(id)
+      uncount()
+      log.info('ssh session ended')
+      if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'stop', session: connection.describe() } satisfies SessionObserved)
     })
   }
 
@@ -313,7 +334,7 @@ export class SshAgent implements SessionDirectory {
         ctx.accept() // the client asks whether this key would do; it signs next
         return
       }
-      if (!verifySignature(ctx)) {
+      if (!verifyLogin({ algo: ctx.key.algo, data: ctx.key.data, blob: ctx.blob!, signature: ctx.signature, hashAlgo: ctx.hashAlgo })) {
         ctx.reject(methods())
         return
       }
@@ -427,6 +448,19 @@ export class SshAgent implements SessionDirectory {
     await Promise.race([ended.then(() => closed), new Promise((resolve) => setTimeout(resolve, 3000).unref())])
   }
 }
+
+/**
+ * After each key exchange: ssh2's curve25519 exchange class is reached through the first one (kex-x25519.ts), and
+ * the finished exchange is cut down to what ssh2 still reads (kex-trim.ts). One function for every connection.
+ */
+function onHandshake (this: Connection): void {
+  const protocol = (this as unknown as { _protocol?: { _kex?: unknown } })._protocol
+  if (kexPatch() === null) patchKeyExchange(protocol?._kex)
+  trimExchange(protocol as Parameters<typeof trimExchange>[0])
+  trimCiphers(protocol as Parameters<typeof trimCiphers>[0])
+}
+
+function ignore (): void {}
 
 /** Closes a connection whose reason went out as a banner: FIN so that it is read, destroyed if it lingers. */
 function endAfterBanner (socket: Socket): void {
