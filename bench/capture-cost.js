@@ -6,18 +6,17 @@
 import { RequestCapture, createReplaySecret } from '../dist/inspect/capture.js'
 import { MemoryInspectStore } from '../dist/inspect/store.js'
 import { watchResponse } from '../dist/edge/response-watch.js'
-import { median, serverCost } from './server-cost.js'
+import { BENCH_ENDPOINT, median, serverCost } from './server-cost.js'
 
 const ROUNDS = Number(process.argv[2] ?? 3)
-const endpoint = { id: 'ep_bench', host: 'bench.localhost', owner: { id: 'bench-owner', account: null }, agent: { transport: 'ssh', sessionId: 'bench' }, hooks: {} }
 
 function round (capture) {
   const options = { store: new MemoryInspectStore(), replaySecret: createReplaySecret() }
   return serverCost((req, res) => {
     if (!capture) return
     // As the HTTP edge does: the capture, then watchResponse taps the response for it (src/edge/response-watch.ts).
-    const record = new RequestCapture(options, endpoint, req, res, undefined)
-    watchResponse(req, res, endpoint, 'http', { authority: req.headers.host ?? '', path: req.url }, performance.now(), record)
+    const record = new RequestCapture(options, BENCH_ENDPOINT, req, res, undefined)
+    watchResponse(req, res, BENCH_ENDPOINT, 'http', { authority: req.headers.host ?? '', path: req.url }, performance.now(), record)
     record.upstream({ path: req.url, headers: { host: req.headers.host, 'user-agent': req.headers['user-agent'] ?? '', 'x-forwarded-for': '127.0.0.1' } })
   })
 }

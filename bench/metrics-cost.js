@@ -8,16 +8,14 @@
 import { httpRequestChannel } from '../dist/observe/channels.js'
 import { watchResponse } from '../dist/edge/response-watch.js'
 import { createMetrics } from '../dist/observe/metrics.js'
-import { median, serverCost } from './server-cost.js'
+import { BENCH_ENDPOINT, median, serverCost } from './server-cost.js'
 
 const ROUNDS = Number(process.argv[2] ?? 3)
 
-/** The bench's stand-in for a routed endpoint: what watchResponse and observedEndpoint read. */
-const endpoint = { id: 'ep_bench', host: 'bench.localhost', owner: { id: 'bench-owner', account: null }, agent: { transport: 'ssh', sessionId: 'bench' }, hooks: {} }
 
 /** What the HTTP edge does per request: watchResponse (src/edge/response-watch.ts), with no capture. */
 function observe (req, res, started) {
-  watchResponse(req, res, endpoint, 'http', { authority: req.headers.host ?? '', path: req.url }, started, null)
+  watchResponse(req, res, BENCH_ENDPOINT, 'http', { authority: req.headers.host ?? '', path: req.url }, started, null)
 }
 
 const noop = () => {}

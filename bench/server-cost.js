@@ -30,3 +30,6 @@ export async function serverCost (before) {
 }
 
 export const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1]
+
+/** A routed endpoint as the edge's watchResponse, capture and observedEndpoint read it: what both cost benches hand them. */
+export const BENCH_ENDPOINT = { id: 'ep_bench', host: 'bench.localhost', owner: { id: 'bench-owner', account: null }, agent: { transport: 'ssh', sessionId: 'bench' }, hooks: {} }

@@ -27,7 +27,7 @@ import { sendAuthBanner } from './auth-banner.js'
 import { preKexRefusal } from './pre-kex-refusal.js'
 import { installPaddingPool } from './padding-pool.js'
 import { signingHostKey, verifyLogin } from './key-objects.js'
-import { kexPatch, patchKeyExchange } from './kex-x25519.js'
+import { patchKeyExchange } from './kex-x25519.js'
 import { trimCiphers, trimExchange, withOwnBuffers } from './kex-trim.js'
 
 const { Server } = ssh2
@@ -455,7 +455,7 @@ export class SshAgent implements SessionDirectory {
  */
 function onHandshake (this: Connection): void {
   const protocol = (this as unknown as { _protocol?: { _kex?: unknown } })._protocol
-  if (kexPatch() === null) patchKeyExchange(protocol?._kex)
+  patchKeyExchange(protocol?._kex) // once: it does nothing after the first curve25519 exchange it saw
   trimExchange(protocol as Parameters<typeof trimExchange>[0])
   trimCiphers(protocol as Parameters<typeof trimCiphers>[0])
 }
