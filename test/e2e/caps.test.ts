@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import ssh2 from 'ssh2'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { CLIENTS, FIXTURES, connect, eventually, fetchVia, ngrokSession, rawConnect, startTestGateway, startUpstream, writeTemp, type ClientKind, type SshClient, type TestGateway } from './harness.js'
+import { freshPrivateKey } from '../ssh-keys.js'
 
 const { Client } = ssh2
 let gateway: TestGateway
@@ -91,7 +92,7 @@ describe('caps an SSH user hits are told with their code', () => {
 
   it('too many authentication attempts (PH_1120): an agent offering 22 keys is told which option helps', async () => {
     const keys = Array.from({ length: 22 }, (_, i) => {
-      const file = writeTemp(gateway.tmp, `stranger${i}`, ssh2.utils.generateKeyPairSync('ed25519').private)
+      const file = writeTemp(gateway.tmp, `stranger${i}`, freshPrivateKey())
       chmodSync(file, 0o600)
       return file
     })

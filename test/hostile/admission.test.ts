@@ -4,15 +4,15 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import ssh2 from 'ssh2'
 import { request } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import {
   FIXTURES, connect, eventually, fetchVia, libraryForward, libraryLogin, rawConnect, startTestGateway, startUpstream, writeTemp,
   type LibraryLogin, type RawConnection, type SshClient, type TestGateway,
 } from '../e2e/harness.js'
+import { freshPrivateKey } from '../ssh-keys.js'
 
-const freshKey = (): string => ssh2.utils.generateKeyPairSync('ed25519').private
+const freshKey = (): string => freshPrivateKey()
 
 let upstream: Awaited<ReturnType<typeof startUpstream>>
 let keysDir: string

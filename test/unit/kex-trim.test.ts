@@ -6,6 +6,7 @@ import ssh2, { type Connection } from 'ssh2'
 import { afterAll, describe, expect, it } from 'vitest'
 import { ownMemory, trimCiphers, trimExchange, withOwnBuffers } from '../../src/agents/ssh/kex-trim.js'
 import { verifyLogin } from '../../src/agents/ssh/key-objects.js'
+import { freshPrivateKey } from '../ssh-keys.js'
 
 const { Client, Server, utils } = ssh2
 
@@ -14,7 +15,7 @@ const seen: Array<{ kex: Record<string, unknown>, protocol: Internals['_protocol
 let rekeys = 0
 let onRekey = (): void => {}
 
-const server = new Server({ hostKeys: [utils.generateKeyPairSync('ed25519').private], ident: 'Porthole' }, (client: Connection) => {
+const server = new Server({ hostKeys: [freshPrivateKey()], ident: 'Porthole' }, (client: Connection) => {
   client.on('error', () => {})
   client.on('handshake', () => {
     const protocol = (client as unknown as Internals)._protocol
@@ -41,12 +42,7 @@ const server = new Server({ hostKeys: [utils.generateKeyPairSync('ed25519').priv
 const listening = new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)))
 afterAll(() => server.close())
 
-function key (): string {
-  for (;;) {
-    const text = utils.generateKeyPairSync('ed25519').private
-    if (!(utils.parseKey(text) instanceof Error)) return text
-  }
-}
+const key = (): string => freshPrivateKey()
 
 /** Every small Buffer field of a cipher or decipher owns its memory. */
 function ownsAll (cipher: object): boolean {

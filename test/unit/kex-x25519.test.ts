@@ -6,13 +6,14 @@ import type { AddressInfo } from 'node:net'
 import ssh2 from 'ssh2'
 import { afterAll, describe, expect, it } from 'vitest'
 import { kexPatch, patchKeyExchange, toMpint } from '../../src/agents/ssh/kex-x25519.js'
+import { freshPrivateKey } from '../ssh-keys.js'
 
 const { Client, Server, utils } = ssh2
 
 interface Kex { getPublicKey (): Buffer, computeSecret (key: Buffer): Buffer | Error, _keys: unknown }
 
 const exchanges: Kex[] = []
-const server = new Server({ hostKeys: [utils.generateKeyPairSync('ed25519').private] }, (client) => {
+const server = new Server({ hostKeys: [freshPrivateKey()] }, (client) => {
   client.on('error', () => {})
   client.once('handshake', () => {
     const kex = (client as unknown as { _protocol: { _kex: Kex } })._protocol._kex

@@ -6,6 +6,7 @@ import { createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:cr
 import ssh2, { type ParsedKey } from 'ssh2'
 import { describe, expect, it } from 'vitest'
 import { blobJwk, publicKeyObject, signingHostKey, verifyLogin } from '../../src/agents/ssh/key-objects.js'
+import { freshKeyPair, freshPrivateKey } from '../ssh-keys.js'
 
 const { utils } = ssh2
 
@@ -17,7 +18,7 @@ function parsed (text: string): ParsedKey {
 
 /** A client key as a test agent holds it: its OpenSSH blob and a private KeyObject to sign with. */
 function clientKey (type: 'ed25519' | 'rsa' | 'ecdsa', bits?: number): { blob: Buffer, type: string, privateKey: KeyObject, parsed: ParsedKey } {
-  const pair = utils.generateKeyPairSync(type, (bits === undefined ? {} : { bits }) as never)
+  const pair = freshKeyPair(type, bits)
   const key = parsed(pair.private)
   return { blob: key.getPublicSSH(), type: key.type, privateKey: createPrivateKey(key.getPrivatePEM()), parsed: key }
 }
@@ -33,7 +34,7 @@ function signed (key: ReturnType<typeof clientKey>, hashAlgo?: string, data = DA
 describe('host keys signing through a KeyObject', () => {
   it('signs exactly as ssh2 does (ed25519, RSA with each hash)', () => {
     for (const [type, algos] of [['ed25519', [undefined]], ['rsa', [undefined, 'sha256', 'sha512']]] as const) {
-      const text = utils.generateKeyPairSync(type, type === 'rsa' ? { bits: 2048 } : undefined as never).private
+      const text = freshPrivateKey(type, type === 'rsa' ? 2048 : undefined)
       const ours = signingHostKey(text).key
       const theirs = parsed(text)
       for (const algo of algos) {
@@ -46,12 +47,12 @@ describe('host keys signing through a KeyObject', () => {
   })
 
   it('returns an Error for a hash OpenSSL does not know, as ssh2 does', () => {
-    const ours = signingHostKey(utils.generateKeyPairSync('rsa', { bits: 2048 }).private).key
+    const ours = signingHostKey(freshPrivateKey('rsa', 2048)).key
     expect(ours.sign(DATA, 'no-such-hash')).toBeInstanceOf(Error)
   })
 
   it('keeps the parsed key what ssh2 needs: type, public blob, private PEM', () => {
-    const text = utils.generateKeyPairSync('ed25519').private
+    const text = freshPrivateKey()
     const ours = signingHostKey(text).key
     expect(ours.type).toBe('ssh-ed25519')
     expect(ours.getPublicSSH()).toEqual(parsed(text).getPublicSSH())
