@@ -4,14 +4,15 @@
 // in the path (gateway, ssh client, curl, nginx) so one can see which of them bounds the rate: a process whose CPU
 // over the download's wall time is near 100% is saturating its core.
 //
-//   npm run build && node bench/download.js [--rounds=5] [--mib=1024] [--builds=DIR,DIR...] [--no-sshd] [--wrk=2s] [--warm-mib=256]
+//   npm run build && node bench/download.js [--rounds=5] [--mib=1024] [--builds=DIR,DIR...] [--no-sshd] [--wrk=2s [--wrk-c=50] [--pause-ms=0]] [--warm-mib=256]
+//   BENCH_NODE_ARGS='--trace-gc' BENCH_GATEWAY_STDOUT=/tmp/gw node bench/download.js ...   # gateway node flags; its stdout to /tmp/gw.N
 //
 // --wrk: before each download, `wrk -t1 -c50` on /small through the same target for that long, as bench/run.js
 // does (its download follows the wrk run): what 50 concurrent requests leave behind (idle tunnel streams, heap)
 // then weighs on the download.
 // --builds: Porthole checkouts (each with bin/porthole.js and a built dist/) to compare, default this one; a
 // label is the directory's last component. Each gateway gets its own ssh client; all share one nginx.
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs'
+import { chmodSync, createWriteStream, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { tmpdir, userInfo } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
@@ -26,6 +27,8 @@ const BYTES = Number(arg('mib', '1024')) * 1024 * 1024
 const BUILDS = arg('builds', ROOT).split(',').map((dir) => resolve(dir))
 const SSHD = !ARGS.includes('--no-sshd')
 const WRK = arg('wrk', null)
+const WRK_CONNECTIONS = arg('wrk-c', '50')
+const PAUSE_MS = Number(arg('pause-ms', '0'))
 const WARM_MIB = Number(arg('warm-mib', '256'))
 const MS_PER_TICK = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
 const GIB = 1024 ** 3
@@ -108,10 +111,12 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_timeout 300s; types
     mkdirSync(join(tmp, `data${i}`))
     // Each build's own node flags (its dist/cli/node-flags.js), so that builds differing only there compare too.
     const { GATEWAY_NODE_FLAGS } = await import(join(build, 'dist', 'cli', 'node-flags.js'))
-    const gateway = startChild(`porthole ${build}`, process.execPath, [...GATEWAY_NODE_FLAGS, join(build, 'bin', 'porthole.js'), 'serve',
+    const gateway = startChild(`porthole ${build}`, process.execPath, [...GATEWAY_NODE_FLAGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), join(build, 'bin', 'porthole.js'), 'serve',
       '--data-dir', join(tmp, `data${i}`), '--ssh-addr', `127.0.0.1:${ports.ssh}`, '--http-addr', `127.0.0.1:${ports.http}`,
       '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn'], { stopSignal: 'SIGINT' })
     await waitListening(ports.ssh, gateway)
+    // BENCH_GATEWAY_STDOUT=FILE: a copy of all the gateway prints (e.g. with BENCH_NODE_ARGS=--trace-gc).
+    if (process.env.BENCH_GATEWAY_STDOUT) gateway.child.stdout.pipe(createWriteStream(`${process.env.BENCH_GATEWAY_STDOUT}.${i}`))
     const client = startChild(`ssh (${build})`, 'ssh', [...sshArgs(key, ports.ssh), '-N', '-R', `bench:80:127.0.0.1:${nginxPort}`, `${userInfo().username}@127.0.0.1`])
     const name = BUILDS.length > 1 ? `${basename(build)}` : 'porthole'
     targets.push({ name, port: ports.http, host: 'bench.localhost', processes: [gateway, client], gateway, client })
@@ -124,12 +129,15 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_timeout 300s; types
     await run('curl', ['-s', '-o', '/dev/null', '-r', `0-${WARM_MIB * 1024 * 1024 - 1}`, '-H', `Host: ${target.host}`, `http://127.0.0.1:${target.port}/big`])
   }
 
-  process.stdout.write(`download ${BYTES / 2 ** 20} MiB, ${ROUNDS} rounds, order rotating${WRK ? `, each after wrk -c50 for ${WRK}` : ''}; cpu = % of one core over the download\n`)
+  process.stdout.write(`download ${BYTES / 2 ** 20} MiB, ${ROUNDS} rounds, order rotating${WRK ? `, each after wrk -c${WRK_CONNECTIONS} for ${WRK}${PAUSE_MS ? ` and ${PAUSE_MS} ms idle` : ''}` : ''}; cpu = % of one core over the download\n`)
   const samples = []
   for (let round = 0; round < ROUNDS; round++) {
     const order = targets.map((_, i) => targets[(i + round) % targets.length])
     for (const target of order) {
-      if (WRK) await run('wrk', ['-t1', '-c50', `-d${WRK}`, '-H', `Host: ${target.host}`, `http://127.0.0.1:${target.port}/small`])
+      if (WRK) {
+        await run('wrk', ['-t1', `-c${WRK_CONNECTIONS}`, `-d${WRK}`, '-H', `Host: ${target.host}`, `http://127.0.0.1:${target.port}/small`])
+        if (PAUSE_MS) await new Promise((resolve) => setTimeout(resolve, PAUSE_MS))
+      }
       const before = { gateway: treeCpuMs(target.gateway.child.pid), client: treeCpuMs(target.client.child.pid), nginx: treeCpuMs(nginx.child.pid) }
       const started = performance.now()
       const out = await run('/bin/sh', ['-c', `curl -s -o /dev/null -w '%{size_download} %{http_code}' -H 'Host: ${target.host}' http://127.0.0.1:${target.port}/big; echo; times`])

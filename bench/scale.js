@@ -8,12 +8,13 @@
 // so the load generator and the agents do not share the gateway's core. CPU is utime+stime from /proc.
 //
 //   node bench/scale.js [--only=idle-memory|setup-rate|many-endpoints] [--tunnels=1000,5000] [--up=5000]
-//                       [--per-session=16] [--cpu-prof] [--heap-snapshots]
+//                       [--per-session=16] [--warm-batches=3] [--cpu-prof] [--heap-snapshots]
 //   env BENCH_DURATION=5s BENCH_ROUNDS=2 (many-endpoints wrk runs), BENCH_PORTHOLE_BIN (another build's bin/porthole.js),
 //       BENCH_GATEWAY_ARGS (more `porthole serve` flags, space-separated), BENCH_NODE_ARGS (more node flags for the
-//       gateway, e.g. "--heapsnapshot-signal=SIGUSR2")
+//       gateway, e.g. "--heapsnapshot-signal=SIGUSR2"), BENCH_GATEWAY_STDOUT (a file that gets a copy of
+//       what the gateway prints, e.g. with BENCH_NODE_ARGS=--trace-deopt)
 import { spawn, execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs'
+import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { cpus, tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
@@ -33,6 +34,8 @@ const DURATION = process.env.BENCH_DURATION || '5s'
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS || 2))
 const PER_SESSION = Number(arg('per-session', '16')) // at most the gateway's forwards per session (16, not configurable)
 const CPU_PROF = ARGS.includes('--cpu-prof')
+/** setup-rate: uncounted batches before the measured ones (a running gateway has compiled its session code). */
+const WARM_BATCHES = Number(arg('warm-batches', '3'))
 const HEAP_SNAPSHOTS = ARGS.includes('--heap-snapshots')
 const TWO_CORES = cpus().length >= 2
 const CLK_TCK = 100
@@ -106,6 +109,8 @@ async function startGateway (extra = [], nodeFlags = []) {
   let out = ''
   let err = ''
   proc.stdout.setEncoding('utf8').on('data', (text) => { if (out.length < 1e6) out += text })
+  // BENCH_GATEWAY_STDOUT=FILE: a copy of all the gateway prints (e.g. with BENCH_NODE_ARGS=--trace-deopt).
+  if (process.env.BENCH_GATEWAY_STDOUT) proc.stdout.pipe(createWriteStream(process.env.BENCH_GATEWAY_STDOUT))
   proc.stderr.setEncoding('utf8').on('data', (text) => { if (err.length < 1e6) err += text })
   for (let i = 0; i < 300; i++) {
     const line = out.split('\n').find((l) => l.includes('porthole gateway listening'))
@@ -278,6 +283,8 @@ async function collectGarbage (gateway) {
   socket.close()
 }
 
+/** Names of the named forwards setup-rate opens, unique over all its batches. */
+let namedForwards = 0
 async function setupRate () {
   const gateway = await startGateway()
   const batch = 320
@@ -285,14 +292,13 @@ async function setupRate () {
   const measure = async (label, per = 1) => {
     const sessions = []
     let next = 0
-    let named = 0
     const before = cpuMs(gateway.pid)
     const threadsBefore = threadCpuMs(gateway.pid)
     const started = process.hrtime.bigint()
     const worker = async () => {
       while (next < batch) {
         next += per
-        sessions.push(await openSession(gateway, per === 1 ? [''] : Array.from({ length: per }, () => `s${named++}x${label.length}`)))
+        sessions.push(await openSession(gateway, per === 1 ? [''] : Array.from({ length: per }, () => `s${namedForwards++}`)))
       }
     }
     await Promise.all(Array.from({ length: Math.min(32, batch / per) }, worker))
@@ -313,7 +319,7 @@ async function setupRate () {
   await sleep(1000)
   const idleCpuPerMs = (cpuMs(gateway.pid) - idleBefore) / 1000
   try {
-    await measure('warm-up')
+    for (let i = 0; i < WARM_BATCHES; i++) await measure('warm-up')
     const empty = await measure('0 up')
     const empty16 = await measure('0 up', 16)
     const up = await openTunnels(gateway, UP)
