@@ -12,12 +12,11 @@
 // then weighs on the download.
 // --builds: Porthole checkouts (each with bin/porthole.js and a built dist/) to compare, default this one; a
 // label is the directory's last component. Each gateway gets its own ssh client; all share one nginx.
-import { chmodSync, createWriteStream, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs'
-import { execFileSync } from 'node:child_process'
+import { chmodSync, createWriteStream, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cleanup, freePort, killAll, run, startChild, waitListening, waitReady } from './processes.js'
+import { cleanup, freePort, keygen, killAll, run, sshClientArgs, startChild, treeCpuMs, waitListening, waitReady } from './processes.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const ARGS = process.argv.slice(2)
@@ -30,7 +29,6 @@ const WRK = arg('wrk', null)
 const WRK_CONNECTIONS = arg('wrk-c', '50')
 const PAUSE_MS = Number(arg('pause-ms', '0'))
 const WARM_MIB = Number(arg('warm-mib', '256'))
-const MS_PER_TICK = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
 const GIB = 1024 ** 3
 
 const median = (values) => {
@@ -39,34 +37,7 @@ const median = (values) => {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
-function procStat (pid) {
-  let text
-  try { text = readFileSync(`/proc/${pid}/stat`, 'utf8') } catch { return null }
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
-  return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) }
-}
-
-/** CPU ms of the process and every descendant (sshd's per-connection processes, nginx's worker). */
-function treeCpuMs (root) {
-  const stats = new Map()
-  for (const name of readdirSync('/proc')) {
-    const stat = /^\d+$/.test(name) ? procStat(name) : null
-    if (stat) stats.set(Number(name), stat)
-  }
-  let ticks = 0
-  for (const [pid, stat] of stats) {
-    for (let p = pid; p > 0; p = stats.get(p)?.ppid) if (p === root) { ticks += stat.ticks; break }
-  }
-  return ticks * MS_PER_TICK
-}
-
-function keygen (file) {
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', file])
-  return file
-}
-
-const sshArgs = (key, port) => ['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-  '-o', 'IdentitiesOnly=yes', '-o', 'ExitOnForwardFailure=yes', '-o', 'LogLevel=ERROR', '-i', key, '-p', String(port)]
+const sshArgs = (key, port) => [...sshClientArgs(key, port), '-o', 'LogLevel=ERROR']
 
 async function main () {
   const tmp = mkdtempSync(join(tmpdir(), 'porthole-download-'))

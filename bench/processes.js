@@ -1,7 +1,8 @@
-// Child-process and socket helpers for bench/run.js: start/stop long-running children (each in its own
-// process group, stopped by pid on exit), run short commands, pick free ports and poll until ready.
-import { spawn } from 'node:child_process'
-import { rmSync } from 'node:fs'
+// Child-process and socket helpers for the benches: start/stop long-running children (each in its own
+// process group, stopped by pid on exit), run short commands, pick free ports and poll until ready, read a
+// process tree's CPU from /proc, and the ssh client's options.
+import { execFileSync, spawn } from 'node:child_process'
+import { readFileSync, readdirSync, rmSync } from 'node:fs'
 import { createServer, Socket } from 'node:net'
 import { request } from 'node:http'
 
@@ -141,4 +142,49 @@ function canConnect (port) {
     socket.once('error', () => resolve(false))
     socket.connect(port, '127.0.0.1')
   })
+}
+
+// --- CPU time (/proc) -----------------------------------------------------------------------------
+
+export const MS_PER_TICK = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
+
+/** ppid and utime+stime (clock ticks, all threads) of one process from /proc/PID/stat; null once it is gone. */
+export function procStat (pid) {
+  let text
+  try { text = readFileSync(`/proc/${pid}/stat`, 'utf8') } catch { return null }
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ') // comm may hold spaces and parentheses
+  return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) }
+}
+
+/** CPU ms one process has used so far. */
+export const processCpuMs = (pid) => (procStat(pid)?.ticks ?? 0) * MS_PER_TICK
+
+/** CPU ms used so far by every live process whose parent chain leads to root (sshd's per-connection processes,
+ *  nginx's worker), and by root itself unless `withRoot` is false (sshd's listener only accepts). */
+export function treeCpuMs (root, { withRoot = true } = {}) {
+  const stats = new Map()
+  for (const name of readdirSync('/proc')) {
+    const stat = /^\d+$/.test(name) ? procStat(name) : null
+    if (stat) stats.set(Number(name), stat)
+  }
+  let ticks = 0
+  for (const [pid, stat] of stats) {
+    const start = withRoot ? pid : stat.ppid
+    for (let p = start; p > 0; p = stats.get(p)?.ppid) if (p === root) { ticks += stat.ticks; break }
+  }
+  return ticks * MS_PER_TICK
+}
+
+// --- ssh -------------------------------------------------------------------------------------------
+
+/** A fresh ed25519 key pair (FILE, FILE.pub) without a passphrase; returns FILE. */
+export function keygen (file) {
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', file])
+  return file
+}
+
+/** Options shared by every ssh client the benches start: no config, no host-key prompts, this key only. */
+export function sshClientArgs (key, port) {
+  return ['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
+    '-o', 'IdentitiesOnly=yes', '-o', 'ExitOnForwardFailure=yes', '-i', key, '-p', String(port)]
 }

@@ -15,13 +15,16 @@
 //
 //   node bench/run.js [--cpu-prof] [--only=sshd|porthole|https|policy|agents|inspect[,...]]
 //   env BENCH_DURATION=10s (wrk and h2load duration per round), BENCH_ROUNDS=2 (rounds per target, median taken)
-import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request as httpRequest } from 'node:http'
-import { cleanup, freePort, isStopping, killAll, run, sleep, startChild, stopChild, waitListening, waitReady } from './processes.js'
+import {
+  MS_PER_TICK, cleanup, freePort, isStopping, keygen, killAll, processCpuMs, run, sleep, sshClientArgs, startChild, stopChild, treeCpuMs,
+  waitListening, waitReady,
+} from './processes.js'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -85,17 +88,6 @@ async function startNginx () {
   const entry = startChild('nginx', 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], { stopSignal: 'SIGQUIT' })
   await waitReady({ name: 'nginx', port, host: 'localhost', processes: [entry] })
   return { port, entry }
-}
-
-function keygen (file) {
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', file])
-  return file
-}
-
-/** Options shared by every ssh client invocation, for both targets. */
-function sshClientArgs (key, port) {
-  return ['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-    '-o', 'IdentitiesOnly=yes', '-o', 'ExitOnForwardFailure=yes', '-i', key, '-p', String(port)]
 }
 
 async function startSshd (clientKey) {
@@ -171,37 +163,8 @@ function probeAlgorithms (key, sshPort) {
   })
 }
 
-// --- CPU time (/proc) -----------------------------------------------------------------------------
-
-const MS_PER_TICK = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
-
-/** ppid and utime+stime (clock ticks, all threads) of one process from /proc/PID/stat; null once it is gone. */
-function procStat (pid) {
-  let text
-  try { text = readFileSync(`/proc/${pid}/stat`, 'utf8') } catch { return null }
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ') // comm may hold spaces and parentheses
-  return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) }
-}
-
-/** CPU ms one process has used so far. */
-const processCpuMs = (pid) => (procStat(pid)?.ticks ?? 0) * MS_PER_TICK
-
-/** CPU ms used so far by every live process whose parent chain leads to root (the per-connection sshd
- * processes under the listener); root itself only accepts, and is left out. */
-function descendantsCpuMs (root) {
-  const stats = new Map()
-  for (const name of readdirSync('/proc')) {
-    const stat = /^\d+$/.test(name) ? procStat(name) : null
-    if (stat) stats.set(Number(name), stat)
-  }
-  const leadsToRoot = (pid) => {
-    for (let p = stats.get(pid).ppid; p > 0; p = stats.get(p)?.ppid) if (p === root) return true
-    return false
-  }
-  let ticks = 0
-  for (const [pid, stat] of stats) if (leadsToRoot(pid)) ticks += stat.ticks
-  return ticks * MS_PER_TICK
-}
+/** The per-connection sshd processes' CPU ms (the listener only accepts, and is left out). */
+const sshdCpuMs = (root) => treeCpuMs(root, { withRoot: false })
 
 const cpuDelta = (before, after) => ({ gateway: after.gateway - before.gateway, client: after.client - before.client })
 
@@ -590,7 +553,7 @@ async function main () {
     const sshd = await startSshd(clientKey)
     const port = await freePort()
     const tunnel = startTunnel('sshd', clientKey, sshd.port, `127.0.0.1:${port}:127.0.0.1:${nginx.port}`)
-    const cpu = () => ({ gateway: descendantsCpuMs(sshd.entry.child.pid), client: processCpuMs(tunnel.child.pid) })
+    const cpu = () => ({ gateway: sshdCpuMs(sshd.entry.child.pid), client: processCpuMs(tunnel.child.pid) })
     targets.push({ name: 'sshd', port, host: `127.0.0.1:${port}`, processes: [sshd.entry, tunnel], startedAt, cpu })
     ciphers.sshd = await probeAlgorithms(clientKey, sshd.port)
   }

@@ -1,0 +1,165 @@
+// What spreading the same keep-alive requests over many SSH connections costs a relay per request, sshd's plain
+// `-R` and Porthole side by side (issue 13, "the same load spread over 1,000 endpoints"). Each relay gets N stock
+// OpenSSH clients, each its own session with one forward (sshd: a port each; Porthole: a name each), all to one
+// nginx. The same wrk load, `-tN -cN` (one connection per thread), either sends every thread through the first
+// forward ("one") or thread i through forward i ("spread"). The relay's CPU per request is read from /proc (sshd:
+// its per-connection processes; Porthole: the gateway), and the table gives spread / one for each relay and
+// Porthole / sshd for each load: if sshd's spread / one is far above 1 too, the cost is the spreading itself
+// (a read and a write per request on each SSH connection instead of many requests per read and write).
+//
+//   npm run build && node bench/spread.js [--sessions=32] [--rounds=3] [--duration=5s]
+//
+// On a box with 2+ cores the relays run under `taskset -c 0`, and nginx, the ssh clients and wrk under
+// `taskset -c 1`, so the load and the agents stay off the relay's core.
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir, userInfo } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
+import {
+  cleanup, freePort, keygen, killAll, processCpuMs, run, sleep, sshClientArgs, startChild, treeCpuMs, waitListening, waitReady,
+} from './processes.js'
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+const ARGS = process.argv.slice(2)
+const arg = (name, fallback) => ARGS.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
+const SESSIONS = Number(arg('sessions', '32'))
+const ROUNDS = Number(arg('rounds', '3'))
+const DURATION = arg('duration', '5s')
+const PINNED = cpus().length >= 2
+/** The command and arguments to run `cmd` on `core` (as is on a 1-core box). */
+const onCore = (core, cmd, args) => (PINNED ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args])
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+/** A wrk script giving thread i (0-based, in setup order) the address and Host of forward i, or all of them forward 0. */
+function wrkScript (file, forwards, spread) {
+  const list = forwards.map(({ port, host }) => `{ port = "${port}", host = "${host}" }`).join(', ')
+  writeFileSync(file, `local forwards = { ${list} }
+local spread = ${spread}
+local n = 0
+function setup (thread)
+  local f = forwards[(spread and n or 0) + 1]
+  n = n + 1
+  thread.addr = wrk.lookup("127.0.0.1", f.port)[1]
+  thread:set("host", f.host)
+end
+function init (args)
+  req = wrk.format("GET", "/small", { Host = host })
+end
+function request ()
+  return req
+end
+`)
+  return file
+}
+
+/** Requests wrk completed. */
+function requestsOf (out) {
+  const match = /(\d+) requests in/.exec(out)
+  if (!match) throw new Error(`no request count in wrk's output:\n${out}`)
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)
+  if (non2xx) throw new Error(`wrk got ${non2xx[1]} non-2xx responses:\n${out}`)
+  return Number(match[1])
+}
+
+async function main () {
+  const tmp = mkdtempSync(join(tmpdir(), 'porthole-spread-'))
+  chmodSync(tmp, 0o755)
+  process.on('SIGINT', () => { cleanup(tmp).then(() => process.exit(130)) })
+  process.on('exit', killAll)
+  const key = keygen(join(tmp, 'client'))
+  const ssh = (port, forward) => startChild(`ssh -R ${forward}`, ...onCore(1, 'ssh', [...sshClientArgs(key, port), '-o', 'LogLevel=ERROR', '-N', '-R', forward, `${userInfo().username}@127.0.0.1`]))
+
+  mkdirSync(join(tmp, 'www'))
+  writeFileSync(join(tmp, 'www', 'small'), 'x'.repeat(99) + '\n')
+  const nginxPort = await freePort()
+  writeFileSync(join(tmp, 'nginx.conf'), `worker_processes 1; error_log ${tmp}/error.log warn; pid ${tmp}/nginx.pid;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; types { } default_type text/plain;
+  client_body_temp_path ${tmp}/b; proxy_temp_path ${tmp}/p; fastcgi_temp_path ${tmp}/f; uwsgi_temp_path ${tmp}/u; scgi_temp_path ${tmp}/s;
+  server { listen 127.0.0.1:${nginxPort}; root ${tmp}/www; } }
+`)
+  const nginx = startChild('nginx', ...onCore(1, 'nginx', ['-c', join(tmp, 'nginx.conf'), '-p', tmp, '-g', 'daemon off;']), { stopSignal: 'SIGQUIT' })
+  await waitListening(nginxPort, nginx)
+
+  // sshd: a port per session.
+  mkdirSync('/run/sshd', { recursive: true })
+  const hostKey = keygen(join(tmp, 'host'))
+  writeFileSync(join(tmp, 'authorized_keys'), readFileSync(`${key}.pub`))
+  chmodSync(join(tmp, 'authorized_keys'), 0o600)
+  const sshdPort = await freePort()
+  writeFileSync(join(tmp, 'sshd_config'), [`Port ${sshdPort}`, 'ListenAddress 127.0.0.1', `HostKey ${hostKey}`,
+    `AuthorizedKeysFile ${tmp}/authorized_keys`, 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin yes',
+    'GatewayPorts yes', 'AllowTcpForwarding yes', 'UsePAM no', 'PidFile none', 'StrictModes no', 'UseDNS no', 'LogLevel ERROR',
+    'MaxStartups 1000', ''].join('\n'))
+  const sshd = startChild('sshd', ...onCore(0, '/usr/sbin/sshd', ['-D', '-e', '-f', join(tmp, 'sshd_config')]))
+  await waitListening(sshdPort, sshd)
+  const sshdForwards = []
+  for (let i = 0; i < SESSIONS; i++) {
+    const port = await freePort()
+    const client = ssh(sshdPort, `127.0.0.1:${port}:127.0.0.1:${nginxPort}`)
+    sshdForwards.push({ port, host: `127.0.0.1:${port}`, processes: [sshd, client] })
+  }
+
+  // Porthole: a name per session, one HTTP port.
+  const ports = { ssh: await freePort(), http: await freePort(), https: await freePort() }
+  mkdirSync(join(tmp, 'data'))
+  const gateway = startChild('porthole', ...onCore(0, process.execPath, [...GATEWAY_NODE_FLAGS, join(ROOT, 'bin', 'porthole.js'), 'serve',
+    '--data-dir', join(tmp, 'data'), '--ssh-addr', `127.0.0.1:${ports.ssh}`, '--http-addr', `127.0.0.1:${ports.http}`,
+    '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn',
+    // every session comes from 127.0.0.1 with one key the gateway does not know (an anonymous owner)
+    '--max-anonymous-sessions-per-source', '100000', '--per-source-max-startups', '100000']), { stopSignal: 'SIGINT' })
+  await waitListening(ports.ssh, gateway)
+  const portholeForwards = []
+  for (let i = 0; i < SESSIONS; i++) {
+    const client = ssh(ports.ssh, `s${i}:80:127.0.0.1:${nginxPort}`)
+    portholeForwards.push({ port: ports.http, host: `s${i}.localhost`, processes: [gateway, client] })
+  }
+  for (const forward of [...sshdForwards, ...portholeForwards]) await waitReady({ name: forward.host, ...forward })
+
+  const relays = [
+    { name: 'sshd', forwards: sshdForwards, cpu: () => treeCpuMs(sshd.child.pid, { withRoot: false }) },
+    { name: 'porthole', forwards: portholeForwards, cpu: () => processCpuMs(gateway.child.pid) },
+  ]
+  const loads = ['one', 'spread']
+  const wrk = (relay, load, duration) => run(...onCore(1, 'wrk', [`-t${SESSIONS}`, `-c${SESSIONS}`, `-d${duration}`,
+    '-s', wrkScript(join(tmp, `${relay.name}-${load}.lua`), relay.forwards, load === 'spread'), `http://127.0.0.1:${relay.forwards[0].port}/`]))
+  for (const relay of relays) for (const load of loads) await wrk(relay, load, '2s') // warm-up, uncounted
+
+  process.stdout.write(`spread: ${SESSIONS} ssh sessions per relay, one forward each; wrk -t${SESSIONS} -c${SESSIONS} -d${DURATION} on /small (100 bytes), ` +
+    `all on forward 0 ("one") or thread i on forward i ("spread"); ${ROUNDS} rounds, order alternating${PINNED ? '; relays on core 0, the rest on core 1' : ''}\n`)
+  const samples = []
+  for (let round = 1; round <= ROUNDS; round++) {
+    const order = relays.flatMap((relay) => loads.map((load) => ({ relay, load })))
+    if (round % 2 === 0) order.reverse()
+    for (const { relay, load } of order) {
+      await sleep(500)
+      const before = relay.cpu()
+      const requests = requestsOf(await wrk(relay, load, DURATION))
+      const cpuUs = (relay.cpu() - before) * 1000 / requests
+      samples.push({ round, relay: relay.name, load, requests, cpuUsPerRequest: cpuUs })
+      process.stdout.write(`  round ${round} ${relay.name.padEnd(8)} ${load.padEnd(6)} ${requests} requests, ${cpuUs.toFixed(1)} µs relay CPU per request\n`)
+    }
+  }
+  const cell = (relay, load) => median(samples.filter((s) => s.relay === relay && s.load === load).map((s) => s.cpuUsPerRequest))
+  process.stdout.write('\n| relay CPU µs per request | one | spread | spread / one |\n|---|---|---|---|\n')
+  for (const { name } of relays) {
+    process.stdout.write(`| ${name} | ${cell(name, 'one').toFixed(1)} | ${cell(name, 'spread').toFixed(1)} | ${(cell(name, 'spread') / cell(name, 'one')).toFixed(2)} |\n`)
+  }
+  process.stdout.write(`| porthole / sshd | ${(cell('porthole', 'one') / cell('sshd', 'one')).toFixed(2)} | ${(cell('porthole', 'spread') / cell('sshd', 'spread')).toFixed(2)} | |\n`)
+  const file = join(ROOT, 'bench', 'results', `spread-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
+  writeFileSync(file, JSON.stringify({ sessions: SESSIONS, duration: DURATION, rounds: ROUNDS, pinned: PINNED, samples }, null, 2))
+  process.stdout.write(`raw figures: ${file}\n`)
+  await cleanup(tmp)
+}
+
+main().catch(async (error) => {
+  process.stderr.write(`${error.stack ?? error}\n`)
+  await cleanup()
+  process.exit(1)
+})
