@@ -3,8 +3,22 @@
 // process tree's CPU from /proc, and the ssh client's options.
 import { execFileSync, spawn } from 'node:child_process'
 import { readFileSync, readdirSync, rmSync } from 'node:fs'
+import { cpus } from 'node:os'
 import { createServer, Socket } from 'node:net'
 import { request } from 'node:http'
+
+// --- cores ----------------------------------------------------------------------------------------
+
+/** On a box with 2+ cores (and BENCH_PIN not 0) the relay under test gets core 0 and everything else core 1. */
+export const PINNED = cpus().length >= 2 && process.env.BENCH_PIN !== '0'
+
+/** Moves this process (all its threads) to `core`; the children it starts afterwards inherit it. */
+export function pinSelf (core) {
+  if (PINNED) execFileSync('taskset', ['-a', '-p', '-c', String(core), String(process.pid)], { stdio: 'ignore' })
+}
+
+/** [cmd, args] that run `cmd` on `core` (as they are when not pinned); taskset execs it, so the pid is cmd's. */
+export const onCore = (core, cmd, args) => (PINNED ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args])
 
 /** Every child process we started, with the signal that stops it cleanly. */
 const children = new Set()

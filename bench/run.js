@@ -3,7 +3,9 @@
 // both fed by the same stock `ssh` client, then drives both with the same wrk/curl load in alternating
 // rounds and prints Porthole/sshd ratios. The machines are shared and noisy: quote ratios, not absolutes.
 // Besides wall-clock figures it reads each gateway's CPU time from /proc around every phase (CPU per request,
-// per GiB), which other tenants disturb less than throughput.
+// per GiB), which other tenants disturb less than throughput. On a box with 2+ cores the relay under test (sshd,
+// Porthole) runs on core 0 and everything else (wrk, curl, h2load, nginx, the ssh clients and agents) on core 1
+// (taskset; BENCH_PIN=0 to leave scheduling to the kernel).
 // A second part compares Porthole's HTTPS listener with its plain HTTP one (same gateway, same tunnel, same
 // load generator, h2load, for both): HTTPS over HTTP/1.1 and over HTTP/2 against plain HTTP/1.1.
 // A third compares two endpoints of one Porthole gateway on the same upstream: one with no traffic policy,
@@ -22,8 +24,8 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request as httpRequest } from 'node:http'
 import {
-  MS_PER_TICK, cleanup, freePort, isStopping, keygen, killAll, processCpuMs, run, sleep, sshClientArgs, startChild, stopChild, treeCpuMs,
-  waitListening, waitReady,
+  MS_PER_TICK, PINNED, cleanup, freePort, isStopping, keygen, killAll, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startChild, stopChild,
+  treeCpuMs, waitListening, waitReady,
 } from './processes.js'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 
@@ -106,7 +108,7 @@ async function startSshd (clientKey) {
     'GatewayPorts yes', 'AllowTcpForwarding yes', 'UsePAM no', 'PidFile none', 'StrictModes no', 'UseDNS no',
     'LogLevel ERROR', '',
   ].join('\n'))
-  const entry = startChild('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', conf])
+  const entry = startChild('sshd', ...onCore(0, '/usr/sbin/sshd', ['-D', '-e', '-f', conf]))
   await waitListening(port, entry)
   return { port, entry }
 }
@@ -119,9 +121,9 @@ async function startPorthole () {
   const httpsPort = await freePort()
   const agentPort = await freePort()
   const node = [...GATEWAY_NODE_FLAGS, ...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', RESULTS] : [])]
-  const entry = startChild('porthole', process.execPath, [...node, join(ROOT, 'bin', 'porthole.js'), 'serve', '--data-dir', dataDir,
+  const entry = startChild('porthole', ...onCore(0, process.execPath, [...node, join(ROOT, 'bin', 'porthole.js'), 'serve', '--data-dir', dataDir,
     '--ssh-addr', `127.0.0.1:${sshPort}`, '--http-addr', `127.0.0.1:${httpPort}`, '--https-addr', `127.0.0.1:${httpsPort}`,
-    '--agent-addr', `127.0.0.1:${agentPort}`, '--api-addr', 'off', '--log-level', 'warn'], { stopSignal: 'SIGINT' })
+    '--agent-addr', `127.0.0.1:${agentPort}`, '--api-addr', 'off', '--log-level', 'warn']), { stopSignal: 'SIGINT' })
   await waitListening(sshPort, entry)
   return { sshPort, httpPort, httpsPort, agentPort, ca: join(dataDir, 'ca.pem'), entry }
 }
@@ -542,6 +544,7 @@ async function main () {
   tmp = mkdtempSync(join(tmpdir(), 'porthole-bench-'))
   chmodSync(tmp, 0o755) // nginx workers run as an unprivileged user and must reach www/
   mkdirSync(RESULTS, { recursive: true })
+  pinSelf(1) // the load (wrk, curl, h2load), nginx and the agents inherit core 1; sshd and Porthole start on core 0
   const clientKey = keygen(join(tmp, 'client_ed25519'))
   const nginx = await startNginx()
   const targets = []
@@ -622,7 +625,7 @@ async function main () {
   for (const target of [...targets, ...(policyTargets ?? []), ...(agentTargets ?? []), ...(inspectTargets ?? [])]) await wrk(target, '5s')
 
   const load = [targets.length || policyTargets || agentTargets || inspectTargets ? `wrk -t1 -c50 -d${DURATION} (after ${WARMUP} warm-up)` : null, https ? `h2load ${H2LOAD} -D ${DURATION} (after ${WARMUP} warm-up)` : null]
-  process.stdout.write(`bench: ${load.filter(Boolean).join(' and ')}${targets.length || https ? ', curl 1 GiB' : ''}; ${ROUNDS} round(s), median taken${CPU_PROF ? '; porthole under --cpu-prof (slower)' : ''}\n`)
+  process.stdout.write(`bench: ${load.filter(Boolean).join(' and ')}${targets.length || https ? ', curl 1 GiB' : ''}; ${ROUNDS} round(s), median taken${CPU_PROF ? '; porthole under --cpu-prof (slower)' : ''}${PINNED ? '; sshd and porthole on core 0, the rest on core 1' : ''}\n`)
   if (https) {
     process.stdout.write(`  https part: h2load ${H2LOAD} -D ${DURATION} --warm-up-time=${WARMUP} for ${HTTPS_VARIANTS.map((v) => v.label).join(', ')} ` +
       `(SNI ${HTTPS_HOST}); curl 1 GiB --http1.1 / --http2\n`)
@@ -668,7 +671,7 @@ async function main () {
     date,
     node: process.version,
     tools: toolVersions(),
-    settings: { duration: DURATION, warmup: WARMUP, rounds: ROUNDS, wrk: '-t1 -c50', bigBytes: BIG_BYTES, cpuMsPerTick: MS_PER_TICK, cpuProf: CPU_PROF, only: ONLY },
+    settings: { duration: DURATION, warmup: WARMUP, rounds: ROUNDS, wrk: '-t1 -c50', bigBytes: BIG_BYTES, cpuMsPerTick: MS_PER_TICK, cpuProf: CPU_PROF, only: ONLY, pinned: PINNED },
     ciphers,
     medians: summary.medians,
     ratio: summary.ratio,

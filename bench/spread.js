@@ -1,34 +1,35 @@
 // What spreading the same keep-alive requests over many SSH connections costs a relay per request, sshd's plain
 // `-R` and Porthole side by side (issue 13, "the same load spread over 1,000 endpoints"). Each relay gets N stock
 // OpenSSH clients, each its own session with one forward (sshd: a port each; Porthole: a name each), all to one
-// nginx. The same wrk load, `-tN -cN` (one connection per thread), either sends every thread through the first
+// nginx. The same wrk load, `-tN -cN` (one connection per thread; --connections=C for -cC), either sends every thread through the first
 // forward ("one") or thread i through forward i ("spread"). The relay's CPU per request is read from /proc (sshd:
 // its per-connection processes; Porthole: the gateway), and the table gives spread / one for each relay and
 // Porthole / sshd for each load: if sshd's spread / one is far above 1 too, the cost is the spreading itself
 // (a read and a write per request on each SSH connection instead of many requests per read and write).
 //
-//   npm run build && node bench/spread.js [--sessions=32] [--rounds=3] [--duration=5s]
+//   npm run build && node bench/spread.js [--sessions=32] [--connections=SESSIONS] [--rounds=3] [--duration=5s]
+//   node bench/spread.js --sessions=1 --connections=50     # the load of `npm run bench` (wrk -t1 -c50)
 //
 // On a box with 2+ cores the relays run under `taskset -c 0`, and nginx, the ssh clients and wrk under
 // `taskset -c 1`, so the load and the agents stay off the relay's core.
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { cpus, tmpdir, userInfo } from 'node:os'
+import { tmpdir, userInfo } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 import {
-  cleanup, freePort, keygen, killAll, processCpuMs, run, sleep, sshClientArgs, startChild, treeCpuMs, waitListening, waitReady,
+  PINNED, cleanup, freePort, keygen, killAll, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startChild, treeCpuMs, waitListening,
+  waitReady,
 } from './processes.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const ARGS = process.argv.slice(2)
 const arg = (name, fallback) => ARGS.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
 const SESSIONS = Number(arg('sessions', '32'))
+/** wrk's connections, spread evenly over its SESSIONS threads. */
+const CONNECTIONS = Number(arg('connections', String(SESSIONS)))
 const ROUNDS = Number(arg('rounds', '3'))
 const DURATION = arg('duration', '5s')
-const PINNED = cpus().length >= 2
-/** The command and arguments to run `cmd` on `core` (as is on a 1-core box). */
-const onCore = (core, cmd, args) => (PINNED ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args])
 
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -72,8 +73,9 @@ async function main () {
   chmodSync(tmp, 0o755)
   process.on('SIGINT', () => { cleanup(tmp).then(() => process.exit(130)) })
   process.on('exit', killAll)
+  pinSelf(1) // nginx, the ssh clients and wrk inherit core 1; the relays are started on core 0
   const key = keygen(join(tmp, 'client'))
-  const ssh = (port, forward) => startChild(`ssh -R ${forward}`, ...onCore(1, 'ssh', [...sshClientArgs(key, port), '-o', 'LogLevel=ERROR', '-N', '-R', forward, `${userInfo().username}@127.0.0.1`]))
+  const ssh = (port, forward) => startChild(`ssh -R ${forward}`, 'ssh', [...sshClientArgs(key, port), '-o', 'LogLevel=ERROR', '-N', '-R', forward, `${userInfo().username}@127.0.0.1`])
 
   mkdirSync(join(tmp, 'www'))
   writeFileSync(join(tmp, 'www', 'small'), 'x'.repeat(99) + '\n')
@@ -84,7 +86,7 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; types
   client_body_temp_path ${tmp}/b; proxy_temp_path ${tmp}/p; fastcgi_temp_path ${tmp}/f; uwsgi_temp_path ${tmp}/u; scgi_temp_path ${tmp}/s;
   server { listen 127.0.0.1:${nginxPort}; root ${tmp}/www; } }
 `)
-  const nginx = startChild('nginx', ...onCore(1, 'nginx', ['-c', join(tmp, 'nginx.conf'), '-p', tmp, '-g', 'daemon off;']), { stopSignal: 'SIGQUIT' })
+  const nginx = startChild('nginx', 'nginx', ['-c', join(tmp, 'nginx.conf'), '-p', tmp, '-g', 'daemon off;'], { stopSignal: 'SIGQUIT' })
   await waitListening(nginxPort, nginx)
 
   // sshd: a port per session.
@@ -127,11 +129,11 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; types
     { name: 'porthole', forwards: portholeForwards, cpu: () => processCpuMs(gateway.child.pid) },
   ]
   const loads = ['one', 'spread']
-  const wrk = (relay, load, duration) => run(...onCore(1, 'wrk', [`-t${SESSIONS}`, `-c${SESSIONS}`, `-d${duration}`,
-    '-s', wrkScript(join(tmp, `${relay.name}-${load}.lua`), relay.forwards, load === 'spread'), `http://127.0.0.1:${relay.forwards[0].port}/`]))
+  const wrk = (relay, load, duration) => run('wrk', [`-t${SESSIONS}`, `-c${CONNECTIONS}`, `-d${duration}`,
+    '-s', wrkScript(join(tmp, `${relay.name}-${load}.lua`), relay.forwards, load === 'spread'), `http://127.0.0.1:${relay.forwards[0].port}/`])
   for (const relay of relays) for (const load of loads) await wrk(relay, load, '2s') // warm-up, uncounted
 
-  process.stdout.write(`spread: ${SESSIONS} ssh sessions per relay, one forward each; wrk -t${SESSIONS} -c${SESSIONS} -d${DURATION} on /small (100 bytes), ` +
+  process.stdout.write(`spread: ${SESSIONS} ssh sessions per relay, one forward each; wrk -t${SESSIONS} -c${CONNECTIONS} -d${DURATION} on /small (100 bytes), ` +
     `all on forward 0 ("one") or thread i on forward i ("spread"); ${ROUNDS} rounds, order alternating${PINNED ? '; relays on core 0, the rest on core 1' : ''}\n`)
   const samples = []
   for (let round = 1; round <= ROUNDS; round++) {
