@@ -8,7 +8,7 @@
 // so the load generator and the agents do not share the gateway's core. CPU is utime+stime from /proc.
 //
 //   node bench/scale.js [--only=idle-memory|setup-rate|many-endpoints] [--tunnels=1000,5000] [--up=5000]
-//                       [--per-session=16] [--warm-batches=3] [--cpu-prof] [--heap-snapshots]
+//                       [--per-session=16] [--warm-batches=3] [--batches=3] [--cpu-prof] [--heap-snapshots]
 //   env BENCH_DURATION=5s BENCH_ROUNDS=2 (many-endpoints wrk runs), BENCH_PORTHOLE_BIN (another build's bin/porthole.js),
 //       BENCH_GATEWAY_ARGS (more `porthole serve` flags, space-separated), BENCH_NODE_ARGS (more node flags for the
 //       gateway, e.g. "--heapsnapshot-signal=SIGUSR2"), BENCH_GATEWAY_STDOUT (a file that gets a copy of
@@ -36,6 +36,8 @@ const PER_SESSION = Number(arg('per-session', '16')) // at most the gateway's fo
 const CPU_PROF = ARGS.includes('--cpu-prof')
 /** setup-rate: uncounted batches before the measured ones (a running gateway has compiled its session code). */
 const WARM_BATCHES = Number(arg('warm-batches', '3'))
+/** setup-rate: measured batches per figure, the median taken (consecutive batches vary by +-20%). */
+const BATCHES = Number(arg('batches', '3'))
 const HEAP_SNAPSHOTS = ARGS.includes('--heap-snapshots')
 const TWO_CORES = cpus().length >= 2
 const CLK_TCK = 100
@@ -320,12 +322,21 @@ async function setupRate () {
   const idleCpuPerMs = (cpuMs(gateway.pid) - idleBefore) / 1000
   try {
     for (let i = 0; i < WARM_BATCHES; i++) await measure('warm-up')
-    const empty = await measure('0 up')
-    const empty16 = await measure('0 up', 16)
+    /** The batch with the median CPU per tunnel of BATCHES alike. */
+    const medianOf = async (label, per = 1) => {
+      const runs = []
+      for (let i = 0; i < BATCHES; i++) runs.push(await measure(label, per))
+      const ms = median(runs.map((r) => r.cpuMsPerTunnel))
+      const picked = runs.find((r) => r.cpuMsPerTunnel === ms) ?? { ...runs[0], cpuMsPerTunnel: ms, perCoreRate: 1000 / ms }
+      if (BATCHES > 1) console.log(`setup-rate: ${label}${per === 1 ? '' : ` (sessions of ${per})`}: median of ${BATCHES} batches ${ms.toFixed(2)} ms, ${(1000 / ms).toFixed(0)} tunnels/s per free core`)
+      return { ...picked, batches: runs }
+    }
+    const empty = await medianOf('0 up')
+    const empty16 = await medianOf('0 up', 16)
     const up = await openTunnels(gateway, UP)
     await sleep(2000)
-    const loaded = await measure(`${UP} up`)
-    const loaded16 = await measure(`${UP} up`, 16)
+    const loaded = await medianOf(`${UP} up`)
+    const loaded16 = await medianOf(`${UP} up`, 16)
     const ratio = loaded.cpuMsPerTunnel / empty.cpuMsPerTunnel
     const ratio16 = loaded16.cpuMsPerTunnel / empty16.cpuMsPerTunnel
     console.log(`setup-rate: CPU per setup with ${UP} up / with 0 up: ${ratio.toFixed(2)} (a session per tunnel), ${ratio16.toFixed(2)} (sessions of 16)`)
