@@ -1,12 +1,14 @@
 // CEL expressions of traffic policy rules (via @bufbuild/cel), with the variable names ngrok documents:
 // conn.*, req.*, res.*, endpoint.*, time.now, and a few of its helper functions. Expressions are parsed
 // and planned once, at bind time; the variables of a request are built only if a rule asks for them.
-import type { parse, plan } from '@bufbuild/cel'
+import { celEnv, celFunc, CelScalar, isCelError, listType, parse, plan } from '@bufbuild/cel'
+import { isMessage } from '@bufbuild/protobuf'
+import { isReflectMessage } from '@bufbuild/protobuf/reflect'
+import { timestampDate, timestampFromDate, TimestampSchema } from '@bufbuild/protobuf/wkt'
 import ipaddr from 'ipaddr.js'
 import { PortholeError } from '../core/errors.js'
 import { fastProgram } from './cel-fast.js'
 import { Checker, CheckError, T, typeName, type Declarations, type Type } from './cel-check.js'
-import { celLibrary, protobufLibrary, type CelLibrary } from './cel-library.js'
 import { celRegexEngine } from './regex.js'
 import type { ActionResults, ConnectContext, HeaderMap, HttpRequestContext, HttpResponseContext } from './compiled.js'
 
@@ -51,25 +53,18 @@ function inCidrRange (ip: string, cidr: string): boolean {
 const requestMap = (field: 'headers' | 'query_params'): Map<string, string[]> =>
   ((current.req as Map<string, unknown> | undefined)?.get(field) as Map<string, string[]> | undefined) ?? new Map()
 
-let env: ReturnType<CelLibrary['celEnv']> | null = null
+const STRING_LIST = listType(CelScalar.STRING)
 
-/** The CEL environment with ngrok's functions, made (and @bufbuild/cel loaded) by the first expression compiled. */
-function celEnvironment (): ReturnType<CelLibrary['celEnv']> {
-  if (env !== null) return env
-  const { celEnv, celFunc, CelScalar, listType } = celLibrary()
-  const STRING_LIST = listType(CelScalar.STRING)
-  env = celEnv({
-    re2: celRegexEngine, // `matches` on the engine of every user-supplied regex (policy/regex.ts), compiled once
-    funcs: [
-      celFunc('inCidrRange', [CelScalar.STRING, CelScalar.STRING], CelScalar.BOOL, inCidrRange),
-      celFunc('hasReqHeader', [CelScalar.STRING], CelScalar.BOOL, (name: string) => requestMap('headers').has(name.toLowerCase())),
-      celFunc('getReqHeader', [CelScalar.STRING], STRING_LIST, (name: string) => (requestMap('headers').get(name.toLowerCase()) ?? []) as never),
-      celFunc('hasQueryParam', [CelScalar.STRING], CelScalar.BOOL, (name: string) => requestMap('query_params').has(name)),
-      celFunc('getQueryParam', [CelScalar.STRING], STRING_LIST, (name: string) => (requestMap('query_params').get(name) ?? []) as never),
-    ],
-  })
-  return env
-}
+const env = celEnv({
+  re2: celRegexEngine, // `matches` on the engine of every user-supplied regex (policy/regex.ts), compiled once
+  funcs: [
+    celFunc('inCidrRange', [CelScalar.STRING, CelScalar.STRING], CelScalar.BOOL, inCidrRange),
+    celFunc('hasReqHeader', [CelScalar.STRING], CelScalar.BOOL, (name: string) => requestMap('headers').has(name.toLowerCase())),
+    celFunc('getReqHeader', [CelScalar.STRING], STRING_LIST, (name: string) => (requestMap('headers').get(name.toLowerCase()) ?? []) as never),
+    celFunc('hasQueryParam', [CelScalar.STRING], CelScalar.BOOL, (name: string) => requestMap('query_params').has(name)),
+    celFunc('getQueryParam', [CelScalar.STRING], STRING_LIST, (name: string) => (requestMap('query_params').get(name) ?? []) as never),
+  ],
+})
 
 export type CelProgram = (vars: Record<string, unknown>) => unknown
 
@@ -87,13 +82,13 @@ export function compileExpression (expression: string, where: string, { fast = t
   let program: ReturnType<typeof plan>
   let parsed: ReturnType<typeof parse>
   try {
-    parsed = celLibrary().parse(expression)
+    parsed = parse(expression)
   } catch (error) {
     throw new PortholeError('PH_1008', `${where}: ${JSON.stringify(expression)}: ${(error as Error).message.split('\n')[0]}`)
   }
   if (check) checkExpression(parsed, expression, where, kind)
   try {
-    program = celLibrary().plan(celEnvironment(), parsed)
+    program = plan(env, parsed)
   } catch (error) {
     throw new PortholeError('PH_1008', `${where}: ${JSON.stringify(expression)}: ${(error as Error).message.split('\n')[0]}`)
   }
@@ -108,7 +103,7 @@ export function compileExpression (expression: string, where: string, { fast = t
 function checkExpression (parsed: ReturnType<typeof parse>, expression: string, where: string, kind: ExpressionKind): void {
   let type: Type
   try {
-    type = checkerFor(kind).check(parsed.expr)
+    type = CHECKERS[kind].check(parsed.expr)
   } catch (error) {
     // Anything else the checker throws is refused too: an expression it cannot check is not bound unchecked.
     const problem = error instanceof CheckError ? error.message : `cannot be checked (${(error as Error).message})`
@@ -121,7 +116,7 @@ function checkExpression (parsed: ReturnType<typeof parse>, expression: string, 
 
 /** Why a rule's expression did not hold when it could not be evaluated (a CEL error), else undefined. */
 export function evaluationError (result: unknown): string | undefined {
-  if (celLibrary().isCelError(result)) return String((result as { message?: string }).message ?? result)
+  if (isCelError(result)) return String((result as { message?: string }).message ?? result)
   return result === true || result === false ? undefined : `the expression gave ${display(result)}, not a bool`
 }
 
@@ -174,18 +169,13 @@ function declarations (names: readonly (keyof typeof VARIABLE_TYPES)[], dotted: 
 }
 
 const CONNECT_VARIABLES = ['conn', 'endpoint', 'time', 'actions', 'vars'] as const
-let checkers: Record<ExpressionKind, Checker> | null = null
-
 /** One checker per kind of expression: the variables a phase has (req.* not before a request, res.* only
- *  in on_http_response); a template may sit in any phase. Made with the environment, on first use. */
-function checkerFor (kind: ExpressionKind): Checker {
-  checkers ??= {
-    on_tcp_connect: new Checker(celEnvironment(), declarations(CONNECT_VARIABLES, false)),
-    on_http_request: new Checker(celEnvironment(), declarations([...CONNECT_VARIABLES, 'req'], true)),
-    on_http_response: new Checker(celEnvironment(), declarations([...CONNECT_VARIABLES, 'req', 'res'], true)),
-    template: new Checker(celEnvironment(), declarations([...CONNECT_VARIABLES, 'req', 'res'], true)),
-  }
-  return checkers[kind]
+ *  in on_http_response); a template may sit in any phase. */
+const CHECKERS: Record<ExpressionKind, Checker> = {
+  on_tcp_connect: new Checker(env, declarations(CONNECT_VARIABLES, false)),
+  on_http_request: new Checker(env, declarations([...CONNECT_VARIABLES, 'req'], true)),
+  on_http_response: new Checker(env, declarations([...CONNECT_VARIABLES, 'req', 'res'], true)),
+  template: new Checker(env, declarations([...CONNECT_VARIABLES, 'req', 'res'], true)),
 }
 
 /**
@@ -242,7 +232,7 @@ class ConnTimeFields extends LazyFields {
       start = Date.now()
       if (connection !== undefined) connectionStarts.set(connection, start)
     }
-    return protobufLibrary().timestampFromDate(new Date(start))
+    return timestampFromDate(new Date(start))
   }
 }
 
@@ -256,7 +246,7 @@ class EndpointFields extends LazyFields {
 const TIME_FIELDS = fieldNames(VARIABLE_TYPES.time)
 class TimeFields extends LazyFields {
   constructor () { super(TIME_FIELDS) }
-  protected make (): unknown { return protobufLibrary().timestampFromDate(new Date()) }
+  protected make (): unknown { return timestampFromDate(new Date()) }
 }
 
 const REQUEST_FIELDS = fieldNames(VARIABLE_TYPES.req)
@@ -414,7 +404,6 @@ export function responseVars (ctx: HttpResponseContext): Record<string, unknown>
 /** A value as interpolation shows it: timestamps (time.now, conn.ts.start) in RFC 3339, as ngrok's examples
  *  print them (2024-06-24T15:30:00Z), not as "[object Object]". */
 function display (value: unknown): string {
-  const { isReflectMessage, isMessage, TimestampSchema, timestampDate } = protobufLibrary()
   const message = isReflectMessage(value) ? value.message : value // CEL hands messages back wrapped
   if (isMessage(message, TimestampSchema)) {
     return timestampDate(message).toISOString().replace(/\.(\d*?)0*Z$/, (_, digits: string) => (digits === '' ? 'Z' : `.${digits}Z`))
@@ -445,7 +434,7 @@ export function compileTemplate (text: string, where: string): string | ((vars: 
         continue
       }
       const value = part(vars)
-      if (!(celLibrary().isCelError(value) || value === undefined || value === null)) out += display(value)
+      if (!(isCelError(value) || value === undefined || value === null)) out += display(value)
     }
     return out
   }

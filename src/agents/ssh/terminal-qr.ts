@@ -1,12 +1,11 @@
 // `--qr`: the main URL as a QR code made of block characters, drawn by the qrcode library (the small terminal
 // renderer: two modules per character cell), so a phone on the desk can open the tunnel. Also the version the
-// terminal views show, read once from package.json. The library is loaded by the first `--qr` (1 MiB of heap
-// that gateways whose users never ask for a QR code need not carry).
+// terminal views show, read once from package.json.
 import { readFileSync } from 'node:fs'
+import QRCode from 'qrcode'
 
 /** The QR code of `url` as the library draws it for a terminal (lines end with \n), or null if it cannot. */
-export async function qrText (url: string): Promise<string | null> {
-  const { default: QRCode } = await import('qrcode')
+export function qrText (url: string): Promise<string | null> {
   return new Promise((resolve) => {
     try {
       QRCode.toString(url, { type: 'terminal', small: true }, (error, text) => resolve(error ? null : text))

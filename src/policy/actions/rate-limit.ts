@@ -4,9 +4,9 @@
 // expressions and held in an LRU of bounded size, so strangers cycling through keys cannot grow memory
 // (they evict old buckets instead). Limited requests get 429 with retry-after and are not counted.
 import { LRUCache } from 'lru-cache'
+import { isCelError } from '@bufbuild/cel'
 import { PortholeError } from '../../core/errors.js'
 import { actionResults, compileExpression, requestVars } from '../cel.js'
-import { celLibrary } from '../cel-library.js'
 import { parseDuration } from '../duration.js'
 import type { RateLimitAction } from '../document.js'
 import type { CompileOptions, RequestStep } from '../compiled.js'
@@ -35,7 +35,7 @@ export function compileRateLimit (action: RateLimitAction, options: CompileOptio
       const vars = requestVars(ctx)
       for (const program of keys) {
         const value = program(vars)
-        key += `${celLibrary().isCelError(value) || value === undefined || value === null ? '' : String(value)}\0`
+        key += `${isCelError(value) || value === undefined || value === null ? '' : String(value)}\0`
       }
     }
     const t = now()
