@@ -6,6 +6,7 @@
 //
 //   npm run build && node bench/download.js [--rounds=5] [--mib=1024] [--builds=DIR,DIR...] [--no-sshd] [--wrk=2s [--wrk-c=50] [--pause-ms=0]] [--warm-mib=256]
 //   BENCH_NODE_ARGS='--trace-gc' BENCH_GATEWAY_STDOUT=/tmp/gw node bench/download.js ...   # gateway node flags; its stdout to /tmp/gw.N
+//   BENCH_GATEWAY_ARGS='--inspect=false' node bench/download.js ...                         # more `porthole serve` flags
 //
 // --wrk: before each download, `wrk -t1 -c50` on /small through the same target for that long, as bench/run.js
 // does (its download follows the wrk run): what 50 concurrent requests leave behind (idle tunnel streams, heap)
@@ -84,7 +85,8 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_timeout 300s; types
     const { GATEWAY_NODE_FLAGS } = await import(join(build, 'dist', 'cli', 'node-flags.js'))
     const gateway = startChild(`porthole ${build}`, process.execPath, [...GATEWAY_NODE_FLAGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), join(build, 'bin', 'porthole.js'), 'serve',
       '--data-dir', join(tmp, `data${i}`), '--ssh-addr', `127.0.0.1:${ports.ssh}`, '--http-addr', `127.0.0.1:${ports.http}`,
-      '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn'], { stopSignal: 'SIGINT' })
+      '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn',
+      ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean)], { stopSignal: 'SIGINT' })
     await waitListening(ports.ssh, gateway)
     // BENCH_GATEWAY_STDOUT=FILE: a copy of all the gateway prints (e.g. with BENCH_NODE_ARGS=--trace-gc).
     if (process.env.BENCH_GATEWAY_STDOUT) gateway.child.stdout.pipe(createWriteStream(`${process.env.BENCH_GATEWAY_STDOUT}.${i}`))
