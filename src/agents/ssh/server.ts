@@ -201,6 +201,11 @@ export class SshAgent implements SessionDirectory {
     return [...this.#connections.values()]
   }
 
+  /** Connections not yet logged in, each holding a startup place (admission.ts) until it logs in or closes. */
+  get startupsPending (): number {
+    return this.#startups.pending
+  }
+
   sessions (): SessionInfo[] {
     return this.connections.map((connection) => connection.describe())
   }
