@@ -13,11 +13,13 @@
 // then weighs on the download.
 // --builds: Porthole checkouts (each with bin/porthole.js and a built dist/) to compare, default this one; a
 // label is the directory's last component. Each gateway gets its own ssh client; all share one nginx.
-import { chmodSync, createWriteStream, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, truncateSync, writeFileSync } from 'node:fs'
+import { chmodSync, createWriteStream, closeSync, mkdirSync, mkdtempSync, openSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cleanup, freePort, keygen, killAll, run, sshClientArgs, startChild, treeCpuMs, waitListening, waitReady } from './processes.js'
+import {
+  cleanup, freePort, keygen, killAll, median, run, sshClientArgs, startChild, startSshd, treeCpuMs, waitListening, waitReady,
+} from './processes.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const ARGS = process.argv.slice(2)
@@ -31,12 +33,6 @@ const WRK_CONNECTIONS = arg('wrk-c', '50')
 const PAUSE_MS = Number(arg('pause-ms', '0'))
 const WARM_MIB = Number(arg('warm-mib', '256'))
 const GIB = 1024 ** 3
-
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
 
 const sshArgs = (key, port) => [...sshClientArgs(key, port), '-o', 'LogLevel=ERROR']
 
@@ -64,16 +60,7 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_timeout 300s; types
 
   const targets = []
   if (SSHD) {
-    mkdirSync('/run/sshd', { recursive: true })
-    const hostKey = keygen(join(tmp, 'host'))
-    writeFileSync(join(tmp, 'authorized_keys'), readFileSync(`${key}.pub`))
-    chmodSync(join(tmp, 'authorized_keys'), 0o600)
-    const port = await freePort()
-    writeFileSync(join(tmp, 'sshd_config'), [`Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${hostKey}`,
-      `AuthorizedKeysFile ${tmp}/authorized_keys`, 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin yes',
-      'GatewayPorts yes', 'AllowTcpForwarding yes', 'UsePAM no', 'PidFile none', 'StrictModes no', 'UseDNS no', 'LogLevel ERROR', ''].join('\n'))
-    const sshd = startChild('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', join(tmp, 'sshd_config')])
-    await waitListening(port, sshd)
+    const { port, entry: sshd } = await startSshd(join(tmp, 'sshd'), key)
     const public_ = await freePort()
     const client = startChild('ssh (sshd)', 'ssh', [...sshArgs(key, port), '-N', '-R', `127.0.0.1:${public_}:127.0.0.1:${nginxPort}`, `${userInfo().username}@127.0.0.1`])
     targets.push({ name: 'sshd', port: public_, host: `127.0.0.1:${public_}`, processes: [sshd, client], gateway: sshd, client })

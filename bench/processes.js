@@ -2,9 +2,10 @@
 // process group, stopped by pid on exit), run short commands, pick free ports and poll until ready, read a
 // process tree's CPU from /proc, and the ssh client's options.
 import { execFileSync, spawn } from 'node:child_process'
-import { readFileSync, readdirSync, rmSync } from 'node:fs'
+import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { createServer, Socket } from 'node:net'
+import { join } from 'node:path'
 import { request } from 'node:http'
 
 // --- cores ----------------------------------------------------------------------------------------
@@ -112,6 +113,13 @@ export function freePort () {
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** The middle value (the mean of the two middle ones for an even count). */
+export const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
 /** One GET over a fresh connection; resolves to the status code (or 0 on a network error). */
 export function httpStatus (port, host, path) {
   return new Promise((resolve) => {
@@ -201,4 +209,29 @@ export function keygen (file) {
 export function sshClientArgs (key, port) {
   return ['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
     '-o', 'IdentitiesOnly=yes', '-o', 'ExitOnForwardFailure=yes', '-i', key, '-p', String(port)]
+}
+
+/**
+ * OpenSSH's sshd for plain `-R` forwards (GatewayPorts), from a temp config in `dir`, letting in `clientKey`
+ * (FILE with FILE.pub); on `core` when given (onCore). `config`: more sshd_config lines. Returns its port and entry.
+ */
+export async function startSshd (dir, clientKey, { core, config = [] } = {}) {
+  mkdirSync(dir, { recursive: true })
+  mkdirSync('/run/sshd', { recursive: true }) // privilege separation directory sshd insists on
+  const hostKey = keygen(join(dir, 'host_ed25519'))
+  const authorized = join(dir, 'authorized_keys')
+  writeFileSync(authorized, readFileSync(`${clientKey}.pub`))
+  chmodSync(authorized, 0o600)
+  const port = await freePort()
+  const conf = join(dir, 'sshd_config')
+  writeFileSync(conf, [
+    `Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${hostKey}`, `AuthorizedKeysFile ${authorized}`,
+    'PubkeyAuthentication yes', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin yes',
+    'GatewayPorts yes', 'AllowTcpForwarding yes', 'UsePAM no', 'PidFile none', 'StrictModes no', 'UseDNS no',
+    'LogLevel ERROR', ...config, '',
+  ].join('\n'))
+  const command = ['/usr/sbin/sshd', ['-D', '-e', '-f', conf]]
+  const entry = startChild('sshd', ...(core === undefined ? command : onCore(core, ...command)))
+  await waitListening(port, entry)
+  return { port, entry }
 }

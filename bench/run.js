@@ -24,8 +24,8 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request as httpRequest } from 'node:http'
 import {
-  MS_PER_TICK, PINNED, cleanup, freePort, isStopping, keygen, killAll, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startChild, stopChild,
-  treeCpuMs, waitListening, waitReady,
+  MS_PER_TICK, PINNED, cleanup, freePort, isStopping, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs,
+  startChild, startSshd, stopChild, treeCpuMs, waitListening, waitReady,
 } from './processes.js'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 
@@ -43,11 +43,6 @@ const ONLY = ARGS.find((a) => a.startsWith('--only='))?.slice('--only='.length).
 let tmp = null
 
 const PARTS = ['sshd', 'porthole', 'https', 'policy', 'agents', 'inspect']
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
 
 // --- setup ---------------------------------------------------------------------------------------------
 
@@ -89,27 +84,6 @@ async function startNginx () {
   writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port))
   const entry = startChild('nginx', 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], { stopSignal: 'SIGQUIT' })
   await waitReady({ name: 'nginx', port, host: 'localhost', processes: [entry] })
-  return { port, entry }
-}
-
-async function startSshd (clientKey) {
-  const dir = join(tmp, 'sshd')
-  mkdirSync(dir)
-  mkdirSync('/run/sshd', { recursive: true }) // privilege separation directory sshd insists on
-  const hostKey = keygen(join(dir, 'host_ed25519'))
-  const authorized = join(dir, 'authorized_keys')
-  writeFileSync(authorized, readFileSync(`${clientKey}.pub`))
-  chmodSync(authorized, 0o600)
-  const port = await freePort()
-  const conf = join(dir, 'sshd_config')
-  writeFileSync(conf, [
-    `Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${hostKey}`, `AuthorizedKeysFile ${authorized}`,
-    'PubkeyAuthentication yes', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin yes',
-    'GatewayPorts yes', 'AllowTcpForwarding yes', 'UsePAM no', 'PidFile none', 'StrictModes no', 'UseDNS no',
-    'LogLevel ERROR', '',
-  ].join('\n'))
-  const entry = startChild('sshd', ...onCore(0, '/usr/sbin/sshd', ['-D', '-e', '-f', conf]))
-  await waitListening(port, entry)
   return { port, entry }
 }
 
@@ -553,7 +527,7 @@ async function main () {
 
   if (wanted('sshd')) {
     const startedAt = performance.now()
-    const sshd = await startSshd(clientKey)
+    const sshd = await startSshd(join(tmp, 'sshd'), clientKey, { core: 0 })
     const port = await freePort()
     const tunnel = startTunnel('sshd', clientKey, sshd.port, `127.0.0.1:${port}:127.0.0.1:${nginx.port}`)
     const cpu = () => ({ gateway: sshdCpuMs(sshd.entry.child.pid), client: processCpuMs(tunnel.child.pid) })

@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url'
 import ssh2 from 'ssh2'
 import { WebSocket } from 'undici'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
+import { median, sleep } from './processes.js'
 
 const { Client, utils } = ssh2
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -42,13 +43,6 @@ const HEAP_SNAPSHOTS = ARGS.includes('--heap-snapshots')
 const TWO_CORES = cpus().length >= 2
 const CLK_TCK = 100
 const PAGE = 4096
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
 
 if (TWO_CORES) execFileSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' })
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })

@@ -12,14 +12,14 @@
 //
 // On a box with 2+ cores the relays run under `taskset -c 0`, and nginx, the ssh clients and wrk under
 // `taskset -c 1`, so the load and the agents stay off the relay's core.
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 import {
-  PINNED, cleanup, freePort, keygen, killAll, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startChild, treeCpuMs, waitListening,
-  waitReady,
+  PINNED, cleanup, freePort, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startChild, startSshd, treeCpuMs,
+  waitListening, waitReady,
 } from './processes.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -30,12 +30,6 @@ const SESSIONS = Number(arg('sessions', '32'))
 const CONNECTIONS = Number(arg('connections', String(SESSIONS)))
 const ROUNDS = Number(arg('rounds', '3'))
 const DURATION = arg('duration', '5s')
-
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
 
 /** A wrk script giving thread i (0-based, in setup order) the address and Host of forward i, or all of them forward 0. */
 function wrkScript (file, forwards, spread) {
@@ -90,17 +84,7 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; types
   await waitListening(nginxPort, nginx)
 
   // sshd: a port per session.
-  mkdirSync('/run/sshd', { recursive: true })
-  const hostKey = keygen(join(tmp, 'host'))
-  writeFileSync(join(tmp, 'authorized_keys'), readFileSync(`${key}.pub`))
-  chmodSync(join(tmp, 'authorized_keys'), 0o600)
-  const sshdPort = await freePort()
-  writeFileSync(join(tmp, 'sshd_config'), [`Port ${sshdPort}`, 'ListenAddress 127.0.0.1', `HostKey ${hostKey}`,
-    `AuthorizedKeysFile ${tmp}/authorized_keys`, 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin yes',
-    'GatewayPorts yes', 'AllowTcpForwarding yes', 'UsePAM no', 'PidFile none', 'StrictModes no', 'UseDNS no', 'LogLevel ERROR',
-    'MaxStartups 1000', ''].join('\n'))
-  const sshd = startChild('sshd', ...onCore(0, '/usr/sbin/sshd', ['-D', '-e', '-f', join(tmp, 'sshd_config')]))
-  await waitListening(sshdPort, sshd)
+  const { port: sshdPort, entry: sshd } = await startSshd(join(tmp, 'sshd'), key, { core: 0, config: ['MaxStartups 1000'] })
   const sshdForwards = []
   for (let i = 0; i < SESSIONS; i++) {
     const port = await freePort()
