@@ -2,8 +2,8 @@
 // http://<host>/.well-known/acme-challenge/<token> and the HTTP edge answers from `challenge(token)`.
 // The account key (ECDSA P-256) is made once and kept in the ACME folder of the data dir; each certificate
 // gets a fresh key. Knows nothing of caching, files of certificates or rate limits (acme-certs.ts does).
-// acme-client (with its axios) is loaded on the first order: it is ~8 MiB of V8 heap, a third of the gateway's,
-// and every full GC marks it again, in gateways that never use ACME too.
+// acme-client (with its axios) is loaded on the first order: it added ~4 MiB to the V8 heap every gateway
+// starts with (25.4 -> 21.1 MiB without it), in gateways that never use ACME too.
 import { Agent } from 'node:https'
 import { join } from 'node:path'
 import { rootCertificates } from 'node:tls'
