@@ -12,8 +12,6 @@ import {
 } from '../e2e/harness.js'
 import { freshPrivateKey } from '../ssh-keys.js'
 
-const freshKey = (): string => freshPrivateKey()
-
 let upstream: Awaited<ReturnType<typeof startUpstream>>
 let keysDir: string
 let authorizedKeys: string
@@ -106,7 +104,7 @@ describe('logins: strangers do not starve known users (SSH sessions, admin API)'
     await full.waitFor(/PH_1054: anonymous sessions are full \(4 of 4\)/)
     expect(await full.exited).not.toBe(0)
     // A fresh key is anonymous too: a real ssh client is told why (keyboard-interactive instruction).
-    const keyFile = writeTemp(gateway.tmp, 'stranger', freshKey())
+    const keyFile = writeTemp(gateway.tmp, 'stranger', freshPrivateKey())
     ;(await import('node:fs')).chmodSync(keyFile, 0o600)
     const stranger = connect({ kind: 'openssh', port: gateway.sshPort, key: keyFile, forwards: [`stranger:80:localhost:${upstream.port}`], command: 'http', extra: ['-b', '127.0.0.5', '-o', 'BatchMode=no', '-o', 'LogLevel=INFO'] })
     clients.push(stranger)
@@ -176,7 +174,7 @@ describe('name holds: anonymous owners have a budget of their own', () => {
     // Five fresh keys, two names each, one after another: every bind succeeds, the oldest offline go.
     const bound: string[] = []
     for (let i = 0; i < 5; i++) {
-      const login = await libraryLogin(gateway.sshPort, { privateKey: freshKey() })
+      const login = await libraryLogin(gateway.sshPort, { privateKey: freshPrivateKey() })
       logins.push(login)
       expect(login.error).toBeNull()
       bound.push(...await libraryForward(login.client!, [`fresh${i}a`, `fresh${i}b`]))
@@ -187,7 +185,7 @@ describe('name holds: anonymous owners have a budget of their own', () => {
     expect(anonymousHolds().sort()).toEqual(['fresh2a', 'fresh2b', 'fresh3a', 'fresh3b', 'fresh4a', 'fresh4b'].map((n) => `${n}.localhost`))
     expect(gateway.registry.lookup('fresh0a.localhost').state).toBe('unknown')
     // A new stranger with a real client gets a name too, and the known owner's name stays held for her.
-    const keyFile = writeTemp(gateway.tmp, 'newcomer', freshKey())
+    const keyFile = writeTemp(gateway.tmp, 'newcomer', freshPrivateKey())
     ;(await import('node:fs')).chmodSync(keyFile, 0o600)
     const newcomer = connect({ kind: 'openssh', port: gateway.sshPort, key: keyFile, forwards: [`newcomer:80:localhost:${upstream.port}`], command: 'http' })
     clients.push(newcomer)

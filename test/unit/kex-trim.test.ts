@@ -42,8 +42,6 @@ const server = new Server({ hostKeys: [freshPrivateKey()], ident: 'Porthole' }, 
 const listening = new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)))
 afterAll(() => server.close())
 
-const key = (): string => freshPrivateKey()
-
 /** Every small Buffer field of a cipher or decipher owns its memory. */
 function ownsAll (cipher: object): boolean {
   return Object.values(cipher).every((v) => !Buffer.isBuffer(v) || v.length > 256 || v.buffer.byteLength === v.length)
@@ -65,7 +63,7 @@ describe('a finished key exchange, trimmed', () => {
     await new Promise<void>((resolve, reject) => {
       client.on('error', reject)
       client.on('ready', () => resolve())
-      client.connect({ host: '127.0.0.1', port, username: 'test', privateKey: key() })
+      client.connect({ host: '127.0.0.1', port, username: 'test', privateKey: freshPrivateKey() })
     })
     const first = seen.at(-1)!
     const ciphers = first.protocol as unknown as { _cipher: object, _decipher: object }
@@ -96,7 +94,7 @@ describe('a finished key exchange, trimmed', () => {
       await new Promise<void>((resolve, reject) => {
         client.on('error', reject)
         client.on('ready', () => resolve())
-        client.connect({ host: '127.0.0.1', port, username: 'test', privateKey: key(), algorithms: { cipher: [cipher!] as never, hmac: [hmac!] as never } })
+        client.connect({ host: '127.0.0.1', port, username: 'test', privateKey: freshPrivateKey(), algorithms: { cipher: [cipher!] as never, hmac: [hmac!] as never } })
       })
       for (let i = 0; i < 3; i++) expect(await exec(client), cipher).toBe('ok\n')
       client.end()
