@@ -18,7 +18,7 @@ import { tmpdir, userInfo } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
-  cleanup, freePort, keygen, killAll, median, run, sshClientArgs, startChild, startSshd, treeCpuMs, waitListening, waitReady,
+  benchNodeArgs, cleanup, freePort, keygen, killAll, median, run, sshClientArgs, startChild, startSshd, treeCpuMs, waitListening, waitReady,
 } from './processes.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -70,7 +70,7 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_timeout 300s; types
     mkdirSync(join(tmp, `data${i}`))
     // Each build's own node flags (its dist/cli/node-flags.js), so that builds differing only there compare too.
     const { GATEWAY_NODE_FLAGS } = await import(join(build, 'dist', 'cli', 'node-flags.js'))
-    const gateway = startChild(`porthole ${build}`, process.execPath, [...GATEWAY_NODE_FLAGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), join(build, 'bin', 'porthole.js'), 'serve',
+    const gateway = startChild(`porthole ${build}`, process.execPath, [...GATEWAY_NODE_FLAGS, ...benchNodeArgs(), join(build, 'bin', 'porthole.js'), 'serve',
       '--data-dir', join(tmp, `data${i}`), '--ssh-addr', `127.0.0.1:${ports.ssh}`, '--http-addr', `127.0.0.1:${ports.http}`,
       '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn',
       ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean)], { stopSignal: 'SIGINT' })

@@ -19,6 +19,10 @@ export function pinSelf (core) {
 }
 
 /** [cmd, args] that run `cmd` on `core` (as they are when not pinned); taskset execs it, so the pid is cmd's. */
+// BENCH_NODE_ARGS: more node flags for the gateway (e.g. `--trace-gc`, or `--max-semi-space-size=16` to try
+// another value than GATEWAY_NODE_FLAGS'), after ours so that a repeated V8 flag overrides ours.
+export const benchNodeArgs = () => (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)
+
 export const onCore = (core, cmd, args) => (PINNED ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args])
 
 /** Every child process we started, with the signal that stops it cleanly. */

@@ -24,7 +24,7 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request as httpRequest } from 'node:http'
 import {
-  MS_PER_TICK, PINNED, cleanup, freePort, isStopping, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs,
+  MS_PER_TICK, PINNED, benchNodeArgs, cleanup, freePort, isStopping, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs,
   startChild, startSshd, stopChild, treeCpuMs, waitListening, waitReady,
 } from './processes.js'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
@@ -94,7 +94,7 @@ async function startPorthole () {
   const httpPort = await freePort()
   const httpsPort = await freePort()
   const agentPort = await freePort()
-  const node = [...GATEWAY_NODE_FLAGS, ...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', RESULTS] : [])]
+  const node = [...GATEWAY_NODE_FLAGS, ...benchNodeArgs(), ...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', RESULTS] : [])]
   const entry = startChild('porthole', ...onCore(0, process.execPath, [...node, join(ROOT, 'bin', 'porthole.js'), 'serve', '--data-dir', dataDir,
     '--ssh-addr', `127.0.0.1:${sshPort}`, '--http-addr', `127.0.0.1:${httpPort}`, '--https-addr', `127.0.0.1:${httpsPort}`,
     '--agent-addr', `127.0.0.1:${agentPort}`, '--api-addr', 'off', '--log-level', 'warn']), { stopSignal: 'SIGINT' })

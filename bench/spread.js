@@ -6,6 +6,8 @@
 // its per-connection processes; Porthole: the gateway), and the table gives spread / one for each relay and
 // Porthole / sshd for each load: if sshd's spread / one is far above 1 too, the cost is the spreading itself
 // (a read and a write per request on each SSH connection instead of many requests per read and write).
+// A third relay, "nginx+sshd", puts an nginx reverse proxy (keep-alive upstreams, on the relays' core) in front of
+// each sshd forward: an HTTP-aware reference made of standard parts, whose CPU is sshd's and that nginx's together.
 //
 //   npm run build && node bench/spread.js [--sessions=32] [--connections=SESSIONS] [--rounds=3] [--duration=5s]
 //   node bench/spread.js --sessions=1 --connections=50     # the load of `npm run bench` (wrk -t1 -c50)
@@ -18,7 +20,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 import {
-  PINNED, cleanup, freePort, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startChild, startSshd, treeCpuMs,
+  PINNED, benchNodeArgs, cleanup, freePort, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startChild, startSshd, treeCpuMs,
   waitListening, waitReady,
 } from './processes.js'
 
@@ -92,10 +94,31 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; types
     sshdForwards.push({ port, host: `127.0.0.1:${port}`, processes: [sshd, client] })
   }
 
+  // nginx -> sshd: an HTTP-aware reference made of standard parts, what one might run instead of an HTTP-aware
+  // gateway: an nginx reverse proxy (keep-alive upstreams) on core 0 in front of each of sshd's forwards.
+  const frontForwards = []
+  const frontServers = []
+  for (const [i, forward] of sshdForwards.entries()) {
+    const port = await freePort()
+    frontServers.push(`upstream f${i} { server 127.0.0.1:${forward.port}; keepalive 64; keepalive_requests 1000000; }
+  server { listen 127.0.0.1:${port}; location / { proxy_pass http://f${i}; proxy_http_version 1.1; proxy_set_header Connection ""; } }`)
+    frontForwards.push({ port, host: `127.0.0.1:${port}`, processes: forward.processes })
+  }
+  const front = join(tmp, 'front')
+  mkdirSync(front)
+  writeFileSync(join(front, 'nginx.conf'), `worker_processes 1; error_log ${front}/error.log warn; pid ${front}/nginx.pid;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
+  client_body_temp_path ${front}/b; proxy_temp_path ${front}/p; fastcgi_temp_path ${front}/f; uwsgi_temp_path ${front}/u; scgi_temp_path ${front}/s;
+  ${frontServers.join('\n  ')} }
+`)
+  const frontNginx = startChild('nginx front', ...onCore(0, 'nginx', ['-c', join(front, 'nginx.conf'), '-p', front, '-g', 'daemon off;']), { stopSignal: 'SIGQUIT' })
+  await waitListening(frontForwards[0].port, frontNginx)
+
   // Porthole: a name per session, one HTTP port.
   const ports = { ssh: await freePort(), http: await freePort(), https: await freePort() }
   mkdirSync(join(tmp, 'data'))
-  const gateway = startChild('porthole', ...onCore(0, process.execPath, [...GATEWAY_NODE_FLAGS, join(ROOT, 'bin', 'porthole.js'), 'serve',
+  const gateway = startChild('porthole', ...onCore(0, process.execPath, [...GATEWAY_NODE_FLAGS, ...benchNodeArgs(), join(ROOT, 'bin', 'porthole.js'), 'serve',
     '--data-dir', join(tmp, 'data'), '--ssh-addr', `127.0.0.1:${ports.ssh}`, '--http-addr', `127.0.0.1:${ports.http}`,
     '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn',
     // every session comes from 127.0.0.1 with one key the gateway does not know (an anonymous owner)
@@ -106,10 +129,11 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; types
     const client = ssh(ports.ssh, `s${i}:80:127.0.0.1:${nginxPort}`)
     portholeForwards.push({ port: ports.http, host: `s${i}.localhost`, processes: [gateway, client] })
   }
-  for (const forward of [...sshdForwards, ...portholeForwards]) await waitReady({ name: forward.host, ...forward })
+  for (const forward of [...sshdForwards, ...frontForwards, ...portholeForwards]) await waitReady({ name: forward.host, ...forward })
 
   const relays = [
     { name: 'sshd', forwards: sshdForwards, cpu: () => treeCpuMs(sshd.child.pid, { withRoot: false }) },
+    { name: 'nginx+sshd', forwards: frontForwards, cpu: () => treeCpuMs(sshd.child.pid, { withRoot: false }) + treeCpuMs(frontNginx.child.pid) },
     { name: 'porthole', forwards: portholeForwards, cpu: () => processCpuMs(gateway.child.pid) },
   ]
   const loads = ['one', 'spread']
@@ -137,7 +161,9 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; types
   for (const { name } of relays) {
     process.stdout.write(`| ${name} | ${cell(name, 'one').toFixed(1)} | ${cell(name, 'spread').toFixed(1)} | ${(cell(name, 'spread') / cell(name, 'one')).toFixed(2)} |\n`)
   }
-  process.stdout.write(`| porthole / sshd | ${(cell('porthole', 'one') / cell('sshd', 'one')).toFixed(2)} | ${(cell('porthole', 'spread') / cell('sshd', 'spread')).toFixed(2)} | |\n`)
+  for (const reference of ['sshd', 'nginx+sshd']) {
+    process.stdout.write(`| porthole / ${reference} | ${(cell('porthole', 'one') / cell(reference, 'one')).toFixed(2)} | ${(cell('porthole', 'spread') / cell(reference, 'spread')).toFixed(2)} | |\n`)
+  }
   const file = join(ROOT, 'bench', 'results', `spread-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
   writeFileSync(file, JSON.stringify({ sessions: SESSIONS, duration: DURATION, rounds: ROUNDS, pinned: PINNED, samples }, null, 2))
   process.stdout.write(`raw figures: ${file}\n`)
