@@ -32,6 +32,8 @@ const SESSIONS = Number(arg('sessions', '32'))
 const CONNECTIONS = Number(arg('connections', String(SESSIONS)))
 const ROUNDS = Number(arg('rounds', '3'))
 const DURATION = arg('duration', '5s')
+// Porthole's tcp endpoints take ports from here (one per session); --tcp-base=PORT to move them.
+const TCP_BASE = Number(arg('tcp-base', '24000'))
 
 /** A wrk script giving thread i (0-based, in setup order) the address and Host of forward i, or all of them forward 0. */
 function wrkScript (file, forwards, spread) {
@@ -122,19 +124,29 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
     '--data-dir', join(tmp, 'data'), '--ssh-addr', `127.0.0.1:${ports.ssh}`, '--http-addr', `127.0.0.1:${ports.http}`,
     '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn',
     // every session comes from 127.0.0.1 with one key the gateway does not know (an anonymous owner)
-    '--max-anonymous-sessions-per-source', '100000', '--per-source-max-startups', '100000']), { stopSignal: 'SIGINT' })
+    '--max-anonymous-sessions-per-source', '100000', '--per-source-max-startups', '100000',
+    '--tcp-ports', `${TCP_BASE}-${TCP_BASE + SESSIONS - 1}`]), { stopSignal: 'SIGINT' })
   await waitListening(ports.ssh, gateway)
   const portholeForwards = []
   for (let i = 0; i < SESSIONS; i++) {
     const client = ssh(ports.ssh, `s${i}:80:127.0.0.1:${nginxPort}`)
     portholeForwards.push({ port: ports.http, host: `s${i}.localhost`, processes: [gateway, client] })
   }
-  for (const forward of [...sshdForwards, ...frontForwards, ...portholeForwards]) await waitReady({ name: forward.host, ...forward })
+  // Porthole's tcp endpoints: the same bytes relayed without parsing HTTP, a port each (what a relay that does not
+  // parse costs in Porthole: the bound for option (a) of issue 13's per-request question).
+  const tcpForwards = []
+  for (let i = 0; i < SESSIONS; i++) {
+    const port = TCP_BASE + i
+    const client = ssh(ports.ssh, `${port}:127.0.0.1:${nginxPort}`)
+    tcpForwards.push({ port, host: `127.0.0.1:${port}`, processes: [gateway, client] })
+  }
+  for (const forward of [...sshdForwards, ...frontForwards, ...portholeForwards, ...tcpForwards]) await waitReady({ name: forward.host, ...forward })
 
   const relays = [
     { name: 'sshd', forwards: sshdForwards, cpu: () => treeCpuMs(sshd.child.pid, { withRoot: false }) },
     { name: 'nginx+sshd', forwards: frontForwards, cpu: () => treeCpuMs(sshd.child.pid, { withRoot: false }) + treeCpuMs(frontNginx.child.pid) },
     { name: 'porthole', forwards: portholeForwards, cpu: () => processCpuMs(gateway.child.pid) },
+    { name: 'porthole tcp', forwards: tcpForwards, cpu: () => processCpuMs(gateway.child.pid) },
   ]
   const loads = ['one', 'spread']
   const wrk = (relay, load, duration) => run('wrk', [`-t${SESSIONS}`, `-c${CONNECTIONS}`, `-d${duration}`,
@@ -153,7 +165,7 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
       const requests = requestsOf(await wrk(relay, load, DURATION))
       const cpuUs = (relay.cpu() - before) * 1000 / requests
       samples.push({ round, relay: relay.name, load, requests, cpuUsPerRequest: cpuUs })
-      process.stdout.write(`  round ${round} ${relay.name.padEnd(8)} ${load.padEnd(6)} ${requests} requests, ${cpuUs.toFixed(1)} µs relay CPU per request\n`)
+      process.stdout.write(`  round ${round} ${relay.name.padEnd(12)} ${load.padEnd(6)} ${requests} requests, ${cpuUs.toFixed(1)} µs relay CPU per request\n`)
     }
   }
   const cell = (relay, load) => median(samples.filter((s) => s.relay === relay && s.load === load).map((s) => s.cpuUsPerRequest))
@@ -161,8 +173,8 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
   for (const { name } of relays) {
     process.stdout.write(`| ${name} | ${cell(name, 'one').toFixed(1)} | ${cell(name, 'spread').toFixed(1)} | ${(cell(name, 'spread') / cell(name, 'one')).toFixed(2)} |\n`)
   }
-  for (const reference of ['sshd', 'nginx+sshd']) {
-    process.stdout.write(`| porthole / ${reference} | ${(cell('porthole', 'one') / cell(reference, 'one')).toFixed(2)} | ${(cell('porthole', 'spread') / cell(reference, 'spread')).toFixed(2)} | |\n`)
+  for (const [ours, reference] of [['porthole', 'sshd'], ['porthole', 'nginx+sshd'], ['porthole tcp', 'sshd']]) {
+    process.stdout.write(`| ${ours} / ${reference} | ${(cell(ours, 'one') / cell(reference, 'one')).toFixed(2)} | ${(cell(ours, 'spread') / cell(reference, 'spread')).toFixed(2)} | |\n`)
   }
   const file = join(ROOT, 'bench', 'results', `spread-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
   writeFileSync(file, JSON.stringify({ sessions: SESSIONS, duration: DURATION, rounds: ROUNDS, pinned: PINNED, samples }, null, 2))
