@@ -13,12 +13,13 @@
 // then weighs on the download.
 // --builds: Porthole checkouts (each with bin/porthole.js and a built dist/) to compare, default this one; a
 // label is the directory's last component. Each gateway gets its own ssh client; all share one nginx.
-import { chmodSync, createWriteStream, closeSync, mkdirSync, mkdtempSync, openSync, truncateSync, writeFileSync } from 'node:fs'
+import { chmodSync, createWriteStream, mkdirSync, mkdtempSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
-  benchNodeArgs, cleanup, freePort, keygen, killAll, median, run, sshClientArgs, startChild, startSshd, treeCpuMs, waitListening, waitReady,
+  benchNodeArgs, cleanup, freePort, keygen, killAll, median, run, sshClientArgs, startChild, startNginx, startSshd, treeCpuMs, waitListening, waitReady,
+  writeSite,
 } from './processes.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -44,19 +45,9 @@ async function main () {
   const key = keygen(join(tmp, 'client'))
 
   const www = join(tmp, 'www')
-  mkdirSync(www)
-  writeFileSync(join(www, 'small'), 'x'.repeat(99) + '\n')
-  closeSync(openSync(join(www, 'big'), 'w'))
-  truncateSync(join(www, 'big'), BYTES)
+  writeSite(www, { bigBytes: BYTES })
   const nginxPort = await freePort()
-  writeFileSync(join(tmp, 'nginx.conf'), `worker_processes 1; error_log ${tmp}/error.log warn; pid ${tmp}/nginx.pid;
-events { worker_connections 64; }
-http { access_log off; sendfile on; tcp_nopush on; keepalive_timeout 300s; types { } default_type application/octet-stream;
-  client_body_temp_path ${tmp}/b; proxy_temp_path ${tmp}/p; fastcgi_temp_path ${tmp}/f; uwsgi_temp_path ${tmp}/u; scgi_temp_path ${tmp}/s;
-  server { listen 127.0.0.1:${nginxPort}; root ${www}; } }
-`)
-  const nginx = startChild('nginx', 'nginx', ['-c', join(tmp, 'nginx.conf'), '-p', tmp, '-g', 'daemon off;'], { stopSignal: 'SIGQUIT' })
-  await waitListening(nginxPort, nginx)
+  const nginx = await startNginx(join(tmp, 'nginx'), nginxPort, [`server { listen 127.0.0.1:${nginxPort}; root ${www}; }`])
 
   const targets = []
   if (SSHD) {

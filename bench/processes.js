@@ -2,7 +2,7 @@
 // process group, stopped by pid on exit), run short commands, pick free ports and poll until ready, read a
 // process tree's CPU from /proc, and the ssh client's options.
 import { execFileSync, spawn } from 'node:child_process'
-import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { createServer, Socket } from 'node:net'
 import { join } from 'node:path'
@@ -238,4 +238,35 @@ export async function startSshd (dir, clientKey, { core, config = [] } = {}) {
   const entry = startChild('sshd', ...(core === undefined ? command : onCore(core, ...command)))
   await waitListening(port, entry)
   return { port, entry }
+}
+
+// --- nginx ---------------------------------------------------------------------------------------
+
+/** The upstream's files in `www`: /small (100 bytes) and, with `bigBytes`, /big (sparse: reads as zeros, no disk). */
+export function writeSite (www, { bigBytes } = {}) {
+  mkdirSync(www, { recursive: true })
+  writeFileSync(join(www, 'small'), 'x'.repeat(99) + '\n')
+  if (bigBytes !== undefined) {
+    closeSync(openSync(join(www, 'big'), 'w'))
+    truncateSync(join(www, 'big'), bigBytes)
+  }
+}
+
+/**
+ * An nginx (one worker, keep-alive kept open, no access log) from a config in `dir` with the given `server` and
+ * `upstream` blocks, on `core` when given (onCore). Resolves once `port` (one of its listeners) accepts.
+ */
+export async function startNginx (dir, port, blocks, { name = 'nginx', core } = {}) {
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(join(dir, 'nginx.conf'), `worker_processes 1; error_log ${dir}/error.log warn; pid ${dir}/nginx.pid;
+events { worker_connections 4096; }
+http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; keepalive_timeout 300s;
+  types { } default_type application/octet-stream;
+  client_body_temp_path ${dir}/b; proxy_temp_path ${dir}/p; fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;
+  ${blocks.join('\n  ')} }
+`)
+  const command = ['nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;']]
+  const entry = startChild(name, ...(core === undefined ? command : onCore(core, ...command)), { stopSignal: 'SIGQUIT' })
+  await waitListening(port, entry)
+  return entry
 }

@@ -18,14 +18,14 @@
 //   node bench/run.js [--cpu-prof] [--only=sshd|porthole|https|policy|agents|inspect[,...]]
 //   env BENCH_DURATION=10s (wrk and h2load duration per round), BENCH_ROUNDS=2 (rounds per target, median taken)
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, chmodSync, truncateSync, closeSync, openSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, chmodSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request as httpRequest } from 'node:http'
 import {
-  MS_PER_TICK, PINNED, benchNodeArgs, cleanup, freePort, isStopping, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs,
-  startChild, startSshd, stopChild, treeCpuMs, waitListening, waitReady,
+  MS_PER_TICK, PINNED, benchNodeArgs, cleanup, freePort, isStopping, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startNginx,
+  startChild, startSshd, stopChild, treeCpuMs, waitListening, waitReady, writeSite,
 } from './processes.js'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 
@@ -33,7 +33,6 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const RESULTS = join(ROOT, 'bench', 'results')
 const GIB = 1024 ** 3
 const BIG_BYTES = GIB
-const SMALL_BODY = 'x'.repeat(99) + '\n'
 const DURATION = process.env.BENCH_DURATION || '10s'
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS || 2))
 const WARMUP = '2s'
@@ -46,43 +45,11 @@ const PARTS = ['sshd', 'porthole', 'https', 'policy', 'agents', 'inspect']
 
 // --- setup ---------------------------------------------------------------------------------------------
 
-function nginxConfig (dir, port) {
-  return `worker_processes 1;
-error_log ${dir}/error.log warn;
-pid ${dir}/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 1000000;
-  keepalive_timeout 300s;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  types { }
-  default_type application/octet-stream;
-  server {
-    listen 127.0.0.1:${port};
-    root ${dir}/www;
-    location = /small { default_type text/plain; }
-    location = /big { }
-  }
-}
-`
-}
-
-async function startNginx () {
+async function startUpstream () {
   const dir = join(tmp, 'nginx')
-  mkdirSync(join(dir, 'www'), { recursive: true })
-  writeFileSync(join(dir, 'www', 'small'), SMALL_BODY)
-  closeSync(openSync(join(dir, 'www', 'big'), 'w'))
-  truncateSync(join(dir, 'www', 'big'), BIG_BYTES) // sparse: reads as zeros, costs no disk
+  writeSite(join(dir, 'www'), { bigBytes: BIG_BYTES })
   const port = await freePort()
-  writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port))
-  const entry = startChild('nginx', 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], { stopSignal: 'SIGQUIT' })
+  const entry = await startNginx(dir, port, [`server { listen 127.0.0.1:${port}; root ${dir}/www; location = /small { default_type text/plain; } }`])
   await waitReady({ name: 'nginx', port, host: 'localhost', processes: [entry] })
   return { port, entry }
 }
@@ -520,7 +487,7 @@ async function main () {
   mkdirSync(RESULTS, { recursive: true })
   pinSelf(1) // the load (wrk, curl, h2load), nginx and the agents inherit core 1; sshd and Porthole start on core 0
   const clientKey = keygen(join(tmp, 'client_ed25519'))
-  const nginx = await startNginx()
+  const nginx = await startUpstream()
   const targets = []
   const ciphers = {}
   let https = null // the porthole gateway, for the HTTPS part

@@ -20,8 +20,8 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 import {
-  PINNED, benchNodeArgs, cleanup, freePort, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startChild, startSshd, treeCpuMs,
-  waitListening, waitReady,
+  PINNED, benchNodeArgs, cleanup, freePort, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startChild, startNginx, startSshd, treeCpuMs,
+  waitListening, waitReady, writeSite,
 } from './processes.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -75,17 +75,9 @@ async function main () {
   const key = keygen(join(tmp, 'client'))
   const ssh = (port, forward) => startChild(`ssh -R ${forward}`, 'ssh', [...sshClientArgs(key, port), '-o', 'LogLevel=ERROR', '-N', '-R', forward, `${userInfo().username}@127.0.0.1`])
 
-  mkdirSync(join(tmp, 'www'))
-  writeFileSync(join(tmp, 'www', 'small'), 'x'.repeat(99) + '\n')
+  writeSite(join(tmp, 'www'))
   const nginxPort = await freePort()
-  writeFileSync(join(tmp, 'nginx.conf'), `worker_processes 1; error_log ${tmp}/error.log warn; pid ${tmp}/nginx.pid;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; types { } default_type text/plain;
-  client_body_temp_path ${tmp}/b; proxy_temp_path ${tmp}/p; fastcgi_temp_path ${tmp}/f; uwsgi_temp_path ${tmp}/u; scgi_temp_path ${tmp}/s;
-  server { listen 127.0.0.1:${nginxPort}; root ${tmp}/www; } }
-`)
-  const nginx = startChild('nginx', 'nginx', ['-c', join(tmp, 'nginx.conf'), '-p', tmp, '-g', 'daemon off;'], { stopSignal: 'SIGQUIT' })
-  await waitListening(nginxPort, nginx)
+  await startNginx(join(tmp, 'nginx'), nginxPort, [`server { listen 127.0.0.1:${nginxPort}; root ${tmp}/www; default_type text/plain; }`])
 
   // sshd: a port per session.
   const { port: sshdPort, entry: sshd } = await startSshd(join(tmp, 'sshd'), key, { core: 0, config: ['MaxStartups 1000'] })
@@ -99,23 +91,14 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; types
   // nginx -> sshd: an HTTP-aware reference made of standard parts, what one might run instead of an HTTP-aware
   // gateway: an nginx reverse proxy (keep-alive upstreams) on core 0 in front of each of sshd's forwards.
   const frontForwards = []
-  const frontServers = []
+  const frontBlocks = []
   for (const [i, forward] of sshdForwards.entries()) {
     const port = await freePort()
-    frontServers.push(`upstream f${i} { server 127.0.0.1:${forward.port}; keepalive 64; keepalive_requests 1000000; }
-  server { listen 127.0.0.1:${port}; location / { proxy_pass http://f${i}; proxy_http_version 1.1; proxy_set_header Connection ""; } }`)
+    frontBlocks.push(`upstream f${i} { server 127.0.0.1:${forward.port}; keepalive 64; keepalive_requests 1000000; }`,
+      `server { listen 127.0.0.1:${port}; location / { proxy_pass http://f${i}; proxy_http_version 1.1; proxy_set_header Connection ""; } }`)
     frontForwards.push({ port, host: `127.0.0.1:${port}`, processes: forward.processes })
   }
-  const front = join(tmp, 'front')
-  mkdirSync(front)
-  writeFileSync(join(front, 'nginx.conf'), `worker_processes 1; error_log ${front}/error.log warn; pid ${front}/nginx.pid;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
-  client_body_temp_path ${front}/b; proxy_temp_path ${front}/p; fastcgi_temp_path ${front}/f; uwsgi_temp_path ${front}/u; scgi_temp_path ${front}/s;
-  ${frontServers.join('\n  ')} }
-`)
-  const frontNginx = startChild('nginx front', ...onCore(0, 'nginx', ['-c', join(front, 'nginx.conf'), '-p', front, '-g', 'daemon off;']), { stopSignal: 'SIGQUIT' })
-  await waitListening(frontForwards[0].port, frontNginx)
+  const frontNginx = await startNginx(join(tmp, 'front'), frontForwards[0].port, frontBlocks, { name: 'nginx front', core: 0 })
 
   // Porthole: a name per session, one HTTP port.
   const ports = { ssh: await freePort(), http: await freePort(), https: await freePort() }
