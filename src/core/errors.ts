@@ -44,6 +44,7 @@ export const catalogue = {
   PH_1024: { status: 401, message: 'authtoken not accepted{detail}', surfaces: ['ssh', 'ngrok'] },
   PH_1025: { status: 403, message: 'not allowed to bind {detail}', surfaces: ['ssh', 'ngrok'] },
   PH_1026: { status: 410, message: 'session closed by the gateway operator', surfaces: ['ssh', 'ngrok'] },
+  PH_1027: { status: 401, message: 'key {detail} is too weak to log in with; make a new one (ssh-keygen -t ed25519)', surfaces: ['ssh'] },
   PH_1060: { status: 409, message: 'name {detail} is under or above a name held by someone else (cookies of the one reach the other); choose a name apart from it', surfaces: ['ssh', 'ngrok'] },
   // ngrok agents: their session RPCs and Bind options (the reply's Error, shown by the SDK; nothing is bound).
   PH_1070: { status: 400, message: 'malformed ngrok message: {detail}', surfaces: ['ngrok', 'log'] },

@@ -7,6 +7,7 @@ import ssh2 from 'ssh2'
 const { utils } = ssh2
 import { PortholeError } from '../core/errors.js'
 import { fingerprint } from './fingerprint.js'
+import { weakKeyReason } from './key-strength.js'
 
 const KEY = /(?:^|\s)((?:ssh-(?:ed25519|rsa|dss)|ecdsa-sha2-nistp(?:256|384|521)|sk-[a-z0-9@.-]+))\s+([A-Za-z0-9+/]+={0,2})(?:\s|$)/
 
@@ -31,6 +32,11 @@ export function parseAuthorizedKeys (text: string, source: string): { keys: Auth
     }
     const key = Array.isArray(parsed) ? parsed[0]! : parsed
     const blob = key.getPublicSSH()
+    const weak = weakKeyReason(blob)
+    if (weak !== null) {
+      errors.push(`${source}:${index + 1}: key ${fingerprint(blob)} refused: too weak (${weak})`)
+      return
+    }
     const comment = line.slice(match.index + match[0].length).trim()
     keys.push({ fingerprint: fingerprint(blob), blob, comment })
   })

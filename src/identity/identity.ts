@@ -8,6 +8,7 @@ import { PortholeError } from '../core/errors.js'
 import { bareName, domainClaims, isUnder, isValidLabel, parseBindAddress } from '../core/names.js'
 import { parseAcl } from './acl.js'
 import { fingerprint } from './fingerprint.js'
+import { weakKeyReason } from './key-strength.js'
 import { hasCredentials, type Account, type ApiKeyRecord, type IdentityStore, type KeyRecord, type Reservation, type ReservationKind, type TokenRecord } from './model.js'
 import { hashSecret, newId, newSecret, splitCredential, verifySecret } from './secrets.js'
 
@@ -122,6 +123,8 @@ export class Identity {
     const key = parsed instanceof Error || !parsed ? null : Array.isArray(parsed) ? parsed[0] : parsed
     if (!key || key.isPrivateKey()) throw new PortholeError('PH_5001', 'public key (want one OpenSSH line: ssh-ed25519 AAAA... [comment])')
     const blob = key.getPublicSSH()
+    const weak = weakKeyReason(blob)
+    if (weak !== null) throw new PortholeError('PH_5001', `public key ${fingerprint(blob)}: too weak (${weak}); make a new one with ssh-keygen -t ed25519`)
     const record: KeyRecord = {
       id: newId('key_'),
       account,

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { Client } from 'ssh2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CLIENTS, FIXTURES, connect, eventually, fetchVia, startTestGateway, startUpstream, type ClientKind, type TestGateway } from './harness.js'
+import { freshKeyPair } from '../ssh-keys.js'
 
 const pub = (name: string): string => readFileSync(join(FIXTURES, 'keys', `${name}.pub`), 'utf8')
 
@@ -90,6 +91,31 @@ describe('accounts, keys and authtokens', () => {
       expect(await client.exited).not.toBe(0)
     })
   }
+
+  // OpenSSH and Dropbear clients will not use an RSA key under 1024 bits themselves; other clients (ssh2 here) do.
+  it('refuses an RSA key under 1024 bits at login (PH_1027), also where anyone may log in', async () => {
+    const weak = freshKeyPair('rsa', 768).private
+    const anonymous = await startTestGateway()
+    try {
+      for (const target of [gateway, anonymous]) {
+        const banners: string[] = []
+        const ssh = new Client()
+        ssh.on('banner', (text: string) => banners.push(text))
+        const failed = new Promise<Error>((resolve, reject) => {
+          ssh.once('error', resolve)
+          ssh.once('ready', () => reject(new Error('logged in with a 768-bit RSA key')))
+        })
+        // publickey first, then keyboard-interactive (which an anonymous gateway would otherwise let in).
+        ssh.connect({ host: '127.0.0.1', port: target.sshPort, username: 'tester', privateKey: weak, tryKeyboard: true, readyTimeout: 30_000 })
+        ssh.on('keyboard-interactive', (_name, instructions, _lang, _prompts, finish) => { banners.push(instructions); finish([]) })
+        expect((await failed).message).toMatch(/authentication methods failed/)
+        ssh.end()
+        expect(banners.join('')).toMatch(/PH_1027: key SHA256:\S+ \(RSA, 768 bits; at least 1024\) is too weak to log in with; make a new one \(ssh-keygen -t ed25519\)/)
+      }
+    } finally {
+      await anonymous.stop()
+    }
+  })
 
   it('refuses a wrong authtoken', async () => {
     const login = passwordLogin(gateway, 'openssh', `${annToken.split('.')[0]}.wrong-secret`)

@@ -27,6 +27,7 @@ import { sendAuthBanner } from './auth-banner.js'
 import { preKexRefusal } from './pre-kex-refusal.js'
 import { installPaddingPool } from './padding-pool.js'
 import { signingHostKey, verifyLogin } from './key-objects.js'
+import { weakKeyReason } from '../../identity/key-strength.js'
 import { patchKeyExchange } from './kex-x25519.js'
 import { trimCiphers, trimExchange, withOwnBuffers } from './kex-trim.js'
 
@@ -326,6 +327,17 @@ export class SshAgent implements SessionDirectory {
     ]
     if (ctx.method === 'publickey') {
       const print = fingerprint(ctx.key.data)
+      const weak = weakKeyReason(ctx.key.data)
+      if (weak !== null) {
+        // Refused whoever holds it (as OpenSSH's sshd does): told at once as a banner, again by keyboard-interactive.
+        const refusal = new PortholeError('PH_1027', `${print} (${weak})`)
+        this.#log.info({ key: print, user: ctx.username }, `refused: ${refusal.toLine()}`)
+        observeLogin('ssh', 'refused')
+        if (state.refusal === null) state.told = state.banner(refusal.toLine())
+        state.refusal = refusal
+        ctx.reject(methods())
+        return
+      }
       const record = identity.findKey(print)
       const known = record ?? authorizedKeys.find(ctx.key.data)
       if (!known && !anonymous) {
