@@ -83,6 +83,26 @@ describe('caps an SSH user hits are told with their code', () => {
     expect(full.output.match(/PH_105\d/g)).toHaveLength(1) // once: the banner, not again as an instruction
   })
 
+  it('a weak key refused first (PH_1027) does not hide the refusal of the next key (PH_1056)', async () => {
+    await client('openssh', 'alice').urls()
+    const keys = [freshPrivateKey('rsa', 768), readFileSync(gateway.key('alice', 'openssh'), 'utf8')]
+    const banners: string[] = []
+    const ssh = new Client()
+    const closed = new Promise<void>((resolve) => ssh.once('close', () => resolve()))
+    ssh.on('error', () => {})
+    ssh.on('banner', (text: string) => banners.push(text))
+    ssh.connect({
+      host: '127.0.0.1', port: gateway.sshPort, username: 'tester', readyTimeout: 30_000,
+      authHandler: (_methods, _partial, next) => {
+        const key = keys.shift()
+        next(key === undefined ? false as never : { type: 'publickey', username: 'tester', key })
+      },
+    })
+    await closed
+    expect(banners.join('')).toMatch(/PH_1027: key SHA256:\S+ \(RSA, 768 bits; at least 1024\) is too weak/)
+    expect(banners.join('')).toMatch(/PH_1056: this key already has 1 sessions/)
+  })
+
   it.each(CLIENTS)('forwards per session (PH_1018) reach the session\'s terminal: %s', async (kind) => {
     const c = client(kind, 'alice', {
       forwards: [`one-${kind}:80:localhost:${upstream.port}`, `two-${kind}:80:localhost:${upstream.port}`],

@@ -333,7 +333,7 @@ export class SshAgent implements SessionDirectory {
         const refusal = new PortholeError('PH_1027', `${print} (${weak})`)
         this.#log.info({ key: print, user: ctx.username }, `refused: ${refusal.toLine()}`)
         observeLogin('ssh', 'refused')
-        if (state.refusal === null) state.told = state.banner(refusal.toLine())
+        if (state.refusal?.code !== refusal.code) state.told = state.banner(refusal.toLine())
         state.refusal = refusal
         ctx.reject(methods())
         return
@@ -407,8 +407,9 @@ export class SshAgent implements SessionDirectory {
     const refusal = this.#options.counts.refusal(login.owner, state.ip, this.#options)
     if (refusal) {
       this.#log.warn({ ip: state.ip, owner: login.owner.id }, `ssh login refused: ${refusal.toLine()}`)
-      // Told once, as a banner: every client shows it (OpenSSH in BatchMode too, which never tries keyboard-interactive).
-      if (state.refusal === null) state.told = state.banner(refusal.toLine())
+      // Told once per code, as a banner: every client shows it (OpenSSH in BatchMode too, which never tries
+      // keyboard-interactive). A refusal of another kind first (a weak key the client offered) does not hide this one.
+      if (state.refusal?.code !== refusal.code) state.told = state.banner(refusal.toLine())
       state.refusal = refusal
       reject()
       return
