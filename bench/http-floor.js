@@ -2,11 +2,16 @@
 // process before any SSH, policy, capture or metrics, to set issue 13's per-request target (<= 2.0x sshd's
 // plain -R) against what an HTTP-aware relay on node's HTTP stack can reach at best. An upstream node server
 // in a child process answers ~100 bytes; this process relays wrk's requests (-t1 -c50, 5 s after a 2 s
-// warm-up) to it in three ways, in alternating rounds, each measured as this process's CPU µs per request:
+// warm-up) to it in four ways, in alternating rounds, each measured as this process's CPU µs per request:
 //   bytes   net sockets piped both ways, one upstream connection per client connection (what sshd's -R does,
 //           without the crypto): no HTTP parsing at all
 //   undici  node's HTTP server + an undici Pool, the response streamed back (what the edge does, minus SSH,
 //           modules, capture and metrics)
+//   native  node's own llhttp parser (the one inside its HTTP server) used directly on the sockets: each request
+//           head parsed, rebuilt (one header added) and written upstream, each response parsed for its status and
+//           end but passed back as the bytes that came; one upstream connection per client connection. The
+//           floor of an HTTP/1.1 relay of our own on a native parser (issue 13's option (a)), before timeouts,
+//           back-pressure, pooling and errors. It reaches node's parser through the undocumented `_http_common`.
 //   answer  node's HTTP server answering itself (the HTTP server's own share)
 // Then node's own price of HTTP/2 (issue 13 asks for HTTP/2 <= 1.3x HTTP/1.1 per request): node's TLS server
 // answering itself over HTTP/1.1 and over HTTP/2 (ALPN), h2load -t1 -c50 -m1 as `npm run bench` drives the
@@ -20,7 +25,10 @@ import { join } from 'node:path'
 import { createServer as createNetServer, connect } from 'node:net'
 import { fork, execFile } from 'node:child_process'
 import { promisify } from 'node:util'
+import { createRequire } from 'node:module'
 import { Pool } from 'undici'
+
+const { HTTPParser, methods } = createRequire(import.meta.url)('_http_common')
 
 const run = promisify(execFile)
 const ROUNDS = Number(process.argv[2] ?? 3)
@@ -56,6 +64,36 @@ if (process.argv[2] === '--upstream') {
         })
       })
     },
+    native: () => createNetServer((client) => {
+      const up = connect(upPort, '127.0.0.1')
+      const requests = new HTTPParser()
+      requests.initialize(HTTPParser.REQUEST, {})
+      const responses = new HTTPParser()
+      responses.initialize(HTTPParser.RESPONSE, {})
+      let pending = []
+      requests[HTTPParser.kOnHeaders] = (headers) => { pending = pending.concat(headers) }
+      requests[HTTPParser.kOnHeadersComplete] = (_major, _minor, headers, method, url) => {
+        const all = headers ?? pending
+        pending = []
+        let head = `${methods[method]} ${url} HTTP/1.1\r\n`
+        for (let i = 0; i < all.length; i += 2) head += `${all[i]}: ${all[i + 1]}\r\n`
+        up.write(`${head}x-forwarded-for: ${client.remoteAddress}\r\n\r\n`)
+      }
+      requests[HTTPParser.kOnBody] = (chunk) => { up.write(chunk) }
+      requests[HTTPParser.kOnMessageComplete] = () => {}
+      let status = 0
+      responses[HTTPParser.kOnHeadersComplete] = (_major, _minor, _headers, _method, _url, statusCode) => { status = statusCode }
+      responses[HTTPParser.kOnBody] = () => {}
+      responses[HTTPParser.kOnMessageComplete] = () => { if (status === 0) client.destroy() }
+      client.on('data', (data) => { if (requests.execute(data) instanceof Error) client.destroy() })
+      up.on('data', (data) => {
+        if (responses.execute(data) instanceof Error) client.destroy()
+        else client.write(data)
+      })
+      client.on('error', () => up.destroy())
+      up.on('error', () => client.destroy())
+      client.on('close', () => up.destroy())
+    }),
     answer: () => createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': BODY.length })
       res.end(BODY)
@@ -73,6 +111,8 @@ if (process.argv[2] === '--upstream') {
     server.closeAllConnections?.()
     server.close()
     const requests = Number(/(\d+) requests in/.exec(stdout)[1])
+    // A relay that answered wrongly must not pass for a cheap one.
+    if (/Non-2xx|Socket errors/.test(stdout) || requests < 1000) throw new Error(`wrk saw errors through the relay:\n${stdout}`)
     return (cpu.user + cpu.system) / requests
   }
 
@@ -87,7 +127,7 @@ if (process.argv[2] === '--upstream') {
   }
   const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1]
   const m = Object.fromEntries(Object.entries(results).map(([name, values]) => [name, median(values)]))
-  console.log(`median µs/request: bytes ${m.bytes.toFixed(1)}, undici ${m.undici.toFixed(1)}, answer ${m.answer.toFixed(1)}; undici / bytes ${(m.undici / m.bytes).toFixed(2)}`)
+  console.log(`median µs/request: bytes ${m.bytes.toFixed(1)}, undici ${m.undici.toFixed(1)}, native ${m.native.toFixed(1)}, answer ${m.answer.toFixed(1)}; undici / bytes ${(m.undici / m.bytes).toFixed(2)}, native / bytes ${(m.native / m.bytes).toFixed(2)}`)
   upstream.kill()
 
   const dir = mkdtempSync(join(tmpdir(), 'porthole-floor-'))
