@@ -11,6 +11,7 @@
 //
 //   npm run build && node bench/spread.js [--sessions=32] [--connections=SESSIONS] [--rounds=3] [--duration=5s]
 //   node bench/spread.js --sessions=1 --connections=50     # the load of `npm run bench` (wrk -t1 -c50)
+//   node bench/spread.js --sessions=1 --connections=50 --close   # the same, a new connection per request
 //
 // On a box with 2+ cores the relays run under `taskset -c 0`, and nginx, the ssh clients and wrk under
 // `taskset -c 1`, so the load and the agents stay off the relay's core.
@@ -32,6 +33,9 @@ const SESSIONS = Number(arg('sessions', '32'))
 const CONNECTIONS = Number(arg('connections', String(SESSIONS)))
 const ROUNDS = Number(arg('rounds', '3'))
 const DURATION = arg('duration', '5s')
+// --close: every request on a new connection (Connection: close), so each also costs a TCP connection and, where
+// the relay keeps a channel per connection (sshd, Porthole's tcp endpoints), an SSH channel.
+const CLOSE = ARGS.includes('--close')
 // Porthole's tcp endpoints take ports from here (one per session); --tcp-base=PORT to move them.
 const TCP_BASE = Number(arg('tcp-base', '24000'))
 
@@ -48,7 +52,7 @@ function setup (thread)
   thread:set("host", f.host)
 end
 function init (args)
-  req = wrk.format("GET", "/small", { Host = host })
+  req = wrk.format("GET", "/small", ${CLOSE ? '{ Host = host, Connection = "close" }' : '{ Host = host }'})
 end
 function request ()
   return req
