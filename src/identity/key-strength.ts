@@ -2,28 +2,22 @@
 // (RequiredRSASize, 1024 by default since OpenSSH 9.1). Such a modulus can be factored, and whoever factors it
 // logs in as the key's owner and takes over its names. Checked at each SSH login and when a key is registered
 // (admin API, CLI, authorized_keys files).
+import { BlobReader } from './key-blob.js'
 
 /** The smallest RSA modulus accepted, in bits. */
 export const MIN_RSA_BITS = 1024
 
-/** The next SSH string (uint32 length, bytes) of `blob` at `at`, or null past the end. */
-function sshString (blob: Buffer, at: number): { value: Buffer, next: number } | null {
-  if (at + 4 > blob.length) return null
-  const end = at + 4 + blob.readUInt32BE(at)
-  return end > blob.length ? null : { value: blob.subarray(at + 4, end), next: end }
-}
-
 /** The size in bits of an ssh-rsa public key blob's modulus (RFC 4253 6.6: type, e, n); null for any other blob. */
 export function rsaModulusBits (blob: Buffer): number | null {
-  const type = sshString(blob, 0)
-  if (type === null || type.value.toString('latin1') !== 'ssh-rsa') return null
-  const e = sshString(blob, type.next)
-  const n = e && sshString(blob, e.next)
+  const reader = new BlobReader(blob)
+  if (reader.string()?.toString('latin1') !== 'ssh-rsa') return null
+  const e = reader.string()
+  const n = e && reader.string()
   if (!n) return null
   let start = 0
-  while (start < n.value.length && n.value[start] === 0) start++
-  if (start === n.value.length) return 0
-  return (n.value.length - start - 1) * 8 + (32 - Math.clz32(n.value[start]!))
+  while (start < n.length && n[start] === 0) start++
+  if (start === n.length) return 0
+  return (n.length - start - 1) * 8 + (32 - Math.clz32(n[start]!))
 }
 
 /** Why a public key blob is too weak to accept (`RSA, 768 bits; at least 1024`), or null when it is not. */

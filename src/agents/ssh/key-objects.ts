@@ -13,6 +13,7 @@
 //   Verification itself is node:crypto's in both cases.
 import { createPrivateKey, createPublicKey, sign, verify, type JsonWebKey, type KeyObject } from 'node:crypto'
 import ssh2, { type ParsedKey } from 'ssh2'
+import { BlobReader } from '../../identity/key-blob.js'
 
 const { utils } = ssh2
 
@@ -48,25 +49,6 @@ export function signingHostKey (text: Buffer | string): { key: ParsedKey } {
     },
   })
   return { key }
-}
-
-/** Reads SSH wire strings (uint32 length + bytes) from a key blob; undefined past the end. */
-class BlobReader {
-  #pos = 0
-  constructor (readonly blob: Buffer) {}
-  string (): Buffer | undefined {
-    const { blob } = this
-    if (this.#pos + 4 > blob.length) return undefined
-    const length = blob.readUInt32BE(this.#pos)
-    const start = this.#pos + 4
-    if (length > blob.length - start) return undefined
-    this.#pos = start + length
-    return blob.subarray(start, start + length)
-  }
-
-  get done (): boolean {
-    return this.#pos === this.blob.length
-  }
 }
 
 const EC_CURVES: Record<string, { name: string, crv: string, size: number }> = {
