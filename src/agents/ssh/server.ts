@@ -329,12 +329,11 @@ export class SshAgent implements SessionDirectory {
       const print = fingerprint(ctx.key.data)
       const weak = weakKeyReason(ctx.key.data)
       if (weak !== null) {
-        // Refused whoever holds it (as OpenSSH's sshd does): told at once as a banner, again by keyboard-interactive.
+        // Refused whoever holds it, as OpenSSH's sshd does.
         const refusal = new PortholeError('PH_1027', `${print} (${weak})`)
         this.#log.info({ key: print, user: ctx.username }, `refused: ${refusal.toLine()}`)
         observeLogin('ssh', 'refused')
-        if (state.refusal?.code !== refusal.code) state.told = state.banner(refusal.toLine())
-        state.refusal = refusal
+        this.#recordRefusal(state, refusal)
         ctx.reject(methods())
         return
       }
@@ -407,15 +406,22 @@ export class SshAgent implements SessionDirectory {
     const refusal = this.#options.counts.refusal(login.owner, state.ip, this.#options)
     if (refusal) {
       this.#log.warn({ ip: state.ip, owner: login.owner.id }, `ssh login refused: ${refusal.toLine()}`)
-      // Told once per code, as a banner: every client shows it (OpenSSH in BatchMode too, which never tries
-      // keyboard-interactive). A refusal of another kind first (a weak key the client offered) does not hide this one.
-      if (state.refusal?.code !== refusal.code) state.told = state.banner(refusal.toLine())
-      state.refusal = refusal
+      this.#recordRefusal(state, refusal)
       reject()
       return
     }
     state.login = login
     accept()
+  }
+
+  /**
+   * Records why a login was refused, for keyboard-interactive to say, and tells it once per code as a banner:
+   * every client shows banners (OpenSSH in BatchMode too, which never tries keyboard-interactive). A refusal of
+   * another kind first (a weak key the client offered) does not hide a later one.
+   */
+  #recordRefusal (state: LoginState, refusal: PortholeError): void {
+    if (state.refusal?.code !== refusal.code) state.told = state.banner(refusal.toLine())
+    state.refusal = refusal
   }
 
   /**
