@@ -23,7 +23,8 @@ export function pinSelf (core) {
 // another value than GATEWAY_NODE_FLAGS'), after ours so that a repeated V8 flag overrides ours.
 export const benchNodeArgs = () => (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)
 
-export const onCore = (core, cmd, args) => (PINNED ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args])
+/** [cmd, args] run on `core` (taskset) when pinning; as it is when not pinning or `core` is undefined. */
+export const onCore = (core, cmd, args) => (PINNED && core !== undefined ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args])
 
 /** Every child process we started, with the signal that stops it cleanly. */
 const children = new Set()
@@ -234,8 +235,7 @@ export async function startSshd (dir, clientKey, { core, config = [] } = {}) {
     'GatewayPorts yes', 'AllowTcpForwarding yes', 'UsePAM no', 'PidFile none', 'StrictModes no', 'UseDNS no',
     'LogLevel ERROR', ...config, '',
   ].join('\n'))
-  const command = ['/usr/sbin/sshd', ['-D', '-e', '-f', conf]]
-  const entry = startChild('sshd', ...(core === undefined ? command : onCore(core, ...command)))
+  const entry = startChild('sshd', ...onCore(core, '/usr/sbin/sshd', ['-D', '-e', '-f', conf]))
   await waitListening(port, entry)
   return { port, entry }
 }
@@ -265,8 +265,7 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; k
   client_body_temp_path ${dir}/b; proxy_temp_path ${dir}/p; fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;
   ${blocks.join('\n  ')} }
 `)
-  const command = ['nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;']]
-  const entry = startChild(name, ...(core === undefined ? command : onCore(core, ...command)), { stopSignal: 'SIGQUIT' })
+  const entry = startChild(name, ...onCore(core, 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;']), { stopSignal: 'SIGQUIT' })
   await waitListening(port, entry)
   return entry
 }
