@@ -208,6 +208,14 @@ export function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
+/** `promise`, or a rejection naming `what` once `ms` pass: a step that hangs fails as itself, not as the test's
+ *  60 s timeout. (A real client's call, such as the ngrok SDK's, has no deadline of its own.) */
+export function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms) })
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer))
+}
+
 export interface NgrokSessionOptions {
   /** Default: any text (anonymous mode takes any authtoken). */
   authtoken?: string
@@ -331,12 +339,20 @@ export function rawConnect (port: number, localAddress?: string): RawConnection 
  * Sends `text` to 127.0.0.1:`port` (an echo service behind a tcp endpoint), ends its side once as many bytes came
  * back, and resolves with the bytes echoed when the connection has closed; rejects on a socket error.
  */
-export async function echoOnce (port: number, text: string): Promise<number> {
+export async function echoOnce (port: number, text: string, timeoutMs = 15_000): Promise<number> {
   const socket = netConnect({ host: '127.0.0.1', port })
   socket.write(text)
   let echoed = 0
+  let ended = false
   socket.on('data', (chunk: Buffer) => { if ((echoed += chunk.length) === Buffer.byteLength(text)) socket.end() })
-  await new Promise((resolve, reject) => { socket.once('close', resolve); socket.once('error', reject) })
+  socket.on('end', () => { ended = true })
+  const closed = new Promise((resolve, reject) => { socket.once('close', resolve); socket.once('error', reject) })
+  try {
+    await within(closed, timeoutMs, `echoOnce to port ${port}`)
+  } catch (error) {
+    socket.destroy()
+    throw new Error(`${(error as Error).message} (${echoed} of ${Buffer.byteLength(text)} bytes echoed, ${ended ? 'peer ended' : 'peer never ended'})`)
+  }
   return echoed
 }
 

@@ -5,7 +5,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { HttpRequestObserved, SessionObserved, TcpConnectionObserved } from '../../src/observe/channels.js'
-import { connect, echoOnce, eventually, fetchVia, ngrokSession, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
+import { connect, echoOnce, eventually, fetchVia, ngrokSession, startTestGateway, startUpstream, within, type SshClient, type TestGateway } from './harness.js'
 
 describe('observe channels', () => {
   let gateway: TestGateway
@@ -56,8 +56,8 @@ describe('observe channels', () => {
   })
 
   it('a tcp connection through an ngrok SDK session: bytes both ways, then the session stops', async () => {
-    const session = await ngrokSession(gateway)
-    const listener = await session.tcpEndpoint().listenAndForward(`tcp://localhost:${(echo.address() as AddressInfo).port}`)
+    const session = await within(ngrokSession(gateway), 15_000, 'ngrok SDK connect')
+    const listener = await within(session.tcpEndpoint().listenAndForward(`tcp://localhost:${(echo.address() as AddressInfo).port}`), 15_000, 'ngrok SDK tcp listen')
     const port = Number(new URL(listener.url()!).port)
     expect(await echoOnce(port, 'ping-pong!')).toBe(10)
     const conn = await eventually(() => seen.tcp.find((c) => c.serverPort === port))
@@ -66,6 +66,8 @@ describe('observe channels', () => {
     expect(start?.session.clientVersion).toMatch(/ngrok/)
     await gateway.sessions.kill(start!.session.id)
     await eventually(() => seen.session.find((s) => s.event === 'stop' && s.session.id === start!.session.id))
-    await session.close().catch(() => {})
+    // No session.close() here: after a kill the SDK reconnects on its own (its token is still good), and its
+    // close() races that reconnect (ngrok-rust marks the session closed only after closing the transport), so it
+    // can leave a new session up anyway. The gateway's stop in afterAll ends whatever is left.
   })
 })
