@@ -133,6 +133,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     headerTimeoutMs: config.headerTimeoutMs,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     upstreamConnections: config.upstreamConnections,
+    fastH1: config.fastH1,
     ...(parts.poolSweepMs !== undefined ? { poolSweepMs: parts.poolSweepMs } : {}),
   })
   const http = await edge.listen(config.httpAddr.host, config.httpAddr.port).catch(failed)

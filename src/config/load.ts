@@ -9,7 +9,7 @@ import { configSchema, finishConfig, isLoopback, type ServerConfig } from './sch
 
 export const CONFIG_KEYS = Object.keys(configSchema.shape) as (keyof typeof configSchema.shape)[]
 const REPEATABLE = new Set<string>(['authorizedKeys', 'eventsWebhook'])
-const BOOLEAN = new Set<string>(['allowAnonymous', 'policyPrivateUrls', 'sshLegacyAlgorithms', 'inspect', 'eventsLog'])
+const BOOLEAN = new Set<string>(['allowAnonymous', 'policyPrivateUrls', 'sshLegacyAlgorithms', 'inspect', 'eventsLog', 'fastH1'])
 /** Settings that are maps: a mapping in YAML, a JSON object in the environment and on the command line. */
 const JSON_VALUED = new Set<string>(['oauthProviders'])
 

@@ -1,7 +1,7 @@
 // Header handling for a compliant reverse proxy (RFC 9110 section 7.6.1): hop-by-hop headers, and those
 // named in Connection, stay on their hop; X-Forwarded-* say where the request came from; only Porthole may
 // set porthole-error-code.
-import type { IncomingMessage } from 'node:http'
+import { STATUS_CODES, type IncomingMessage } from 'node:http'
 import type { HeaderMap } from '../policy/compiled.js'
 
 export const ERROR_CODE_HEADER = 'porthole-error-code'
@@ -48,7 +48,7 @@ function connectionTokens (value: string | string[] | undefined): Set<string> | 
  * Upgrade itself for upgrades), plus X-Forwarded-For/Proto appended, and Host and X-Forwarded-Host set to
  * `authority`: the one the request was routed by (absolute-form target, :authority or Host; see request-target).
  */
-export function upstreamRequestHeaders (req: IncomingMessage, clientIp: string, proto: string, authority: string): HeaderMap {
+export function upstreamRequestHeaders (req: Pick<IncomingMessage, 'rawHeaders'> & { readonly headers: { readonly connection?: string | string[] } }, clientIp: string, proto: string, authority: string): HeaderMap {
   const raw = req.rawHeaders
   const extra = connectionTokens(req.headers.connection)
   // Host first, as clients send it (RFC 9110 7.2).
@@ -85,4 +85,34 @@ export function cleanResponseHeaders (headers: HeaderMap): HeaderMap {
     clean[name] = headers[name]!
   }
   return clean
+}
+
+/**
+ * A response head for the fast path (fast-h1.ts), from the upstream's raw fields: those that stay on their hop
+ * and porthole-error-code are left out as cleanResponseHeaders does, except the framing (Content-Length,
+ * Transfer-Encoding), which goes on with the body it frames. `close`: the connection ends after this response.
+ */
+export function relayedResponseHead (status: number, raw: readonly string[], close: boolean, date: string): string {
+  const extra = connectionTokens(connectionValue(raw))
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`
+  let dated = false
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase()
+    if (name === 'date') dated = true
+    else if (name === ERROR_CODE_HEADER || (HOP_BY_HOP.has(name) && name !== 'transfer-encoding') || (extra !== null && extra.has(name))) continue
+    head += `${raw[i]}: ${raw[i + 1]}\r\n`
+  }
+  // As node's ServerResponse does on the usual path.
+  if (!dated) head += `Date: ${date}\r\n`
+  return close ? `${head}Connection: close\r\n\r\n` : `${head}\r\n`
+}
+
+/** The Connection header's values in a raw field list, joined as node joins them; undefined when none. */
+export function connectionValue (raw: readonly string[]): string | undefined {
+  let value: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    if (name.length === 10 && name.toLowerCase() === 'connection') value = value === undefined ? raw[i + 1]! : `${value}, ${raw[i + 1]!}`
+  }
+  return value
 }

@@ -20,6 +20,7 @@ import { sendError, sendRawError, sendRawResponse, sendResponse } from './error-
 import { Upstream } from './upstream.js'
 import { checkingIntervalMs, closeSoon, listenOn } from '../net/listen.js'
 import { proxyUpgrade } from './upgrade.js'
+import { FastH1 } from './fast-h1.js'
 import { requestTarget, routingHost, type RequestTarget, type Scheme } from './request-target.js'
 import { hasRequestBody, watchResponse, type ResponseWithCode } from './response-watch.js'
 import { readReplayMark, REPLAY_HEADER, RequestCapture, UpgradeCapture, type InspectOptions } from '../inspect/capture.js'
@@ -40,6 +41,8 @@ export interface HttpEdgeOptions {
   readonly acmeChallenge?: (token: string) => string | undefined
   /** Request capture for the inspector (inspect/capture.ts); absent: nothing is captured (--inspect=false). */
   readonly inspect?: InspectOptions
+  /** The HTTP/1.1 fast path (fast-h1.ts, --fast-h1) in front of the HTTP listener's server. */
+  readonly fastH1?: boolean
 }
 
 const ACME_PREFIX = '/.well-known/acme-challenge/'
@@ -284,6 +287,8 @@ export class HttpEdge {
   readonly #sweeper: NodeJS.Timeout
   readonly #log: Logger
   readonly server: Server
+  /** --fast-h1: takes the HTTP listener's connections first, and gives the server those it does not relay. */
+  readonly #fast: FastH1 | null
   /** scheme://host:port suffix for URLs, filled in once listening. */
   #portSuffix = ''
   #httpsPort = 443
@@ -308,6 +313,38 @@ export class HttpEdge {
     this.server.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket as Socket, head, 'http'))
     this.server.on('connect', (req: IncomingMessage, socket: Duplex) => this.refuseConnect(req, socket))
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => this.clientError(error, socket))
+    this.#fast = options.fastH1 === true
+      ? new FastH1({
+        server: this.server,
+        fastEndpoint: (host) => this.#fastEndpoint(host),
+        hop: this.#hop,
+        acme: options.acmeChallenge !== undefined,
+        maxStreamsPerEndpoint: options.upstreamConnections,
+        maxRequestHeaderSize: options.maxRequestHeaderSize,
+        maxResponseHeaderSize: options.maxResponseHeaderSize,
+        headerTimeoutMs: options.headerTimeoutMs,
+        idleTimeoutMs: options.idleTimeoutMs,
+        upstreamTimeoutMs: options.upstreamTimeoutMs,
+        log: options.log,
+      })
+      : null
+  }
+
+  /**
+   * The endpoint a plain-HTTP request for `host` may take the fast path to: bound, http, and nothing of the
+   * usual path would act on it (no policy step or module, no capture, no Host rewrite, a plain HTTP/1.1
+   * upstream). Asked for every request, so a change (a rebind with a policy) is seen at the next one.
+   */
+  #fastEndpoint (host: string): Endpoint | undefined {
+    const found = this.#registry.lookup(host)
+    if (found.state !== 'bound') return undefined
+    const { endpoint } = found
+    const { spec } = endpoint
+    if (spec.proto !== 'http' || !spec.schemes.http || spec.hostHeader !== undefined || spec.upstream.tls || spec.upstream.protocol !== 'http1') return undefined
+    if (spec.inspect && this.#options.inspect !== undefined) return undefined
+    const policy = this.#upstreams.get(endpoint.id)?.policy
+    if (policy === undefined || policy.onTcpConnect !== null || policy.onHttpRequest !== null || policy.onHttpResponse !== null || policy.needsBody) return undefined
+    return endpoint
   }
 
   /** Malformed, oversized or too slow HTTP/1.1 (node's parser said so): a catalogue error, then close. */
@@ -319,10 +356,13 @@ export class HttpEdge {
   }
 
   async listen (host: string, port: number): Promise<AddressInfo> {
-    const address = await listenOn(this.server, host, port)
+    const address = await listenOn(this.#fast?.listener ?? this.server, host, port)
     this.#portSuffix = address.port === 80 ? '' : `:${address.port}`
     return address
   }
+
+  /** Requests the fast path (--fast-h1) has taken so far. */
+  get fastRelayed (): number { return this.#fast?.relayed ?? 0 }
 
   /** The port public HTTPS URLs name (set by the gateway once the HTTPS listener is up). */
   set httpsPort (port: number) { this.#httpsPort = port }
@@ -545,6 +585,7 @@ export class HttpEdge {
     clearInterval(this.#sweeper)
     for (const upstream of this.#upstreams.values()) void upstream.close()
     this.#upstreams.clear()
+    this.#fast?.close()
     return new Promise((resolve) => {
       this.server.close(() => resolve())
       this.server.closeAllConnections()

@@ -62,7 +62,7 @@ function sameAuthority (a: Authority, b: Authority, scheme: Scheme): boolean {
 }
 
 /** The one Host header of a request; an error when there are several (RFC 9112 3.2: 400). */
-function hostHeader (req: IncomingMessage): string | undefined | TargetError {
+function hostHeader (req: TargetSource): string | undefined | TargetError {
   const raw = req.rawHeaders
   let found: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
@@ -74,8 +74,11 @@ function hostHeader (req: IncomingMessage): string | undefined | TargetError {
   return found
 }
 
+/** What a target is read from: an IncomingMessage (HTTP/1.1 or HTTP/2), or the fast path's parsed head. */
+export type TargetSource = Pick<IncomingMessage, 'method' | 'url' | 'rawHeaders' | 'httpVersionMajor'> & { readonly headers: Readonly<Record<string, string | string[] | undefined>> }
+
 /** Reads the request's target: the authority to route by and the origin-form path, or why it is refused. */
-export function requestTarget (req: IncomingMessage, scheme: Scheme): RequestTarget | TargetError {
+export function requestTarget (req: TargetSource, scheme: Scheme): RequestTarget | TargetError {
   const method = req.method ?? 'GET'
   const url = req.url ?? ''
   const host = hostHeader(req)

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ErrorCode } from '../core/errors.js'
 import type { Endpoint } from '../core/endpoint.js'
 import { BodyTap, type RequestCapture } from '../inspect/capture.js'
-import { httpRequestChannel, observedEndpoint, type HttpRequestObserved } from '../observe/channels.js'
+import { httpRequestChannel, observedEndpoint, type HttpRequestObserved, type ObservedEndpoint } from '../observe/channels.js'
 import type { RequestTarget, Scheme } from './request-target.js'
 
 /** The edge's fail() leaves the catalogue code of an answer it made itself on the response. */
@@ -30,32 +30,36 @@ export function watchResponse (req: IncomingMessage, res: ServerResponse, endpoi
   if (body !== null) tapBody(res, body)
   res.once('close', () => {
     capture?.finish()
-    const durationMs = performance.now() - started
-    const errorCode = (res as ResponseWithCode).errorCode
-    onRequest?.({ method: req.method ?? 'GET', path: target.path, status: res.statusCode, durationMs: Math.round(durationMs), clientIp, errorCode })
-    if (!observed) return
-    const named = observedEndpoint(endpoint)
-    const message: HttpRequestObserved = {
-      endpointId: named.endpointId,
-      endpointHost: named.endpointHost,
-      transport: named.transport,
-      account: named.account,
+    reportRequest(endpoint, {
       scheme,
       httpVersion: req.httpVersion,
       method: req.method ?? 'GET',
       host: target.authority,
       path: target.path,
-      status: res.headersSent ? res.statusCode : 0,
-      errorCode,
+      status: res.statusCode,
+      sent: res.headersSent,
+      errorCode: (res as ResponseWithCode).errorCode,
       clientIp,
       clientPort,
       startMs,
-      durationMs,
+      durationMs: performance.now() - started,
       requestBytes: announcedBytes(req.headers['content-length'], hasRequestBody(req)),
-      responseBytes: body!.size,
-    }
-    httpRequestChannel.publish(message)
+      responseBytes: body?.size ?? 0,
+    })
   })
+}
+
+/** One answered request, as the terminal line and the observe channel take it: the channel's fields, and whether
+ *  the response head went out (the channel says status 0 when not; the terminal line the status meant). */
+export type RequestReport = Omit<HttpRequestObserved, keyof ObservedEndpoint> & { readonly sent: boolean }
+
+/** Tells the endpoint's request hook (the SSH terminal's line) and the observe channel, when anyone listens. */
+export function reportRequest (endpoint: Endpoint, report: RequestReport): void {
+  endpoint.hooks.onRequest?.({ method: report.method, path: report.path, status: report.status, durationMs: Math.round(report.durationMs), clientIp: report.clientIp, errorCode: report.errorCode })
+  if (!httpRequestChannel.hasSubscribers) return
+  const { sent, ...fields } = report
+  const message: HttpRequestObserved = { ...observedEndpoint(endpoint), ...fields, status: sent ? report.status : 0 }
+  httpRequestChannel.publish(message)
 }
 
 /** Adds every body chunk the response writes to `tap` (a chunk may be a string, with its encoding). */
@@ -84,7 +88,7 @@ export function hasRequestBody (req: IncomingMessage): boolean {
 }
 
 /** Body bytes as announced by content-length; 0 for no body, -1 when not announced (chunked, HTTP/2 DATA). */
-function announcedBytes (value: string | number | string[] | undefined, hasBody: boolean): number {
+export function announcedBytes (value: string | number | string[] | undefined, hasBody: boolean): number {
   if (!hasBody) return 0
   const n = Number(Array.isArray(value) ? value[0] : value)
   return value !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : -1

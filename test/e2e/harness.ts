@@ -38,11 +38,18 @@ export interface GatewayOptions {
   parts?: GatewayParts
 }
 
+/**
+ * PORTHOLE_TEST_FAST_H1=1 (the fast-h1 project in vitest.config.ts): every test gateway runs the HTTP/1.1 fast
+ * path and captures nothing, so endpoints without policy take it: the HTTP files then check it says what the usual
+ * path says.
+ */
+const FAST_H1_RUN = process.env.PORTHOLE_TEST_FAST_H1 === '1' ? { fastH1: true, inspect: false } : {}
+
 export async function startTestGateway (options: GatewayOptions = {}): Promise<TestGateway> {
   const tmp = mkdtempSync(join(tmpdir(), 'porthole-e2e-'))
   const dataDir = options.dataDir ?? join(tmp, 'data')
   const config = {
-    ...loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', apiAddr: '127.0.0.1:0', agentAddr: '127.0.0.1:0', dataDir, logLevel: 'silent', ...options.flags }, {}),
+    ...loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', apiAddr: '127.0.0.1:0', agentAddr: '127.0.0.1:0', dataDir, logLevel: 'silent', ...FAST_H1_RUN, ...options.flags }, {}),
     ...options.tune,
   }
   const log = createLogger(process.env.PORTHOLE_TEST_LOG ?? 'silent', process.stderr)

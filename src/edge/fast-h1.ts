@@ -1,0 +1,641 @@
+// The HTTP/1.1 fast path (--fast-h1, issue 13): a public connection whose requests need nothing of the edge but
+// routing and forwarding is relayed over one tunnel stream of its own, parsed both ways with node's own llhttp
+// (llhttp.ts) instead of going through node's HTTP server and undici, which cost half of a keep-alive request.
+//
+// It takes a request only when the usual path would do nothing more with it (HttpEdge.fastEndpoint decides for
+// the endpoint: no policy or module, no capture, plain upstream): an HTTP/1.1 request in origin-form with one
+// good Host, no Upgrade, CONNECT or Expect, no porthole-hop or porthole-replay. Anything else, and any head
+// llhttp refuses, goes to node's HTTP server as the bytes that came (put back on the socket), at the start of a
+// request; from then on the connection is the server's. What goes upstream is what the usual path sends: the
+// same headers (headers.ts), the loop mark, the body re-framed; what comes back is the upstream's status and
+// fields less those of its hop, and the body as it came (chunks re-framed, trailers kept but porthole-error-code).
+//
+// One request at a time per connection: the socket is not read again until the response is over. A request sent
+// before the last was answered (pipelining, which no browser does) ends the connection after that answer, and
+// the client retries it (RFC 9112 9.3.2).
+import { createServer, type Server as NetServer, type Socket } from 'node:net'
+import type { Server } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import { catalogue, isPortholeError, type ErrorCode } from '../core/errors.js'
+import type { Endpoint } from '../core/endpoint.js'
+import { addHop, connectionValue, relayedResponseHead, upstreamRequestHeaders } from './headers.js'
+import { sendRawError } from './error-response.js'
+import { closeParser, HTTPParser, METHODS, newParser, type HeadersComplete, type HttpParser, type ParseError } from './llhttp.js'
+import { requestTarget } from './request-target.js'
+import { reportRequest } from './response-watch.js'
+import { checkingIntervalMs, closeSoon } from '../net/listen.js'
+
+export interface FastH1Options {
+  /** Takes every connection (or the rest of one) the fast path does not. */
+  readonly server: Server
+  /** The endpoint a request for `host` may go to on the fast path, or undefined (the usual path takes it). */
+  readonly fastEndpoint: (host: string) => Endpoint | undefined
+  /** The edge's loop mark (headers.ts). */
+  readonly hop: string
+  /** Whether ACME HTTP-01 challenges are answered (the usual path does that). */
+  readonly acme: boolean
+  /** Tunnel streams one endpoint may have open for the fast path; past it requests take the usual path (its pool). */
+  readonly maxStreamsPerEndpoint: number
+  readonly maxRequestHeaderSize: number
+  readonly maxResponseHeaderSize: number
+  readonly headerTimeoutMs: number
+  readonly idleTimeoutMs: number
+  readonly upstreamTimeoutMs: number
+  readonly log: Logger
+}
+
+const ACME_PREFIX = '/.well-known/acme-challenge/'
+/** node's server keeps at most this many header fields (the edge's maxHeadersCount); a longer head goes there. */
+const MAX_HEADER_FIELDS = 200
+const CLOSE = /(?:^|,)\s*close\s*(?:,|$)/i
+
+/** One request on the fast path, from its head to the end of its response. */
+interface Exchange {
+  readonly endpoint: Endpoint
+  readonly method: string
+  readonly path: string
+  readonly authority: string
+  /** The request body is re-framed as chunks (it came chunked). */
+  readonly chunked: boolean
+  readonly requestBytes: number
+  /** The client did not ask to close after this request. */
+  readonly keepAlive: boolean
+  readonly started: number
+  readonly startMs: number
+  requestDone: boolean
+  /** The status sent to the client; 0 until a response head went out. */
+  status: number
+  responseChunked: boolean
+  responseBytes: number
+  /** End the public connection once this response is over. */
+  closeAfter: boolean
+  errorCode: ErrorCode | undefined
+  /** The upstream deadline's clock: since the request was sent or the last response bytes came; 0 when not waiting. */
+  waitingSince: number
+}
+
+export class FastH1 {
+  readonly options: FastH1Options
+  readonly listener: NetServer
+  readonly #connections = new Set<FastConnection>()
+  readonly #streams = new Map<string, number>()
+  readonly #sweeper: NodeJS.Timeout
+  /** Requests taken so far (what tests look at to know which path served them). */
+  relayed = 0
+  #date = ''
+  #dateAt = 0
+
+  constructor (options: FastH1Options) {
+    this.options = options
+    this.listener = createServer((socket) => { this.#connections.add(new FastConnection(this, socket)) })
+    this.#sweeper = setInterval(() => this.#sweep(), checkingIntervalMs(options.headerTimeoutMs)).unref()
+  }
+
+  /** An IMF-fixdate for Date, made at most once a second (as node does). */
+  get date (): string {
+    const now = Date.now()
+    if (now - this.#dateAt >= 1000) {
+      this.#dateAt = now - (now % 1000)
+      this.#date = new Date(this.#dateAt).toUTCString()
+    }
+    return this.#date
+  }
+
+  /** Whether another stream to `endpoint` may be opened; counts it if so. */
+  takeStream (endpoint: Endpoint): boolean {
+    const open = this.#streams.get(endpoint.id) ?? 0
+    if (open >= this.options.maxStreamsPerEndpoint) return false
+    this.#streams.set(endpoint.id, open + 1)
+    return true
+  }
+
+  releaseStream (endpoint: Endpoint): void {
+    const open = (this.#streams.get(endpoint.id) ?? 1) - 1
+    if (open <= 0) this.#streams.delete(endpoint.id)
+    else this.#streams.set(endpoint.id, open)
+  }
+
+  forget (connection: FastConnection): void {
+    this.#connections.delete(connection)
+  }
+
+  /** Header and upstream deadlines, for every connection at once (as node checks its own). */
+  #sweep (): void {
+    const now = performance.now()
+    for (const connection of this.#connections) connection.checkDeadlines(now)
+  }
+
+  close (): void {
+    clearInterval(this.#sweeper)
+    this.listener.close()
+    for (const connection of this.#connections) connection.destroy()
+    this.#connections.clear()
+  }
+}
+
+class FastConnection {
+  readonly #front: FastH1
+  readonly #socket: Socket
+  readonly #parser: HttpParser
+  readonly #clientIp: string
+  readonly #clientPort: number
+  /** The bytes since the current request began, while it began at the start of a chunk; else null. */
+  #pending: Buffer[] | null = null
+  /** No request in progress: the next byte begins one. */
+  #between = true
+  #completedInChunk = false
+  /** When the current head began (performance.now()); 0 when no head is being read. */
+  #headStartedAt: number
+  /** Between a request's first byte and the end of its head (kOnHeaders then carries the head, not trailers). */
+  #inHead = false
+  #headFields: string[] = []
+  #headUrl = ''
+  #exchange: Exchange | null = null
+  /** The current request goes to node's server: decided in a parser callback, done once execute returns. */
+  #handOff = false
+  /** No more requests are read: the connection ends after the current response. */
+  #closing = false
+  #done = false
+
+  #channel: Duplex | null = null
+  #channelEndpoint: Endpoint | null = null
+  /** What is written while the stream is being opened. */
+  #queued: Array<string | Buffer> | null = null
+  #responses: HttpParser | null = null
+  #responseFields: string[] = []
+  #interim = false
+  #channelBlocked = false
+
+  constructor (front: FastH1, socket: Socket) {
+    this.#front = front
+    this.#socket = socket
+    this.#clientIp = socket.remoteAddress ?? ''
+    this.#clientPort = socket.remotePort ?? 0
+    this.#headStartedAt = performance.now() // a new connection: its first head is due headerTimeout after it opened
+    const parser = this.#parser = newParser('request', front.options.maxRequestHeaderSize)
+    parser[HTTPParser.kOnMessageBegin] = this.#onMessageBegin
+    parser[HTTPParser.kOnHeaders] = this.#onHeaders
+    parser[HTTPParser.kOnHeadersComplete] = this.#onHeadersComplete
+    parser[HTTPParser.kOnBody] = this.#onBody
+    parser[HTTPParser.kOnMessageComplete] = this.#onMessageComplete
+    socket.setTimeout(front.options.idleTimeoutMs)
+    socket.on('timeout', this.#onIdle)
+    socket.on('data', this.#onData)
+    socket.on('drain', this.#onDrain)
+    socket.on('error', noop)
+    socket.on('close', this.#onClose)
+  }
+
+  #onData = (chunk: Buffer): void => {
+    if (this.#between) this.#pending = [chunk]
+    else if (this.#pending !== null) this.#pending.push(chunk)
+    this.#completedInChunk = false
+    const channel = this.#channel
+    channel?.cork()
+    let result: number | ParseError
+    try {
+      result = this.#parser.execute(chunk)
+    } catch (error) {
+      return this.#crashed(error)
+    } finally {
+      channel?.uncork()
+    }
+    if (this.#handOff) return this.#giveToServer()
+    if (result instanceof Error) return this.#badRequest(result)
+    this.#updateReading()
+  }
+
+  #onMessageBegin = (): void => {
+    if (this.#handOff) return
+    // A request that began after another ended in the same chunk was pipelined: where it began is not known.
+    if (this.#completedInChunk) this.#pending = null
+    this.#between = false
+    this.#inHead = true
+    if (this.#headStartedAt === 0) this.#headStartedAt = performance.now()
+  }
+
+  #onHeaders = (fields: string[], url: string): void => {
+    if (this.#handOff || this.#closing || !this.#inHead) return // a chunked body's trailers: not passed on
+    for (const field of fields) this.#headFields.push(field)
+    this.#headUrl += url
+  }
+
+  #onHeadersComplete: HeadersComplete = (major, minor, fields, method, url, _status, _message, upgrade, keepAlive) => {
+    this.#headStartedAt = 0
+    this.#inHead = false
+    if (this.#handOff || this.#closing) return 0
+    let raw = fields ?? []
+    if (this.#headFields.length > 0) {
+      raw = fields === undefined ? this.#headFields : [...this.#headFields, ...fields]
+      this.#headFields = []
+    }
+    const target = this.#headUrl + (url ?? '')
+    this.#headUrl = ''
+    if (this.#exchange !== null) {
+      // Pipelined: answered by no one; the client sends it again on a new connection.
+      this.#exchange.closeAfter = true
+      this.#closing = true
+      return 0
+    }
+    const exchange = this.#begin(major, minor, raw, METHODS[method] ?? '', target, upgrade, keepAlive)
+    if (exchange === null) {
+      if (this.#pending !== null) this.#handOff = true
+      else this.#closing = true
+      return 0
+    }
+    this.#exchange = exchange
+    return 0
+  }
+
+  #onBody = (chunk: Buffer): void => {
+    const exchange = this.#exchange
+    if (this.#handOff || this.#closing || exchange === null || exchange.requestDone) return
+    if (exchange.chunked) this.#send(`${chunk.length.toString(16)}\r\n`)
+    this.#send(chunk)
+    if (exchange.chunked) this.#send('\r\n')
+  }
+
+  #onMessageComplete = (): void => {
+    if (this.#handOff) return // the parser goes on through the chunk; node's server reads it again
+    this.#between = true
+    this.#completedInChunk = true
+    this.#pending = null
+    const exchange = this.#exchange
+    if (this.#closing || exchange === null || exchange.requestDone) return
+    if (exchange.chunked) this.#send('0\r\n\r\n') // request trailers are not passed on (nor on the usual path)
+    exchange.requestDone = true
+    exchange.waitingSince = performance.now()
+  }
+
+  /** The exchange for a request the fast path takes, its head sent upstream; null for one it does not. */
+  #begin (major: number, minor: number, raw: string[], method: string, url: string, upgrade: boolean, keepAlive: boolean): Exchange | null {
+    if (major !== 1 || minor !== 1 || upgrade || method === 'CONNECT' || !url.startsWith('/') || raw.length > 2 * MAX_HEADER_FIELDS) return null
+    let chunked = false
+    let length: string | undefined
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toLowerCase()
+      if (name === 'expect' || name === 'porthole-hop' || name === 'porthole-replay') return null
+      if (name === 'transfer-encoding') chunked = true // llhttp (strict) took it only with chunked last, and no Content-Length
+      else if (name === 'content-length') length = raw[i + 1]
+    }
+    const target = requestTarget({ method, url, rawHeaders: raw, httpVersionMajor: 1, headers: {} }, 'http')
+    if ('code' in target || target.host === '') return null
+    const options = this.#front.options
+    if (options.acme && target.path.startsWith(ACME_PREFIX)) return null
+    const endpoint = options.fastEndpoint(target.host)
+    if (endpoint === undefined) return null
+    if (this.#channelEndpoint !== endpoint) {
+      this.#dropChannel() // nothing in flight: the last exchange is over
+      if (!this.#front.takeStream(endpoint)) return null
+      this.#channelEndpoint = endpoint
+    }
+    const headers = upstreamRequestHeaders({ rawHeaders: raw, headers: { connection: connectionValue(raw) } }, this.#clientIp, 'http', target.authority)
+    addHop(headers, options.hop)
+    let head = `${method} ${target.path} HTTP/1.1\r\n`
+    for (const name in headers) {
+      const value = headers[name]!
+      if (typeof value === 'string') head += `${name}: ${value}\r\n`
+      else for (const each of value) head += `${name}: ${each}\r\n`
+    }
+    head += chunked ? 'transfer-encoding: chunked\r\n\r\n' : '\r\n'
+    const exchange: Exchange = {
+      endpoint,
+      method,
+      path: target.path,
+      authority: target.authority,
+      chunked,
+      requestBytes: chunked ? -1 : length === undefined ? 0 : Number(length),
+      keepAlive,
+      started: performance.now(),
+      startMs: Date.now(),
+      requestDone: false,
+      status: 0,
+      responseChunked: false,
+      responseBytes: 0,
+      closeAfter: !keepAlive,
+      errorCode: undefined,
+      waitingSince: 0,
+    }
+    this.#exchange = exchange
+    this.#front.relayed++
+    this.#send(head)
+    return exchange
+  }
+
+  /** Writes toward the upstream: to the stream, or queued while it is being opened (opened on first use). */
+  #send (chunk: string | Buffer): void {
+    const channel = this.#channel
+    if (channel !== null) {
+      if (!channel.write(chunk)) this.#channelBlocked = true
+      return
+    }
+    if (this.#queued !== null) return void this.#queued.push(chunk)
+    this.#queued = [chunk]
+    const endpoint = this.#channelEndpoint!
+    endpoint.dial({ remoteAddress: this.#clientIp, remotePort: this.#clientPort }).then(
+      (stream) => this.#attach(stream, endpoint),
+      (error: unknown) => {
+        if (this.#channelEndpoint !== endpoint) return
+        this.#queued = null
+        this.#channelEndpoint = null
+        this.#front.releaseStream(endpoint)
+        this.#upstreamFailed(isPortholeError(error) ? error.code : 'PH_3003', isPortholeError(error) ? error.detail : (error as Error).message)
+      },
+    )
+  }
+
+  #attach (stream: Duplex, endpoint: Endpoint): void {
+    if (this.#done || this.#channelEndpoint !== endpoint) return void stream.destroy()
+    this.#channel = stream
+    const queued = this.#queued!
+    this.#queued = null
+    stream.cork()
+    for (const chunk of queued) if (!stream.write(chunk)) this.#channelBlocked = true
+    stream.uncork()
+    const responses = this.#responses = newParser('response', this.#front.options.maxResponseHeaderSize)
+    responses[HTTPParser.kOnHeaders] = this.#onResponseFields
+    responses[HTTPParser.kOnHeadersComplete] = this.#onResponseHead
+    responses[HTTPParser.kOnBody] = this.#onResponseBody
+    responses[HTTPParser.kOnMessageComplete] = this.#onResponseComplete
+    stream.on('data', this.#onResponseData)
+    stream.on('drain', this.#onChannelDrain)
+    stream.on('end', this.#onChannelEnd)
+    stream.on('close', this.#onChannelEnd)
+    stream.on('error', noop)
+    this.#updateReading()
+  }
+
+  #onResponseData = (data: Buffer): void => {
+    const exchange = this.#exchange
+    if (exchange !== null) exchange.waitingSince = performance.now()
+    const socket = this.#socket
+    socket.cork()
+    let result: number | ParseError
+    try {
+      result = this.#responses!.execute(data)
+    } catch (error) {
+      return this.#crashed(error)
+    } finally {
+      socket.uncork()
+    }
+    if (result instanceof Error) this.#upstreamFailed(result.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3006' : 'PH_3003', `the upstream's response is not HTTP/1.1 (${result.code})`)
+  }
+
+  #onResponseFields = (fields: string[]): void => {
+    for (const field of fields) this.#responseFields.push(field)
+  }
+
+  #onResponseHead: HeadersComplete = (_major, minor, fields, _method, _url, status, _message, upgrade, keepAlive) => {
+    let raw = fields ?? []
+    if (this.#responseFields.length > 0) {
+      raw = fields === undefined ? this.#responseFields : [...this.#responseFields, ...fields]
+      this.#responseFields = []
+    }
+    const exchange = this.#exchange
+    if (exchange === null || exchange.status !== 0 || upgrade || status === 101) {
+      queueMicrotask(() => this.#upstreamFailed('PH_3003', 'the upstream sent a response nobody asked for'))
+      return 0
+    }
+    if (status < 200) {
+      this.#interim = true
+      if (status === 103) this.#earlyHints(raw)
+      return 0
+    }
+    // The upstream closes after this response (Connection: close, HTTP/1.0, a body that ends with the stream;
+    // llhttp says so for a HEAD response without framing too, which has no body to end).
+    if (!keepAlive && (exchange.method !== 'HEAD' || minor === 0 || CLOSE.test(connectionValue(raw) ?? ''))) exchange.closeAfter = true
+    exchange.status = status
+    exchange.responseChunked = exchange.method !== 'HEAD' && status !== 204 && status !== 304 && raw.some((field, i) => i % 2 === 0 && field.length === 17 && field.toLowerCase() === 'transfer-encoding')
+    const head = relayedResponseHead(status, raw, exchange.closeAfter || this.#closing, this.#front.date)
+    if (!this.#socket.write(head)) this.#blockChannel()
+    return exchange.method === 'HEAD' ? 1 : 0
+  }
+
+  /** 103 Early Hints: its Link fields only, as the usual path sends them. */
+  #earlyHints (raw: string[]): void {
+    let head = ''
+    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === 'link') head += `Link: ${raw[i + 1]}\r\n`
+    if (head !== '') this.#socket.write(`HTTP/1.1 103 Early Hints\r\n${head}\r\n`)
+  }
+
+  #onResponseBody = (chunk: Buffer): void => {
+    const exchange = this.#exchange
+    if (exchange === null) return
+    exchange.responseBytes += chunk.length
+    const socket = this.#socket
+    if (exchange.responseChunked) socket.write(`${chunk.length.toString(16)}\r\n`)
+    const more = socket.write(chunk)
+    if (exchange.responseChunked) socket.write('\r\n')
+    if (!more) this.#blockChannel()
+  }
+
+  #onResponseComplete = (): void => {
+    if (this.#interim) {
+      this.#interim = false
+      return
+    }
+    const exchange = this.#exchange
+    if (exchange === null) return
+    if (exchange.responseChunked) {
+      // The upstream's trailer fields (gathered by kOnHeaders), less porthole-error-code.
+      let trailers = '0\r\n'
+      const fields = this.#responseFields
+      for (let i = 0; i < fields.length; i += 2) if (fields[i]!.toLowerCase() !== 'porthole-error-code') trailers += `${fields[i]}: ${fields[i + 1]}\r\n`
+      this.#socket.write(`${trailers}\r\n`)
+    }
+    this.#responseFields = []
+    this.#finish(exchange)
+  }
+
+  /** The response is over: report it, then read the next request or end the connection. */
+  #finish (exchange: Exchange): void {
+    this.#exchange = null
+    exchange.waitingSince = 0
+    this.#report(exchange)
+    if (exchange.closeAfter || this.#closing || !exchange.requestDone) {
+      // A response before its request's whole body (an early 413): the rest of it is not read; close.
+      this.#closing = true
+      this.#socket.end()
+      return
+    }
+    this.#updateReading()
+  }
+
+  #report (exchange: Exchange): void {
+    reportRequest(exchange.endpoint, {
+      scheme: 'http',
+      httpVersion: '1.1',
+      method: exchange.method,
+      host: exchange.authority,
+      path: exchange.path,
+      status: exchange.status,
+      sent: exchange.status !== 0,
+      errorCode: exchange.errorCode,
+      clientIp: this.#clientIp,
+      clientPort: this.#clientPort,
+      startMs: exchange.startMs,
+      durationMs: performance.now() - exchange.started,
+      requestBytes: exchange.requestBytes,
+      responseBytes: exchange.responseBytes,
+    })
+  }
+
+  /** The stream ended or closed: a body read until close is complete; anything else in flight failed. */
+  #onChannelEnd = (): void => {
+    const channel = this.#channel
+    if (channel === null) return
+    const result = this.#responses!.finish()
+    this.#dropChannel()
+    if (this.#exchange !== null) this.#upstreamFailed('PH_3003', result instanceof Error ? `the tunnel closed mid-response (${(result as ParseError).code})` : 'the tunnel closed before the response')
+  }
+
+  /** The upstream failed the current exchange: an error page if nothing was sent yet, else the connection ends. */
+  #upstreamFailed (code: ErrorCode, detail?: string): void {
+    this.#dropChannel()
+    const exchange = this.#exchange
+    if (exchange === null || this.#done) return
+    this.#exchange = null
+    this.#closing = true
+    exchange.errorCode = code
+    exchange.waitingSince = 0
+    if (exchange.status === 0) {
+      exchange.status = catalogue[code].status
+      if (exchange.status >= 500) this.#front.options.log.info({ host: exchange.endpoint.host, code, detail }, 'upstream error')
+      sendRawError(this.#socket, code, detail)
+      closeSoon(this.#socket)
+    } else {
+      this.#socket.destroy()
+    }
+    this.#report(exchange)
+  }
+
+  #dropChannel (): void {
+    const channel = this.#channel
+    const endpoint = this.#channelEndpoint
+    this.#channel = null
+    this.#channelEndpoint = null
+    this.#queued = null
+    this.#channelBlocked = false
+    if (this.#responses !== null) {
+      closeParser(this.#responses)
+      this.#responses = null
+    }
+    this.#responseFields = []
+    this.#interim = false
+    if (channel !== null) {
+      channel.off('data', this.#onResponseData)
+      channel.off('end', this.#onChannelEnd)
+      channel.off('close', this.#onChannelEnd)
+      channel.destroy()
+    }
+    if (endpoint !== null) this.#front.releaseStream(endpoint)
+  }
+
+  #blockChannel (): void {
+    this.#channel?.pause()
+  }
+
+  #onDrain = (): void => {
+    this.#channel?.resume()
+  }
+
+  #onChannelDrain = (): void => {
+    this.#channelBlocked = false
+    this.#updateReading()
+  }
+
+  /** Reads the public socket only while the upstream takes more and no answered request waits for its response. */
+  #updateReading (): void {
+    if (this.#done) return
+    const exchange = this.#exchange
+    const waiting = exchange !== null && exchange.requestDone
+    if (this.#closing || waiting || this.#channelBlocked || this.#queued !== null) this.#socket.pause()
+    else this.#socket.resume()
+  }
+
+  /** A head node's parser refused, or one llhttp refused mid-body. */
+  #badRequest (error: ParseError): void {
+    if (this.#pending !== null && this.#exchange === null) return this.#giveToServer() // node answers it as it would any
+    const exchange = this.#exchange
+    if (exchange !== null && exchange.status === 0) {
+      this.#dropChannel()
+      this.#exchange = null
+      exchange.status = 400
+      exchange.errorCode = 'PH_3007'
+      this.#report(exchange)
+    } else if (exchange !== null) {
+      return this.destroy()
+    }
+    this.#closing = true
+    sendRawError(this.#socket, error.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3005' : 'PH_3007')
+    closeSoon(this.#socket)
+  }
+
+  /** The current request and the rest of the connection go to node's server, with the bytes already read. */
+  #giveToServer (): void {
+    const socket = this.#socket
+    const chunks = this.#pending!
+    this.#release()
+    socket.setTimeout(0)
+    socket.off('timeout', this.#onIdle)
+    socket.off('data', this.#onData)
+    socket.off('drain', this.#onDrain)
+    socket.off('close', this.#onClose)
+    socket.off('error', noop)
+    socket.pause()
+    for (let i = chunks.length - 1; i >= 0; i--) socket.unshift(chunks[i]!)
+    // node's server would read the socket's handle directly (consume), ahead of the bytes put back: it reads
+    // them through 'data' events instead, in order.
+    const handle = (socket as unknown as { _handle?: { _consumed?: boolean } })._handle
+    if (handle) handle._consumed = true
+    this.#front.options.server.emit('connection', socket)
+    socket.resume()
+  }
+
+  checkDeadlines (now: number): void {
+    const options = this.#front.options
+    if (this.#headStartedAt !== 0 && this.#exchange === null && now - this.#headStartedAt > options.headerTimeoutMs) {
+      this.#headStartedAt = 0
+      this.#closing = true
+      sendRawError(this.#socket, 'PH_3020')
+      closeSoon(this.#socket)
+      return
+    }
+    // Not while the client is the slow side (the stream is paused for it).
+    const waitingSince = this.#exchange?.waitingSince ?? 0
+    if (waitingSince !== 0 && !this.#socket.writableNeedDrain && now - waitingSince > options.upstreamTimeoutMs) this.#upstreamFailed('PH_3004')
+  }
+
+  /** A defect of ours, thrown from a parser callback: this connection ends, the gateway goes on. */
+  #crashed (error: unknown): void {
+    this.#front.options.log.error({ err: error }, 'fast path: connection dropped on an internal error')
+    this.destroy()
+  }
+
+  #onIdle = (): void => {
+    this.destroy()
+  }
+
+  #onClose = (): void => {
+    const exchange = this.#exchange
+    this.#release()
+    if (exchange !== null) this.#report(exchange) // the client left mid-exchange
+  }
+
+  /** Frees what the connection holds, once. */
+  #release (): void {
+    if (this.#done) return
+    this.#done = true
+    this.#exchange = null
+    this.#dropChannel()
+    closeParser(this.#parser)
+    this.#front.forget(this)
+  }
+
+  destroy (): void {
+    this.#socket.destroy()
+  }
+}
+
+function noop (): void {}

@@ -1,0 +1,204 @@
+// The HTTP/1.1 fast path (--fast-h1, src/edge/fast-h1.ts) through a real OpenSSH tunnel: which requests it
+// takes (edge.fastRelayed says), that it hands everything else to the usual path at a request boundary, and what
+// the client and the upstream see: the same headers, framing, error codes, terminal line and deadlines as the usual
+// path gives. The HTTP files also run whole with it on (the fast-h1 project in vitest.config.ts).
+import { createHash } from 'node:crypto'
+import type { Socket } from 'node:net'
+import { Readable } from 'node:stream'
+import { Client } from 'undici'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connect, rawConnect, rawRequest, startRawUpstream, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
+
+/** A chunked body's data and trailer section (each chunk's size line checked). */
+function dechunk (text: string): { body: string, trailers: string } {
+  let body = ''
+  let rest = text
+  for (;;) {
+    const line = rest.indexOf('\r\n')
+    const size = parseInt(rest.slice(0, line), 16)
+    if (Number.isNaN(size)) throw new Error(`not a chunk size: ${JSON.stringify(rest.slice(0, 20))}`)
+    rest = rest.slice(line + 2)
+    if (size === 0) return { body, trailers: rest.replace(/\r\n$/, '') }
+    body += rest.slice(0, size)
+    rest = rest.slice(size + 2)
+  }
+}
+
+describe('http fast path (--fast-h1)', () => {
+  let gateway: TestGateway
+  const clients: SshClient[] = []
+  const closers: Array<() => Promise<void>> = []
+  const expose = async (name: string, port: number, command = 'http'): Promise<SshClient> => {
+    const client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`${name}:80:localhost:${port}`], command })
+    clients.push(client)
+    await client.urls()
+    return client
+  }
+  /** One keep-alive connection to the gateway's HTTP port (undici: one socket, one request at a time). */
+  const keepAlive = (): Client => {
+    const client = new Client(`http://127.0.0.1:${gateway.httpPort}`, { pipelining: 1 })
+    closers.push(() => client.close())
+    return client
+  }
+  const get = async (client: Client, host: string, path = '/', headers: Record<string, string> = {}): Promise<{ status: number, headers: Record<string, string | string[] | undefined>, body: string }> => {
+    const res = await client.request({ method: 'GET', path, headers: { host, ...headers } })
+    return { status: res.statusCode, headers: res.headers, body: await res.body.text() }
+  }
+
+  /** An upstream that answers with what it was sent, and counts its connections (one per tunnel stream). */
+  let echo: { port: number, connections: number }
+  let host: string
+
+  beforeAll(async () => {
+    gateway = await startTestGateway({ flags: { fastH1: true, inspect: false }, tune: { upstreamTimeoutMs: 800, headerTimeoutMs: 600 } })
+    const upstream = await startUpstream((req, res) => {
+      const hash = createHash('sha256')
+      let bytes = 0
+      req.on('data', (chunk: Buffer) => { bytes += chunk.length; hash.update(chunk) })
+      req.on('end', () => {
+        if (req.url === '/spoof') res.setHeader('porthole-error-code', 'PH_3001')
+        if (req.url === '/trailers') {
+          res.writeHead(200, { trailer: 'x-sum, porthole-error-code' })
+          res.write('part one;')
+          res.addTrailers({ 'x-sum': 'abc', 'porthole-error-code': 'PH_3000' })
+          return res.end('part two')
+        }
+        if (req.url === '/hints') res.writeEarlyHints({ link: '</a.css>; rel=preload' })
+        if (req.url === '/empty') return res.writeHead(204).end()
+        res.setHeader('content-type', 'application/json')
+        res.setHeader('connection', 'keep-alive, x-upstream-hop')
+        res.setHeader('x-upstream-hop', 'stays upstream')
+        res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bytes, sha: hash.digest('hex') }))
+      })
+    })
+    echo = { port: upstream.port, connections: 0 }
+    upstream.server.on('connection', () => { echo.connections++ })
+    closers.push(upstream.close)
+    host = 'plain.localhost'
+    await expose('plain', upstream.port)
+    await expose('guarded', upstream.port, 'http --basic-auth ann:pw')
+  })
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.kill('SIGKILL')))
+    for (const close of closers) await close()
+    await gateway.stop()
+  })
+
+  it('takes plain requests: one tunnel stream per connection, the usual headers upstream, hop fields kept back', async () => {
+    const before = gateway.edge.fastRelayed
+    const connectionsBefore = echo.connections
+    const client = keepAlive()
+    for (const path of ['/one', '/two?x=1', '/three']) {
+      const res = await get(client, host, path, { 'x-forwarded-for': '10.0.0.9' })
+      expect(res.status).toBe(200)
+      const seen = JSON.parse(res.body) as { method: string, url: string, headers: Record<string, string> }
+      expect(seen.url).toBe(path)
+      expect(seen.headers).toMatchObject({ host, 'x-forwarded-for': '10.0.0.9, 127.0.0.1', 'x-forwarded-proto': 'http', 'x-forwarded-host': host })
+      expect(seen.headers['porthole-hop']).toMatch(/^[\w-]+$/)
+      expect(res.headers['x-upstream-hop']).toBeUndefined()
+      expect(res.headers.date).toBeDefined()
+    }
+    // Fields the request's Connection names stay on the public hop (undici will not send such a Connection).
+    const named = await rawRequest(gateway.httpPort, `GET /named HTTP/1.1\r\nHost: ${host}\r\nConnection: close, x-private\r\nX-Private: hop only\r\n\r\n`)
+    expect(named).toMatch(/"url":"\/named"/)
+    expect(named).not.toMatch(/hop only/)
+    expect(gateway.edge.fastRelayed - before).toBe(4)
+    expect(echo.connections - connectionsBefore).toBe(2)
+    // Only Porthole says porthole-error-code.
+    expect((await get(client, host, '/spoof')).headers['porthole-error-code']).toBeUndefined()
+    await clients[0]!.waitFor(/GET \/two\?x=1 200 \d+ms/)
+  })
+
+  it('never takes an endpoint with a module: basic auth is asked for on every request', async () => {
+    const before = gateway.edge.fastRelayed
+    const client = keepAlive()
+    const refused = await get(client, 'guarded.localhost', '/')
+    expect(refused.status).toBe(401)
+    expect(refused.headers['porthole-error-code']).toBe('PH_3101')
+    const auth = `Basic ${Buffer.from('ann:pw').toString('base64')}`
+    expect((await get(client, 'guarded.localhost', '/', { authorization: auth })).status).toBe(200)
+    expect(gateway.edge.fastRelayed).toBe(before)
+  })
+
+  it('hands a keep-alive connection to the usual path at the first request it does not take', async () => {
+    const before = gateway.edge.fastRelayed
+    const client = keepAlive()
+    expect((await get(client, host, '/fast')).status).toBe(200)
+    expect((await get(client, 'guarded.localhost', '/')).status).toBe(401) // same connection, now the server's
+    expect((await get(client, host, '/after')).status).toBe(200)
+    expect(gateway.edge.fastRelayed - before).toBe(1)
+    // HTTP/1.0, Expect and unknown hosts go to the usual path from the start.
+    expect(await rawRequest(gateway.httpPort, `GET /old HTTP/1.0\r\nHost: ${host}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 200 /)
+    expect(await rawRequest(gateway.httpPort, 'GET / HTTP/1.1\r\nHost: nobody.localhost\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 404 [^]*PH_3000/)
+    expect(gateway.edge.fastRelayed - before).toBe(1)
+  })
+
+  it('streams a chunked upload and re-frames a chunked response with its trailers, less porthole-error-code', async () => {
+    const body = Buffer.alloc(5 * 1024 * 1024, 7)
+    const client = keepAlive()
+    const upload = await client.request({ method: 'POST', path: '/upload', headers: { host }, body: Readable.from((function * () { for (let i = 0; i < body.length; i += 65536) yield body.subarray(i, i + 65536) })()) })
+    const seen = await upload.body.json() as { bytes: number, sha: string, headers: Record<string, string> }
+    expect(seen).toMatchObject({ bytes: body.length, sha: createHash('sha256').update(body).digest('hex') })
+    expect(seen.headers['transfer-encoding']).toBe('chunked')
+    const reply = await rawRequest(gateway.httpPort, `GET /trailers HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)
+    const [head, ...rest] = reply.split('\r\n\r\n')
+    expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+    expect(head).toMatch(/\r\nTransfer-Encoding: chunked(\r\n|$)/)
+    expect(head).toMatch(/\r\nConnection: close(\r\n|$)/)
+    expect(dechunk(rest.join('\r\n\r\n'))).toEqual({ body: 'part one;part two', trailers: 'x-sum: abc\r\n' })
+  })
+
+  it('HEAD, 204 and 103 keep the connection; a pipelined request closes it after the answer before', async () => {
+    const client = keepAlive()
+    const head = await client.request({ method: 'HEAD', path: '/head', headers: { host } })
+    expect(head.statusCode).toBe(200)
+    await head.body.text()
+    expect((await get(client, host, '/empty')).status).toBe(204)
+    const hinted = await rawRequest(gateway.httpPort, `GET /hints HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)
+    expect(hinted).toMatch(/^HTTP\/1\.1 103 Early Hints\r\nLink: <\/a\.css>; rel=preload\r\n\r\nHTTP\/1\.1 200 OK\r\n/)
+    const pipelined = await rawRequest(gateway.httpPort, `GET /first HTTP/1.1\r\nHost: ${host}\r\n\r\nGET /second HTTP/1.1\r\nHost: ${host}\r\n\r\n`)
+    expect(pipelined.match(/HTTP\/1\.1 200/g)).toHaveLength(1)
+    expect(pipelined).toMatch(/\r\nConnection: close\r\n[^]*"url":"\/first"/)
+  })
+
+  it('answers PH_3003, PH_3004 and PH_3006 for a broken, silent or oversized upstream, and the terminal says so', async () => {
+    const broken = await startRawUpstream((socket, head) => {
+      if (head.startsWith('GET /garbage')) socket.end('this is not http\r\n\r\n')
+      else if (head.startsWith('GET /cut')) socket.end('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this')
+      else if (head.startsWith('GET /big')) socket.write(`HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(100_000)}\r\n\r\n`)
+      // GET /silent: no answer
+    })
+    closers.push(broken.close)
+    const terminal = await expose('broken', broken.port)
+    const client = keepAlive()
+    const garbage = await get(client, 'broken.localhost', '/garbage')
+    expect([garbage.status, garbage.headers['porthole-error-code']]).toEqual([502, 'PH_3003'])
+    expect(garbage.body).toMatch(/^502 Bad Gateway\nPH_3003: /)
+    await terminal.waitFor(/GET \/garbage 502 \d+ms PH_3003/)
+    const silent = await get(keepAlive(), 'broken.localhost', '/silent')
+    expect([silent.status, silent.headers['porthole-error-code']]).toEqual([504, 'PH_3004'])
+    const big = await get(keepAlive(), 'broken.localhost', '/big')
+    expect([big.status, big.headers['porthole-error-code']]).toEqual([502, 'PH_3006'])
+    // Cut mid-body: the client sees the connection end early, never a complete response.
+    await expect(get(keepAlive(), 'broken.localhost', '/cut')).rejects.toThrow()
+  })
+
+  it('a head that is not complete within the header timeout gets 408 PH_3020; the gateway serves others meanwhile', async () => {
+    const slow = rawConnect(gateway.httpPort)
+    await slow.connected
+    let reply = ''
+    slow.socket.on('data', (chunk: Buffer) => { reply += chunk.toString() })
+    slow.socket.write(`GET / HTTP/1.1\r\nHost: ${host}\r\n`)
+    expect((await get(keepAlive(), host, '/meanwhile')).status).toBe(200)
+    await slow.closed
+    expect(reply).toMatch(/^HTTP\/1\.1 408 [^]*PH_3020/)
+  })
+
+  it('a client that leaves mid-response closes its tunnel stream, and the next connection gets a new one', async () => {
+    const socket: Socket = rawConnect(gateway.httpPort).socket
+    socket.write(`GET /bye HTTP/1.1\r\nHost: ${host}\r\n\r\n`)
+    await new Promise((resolve) => socket.once('data', resolve))
+    socket.destroy()
+    expect((await get(keepAlive(), host, '/next')).status).toBe(200)
+  })
+})
