@@ -18,7 +18,7 @@ import { tmpdir, userInfo } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
-  benchNodeArgs, cleanup, freePort, keygen, killAll, median, run, sshClientArgs, startChild, startNginx, startSshd, treeCpuMs, waitListening, waitReady,
+  benchGatewayArgs, benchNodeArgs, cleanup, freePort, keygen, killAll, median, run, sshClientArgs, startChild, startNginx, startSshd, treeCpuMs, waitListening, waitReady,
   writeSite,
 } from './processes.js'
 
@@ -64,7 +64,7 @@ async function main () {
     const gateway = startChild(`porthole ${build}`, process.execPath, [...GATEWAY_NODE_FLAGS, ...benchNodeArgs(), join(build, 'bin', 'porthole.js'), 'serve',
       '--data-dir', join(tmp, `data${i}`), '--ssh-addr', `127.0.0.1:${ports.ssh}`, '--http-addr', `127.0.0.1:${ports.http}`,
       '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn',
-      ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean)], { stopSignal: 'SIGINT' })
+      ...benchGatewayArgs()], { stopSignal: 'SIGINT' })
     await waitListening(ports.ssh, gateway)
     // BENCH_GATEWAY_STDOUT=FILE: a copy of all the gateway prints (e.g. with BENCH_NODE_ARGS=--trace-gc).
     if (process.env.BENCH_GATEWAY_STDOUT) gateway.child.stdout.pipe(createWriteStream(`${process.env.BENCH_GATEWAY_STDOUT}.${i}`))

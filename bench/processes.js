@@ -22,6 +22,8 @@ export function pinSelf (core) {
 // BENCH_NODE_ARGS: more node flags for the gateway (e.g. `--trace-gc`, or `--max-semi-space-size=16` to try
 // another value than GATEWAY_NODE_FLAGS'), after ours so that a repeated V8 flag overrides ours.
 export const benchNodeArgs = () => (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)
+/** BENCH_GATEWAY_ARGS: more `porthole serve` flags (e.g. `--fast-h1 --inspect=false`), space-separated. */
+export const benchGatewayArgs = () => (process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean)
 
 /** [cmd, args] run on `core` (taskset) when pinning; as it is when not pinning or `core` is undefined. */
 export const onCore = (core, cmd, args) => (PINNED && core !== undefined ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args])

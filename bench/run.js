@@ -24,7 +24,7 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request as httpRequest } from 'node:http'
 import {
-  MS_PER_TICK, PINNED, benchNodeArgs, cleanup, freePort, isStopping, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startNginx,
+  MS_PER_TICK, PINNED, benchGatewayArgs, benchNodeArgs, cleanup, freePort, isStopping, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startNginx,
   startChild, startSshd, stopChild, treeCpuMs, waitListening, waitReady, writeSite,
 } from './processes.js'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
@@ -64,7 +64,7 @@ async function startPorthole () {
   const node = [...GATEWAY_NODE_FLAGS, ...benchNodeArgs(), ...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', RESULTS] : [])]
   const entry = startChild('porthole', ...onCore(0, process.execPath, [...node, join(ROOT, 'bin', 'porthole.js'), 'serve', '--data-dir', dataDir,
     '--ssh-addr', `127.0.0.1:${sshPort}`, '--http-addr', `127.0.0.1:${httpPort}`, '--https-addr', `127.0.0.1:${httpsPort}`,
-    '--agent-addr', `127.0.0.1:${agentPort}`, '--api-addr', 'off', '--log-level', 'warn']), { stopSignal: 'SIGINT' })
+    '--agent-addr', `127.0.0.1:${agentPort}`, '--api-addr', 'off', '--log-level', 'warn', ...benchGatewayArgs()]), { stopSignal: 'SIGINT' })
   await waitListening(sshPort, entry)
   return { sshPort, httpPort, httpsPort, agentPort, ca: join(dataDir, 'ca.pem'), entry }
 }

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url'
 import ssh2 from 'ssh2'
 import { WebSocket } from 'undici'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
-import { median, sleep } from './processes.js'
+import { benchGatewayArgs, benchNodeArgs, median, sleep } from './processes.js'
 
 const { Client, utils } = ssh2
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -92,14 +92,14 @@ async function settledRss (pid) {
 async function startGateway (extra = [], nodeFlags = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'porthole-scale-'))
   const args = [...(TWO_CORES ? ['-c', '0', process.execPath] : [process.execPath]), '--max-old-space-size=4096', ...GATEWAY_NODE_FLAGS,
-    ...nodeFlags, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    ...nodeFlags, ...benchNodeArgs(),
     ...(HEAP_SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${join(ROOT, 'bench', 'results')}`] : []), ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results')}`] : []), process.env.BENCH_PORTHOLE_BIN ?? join(ROOT, 'bin', 'porthole.js'), 'serve',
     '--ssh-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--https-addr', '127.0.0.1:0', '--api-addr', 'off', '--agent-addr', 'off',
     '--data-dir', dataDir, '--log-level', 'info', '--inspect=false',
     // The caps that would stop the bench long before memory does (an anonymous loopback gateway):
     '--max-anonymous-sessions', '100000', '--max-anonymous-sessions-per-source', '100000',
     '--max-startups', '1000:30:100000', '--per-source-max-startups', '100000', '--max-anonymous-holds', '1000000', ...extra,
-    ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean)]
+    ...benchGatewayArgs()]
   const startedAt = Date.now()
   const proc = spawn(TWO_CORES ? 'taskset' : args.shift(), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PORTHOLE_LOG_LEVEL: 'info' } })
   let out = ''

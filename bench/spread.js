@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { GATEWAY_NODE_FLAGS } from '../dist/cli/node-flags.js'
 import {
-  PINNED, benchNodeArgs, cleanup, freePort, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startChild, startNginx, startSshd, treeCpuMs,
+  PINNED, benchGatewayArgs, benchNodeArgs, cleanup, freePort, keygen, killAll, median, onCore, pinSelf, processCpuMs, run, sleep, sshClientArgs, startChild, startNginx, startSshd, treeCpuMs,
   waitListening, waitReady, writeSite,
 } from './processes.js'
 
@@ -112,7 +112,7 @@ async function main () {
     '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn',
     // every session comes from 127.0.0.1 with one key the gateway does not know (an anonymous owner)
     '--max-anonymous-sessions-per-source', '100000', '--per-source-max-startups', '100000',
-    '--tcp-ports', `${TCP_BASE}-${TCP_BASE + SESSIONS - 1}`]), { stopSignal: 'SIGINT' })
+    '--tcp-ports', `${TCP_BASE}-${TCP_BASE + SESSIONS - 1}`, ...benchGatewayArgs()]), { stopSignal: 'SIGINT' })
   await waitListening(ports.ssh, gateway)
   const portholeForwards = []
   for (let i = 0; i < SESSIONS; i++) {

@@ -88,7 +88,8 @@ export class FastH1 {
 
   constructor (options: FastH1Options) {
     this.options = options
-    this.listener = createServer((socket) => { this.#connections.add(new FastConnection(this, socket)) })
+    // noDelay as node's HTTP server sets it: each response leaves when written, not after the client's delayed ACK.
+    this.listener = createServer({ noDelay: true }, (socket) => { this.#connections.add(new FastConnection(this, socket)) })
     this.#sweeper = setInterval(() => this.#sweep(), checkingIntervalMs(options.headerTimeoutMs)).unref()
   }
 

@@ -57,8 +57,27 @@ export type RequestReport = Omit<HttpRequestObserved, keyof ObservedEndpoint> & 
 export function reportRequest (endpoint: Endpoint, report: RequestReport): void {
   endpoint.hooks.onRequest?.({ method: report.method, path: report.path, status: report.status, durationMs: Math.round(report.durationMs), clientIp: report.clientIp, errorCode: report.errorCode })
   if (!httpRequestChannel.hasSubscribers) return
-  const { sent, ...fields } = report
-  const message: HttpRequestObserved = { ...observedEndpoint(endpoint), ...fields, status: sent ? report.status : 0 }
+  // Field by field: object rest and spread here cost more than the rest of the report (a profile of the fast path).
+  const named = observedEndpoint(endpoint)
+  const message: HttpRequestObserved = {
+    endpointId: named.endpointId,
+    endpointHost: named.endpointHost,
+    transport: named.transport,
+    account: named.account,
+    scheme: report.scheme,
+    httpVersion: report.httpVersion,
+    method: report.method,
+    host: report.host,
+    path: report.path,
+    status: report.sent ? report.status : 0,
+    errorCode: report.errorCode,
+    clientIp: report.clientIp,
+    clientPort: report.clientPort,
+    startMs: report.startMs,
+    durationMs: report.durationMs,
+    requestBytes: report.requestBytes,
+    responseBytes: report.responseBytes,
+  }
   httpRequestChannel.publish(message)
 }
 
