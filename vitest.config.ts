@@ -8,6 +8,7 @@ import { defineConfig } from 'vitest/config'
 const FAST_H1_PARITY = [
   'test/e2e/edge.test.ts', 'test/e2e/http-endpoints.test.ts', 'test/e2e/upstream.test.ts', 'test/e2e/header-split.test.ts',
   'test/e2e/loop.test.ts', 'test/e2e/streams.test.ts', 'test/e2e/metrics.test.ts', 'test/e2e/observe.test.ts',
+  'test/e2e/inspect-capture.test.ts', 'test/e2e/inspector.test.ts',
   ...['smuggling', 'request-targets', 'slowloris', 'half-close', 'upstream-close', 'upstream-1xx-trailers', 'channel-close', 'late-options', 'agent-death']
     .map((name) => `test/hostile/${name}.test.ts`),
 ]

@@ -39,20 +39,27 @@ export function rawResponseHead (status: number, headers: HeaderMap): string {
   return `${head}\r\n`
 }
 
+/** The catalogue error page as raw bytes: its head (ending the connection) and its text. */
+export function rawError (code: ErrorCode, detail?: string, headers?: Record<string, string>): { head: string, text: string } {
+  const { status, text } = body(code, detail)
+  const head = rawResponseHead(status, {
+    [ERROR_CODE_HEADER]: code,
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': String(Buffer.byteLength(text)),
+    connection: 'close',
+    ...headers,
+  })
+  return { head, text }
+}
+
 /** The same for a raw socket (failed upgrades, malformed requests), then closes it. */
 export function sendRawError (socket: Duplex, code: ErrorCode, detail?: string, headers?: Record<string, string>): void {
   if (!socket.writable) {
     socket.destroy()
     return
   }
-  const { status, text } = body(code, detail)
-  socket.end(rawResponseHead(status, {
-    [ERROR_CODE_HEADER]: code,
-    'content-type': 'text/plain; charset=utf-8',
-    'content-length': String(Buffer.byteLength(text)),
-    connection: 'close',
-    ...headers,
-  }) + text)
+  const { head, text } = rawError(code, detail, headers)
+  socket.end(head + text)
 }
 
 export interface PolicyResponse { readonly status: number, readonly headers: Record<string, string | string[]>, readonly body: string }

@@ -1,14 +1,16 @@
 // The HTTP/1.1 fast path (--fast-h1, issue 13): a public connection whose requests need nothing of the edge but
-// routing and forwarding is relayed over one tunnel stream of its own, parsed both ways with node's own llhttp
-// (llhttp.ts) instead of going through node's HTTP server and undici, which cost half of a keep-alive request.
+// routing, forwarding and capture is relayed over one tunnel stream of its own, parsed both ways with node's own
+// llhttp (llhttp.ts) instead of going through node's HTTP server and undici, which cost half of a keep-alive
+// request.
 //
 // It takes a request only when the usual path would do nothing more with it (HttpEdge.fastEndpoint decides for
-// the endpoint: no policy or module, no capture, plain upstream): an HTTP/1.1 request in origin-form with one
+// the endpoint: no policy or module, no Host rewrite, plain upstream): an HTTP/1.1 request in origin-form with one
 // good Host, no Upgrade, CONNECT or Expect, no porthole-hop or porthole-replay. Anything else, and any head
 // llhttp refuses, goes to node's HTTP server as the bytes that came (put back on the socket), at the start of a
 // request; from then on the connection is the server's. What goes upstream is what the usual path sends: the
 // same headers (headers.ts), the loop mark, the body re-framed; what comes back is the upstream's status and
 // fields less those of its hop, and the body as it came (chunks re-framed, trailers kept but porthole-error-code).
+// Captured records (RelayCapture) are the usual path's.
 //
 // One request at a time per connection: the socket is not read again until the response is over. A request sent
 // before the last was answered (pipelining, which no browser does) ends the connection after that answer, and
@@ -20,11 +22,12 @@ import type { Logger } from 'pino'
 import { catalogue, isPortholeError, type ErrorCode } from '../core/errors.js'
 import type { Endpoint } from '../core/endpoint.js'
 import { addHop, connectionValue, relayedResponseHead, upstreamRequestHeaders } from './headers.js'
-import { sendRawError } from './error-response.js'
+import { rawError, sendRawError } from './error-response.js'
 import { closeParser, HTTPParser, METHODS, newParser, type HeadersComplete, type HttpParser, type ParseError } from './llhttp.js'
 import { requestTarget } from './request-target.js'
 import { reportRequest } from './response-watch.js'
 import { checkingIntervalMs, closeSoon } from '../net/listen.js'
+import { RelayCapture, type InspectOptions } from '../inspect/capture.js'
 
 export interface FastH1Options {
   /** Takes every connection (or the rest of one) the fast path does not. */
@@ -42,6 +45,8 @@ export interface FastH1Options {
   readonly headerTimeoutMs: number
   readonly idleTimeoutMs: number
   readonly upstreamTimeoutMs: number
+  /** Request capture for the inspector, as on the usual path; absent: nothing is captured. */
+  readonly inspect?: InspectOptions
   readonly log: Logger
 }
 
@@ -73,6 +78,9 @@ interface Exchange {
   errorCode: ErrorCode | undefined
   /** The upstream deadline's clock: since the request was sent or the last response bytes came; 0 when not waiting. */
   waitingSince: number
+  readonly capture: RelayCapture | null
+  /** The response head as written, for the capture. */
+  responseHead: string | null
 }
 
 export class FastH1 {
@@ -252,6 +260,7 @@ class FastConnection {
   #onBody = (chunk: Buffer): void => {
     const exchange = this.#exchange
     if (this.#handOff || this.#closing || exchange === null || exchange.requestDone) return
+    exchange.capture?.requestBody.add(chunk)
     if (exchange.chunked) this.#send(`${chunk.length.toString(16)}\r\n`)
     this.#send(chunk)
     if (exchange.chunked) this.#send('\r\n')
@@ -300,6 +309,8 @@ class FastConnection {
       else for (const each of value) head += `${name}: ${each}\r\n`
     }
     head += chunked ? 'transfer-encoding: chunked\r\n\r\n' : '\r\n'
+    const capture = options.inspect !== undefined && endpoint.spec.inspect ? new RelayCapture(options.inspect, endpoint, method, url, raw, this.#clientIp, this.#clientPort) : null
+    capture?.upstream({ path: target.path, headers })
     const exchange: Exchange = {
       endpoint,
       method,
@@ -317,6 +328,8 @@ class FastConnection {
       closeAfter: !keepAlive,
       errorCode: undefined,
       waitingSince: 0,
+      capture,
+      responseHead: null,
     }
     this.#exchange = exchange
     this.#front.relayed++
@@ -409,6 +422,7 @@ class FastConnection {
     exchange.status = status
     exchange.responseChunked = exchange.method !== 'HEAD' && status !== 204 && status !== 304 && raw.some((field, i) => i % 2 === 0 && field.length === 17 && field.toLowerCase() === 'transfer-encoding')
     const head = relayedResponseHead(status, raw, exchange.closeAfter || this.#closing, this.#front.date)
+    if (exchange.capture !== null) exchange.responseHead = head
     if (!this.#socket.write(head)) this.#blockChannel()
     return exchange.method === 'HEAD' ? 1 : 0
   }
@@ -424,6 +438,7 @@ class FastConnection {
     const exchange = this.#exchange
     if (exchange === null) return
     exchange.responseBytes += chunk.length
+    exchange.capture?.responseBody.add(chunk)
     const socket = this.#socket
     if (exchange.responseChunked) socket.write(`${chunk.length.toString(16)}\r\n`)
     const more = socket.write(chunk)
@@ -464,6 +479,7 @@ class FastConnection {
   }
 
   #report (exchange: Exchange): void {
+    exchange.capture?.finish(exchange.responseHead, exchange.status, exchange.errorCode)
     reportRequest(exchange.endpoint, {
       scheme: 'http',
       httpVersion: '1.1',
@@ -503,8 +519,7 @@ class FastConnection {
     if (exchange.status === 0) {
       exchange.status = catalogue[code].status
       if (exchange.status >= 500) this.#front.options.log.info({ host: exchange.endpoint.host, code, detail }, 'upstream error')
-      sendRawError(this.#socket, code, detail)
-      closeSoon(this.#socket)
+      this.#answerError(exchange, code, detail)
     } else {
       this.#socket.destroy()
     }
@@ -559,17 +574,33 @@ class FastConnection {
   #badRequest (error: ParseError): void {
     if (this.#pending !== null && this.#exchange === null) return this.#giveToServer() // node answers it as it would any
     const exchange = this.#exchange
-    if (exchange !== null && exchange.status === 0) {
+    const code = error.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3005' : 'PH_3007'
+    this.#closing = true
+    if (exchange === null) {
+      sendRawError(this.#socket, code)
+      closeSoon(this.#socket)
+    } else if (exchange.status === 0) {
       this.#dropChannel()
       this.#exchange = null
-      exchange.status = 400
-      exchange.errorCode = 'PH_3007'
+      exchange.status = catalogue[code].status
+      exchange.errorCode = code
+      this.#answerError(exchange, code)
       this.#report(exchange)
-    } else if (exchange !== null) {
-      return this.destroy()
+    } else {
+      this.destroy()
     }
-    this.#closing = true
-    sendRawError(this.#socket, error.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3005' : 'PH_3007')
+  }
+
+  /** The catalogue page for an exchange nothing was answered for yet; the connection ends after it. */
+  #answerError (exchange: Exchange, code: ErrorCode, detail?: string): void {
+    const { head, text } = rawError(code, detail)
+    if (exchange.capture !== null) {
+      exchange.responseHead = head
+      exchange.capture.responseBody.add(text)
+    }
+    exchange.responseBytes = Buffer.byteLength(text)
+    if (this.#socket.writable) this.#socket.end(head + text)
+    else this.#socket.destroy()
     closeSoon(this.#socket)
   }
 

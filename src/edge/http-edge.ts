@@ -325,6 +325,7 @@ export class HttpEdge {
         headerTimeoutMs: options.headerTimeoutMs,
         idleTimeoutMs: options.idleTimeoutMs,
         upstreamTimeoutMs: options.upstreamTimeoutMs,
+        ...(options.inspect !== undefined ? { inspect: options.inspect } : {}),
         log: options.log,
       })
       : null
@@ -332,8 +333,8 @@ export class HttpEdge {
 
   /**
    * The endpoint a plain-HTTP request for `host` may take the fast path to: bound, http, and nothing of the
-   * usual path would act on it (no policy step or module, no capture, no Host rewrite, a plain HTTP/1.1
-   * upstream). Asked for every request, so a change (a rebind with a policy) is seen at the next one.
+   * usual path but routing, forwarding and capture would act on it (no policy step or module, no Host rewrite, a
+   * plain HTTP/1.1 upstream). Asked for every request, so a change (a rebind with a policy) is seen at the next one.
    */
   #fastEndpoint (host: string): Endpoint | undefined {
     const found = this.#registry.lookup(host)
@@ -341,7 +342,6 @@ export class HttpEdge {
     const { endpoint } = found
     const { spec } = endpoint
     if (spec.proto !== 'http' || !spec.schemes.http || spec.hostHeader !== undefined || spec.upstream.tls || spec.upstream.protocol !== 'http1') return undefined
-    if (spec.inspect && this.#options.inspect !== undefined) return undefined
     const policy = this.#upstreams.get(endpoint.id)?.policy
     if (policy === undefined || policy.onTcpConnect !== null || policy.onHttpRequest !== null || policy.onHttpResponse !== null || policy.needsBody) return undefined
     return endpoint

@@ -98,34 +98,30 @@ export interface UpstreamView {
 }
 
 
-/** One HTTP request's capture (HTTP/1.1 or HTTP/2 compat objects); added to the store when the response closes. */
-export class RequestCapture {
+/** What an HTTP request's capture holds on either path: the body taps, the request as it went upstream, its store. */
+abstract class HttpCapture {
   readonly #store: InspectStore
   readonly #endpoint: Endpoint
-  readonly #req: IncomingMessage
-  readonly #res: ServerResponse
   readonly #start = Date.now()
   readonly #started = performance.now()
-  readonly #requestBody: BodyTap
+  readonly requestBody: BodyTap
   /** The response body as the edge writes it (edge/response-watch.ts taps the response once for everyone). */
   readonly responseBody: BodyTap
   readonly #replayOf: string | undefined
   #view: UpstreamView | null = null
   /** Read now: once the response closes, the socket may have gone. */
   readonly #remoteAddr: string
+  #publicUri = ''
+  #public: HeaderMap | null = null
 
-  constructor (options: InspectOptions, endpoint: Endpoint, req: IncomingMessage, res: ServerResponse, replayOf: string | undefined) {
+  constructor (options: InspectOptions, endpoint: Endpoint, remoteAddress: string, remotePort: number | undefined, replayOf: string | undefined) {
     this.#store = options.store
     this.#endpoint = endpoint
-    this.#req = req
-    this.#res = res
     this.#replayOf = replayOf
-    this.#remoteAddr = remoteAddr(req.socket?.remoteAddress ?? '', req.socket?.remotePort)
+    this.#remoteAddr = remoteAddr(remoteAddress, remotePort)
     const cap = options.bodyCap ?? BODY_CAP
-    this.#requestBody = new BodyTap(cap)
+    this.requestBody = new BodyTap(cap)
     this.responseBody = new BodyTap(cap)
-    const requestBody = this.#requestBody
-    req.prependListener('data', (chunk: Buffer) => requestBody.add(chunk))
   }
 
   /**
@@ -139,23 +135,48 @@ export class RequestCapture {
     this.#publicUri = view.path
   }
 
-  #publicUri = ''
-  #public: HeaderMap | null = null
-
   /**
-   * Builds the record, once the response is over (edge/response-watch.ts calls it on 'close'). Header lists are made only when read (the inspector, the admin API, a replay): most
-   * records are evicted unread, and a busy endpoint should not pay for them per request.
+   * Stores the record, once the response is over. Header lists are made only when read (the inspector, the admin
+   * API, a replay): most records are evicted unread, and a busy endpoint should not pay for them per request.
+   * `headBytes`: what the response head costs the store.
    */
+  protected save (method: string, proto: string, url: string, raw: readonly string[], response: LazyResponsePart | null, headBytes: number, errorCode: string | undefined): void {
+    const view = this.#view
+    const body = this.requestBody
+    const requestHeaders = view?.headers ?? null
+    const request = new LazyRequestPart(method, proto, view?.path ?? url, requestHeaders, raw, body.body(), body.size, body.truncated)
+    let size = 512 + request.uri.length + request.body.length + (requestHeaders !== null ? headerBytes(requestHeaders) : 0)
+    if (response !== null) size += response.body.length + headBytes
+    const publicHeaders = this.#public
+    if (publicHeaders !== null) size += this.#publicUri.length + headerBytes(publicHeaders)
+    const endpoint = this.#endpoint
+    this.#store.add(new EdgeRecord(
+      newRecordId(), endpoint.owner.id, endpoint.id, endpoint.host, this.#remoteAddr, this.#start, performance.now() - this.#started,
+      request, response, errorCode, this.#replayOf, publicHeaders === null ? undefined : new LazyPublic(this.#publicUri, publicHeaders), size,
+    ))
+  }
+}
+
+/** One HTTP request's capture (HTTP/1.1 or HTTP/2 compat objects); added to the store when the response closes. */
+export class RequestCapture extends HttpCapture {
+  readonly #req: IncomingMessage
+  readonly #res: ServerResponse
+
+  constructor (options: InspectOptions, endpoint: Endpoint, req: IncomingMessage, res: ServerResponse, replayOf: string | undefined) {
+    super(options, endpoint, req.socket?.remoteAddress ?? '', req.socket?.remotePort, replayOf)
+    this.#req = req
+    this.#res = res
+    const requestBody = this.requestBody
+    req.prependListener('data', (chunk: Buffer) => requestBody.add(chunk))
+  }
+
+  /** Builds the record, once the response is over (edge/response-watch.ts calls it on 'close'). */
   finish (): void {
     const req = this.#req
     const res = this.#res
     const h2 = req.httpVersionMajor === 2
-    const view = this.#view
-    const body = this.#requestBody
-    const requestHeaders = view?.headers ?? null
-    const request = new LazyRequestPart(req.method ?? 'GET', `HTTP/${req.httpVersion}`, view?.path ?? req.url ?? '/', requestHeaders, req.rawHeaders, body.body(), body.size, body.truncated)
-    let size = 512 + request.uri.length + request.body.length + (requestHeaders !== null ? headerBytes(requestHeaders) : 0)
     let response: LazyResponsePart | null = null
+    let headBytes = 0
     if (res.headersSent) {
       const statusCode = res.statusCode
       const sent = (res as unknown as { _header?: unknown })._header
@@ -164,17 +185,36 @@ export class RequestCapture {
       const reason = h2 ? STATUS_CODES[statusCode] : res.statusMessage || STATUS_CODES[statusCode]
       const tap = this.responseBody
       response = new LazyResponsePart(statusCode, `${statusCode} ${reason ?? ''}`.trimEnd(), h2 ? 'HTTP/2.0' : 'HTTP/1.1', head, head === null ? res.getHeaders() : null, tap.body(), tap.size, tap.truncated)
-      size += response.body.length + (head !== null ? head.length * 2 : 1024)
+      headBytes = head !== null ? head.length * 2 : 1024
     }
-    const publicHeaders = this.#public
-    if (publicHeaders !== null) size += this.#publicUri.length + headerBytes(publicHeaders)
     // The edge's fail() leaves its code on the response (every answer the edge makes itself for an endpoint).
-    const errorCode = (res as { errorCode?: string }).errorCode
-    const endpoint = this.#endpoint
-    this.#store.add(new EdgeRecord(
-      newRecordId(), endpoint.owner.id, endpoint.id, endpoint.host, this.#remoteAddr, this.#start, performance.now() - this.#started,
-      request, response, errorCode, this.#replayOf, publicHeaders === null ? undefined : new LazyPublic(this.#publicUri, publicHeaders), size,
-    ))
+    this.save(req.method ?? 'GET', `HTTP/${req.httpVersion}`, req.url ?? '/', req.rawHeaders, response, headBytes, (res as { errorCode?: string }).errorCode)
+  }
+}
+
+/**
+ * One request on the HTTP/1.1 fast path (edge/fast-h1.ts): the same record as RequestCapture's, from the parsed
+ * head, the body bytes the fast path relays (it adds them to the taps) and the response head it wrote.
+ */
+export class RelayCapture extends HttpCapture {
+  readonly #method: string
+  readonly #url: string
+  readonly #raw: readonly string[]
+
+  constructor (options: InspectOptions, endpoint: Endpoint, method: string, url: string, raw: readonly string[], remoteAddress: string, remotePort: number) {
+    super(options, endpoint, remoteAddress, remotePort, undefined) // a replay (porthole-replay) never takes the fast path
+    this.#method = method
+    this.#url = url
+    this.#raw = raw
+  }
+
+  /** `head`: the response head as written (status line to blank line); null when none went out. */
+  finish (head: string | null, statusCode: number, errorCode: string | undefined): void {
+    const tap = this.responseBody
+    const response = head === null
+      ? null
+      : new LazyResponsePart(statusCode, `${statusCode} ${STATUS_CODES[statusCode] ?? ''}`.trimEnd(), 'HTTP/1.1', head, null, tap.body(), tap.size, tap.truncated)
+    this.save(this.#method, 'HTTP/1.1', this.#url, this.#raw, response, head === null ? 0 : head.length * 2, errorCode)
   }
 }
 

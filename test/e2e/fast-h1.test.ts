@@ -1,13 +1,13 @@
 // The HTTP/1.1 fast path (--fast-h1, src/edge/fast-h1.ts) through a real OpenSSH tunnel: which requests it
 // takes (edge.fastRelayed says), that it hands everything else to the usual path at a request boundary, and what
-// the client and the upstream see: the same headers, framing, error codes, terminal line and deadlines as the usual
-// path gives. The HTTP files also run whole with it on (the fast-h1 project in vitest.config.ts).
+// the client and the upstream see: the same headers, framing, error codes, capture, terminal line and deadlines as
+// the usual path gives. The HTTP files also run whole with it on (the fast-h1 project in vitest.config.ts).
 import { createHash } from 'node:crypto'
 import type { Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import { Client } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, rawConnect, rawRequest, startRawUpstream, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
+import { connect, eventually, rawConnect, rawRequest, startRawUpstream, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 
 /** A chunked body's data and trailer section (each chunk's size line checked). */
 function dechunk (text: string): { body: string, trailers: string } {
@@ -50,7 +50,7 @@ describe('http fast path (--fast-h1)', () => {
   let host: string
 
   beforeAll(async () => {
-    gateway = await startTestGateway({ flags: { fastH1: true, inspect: false }, tune: { upstreamTimeoutMs: 800, headerTimeoutMs: 600 } })
+    gateway = await startTestGateway({ flags: { fastH1: true }, tune: { upstreamTimeoutMs: 800, headerTimeoutMs: 600 } })
     const upstream = await startUpstream((req, res) => {
       const hash = createHash('sha256')
       let bytes = 0
@@ -146,6 +146,23 @@ describe('http fast path (--fast-h1)', () => {
     expect(head).toMatch(/\r\nTransfer-Encoding: chunked(\r\n|$)/)
     expect(head).toMatch(/\r\nConnection: close(\r\n|$)/)
     expect(dechunk(rest.join('\r\n\r\n'))).toEqual({ body: 'part one;part two', trailers: 'x-sum: abc\r\n' })
+  })
+
+  it('captures what it relays for the inspector, as the usual path does: heads both ways, bodies, error codes', async () => {
+    const owner = gateway.registry.endpoints().find((e) => e.host === host)!.owner.id
+    const before = gateway.edge.fastRelayed
+    const client = keepAlive()
+    const posted = await client.request({ method: 'POST', path: '/captured?q=1', headers: { host, 'content-type': 'text/plain', 'x-mine': 'yes' }, body: 'hello capture' })
+    expect(posted.statusCode).toBe(200)
+    const answer = await posted.body.text()
+    expect(gateway.edge.fastRelayed - before).toBe(1)
+    const record = await eventually(() => gateway.inspect.store.list(owner).find((r) => r.request.uri === '/captured?q=1'))
+    expect(record.request).toMatchObject({ method: 'POST', proto: 'HTTP/1.1', bodySize: 13 })
+    expect(record.request.body.toString()).toBe('hello capture')
+    expect(record.request.headers['X-Mine'] ?? record.request.headers['x-mine']).toEqual(['yes'])
+    expect(record.response).toMatchObject({ statusCode: 200, status: '200 OK', proto: 'HTTP/1.1' })
+    expect(record.response!.body.toString()).toBe(answer)
+    expect(record.errorCode).toBeUndefined()
   })
 
   it('HEAD, 204 and 103 keep the connection; a pipelined request closes it after the answer before', async () => {

@@ -40,10 +40,9 @@ export interface GatewayOptions {
 
 /**
  * PORTHOLE_TEST_FAST_H1=1 (the fast-h1 project in vitest.config.ts): every test gateway runs the HTTP/1.1 fast
- * path and captures nothing, so endpoints without policy take it: the HTTP files then check it says what the usual
- * path says.
+ * path, so endpoints without policy take it: the HTTP files then check it says what the usual path says.
  */
-const FAST_H1_RUN = process.env.PORTHOLE_TEST_FAST_H1 === '1' ? { fastH1: true, inspect: false } : {}
+const FAST_H1_RUN = process.env.PORTHOLE_TEST_FAST_H1 === '1' ? { fastH1: true } : {}
 
 export async function startTestGateway (options: GatewayOptions = {}): Promise<TestGateway> {
   const tmp = mkdtempSync(join(tmpdir(), 'porthole-e2e-'))
