@@ -175,6 +175,9 @@ class FastConnection {
   #responseFields: string[] = []
   #interim = false
   #channelBlocked = false
+  /** What a parser run writes toward the client, and toward the upstream: flushed once it returns (writeAll). */
+  #toClient: Array<string | Buffer> = []
+  #toUpstream: Array<string | Buffer> = []
 
   constructor (front: FastH1, socket: Socket) {
     this.#front = front
@@ -200,16 +203,13 @@ class FastConnection {
     if (this.#between) this.#pending = [chunk]
     else if (this.#pending !== null) this.#pending.push(chunk)
     this.#completedInChunk = false
-    const channel = this.#channel
-    channel?.cork()
     let result: number | ParseError
     try {
       result = this.#parser.execute(chunk)
     } catch (error) {
       return this.#crashed(error)
-    } finally {
-      channel?.uncork()
     }
+    if (this.#toUpstream.length > 0) this.#flushUpstream()
     if (this.#handOff) return this.#giveToServer()
     if (result instanceof Error) return this.#badRequest(result)
     this.#updateReading()
@@ -337,15 +337,24 @@ class FastConnection {
     return exchange
   }
 
-  /** Writes toward the upstream: to the stream, or queued while it is being opened (opened on first use). */
+  /** Toward the upstream, written when the parser run is over. */
   #send (chunk: string | Buffer): void {
+    this.#toUpstream.push(chunk)
+  }
+
+  /** Writes what the parser run produced to the stream, or queues it while the stream is being opened (on first use). */
+  #flushUpstream (): void {
+    const pieces = this.#toUpstream
+    this.#toUpstream = []
+    if (this.#done) return
     const channel = this.#channel
     if (channel !== null) {
-      if (!channel.write(chunk)) this.#channelBlocked = true
+      if (!writeAll(channel, pieces)) this.#channelBlocked = true
       return
     }
-    if (this.#queued !== null) return void this.#queued.push(chunk)
-    this.#queued = [chunk]
+    if (this.#channelEndpoint === null) return // the exchange ended in the meantime
+    if (this.#queued !== null) return void this.#queued.push(...pieces)
+    this.#queued = pieces
     const endpoint = this.#channelEndpoint!
     endpoint.dial({ remoteAddress: this.#clientIp, remotePort: this.#clientPort }).then(
       (stream) => this.#attach(stream, endpoint),
@@ -364,9 +373,7 @@ class FastConnection {
     this.#channel = stream
     const queued = this.#queued!
     this.#queued = null
-    stream.cork()
-    for (const chunk of queued) if (!stream.write(chunk)) this.#channelBlocked = true
-    stream.uncork()
+    if (!writeAll(stream, queued)) this.#channelBlocked = true
     const responses = this.#responses = newParser('response', this.#front.options.maxResponseHeaderSize)
     responses[HTTPParser.kOnHeaders] = this.#onResponseFields
     responses[HTTPParser.kOnHeadersComplete] = this.#onResponseHead
@@ -383,16 +390,13 @@ class FastConnection {
   #onResponseData = (data: Buffer): void => {
     const exchange = this.#exchange
     if (exchange !== null) exchange.waitingSince = performance.now()
-    const socket = this.#socket
-    socket.cork()
     let result: number | ParseError
     try {
       result = this.#responses!.execute(data)
     } catch (error) {
       return this.#crashed(error)
-    } finally {
-      socket.uncork()
     }
+    this.#flushClient()
     if (result instanceof Error) this.#upstreamFailed(result.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3006' : 'PH_3003', `the upstream's response is not HTTP/1.1 (${result.code})`)
   }
 
@@ -423,7 +427,7 @@ class FastConnection {
     exchange.responseChunked = exchange.method !== 'HEAD' && status !== 204 && status !== 304 && raw.some((field, i) => i % 2 === 0 && field.length === 17 && field.toLowerCase() === 'transfer-encoding')
     const head = relayedResponseHead(status, raw, exchange.closeAfter || this.#closing, this.#front.date)
     if (exchange.capture !== null) exchange.responseHead = head
-    if (!this.#socket.write(head)) this.#blockChannel()
+    this.#toClient.push(head)
     return exchange.method === 'HEAD' ? 1 : 0
   }
 
@@ -431,7 +435,7 @@ class FastConnection {
   #earlyHints (raw: string[]): void {
     let head = ''
     for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === 'link') head += `Link: ${raw[i + 1]}\r\n`
-    if (head !== '') this.#socket.write(`HTTP/1.1 103 Early Hints\r\n${head}\r\n`)
+    if (head !== '') this.#toClient.push(`HTTP/1.1 103 Early Hints\r\n${head}\r\n`)
   }
 
   #onResponseBody = (chunk: Buffer): void => {
@@ -439,11 +443,9 @@ class FastConnection {
     if (exchange === null) return
     exchange.responseBytes += chunk.length
     exchange.capture?.responseBody.add(chunk)
-    const socket = this.#socket
-    if (exchange.responseChunked) socket.write(`${chunk.length.toString(16)}\r\n`)
-    const more = socket.write(chunk)
-    if (exchange.responseChunked) socket.write('\r\n')
-    if (!more) this.#blockChannel()
+    const out = this.#toClient
+    if (exchange.responseChunked) out.push(`${chunk.length.toString(16)}\r\n`, chunk, '\r\n')
+    else out.push(chunk)
   }
 
   #onResponseComplete = (): void => {
@@ -458,14 +460,23 @@ class FastConnection {
       let trailers = '0\r\n'
       const fields = this.#responseFields
       for (let i = 0; i < fields.length; i += 2) if (fields[i]!.toLowerCase() !== 'porthole-error-code') trailers += `${fields[i]}: ${fields[i + 1]}\r\n`
-      this.#socket.write(`${trailers}\r\n`)
+      this.#toClient.push(`${trailers}\r\n`)
     }
     this.#responseFields = []
     this.#finish(exchange)
   }
 
+  /** Writes what the response parser's run produced to the client; a full socket pauses the stream. */
+  #flushClient (): void {
+    const pieces = this.#toClient
+    if (pieces.length === 0) return
+    this.#toClient = []
+    if (!writeAll(this.#socket, pieces)) this.#blockChannel()
+  }
+
   /** The response is over: report it, then read the next request or end the connection. */
   #finish (exchange: Exchange): void {
+    this.#flushClient()
     this.#exchange = null
     exchange.waitingSince = 0
     this.#report(exchange)
@@ -593,6 +604,7 @@ class FastConnection {
 
   /** The catalogue page for an exchange nothing was answered for yet; the connection ends after it. */
   #answerError (exchange: Exchange, code: ErrorCode, detail?: string): void {
+    this.#flushClient() // 103 Early Hints before it, if any
     const { head, text } = rawError(code, detail)
     if (exchange.capture !== null) {
       exchange.responseHead = head
@@ -671,3 +683,30 @@ class FastConnection {
 }
 
 function noop (): void {}
+
+/** Writes bigger than this leave as they are (corked into one writev) instead of being copied into one Buffer. */
+const JOIN_LIMIT = 64 * 1024
+
+/**
+ * What one parser run produced for one side, as few writes as possible: small pieces (a head and a body, most
+ * responses) copied into one Buffer, one write and one syscall; heads are latin1, as llhttp read them.
+ */
+function writeAll (stream: Duplex, pieces: Array<string | Buffer>): boolean {
+  if (pieces.length === 1) {
+    const piece = pieces[0]!
+    return typeof piece === 'string' ? stream.write(piece, 'latin1') : stream.write(piece)
+  }
+  let total = 0
+  for (const piece of pieces) total += piece.length
+  if (total <= JOIN_LIMIT) {
+    const joined = Buffer.allocUnsafe(total)
+    let at = 0
+    for (const piece of pieces) at += typeof piece === 'string' ? joined.write(piece, at, 'latin1') : piece.copy(joined, at)
+    return stream.write(joined)
+  }
+  stream.cork()
+  let more = true
+  for (const piece of pieces) more = (typeof piece === 'string' ? stream.write(piece, 'latin1') : stream.write(piece)) && more
+  stream.uncork()
+  return more
+}

@@ -104,6 +104,9 @@ describe('http fast path (--fast-h1)', () => {
     expect(named).not.toMatch(/hop only/)
     expect(gateway.edge.fastRelayed - before).toBe(4)
     expect(echo.connections - connectionsBefore).toBe(2)
+    // Field values are bytes: one that is not ASCII (UTF-8 here) reaches the upstream byte for byte, and comes back.
+    const accented = await rawRequest(gateway.httpPort, `GET /bytes HTTP/1.1\r\nHost: ${host}\r\nX-Name: caf\u00e9\r\nConnection: close\r\n\r\n`)
+    expect(Buffer.from(JSON.parse(accented.slice(accented.indexOf('{'))).headers['x-name'], 'latin1').toString('utf8')).toBe('caf\u00e9')
     // Only Porthole says porthole-error-code.
     expect((await get(client, host, '/spoof')).headers['porthole-error-code']).toBeUndefined()
     await clients[0]!.waitFor(/GET \/two\?x=1 200 \d+ms/)
