@@ -53,6 +53,8 @@ export interface FastH1Options {
 const ACME_PREFIX = '/.well-known/acme-challenge/'
 /** node's server keeps at most this many header fields (the edge's maxHeadersCount); a longer head goes there. */
 const MAX_HEADER_FIELDS = 200
+/** The lengths of the request fields #begin looks at. */
+const CHECKED_LENGTHS = new Set(['expect', 'porthole-hop', 'porthole-replay', 'transfer-encoding', 'content-length'].map((name) => name.length))
 const CLOSE = /(?:^|,)\s*close\s*(?:,|$)/i
 
 /** One request on the fast path, from its head to the end of its response. */
@@ -284,7 +286,9 @@ class FastConnection {
     let chunked = false
     let length: string | undefined
     for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!.toLowerCase()
+      const field = raw[i]!
+      if (!CHECKED_LENGTHS.has(field.length)) continue // lower-cased (a new string) only when it could be one of these
+      const name = field.toLowerCase()
       if (name === 'expect' || name === 'porthole-hop' || name === 'porthole-replay') return null
       if (name === 'transfer-encoding') chunked = true // llhttp (strict) took it only with chunked last, and no Content-Length
       else if (name === 'content-length') length = raw[i + 1]
@@ -424,7 +428,7 @@ class FastConnection {
     // llhttp says so for a HEAD response without framing too, which has no body to end).
     if (!keepAlive && (exchange.method !== 'HEAD' || minor === 0 || CLOSE.test(connectionValue(raw) ?? ''))) exchange.closeAfter = true
     exchange.status = status
-    exchange.responseChunked = exchange.method !== 'HEAD' && status !== 204 && status !== 304 && raw.some((field, i) => i % 2 === 0 && field.length === 17 && field.toLowerCase() === 'transfer-encoding')
+    exchange.responseChunked = exchange.method !== 'HEAD' && status !== 204 && status !== 304 && chunkedIn(raw)
     const head = relayedResponseHead(status, raw, exchange.closeAfter || this.#closing, this.#front.date)
     if (exchange.capture !== null) exchange.responseHead = head
     this.#toClient.push(head)
@@ -683,6 +687,12 @@ class FastConnection {
 }
 
 function noop (): void {}
+
+/** Whether a response's raw fields frame its body in chunks (llhttp, strict, took Transfer-Encoding only so). */
+function chunkedIn (raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 17 && raw[i]!.toLowerCase() === 'transfer-encoding') return true
+  return false
+}
 
 /** Writes bigger than this leave as they are (corked into one writev) instead of being copied into one Buffer. */
 const JOIN_LIMIT = 64 * 1024

@@ -97,15 +97,22 @@ export function relayedResponseHead (status: number, raw: readonly string[], clo
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`
   let dated = false
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase()
-    if (name === 'date') dated = true
-    else if (name === ERROR_CODE_HEADER || (HOP_BY_HOP.has(name) && name !== 'transfer-encoding') || (extra !== null && extra.has(name))) continue
-    head += `${raw[i]}: ${raw[i + 1]}\r\n`
+    const field = raw[i]!
+    // Most fields are none of these: lower-cased (a new string) only when the length could match one.
+    if (extra !== null || DROPPED_LENGTHS.has(field.length)) {
+      const name = field.toLowerCase()
+      if (name === 'date') dated = true
+      else if (name === ERROR_CODE_HEADER || (HOP_BY_HOP.has(name) && name !== 'transfer-encoding') || (extra !== null && extra.has(name))) continue
+    }
+    head += `${field}: ${raw[i + 1]}\r\n`
   }
   // As node's ServerResponse does on the usual path.
   if (!dated) head += `Date: ${date}\r\n`
   return close ? `${head}Connection: close\r\n\r\n` : `${head}\r\n`
 }
+
+/** The lengths of the names relayedResponseHead looks at (hop-by-hop, porthole-error-code, date). */
+const DROPPED_LENGTHS = new Set([...HOP_BY_HOP, ERROR_CODE_HEADER, 'date'].map((name) => name.length))
 
 /** The Connection header's values in a raw field list, joined as node joins them; undefined when none. */
 export function connectionValue (raw: readonly string[]): string | undefined {
