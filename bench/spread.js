@@ -12,6 +12,7 @@
 //   npm run build && node bench/spread.js [--sessions=32] [--connections=SESSIONS] [--rounds=3] [--duration=5s]
 //   node bench/spread.js --sessions=1 --connections=50     # the load of `npm run bench` (wrk -t1 -c50)
 //   node bench/spread.js --sessions=1 --connections=50 --close   # the same, a new connection per request
+//   node bench/spread.js --sessions=1 --connections=50 --fast-h1 # and a gateway with --fast-h1 beside the usual one
 //
 // On a box with 2+ cores the relays run under `taskset -c 0`, and nginx, the ssh clients and wrk under
 // `taskset -c 1`, so the load and the agents stay off the relay's core.
@@ -38,6 +39,8 @@ const DURATION = arg('duration', '5s')
 const CLOSE = ARGS.includes('--close')
 // Porthole's tcp endpoints take ports from here (one per session); --tcp-base=PORT to move them.
 const TCP_BASE = Number(arg('tcp-base', '24000'))
+// --fast-h1: a second gateway with --fast-h1 (src/edge/fast-h1.ts) as one more relay, beside the usual path.
+const FAST_H1 = ARGS.includes('--fast-h1')
 
 /** A wrk script giving thread i (0-based, in setup order) the address and Host of forward i, or all of them forward 0. */
 function wrkScript (file, forwards, spread) {
@@ -104,21 +107,26 @@ async function main () {
   }
   const frontNginx = await startNginx(join(tmp, 'front'), frontForwards[0].port, frontBlocks, { name: 'nginx front', core: 0 })
 
-  // Porthole: a name per session, one HTTP port.
-  const ports = { ssh: await freePort(), http: await freePort(), https: await freePort() }
-  mkdirSync(join(tmp, 'data'))
-  const gateway = startChild('porthole', ...onCore(0, process.execPath, [...GATEWAY_NODE_FLAGS, ...benchNodeArgs(), join(ROOT, 'bin', 'porthole.js'), 'serve',
-    '--data-dir', join(tmp, 'data'), '--ssh-addr', `127.0.0.1:${ports.ssh}`, '--http-addr', `127.0.0.1:${ports.http}`,
-    '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn',
-    // every session comes from 127.0.0.1 with one key the gateway does not know (an anonymous owner)
-    '--max-anonymous-sessions-per-source', '100000', '--per-source-max-startups', '100000',
-    '--tcp-ports', `${TCP_BASE}-${TCP_BASE + SESSIONS - 1}`, ...benchGatewayArgs()]), { stopSignal: 'SIGINT' })
-  await waitListening(ports.ssh, gateway)
-  const portholeForwards = []
-  for (let i = 0; i < SESSIONS; i++) {
-    const client = ssh(ports.ssh, `s${i}:80:127.0.0.1:${nginxPort}`)
-    portholeForwards.push({ port: ports.http, host: `s${i}.localhost`, processes: [gateway, client] })
+  // Porthole: a name per session, one HTTP port. With --fast-h1, a second gateway runs the HTTP/1.1 fast path.
+  const startGateway = async (name, args) => {
+    const ports = { ssh: await freePort(), http: await freePort(), https: await freePort() }
+    const dataDir = join(tmp, name.replaceAll(' ', '-'))
+    mkdirSync(dataDir)
+    const gateway = startChild(name, ...onCore(0, process.execPath, [...GATEWAY_NODE_FLAGS, ...benchNodeArgs(), join(ROOT, 'bin', 'porthole.js'), 'serve',
+      '--data-dir', dataDir, '--ssh-addr', `127.0.0.1:${ports.ssh}`, '--http-addr', `127.0.0.1:${ports.http}`,
+      '--https-addr', `127.0.0.1:${ports.https}`, '--agent-addr', 'off', '--api-addr', 'off', '--log-level', 'warn',
+      // every session comes from 127.0.0.1 with one key the gateway does not know (an anonymous owner)
+      '--max-anonymous-sessions-per-source', '100000', '--per-source-max-startups', '100000', ...args, ...benchGatewayArgs()]), { stopSignal: 'SIGINT' })
+    await waitListening(ports.ssh, gateway)
+    const forwards = []
+    for (let i = 0; i < SESSIONS; i++) {
+      const client = ssh(ports.ssh, `s${i}:80:127.0.0.1:${nginxPort}`)
+      forwards.push({ port: ports.http, host: `s${i}.localhost`, processes: [gateway, client] })
+    }
+    return { ports, gateway, forwards }
   }
+  const { ports, gateway, forwards: portholeForwards } = await startGateway('porthole', ['--tcp-ports', `${TCP_BASE}-${TCP_BASE + SESSIONS - 1}`])
+  const fast = FAST_H1 ? await startGateway('porthole fast-h1', ['--fast-h1', '--tcp-ports', `${TCP_BASE + SESSIONS}-${TCP_BASE + 2 * SESSIONS - 1}`]) : null
   // Porthole's tcp endpoints: the same bytes relayed without parsing HTTP, a port each (what a relay that does not
   // parse costs in Porthole: the bound for option (a) of issue 13's per-request question).
   const tcpForwards = []
@@ -127,13 +135,14 @@ async function main () {
     const client = ssh(ports.ssh, `${port}:127.0.0.1:${nginxPort}`)
     tcpForwards.push({ port, host: `127.0.0.1:${port}`, processes: [gateway, client] })
   }
-  for (const forward of [...sshdForwards, ...frontForwards, ...portholeForwards, ...tcpForwards]) await waitReady({ name: forward.host, ...forward })
+  for (const forward of [...sshdForwards, ...frontForwards, ...portholeForwards, ...tcpForwards, ...(fast?.forwards ?? [])]) await waitReady({ name: forward.host, ...forward })
 
   const relays = [
     { name: 'sshd', forwards: sshdForwards, cpu: () => treeCpuMs(sshd.child.pid, { withRoot: false }) },
     { name: 'nginx+sshd', forwards: frontForwards, cpu: () => treeCpuMs(sshd.child.pid, { withRoot: false }) + treeCpuMs(frontNginx.child.pid) },
     { name: 'porthole', forwards: portholeForwards, cpu: () => processCpuMs(gateway.child.pid) },
     { name: 'porthole tcp', forwards: tcpForwards, cpu: () => processCpuMs(gateway.child.pid) },
+    ...(fast === null ? [] : [{ name: 'porthole fast-h1', forwards: fast.forwards, cpu: () => processCpuMs(fast.gateway.child.pid) }]),
   ]
   const loads = ['one', 'spread']
   const wrk = (relay, load, duration) => run('wrk', [`-t${SESSIONS}`, `-c${CONNECTIONS}`, `-d${duration}`,
@@ -152,7 +161,7 @@ async function main () {
       const requests = requestsOf(await wrk(relay, load, DURATION))
       const cpuUs = (relay.cpu() - before) * 1000 / requests
       samples.push({ round, relay: relay.name, load, requests, cpuUsPerRequest: cpuUs })
-      process.stdout.write(`  round ${round} ${relay.name.padEnd(12)} ${load.padEnd(6)} ${requests} requests, ${cpuUs.toFixed(1)} µs relay CPU per request\n`)
+      process.stdout.write(`  round ${round} ${relay.name.padEnd(16)} ${load.padEnd(6)} ${requests} requests, ${cpuUs.toFixed(1)} µs relay CPU per request\n`)
     }
   }
   const cell = (relay, load) => median(samples.filter((s) => s.relay === relay && s.load === load).map((s) => s.cpuUsPerRequest))
@@ -160,7 +169,8 @@ async function main () {
   for (const { name } of relays) {
     process.stdout.write(`| ${name} | ${cell(name, 'one').toFixed(1)} | ${cell(name, 'spread').toFixed(1)} | ${(cell(name, 'spread') / cell(name, 'one')).toFixed(2)} |\n`)
   }
-  for (const [ours, reference] of [['porthole', 'sshd'], ['porthole', 'nginx+sshd'], ['porthole tcp', 'sshd']]) {
+  const pairs = [['porthole', 'sshd'], ['porthole', 'nginx+sshd'], ['porthole tcp', 'sshd'], ...(fast === null ? [] : [['porthole fast-h1', 'sshd'], ['porthole fast-h1', 'porthole']])]
+  for (const [ours, reference] of pairs) {
     process.stdout.write(`| ${ours} / ${reference} | ${(cell(ours, 'one') / cell(reference, 'one')).toFixed(2)} | ${(cell(ours, 'spread') / cell(reference, 'spread')).toFixed(2)} | |\n`)
   }
   const file = join(ROOT, 'bench', 'results', `spread-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
