@@ -43,6 +43,10 @@ export class Terminal {
   #bannered = false
   #dropped = 0
   #closed = false
+  /** Request lines of this turn of the event loop, sent together (one SSH packet for many: a packet per request
+   *  line cost the gateway about as much as a third of a fast-path request). */
+  #lines = ''
+  #linesScheduled = false
 
   constructor (stream: ServerChannel, session: ViewSession | null = null) {
     this.#stream = stream
@@ -80,10 +84,28 @@ export class Terminal {
 
   /** Raw bytes to the channel, dropped past the bound: a client that grants no window makes everything buffer here. */
   #send (data: string, stderr = false): boolean {
+    if (this.#lines !== '') this.#flushLines() // request lines before it, in order
     if (this.#closed || !this.#stream.writable || this.#stream.writableLength > MAX_BUFFERED) return false
     if (stderr && !this.#pty) this.#stream.stderr.write(data)
     else this.#stream.write(data)
     return true
+  }
+
+  /** A request line, sent with the others of this turn. */
+  #line (text: string): void {
+    const eol = this.#pty ? '\r\n' : '\n'
+    this.#lines += text.replace(/\r?\n/g, eol) + eol
+    if (this.#linesScheduled) return
+    this.#linesScheduled = true
+    setImmediate(this.#flushLines)
+  }
+
+  #flushLines = (): void => {
+    this.#linesScheduled = false
+    const lines = this.#lines
+    this.#lines = ''
+    if (lines === '' || this.#closed || !this.#stream.writable) return
+    this.#stream.write(lines)
   }
 
   #write (text: string, stderr = false): boolean {
@@ -169,7 +191,7 @@ export class Terminal {
       this.#view.request(record)
       return
     }
-    if (this.#stream.writableLength > MAX_BUFFERED) {
+    if (this.#stream.writableLength + this.#lines.length > MAX_BUFFERED) {
       this.#dropped++
       return
     }
@@ -180,7 +202,7 @@ export class Terminal {
     }
     if (record.bytesIn !== undefined) return this.#connection(record, url)
     if (this.#output === 'json') {
-      this.#write(JSON.stringify({
+      this.#line(JSON.stringify({
         event: 'request',
         url,
         method: record.method,
@@ -191,18 +213,18 @@ export class Terminal {
         ...(record.errorCode ? { error_code: record.errorCode } : {}),
       }))
     } else {
-      this.#write(`${record.method} ${record.path} ${record.status} ${record.durationMs}ms${record.errorCode ? ` ${record.errorCode}` : ''}`)
+      this.#line(`${record.method} ${record.path} ${record.status} ${record.durationMs}ms${record.errorCode ? ` ${record.errorCode}` : ''}`)
     }
   }
 
   /** A finished tcp/tls connection. */
   #connection (record: RequestRecord, url: string): void {
     if (this.#output === 'json') {
-      this.#write(JSON.stringify({
+      this.#line(JSON.stringify({
         event: 'connection', url, client: record.path, duration_ms: record.durationMs, bytes_in: record.bytesIn, bytes_out: record.bytesOut,
       }))
     } else {
-      this.#write(`${record.method} ${record.path} closed ${record.durationMs}ms in ${record.bytesIn}B out ${record.bytesOut}B`)
+      this.#line(`${record.method} ${record.path} closed ${record.durationMs}ms in ${record.bytesIn}B out ${record.bytesOut}B`)
     }
   }
 
@@ -212,6 +234,7 @@ export class Terminal {
    */
   exit (status: number): Promise<void> {
     if (this.#closed) return Promise.resolve()
+    this.#flushLines()
     if (this.#view) {
       // Back to the normal screen; what went wrong stays readable there.
       const view = this.#view
