@@ -215,13 +215,10 @@ export class FileIdentityStore implements IdentityStore {
     const deadline = Date.now() + LOCK_WAIT_MS
     const token = `${process.pid} ${randomUUID()}`
     for (;;) {
-      try {
-        writeFileSync(this.#lock, token, { flag: 'wx', mode: 0o600 })
+      if (this.#tryLock(token)) {
         this.#lockToken = token
         heldLocks.add(this.#lock)
         return
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
       }
       let content = ''
       let ageMs = 0
@@ -231,9 +228,9 @@ export class FileIdentityStore implements IdentityStore {
       } catch {
         continue // gone meanwhile: try again
       }
-      // An empty (or half-written) lock is one being taken right now: 'wx' creates the file before its content
-      // is written. Judged stale for that, it was deleted under its new holder and two writers lost each
-      // other's changes (an offline `api-keys create` vanished during a burst of API writes).
+      // An empty (or half-written) lock cannot come from #tryLock, which links a finished file into place; one
+      // left by an older build (its 'wx' created the file before writing it) waits for LOCK_STALE_MS. Judged
+      // stale at once, such a lock was deleted under its new holder and two writers lost each other's changes.
       const holder = Number(content.split(' ')[0])
       const named = Number.isInteger(holder) && holder > 0
       const stale = ageMs > LOCK_STALE_MS ||
@@ -244,6 +241,25 @@ export class FileIdentityStore implements IdentityStore {
       }
       if (Date.now() > deadline) throw new PortholeError('PH_5008', `${this.#lock} is held by process ${holder}`)
       await sleep(20)
+    }
+  }
+
+  /**
+   * Creates the lock with `token` already in it: written to a file of its own, then linked into place (link fails
+   * if the lock exists). With 'wx' the lock existed empty until its content was written, and a process killed in
+   * between left an empty lock that held every writer off for LOCK_STALE_MS (a restart after a crash got 503).
+   */
+  #tryLock (token: string): boolean {
+    const draft = `${this.#lock}.${process.pid}.${randomUUID()}.new`
+    writeFileSync(draft, token, { flag: 'wx', mode: 0o600 })
+    try {
+      linkSync(draft, this.#lock)
+      return true
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+      return false
+    } finally {
+      try { unlinkSync(draft) } catch {}
     }
   }
 
