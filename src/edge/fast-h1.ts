@@ -66,8 +66,6 @@ interface Exchange {
   /** The request body is re-framed as chunks (it came chunked). */
   readonly chunked: boolean
   readonly requestBytes: number
-  /** The client did not ask to close after this request. */
-  readonly keepAlive: boolean
   readonly started: number
   readonly startMs: number
   requestDone: boolean
@@ -249,13 +247,11 @@ class FastConnection {
       this.#closing = true
       return 0
     }
-    const exchange = this.#begin(major, minor, raw, METHODS[method] ?? '', target, upgrade, keepAlive)
-    if (exchange === null) {
+    // #begin makes the exchange current and sends its head; null: the usual path takes the request.
+    if (this.#begin(major, minor, raw, METHODS[method] ?? '', target, upgrade, keepAlive) === null) {
       if (this.#pending !== null) this.#handOff = true
       else this.#closing = true
-      return 0
     }
-    this.#exchange = exchange
     return 0
   }
 
@@ -322,7 +318,6 @@ class FastConnection {
       authority: target.authority,
       chunked,
       requestBytes: chunked ? -1 : length === undefined ? 0 : Number(length),
-      keepAlive,
       started: performance.now(),
       startMs: Date.now(),
       requestDone: false,
