@@ -309,8 +309,10 @@ class FastConnection {
       else for (const each of value) head += `${name}: ${each}\r\n`
     }
     head += chunked ? 'transfer-encoding: chunked\r\n\r\n' : '\r\n'
-    const capture = options.inspect !== undefined && endpoint.spec.inspect ? new RelayCapture(options.inspect, endpoint, method, url, raw, this.#clientIp, this.#clientPort) : null
-    capture?.upstream({ path: target.path, headers })
+    const started = performance.now()
+    const startMs = Date.now()
+    const capture = options.inspect !== undefined && endpoint.spec.inspect ? new RelayCapture(options.inspect, endpoint, method, url, raw, this.#clientIp, this.#clientPort, startMs, started) : null
+    capture?.upstream({ path: target.path, headers }, true) // no policy: nothing changes these headers after
     const exchange: Exchange = {
       endpoint,
       method,
@@ -318,8 +320,8 @@ class FastConnection {
       authority: target.authority,
       chunked,
       requestBytes: chunked ? -1 : length === undefined ? 0 : Number(length),
-      started: performance.now(),
-      startMs: Date.now(),
+      started,
+      startMs,
       requestDone: false,
       status: 0,
       responseChunked: false,

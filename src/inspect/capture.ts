@@ -13,7 +13,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Endpoint } from '../core/endpoint.js'
 import type { HeaderMap } from '../policy/compiled.js'
 import type { CapturedResponsePart, InspectStore } from './record.js'
-import { EdgeRecord, headerBytes, headerLists, LazyPublic, LazyRequestPart, LazyResponsePart, newRecordId, parseHead, rawHeaderLists, snapshot } from './edge-record.js'
+import { EdgeRecord, headerBytes, headerLists, LazyPublic, LazyRequestPart, LazyResponsePart, newRecordId, parseHead, rawHeaderLists, snapshot, statusText } from './edge-record.js'
 
 export { HEADER_VALUE_CAP, headerLists, newRecordId, RECORD_SIZE } from './edge-record.js'
 
@@ -55,9 +55,14 @@ export function replayMark (secret: string, ownerId: string, id: string): string
 }
 
 /** The first `cap` bytes of a stream of chunks, and how many went by in all. */
+/** The body of a record with none (zero bytes: nothing can be written into it). */
+const EMPTY = Buffer.alloc(0)
+
 export class BodyTap {
   readonly #cap: number
-  #chunks: Buffer[] = []
+  /** The first chunk kept, then the others (most bodies are one chunk: no list is made for them). */
+  #first: Buffer | null = null
+  #rest: Buffer[] | null = null
   #kept = 0
   size = 0
 
@@ -74,14 +79,19 @@ export class BodyTap {
     this.size += bytes.length
     const room = this.#cap - this.#kept
     // A copy: the caller's buffer may be reused (undici's, a pooled allocation) after this returns.
-    const kept = Buffer.from(bytes.subarray(0, room))
-    this.#chunks.push(kept)
+    const kept = Buffer.from(bytes.length <= room ? bytes : bytes.subarray(0, room))
+    if (this.#first === null) this.#first = kept
+    else (this.#rest ??= []).push(kept)
     this.#kept += kept.length
   }
 
   body (): Buffer {
-    if (this.#chunks.length !== 1) this.#chunks = [Buffer.concat(this.#chunks)]
-    return this.#chunks[0]!
+    if (this.#first === null) return EMPTY
+    if (this.#rest !== null) {
+      this.#first = Buffer.concat([this.#first, ...this.#rest])
+      this.#rest = null
+    }
+    return this.#first
   }
 
   get truncated (): boolean { return this.size > this.#kept }
@@ -102,8 +112,8 @@ export interface UpstreamView {
 abstract class HttpCapture {
   readonly #store: InspectStore
   readonly #endpoint: Endpoint
-  readonly #start = Date.now()
-  readonly #started = performance.now()
+  readonly #start: number
+  readonly #started: number
   readonly requestBody: BodyTap
   /** The response body as the edge writes it (edge/response-watch.ts taps the response once for everyone). */
   readonly responseBody: BodyTap
@@ -114,9 +124,12 @@ abstract class HttpCapture {
   #publicUri = ''
   #public: HeaderMap | null = null
 
-  constructor (options: InspectOptions, endpoint: Endpoint, remoteAddress: string, remotePort: number | undefined, replayOf: string | undefined) {
+  /** `start` (epoch ms) and `started` (performance.now()): when the request came, if the caller has it already. */
+  constructor (options: InspectOptions, endpoint: Endpoint, remoteAddress: string, remotePort: number | undefined, replayOf: string | undefined, start = Date.now(), started = performance.now()) {
     this.#store = options.store
     this.#endpoint = endpoint
+    this.#start = start
+    this.#started = started
     this.#replayOf = replayOf
     this.#remoteAddr = remoteAddr(remoteAddress, remotePort)
     const cap = options.bodyCap ?? BODY_CAP
@@ -127,11 +140,12 @@ abstract class HttpCapture {
   /**
    * The request as it goes upstream (path after rewrites, headers after the policy's changes): `view` is the
    * policy's context, read when the response closes. Called before the policy runs, so the request as the
-   * public sent it is copied now (a shallow copy; its lists are made when someone reads them).
+   * public sent it is copied now (a shallow copy; its lists are made when someone reads them). `final`: nothing
+   * changes the view's headers after this (no policy runs: the fast path), so the record shares them.
    */
-  upstream (view: UpstreamView): void {
+  upstream (view: UpstreamView, final = false): void {
     this.#view = view
-    this.#public = snapshot(view.headers)
+    this.#public = final ? view.headers : snapshot(view.headers)
     this.#publicUri = view.path
   }
 
@@ -145,10 +159,13 @@ abstract class HttpCapture {
     const body = this.requestBody
     const requestHeaders = view?.headers ?? null
     const request = new LazyRequestPart(method, proto, view?.path ?? url, requestHeaders, raw, body.body(), body.size, body.truncated)
-    let size = 512 + request.uri.length + request.body.length + (requestHeaders !== null ? headerBytes(requestHeaders) : 0)
+    const requestHeaderBytes = requestHeaders !== null ? headerBytes(requestHeaders) : 0
+    let size = 512 + request.uri.length + request.body.length + requestHeaderBytes
     if (response !== null) size += response.body.length + headBytes
     const publicHeaders = this.#public
-    if (publicHeaders !== null) size += this.#publicUri.length + headerBytes(publicHeaders)
+    // Shared with the request's (upstream(view, true)): counted twice, as two copies would be, so the size does
+    // not depend on which path captured it.
+    if (publicHeaders !== null) size += this.#publicUri.length + (publicHeaders === requestHeaders ? requestHeaderBytes : headerBytes(publicHeaders))
     const endpoint = this.#endpoint
     this.#store.add(new EdgeRecord(
       newRecordId(), endpoint.owner.id, endpoint.id, endpoint.host, this.#remoteAddr, this.#start, performance.now() - this.#started,
@@ -201,8 +218,8 @@ export class RelayCapture extends HttpCapture {
   readonly #url: string
   readonly #raw: readonly string[]
 
-  constructor (options: InspectOptions, endpoint: Endpoint, method: string, url: string, raw: readonly string[], remoteAddress: string, remotePort: number) {
-    super(options, endpoint, remoteAddress, remotePort, undefined) // a replay (porthole-replay) never takes the fast path
+  constructor (options: InspectOptions, endpoint: Endpoint, method: string, url: string, raw: readonly string[], remoteAddress: string, remotePort: number, start: number, started: number) {
+    super(options, endpoint, remoteAddress, remotePort, undefined, start, started) // a replay (porthole-replay) never takes the fast path
     this.#method = method
     this.#url = url
     this.#raw = raw
@@ -213,7 +230,7 @@ export class RelayCapture extends HttpCapture {
     const tap = this.responseBody
     const response = head === null
       ? null
-      : new LazyResponsePart(statusCode, `${statusCode} ${STATUS_CODES[statusCode] ?? ''}`.trimEnd(), 'HTTP/1.1', head, null, tap.body(), tap.size, tap.truncated)
+      : new LazyResponsePart(statusCode, statusText(statusCode), 'HTTP/1.1', head, null, tap.body(), tap.size, tap.truncated)
     this.save(this.#method, 'HTTP/1.1', this.#url, this.#raw, response, head === null ? 0 : head.length * 2, errorCode)
   }
 }

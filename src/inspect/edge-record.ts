@@ -17,16 +17,25 @@ let lastMsText = ''
 let sequence = 0
 /** Tells this process's ids from another run's (ids are per process; a restart starts a new store). */
 const RUN = randomBytes(3).toString('hex')
+/** The sequence part of an id, made once per number (a busy millisecond counts into the tens). */
+const sequenceTexts: string[] = []
 /** 'req_' + milliseconds + a sequence within the millisecond + this run's tag: later ids sort after earlier ones. */
 export function newRecordId (): string {
   const now = Date.now()
   if (now <= lastMs) sequence++ // the same millisecond, or a clock that stepped back: keep counting
   else {
     lastMs = now
-    lastMsText = now.toString(36).padStart(9, '0')
+    lastMsText = `req_${now.toString(36).padStart(9, '0')}`
     sequence = 0
   }
-  return `req_${lastMsText}${sequence < 36 ? `000${sequence.toString(36)}` : sequence.toString(36).padStart(4, '0')}${RUN}`
+  const part = sequence < 1296 ? (sequenceTexts[sequence] ??= `${sequence.toString(36).padStart(4, '0')}${RUN}`) : `${sequence.toString(36).padStart(4, '0')}${RUN}`
+  return lastMsText + part
+}
+
+const statusTexts: string[] = []
+/** '200 OK': a status code and its standard reason, made once per code. */
+export function statusText (code: number): string {
+  return statusTexts[code] ??= `${code} ${STATUS_CODES[code] ?? ''}`.trimEnd()
 }
 
 /**

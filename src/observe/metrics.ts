@@ -58,6 +58,16 @@ function processMetrics (): Registry {
 
 const seconds = (ms: number): number => Math.max(0, ms) / 1000
 
+/** One (scheme, status, code)'s requests since the last scrape (createMetrics). */
+interface PendingRequests {
+  readonly scheme: HttpRequestObserved['scheme']
+  readonly status: number
+  readonly code: HttpRequestObserved['errorCode']
+  requests: number
+  responseBytes: number
+  requestBytes: number
+}
+
 export function createMetrics (sources: MetricsSources): GatewayMetrics {
   const registry = new Registry()
   const registers = [registry]
@@ -103,14 +113,28 @@ export function createMetrics (sources: MetricsSources): GatewayMetrics {
     help: 'Public HTTP requests, by scheme, status class (none: no status was sent) and catalogue error code (empty: the upstream answered).',
     labelNames: ['scheme', 'status_class', 'code'],
     registers,
+    collect: guarded(() => flushRequests()),
   })
   const requestDuration = new Histogram({
     name: 'porthole_http_request_duration_seconds', help: 'Public HTTP requests, from arrival to the end of the response, by scheme.', labelNames: ['scheme'],
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers,
   })
-  const responseBytes = new Counter({ name: 'porthole_http_response_bytes_total', help: 'Response body bytes written to public HTTP clients (after compression), by scheme.', labelNames: ['scheme'], registers })
-  const requestBytes = new Counter({ name: 'porthole_http_request_bytes_total', help: 'Request body bytes announced by public HTTP clients (content-length; chunked bodies are not counted), by scheme.', labelNames: ['scheme'], registers })
+  const responseBytes = new Counter({ name: 'porthole_http_response_bytes_total', help: 'Response body bytes written to public HTTP clients (after compression), by scheme.', labelNames: ['scheme'], registers, collect: guarded(() => flushRequests()) })
+  const requestBytes = new Counter({ name: 'porthole_http_request_bytes_total', help: 'Request body bytes announced by public HTTP clients (content-length; chunked bodies are not counted), by scheme.', labelNames: ['scheme'], registers, collect: guarded(() => flushRequests()) })
+  // A request's counts go into plain numbers first (one Map lookup), and into the counters above when they are
+  // scraped: prom-client's inc() checks and hashes its labels on each call, three calls per request, which a
+  // profile of the fast path put at 4% of a request (issue 13). Keys are closed sets (scheme, status, code).
+  const pendingRequests = new Map<string, PendingRequests>()
+  function flushRequests (): void {
+    for (const entry of pendingRequests.values()) {
+      if (entry.requests === 0) continue
+      requests.inc({ scheme: entry.scheme, status_class: statusClass(entry.status), code: codeLabel(entry.code) }, entry.requests)
+      if (entry.responseBytes > 0) responseBytes.inc({ scheme: entry.scheme }, entry.responseBytes)
+      if (entry.requestBytes > 0) requestBytes.inc({ scheme: entry.scheme }, entry.requestBytes)
+      entry.requests = entry.responseBytes = entry.requestBytes = 0
+    }
+  }
 
   // --- tcp and TLS-passthrough connections --------------------------------------------------------------
   const connections = new Counter({ name: 'porthole_tcp_connections_total', help: 'Public connections to tcp endpoints and TLS-passthrough endpoints, closed, by proto.', labelNames: ['proto'], registers })
@@ -169,10 +193,13 @@ export function createMetrics (sources: MetricsSources): GatewayMetrics {
   const handlers: [string, (message: unknown) => void][] = [
     [httpRequestChannel.name as string, guarded((message: unknown) => {
       const m = message as HttpRequestObserved
-      requests.inc({ scheme: m.scheme, status_class: statusClass(m.status), code: codeLabel(m.errorCode) })
+      const key = `${m.scheme} ${m.status} ${m.errorCode ?? ''}`
+      let entry = pendingRequests.get(key)
+      if (entry === undefined) pendingRequests.set(key, entry = { scheme: m.scheme, status: m.status, code: m.errorCode, requests: 0, responseBytes: 0, requestBytes: 0 })
+      entry.requests++
+      if (m.responseBytes > 0) entry.responseBytes += m.responseBytes
+      if (m.requestBytes > 0) entry.requestBytes += m.requestBytes
       requestDuration.observe({ scheme: m.scheme }, seconds(m.durationMs))
-      if (m.responseBytes > 0) responseBytes.inc({ scheme: m.scheme }, m.responseBytes)
-      if (m.requestBytes > 0) requestBytes.inc({ scheme: m.scheme }, m.requestBytes)
     })],
     [tcpConnectionChannel.name as string, guarded((message: unknown) => {
       const m = message as TcpConnectionObserved

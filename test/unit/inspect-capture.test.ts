@@ -57,6 +57,7 @@ describe('capture pieces', () => {
     small.add('hé', 'utf8')
     expect(small.body().toString()).toBe('hé')
     expect(small.truncated).toBe(false)
+    expect(new BodyTap(10).body().length).toBe(0) // nothing written: an empty body
   })
 
   it('cuts header values at 4 KiB and makes every value a list', () => {
