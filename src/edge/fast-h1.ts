@@ -125,6 +125,15 @@ export class FastH1 {
     else this.#streams.set(endpoint.id, open)
   }
 
+  /**
+   * The endpoint was unbound: its streams close now, as its pool does on the usual path (an exchange in flight
+   * fails). Open streams would otherwise keep the agent's SSH connection from ending (ssh waits for its channels).
+   */
+  detach (endpoint: Endpoint): void {
+    if (!this.#streams.has(endpoint.id)) return
+    for (const connection of this.#connections) connection.detach(endpoint)
+  }
+
   forget (connection: FastConnection): void {
     this.#connections.delete(connection)
   }
@@ -636,6 +645,13 @@ class FastConnection {
     if (handle) handle._consumed = true
     this.#front.options.server.emit('connection', socket)
     socket.resume()
+  }
+
+  /** Closes this connection's stream if it goes to `endpoint` (unbound); the next request finds its way anew. */
+  detach (endpoint: Endpoint): void {
+    if (this.#channelEndpoint !== endpoint) return
+    if (this.#exchange === null) this.#dropChannel()
+    else this.#upstreamFailed('PH_3003', 'the endpoint was unbound')
   }
 
   checkDeadlines (now: number): void {

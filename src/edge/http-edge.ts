@@ -382,6 +382,7 @@ export class HttpEdge {
   }
 
   #detach (endpoint: Endpoint): void {
+    this.#fast?.detach(endpoint)
     const upstream = this.#upstreams.get(endpoint.id)
     if (upstream === undefined) return
     this.#upstreams.delete(endpoint.id)

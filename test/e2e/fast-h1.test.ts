@@ -221,4 +221,20 @@ describe('http fast path (--fast-h1)', () => {
     socket.destroy()
     expect((await get(keepAlive(), host, '/next')).status).toBe(200)
   })
+
+  it('an unbound endpoint\'s streams close at once (an open one would hold the agent\'s ssh connection open)', async () => {
+    const upstream = await startUpstream((req, res) => res.end(`at ${req.url}`))
+    closers.push(upstream.close)
+    const open = new Set<Socket>()
+    upstream.server.on('connection', (socket: Socket) => { open.add(socket); socket.on('close', () => open.delete(socket)) })
+    await expose('leaving', upstream.port)
+    const client = keepAlive()
+    expect((await get(client, 'leaving.localhost', '/one')).body).toBe('at /one')
+    expect(open.size).toBe(1) // the fast path's stream, kept for the next request on this connection
+    gateway.registry.unbind(gateway.registry.endpoints().find((e) => e.host === 'leaving.localhost')!)
+    await eventually(() => open.size === 0)
+    // The same public connection goes on: the name is held for its owner but not bound, and says so.
+    const after = await get(client, 'leaving.localhost', '/two')
+    expect(after.status).toBe(503)
+  })
 })
