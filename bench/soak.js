@@ -7,8 +7,8 @@
 // is lost data. Prints a table, the gateway process's memory before and after (after a GC: run with
 // --expose-gc), writes bench/results/soak-*.json, and exits 1 on any lost or altered byte.
 //
-//   npm run soak -- [--seconds 60] [--workers 4] [--max-mb 4] [--kill-rate 0.25] [--reconnect-every 12] [--fast-h1]
-//   (--fast-h1: the gateway runs the HTTP/1.1 fast path, src/edge/fast-h1.ts)
+//   npm run soak -- [--seconds 60] [--workers 4] [--max-mb 4] [--kill-rate 0.25] [--reconnect-every 12] [--usual-h1]
+//   (--usual-h1: the gateway runs without the HTTP/1.1 fast path, src/edge/fast-h1.ts, on by default)
 import { spawn } from 'node:child_process'
 import { createCipheriv, createHash, randomBytes, randomInt } from 'node:crypto'
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -31,7 +31,7 @@ const { values: opts } = parseArgs({
     'max-mb': { type: 'string', default: '4' },
     'kill-rate': { type: 'string', default: '0.25' },
     'reconnect-every': { type: 'string', default: '12' },
-    'fast-h1': { type: 'boolean', default: false },
+    'usual-h1': { type: 'boolean', default: false },
   },
 })
 const SECONDS = Number(opts.seconds)
@@ -294,7 +294,7 @@ async function main () {
   const tmp = mkdtempSync(join(tmpdir(), 'porthole-soak-'))
   const key = (file) => { const target = join(tmp, file); copyFileSync(join(ROOT, 'fixtures/keys', file), target); chmodSync(target, 0o600); return target }
   const tcpBase = 30000 + randomInt(0, 300) * 100
-  const config = loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', apiAddr: 'off', agentAddr: 'off', tcpPorts: `${tcpBase}-${tcpBase + 99}`, dataDir: join(tmp, 'data'), logLevel: 'silent', fastH1: opts['fast-h1'] }, {})
+  const config = loadConfig({ sshAddr: '127.0.0.1:0', httpAddr: '127.0.0.1:0', httpsAddr: '127.0.0.1:0', apiAddr: 'off', agentAddr: 'off', tcpPorts: `${tcpBase}-${tcpBase + 99}`, dataDir: join(tmp, 'data'), logLevel: 'silent', fastH1: !opts['usual-h1'] }, {})
   const gateway = await startGateway(config, createLogger(process.env.SOAK_LOG ?? 'silent', process.stderr))
   const httpUp = await startHttpUpstream()
   const echoUp = await startEchoUpstream()

@@ -12,7 +12,7 @@
 //   npm run build && node bench/spread.js [--sessions=32] [--connections=SESSIONS] [--rounds=3] [--duration=5s]
 //   node bench/spread.js --sessions=1 --connections=50     # the load of `npm run bench` (wrk -t1 -c50)
 //   node bench/spread.js --sessions=1 --connections=50 --close   # the same, a new connection per request
-//   node bench/spread.js --sessions=1 --connections=50 --fast-h1 # and a gateway with --fast-h1 beside the usual one
+//   node bench/spread.js --sessions=1 --connections=50 --usual-h1 # and a gateway with --fast-h1=false beside it
 //
 // On a box with 2+ cores the relays run under `taskset -c 0`, and nginx, the ssh clients and wrk under
 // `taskset -c 1`, so the load and the agents stay off the relay's core.
@@ -39,8 +39,9 @@ const DURATION = arg('duration', '5s')
 const CLOSE = ARGS.includes('--close')
 // Porthole's tcp endpoints take ports from here (one per session); --tcp-base=PORT to move them.
 const TCP_BASE = Number(arg('tcp-base', '24000'))
-// --fast-h1: a second gateway with --fast-h1 (src/edge/fast-h1.ts) as one more relay, beside the usual path.
-const FAST_H1 = ARGS.includes('--fast-h1')
+// --usual-h1: a second gateway with --fast-h1=false (every request through node's HTTP server and undici) as one
+// more relay, beside the default one (plain HTTP/1.1 on the fast path, src/edge/fast-h1.ts).
+const USUAL_H1 = ARGS.includes('--usual-h1')
 
 /** A wrk script giving thread i (0-based, in setup order) the address and Host of forward i, or all of them forward 0. */
 function wrkScript (file, forwards, spread) {
@@ -107,7 +108,7 @@ async function main () {
   }
   const frontNginx = await startNginx(join(tmp, 'front'), frontForwards[0].port, frontBlocks, { name: 'nginx front', core: 0 })
 
-  // Porthole: a name per session, one HTTP port. With --fast-h1, a second gateway runs the HTTP/1.1 fast path.
+  // Porthole: a name per session, one HTTP port. With --usual-h1, a second gateway runs without the fast path.
   const startGateway = async (name, args) => {
     const ports = { ssh: await freePort(), http: await freePort(), https: await freePort() }
     const dataDir = join(tmp, name.replaceAll(' ', '-'))
@@ -126,7 +127,7 @@ async function main () {
     return { ports, gateway, forwards }
   }
   const { ports, gateway, forwards: portholeForwards } = await startGateway('porthole', ['--tcp-ports', `${TCP_BASE}-${TCP_BASE + SESSIONS - 1}`])
-  const fast = FAST_H1 ? await startGateway('porthole fast-h1', ['--fast-h1', '--tcp-ports', `${TCP_BASE + SESSIONS}-${TCP_BASE + 2 * SESSIONS - 1}`]) : null
+  const usual = USUAL_H1 ? await startGateway('porthole usual-h1', ['--fast-h1=false', '--tcp-ports', `${TCP_BASE + SESSIONS}-${TCP_BASE + 2 * SESSIONS - 1}`]) : null
   // Porthole's tcp endpoints: the same bytes relayed without parsing HTTP, a port each (what a relay that does not
   // parse costs in Porthole: the bound for option (a) of issue 13's per-request question).
   const tcpForwards = []
@@ -135,14 +136,14 @@ async function main () {
     const client = ssh(ports.ssh, `${port}:127.0.0.1:${nginxPort}`)
     tcpForwards.push({ port, host: `127.0.0.1:${port}`, processes: [gateway, client] })
   }
-  for (const forward of [...sshdForwards, ...frontForwards, ...portholeForwards, ...tcpForwards, ...(fast?.forwards ?? [])]) await waitReady({ name: forward.host, ...forward })
+  for (const forward of [...sshdForwards, ...frontForwards, ...portholeForwards, ...tcpForwards, ...(usual?.forwards ?? [])]) await waitReady({ name: forward.host, ...forward })
 
   const relays = [
     { name: 'sshd', forwards: sshdForwards, cpu: () => treeCpuMs(sshd.child.pid, { withRoot: false }) },
     { name: 'nginx+sshd', forwards: frontForwards, cpu: () => treeCpuMs(sshd.child.pid, { withRoot: false }) + treeCpuMs(frontNginx.child.pid) },
     { name: 'porthole', forwards: portholeForwards, cpu: () => processCpuMs(gateway.child.pid) },
     { name: 'porthole tcp', forwards: tcpForwards, cpu: () => processCpuMs(gateway.child.pid) },
-    ...(fast === null ? [] : [{ name: 'porthole fast-h1', forwards: fast.forwards, cpu: () => processCpuMs(fast.gateway.child.pid) }]),
+    ...(usual === null ? [] : [{ name: 'porthole usual-h1', forwards: usual.forwards, cpu: () => processCpuMs(usual.gateway.child.pid) }]),
   ]
   const loads = ['one', 'spread']
   const wrk = (relay, load, duration) => run('wrk', [`-t${SESSIONS}`, `-c${CONNECTIONS}`, `-d${duration}`,
@@ -169,7 +170,7 @@ async function main () {
   for (const { name } of relays) {
     process.stdout.write(`| ${name} | ${cell(name, 'one').toFixed(1)} | ${cell(name, 'spread').toFixed(1)} | ${(cell(name, 'spread') / cell(name, 'one')).toFixed(2)} |\n`)
   }
-  const pairs = [['porthole', 'sshd'], ['porthole', 'nginx+sshd'], ['porthole tcp', 'sshd'], ...(fast === null ? [] : [['porthole fast-h1', 'sshd'], ['porthole fast-h1', 'porthole']])]
+  const pairs = [['porthole', 'sshd'], ['porthole', 'nginx+sshd'], ['porthole tcp', 'sshd'], ...(usual === null ? [] : [['porthole usual-h1', 'sshd'], ['porthole', 'porthole usual-h1']])]
   for (const [ours, reference] of pairs) {
     process.stdout.write(`| ${ours} / ${reference} | ${(cell(ours, 'one') / cell(reference, 'one')).toFixed(2)} | ${(cell(ours, 'spread') / cell(reference, 'spread')).toFixed(2)} | |\n`)
   }

@@ -219,9 +219,9 @@ export const configSchema = z.strictObject({
    *  admin API; false: nothing is captured for any endpoint, whatever the endpoint's --inspect. */
   inspect: z.boolean().default(true),
   /** The HTTP/1.1 fast path on the plain HTTP listener (src/edge/fast-h1.ts): requests to endpoints with no policy
-   *  or module are relayed (and captured) without node's HTTP server and undici, for less CPU per request. Experimental,
-   *  off by default: plain HTTP only (HTTPS takes the usual path), and a pipelined request ends its connection. */
-  fastH1: z.boolean().default(false),
+   *  or module are relayed (and captured) without node's HTTP server and undici, for less CPU per request. Plain HTTP
+   *  only (HTTPS takes the usual path); a pipelined request ends its connection. false: every request takes the usual path. */
+  fastH1: z.boolean().default(true),
   /** Memory for captured requests in all, in MiB (each owner keeps at most 500 records and 8 MiB; past the total,
    *  the least recently active owner's records go first). */
   inspectMemoryMib: count.prefault(256),

@@ -39,10 +39,10 @@ export interface GatewayOptions {
 }
 
 /**
- * PORTHOLE_TEST_FAST_H1=1 (the fast-h1 project in vitest.config.ts): every test gateway runs the HTTP/1.1 fast
- * path, so endpoints without policy take it: the HTTP files then check it says what the usual path says.
+ * PORTHOLE_TEST_FAST_H1=0 (the usual-h1 project in vitest.config.ts): every test gateway runs without the HTTP/1.1
+ * fast path (on by default), so the HTTP files check the usual path as well: both must say the same.
  */
-const FAST_H1_RUN = process.env.PORTHOLE_TEST_FAST_H1 === '1' ? { fastH1: true } : {}
+const FAST_H1_RUN = process.env.PORTHOLE_TEST_FAST_H1 === '0' ? { fastH1: false } : {}
 
 export async function startTestGateway (options: GatewayOptions = {}): Promise<TestGateway> {
   const tmp = mkdtempSync(join(tmpdir(), 'porthole-e2e-'))

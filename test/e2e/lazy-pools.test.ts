@@ -10,7 +10,8 @@ describe('lazy upstream pools', () => {
   let app: Awaited<ReturnType<typeof startUpstream>>
   let client: SshClient
   beforeAll(async () => {
-    gateway = await startTestGateway({ parts: { poolSweepMs: 100 } })
+    // The usual path's pools: the fast path (on by default) relays plain HTTP/1.1 over streams of its own.
+    gateway = await startTestGateway({ flags: { fastH1: false }, parts: { poolSweepMs: 100 } })
     app = await startUpstream((req, res) => res.end(`hello ${req.url}`))
     app.server.keepAliveTimeout = 200 // closes idle tunnel streams soon, so that the pool goes idle
     client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: [`lazy:80:localhost:${app.port}`], command: 'http' })

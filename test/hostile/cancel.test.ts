@@ -29,7 +29,9 @@ describe('cancelled requests release their upstream stream', () => {
   let host: string
 
   beforeAll(async () => {
-    gateway = await startTestGateway()
+    // The usual path's pool (undici): the fast path (on by default) gives a dropped client's stream back itself
+    // (test/e2e/fast-h1.test.ts, a client leaving mid-response).
+    gateway = await startTestGateway({ flags: { fastH1: false } })
     upstream = await startUpstream((req, res) => {
       const url = new URL(req.url ?? '/', 'http://upstream')
       if (url.pathname === '/slow') {
