@@ -56,6 +56,8 @@ const MAX_HEADER_FIELDS = 200
 /** The lengths of the request fields #begin looks at. */
 const CHECKED_LENGTHS = new Set(['expect', 'porthole-hop', 'porthole-replay', 'transfer-encoding', 'content-length'].map((name) => name.length))
 const CLOSE = /(?:^|,)\s*close\s*(?:,|$)/i
+/** A deadline's clock that starts at the next sweep (FastConnection.checkDeadlines stamps it). */
+const SINCE_NEXT_SWEEP = -1
 
 /** One request on the fast path, from its head to the end of its response. */
 interface Exchange {
@@ -76,7 +78,8 @@ interface Exchange {
   /** End the public connection once this response is over. */
   closeAfter: boolean
   errorCode: ErrorCode | undefined
-  /** The upstream deadline's clock: since the request was sent or the last response bytes came; 0 when not waiting. */
+  /** The upstream deadline's clock: since the request was sent or the last response bytes came (SINCE_NEXT_SWEEP
+   *  until the next sweep stamps it); 0 when not waiting. */
   waitingSince: number
   readonly capture: RelayCapture | null
   /** The response head as written, for the capture. */
@@ -98,7 +101,7 @@ export class FastH1 {
     this.options = options
     // noDelay as node's HTTP server sets it: each response leaves when written, not after the client's delayed ACK.
     this.listener = createServer({ noDelay: true }, (socket) => { this.#connections.add(new FastConnection(this, socket)) })
-    this.#sweeper = setInterval(() => this.#sweep(), checkingIntervalMs(options.headerTimeoutMs)).unref()
+    this.#sweeper = setInterval(() => this.#sweep(), checkingIntervalMs(Math.min(options.headerTimeoutMs, options.idleTimeoutMs))).unref()
   }
 
   /** An IMF-fixdate for Date, made at most once a second (as node does). */
@@ -138,7 +141,7 @@ export class FastH1 {
     this.#connections.delete(connection)
   }
 
-  /** Header and upstream deadlines, for every connection at once (as node checks its own). */
+  /** Header, idle and upstream deadlines, for every connection at once (as node checks its own). */
   #sweep (): void {
     const now = performance.now()
     for (const connection of this.#connections) connection.checkDeadlines(now)
@@ -163,8 +166,15 @@ class FastConnection {
   /** No request in progress: the next byte begins one. */
   #between = true
   #completedInChunk = false
-  /** When the current head began (performance.now()); 0 when no head is being read. */
+  /** When the current head began (performance.now()); 0 when no head is being read; SINCE_NEXT_SWEEP for a head
+   *  that began since the last sweep (the sweep stamps it: a clock read per request saved, the deadline as coarse
+   *  as node's own checks of it). */
   #headStartedAt: number
+  /** Bytes went either way on the public socket since the last sweep (the idle timeout: socket.setTimeout's
+   *  timer, refreshed on every read and write, cost 1% of a keep-alive request). */
+  #busy = false
+  /** The sweep that last found the socket busy (performance.now()). */
+  #quietSince: number
   /** Between a request's first byte and the end of its head (kOnHeaders then carries the head, not trailers). */
   #inHead = false
   #headFields: string[] = []
@@ -193,15 +203,13 @@ class FastConnection {
     this.#socket = socket
     this.#clientIp = socket.remoteAddress ?? ''
     this.#clientPort = socket.remotePort ?? 0
-    this.#headStartedAt = performance.now() // a new connection: its first head is due headerTimeout after it opened
+    this.#headStartedAt = this.#quietSince = performance.now() // a new connection: its first head is due headerTimeout after it opened
     const parser = this.#parser = newParser('request', front.options.maxRequestHeaderSize)
     parser[HTTPParser.kOnMessageBegin] = this.#onMessageBegin
     parser[HTTPParser.kOnHeaders] = this.#onHeaders
     parser[HTTPParser.kOnHeadersComplete] = this.#onHeadersComplete
     parser[HTTPParser.kOnBody] = this.#onBody
     parser[HTTPParser.kOnMessageComplete] = this.#onMessageComplete
-    socket.setTimeout(front.options.idleTimeoutMs)
-    socket.on('timeout', this.#onIdle)
     socket.on('data', this.#onData)
     socket.on('drain', this.#onDrain)
     socket.on('error', noop)
@@ -209,6 +217,7 @@ class FastConnection {
   }
 
   #onData = (chunk: Buffer): void => {
+    this.#busy = true
     if (this.#between) this.#pending = [chunk]
     else if (this.#pending !== null) this.#pending.push(chunk)
     this.#completedInChunk = false
@@ -230,7 +239,7 @@ class FastConnection {
     if (this.#completedInChunk) this.#pending = null
     this.#between = false
     this.#inHead = true
-    if (this.#headStartedAt === 0) this.#headStartedAt = performance.now()
+    if (this.#headStartedAt === 0) this.#headStartedAt = SINCE_NEXT_SWEEP
   }
 
   #onHeaders = (fields: string[], url: string): void => {
@@ -282,7 +291,7 @@ class FastConnection {
     if (this.#closing || exchange === null || exchange.requestDone) return
     if (exchange.chunked) this.#send('0\r\n\r\n') // request trailers are not passed on (nor on the usual path)
     exchange.requestDone = true
-    exchange.waitingSince = performance.now()
+    exchange.waitingSince = SINCE_NEXT_SWEEP
   }
 
   /** The exchange for a request the fast path takes, its head sent upstream; null for one it does not. */
@@ -399,7 +408,7 @@ class FastConnection {
 
   #onResponseData = (data: Buffer): void => {
     const exchange = this.#exchange
-    if (exchange !== null) exchange.waitingSince = performance.now()
+    if (exchange !== null) exchange.waitingSince = SINCE_NEXT_SWEEP
     let result: number | ParseError
     try {
       result = this.#responses!.execute(data)
@@ -481,6 +490,7 @@ class FastConnection {
     const pieces = this.#toClient
     if (pieces.length === 0) return
     this.#toClient = []
+    this.#busy = true
     if (!writeAll(this.#socket, pieces)) this.#blockChannel()
   }
 
@@ -500,7 +510,8 @@ class FastConnection {
   }
 
   #report (exchange: Exchange): void {
-    exchange.capture?.finish(exchange.responseHead, exchange.status, exchange.errorCode)
+    const durationMs = performance.now() - exchange.started
+    exchange.capture?.finish(exchange.responseHead, exchange.status, exchange.errorCode, durationMs)
     reportRequest(exchange.endpoint, {
       scheme: 'http',
       httpVersion: '1.1',
@@ -513,7 +524,7 @@ class FastConnection {
       clientIp: this.#clientIp,
       clientPort: this.#clientPort,
       startMs: exchange.startMs,
-      durationMs: performance.now() - exchange.started,
+      durationMs,
       requestBytes: exchange.requestBytes,
       responseBytes: exchange.responseBytes,
     })
@@ -631,8 +642,6 @@ class FastConnection {
     const socket = this.#socket
     const chunks = this.#pending!
     this.#release()
-    socket.setTimeout(0)
-    socket.off('timeout', this.#onIdle)
     socket.off('data', this.#onData)
     socket.off('drain', this.#onDrain)
     socket.off('close', this.#onClose)
@@ -656,25 +665,30 @@ class FastConnection {
 
   checkDeadlines (now: number): void {
     const options = this.#front.options
-    if (this.#headStartedAt !== 0 && this.#exchange === null && now - this.#headStartedAt > options.headerTimeoutMs) {
+    if (this.#headStartedAt === SINCE_NEXT_SWEEP) this.#headStartedAt = now
+    else if (this.#headStartedAt !== 0 && this.#exchange === null && now - this.#headStartedAt > options.headerTimeoutMs) {
       this.#headStartedAt = 0
       this.#closing = true
       sendRawError(this.#socket, 'PH_3020')
       closeSoon(this.#socket)
       return
     }
+    if (this.#busy) {
+      this.#busy = false
+      this.#quietSince = now
+    } else if (now - this.#quietSince > options.idleTimeoutMs) {
+      return this.destroy() // as node's socket timeout does on the usual path
+    }
     // Not while the client is the slow side (the stream is paused for it).
-    const waitingSince = this.#exchange?.waitingSince ?? 0
-    if (waitingSince !== 0 && !this.#socket.writableNeedDrain && now - waitingSince > options.upstreamTimeoutMs) this.#upstreamFailed('PH_3004')
+    const exchange = this.#exchange
+    if (exchange === null || exchange.waitingSince === 0) return
+    if (exchange.waitingSince === SINCE_NEXT_SWEEP) exchange.waitingSince = now
+    else if (!this.#socket.writableNeedDrain && now - exchange.waitingSince > options.upstreamTimeoutMs) this.#upstreamFailed('PH_3004')
   }
 
   /** A defect of ours, thrown from a parser callback: this connection ends, the gateway goes on. */
   #crashed (error: unknown): void {
     this.#front.options.log.error({ err: error }, 'fast path: connection dropped on an internal error')
-    this.destroy()
-  }
-
-  #onIdle = (): void => {
     this.destroy()
   }
 

@@ -154,7 +154,7 @@ abstract class HttpCapture {
    * API, a replay): most records are evicted unread, and a busy endpoint should not pay for them per request.
    * `headBytes`: what the response head costs the store.
    */
-  protected save (method: string, proto: string, url: string, raw: readonly string[], response: LazyResponsePart | null, headBytes: number, errorCode: string | undefined): void {
+  protected save (method: string, proto: string, url: string, raw: readonly string[], response: LazyResponsePart | null, headBytes: number, errorCode: string | undefined, durationMs = performance.now() - this.#started): void {
     const view = this.#view
     const body = this.requestBody
     const requestHeaders = view?.headers ?? null
@@ -168,7 +168,7 @@ abstract class HttpCapture {
     if (publicHeaders !== null) size += this.#publicUri.length + (publicHeaders === requestHeaders ? requestHeaderBytes : headerBytes(publicHeaders))
     const endpoint = this.#endpoint
     this.#store.add(new EdgeRecord(
-      newRecordId(), endpoint.owner.id, endpoint.id, endpoint.host, this.#remoteAddr, this.#start, performance.now() - this.#started,
+      newRecordId(), endpoint.owner.id, endpoint.id, endpoint.host, this.#remoteAddr, this.#start, durationMs,
       request, response, errorCode, this.#replayOf, publicHeaders === null ? undefined : new LazyPublic(this.#publicUri, publicHeaders), size,
     ))
   }
@@ -226,12 +226,12 @@ export class RelayCapture extends HttpCapture {
   }
 
   /** `head`: the response head as written (status line to blank line); null when none went out. */
-  finish (head: string | null, statusCode: number, errorCode: string | undefined): void {
+  finish (head: string | null, statusCode: number, errorCode: string | undefined, durationMs: number): void {
     const tap = this.responseBody
     const response = head === null
       ? null
       : new LazyResponsePart(statusCode, statusText(statusCode), 'HTTP/1.1', head, null, tap.body(), tap.size, tap.truncated)
-    this.save(this.#method, 'HTTP/1.1', this.#url, this.#raw, response, head === null ? 0 : head.length * 2, errorCode)
+    this.save(this.#method, 'HTTP/1.1', this.#url, this.#raw, response, head === null ? 0 : head.length * 2, errorCode, durationMs)
   }
 }
 

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import { Client } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, eventually, rawConnect, rawRequest, startRawUpstream, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
+import { connect, eventually, rawConnect, sleep, rawRequest, startRawUpstream, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 
 /** A chunked body's data and trailer section (each chunk's size line checked). */
 function dechunk (text: string): { body: string, trailers: string } {
@@ -50,7 +50,7 @@ describe('http fast path (--fast-h1)', () => {
   let host: string
 
   beforeAll(async () => {
-    gateway = await startTestGateway({ flags: { fastH1: true }, tune: { upstreamTimeoutMs: 800, headerTimeoutMs: 600 } })
+    gateway = await startTestGateway({ flags: { fastH1: true }, tune: { upstreamTimeoutMs: 800, headerTimeoutMs: 600, idleTimeoutMs: 4000 } })
     const upstream = await startUpstream((req, res) => {
       const hash = createHash('sha256')
       let bytes = 0
@@ -212,6 +212,27 @@ describe('http fast path (--fast-h1)', () => {
     expect((await get(keepAlive(), host, '/meanwhile')).status).toBe(200)
     await slow.closed
     expect(reply).toMatch(/^HTTP\/1\.1 408 [^]*PH_3020/)
+  })
+
+  it('a keep-alive connection idle for the idle timeout is closed; one that keeps sending is not', async () => {
+    const request = `GET /idle HTTP/1.1\r\nHost: ${host}\r\n\r\n`
+    const idle = rawConnect(gateway.httpPort)
+    const busy = rawConnect(gateway.httpPort)
+    await Promise.all([idle.connected, busy.connected])
+    idle.socket.write(request)
+    const opened = performance.now()
+    let idleClosedAt = 0
+    void idle.closed.then(() => { idleClosedAt = performance.now() })
+    for (let i = 0; i < 11; i++) { // 11 x 400 ms: past the idle timeout (4 s; undici keeps a connection 2 s less) in all
+      busy.socket.write(request)
+      await sleep(400)
+    }
+    expect(idleClosedAt - opened).toBeGreaterThan(3900)
+    expect(idleClosedAt - opened).toBeLessThan(4700) // the timeout plus the sweep's interval (150 ms here), with room
+    expect(idle.received().match(/HTTP\/1\.1 200/g)).toHaveLength(1)
+    expect(busy.socket.destroyed).toBe(false)
+    expect(busy.received().match(/HTTP\/1\.1 200/g)).toHaveLength(11)
+    busy.socket.destroy()
   })
 
   it('a client that leaves mid-response closes its tunnel stream, and the next connection gets a new one', async () => {
