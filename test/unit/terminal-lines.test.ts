@@ -24,13 +24,13 @@ describe('terminal request lines', () => {
   it('sends the lines of one turn in one write, after what was written before them and before what comes next', async () => {
     const { channel, writes } = fakeChannel()
     const terminal = new Terminal(channel)
-    terminal.request(record('/a'), 'http://x.localhost')
-    terminal.request(record('/b'), 'http://x.localhost')
-    terminal.request(record('/c'), 'http://x.localhost')
+    terminal.request(record('/a'), () => 'http://x.localhost')
+    terminal.request(record('/b'), () => 'http://x.localhost')
+    terminal.request(record('/c'), () => 'http://x.localhost')
     expect(writes).toEqual([])
     await new Promise((resolve) => setImmediate(resolve))
     expect(writes).toEqual(['GET /a 200 3ms\nGET /b 200 3ms\nGET /c 200 3ms\n'])
-    terminal.request(record('/d'), 'http://x.localhost')
+    terminal.request(record('/d'), () => 'http://x.localhost')
     await terminal.exit(0)
     expect(writes.at(-1)).toBe('GET /d 200 3ms\n') // flushed before the exit status
   })

@@ -209,7 +209,7 @@ describe('the Terminal', () => {
     const channel = fakeChannel()
     const terminal = new Terminal(channel as unknown as ServerChannel, viewSession)
     terminal.endpoints([{ url: 'https://a.localhost', proto: 'http', bind: 'a:80' }, { url: 'http://a.localhost', proto: 'http', bind: 'a:80' }])
-    terminal.request(record(200, 12, '/x'), 'https://a.localhost')
+    terminal.request(record(200, 12, '/x'), () => 'https://a.localhost')
     terminal.endpoints([{ url: 'https://b.localhost', proto: 'http', bind: ':80' }], undefined, true)
     expect(channel.out).toBe([
       'Porthole',

@@ -543,7 +543,7 @@ export class SshConnection {
       dial: (client: ClientAddress) => this.#dial(forward, client),
       agent: { transport: 'ssh' as const, sessionId: this.id },
       hooks: {
-        onRequest: (record: RequestRecord) => this.#terminal?.request(record, url()),
+        onRequest: (record: RequestRecord) => this.#terminal?.request(record, url),
         onEvicted: (reason?: Error) => {
           forward.endpoint = null
           const line = reason instanceof PortholeError ? reason.toLine() : new PortholeError('PH_1023', url()).toLine()

@@ -94,7 +94,7 @@ export class Terminal {
   /** A request line, sent with the others of this turn. */
   #line (text: string): void {
     const eol = this.#pty ? '\r\n' : '\n'
-    this.#lines += text.replace(/\r?\n/g, eol) + eol
+    this.#lines += (text.includes('\n') ? text.replace(/\r?\n/g, eol) : text) + eol
     if (this.#linesScheduled) return
     this.#linesScheduled = true
     setImmediate(this.#flushLines)
@@ -185,7 +185,8 @@ export class Terminal {
     if (first && this.#qr) void qrText(lines[0]!.url).then((text) => { if (text) this.#write(text.replace(/\n+$/, '')) })
   }
 
-  request (record: RequestRecord, url: string): void {
+  /** `url`: the endpoint's URL, asked for only by the JSON output (made per request, it cost as much as the line). */
+  request (record: RequestRecord, url: () => string): void {
     if (this.#closed) return
     if (this.#view) {
       this.#view.request(record)
@@ -204,7 +205,7 @@ export class Terminal {
     if (this.#output === 'json') {
       this.#line(JSON.stringify({
         event: 'request',
-        url,
+        url: url(),
         method: record.method,
         path: record.path,
         status: record.status,
@@ -218,10 +219,10 @@ export class Terminal {
   }
 
   /** A finished tcp/tls connection. */
-  #connection (record: RequestRecord, url: string): void {
+  #connection (record: RequestRecord, url: () => string): void {
     if (this.#output === 'json') {
       this.#line(JSON.stringify({
-        event: 'connection', url, client: record.path, duration_ms: record.durationMs, bytes_in: record.bytesIn, bytes_out: record.bytesOut,
+        event: 'connection', url: url(), client: record.path, duration_ms: record.durationMs, bytes_in: record.bytesIn, bytes_out: record.bytesOut,
       }))
     } else {
       this.#line(`${record.method} ${record.path} closed ${record.durationMs}ms in ${record.bytesIn}B out ${record.bytesOut}B`)
