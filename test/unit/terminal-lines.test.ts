@@ -34,4 +34,19 @@ describe('terminal request lines', () => {
     await terminal.exit(0)
     expect(writes.at(-1)).toBe('GET /d 200 3ms\n') // flushed before the exit status
   })
+
+  it('asks for the endpoint\'s URL only for JSON lines (the text line does not show it)', async () => {
+    const { channel, writes } = fakeChannel()
+    const terminal = new Terminal(channel)
+    let asked = 0
+    const url = (): string => { asked++; return 'http://x.localhost' }
+    terminal.request(record('/text'), url)
+    terminal.output = 'json'
+    terminal.request(record('/json'), url)
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(asked).toBe(1)
+    const [text, json] = writes.join('').split('\n')
+    expect(text).toBe('GET /text 200 3ms')
+    expect(JSON.parse(json!)).toEqual({ event: 'request', url: 'http://x.localhost', method: 'GET', path: '/json', status: 200, duration_ms: 3, client_ip: '127.0.0.1' })
+  })
 })
