@@ -5,9 +5,9 @@
 //
 // It takes a request only when the usual path would do nothing more with it (HttpEdge.fastEndpoint decides for
 // the endpoint: no policy or module, no Host rewrite, plain upstream): an HTTP/1.1 request in origin-form with one
-// good Host, no Upgrade, CONNECT or Expect, no porthole-hop or porthole-replay. Anything else, and any head
-// llhttp refuses, goes to node's HTTP server as the bytes that came (put back on the socket), at the start of a
-// request; from then on the connection is the server's. What goes upstream is what the usual path sends: the
+// good Host, no Upgrade, CONNECT or Expect, no porthole-hop or porthole-replay, to the endpoint of the
+// connection's first request. Anything else, and any head llhttp refuses, goes to node's HTTP server as the bytes
+// that came (put back on the socket), at the start of a request; from then on the connection is the server's. What goes upstream is what the usual path sends: the
 // same headers (headers.ts), the loop mark, the body re-framed; what comes back is the upstream's status and
 // fields less those of its hop, and the body as it came (chunks re-framed, trailers kept but porthole-error-code).
 // Captured records (RelayCapture) are the usual path's.
@@ -314,7 +314,10 @@ class FastConnection {
     const endpoint = options.fastEndpoint(target.host)
     if (endpoint === undefined) return null
     if (this.#channelEndpoint !== endpoint) {
-      this.#dropChannel() // nothing in flight: the last exchange is over
+      // A connection that goes to another endpoint (a proxy or load balancer in front, keeping connections to the
+      // gateway for many names) is the usual path's from here on: its pools keep a stream per endpoint, where this
+      // would open a new one at each switch (with a random Host over 1,000 endpoints: a channel per request).
+      if (this.#channelEndpoint !== null) return null
       if (!this.#front.takeStream(endpoint)) return null
       this.#channelEndpoint = endpoint
     }

@@ -76,6 +76,7 @@ describe('http fast path (--fast-h1)', () => {
     closers.push(upstream.close)
     host = 'plain.localhost'
     await expose('plain', upstream.port)
+    await expose('other', upstream.port)
     await expose('guarded', upstream.port, 'http --basic-auth ann:pw')
   })
   afterAll(async () => {
@@ -130,10 +131,16 @@ describe('http fast path (--fast-h1)', () => {
     expect((await get(client, 'guarded.localhost', '/')).status).toBe(401) // same connection, now the server's
     expect((await get(client, host, '/after')).status).toBe(200)
     expect(gateway.edge.fastRelayed - before).toBe(1)
+    // A connection that turns to another endpoint (a proxy in front, with many names) goes on the usual path.
+    const proxied = keepAlive()
+    expect((await get(proxied, host, '/first')).status).toBe(200)
+    expect((await get(proxied, 'other.localhost', '/second')).status).toBe(200)
+    expect((await get(proxied, host, '/third')).status).toBe(200)
+    expect(gateway.edge.fastRelayed - before).toBe(2)
     // HTTP/1.0, Expect and unknown hosts go to the usual path from the start.
     expect(await rawRequest(gateway.httpPort, `GET /old HTTP/1.0\r\nHost: ${host}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 200 /)
     expect(await rawRequest(gateway.httpPort, 'GET / HTTP/1.1\r\nHost: nobody.localhost\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 404 [^]*PH_3000/)
-    expect(gateway.edge.fastRelayed - before).toBe(1)
+    expect(gateway.edge.fastRelayed - before).toBe(2)
   })
 
   it('streams a chunked upload and re-frames a chunked response with its trailers, less porthole-error-code', async () => {
