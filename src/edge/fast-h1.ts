@@ -1,13 +1,14 @@
 // The HTTP/1.1 fast path (--fast-h1, issue 13): a public connection whose requests need nothing of the edge but
-// routing, forwarding and capture is relayed over one tunnel stream of its own, parsed both ways with node's own
-// llhttp (llhttp.ts) instead of going through node's HTTP server and undici, which cost half of a keep-alive
-// request.
+// routing, forwarding and capture is relayed over a tunnel stream it holds while it goes to one endpoint, parsed
+// both ways with node's own llhttp (llhttp.ts) instead of going through node's HTTP server and undici, which cost
+// half of a keep-alive request. Between exchanges a stream goes back to a pool per endpoint (FastH1.park), for the
+// next connection to that endpoint, or this one's next request there, as undici's pools keep their connections.
 //
 // It takes a request only when the usual path would do nothing more with it (HttpEdge.fastEndpoint decides for
 // the endpoint: no policy or module, no Host rewrite, plain upstream): an HTTP/1.1 request in origin-form with one
-// good Host, no Upgrade, CONNECT or Expect, no porthole-hop or porthole-replay, to the endpoint of the
-// connection's first request. Anything else, and any head llhttp refuses, goes to node's HTTP server as the bytes
-// that came (put back on the socket), at the start of a request; from then on the connection is the server's. What goes upstream is what the usual path sends: the
+// good Host, no Upgrade, CONNECT or Expect, no porthole-hop or porthole-replay. Anything else, and any head
+// llhttp refuses, goes to node's HTTP server with the bytes already read, at the start of a request; from then on
+// the connection is the server's. What goes upstream is what the usual path sends: the
 // same headers (headers.ts), the loop mark, the body re-framed; what comes back is the upstream's status and
 // fields less those of its hop, and the body as it came (chunks re-framed, trailers kept but porthole-error-code).
 // Captured records (RelayCapture) are the usual path's.
@@ -59,6 +60,18 @@ const CLOSE = /(?:^|,)\s*close\s*(?:,|$)/i
 /** A deadline's clock that starts at the next sweep (FastConnection.checkDeadlines stamps it). */
 const SINCE_NEXT_SWEEP = -1
 
+/** How long a parked stream waits for a connection (undici's pool keeps an idle connection 4 s by default). */
+const POOL_IDLE_MS = 4000
+
+/** A stream parked between exchanges (FastH1.park), with its response parser. */
+interface IdleStream {
+  readonly endpoint: Endpoint
+  readonly stream: Duplex
+  readonly parser: HttpParser
+  readonly since: number
+  readonly gone: () => void
+}
+
 /** One request on the fast path, from its head to the end of its response. */
 interface Exchange {
   readonly endpoint: Endpoint
@@ -91,9 +104,12 @@ export class FastH1 {
   readonly listener: NetServer
   readonly #connections = new Set<FastConnection>()
   readonly #streams = new Map<string, number>()
+  /** Streams between exchanges, by endpoint id, the most recently parked last (counted in #streams). */
+  readonly #idle = new Map<string, IdleStream[]>()
   readonly #sweeper: NodeJS.Timeout
   /** Requests taken so far (what tests look at to know which path served them). */
   relayed = 0
+  #closed = false
   #date = ''
   #dateAt = 0
 
@@ -114,12 +130,74 @@ export class FastH1 {
     return this.#date
   }
 
+  /** Streams parked between exchanges (what tests look at). */
+  get parked (): number {
+    let count = 0
+    for (const list of this.#idle.values()) count += list.length
+    return count
+  }
+
   /** Whether another stream to `endpoint` may be opened; counts it if so. */
   takeStream (endpoint: Endpoint): boolean {
     const open = this.#streams.get(endpoint.id) ?? 0
     if (open >= this.options.maxStreamsPerEndpoint) return false
     this.#streams.set(endpoint.id, open + 1)
     return true
+  }
+
+  /**
+   * Keeps a stream that is between exchanges (its last response complete, its request whole, the upstream keeping
+   * the connection) for the next public connection to its endpoint, as undici's pool keeps its connections. Any
+   * byte, end or close while it waits means the upstream is done with it: it is dropped.
+   */
+  park (endpoint: Endpoint, stream: Duplex, parser: HttpParser): void {
+    if (this.#closed) {
+      closeParser(parser)
+      stream.destroy()
+      return this.releaseStream(endpoint)
+    }
+    const idle: IdleStream = { endpoint, stream, parser, since: performance.now(), gone: () => this.#drop(idle) }
+    stream.on('data', idle.gone)
+    stream.on('end', idle.gone)
+    stream.on('close', idle.gone)
+    stream.resume()
+    let list = this.#idle.get(endpoint.id)
+    if (list === undefined) this.#idle.set(endpoint.id, list = [])
+    list.push(idle)
+  }
+
+  /** The most recently parked stream to `endpoint`, taken out of the pool; undefined when none waits. */
+  unpark (endpoint: Endpoint): { stream: Duplex, parser: HttpParser } | undefined {
+    const list = this.#idle.get(endpoint.id)
+    const idle = list?.pop()
+    if (idle === undefined) return undefined
+    if (list!.length === 0) this.#idle.delete(endpoint.id)
+    this.#unlisten(idle)
+    if (idle.endpoint === endpoint) return idle
+    // Another binding under the same id (unbinding drops a binding's streams, so this is not expected): not its.
+    closeParser(idle.parser)
+    idle.stream.destroy()
+    this.releaseStream(idle.endpoint)
+    return undefined
+  }
+
+  /** A parked stream the upstream closed or wrote to, or that waited too long: closed, and no longer counted. */
+  #drop (idle: IdleStream): void {
+    const list = this.#idle.get(idle.endpoint.id)
+    const at = list?.indexOf(idle) ?? -1
+    if (at === -1) return
+    list!.splice(at, 1)
+    if (list!.length === 0) this.#idle.delete(idle.endpoint.id)
+    this.#unlisten(idle)
+    closeParser(idle.parser)
+    idle.stream.destroy()
+    this.releaseStream(idle.endpoint)
+  }
+
+  #unlisten (idle: IdleStream): void {
+    idle.stream.off('data', idle.gone)
+    idle.stream.off('end', idle.gone)
+    idle.stream.off('close', idle.gone)
   }
 
   releaseStream (endpoint: Endpoint): void {
@@ -134,6 +212,7 @@ export class FastH1 {
    */
   detach (endpoint: Endpoint): void {
     if (!this.#streams.has(endpoint.id)) return
+    for (const idle of [...this.#idle.get(endpoint.id) ?? []]) this.#drop(idle)
     for (const connection of this.#connections) connection.detach(endpoint)
   }
 
@@ -145,10 +224,15 @@ export class FastH1 {
   #sweep (): void {
     const now = performance.now()
     for (const connection of this.#connections) connection.checkDeadlines(now)
+    for (const list of [...this.#idle.values()]) {
+      for (const idle of [...list]) if (now - idle.since > POOL_IDLE_MS) this.#drop(idle)
+    }
   }
 
   close (): void {
+    this.#closed = true
     clearInterval(this.#sweeper)
+    for (const list of [...this.#idle.values()]) for (const idle of [...list]) this.#drop(idle)
     this.listener.close()
     for (const connection of this.#connections) connection.destroy()
     this.#connections.clear()
@@ -194,6 +278,10 @@ class FastConnection {
   #responseFields: string[] = []
   #interim = false
   #channelBlocked = false
+  /** The stream is between exchanges and may be parked (#dropChannel): its last response ended cleanly. */
+  #channelReusable = false
+  /** The last response head let the upstream keep the stream (llhttp's keep-alive). */
+  #upstreamKeeps = false
   /** What a parser run writes toward the client, and toward the upstream: flushed once it returns (writeAll). */
   #toClient: Array<string | Buffer> = []
   #toUpstream: Array<string | Buffer> = []
@@ -314,13 +402,15 @@ class FastConnection {
     const endpoint = options.fastEndpoint(target.host)
     if (endpoint === undefined) return null
     if (this.#channelEndpoint !== endpoint) {
-      // A connection that goes to another endpoint (a proxy or load balancer in front, keeping connections to the
-      // gateway for many names) is the usual path's from here on: its pools keep a stream per endpoint, where this
-      // would open a new one at each switch (with a random Host over 1,000 endpoints: a channel per request).
-      if (this.#channelEndpoint !== null) return null
-      if (!this.#front.takeStream(endpoint)) return null
+      // Another endpoint than the last request's (a proxy in front, with many names): the stream goes back to the
+      // pool for the next connection to its endpoint, and one of this endpoint's is taken (or opened).
+      if (this.#channelEndpoint !== null) this.#dropChannel(true)
+      const parked = this.#front.unpark(endpoint)
+      if (parked === undefined && !this.#front.takeStream(endpoint)) return null
       this.#channelEndpoint = endpoint
+      if (parked !== undefined) this.#attach(parked.stream, endpoint, parked.parser)
     }
+    this.#channelReusable = false
     const headers = upstreamRequestHeaders({ rawHeaders: raw, headers: { connection: connectionValue(raw) } }, this.#clientIp, 'http', target.authority)
     addHop(headers, options.hop)
     let head = `${method} ${target.path} HTTP/1.1\r\n`
@@ -390,13 +480,19 @@ class FastConnection {
     )
   }
 
-  #attach (stream: Duplex, endpoint: Endpoint): void {
-    if (this.#done || this.#channelEndpoint !== endpoint) return void stream.destroy()
+  /** The stream (just opened, or `parser`'s from the pool) becomes this connection's; what waited for it is written. */
+  #attach (stream: Duplex, endpoint: Endpoint, parser?: HttpParser): void {
+    if (this.#done || this.#channelEndpoint !== endpoint) {
+      if (parser !== undefined) closeParser(parser)
+      stream.destroy()
+      return
+    }
     this.#channel = stream
-    const queued = this.#queued!
+    const queued = this.#queued
     this.#queued = null
-    if (!writeAll(stream, queued)) this.#channelBlocked = true
-    const responses = this.#responses = newParser('response', this.#front.options.maxResponseHeaderSize)
+    if (queued !== null && !writeAll(stream, queued)) this.#channelBlocked = true
+    if (parser === undefined) stream.on('error', noop) // stays on the stream when it is parked
+    const responses = this.#responses = parser ?? newParser('response', this.#front.options.maxResponseHeaderSize)
     responses[HTTPParser.kOnHeaders] = this.#onResponseFields
     responses[HTTPParser.kOnHeadersComplete] = this.#onResponseHead
     responses[HTTPParser.kOnBody] = this.#onResponseBody
@@ -405,7 +501,6 @@ class FastConnection {
     stream.on('drain', this.#onChannelDrain)
     stream.on('end', this.#onChannelEnd)
     stream.on('close', this.#onChannelEnd)
-    stream.on('error', noop)
     this.#updateReading()
   }
 
@@ -445,6 +540,7 @@ class FastConnection {
     // The upstream closes after this response (Connection: close, HTTP/1.0, a body that ends with the stream;
     // llhttp says so for a HEAD response without framing too, which has no body to end).
     if (!keepAlive && (exchange.method !== 'HEAD' || minor === 0 || CLOSE.test(connectionValue(raw) ?? ''))) exchange.closeAfter = true
+    this.#upstreamKeeps = keepAlive
     exchange.status = status
     exchange.responseChunked = exchange.method !== 'HEAD' && status !== 204 && status !== 304 && chunkedIn(raw)
     const head = relayedResponseHead(status, raw, exchange.closeAfter || this.#closing, this.#front.date)
@@ -485,6 +581,9 @@ class FastConnection {
       this.#toClient.push(`${trailers}\r\n`)
     }
     this.#responseFields = []
+    // The stream may serve another connection once this exchange is over: the upstream keeps it, and it has the
+    // whole request (an early response leaves the rest of a body unsent).
+    this.#channelReusable = this.#upstreamKeeps && exchange.requestDone
     this.#finish(exchange)
   }
 
@@ -561,25 +660,29 @@ class FastConnection {
     this.#report(exchange)
   }
 
-  #dropChannel (): void {
+  /** Lets go of the stream: parked for another connection (`park`, when it is between exchanges), else closed. */
+  #dropChannel (park = false): void {
     const channel = this.#channel
     const endpoint = this.#channelEndpoint
+    const responses = this.#responses
+    const reusable = park && this.#channelReusable && this.#exchange === null && channel !== null && endpoint !== null && responses !== null
     this.#channel = null
     this.#channelEndpoint = null
+    this.#channelReusable = false
     this.#queued = null
     this.#channelBlocked = false
-    if (this.#responses !== null) {
-      closeParser(this.#responses)
-      this.#responses = null
-    }
+    this.#responses = null
     this.#responseFields = []
     this.#interim = false
     if (channel !== null) {
       channel.off('data', this.#onResponseData)
+      channel.off('drain', this.#onChannelDrain)
       channel.off('end', this.#onChannelEnd)
       channel.off('close', this.#onChannelEnd)
-      channel.destroy()
     }
+    if (reusable) return this.#front.park(endpoint, channel, responses)
+    if (responses !== null) closeParser(responses)
+    channel?.destroy()
     if (endpoint !== null) this.#front.releaseStream(endpoint)
   }
 
@@ -689,6 +792,7 @@ class FastConnection {
 
   /** A defect of ours, thrown from a parser callback: this connection ends, the gateway goes on. */
   #crashed (error: unknown): void {
+    this.#channelReusable = false // what the stream has been through is not known
     this.#front.options.log.error({ err: error }, 'fast path: connection dropped on an internal error')
     this.destroy()
   }
@@ -703,8 +807,10 @@ class FastConnection {
   #release (): void {
     if (this.#done) return
     this.#done = true
+    const exchange = this.#exchange
     this.#exchange = null
-    this.#dropChannel()
+    if (exchange === null) this.#dropChannel(true) // between exchanges: the stream may serve another connection
+    else this.#dropChannel()
     closeParser(this.#parser)
     this.#front.forget(this)
   }

@@ -364,6 +364,9 @@ export class HttpEdge {
   /** Requests the fast path (--fast-h1) has taken so far. */
   get fastRelayed (): number { return this.#fast?.relayed ?? 0 }
 
+  /** Tunnel streams the fast path keeps between exchanges for the next connection to their endpoint. */
+  get fastParked (): number { return this.#fast?.parked ?? 0 }
+
   /** The port public HTTPS URLs name (set by the gateway once the HTTPS listener is up). */
   set httpsPort (port: number) { this.#httpsPort = port }
 
