@@ -130,11 +130,9 @@ export class FastH1 {
     return this.#date
   }
 
-  /** Streams parked between exchanges (what tests look at). */
-  get parked (): number {
-    let count = 0
-    for (const list of this.#idle.values()) count += list.length
-    return count
+  /** Streams to an endpoint parked between exchanges (what tests look at). */
+  parked (endpointId: string): number {
+    return this.#idle.get(endpointId)?.length ?? 0
   }
 
   /** Whether another stream to `endpoint` may be opened; counts it if so. */

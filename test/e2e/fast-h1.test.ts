@@ -45,6 +45,8 @@ describe('http fast path (--fast-h1)', () => {
     return { status: res.statusCode, headers: res.headers, body: await res.body.text() }
   }
 
+  /** The id of the endpoint bound as `name`.localhost. */
+  const idOf = (name: string): string => gateway.registry.endpoints().find((e) => e.host === `${name}.localhost`)!.id
   /** An upstream that answers with what it was sent, and counts its connections (one per tunnel stream). */
   let echo: { port: number, connections: number }
   let host: string
@@ -223,11 +225,11 @@ describe('http fast path (--fast-h1)', () => {
     await expose('pool-a', upstream.port)
     await expose('pool-b', upstream.port)
     const before = gateway.edge.fastRelayed
-    const parked = gateway.edge.fastParked
+    const parked = (): number => gateway.edge.fastParked(idOf('pool-a'))
     // A new public connection per request (Connection: close): one tunnel stream serves them all.
     for (const path of ['/c1', '/c2', '/c3']) {
       expect(await rawRequest(gateway.httpPort, `GET ${path} HTTP/1.1\r\nHost: pool-a.localhost\r\nConnection: close\r\n\r\n`)).toMatch(new RegExp(`at ${path}$`))
-      await eventually(() => gateway.edge.fastParked === parked + 1)
+      await eventually(() => parked() === 1)
     }
     expect(connections).toBe(1)
     // One connection for two endpoints (a proxy in front, with many names): a stream each, taken in turn.
@@ -246,10 +248,10 @@ describe('http fast path (--fast-h1)', () => {
     let connections = 0
     upstream.server.on('connection', () => { connections++ })
     await expose('pool-short', upstream.port)
-    const parked = gateway.edge.fastParked
+    const parked = (): number => gateway.edge.fastParked(idOf('pool-short'))
     expect(await rawRequest(gateway.httpPort, 'GET /one HTTP/1.1\r\nHost: pool-short.localhost\r\nConnection: close\r\n\r\n')).toMatch(/at \/one$/)
-    await eventually(() => gateway.edge.fastParked === parked + 1)
-    await eventually(() => gateway.edge.fastParked === parked) // closed by the upstream while parked
+    await eventually(() => parked() === 1)
+    await eventually(() => parked() === 0) // closed by the upstream while parked
     expect(await rawRequest(gateway.httpPort, 'GET /two HTTP/1.1\r\nHost: pool-short.localhost\r\nConnection: close\r\n\r\n')).toMatch(/at \/two$/)
     expect(connections).toBe(2)
   })
@@ -292,14 +294,14 @@ describe('http fast path (--fast-h1)', () => {
     const client = keepAlive()
     expect((await get(client, 'leaving.localhost', '/one')).body).toBe('at /one')
     expect(open.size).toBe(1) // the fast path's stream, kept for the next request on this connection
-    const parked = gateway.edge.fastParked
+    const leaving = idOf('leaving')
     expect(await rawRequest(gateway.httpPort, 'GET /two HTTP/1.1\r\nHost: leaving.localhost\r\nConnection: close\r\n\r\n')).toMatch(/at \/two$/)
-    await eventually(() => gateway.edge.fastParked === parked + 1) // a second stream, parked for the next connection
+    await eventually(() => gateway.edge.fastParked(leaving) === 1) // a second stream, parked for the next connection
     expect(open.size).toBe(2)
     gateway.registry.unbind(gateway.registry.endpoints().find((e) => e.host === 'leaving.localhost')!)
     await eventually(() => open.size === 0)
     // The same public connection goes on: the name is held for its owner but not bound, and says so.
-    expect(gateway.edge.fastParked).toBe(parked)
+    expect(gateway.edge.fastParked(leaving)).toBe(0)
     const after = await get(client, 'leaving.localhost', '/three')
     expect(after.status).toBe(503)
   })
