@@ -4,7 +4,7 @@ import type { ServerResponse } from 'node:http'
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { catalogue, formatMessage, type ErrorCode } from '../core/errors.js'
-import { ERROR_CODE_HEADER } from './headers.js'
+import { ERROR_CODE_HEADER, headerLines } from './headers.js'
 import type { HeaderMap } from '../policy/compiled.js'
 
 function body (code: ErrorCode, detail?: string): { status: number, text: string } {
@@ -30,13 +30,7 @@ export function sendError (res: ServerResponse, code: ErrorCode, detail?: string
 
 /** A response head for a raw socket: status line, one line per header value, blank line. */
 export function rawResponseHead (status: number, headers: HeaderMap): string {
-  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`
-  for (const name in headers) {
-    const value = headers[name]
-    if (value === undefined) continue
-    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`
-  }
-  return `${head}\r\n`
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${headerLines(headers)}\r\n`
 }
 
 /** The catalogue error page as raw bytes: its head (ending the connection) and its text. */

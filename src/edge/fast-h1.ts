@@ -22,7 +22,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { catalogue, isPortholeError, type ErrorCode } from '../core/errors.js'
 import type { Endpoint } from '../core/endpoint.js'
-import { addHop, connectionValue, relayedResponseHead, upstreamRequestHeaders } from './headers.js'
+import { addHop, connectionValue, headerLines, relayedResponseHead, upstreamRequestHeaders } from './headers.js'
 import { rawError, sendRawError } from './error-response.js'
 import { closeParser, HTTPParser, METHODS, newParser, type HeadersComplete, type HttpParser, type ParseError } from './llhttp.js'
 import { requestTarget } from './request-target.js'
@@ -411,13 +411,7 @@ class FastConnection {
     this.#channelReusable = false
     const headers = upstreamRequestHeaders({ rawHeaders: raw, headers: { connection: connectionValue(raw) } }, this.#clientIp, 'http', target.authority)
     addHop(headers, options.hop)
-    let head = `${method} ${target.path} HTTP/1.1\r\n`
-    for (const name in headers) {
-      const value = headers[name]!
-      if (typeof value === 'string') head += `${name}: ${value}\r\n`
-      else for (const each of value) head += `${name}: ${each}\r\n`
-    }
-    head += chunked ? 'transfer-encoding: chunked\r\n\r\n' : '\r\n'
+    const head = `${method} ${target.path} HTTP/1.1\r\n${headerLines(headers)}${chunked ? 'transfer-encoding: chunked\r\n\r\n' : '\r\n'}`
     const started = performance.now()
     const startMs = Date.now()
     const capture = options.inspect !== undefined && endpoint.spec.inspect ? new RelayCapture(options.inspect, endpoint, method, url, raw, this.#clientIp, this.#clientPort, startMs, started) : null

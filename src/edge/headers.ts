@@ -21,6 +21,18 @@ export function cameBack (req: IncomingMessage, mark: string): boolean {
   return text.split(',').some((hop) => hop.trim() === mark)
 }
 
+/** A HeaderMap as HTTP/1.1 field lines, each ending in CRLF (a list value: a line per value). */
+export function headerLines (headers: HeaderMap): string {
+  let lines = ''
+  for (const name in headers) {
+    const value = headers[name]
+    if (value === undefined) continue
+    if (typeof value === 'string') lines += `${name}: ${value}\r\n`
+    else for (const each of value) lines += `${name}: ${each}\r\n`
+  }
+  return lines
+}
+
 /** Appends `mark` to the porthole-hop header of headers going upstream. */
 export function addHop (headers: HeaderMap, mark: string): void {
   const existing = headers[HOP_HEADER]

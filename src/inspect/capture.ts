@@ -54,10 +54,10 @@ export function replayMark (secret: string, ownerId: string, id: string): string
   return `${secret} ${encodeURIComponent(ownerId)} ${id}`
 }
 
-/** The first `cap` bytes of a stream of chunks, and how many went by in all. */
 /** The body of a record with none (zero bytes: nothing can be written into it). */
 const EMPTY = Buffer.alloc(0)
 
+/** The first `cap` bytes of a stream of chunks, and how many went by in all. */
 export class BodyTap {
   readonly #cap: number
   /** The first chunk kept, then the others (most bodies are one chunk: no list is made for them). */

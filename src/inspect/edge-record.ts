@@ -28,8 +28,11 @@ export function newRecordId (): string {
     lastMsText = `req_${now.toString(36).padStart(9, '0')}`
     sequence = 0
   }
-  const part = sequence < 1296 ? (sequenceTexts[sequence] ??= `${sequence.toString(36).padStart(4, '0')}${RUN}`) : `${sequence.toString(36).padStart(4, '0')}${RUN}`
-  return lastMsText + part
+  return lastMsText + (sequence < 1296 ? (sequenceTexts[sequence] ??= sequenceText(sequence)) : sequenceText(sequence))
+}
+
+function sequenceText (sequence: number): string {
+  return `${sequence.toString(36).padStart(4, '0')}${RUN}`
 }
 
 const statusTexts: string[] = []
