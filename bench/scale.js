@@ -1,7 +1,8 @@
 // `node bench/scale.js`: is the gateway flat as tunnels grow (issue 13)? Three scenarios, each printing its figure:
 //   idle-memory     RSS per idle tunnel at 1,000 / 5,000 (/ 20,000) tunnels, read from /proc/PID/status VmRSS
 //   setup-rate      gateway CPU per new tunnel (one SSH session with one -R each) with 0 and with N already up
-//   many-endpoints  gateway CPU per request, wrk with a random Host over 1,000 endpoints vs all on one endpoint
+//   many-endpoints  gateway CPU per request, wrk with a random Host over 1,000 endpoints vs all on one endpoint,
+//                   the 1,000 in one SSH session (as one ngrok or frp agent holds many) and in 63
 // The agents are ssh2 Clients in this process (many sessions, up to 16 forwards each, a fresh ed25519 key per
 // session, source addresses spread over 127.0.0.x), answering forwarded channels with an in-process HTTP server.
 // The gateway runs under `taskset -c 0`, this process and wrk under `taskset -c 1` (when the box has 2+ cores),
@@ -33,7 +34,7 @@ const TUNNELS = arg('tunnels', '1000,5000').split(',').map(Number)
 const UP = Number(arg('up', '5000'))
 const DURATION = process.env.BENCH_DURATION || '5s'
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS || 2))
-const PER_SESSION = Number(arg('per-session', '16')) // at most the gateway's forwards per session (16, not configurable)
+const PER_SESSION = Number(arg('per-session', '16')) // the gateway's default --max-forwards-per-session
 const CPU_PROF = ARGS.includes('--cpu-prof')
 /** setup-rate: uncounted batches before the measured ones (a running gateway has compiled its session code). */
 const WARM_BATCHES = Number(arg('warm-batches', '3'))
@@ -342,24 +343,27 @@ async function setupRate () {
 }
 
 async function manyEndpoints () {
-  const gateway = await startGateway()
-  const dir = mkdtempSync(join(tmpdir(), 'porthole-scale-wrk-'))
   const endpoints = 1000
+  // One agent session may hold all 1,000 (the `shared` load below), as one ngrok or frp agent holds many.
+  const gateway = await startGateway(['--max-forwards-per-session', String(endpoints), '--max-holds-per-owner', String(endpoints), '--max-streams-per-session', String(8 * endpoints)])
+  const dir = mkdtempSync(join(tmpdir(), 'porthole-scale-wrk-'))
   try {
     const sessions = await openTunnels(gateway, endpoints, (i) => `e${i}`)
+    const shared = await openSession(gateway, Array.from({ length: endpoints }, (_, i) => `s${i}`))
     const script = join(dir, 'hosts.lua')
-    // HOSTS endpoints, every STRIDE-th: STRIDE=PER_SESSION picks one endpoint of each session.
+    // HOSTS endpoints named PREFIX0, PREFIX1, ..., every STRIDE-th: STRIDE=PER_SESSION picks one endpoint of each session.
     writeFileSync(script, `local n = tonumber(os.getenv("HOSTS"))
 local stride = tonumber(os.getenv("STRIDE"))
+local prefix = os.getenv("PREFIX")
 math.randomseed(os.time())
-request = function() return wrk.format("GET", "/small", { Host = "e" .. (math.random(0, n - 1) * stride) .. ".localhost" }) end
+request = function() return wrk.format("GET", "/small", { Host = prefix .. (math.random(0, n - 1) * stride) .. ".localhost" }) end
 `)
     // wrk runs in a separate process, so this one (the agents) must keep serving while it runs: run it async.
-    const wrkAsync = (hosts, duration, stride = 1) => new Promise((resolve, reject) => {
+    const wrkAsync = ([hosts, stride, prefix], duration) => new Promise((resolve, reject) => {
       const before = cpuMs(gateway.pid)
       const from = (Date.now() - gateway.startedAt) / 1000
       const child = spawn(TWO_CORES ? 'taskset' : 'wrk', [...(TWO_CORES ? ['-c', '1', 'wrk'] : []), '-t1', '-c50', `-d${duration}`, '-s', script, `http://127.0.0.1:${gateway.http}/`],
-        { env: { ...process.env, HOSTS: String(hosts), STRIDE: String(stride) } })
+        { env: { ...process.env, HOSTS: String(hosts), STRIDE: String(stride), PREFIX: prefix } })
       let out = ''
       child.stdout.setEncoding('utf8').on('data', (t) => { out += t })
       child.on('error', reject)
@@ -372,30 +376,34 @@ request = function() return wrk.format("GET", "/small", { Host = "e" .. (math.ra
         resolve({ requests, cpuUsPerRequest: cpu * 1000 / requests, rps: requests / parseFloat(duration), window })
       })
     })
-    await wrkAsync(endpoints, '2s') // warm-up: every endpoint's pool and streams
-    // Three loads per round: all on e0 (one endpoint, one session), one endpoint in each session (the spread
-    // over SSH sessions alone), and all 1,000 endpoints (the target's case). many/spread isolates what the
-    // number of endpoints costs; spread/one what spreading the same load over many SSH connections costs.
+    // Four loads per round: all on e0 (one endpoint, one session); the 1,000 endpoints of one session (the
+    // target's case: the same agent connection, many endpoints); one endpoint in each of the 63 sessions (the
+    // spread over SSH connections alone); all 1,000 endpoints over the 63 sessions. shared/one is what the
+    // number of endpoints costs; spread/one what spreading the same load over many SSH connections costs (sshd
+    // pays that too: bench/spread.js); many/spread the endpoints again, in those 63 sessions.
     const sessionCount = sessions.length
-    const loads = { one: [1, 1], spread: [sessionCount, PER_SESSION], many: [endpoints, 1] }
-    const results = { one: [], spread: [], many: [] }
+    const loads = { one: [1, 1, 'e'], shared: [endpoints, 1, 's'], spread: [sessionCount, PER_SESSION, 'e'], many: [endpoints, 1, 'e'] }
+    const where = { one: '1 session', shared: '1 session', spread: `${sessionCount} sessions`, many: `${sessionCount} sessions` }
+    await wrkAsync(loads.many, '2s') // warm-up: every endpoint's streams
+    await wrkAsync(loads.shared, '2s')
+    const results = { one: [], shared: [], spread: [], many: [] }
     for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 === 0 ? ['one', 'spread', 'many'] : ['many', 'spread', 'one']
+      const order = round % 2 === 0 ? ['one', 'shared', 'spread', 'many'] : ['many', 'spread', 'shared', 'one']
       for (const load of order) {
-        const [hosts, stride] = loads[load]
-        await wrkAsync(hosts, '1s', stride)
-        const result = await wrkAsync(hosts, DURATION, stride)
+        await wrkAsync(loads[load], '1s')
+        const result = await wrkAsync(loads[load], DURATION)
         results[load].push(result)
-        console.log(`many-endpoints: round ${round + 1}, ${hosts} endpoint(s) in ${load === 'one' ? 1 : sessionCount} session(s): ${result.cpuUsPerRequest.toFixed(1)} µs gateway CPU per request, ${result.rps.toFixed(0)} req/s${CPU_PROF ? ` (profile window ${result.window} s)` : ''}`)
+        console.log(`many-endpoints: round ${round + 1}, ${loads[load][0]} endpoint(s) in ${where[load]}: ${result.cpuUsPerRequest.toFixed(1)} µs gateway CPU per request, ${result.rps.toFixed(0)} req/s${CPU_PROF ? ` (profile window ${result.window} s)` : ''}`)
       }
     }
     const cost = (load) => median(results[load].map((r) => r.cpuUsPerRequest))
-    const ratio = cost('many') / cost('one')
-    console.log(`many-endpoints: CPU per request, ${endpoints} endpoints / 1 endpoint: ${ratio.toFixed(2)}`)
-    console.log(`many-endpoints: of which ${sessionCount} sessions (one endpoint each) / 1: ${(cost('spread') / cost('one')).toFixed(2)}, and ${endpoints} endpoints / ${sessionCount} in the same ${sessionCount} sessions: ${(cost('many') / cost('spread')).toFixed(2)}`)
+    const ratio = cost('shared') / cost('one')
+    console.log(`many-endpoints: CPU per request, ${endpoints} endpoints / 1 endpoint in one session: ${ratio.toFixed(2)}`)
+    console.log(`many-endpoints: over ${sessionCount} sessions, ${endpoints} endpoints / 1 endpoint: ${(cost('many') / cost('one')).toFixed(2)}, of which ${sessionCount} sessions (one endpoint each) / 1: ${(cost('spread') / cost('one')).toFixed(2)}, and ${endpoints} endpoints / ${sessionCount} in the same ${sessionCount} sessions: ${(cost('many') / cost('spread')).toFixed(2)}`)
     const { one, spread, many } = results
+    shared.end()
     closeAll(sessions)
-    return { one, spread, many, ratio }
+    return { one, shared: results.shared, spread, many, ratio, overSessions: cost('many') / cost('one') }
   } finally {
     rmSync(dir, { recursive: true, force: true })
     await gateway.stop()

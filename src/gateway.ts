@@ -104,6 +104,7 @@ export async function startGateway (config: ServerConfig, log: Logger, parts: Ga
     anonymousGraceMs: config.anonymousNameGraceMs,
     maxHolds: config.maxHolds,
     maxAnonymousHolds: config.maxAnonymousHolds,
+    maxHoldsPerOwner: config.maxHoldsPerOwner,
     // Batched: the store reads the holds once per write, not a copy of all of them per change.
     onHoldsDirty: () => names.save(() => registry.holdValues()),
     reservedAgainst: (key, account) => identity.reservedAgainst(key, account),

@@ -35,6 +35,7 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
   --anonymous-name-grace D the same for anonymous owners (keys the gateway does not know; default 1h)
   --max-holds N            names held by known owners (default 10000; full: new names refused)
   --max-anonymous-holds N  names held by anonymous owners (default 2000; full: the one offline longest goes)
+  --max-holds-per-owner N  names one key, authtoken or account holds (default 100; full: its oldest offline goes)
   --max-startups S:R:F     SSH connections not yet logged in, as OpenSSH MaxStartups (default 50:30:200)
   --per-source-max-startups N  of those, per source address or IPv6 /64 (default 20)
   --login-grace-time D     time an SSH connection has to log in (default 30s)

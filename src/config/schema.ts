@@ -147,6 +147,9 @@ export const configSchema = z.strictObject({
   maxHolds: count.prefault(10_000),
   /** Names held by anonymous owners, a budget of their own: past it their oldest offline name is let go. */
   maxAnonymousHolds: count.prefault(2_000),
+  /** Names one key, authtoken or account holds (bound or in grace); past it its oldest offline name is let go,
+   *  and a new name is refused with PH_1035 while all of them are online. */
+  maxHoldsPerOwner: count.prefault(100),
   /** SSH connections not yet logged in: random early drop from `start`, all dropped at `full` (OpenSSH MaxStartups). */
   maxStartups: startups.prefault('50:30:200'),
   /** SSH connections not yet logged in from one source address (IPv6: one /64); more are refused. */

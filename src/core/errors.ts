@@ -35,7 +35,7 @@ export const catalogue = {
   PH_1032: { status: 503, message: 'no free port left in the TCP port pool ({detail})', surfaces: ['ssh'] },
   PH_1033: { status: 400, message: 'port {detail} cannot carry a tls endpoint; use -R name:443:localhost:PORT tls', surfaces: ['ssh'] },
   PH_1034: { status: 400, message: 'tcp endpoints take no name ({detail}); use -R 0:... or -R PORT:...', surfaces: ['ssh', 'ngrok'] },
-  PH_1035: { status: 429, message: 'this key already has {detail} endpoints online', surfaces: ['ssh'] },
+  PH_1035: { status: 429, message: 'this key already has {detail} endpoints online (the gateway\'s max-holds-per-owner)', surfaces: ['ssh'] },
   PH_1036: { status: 503, message: 'the gateway holds too many names right now; try again later', surfaces: ['ssh'] },
   PH_1040: { status: 409, message: 'command {detail} came after the forwards were bound without options; they were taken down: send the command in the same ssh invocation as the -R', surfaces: ['ssh'] },
   PH_1041: { status: 400, message: 'unmatched quote {detail}: it would take the rest of the command line as one value; close it', surfaces: ['ssh'] },

@@ -178,3 +178,28 @@ describe('caps an SSH user hits are told with their code', () => {
     }
   })
 })
+
+describe('names per owner (PH_1035): a key with all its names online is told, and its other forwards work', () => {
+  let small: TestGateway
+  beforeAll(async () => {
+    small = await startTestGateway({ flags: { authorizedKeys: [join(tmpdir, 'authorized_keys')] }, tune: { maxHoldsPerOwner: 2 } })
+  })
+  afterAll(async () => { await small.stop() })
+
+  it.each(CLIENTS)('%s', async (kind) => {
+    const c = connect({
+      kind, port: small.sshPort, key: small.key('alice', kind), command: 'http',
+      forwards: ['one', 'two', 'three'].map((name) => `${name}-${kind}:80:localhost:${upstream.port}`),
+      extra: kind === 'openssh' ? ['-o', 'LogLevel=INFO', '-o', 'ExitOnForwardFailure=no'] : [],
+    })
+    clients.push(c)
+    await c.waitFor(/PH_1035: this key already has 2 endpoints online \(the gateway's max-holds-per-owner\)/)
+    const urls = await c.urls()
+    expect(urls).toHaveLength(2)
+    for (const url of urls) expect((await fetchVia(small, url)).status).toBe(200)
+    await c.kill()
+    // Offline, its two names stay held (in grace) and make room when it binds again: the next case's two first
+    // forwards take their places, and only its third is refused.
+    await eventually(() => small.registry.holds().filter((h) => h.expiresAt !== null).length === 2)
+  })
+})

@@ -132,16 +132,17 @@ describe('config', () => {
     expect(defaults).toMatchObject({
       maxStartups: { start: 50, rate: 30, full: 200 }, perSourceMaxStartups: 20, loginTimeoutMs: 30_000,
       maxSessions: autoMaxSessions(), maxAnonymousSessions: Math.floor(autoMaxSessions() / 2), maxAnonymousSessionsPerSource: 20,
-      maxHolds: 10_000, maxAnonymousHolds: 2000, anonymousNameGraceMs: 3600_000,
+      maxHolds: 10_000, maxAnonymousHolds: 2000, maxHoldsPerOwner: 100, anonymousNameGraceMs: 3600_000,
     })
     const dir = mkdtempSync(join(tmpdir(), 'porthole-config-'))
     const file = join(dir, 'porthole.yml')
     writeFileSync(file, 'max-startups: 10:30:100\nmax-anonymous-holds: 50\n')
-    const config = loadConfig({ config: file, maxSessions: '7', loginGraceTime: '5s' }, { PORTHOLE_PER_SOURCE_MAX_STARTUPS: '3', PORTHOLE_MAX_STARTUPS: '20' })
-    expect(config).toMatchObject({ maxStartups: { start: 20, rate: 100, full: 20 }, maxAnonymousHolds: 50, maxSessions: 7, perSourceMaxStartups: 3, loginTimeoutMs: 5000 })
+    const config = loadConfig({ config: file, maxSessions: '7', loginGraceTime: '5s' }, { PORTHOLE_PER_SOURCE_MAX_STARTUPS: '3', PORTHOLE_MAX_STARTUPS: '20', PORTHOLE_MAX_HOLDS_PER_OWNER: '1000' })
+    expect(config).toMatchObject({ maxStartups: { start: 20, rate: 100, full: 20 }, maxAnonymousHolds: 50, maxHoldsPerOwner: 1000, maxSessions: 7, perSourceMaxStartups: 3, loginTimeoutMs: 5000 })
     expect(errorOf(() => loadConfig({ maxStartups: '100:30:10' }, {}))).toMatch(/max-startups: want start:rate:full .* got "100:30:10"/)
     expect(errorOf(() => loadConfig({ maxAnonymousSessions: 'lots' }, {}))).toMatch(/max-anonymous-sessions: want auto or a whole number from 1 to 1000000, got "lots"/)
     expect(errorOf(() => loadConfig({ maxHolds: '0' }, {}))).toMatch(/max-holds: want a whole number/)
+    expect(errorOf(() => loadConfig({ maxHoldsPerOwner: 'many' }, {}))).toMatch(/max-holds-per-owner: want a whole number .*got "many"/)
   })
 
   it('sizes the session budgets from memory by default: half of it at 256 KiB a session, at least 1000', () => {
