@@ -1,7 +1,7 @@
 // The HTTP/1.1 fast path (--fast-h1, issue 13): a public connection whose requests need nothing of the edge but
 // routing, forwarding and capture is relayed over a tunnel stream it holds while it goes to one endpoint, parsed
 // both ways with node's own llhttp (llhttp.ts) instead of going through node's HTTP server and undici, which cost
-// half of a keep-alive request. Between exchanges a stream goes back to a pool per endpoint (FastH1.park), for the
+// half of a keep-alive request. Between exchanges a stream goes back to a pool per endpoint (tunnel-pool.ts), for the
 // next connection to that endpoint, or this one's next request there, as undici's pools keep their connections.
 //
 // It takes a request only when the usual path would do nothing more with it (HttpEdge.fastEndpoint decides for
@@ -25,6 +25,7 @@ import type { Endpoint } from '../core/endpoint.js'
 import { addHop, connectionValue, headerLines, relayedResponseHead, upstreamRequestHeaders } from './headers.js'
 import { rawError, sendRawError } from './error-response.js'
 import { closeParser, HTTPParser, METHODS, newParser, type HeadersComplete, type HttpParser, type ParseError } from './llhttp.js'
+import { TunnelPool, type Tunnel, type TunnelUser } from './tunnel-pool.js'
 import { requestTarget } from './request-target.js'
 import { reportRequest } from './response-watch.js'
 import { checkingIntervalMs, closeSoon } from '../net/listen.js'
@@ -60,18 +61,6 @@ const CLOSE = /(?:^|,)\s*close\s*(?:,|$)/i
 /** A deadline's clock that starts at the next sweep (FastConnection.checkDeadlines stamps it). */
 const SINCE_NEXT_SWEEP = -1
 
-/** How long a parked stream waits for a connection (undici's pool keeps an idle connection 4 s by default). */
-const POOL_IDLE_MS = 4000
-
-/** A stream parked between exchanges (FastH1.park), with its response parser. */
-interface IdleStream {
-  readonly endpoint: Endpoint
-  readonly stream: Duplex
-  readonly parser: HttpParser
-  readonly since: number
-  readonly gone: () => void
-}
-
 /** One request on the fast path, from its head to the end of its response. */
 interface Exchange {
   readonly endpoint: Endpoint
@@ -102,19 +91,18 @@ interface Exchange {
 export class FastH1 {
   readonly options: FastH1Options
   readonly listener: NetServer
+  /** Tunnel streams per endpoint, and those kept between exchanges. */
+  readonly pool: TunnelPool
   readonly #connections = new Set<FastConnection>()
-  readonly #streams = new Map<string, number>()
-  /** Streams between exchanges, by endpoint id, the most recently parked last (counted in #streams). */
-  readonly #idle = new Map<string, IdleStream[]>()
   readonly #sweeper: NodeJS.Timeout
   /** Requests taken so far (what tests look at to know which path served them). */
   relayed = 0
-  #closed = false
   #date = ''
   #dateAt = 0
 
   constructor (options: FastH1Options) {
     this.options = options
+    this.pool = new TunnelPool(options.maxStreamsPerEndpoint, options.maxResponseHeaderSize)
     // noDelay as node's HTTP server sets it: each response leaves when written, not after the client's delayed ACK.
     this.listener = createServer({ noDelay: true }, (socket) => { this.#connections.add(new FastConnection(this, socket)) })
     this.#sweeper = setInterval(() => this.#sweep(), checkingIntervalMs(Math.min(options.headerTimeoutMs, options.idleTimeoutMs))).unref()
@@ -130,87 +118,12 @@ export class FastH1 {
     return this.#date
   }
 
-  /** Streams to an endpoint parked between exchanges (what tests look at). */
-  parked (endpointId: string): number {
-    return this.#idle.get(endpointId)?.length ?? 0
-  }
-
-  /** Whether another stream to `endpoint` may be opened; counts it if so. */
-  takeStream (endpoint: Endpoint): boolean {
-    const open = this.#streams.get(endpoint.id) ?? 0
-    if (open >= this.options.maxStreamsPerEndpoint) return false
-    this.#streams.set(endpoint.id, open + 1)
-    return true
-  }
-
-  /**
-   * Keeps a stream that is between exchanges (its last response complete, its request whole, the upstream keeping
-   * the connection) for the next public connection to its endpoint, as undici's pool keeps its connections. Any
-   * byte, end or close while it waits means the upstream is done with it: it is dropped.
-   */
-  park (endpoint: Endpoint, stream: Duplex, parser: HttpParser): void {
-    if (this.#closed) {
-      closeParser(parser)
-      stream.destroy()
-      return this.releaseStream(endpoint)
-    }
-    const idle: IdleStream = { endpoint, stream, parser, since: performance.now(), gone: () => this.#drop(idle) }
-    stream.on('data', idle.gone)
-    stream.on('end', idle.gone)
-    stream.on('close', idle.gone)
-    stream.resume()
-    let list = this.#idle.get(endpoint.id)
-    if (list === undefined) this.#idle.set(endpoint.id, list = [])
-    list.push(idle)
-  }
-
-  /** The most recently parked stream to `endpoint`, taken out of the pool; undefined when none waits. */
-  unpark (endpoint: Endpoint): { stream: Duplex, parser: HttpParser } | undefined {
-    const list = this.#idle.get(endpoint.id)
-    const idle = list?.pop()
-    if (idle === undefined) return undefined
-    if (list!.length === 0) this.#idle.delete(endpoint.id)
-    this.#unlisten(idle)
-    if (idle.endpoint === endpoint) return idle
-    // Another binding under the same id (unbinding drops a binding's streams, so this is not expected): not its.
-    closeParser(idle.parser)
-    idle.stream.destroy()
-    this.releaseStream(idle.endpoint)
-    return undefined
-  }
-
-  /** A parked stream the upstream closed or wrote to, or that waited too long: closed, and no longer counted. */
-  #drop (idle: IdleStream): void {
-    const list = this.#idle.get(idle.endpoint.id)
-    const at = list?.indexOf(idle) ?? -1
-    if (at === -1) return
-    list!.splice(at, 1)
-    if (list!.length === 0) this.#idle.delete(idle.endpoint.id)
-    this.#unlisten(idle)
-    closeParser(idle.parser)
-    idle.stream.destroy()
-    this.releaseStream(idle.endpoint)
-  }
-
-  #unlisten (idle: IdleStream): void {
-    idle.stream.off('data', idle.gone)
-    idle.stream.off('end', idle.gone)
-    idle.stream.off('close', idle.gone)
-  }
-
-  releaseStream (endpoint: Endpoint): void {
-    const open = (this.#streams.get(endpoint.id) ?? 1) - 1
-    if (open <= 0) this.#streams.delete(endpoint.id)
-    else this.#streams.set(endpoint.id, open)
-  }
-
   /**
    * The endpoint was unbound: its streams close now, as its pool does on the usual path (an exchange in flight
    * fails). Open streams would otherwise keep the agent's SSH connection from ending (ssh waits for its channels).
    */
   detach (endpoint: Endpoint): void {
-    if (!this.#streams.has(endpoint.id)) return
-    for (const idle of [...this.#idle.get(endpoint.id) ?? []]) this.#drop(idle)
+    if (!this.pool.dropAll(endpoint)) return
     for (const connection of this.#connections) connection.detach(endpoint)
   }
 
@@ -222,22 +135,19 @@ export class FastH1 {
   #sweep (): void {
     const now = performance.now()
     for (const connection of this.#connections) connection.checkDeadlines(now)
-    for (const list of [...this.#idle.values()]) {
-      for (const idle of [...list]) if (now - idle.since > POOL_IDLE_MS) this.#drop(idle)
-    }
+    this.pool.sweep(now)
   }
 
   close (): void {
-    this.#closed = true
     clearInterval(this.#sweeper)
-    for (const list of [...this.#idle.values()]) for (const idle of [...list]) this.#drop(idle)
+    this.pool.closeAll()
     this.listener.close()
     for (const connection of this.#connections) connection.destroy()
     this.#connections.clear()
   }
 }
 
-class FastConnection {
+class FastConnection implements TunnelUser {
   readonly #front: FastH1
   readonly #socket: Socket
   readonly #parser: HttpParser
@@ -268,11 +178,12 @@ class FastConnection {
   #closing = false
   #done = false
 
-  #channel: Duplex | null = null
+  /** The stream this connection relays over, with its response parser. */
+  #tunnel: Tunnel | null = null
+  /** The endpoint of #tunnel, or of the stream being opened. */
   #channelEndpoint: Endpoint | null = null
   /** What is written while the stream is being opened. */
   #queued: Array<string | Buffer> | null = null
-  #responses: HttpParser | null = null
   #responseFields: string[] = []
   #interim = false
   #channelBlocked = false
@@ -403,10 +314,11 @@ class FastConnection {
       // Another endpoint than the last request's (a proxy in front, with many names): the stream goes back to the
       // pool for the next connection to its endpoint, and one of this endpoint's is taken (or opened).
       if (this.#channelEndpoint !== null) this.#dropChannel(true)
-      const parked = this.#front.unpark(endpoint)
-      if (parked === undefined && !this.#front.takeStream(endpoint)) return null
+      const pool = this.#front.pool
+      const parked = pool.unpark(endpoint)
+      if (parked === undefined && !pool.take(endpoint)) return null
       this.#channelEndpoint = endpoint
-      if (parked !== undefined) this.#attach(parked.stream, endpoint, parked.parser)
+      if (parked !== undefined) this.#attach(parked)
     }
     this.#channelReusable = false
     const headers = upstreamRequestHeaders({ rawHeaders: raw, headers: { connection: connectionValue(raw) } }, this.#clientIp, 'http', target.authority)
@@ -451,9 +363,9 @@ class FastConnection {
     const pieces = this.#toUpstream
     this.#toUpstream = []
     if (this.#done) return
-    const channel = this.#channel
-    if (channel !== null) {
-      if (!writeAll(channel, pieces)) this.#channelBlocked = true
+    const tunnel = this.#tunnel
+    if (tunnel !== null) {
+      if (!writeAll(tunnel.stream, pieces)) this.#channelBlocked = true
       return
     }
     if (this.#channelEndpoint === null) return // the exchange ended in the meantime
@@ -461,47 +373,41 @@ class FastConnection {
     this.#queued = pieces
     const endpoint = this.#channelEndpoint!
     endpoint.dial({ remoteAddress: this.#clientIp, remotePort: this.#clientPort }).then(
-      (stream) => this.#attach(stream, endpoint),
+      (stream) => {
+        if (this.#done || this.#channelEndpoint !== endpoint) return void stream.destroy() // uncounted already
+        this.#attach(this.#front.pool.adopt(endpoint, stream))
+      },
       (error: unknown) => {
         if (this.#channelEndpoint !== endpoint) return
         this.#queued = null
         this.#channelEndpoint = null
-        this.#front.releaseStream(endpoint)
+        this.#front.pool.release(endpoint)
         this.#upstreamFailed(isPortholeError(error) ? error.code : 'PH_3003', isPortholeError(error) ? error.detail : (error as Error).message)
       },
     )
   }
 
-  /** The stream (just opened, or `parser`'s from the pool) becomes this connection's; what waited for it is written. */
-  #attach (stream: Duplex, endpoint: Endpoint, parser?: HttpParser): void {
-    if (this.#done || this.#channelEndpoint !== endpoint) {
-      if (parser !== undefined) closeParser(parser)
-      stream.destroy()
-      return
-    }
-    this.#channel = stream
+  /** The tunnel (just opened, or from the pool) becomes this connection's; what waited for it is written. */
+  #attach (tunnel: Tunnel): void {
+    this.#tunnel = tunnel
+    tunnel.user = this
     const queued = this.#queued
     this.#queued = null
-    if (queued !== null && !writeAll(stream, queued)) this.#channelBlocked = true
-    if (parser === undefined) stream.on('error', noop) // stays on the stream when it is parked
-    const responses = this.#responses = parser ?? newParser('response', this.#front.options.maxResponseHeaderSize)
+    if (queued !== null && !writeAll(tunnel.stream, queued)) this.#channelBlocked = true
+    const responses = tunnel.parser
     responses[HTTPParser.kOnHeaders] = this.#onResponseFields
     responses[HTTPParser.kOnHeadersComplete] = this.#onResponseHead
     responses[HTTPParser.kOnBody] = this.#onResponseBody
     responses[HTTPParser.kOnMessageComplete] = this.#onResponseComplete
-    stream.on('data', this.#onResponseData)
-    stream.on('drain', this.#onChannelDrain)
-    stream.on('end', this.#onChannelEnd)
-    stream.on('close', this.#onChannelEnd)
     this.#updateReading()
   }
 
-  #onResponseData = (data: Buffer): void => {
+  tunnelData (data: Buffer): void {
     const exchange = this.#exchange
     if (exchange !== null) exchange.waitingSince = SINCE_NEXT_SWEEP
     let result: number | ParseError
     try {
-      result = this.#responses!.execute(data)
+      result = this.#tunnel!.parser.execute(data)
     } catch (error) {
       return this.#crashed(error)
     }
@@ -625,10 +531,10 @@ class FastConnection {
   }
 
   /** The stream ended or closed: a body read until close is complete; anything else in flight failed. */
-  #onChannelEnd = (): void => {
-    const channel = this.#channel
-    if (channel === null) return
-    const result = this.#responses!.finish()
+  tunnelEnd (): void {
+    const tunnel = this.#tunnel
+    if (tunnel === null) return
+    const result = tunnel.parser.finish()
     this.#dropChannel()
     if (this.#exchange !== null) this.#upstreamFailed('PH_3003', result instanceof Error ? `the tunnel closed mid-response (${(result as ParseError).code})` : 'the tunnel closed before the response')
   }
@@ -652,41 +558,37 @@ class FastConnection {
     this.#report(exchange)
   }
 
-  /** Lets go of the stream: parked for another connection (`park`, when it is between exchanges), else closed. */
+  /** Lets go of the stream: parked for another connection (when it is between exchanges), else closed. */
   #dropChannel (park = false): void {
-    const channel = this.#channel
+    const tunnel = this.#tunnel
     const endpoint = this.#channelEndpoint
-    const responses = this.#responses
-    const reusable = park && this.#channelReusable && this.#exchange === null && channel !== null && endpoint !== null && responses !== null
-    this.#channel = null
+    const reusable = park && this.#channelReusable && this.#exchange === null
+    this.#tunnel = null
     this.#channelEndpoint = null
     this.#channelReusable = false
     this.#queued = null
     this.#channelBlocked = false
-    this.#responses = null
     this.#responseFields = []
     this.#interim = false
-    if (channel !== null) {
-      channel.off('data', this.#onResponseData)
-      channel.off('drain', this.#onChannelDrain)
-      channel.off('end', this.#onChannelEnd)
-      channel.off('close', this.#onChannelEnd)
+    const pool = this.#front.pool
+    if (tunnel === null) {
+      if (endpoint !== null) pool.release(endpoint) // being opened: it closes when it comes (#flushUpstream)
+    } else if (reusable) {
+      pool.park(tunnel)
+    } else {
+      pool.close(tunnel)
     }
-    if (reusable) return this.#front.park(endpoint, channel, responses)
-    if (responses !== null) closeParser(responses)
-    channel?.destroy()
-    if (endpoint !== null) this.#front.releaseStream(endpoint)
   }
 
   #blockChannel (): void {
-    this.#channel?.pause()
+    this.#tunnel?.stream.pause()
   }
 
   #onDrain = (): void => {
-    this.#channel?.resume()
+    this.#tunnel?.stream.resume()
   }
 
-  #onChannelDrain = (): void => {
+  tunnelDrain (): void {
     this.#channelBlocked = false
     this.#updateReading()
   }

@@ -365,7 +365,7 @@ export class HttpEdge {
   get fastRelayed (): number { return this.#fast?.relayed ?? 0 }
 
   /** Tunnel streams the fast path keeps between exchanges for the next connection to their endpoint. */
-  fastParked (endpointId: string): number { return this.#fast?.parked(endpointId) ?? 0 }
+  fastParked (endpointId: string): number { return this.#fast?.pool.parked(endpointId) ?? 0 }
 
   /** The port public HTTPS URLs name (set by the gateway once the HTTPS listener is up). */
   set httpsPort (port: number) { this.#httpsPort = port }
