@@ -371,7 +371,16 @@ class FastConnection implements TunnelUser {
     if (this.#channelEndpoint === null) return // the exchange ended in the meantime
     if (this.#queued !== null) return void this.#queued.push(...pieces)
     this.#queued = pieces
-    const endpoint = this.#channelEndpoint!
+    this.#dial(this.#channelEndpoint!, true)
+  }
+
+  /**
+   * Opens a stream to `endpoint` (counted by the pool's take). An agent session refuses one past its
+   * max-streams-per-session (PH_3002), and the streams parked for its endpoints count there: the oldest of them
+   * is closed to make room, and the dial tried once more when it has closed, instead of a 502 while the gateway's
+   * own idle streams hold the room.
+   */
+  #dial (endpoint: Endpoint, mayReclaim: boolean): void {
     endpoint.dial({ remoteAddress: this.#clientIp, remotePort: this.#clientPort }).then(
       (stream) => {
         if (this.#done || this.#channelEndpoint !== endpoint) return void stream.destroy() // uncounted already
@@ -379,6 +388,12 @@ class FastConnection implements TunnelUser {
       },
       (error: unknown) => {
         if (this.#channelEndpoint !== endpoint) return
+        const reclaimed = mayReclaim && isPortholeError(error) && error.code === 'PH_3002' ? this.#front.pool.reclaim(endpoint) : undefined
+        if (reclaimed !== undefined) {
+          return void reclaimed.then(() => {
+            if (!this.#done && this.#channelEndpoint === endpoint && this.#tunnel === null) this.#dial(endpoint, false)
+          })
+        }
         this.#queued = null
         this.#channelEndpoint = null
         this.#front.pool.release(endpoint)

@@ -13,6 +13,8 @@ import { closeParser, newParser, type HttpParser } from './llhttp.js'
 
 /** How long a parked stream waits for a connection (undici's pool keeps an idle connection 4 s by default). */
 export const POOL_IDLE_MS = 4000
+/** How long a dial refused for the session's stream cap waits for a reclaimed tunnel to close (its agent confirms). */
+const RECLAIM_WAIT_MS = 1000
 
 /** Who a tunnel stream's events go to while it serves a connection. */
 export interface TunnelUser {
@@ -131,6 +133,32 @@ export class TunnelPool {
     const at = list?.indexOf(tunnel) ?? -1
     if (at !== -1) list!.splice(at, 1)
     this.close(tunnel)
+  }
+
+  /**
+   * Closes the tunnel parked longest among those of `endpoint`'s agent session (its streams count against the
+   * session's max-streams-per-session); resolves once it has closed, or after RECLAIM_WAIT_MS. Undefined when the
+   * session has none parked. Walks every endpoint's list: only when a session refused a stream.
+   */
+  reclaim (endpoint: Endpoint): Promise<void> | undefined {
+    const { sessionId, transport } = endpoint.agent
+    let oldest: Tunnel | undefined
+    for (const list of this.#parked.values()) {
+      const first = list[0]
+      if (first === undefined || first.endpoint.agent.sessionId !== sessionId || first.endpoint.agent.transport !== transport) continue
+      if (oldest === undefined || first.parkedAt < oldest.parkedAt) oldest = first
+    }
+    if (oldest === undefined) return undefined
+    const { stream } = oldest
+    this.drop(oldest)
+    // A parked stream has not closed (it would have left the pool): its 'close' comes when the agent confirms.
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, RECLAIM_WAIT_MS)
+      stream.once('close', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
   }
 
   /** The endpoint was unbound: its parked tunnels close. Whether any of its streams is still open. */

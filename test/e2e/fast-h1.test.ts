@@ -306,3 +306,37 @@ describe('http fast path (--fast-h1)', () => {
     expect(after.status).toBe(503)
   })
 })
+
+describe('http fast path: parked streams and the session\'s max-streams-per-session', () => {
+  let gateway: TestGateway
+  let client: SshClient
+  let upstream: Awaited<ReturnType<typeof startUpstream>>
+  beforeAll(async () => {
+    gateway = await startTestGateway({ flags: { fastH1: true }, tune: { maxStreamsPerSession: 2 } })
+    upstream = await startUpstream((req, res) => { setTimeout(() => res.end(`at ${req.url}`), 100) })
+    client = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: ['room-a', 'room-b'].map((name) => `${name}:80:localhost:${upstream.port}`), command: 'http' })
+    await client.urls()
+  })
+  afterAll(async () => {
+    await client.kill()
+    await upstream.close()
+    await gateway.stop()
+  })
+
+  it('a stream parked for one endpoint gives way to another endpoint of the same session at the cap, instead of a 502', async () => {
+    const parkedA = (): number => gateway.edge.fastParked(gateway.registry.endpoints().find((e) => e.host === 'room-a.localhost')!.id)
+    // Two requests at once to room-a: two streams, the session's two; both parked once their connections end.
+    const close = (path: string): Promise<string> => rawRequest(gateway.httpPort, `GET ${path} HTTP/1.1\r\nHost: room-a.localhost\r\nConnection: close\r\n\r\n`)
+    const answers = await Promise.all([close('/a1'), close('/a2')])
+    expect(answers[0]).toMatch(/at \/a1$/)
+    expect(answers[1]).toMatch(/at \/a2$/)
+    await eventually(() => parkedA() === 2)
+    // room-b needs a stream: the session is at its cap with room-a's idle ones; the older one closes for it.
+    const before = gateway.edge.fastRelayed
+    expect(await rawRequest(gateway.httpPort, 'GET /b1 HTTP/1.1\r\nHost: room-b.localhost\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 200[^]*at \/b1$/)
+    expect(gateway.edge.fastRelayed - before).toBe(1)
+    expect(parkedA()).toBe(1)
+    // And room-a still has its other stream.
+    expect(await close('/a3')).toMatch(/at \/a3$/)
+  })
+})
