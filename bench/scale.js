@@ -13,7 +13,8 @@
 //   env BENCH_DURATION=5s BENCH_ROUNDS=2 (many-endpoints wrk runs), BENCH_PORTHOLE_BIN (another build's bin/porthole.js),
 //       BENCH_GATEWAY_ARGS (more `porthole serve` flags, space-separated), BENCH_NODE_ARGS (more node flags for the
 //       gateway, e.g. "--heapsnapshot-signal=SIGUSR2"), BENCH_GATEWAY_STDOUT (a file that gets a copy of
-//       what the gateway prints, e.g. with BENCH_NODE_ARGS=--trace-deopt)
+//       what the gateway prints, e.g. with BENCH_NODE_ARGS=--trace-deopt), BENCH_STREAMS_PER_SESSION (many-endpoints'
+//       --max-streams-per-session, default 8,000: room for the 1,000 endpoints' parked streams)
 import { spawn, execFileSync } from 'node:child_process'
 import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -345,7 +346,7 @@ async function setupRate () {
 async function manyEndpoints () {
   const endpoints = 1000
   // One agent session may hold all 1,000 (the `shared` load below), as one ngrok or frp agent holds many.
-  const gateway = await startGateway(['--max-forwards-per-session', String(endpoints), '--max-holds-per-owner', String(endpoints), '--max-streams-per-session', String(8 * endpoints)])
+  const gateway = await startGateway(['--max-forwards-per-session', String(endpoints), '--max-holds-per-owner', String(endpoints), '--max-streams-per-session', process.env.BENCH_STREAMS_PER_SESSION ?? String(8 * endpoints)])
   const dir = mkdtempSync(join(tmpdir(), 'porthole-scale-wrk-'))
   try {
     const sessions = await openTunnels(gateway, endpoints, (i) => `e${i}`)
