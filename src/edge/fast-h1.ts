@@ -596,11 +596,11 @@ class FastConnection implements TunnelUser {
   }
 
   #blockChannel (): void {
-    this.#tunnel?.stream.pause()
+    this.#tunnel?.pause()
   }
 
   #onDrain = (): void => {
-    this.#tunnel?.stream.resume()
+    this.#tunnel?.resume()
   }
 
   tunnelDrain (): void {

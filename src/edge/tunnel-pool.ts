@@ -24,19 +24,31 @@ export interface TunnelUser {
   tunnelEnd (): void
 }
 
+/** An endpoint's streams: how many are open (parked and being opened included), and those parked. */
+interface EndpointStreams {
+  open: number
+  /** The most recently parked last. */
+  readonly parked: Tunnel[]
+}
+
 /** A tunnel stream to one endpoint with its response parser. */
 export class Tunnel {
   readonly endpoint: Endpoint
   readonly stream: Duplex
   readonly parser: HttpParser
+  /** Its endpoint's count and pool (kept here: parking it needs no lookup). */
+  readonly streams: EndpointStreams
   /** The connection relaying over it; null while parked or once closed. */
   user: TunnelUser | null = null
-  /** When it was parked (performance.now()); -1 while a connection has it or once it is closed. */
+  /** When it was parked (the pool's clock); -1 while a connection has it or once it is closed. */
   parkedAt = -1
+  /** Its user paused it (the public client is the slow side); parking resumes it. */
+  paused = false
 
-  constructor (pool: TunnelPool, endpoint: Endpoint, stream: Duplex, maxHeaderSize: number) {
+  constructor (pool: TunnelPool, endpoint: Endpoint, stream: Duplex, streams: EndpointStreams, maxHeaderSize: number) {
     this.endpoint = endpoint
     this.stream = stream
+    this.streams = streams
     this.parser = newParser('response', maxHeaderSize)
     const ended = (): void => {
       if (this.user !== null) this.user.tunnelEnd()
@@ -51,16 +63,26 @@ export class Tunnel {
     stream.on('close', ended)
     stream.on('error', noop) // its end comes as 'close'
   }
+
+  pause (): void {
+    this.paused = true
+    this.stream.pause()
+  }
+
+  resume (): void {
+    this.paused = false
+    this.stream.resume()
+  }
 }
 
 export class TunnelPool {
   readonly #maxPerEndpoint: number
   readonly #maxResponseHeaderSize: number
-  /** Streams open per endpoint id, parked ones and those being opened included. */
-  readonly #open = new Map<string, number>()
-  /** Parked streams per endpoint id, the most recently parked last. An endpoint's list stays (empty) until
-   *  dropAll: an endpoint used now and then does not make and drop a list each time. */
-  readonly #parked = new Map<string, Tunnel[]>()
+  /** Per endpoint id, while it has a stream open. */
+  readonly #streams = new Map<string, EndpointStreams>()
+  /** When tunnels are parked: the last sweep's time, not a clock read per park. Drops happen at sweeps, so a
+   *  parked tunnel still goes after POOL_IDLE_MS to POOL_IDLE_MS plus one sweep interval idle. */
+  #clock = performance.now()
   #closed = false
 
   constructor (maxPerEndpoint: number, maxResponseHeaderSize: number) {
@@ -70,26 +92,34 @@ export class TunnelPool {
 
   /** Streams to an endpoint parked between exchanges (what tests look at). */
   parked (endpointId: string): number {
-    return this.#parked.get(endpointId)?.length ?? 0
+    return this.#streams.get(endpointId)?.parked.length ?? 0
   }
 
   /** Whether another stream to `endpoint` may be opened; counts it if so (adopt it, or release the count). */
   take (endpoint: Endpoint): boolean {
-    const open = this.#open.get(endpoint.id) ?? 0
-    if (open >= this.#maxPerEndpoint) return false
-    this.#open.set(endpoint.id, open + 1)
+    const streams = this.#streams.get(endpoint.id)
+    if (streams === undefined) {
+      this.#streams.set(endpoint.id, { open: 1, parked: [] })
+      return true
+    }
+    if (streams.open >= this.#maxPerEndpoint) return false
+    streams.open++
     return true
   }
 
   /** A stream opened after `take` becomes a Tunnel. */
   adopt (endpoint: Endpoint, stream: Duplex): Tunnel {
-    return new Tunnel(this, endpoint, stream, this.#maxResponseHeaderSize)
+    return new Tunnel(this, endpoint, stream, this.#streams.get(endpoint.id)!, this.#maxResponseHeaderSize)
   }
 
+  /** Uncounts a stream that was taken but is not a Tunnel (its dial failed, or its connection went meanwhile). */
   release (endpoint: Endpoint): void {
-    const open = (this.#open.get(endpoint.id) ?? 1) - 1
-    if (open <= 0) this.#open.delete(endpoint.id)
-    else this.#open.set(endpoint.id, open)
+    const streams = this.#streams.get(endpoint.id)
+    if (streams !== undefined) this.#uncount(endpoint.id, streams)
+  }
+
+  #uncount (id: string, streams: EndpointStreams): void {
+    if (--streams.open <= 0 && this.#streams.get(id) === streams) this.#streams.delete(id)
   }
 
   /**
@@ -99,16 +129,14 @@ export class TunnelPool {
   park (tunnel: Tunnel): void {
     tunnel.user = null
     if (this.#closed) return this.close(tunnel)
-    tunnel.parkedAt = performance.now()
-    if (tunnel.stream.isPaused()) tunnel.stream.resume() // its end or a stray byte must be seen
-    let list = this.#parked.get(tunnel.endpoint.id)
-    if (list === undefined) this.#parked.set(tunnel.endpoint.id, list = [])
-    list.push(tunnel)
+    tunnel.parkedAt = this.#clock
+    if (tunnel.paused) tunnel.resume() // its end or a stray byte must be seen
+    tunnel.streams.parked.push(tunnel)
   }
 
   /** The most recently parked tunnel to `endpoint`, taken out of the pool; undefined when none waits. */
   unpark (endpoint: Endpoint): Tunnel | undefined {
-    const tunnel = this.#parked.get(endpoint.id)?.pop()
+    const tunnel = this.#streams.get(endpoint.id)?.parked.pop()
     if (tunnel === undefined) return undefined
     tunnel.parkedAt = -1
     if (tunnel.endpoint === endpoint) return tunnel
@@ -123,28 +151,28 @@ export class TunnelPool {
     tunnel.parkedAt = -1
     closeParser(tunnel.parser)
     tunnel.stream.destroy()
-    this.release(tunnel.endpoint)
+    this.#uncount(tunnel.endpoint.id, tunnel.streams)
   }
 
   /** A parked tunnel the upstream closed or wrote to, or that waited too long: out of the pool, and closed. */
   drop (tunnel: Tunnel): void {
     if (tunnel.parkedAt === -1) return // in use (its user hears of it) or closed already
-    const list = this.#parked.get(tunnel.endpoint.id)
-    const at = list?.indexOf(tunnel) ?? -1
-    if (at !== -1) list!.splice(at, 1)
+    const { parked } = tunnel.streams
+    const at = parked.indexOf(tunnel)
+    if (at !== -1) parked.splice(at, 1)
     this.close(tunnel)
   }
 
   /**
    * Closes the tunnel parked longest among those of `endpoint`'s agent session (its streams count against the
    * session's max-streams-per-session); resolves once it has closed, or after RECLAIM_WAIT_MS. Undefined when the
-   * session has none parked. Walks every endpoint's list: only when a session refused a stream.
+   * session has none parked. Walks every endpoint's streams: only when a session refused a stream.
    */
   reclaim (endpoint: Endpoint): Promise<void> | undefined {
     const { sessionId, transport } = endpoint.agent
     let oldest: Tunnel | undefined
-    for (const list of this.#parked.values()) {
-      const first = list[0]
+    for (const { parked } of this.#streams.values()) {
+      const first = parked[0]
       if (first === undefined || first.endpoint.agent.sessionId !== sessionId || first.endpoint.agent.transport !== transport) continue
       if (oldest === undefined || first.parkedAt < oldest.parkedAt) oldest = first
     }
@@ -163,23 +191,24 @@ export class TunnelPool {
 
   /** The endpoint was unbound: its parked tunnels close. Whether any of its streams is still open. */
   dropAll (endpoint: Endpoint): boolean {
-    for (const tunnel of [...this.#parked.get(endpoint.id) ?? []]) this.drop(tunnel)
-    this.#parked.delete(endpoint.id)
-    return this.#open.has(endpoint.id)
+    const streams = this.#streams.get(endpoint.id)
+    if (streams === undefined) return false
+    for (const tunnel of [...streams.parked]) this.drop(tunnel)
+    return this.#streams.has(endpoint.id)
   }
 
   /** Drops the tunnels parked longer than POOL_IDLE_MS (each list is oldest first). */
   sweep (now: number): void {
-    for (const list of this.#parked.values()) {
-      while (list.length > 0 && now - list[0]!.parkedAt > POOL_IDLE_MS) this.drop(list[0]!)
+    this.#clock = now
+    for (const { parked } of this.#streams.values()) {
+      while (parked.length > 0 && now - parked[0]!.parkedAt > POOL_IDLE_MS) this.drop(parked[0]!)
     }
   }
 
   /** The gateway is closing: every parked tunnel closes, and none is parked from now on. */
   closeAll (): void {
     this.#closed = true
-    for (const list of this.#parked.values()) for (const tunnel of [...list]) this.drop(tunnel)
-    this.#parked.clear()
+    for (const { parked } of [...this.#streams.values()]) for (const tunnel of [...parked]) this.drop(tunnel)
   }
 }
 
