@@ -25,7 +25,7 @@ import type { Endpoint } from '../core/endpoint.js'
 import { addHop, connectionValue, headerLines, relayedResponseHead, upstreamRequestHeaders } from './headers.js'
 import { rawError, sendRawError } from './error-response.js'
 import { closeParser, HTTPParser, METHODS, newParser, type HeadersComplete, type HttpParser, type ParseError } from './llhttp.js'
-import { TunnelPool, type Tunnel, type TunnelUser } from './tunnel-pool.js'
+import { idleLimitOf, TunnelPool, type Tunnel, type TunnelUser } from './tunnel-pool.js'
 import { requestTarget } from './request-target.js'
 import { reportRequest } from './response-watch.js'
 import { checkingIntervalMs, closeSoon } from '../net/listen.js'
@@ -102,10 +102,11 @@ export class FastH1 {
 
   constructor (options: FastH1Options) {
     this.options = options
-    this.pool = new TunnelPool(options.maxStreamsPerEndpoint, options.maxResponseHeaderSize)
+    const sweepIntervalMs = checkingIntervalMs(Math.min(options.headerTimeoutMs, options.idleTimeoutMs))
+    this.pool = new TunnelPool(options.maxStreamsPerEndpoint, options.maxResponseHeaderSize, sweepIntervalMs)
     // noDelay as node's HTTP server sets it: each response leaves when written, not after the client's delayed ACK.
     this.listener = createServer({ noDelay: true }, (socket) => { this.#connections.add(new FastConnection(this, socket)) })
-    this.#sweeper = setInterval(() => this.#sweep(), checkingIntervalMs(Math.min(options.headerTimeoutMs, options.idleTimeoutMs))).unref()
+    this.#sweeper = setInterval(() => this.#sweep(), sweepIntervalMs).unref()
   }
 
   /** An IMF-fixdate for Date, made at most once a second (as node does). */
@@ -191,6 +192,8 @@ class FastConnection implements TunnelUser {
   #channelReusable = false
   /** The last response head let the upstream keep the stream (llhttp's keep-alive). */
   #upstreamKeeps = false
+  /** How long the stream may wait parked after the last response (its Keep-Alive, tunnel-pool.ts). */
+  #upstreamKeepsMs = 0
   /** What a parser run writes toward the client, and toward the upstream: flushed once it returns (writeAll). */
   #toClient: Array<string | Buffer> = []
   #toUpstream: Array<string | Buffer> = []
@@ -454,6 +457,7 @@ class FastConnection implements TunnelUser {
     // llhttp says so for a HEAD response without framing too, which has no body to end).
     if (!keepAlive && (exchange.method !== 'HEAD' || minor === 0 || CLOSE.test(connectionValue(raw) ?? ''))) exchange.closeAfter = true
     this.#upstreamKeeps = keepAlive
+    if (keepAlive) this.#upstreamKeepsMs = idleLimitOf(raw)
     exchange.status = status
     exchange.responseChunked = exchange.method !== 'HEAD' && status !== 204 && status !== 304 && chunkedIn(raw)
     const head = relayedResponseHead(status, raw, exchange.closeAfter || this.#closing, this.#front.date)
@@ -589,6 +593,7 @@ class FastConnection implements TunnelUser {
     if (tunnel === null) {
       if (endpoint !== null) pool.release(endpoint) // being opened: it closes when it comes (#flushUpstream)
     } else if (reusable) {
+      tunnel.idleLimitMs = this.#upstreamKeepsMs
       pool.park(tunnel)
     } else {
       pool.close(tunnel)

@@ -11,8 +11,25 @@ import type { Duplex } from 'node:stream'
 import type { Endpoint } from '../core/endpoint.js'
 import { closeParser, newParser, type HttpParser } from './llhttp.js'
 
-/** How long a parked stream waits for a connection (undici's pool keeps an idle connection 4 s by default). */
+/** How long a parked stream waits for a connection at most (undici's pool keeps an idle connection 4 s by default). */
 export const POOL_IDLE_MS = 4000
+/** An upstream that says `Keep-Alive: timeout=N` is trusted for N s less this (undici's keepAliveTimeoutThreshold). */
+const KEEP_ALIVE_MARGIN_MS = 2000
+const KEEP_ALIVE_TIMEOUT = /timeout=(\d+)/i
+
+/**
+ * How long a stream may wait parked after a response with these raw fields: POOL_IDLE_MS, or less when the
+ * upstream's Keep-Alive says it closes sooner (node's servers say 5 s); 0 when it should not wait at all. A stream
+ * the upstream closes as it is taken fails its request, as with any pool.
+ */
+export function idleLimitOf (raw: readonly string[]): number {
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length !== 10 || raw[i]!.toLowerCase() !== 'keep-alive') continue
+    const match = KEEP_ALIVE_TIMEOUT.exec(raw[i + 1]!)
+    if (match !== null) return Math.max(0, Math.min(POOL_IDLE_MS, Number(match[1]) * 1000 - KEEP_ALIVE_MARGIN_MS))
+  }
+  return POOL_IDLE_MS
+}
 /** How long a dial refused for the session's stream cap waits for a reclaimed tunnel to close (its agent confirms). */
 const RECLAIM_WAIT_MS = 1000
 
@@ -44,6 +61,8 @@ export class Tunnel {
   parkedAt = -1
   /** Its user paused it (the public client is the slow side); parking resumes it. */
   paused = false
+  /** How long it may wait parked (idleLimitOf its last response). */
+  idleLimitMs = POOL_IDLE_MS
 
   constructor (pool: TunnelPool, endpoint: Endpoint, stream: Duplex, streams: EndpointStreams, maxHeaderSize: number) {
     this.endpoint = endpoint
@@ -78,16 +97,19 @@ export class Tunnel {
 export class TunnelPool {
   readonly #maxPerEndpoint: number
   readonly #maxResponseHeaderSize: number
+  /** How often sweep() runs: a parked tunnel is dropped at the last sweep before its idle limit. */
+  readonly #sweepIntervalMs: number
   /** Per endpoint id, while it has a stream open. */
   readonly #streams = new Map<string, EndpointStreams>()
-  /** When tunnels are parked: the last sweep's time, not a clock read per park. Drops happen at sweeps, so a
-   *  parked tunnel still goes after POOL_IDLE_MS to POOL_IDLE_MS plus one sweep interval idle. */
+  /** When tunnels are parked: the last sweep's time, not a clock read per park (it is never later than the
+   *  park, so a tunnel dropped by its stamp is never kept past its limit). */
   #clock = performance.now()
   #closed = false
 
-  constructor (maxPerEndpoint: number, maxResponseHeaderSize: number) {
+  constructor (maxPerEndpoint: number, maxResponseHeaderSize: number, sweepIntervalMs: number) {
     this.#maxPerEndpoint = maxPerEndpoint
     this.#maxResponseHeaderSize = maxResponseHeaderSize
+    this.#sweepIntervalMs = sweepIntervalMs
   }
 
   /** Streams to an endpoint parked between exchanges (what tests look at). */
@@ -128,7 +150,8 @@ export class TunnelPool {
    */
   park (tunnel: Tunnel): void {
     tunnel.user = null
-    if (this.#closed) return this.close(tunnel)
+    // A limit shorter than a sweep interval could not be kept: such a stream is not worth parking.
+    if (this.#closed || tunnel.idleLimitMs < this.#sweepIntervalMs) return this.close(tunnel)
     tunnel.parkedAt = this.#clock
     if (tunnel.paused) tunnel.resume() // its end or a stray byte must be seen
     tunnel.streams.parked.push(tunnel)
@@ -197,11 +220,16 @@ export class TunnelPool {
     return this.#streams.has(endpoint.id)
   }
 
-  /** Drops the tunnels parked longer than POOL_IDLE_MS (each list is oldest first). */
+  /** Drops the tunnels that would pass their idle limit before the next sweep. */
   sweep (now: number): void {
     this.#clock = now
+    const horizon = now + this.#sweepIntervalMs
     for (const { parked } of this.#streams.values()) {
-      while (parked.length > 0 && now - parked[0]!.parkedAt > POOL_IDLE_MS) this.drop(parked[0]!)
+      for (let i = 0; i < parked.length;) {
+        const tunnel = parked[i]!
+        if (horizon - tunnel.parkedAt > tunnel.idleLimitMs) this.drop(tunnel) // out of the list: i stays
+        else i++
+      }
     }
   }
 

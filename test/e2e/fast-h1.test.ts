@@ -242,9 +242,10 @@ describe('http fast path (--fast-h1)', () => {
   })
 
   it('a parked stream the upstream closes is dropped; the next request opens a new one', async () => {
-    const upstream = await startUpstream((req, res) => res.end(`at ${req.url}`))
+    // An upstream that closes an idle connection soon, and says otherwise (Keep-Alive: timeout=60).
+    const upstream = await startUpstream((req, res) => res.setHeader('keep-alive', 'timeout=60').end(`at ${req.url}`))
     closers.push(upstream.close)
-    upstream.server.keepAliveTimeout = 300 // the upstream closes an idle connection soon
+    upstream.server.keepAliveTimeout = 300
     let connections = 0
     upstream.server.on('connection', () => { connections++ })
     await expose('pool-short', upstream.port)
@@ -254,6 +255,31 @@ describe('http fast path (--fast-h1)', () => {
     await eventually(() => parked() === 0) // closed by the upstream while parked
     expect(await rawRequest(gateway.httpPort, 'GET /two HTTP/1.1\r\nHost: pool-short.localhost\r\nConnection: close\r\n\r\n')).toMatch(/at \/two$/)
     expect(connections).toBe(2)
+  })
+
+  it('a parked stream waits no longer than the upstream\'s Keep-Alive timeout allows, less 2 s (as undici)', async () => {
+    // Node's server says `Keep-Alive: timeout=3` for a 3 s keep-alive: the stream may wait 1 s, and is closed by
+    // the gateway before the upstream would close it. With timeout=2 it is not parked at all.
+    const closedBy: string[] = []
+    const upstream = await startUpstream((req, res) => res.end(`at ${req.url}`))
+    closers.push(upstream.close)
+    upstream.server.keepAliveTimeout = 3000
+    upstream.server.on('connection', (socket: Socket) => {
+      const opened = performance.now()
+      socket.on('end', () => closedBy.push(`gateway after ${Math.round(performance.now() - opened)} ms`))
+    })
+    await expose('pool-hint', upstream.port)
+    const parked = (): number => gateway.edge.fastParked(idOf('pool-hint'))
+    const reply = await rawRequest(gateway.httpPort, 'GET /one HTTP/1.1\r\nHost: pool-hint.localhost\r\nConnection: close\r\n\r\n')
+    expect(reply).toMatch(/at \/one$/)
+    expect(reply).not.toMatch(/keep-alive:/i) // a hop field: the upstream's, not the client's
+    await eventually(() => parked() === 1)
+    await eventually(() => parked() === 0 && closedBy.length === 1)
+    expect(Number(/after (\d+) ms/.exec(closedBy[0]!)![1])).toBeLessThan(2000) // 1 s and a sweep, not the upstream's 3 s
+    upstream.server.keepAliveTimeout = 2000
+    expect(await rawRequest(gateway.httpPort, 'GET /two HTTP/1.1\r\nHost: pool-hint.localhost\r\nConnection: close\r\n\r\n')).toMatch(/at \/two$/)
+    await eventually(() => closedBy.length === 2)
+    expect(parked()).toBe(0)
   })
 
   it('a keep-alive connection idle for the idle timeout is closed; one that keeps sending is not', async () => {
