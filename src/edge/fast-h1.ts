@@ -58,6 +58,8 @@ const MAX_HEADER_FIELDS = 200
 /** The lengths of the request fields #begin looks at. */
 const CHECKED_LENGTHS = new Set(['expect', 'porthole-hop', 'porthole-replay', 'transfer-encoding', 'content-length'].map((name) => name.length))
 const CLOSE = /(?:^|,)\s*close\s*(?:,|$)/i
+/** Methods a request of which may be sent again when a kept stream turned out closed (RFC 9110 9.2.2, without PUT and DELETE). */
+const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS'])
 /** A deadline's clock that starts at the next sweep (FastConnection.checkDeadlines stamps it). */
 const SINCE_NEXT_SWEEP = -1
 
@@ -86,6 +88,10 @@ interface Exchange {
   readonly capture: RelayCapture | null
   /** The response head as written, for the capture. */
   responseHead: string | null
+  /** The head as sent, while it may be sent again on another stream (#resend); else null. */
+  replay: string | null
+  /** Some of the response came (a byte on the stream since the request went out). */
+  heard: boolean
 }
 
 export class FastH1 {
@@ -317,11 +323,7 @@ class FastConnection implements TunnelUser {
       // Another endpoint than the last request's (a proxy in front, with many names): the stream goes back to the
       // pool for the next connection to its endpoint, and one of this endpoint's is taken (or opened).
       if (this.#channelEndpoint !== null) this.#dropChannel(true)
-      const pool = this.#front.pool
-      const parked = pool.unpark(endpoint)
-      if (parked === undefined && !pool.take(endpoint)) return null
-      this.#channelEndpoint = endpoint
-      if (parked !== undefined) this.#attach(parked)
+      if (!this.#useEndpoint(endpoint)) return null
     }
     this.#channelReusable = false
     const headers = upstreamRequestHeaders({ rawHeaders: raw, headers: { connection: connectionValue(raw) } }, this.#clientIp, 'http', target.authority)
@@ -349,11 +351,24 @@ class FastConnection implements TunnelUser {
       waitingSince: 0,
       capture,
       responseHead: null,
+      replay: !chunked && length === undefined && REPLAYABLE.has(method) ? head : null,
+      heard: false,
     }
     this.#exchange = exchange
     this.#front.relayed++
     this.#send(head)
     return exchange
+  }
+
+  /** Makes a stream to `endpoint` this connection's: a parked one, or one to open (counted by the pool); false
+   *  when the endpoint has as many as it may. */
+  #useEndpoint (endpoint: Endpoint): boolean {
+    const pool = this.#front.pool
+    const parked = pool.unpark(endpoint)
+    if (parked === undefined && !pool.take(endpoint)) return false
+    this.#channelEndpoint = endpoint
+    if (parked !== undefined) this.#attach(parked)
+    return true
   }
 
   /** Toward the upstream, written when the parser run is over. */
@@ -422,7 +437,10 @@ class FastConnection implements TunnelUser {
 
   tunnelData (data: Buffer): void {
     const exchange = this.#exchange
-    if (exchange !== null) exchange.waitingSince = SINCE_NEXT_SWEEP
+    if (exchange !== null) {
+      exchange.waitingSince = SINCE_NEXT_SWEEP
+      exchange.heard = true
+    }
     let result: number | ParseError
     try {
       result = this.#tunnel!.parser.execute(data)
@@ -501,6 +519,7 @@ class FastConnection implements TunnelUser {
     // The stream may serve another connection once this exchange is over: the upstream keeps it, and it has the
     // whole request (an early response leaves the rest of a body unsent).
     this.#channelReusable = this.#upstreamKeeps && exchange.requestDone
+    if (this.#tunnel !== null) this.#tunnel.served++
     this.#finish(exchange)
   }
 
@@ -554,8 +573,23 @@ class FastConnection implements TunnelUser {
     const tunnel = this.#tunnel
     if (tunnel === null) return
     const result = tunnel.parser.finish()
+    const exchange = this.#exchange
     this.#dropChannel()
-    if (this.#exchange !== null) this.#upstreamFailed('PH_3003', result instanceof Error ? `the tunnel closed mid-response (${(result as ParseError).code})` : 'the tunnel closed before the response')
+    if (exchange === null) return
+    // A stream kept from an earlier exchange that ends before a byte of the answer came: the upstream let the
+    // connection go (its keep-alive ran out) as this request went out. An idempotent request without a body is
+    // sent once more on another stream, as browsers do; anything else fails.
+    if (exchange.replay !== null && !exchange.heard && tunnel.served > 0 && this.#resend(exchange, exchange.replay)) return
+    this.#upstreamFailed('PH_3003', result instanceof Error ? `the tunnel closed mid-response (${(result as ParseError).code})` : 'the tunnel closed before the response')
+  }
+
+  /** Sends an exchange's head again on another stream to its endpoint (once); false when none may be had. */
+  #resend (exchange: Exchange, head: string): boolean {
+    exchange.replay = null
+    if (this.#done || !this.#useEndpoint(exchange.endpoint)) return false
+    this.#send(head)
+    this.#flushUpstream()
+    return true
   }
 
   /** The upstream failed the current exchange: an error page if nothing was sent yet, else the connection ends. */

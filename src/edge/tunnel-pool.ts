@@ -63,6 +63,8 @@ export class Tunnel {
   paused = false
   /** How long it may wait parked (idleLimitOf its last response). */
   idleLimitMs = POOL_IDLE_MS
+  /** Exchanges it carried to the end (more than none: the upstream has kept it between exchanges). */
+  served = 0
 
   constructor (pool: TunnelPool, endpoint: Endpoint, stream: Duplex, streams: EndpointStreams, maxHeaderSize: number) {
     this.endpoint = endpoint
