@@ -3,6 +3,7 @@
 // own per-endpoint state (pools, listeners, the compiled policy) keyed by endpoint id and drops it when the
 // registry reports the unbind; nothing is parked on the Endpoint.
 import type { Duplex } from 'node:stream'
+import { PortholeError } from './errors.js'
 
 export type EndpointProto = 'http' | 'tcp' | 'tls'
 
@@ -49,6 +50,17 @@ export interface ClientAddress {
  * fixes its own library's quirks before handing it over.
  */
 export type Dialer = (client: ClientAddress) => Promise<Duplex>
+
+/**
+ * What a Dialer rejects with when its agent session carries as many streams as it may
+ * (--max-streams-per-session): PH_3002, told apart from an agent refusing the stream, because the edge may then
+ * close one of the session's streams it keeps idle and dial again.
+ */
+export class StreamsFullError extends PortholeError {
+  constructor (limit: number) {
+    super('PH_3002', `more than ${limit} open streams on this tunnel`)
+  }
+}
 
 export interface RequestRecord {
   readonly method: string

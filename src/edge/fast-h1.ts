@@ -21,7 +21,7 @@ import type { Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { catalogue, isPortholeError, type ErrorCode } from '../core/errors.js'
-import type { Endpoint } from '../core/endpoint.js'
+import { StreamsFullError, type Endpoint } from '../core/endpoint.js'
 import { addHop, connectionValue, headerLines, relayedResponseHead, upstreamRequestHeaders } from './headers.js'
 import { rawError, sendRawError } from './error-response.js'
 import { closeParser, HTTPParser, METHODS, newParser, type HeadersComplete, type HttpParser, type ParseError } from './llhttp.js'
@@ -36,6 +36,8 @@ export interface FastH1Options {
   readonly server: Server
   /** The endpoint a request for `host` may go to on the fast path, or undefined (the usual path takes it). */
   readonly fastEndpoint: (host: string) => Endpoint | undefined
+  /** Closes an idle stream of `endpoint`'s agent session, whose stream cap refused one (HttpEdge.makeRoom). */
+  readonly makeRoom: (endpoint: Endpoint) => Promise<void> | undefined
   /** The edge's loop mark (headers.ts). */
   readonly hop: string
   /** Whether ACME HTTP-01 challenges are answered (the usual path does that). */
@@ -394,9 +396,9 @@ class FastConnection implements TunnelUser {
 
   /**
    * Opens a stream to `endpoint` (counted by the pool's take). An agent session refuses one past its
-   * max-streams-per-session (PH_3002), and the streams parked for its endpoints count there: the oldest of them
-   * is closed to make room, and the dial tried once more when it has closed, instead of a 502 while the gateway's
-   * own idle streams hold the room.
+   * max-streams-per-session (PH_3002), and the streams the edge keeps idle for its endpoints count there: one of
+   * them is closed to make room (HttpEdge.makeRoom), and the dial tried once more when it has closed, instead of a
+   * 502 while the gateway's own idle streams hold the room.
    */
   #dial (endpoint: Endpoint, mayReclaim: boolean): void {
     endpoint.dial({ remoteAddress: this.#clientIp, remotePort: this.#clientPort }).then(
@@ -406,7 +408,7 @@ class FastConnection implements TunnelUser {
       },
       (error: unknown) => {
         if (this.#channelEndpoint !== endpoint) return
-        const reclaimed = mayReclaim && isPortholeError(error) && error.code === 'PH_3002' ? this.#front.pool.reclaim(endpoint) : undefined
+        const reclaimed = mayReclaim && error instanceof StreamsFullError ? this.#front.options.makeRoom(endpoint) : undefined
         if (reclaimed !== undefined) {
           return void reclaimed.then(() => {
             if (!this.#done && this.#channelEndpoint === endpoint && this.#tunnel === null) this.#dial(endpoint, false)

@@ -317,6 +317,7 @@ export class HttpEdge {
       ? new FastH1({
         server: this.server,
         fastEndpoint: (host) => this.#fastEndpoint(host),
+        makeRoom: (endpoint) => this.#makeRoom(endpoint),
         hop: this.#hop,
         acme: options.acmeChallenge !== undefined,
         maxStreamsPerEndpoint: options.upstreamConnections,
@@ -381,7 +382,26 @@ export class HttpEdge {
       connections: this.#options.upstreamConnections,
       timeoutMs: this.#options.upstreamTimeoutMs,
       maxResponseHeaderSize: this.#options.maxResponseHeaderSize,
+      makeRoom: (other) => this.#makeRoom(other),
     }))
+  }
+
+  /**
+   * `endpoint`'s agent session refused a stream at its max-streams-per-session (PH_3002), while this edge may be
+   * keeping some of its streams idle: closes one (a stream the fast path keeps, else an idle one of a pool of the
+   * session's endpoints) so that the dial may be tried once more. Undefined when the session has none idle.
+   */
+  #makeRoom (endpoint: Endpoint): Promise<void> | undefined {
+    const parked = this.#fast?.pool.reclaim(endpoint)
+    if (parked !== undefined) return parked
+    const { sessionId, transport } = endpoint.agent
+    for (const upstream of this.#upstreams.values()) {
+      const { agent } = upstream.endpoint
+      if (agent.sessionId !== sessionId || agent.transport !== transport) continue
+      const closed = upstream.closeIdleStream()
+      if (closed !== undefined) return closed
+    }
+    return undefined
   }
 
   #detach (endpoint: Endpoint): void {

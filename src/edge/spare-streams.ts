@@ -17,9 +17,9 @@ export const CORE_STREAMS = 8
 /** An idle stream beyond CORE_STREAMS closes after this long. */
 export const SPARE_IDLE_MS = 500
 
-/** A Pool `factory`: its first `core` live clients are made as asked, later ones with a short keep-alive. */
-export function spareStreamsClose (core = CORE_STREAMS, spareIdleMs = SPARE_IDLE_MS): (origin: URL, options: object) => Dispatcher {
-  const live = new Set<Client>()
+/** A Pool `factory`: its first `core` live clients are made as asked, later ones with a short keep-alive. The
+ *  clients it made and that are not known to be closed are in `live` (the caller's, to find idle ones). */
+export function spareStreamsClose (core = CORE_STREAMS, spareIdleMs = SPARE_IDLE_MS, live = new Set<Client>()): (origin: URL, options: object) => Dispatcher {
   return (origin, options) => {
     for (const client of live) if (client.closed || client.destroyed) live.delete(client)
     const spare = live.size >= core

@@ -30,8 +30,19 @@ export function idleLimitOf (raw: readonly string[]): number {
   }
   return POOL_IDLE_MS
 }
-/** How long a dial refused for the session's stream cap waits for a reclaimed tunnel to close (its agent confirms). */
-const RECLAIM_WAIT_MS = 1000
+/** How long a dial refused at the session's stream cap waits for a stream closed for room (its agent confirms). */
+export const ROOM_WAIT_MS = 1000
+
+/** Resolves on the stream's 'close' (for an SSH channel: when the agent confirmed it), or after ROOM_WAIT_MS. */
+export function closedSoon (stream: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ROOM_WAIT_MS)
+    stream.once('close', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+}
 
 /** Who a tunnel stream's events go to while it serves a connection. */
 export interface TunnelUser {
@@ -190,8 +201,8 @@ export class TunnelPool {
 
   /**
    * Closes the tunnel parked longest among those of `endpoint`'s agent session (its streams count against the
-   * session's max-streams-per-session); resolves once it has closed, or after RECLAIM_WAIT_MS. Undefined when the
-   * session has none parked. Walks every endpoint's streams: only when a session refused a stream.
+   * session's max-streams-per-session); resolves as closedSoon. Undefined when the session has none parked.
+   * Walks every endpoint's streams: only when a session refused a stream.
    */
   reclaim (endpoint: Endpoint): Promise<void> | undefined {
     const { sessionId, transport } = endpoint.agent
@@ -202,16 +213,10 @@ export class TunnelPool {
       if (oldest === undefined || first.parkedAt < oldest.parkedAt) oldest = first
     }
     if (oldest === undefined) return undefined
-    const { stream } = oldest
-    this.drop(oldest)
     // A parked stream has not closed (it would have left the pool): its 'close' comes when the agent confirms.
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, RECLAIM_WAIT_MS)
-      stream.once('close', () => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
+    const closed = closedSoon(oldest.stream)
+    this.drop(oldest)
+    return closed
   }
 
   /** The endpoint was unbound: its parked tunnels close. Whether any of its streams is still open. */

@@ -4,14 +4,15 @@
 // idle tunnel then costs no pool (its 2,048-slot queue was a third of an idle tunnel's memory, issue 13). With --upstream-tls the
 // edge runs a TLS client over each stream; with --upstream-protocol http2 undici speaks HTTP/2 to the
 // service (negotiated by ALPN over TLS, or with prior knowledge over the plain stream).
-import { Pool, type Dispatcher } from 'undici'
+import { Pool, type Client, type Dispatcher } from 'undici'
 import { Duplex } from 'node:stream'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { createRequire } from 'node:module'
 import { PortholeError } from '../core/errors.js'
-import type { ClientAddress, Endpoint } from '../core/endpoint.js'
+import { StreamsFullError, type ClientAddress, type Endpoint } from '../core/endpoint.js'
 import type { CompiledPolicy } from '../policy/compiled.js'
-import { spareStreamsClose } from './spare-streams.js'
+import { CORE_STREAMS, SPARE_IDLE_MS, spareStreamsClose } from './spare-streams.js'
+import { closedSoon } from './tunnel-pool.js'
 
 export interface UpstreamLimits {
   /** Streams kept open to one endpoint's upstream at most (keep-alive pool size). */
@@ -19,13 +20,21 @@ export interface UpstreamLimits {
   /** Wait at most this long for response headers, and between body chunks. */
   readonly timeoutMs: number
   readonly maxResponseHeaderSize: number
+  /**
+   * Asked when the endpoint's agent session refused a stream at its max-streams-per-session (PH_3002): closes an
+   * idle stream of that session somewhere (resolving once it has closed) so that the dial may be tried once more,
+   * or says there is none (undefined).
+   */
+  readonly makeRoom?: (endpoint: Endpoint) => Promise<void> | undefined
 }
 
 export class Upstream {
   #pool: Pool | null = null
+  /** The pool's clients (spare-streams.ts), to find an idle one when another endpoint of the session needs room. */
+  #clients = new Set<Client>()
   /** No request since the last sweep, and the pool had no stream then. */
   #idle = false
-  readonly #endpoint: Endpoint
+  readonly endpoint: Endpoint
   readonly #limits: UpstreamLimits
   readonly policy: CompiledPolicy
   readonly hostHeader: string | undefined
@@ -39,7 +48,7 @@ export class Upstream {
   constructor (endpoint: Endpoint, policy: CompiledPolicy, limits: UpstreamLimits) {
     this.policy = policy
     this.hostHeader = endpoint.spec.hostHeader
-    this.#endpoint = endpoint
+    this.endpoint = endpoint
     this.#limits = limits
   }
 
@@ -75,12 +84,13 @@ export class Upstream {
   }
 
   #createPool (): Pool {
-    const endpoint = this.#endpoint
+    const endpoint = this.endpoint
     const limits = this.#limits
     const { upstream } = endpoint.spec
     const h2 = upstream.protocol === 'http2'
     // SSH never tells us the service's host name; the Host we send (if set) is the best SNI there is.
     const servername = upstream.tls ? serverName(endpoint.spec.hostHeader) : ''
+    const clients = this.#clients = new Set<Client>()
     const pool = new Pool(upstream.tls ? 'https://upstream.invalid' : 'http://upstream.invalid', {
       allowH2: h2,
       connections: limits.connections,
@@ -90,9 +100,9 @@ export class Upstream {
       headersTimeout: limits.timeoutMs,
       bodyTimeout: limits.timeoutMs,
       maxHeaderSize: limits.maxResponseHeaderSize,
-      factory: spareStreamsClose(), // a burst's extra streams close soon once idle (spare-streams.ts)
+      factory: spareStreamsClose(CORE_STREAMS, SPARE_IDLE_MS, clients), // a burst's extra streams close soon once idle
       connect: (_options, callback) => {
-        endpoint.dial(this.#client)
+        dialWithRoom(endpoint, this.#client, limits.makeRoom)
           .then((stream): Duplex | Promise<Duplex> => upstream.tls ? withTls(asSocket(stream), servername, upstream, h2) : priorKnowledge(asSocket(stream), h2))
           .then((socket) => callback(null, skipInterimContinue(endAfterLastRead(readChunkByChunk(socket))) as never), (error: Error) => callback(error, null))
       },
@@ -121,6 +131,24 @@ export class Upstream {
     this.pool.dispatch(options, handler)
   }
 
+  /**
+   * Closes one stream of this endpoint's that is connected and carries nothing (another endpoint of the same
+   * agent session needs the room); resolves as closedSoon (tunnel-pool.ts). Undefined when none is idle.
+   * The pool's client stays and opens a new stream when next asked, as when an upstream ends a kept connection.
+   */
+  closeIdleStream (): Promise<void> | undefined {
+    for (const client of this.#clients) {
+      if (client.closed || client.destroyed) continue
+      const { connected, size } = client.stats
+      const socket = (client as unknown as Record<symbol, Duplex | null | undefined>)[kSocket]
+      if (!connected || size > 0 || socket == null || socket.destroyed) continue
+      const closed = closedSoon(socket)
+      socket.destroy()
+      return closed
+    }
+    return undefined
+  }
+
   close (): Promise<void> {
     const pool = this.#pool
     this.#pool = null
@@ -130,8 +158,18 @@ export class Upstream {
 
 function noop (): void {}
 
-/** undici's own key for a pool's queue length (lib/core/symbols.js; the same module instance undici uses). */
-const kQueued: symbol = (createRequire(import.meta.url)('undici/lib/core/symbols.js') as { kQueued: symbol }).kQueued
+/** undici's own keys (lib/core/symbols.js; the same module instance undici uses): a pool's queue length, and a
+ *  client's socket (a tunnel stream here). */
+const { kQueued, kSocket } = createRequire(import.meta.url)('undici/lib/core/symbols.js') as { kQueued: symbol, kSocket: symbol }
+
+/** The endpoint's Dialer, once more when its session refused at the stream cap and `makeRoom` closed an idle stream. */
+function dialWithRoom (endpoint: Endpoint, client: ClientAddress, makeRoom: UpstreamLimits['makeRoom']): Promise<Duplex> {
+  return endpoint.dial(client).catch((error: unknown) => {
+    const room = error instanceof StreamsFullError ? makeRoom?.(endpoint) : undefined
+    if (room === undefined) throw error
+    return room.then(() => endpoint.dial(client))
+  })
+}
 
 function serverName (hostHeader: string | undefined): string {
   if (hostHeader === undefined || hostHeader === 'rewrite') return 'localhost'

@@ -389,4 +389,19 @@ describe('http fast path: parked streams and the session\'s max-streams-per-sess
     // And room-a still has its other stream.
     expect(await close('/a3')).toMatch(/at \/a3$/)
   })
+
+  it('the same over HTTPS (the usual path): an idle stream of another endpoint\'s pool closes for room', async () => {
+    const over = (name: string, path: string): Promise<string> => rawRequest(gateway.httpsPort,
+      `GET ${path} HTTP/1.1\r\nHost: ${name}.localhost\r\nConnection: close\r\n\r\n`, { servername: `${name}.localhost`, ca: gateway.caPem, ALPNProtocols: ['http/1.1'] })
+    await eventually(() => gateway.edge.fastParked(gateway.registry.endpoints().find((e) => e.host === 'room-a.localhost')!.id) === 0
+      && gateway.edge.fastParked(gateway.registry.endpoints().find((e) => e.host === 'room-b.localhost')!.id) === 0, 8000)
+    // Two requests at once to room-a: its pool opens the session's two streams and keeps them idle (30 s).
+    const answers = await Promise.all([over('room-a', '/s1'), over('room-a', '/s2')])
+    expect(answers[0]).toMatch(/^HTTP\/1\.1 200[^]*at \/s1$/)
+    expect(answers[1]).toMatch(/^HTTP\/1\.1 200[^]*at \/s2$/)
+    expect(gateway.edge.poolStats(gateway.registry.endpoints().find((e) => e.host === 'room-a.localhost')!.id)?.connected).toBe(2)
+    // room-b needs one: one of room-a's idle streams closes for it.
+    expect(await over('room-b', '/s3')).toMatch(/^HTTP\/1\.1 200[^]*at \/s3$/)
+    expect(gateway.edge.poolStats(gateway.registry.endpoints().find((e) => e.host === 'room-a.localhost')!.id)?.connected).toBe(1)
+  })
 })

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import { PortholeError, isPortholeError } from '../../core/errors.js'
-import type { ClientAddress, Endpoint, Owner } from '../../core/endpoint.js'
+import { StreamsFullError, type ClientAddress, type Endpoint, type Owner } from '../../core/endpoint.js'
 import type { CredentialKind, SessionInfo } from '../../core/session.js'
 import { bindNamed, bindTcp, type EndpointContext } from '../bind.js'
 import { bindOptions, type RequestedName } from './bind-options.js'
@@ -425,7 +425,7 @@ export class NgrokSession {
     }
     if (this.#proxyStreams >= this.#ctx.maxStreams) {
       observeDial('ngrok', started, 'busy')
-      return Promise.reject(new PortholeError('PH_3002', `more than ${this.#ctx.maxStreams} open streams on this tunnel`))
+      return Promise.reject(new StreamsFullError(this.#ctx.maxStreams))
     }
     const header = proxyHeader({
       id: tunnel.id,

@@ -13,7 +13,7 @@ import type { Socket } from 'node:net'
 import type { Connection, ServerChannel, Session, TcpipBindInfo, TcpipRequestInfo } from 'ssh2'
 import type { Logger } from 'pino'
 import { PortholeError, isPortholeError } from '../../core/errors.js'
-import type { ClientAddress, Endpoint, EndpointProto, Owner, RequestRecord } from '../../core/endpoint.js'
+import { StreamsFullError, type ClientAddress, type Endpoint, type EndpointProto, type Owner, type RequestRecord } from '../../core/endpoint.js'
 import { bindNamed, bindTcp, type EndpointContext } from '../bind.js'
 import type { CredentialKind, SessionInfo } from '../../core/session.js'
 import type { CompiledPolicy, CompileOptions, RuleError } from '../../policy/compiled.js'
@@ -587,7 +587,7 @@ export class SshConnection {
     if (this.#openChannels >= this.#ctx.maxChannels) {
       observeDial('ssh', started, 'busy')
       this.#tellStreamsFull()
-      return Promise.reject(new PortholeError('PH_3002', `more than ${this.#ctx.maxChannels} open streams on this tunnel`))
+      return Promise.reject(new StreamsFullError(this.#ctx.maxChannels))
     }
     this.#openChannels++
     return new Promise((resolve, reject) => {
