@@ -21,11 +21,11 @@ import type { Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { catalogue, isPortholeError, type ErrorCode } from '../core/errors.js'
-import { StreamsFullError, type Endpoint } from '../core/endpoint.js'
+import type { Endpoint } from '../core/endpoint.js'
 import { addHop, connectionValue, headerLines, relayedResponseHead, upstreamRequestHeaders } from './headers.js'
 import { rawError, sendRawError } from './error-response.js'
 import { closeParser, HTTPParser, METHODS, newParser, type HeadersComplete, type HttpParser, type ParseError } from './llhttp.js'
-import { idleLimitOf, TunnelPool, type Tunnel, type TunnelUser } from './tunnel-pool.js'
+import { dialWithRoom, idleLimitOf, TunnelPool, type Tunnel, type TunnelUser } from './tunnel-pool.js'
 import { requestTarget } from './request-target.js'
 import { reportRequest } from './response-watch.js'
 import { checkingIntervalMs, closeSoon } from '../net/listen.js'
@@ -198,10 +198,6 @@ class FastConnection implements TunnelUser {
   #channelBlocked = false
   /** The stream is between exchanges and may be parked (#dropChannel): its last response ended cleanly. */
   #channelReusable = false
-  /** The last response head let the upstream keep the stream (llhttp's keep-alive). */
-  #upstreamKeeps = false
-  /** How long the stream may wait parked after the last response (its Keep-Alive, tunnel-pool.ts). */
-  #upstreamKeepsMs = 0
   /** What a parser run writes toward the client, and toward the upstream: flushed once it returns (writeAll). */
   #toClient: Array<string | Buffer> = []
   #toUpstream: Array<string | Buffer> = []
@@ -391,7 +387,7 @@ class FastConnection implements TunnelUser {
     if (this.#channelEndpoint === null) return // the exchange ended in the meantime
     if (this.#queued !== null) return void this.#queued.push(...pieces)
     this.#queued = pieces
-    this.#dial(this.#channelEndpoint!, true)
+    this.#dial(this.#channelEndpoint!)
   }
 
   /**
@@ -400,20 +396,15 @@ class FastConnection implements TunnelUser {
    * them is closed to make room (HttpEdge.makeRoom), and the dial tried once more when it has closed, instead of a
    * 502 while the gateway's own idle streams hold the room.
    */
-  #dial (endpoint: Endpoint, mayReclaim: boolean): void {
-    endpoint.dial({ remoteAddress: this.#clientIp, remotePort: this.#clientPort }).then(
+  #dial (endpoint: Endpoint): void {
+    const wanted = (): boolean => !this.#done && this.#channelEndpoint === endpoint && this.#tunnel === null
+    dialWithRoom(endpoint, { remoteAddress: this.#clientIp, remotePort: this.#clientPort }, this.#front.options.makeRoom, wanted).then(
       (stream) => {
         if (this.#done || this.#channelEndpoint !== endpoint) return void stream.destroy() // uncounted already
         this.#attach(this.#front.pool.adopt(endpoint, stream))
       },
       (error: unknown) => {
-        if (this.#channelEndpoint !== endpoint) return
-        const reclaimed = mayReclaim && error instanceof StreamsFullError ? this.#front.options.makeRoom(endpoint) : undefined
-        if (reclaimed !== undefined) {
-          return void reclaimed.then(() => {
-            if (!this.#done && this.#channelEndpoint === endpoint && this.#tunnel === null) this.#dial(endpoint, false)
-          })
-        }
+        if (!wanted()) return
         this.#queued = null
         this.#channelEndpoint = null
         this.#front.pool.release(endpoint)
@@ -476,8 +467,8 @@ class FastConnection implements TunnelUser {
     // The upstream closes after this response (Connection: close, HTTP/1.0, a body that ends with the stream;
     // llhttp says so for a HEAD response without framing too, which has no body to end).
     if (!keepAlive && (exchange.method !== 'HEAD' || minor === 0 || CLOSE.test(connectionValue(raw) ?? ''))) exchange.closeAfter = true
-    this.#upstreamKeeps = keepAlive
-    if (keepAlive) this.#upstreamKeepsMs = idleLimitOf(raw)
+    // How long the upstream keeps the stream after this exchange (none: it does not; llhttp's keep-alive).
+    this.#tunnel!.idleLimitMs = keepAlive ? idleLimitOf(raw) : 0
     exchange.status = status
     exchange.responseChunked = exchange.method !== 'HEAD' && status !== 204 && status !== 304 && chunkedIn(raw)
     const head = relayedResponseHead(status, raw, exchange.closeAfter || this.#closing, this.#front.date)
@@ -520,8 +511,9 @@ class FastConnection implements TunnelUser {
     this.#responseFields = []
     // The stream may serve another connection once this exchange is over: the upstream keeps it, and it has the
     // whole request (an early response leaves the rest of a body unsent).
-    this.#channelReusable = this.#upstreamKeeps && exchange.requestDone
-    if (this.#tunnel !== null) this.#tunnel.served++
+    const tunnel = this.#tunnel!
+    this.#channelReusable = tunnel.idleLimitMs > 0 && exchange.requestDone
+    tunnel.served++
     this.#finish(exchange)
   }
 
@@ -629,7 +621,6 @@ class FastConnection implements TunnelUser {
     if (tunnel === null) {
       if (endpoint !== null) pool.release(endpoint) // being opened: it closes when it comes (#flushUpstream)
     } else if (reusable) {
-      tunnel.idleLimitMs = this.#upstreamKeepsMs
       pool.park(tunnel)
     } else {
       pool.close(tunnel)

@@ -8,7 +8,7 @@
 // over many endpoints of one agent) parks one stream and takes another on each request; moving listeners on and
 // off the streams then was a sixth of such a request (bench/scale.js many-endpoints, one session).
 import type { Duplex } from 'node:stream'
-import type { Endpoint } from '../core/endpoint.js'
+import { StreamsFullError, type ClientAddress, type Endpoint } from '../core/endpoint.js'
 import { closeParser, newParser, type HttpParser } from './llhttp.js'
 
 /** How long a parked stream waits for a connection at most (undici's pool keeps an idle connection 4 s by default). */
@@ -30,6 +30,7 @@ export function idleLimitOf (raw: readonly string[]): number {
   }
   return POOL_IDLE_MS
 }
+
 /** How long a dial refused at the session's stream cap waits for a stream closed for room (its agent confirms). */
 export const ROOM_WAIT_MS = 1000
 
@@ -40,6 +41,21 @@ export function closedSoon (stream: Duplex): Promise<void> {
     stream.once('close', () => {
       clearTimeout(timer)
       resolve()
+    })
+  })
+}
+
+/**
+ * The endpoint's Dialer, once more when its agent session refused at its stream cap (StreamsFullError) and
+ * `makeRoom` closed one of the session's idle streams, if the stream is still `wanted` then; else the refusal.
+ */
+export function dialWithRoom (endpoint: Endpoint, client: ClientAddress, makeRoom: ((endpoint: Endpoint) => Promise<void> | undefined) | undefined, wanted = (): boolean => true): Promise<Duplex> {
+  return endpoint.dial(client).catch((error: unknown) => {
+    const room = error instanceof StreamsFullError ? makeRoom?.(endpoint) : undefined
+    if (room === undefined) throw error
+    return room.then(() => {
+      if (!wanted()) throw error
+      return endpoint.dial(client)
     })
   })
 }

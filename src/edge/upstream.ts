@@ -9,10 +9,10 @@ import { Duplex } from 'node:stream'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { createRequire } from 'node:module'
 import { PortholeError } from '../core/errors.js'
-import { StreamsFullError, type ClientAddress, type Endpoint } from '../core/endpoint.js'
+import type { ClientAddress, Endpoint } from '../core/endpoint.js'
 import type { CompiledPolicy } from '../policy/compiled.js'
 import { CORE_STREAMS, SPARE_IDLE_MS, spareStreamsClose } from './spare-streams.js'
-import { closedSoon } from './tunnel-pool.js'
+import { closedSoon, dialWithRoom } from './tunnel-pool.js'
 
 export interface UpstreamLimits {
   /** Streams kept open to one endpoint's upstream at most (keep-alive pool size). */
@@ -161,15 +161,6 @@ function noop (): void {}
 /** undici's own keys (lib/core/symbols.js; the same module instance undici uses): a pool's queue length, and a
  *  client's socket (a tunnel stream here). */
 const { kQueued, kSocket } = createRequire(import.meta.url)('undici/lib/core/symbols.js') as { kQueued: symbol, kSocket: symbol }
-
-/** The endpoint's Dialer, once more when its session refused at the stream cap and `makeRoom` closed an idle stream. */
-function dialWithRoom (endpoint: Endpoint, client: ClientAddress, makeRoom: UpstreamLimits['makeRoom']): Promise<Duplex> {
-  return endpoint.dial(client).catch((error: unknown) => {
-    const room = error instanceof StreamsFullError ? makeRoom?.(endpoint) : undefined
-    if (room === undefined) throw error
-    return room.then(() => endpoint.dial(client))
-  })
-}
 
 function serverName (hostHeader: string | undefined): string {
   if (hostHeader === undefined || hostHeader === 'rewrite') return 'localhost'
