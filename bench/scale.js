@@ -49,6 +49,12 @@ const PAGE = 4096
 if (TWO_CORES) execFileSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' })
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
 
+/** Read and write system calls the process has made so far (/proc/PID/io: every read-like and write-like call). */
+function syscalls (pid) {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8')
+  return Number(/syscr: (\d+)/.exec(io)?.[1] ?? 0) + Number(/syscw: (\d+)/.exec(io)?.[1] ?? 0)
+}
+
 function cpuMs (pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
   return (Number(fields[11]) + Number(fields[12])) * 1000 / CLK_TCK
@@ -362,6 +368,7 @@ request = function() return wrk.format("GET", "/small", { Host = prefix .. (math
     // wrk runs in a separate process, so this one (the agents) must keep serving while it runs: run it async.
     const wrkAsync = ([hosts, stride, prefix], duration) => new Promise((resolve, reject) => {
       const before = cpuMs(gateway.pid)
+      const callsBefore = syscalls(gateway.pid)
       const from = (Date.now() - gateway.startedAt) / 1000
       const child = spawn(TWO_CORES ? 'taskset' : 'wrk', [...(TWO_CORES ? ['-c', '1', 'wrk'] : []), '-t1', '-c50', `-d${duration}`, '-s', script, `http://127.0.0.1:${gateway.http}/`],
         { env: { ...process.env, HOSTS: String(hosts), STRIDE: String(stride), PREFIX: prefix } })
@@ -370,11 +377,12 @@ request = function() return wrk.format("GET", "/small", { Host = prefix .. (math
       child.on('error', reject)
       child.on('exit', () => {
         const cpu = cpuMs(gateway.pid) - before
+        const calls = syscalls(gateway.pid) - callsBefore
         const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0)
         const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
         if (requests === 0 || non2xx > 0) return reject(new Error(`wrk: ${non2xx} error answers:\n${out}`))
         const window = `${Math.ceil(from)}-${Math.floor((Date.now() - gateway.startedAt) / 1000)}`
-        resolve({ requests, cpuUsPerRequest: cpu * 1000 / requests, rps: requests / parseFloat(duration), window })
+        resolve({ requests, cpuUsPerRequest: cpu * 1000 / requests, syscallsPerRequest: calls / requests, rps: requests / parseFloat(duration), window })
       })
     })
     // Four loads per round: all on e0 (one endpoint, one session); the 1,000 endpoints of one session (the
@@ -394,7 +402,7 @@ request = function() return wrk.format("GET", "/small", { Host = prefix .. (math
         await wrkAsync(loads[load], '1s')
         const result = await wrkAsync(loads[load], DURATION)
         results[load].push(result)
-        console.log(`many-endpoints: round ${round + 1}, ${loads[load][0]} endpoint(s) in ${where[load]}: ${result.cpuUsPerRequest.toFixed(1)} µs gateway CPU per request, ${result.rps.toFixed(0)} req/s${CPU_PROF ? ` (profile window ${result.window} s)` : ''}`)
+        console.log(`many-endpoints: round ${round + 1}, ${loads[load][0]} endpoint(s) in ${where[load]}: ${result.cpuUsPerRequest.toFixed(1)} µs gateway CPU per request, ${result.syscallsPerRequest.toFixed(2)} reads and writes per request, ${result.rps.toFixed(0)} req/s${CPU_PROF ? ` (profile window ${result.window} s)` : ''}`)
       }
     }
     const cost = (load) => median(results[load].map((r) => r.cpuUsPerRequest))

@@ -420,11 +420,6 @@ class FastConnection implements TunnelUser {
     const queued = this.#queued
     this.#queued = null
     if (queued !== null && !writeAll(tunnel.stream, queued)) this.#channelBlocked = true
-    const responses = tunnel.parser
-    responses[HTTPParser.kOnHeaders] = this.#onResponseFields
-    responses[HTTPParser.kOnHeadersComplete] = this.#onResponseHead
-    responses[HTTPParser.kOnBody] = this.#onResponseBody
-    responses[HTTPParser.kOnMessageComplete] = this.#onResponseComplete
     this.#updateReading()
   }
 
@@ -444,11 +439,11 @@ class FastConnection implements TunnelUser {
     if (result instanceof Error) this.#upstreamFailed(result.code === 'HPE_HEADER_OVERFLOW' ? 'PH_3006' : 'PH_3003', `the upstream's response is not HTTP/1.1 (${result.code})`)
   }
 
-  #onResponseFields = (fields: string[]): void => {
+  responseFields (fields: string[]): void {
     for (const field of fields) this.#responseFields.push(field)
   }
 
-  #onResponseHead: HeadersComplete = (_major, minor, fields, _method, _url, status, _message, upgrade, keepAlive) => {
+  responseHead (_major: number, minor: number, fields: string[] | undefined, _method: number, _url: string | undefined, status: number, _message: string | undefined, upgrade: boolean, keepAlive: boolean): number {
     let raw = fields ?? []
     if (this.#responseFields.length > 0) {
       raw = fields === undefined ? this.#responseFields : [...this.#responseFields, ...fields]
@@ -484,7 +479,7 @@ class FastConnection implements TunnelUser {
     if (head !== '') this.#toClient.push(`HTTP/1.1 103 Early Hints\r\n${head}\r\n`)
   }
 
-  #onResponseBody = (chunk: Buffer): void => {
+  responseBody (chunk: Buffer): void {
     const exchange = this.#exchange
     if (exchange === null) return
     exchange.responseBytes += chunk.length
@@ -494,7 +489,7 @@ class FastConnection implements TunnelUser {
     else out.push(chunk)
   }
 
-  #onResponseComplete = (): void => {
+  responseComplete (): void {
     if (this.#interim) {
       this.#interim = false
       return

@@ -4,12 +4,13 @@
 //
 // A stream's listeners are set once, when it opens, and pass its events to whoever uses it now (Tunnel.user): a
 // connection, or while it is parked the pool, for which any byte, end or close means the upstream is done with
-// it. A connection going from one endpoint to another (a proxy in front carrying many names, or a load spread
-// over many endpoints of one agent) parks one stream and takes another on each request; moving listeners on and
-// off the streams then was a sixth of such a request (bench/scale.js many-endpoints, one session).
+// it. The response parser's callbacks are set once too, and call the user's. A connection going from one endpoint
+// to another (a proxy in front carrying many names, or a load spread over many endpoints of one agent) parks one
+// stream and takes another on each request; moving listeners on and off the streams then was a sixth of such a
+// request (bench/scale.js many-endpoints, one session).
 import type { Duplex } from 'node:stream'
 import { StreamsFullError, type ClientAddress, type Endpoint } from '../core/endpoint.js'
-import { closeParser, newParser, type HttpParser } from './llhttp.js'
+import { closeParser, HTTPParser, newParser, type HeadersComplete, type HttpParser } from './llhttp.js'
 
 /** How long a parked stream waits for a connection at most (undici's pool keeps an idle connection 4 s by default). */
 export const POOL_IDLE_MS = 4000
@@ -60,12 +61,17 @@ export function dialWithRoom (endpoint: Endpoint, client: ClientAddress, makeRoo
   })
 }
 
-/** Who a tunnel stream's events go to while it serves a connection. */
+/** Who a tunnel stream's events, and its response parser's callbacks, go to while it serves a connection. */
 export interface TunnelUser {
   tunnelData (data: Buffer): void
   tunnelDrain (): void
   /** The stream ended or closed. */
   tunnelEnd (): void
+  /** The response parser's kOnHeaders (a head of more than 32 fields, or trailers). */
+  responseFields (fields: string[]): void
+  responseHead: HeadersComplete
+  responseBody (chunk: Buffer): void
+  responseComplete (): void
 }
 
 /** An endpoint's streams: how many are open (parked and being opened included), and those parked. */
@@ -97,7 +103,13 @@ export class Tunnel {
     this.endpoint = endpoint
     this.stream = stream
     this.streams = streams
-    this.parser = newParser('response', maxHeaderSize)
+    // The parser runs only for a user (tunnelData): a parked stream's byte drops it unparsed.
+    const parser = this.parser = newParser('response', maxHeaderSize)
+    parser[HTTPParser.kOnHeaders] = (fields: string[]) => this.user!.responseFields(fields)
+    parser[HTTPParser.kOnHeadersComplete] = ((major, minor, fields, method, url, status, message, upgrade, keepAlive) =>
+      this.user!.responseHead(major, minor, fields, method, url, status, message, upgrade, keepAlive)) satisfies HeadersComplete
+    parser[HTTPParser.kOnBody] = (chunk: Buffer) => this.user!.responseBody(chunk)
+    parser[HTTPParser.kOnMessageComplete] = () => this.user!.responseComplete()
     const ended = (): void => {
       if (this.user !== null) this.user.tunnelEnd()
       else pool.drop(this)
