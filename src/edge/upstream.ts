@@ -142,8 +142,11 @@ export class Upstream {
       const { connected, size } = client.stats
       const socket = (client as unknown as Record<symbol, Duplex | null | undefined>)[kSocket]
       if (!connected || size > 0 || socket == null || socket.destroyed) continue
-      const closed = closedSoon(socket)
+      // Under TLS, the room is there once the tunnel stream below has closed (the TLS socket closes first).
+      const tunnel = tunnelUnder.get(socket) ?? socket
+      const closed = closedSoon(tunnel)
       socket.destroy()
+      tunnel.destroy()
       return closed
     }
     return undefined
@@ -173,6 +176,9 @@ function priorKnowledge (socket: Duplex, h2: boolean): Duplex {
   return socket
 }
 
+/** The tunnel stream under each TLS client withTls made (closeIdleStream waits for it). */
+const tunnelUnder = new WeakMap<Duplex, Duplex>()
+
 /** A TLS client over the tunnel stream; certificate checked only with --upstream-tls-verify. */
 function withTls (stream: Duplex, servername: string, upstream: Endpoint['spec']['upstream'], h2: boolean): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
@@ -184,6 +190,7 @@ function withTls (stream: Duplex, servername: string, upstream: Endpoint['spec']
       ALPNProtocols: h2 ? ['h2', 'http/1.1'] : ['http/1.1'],
       minVersion: 'TLSv1.2',
     })
+    tunnelUnder.set(socket, stream)
     const onError = (error: Error): void => {
       stream.destroy()
       reject(new PortholeError('PH_3009', error.message, { cause: error }))

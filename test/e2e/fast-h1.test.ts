@@ -3,10 +3,13 @@
 // the client and the upstream see: the same headers, framing, error codes, capture, terminal line and deadlines as
 // the usual path gives. The HTTP files also run whole with it on (the fast-h1 project in vitest.config.ts).
 import { createHash } from 'node:crypto'
-import type { Socket } from 'node:net'
+import { createServer as createHttpsServer } from 'node:https'
+import type { AddressInfo, Socket } from 'node:net'
+import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { Client } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CertStore } from '../../src/certs/cert-store.js'
 import { connect, eventually, rawConnect, sleep, rawRequest, startRawUpstream, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 
 /** A chunked body's data and trailer section (each chunk's size line checked). */
@@ -403,5 +406,30 @@ describe('http fast path: parked streams and the session\'s max-streams-per-sess
     // room-b needs one: one of room-a's idle streams closes for it.
     expect(await over('room-b', '/s3')).toMatch(/^HTTP\/1\.1 200[^]*at \/s3$/)
     expect(gateway.edge.poolStats(gateway.registry.endpoints().find((e) => e.host === 'room-a.localhost')!.id)?.connected).toBe(1)
+  })
+
+  it('the same with a TLS upstream (--upstream-tls): the room is there once the agent has closed the stream under the TLS', async () => {
+    const cert = new CertStore({ dataDir: join(gateway.tmp, 'service-ca') }).issue('localhost')
+    const service = createHttpsServer({ key: cert.keyPem, cert: cert.certPem }, (req, res) => { setTimeout(() => res.end(`tls at ${req.url}`), 100) })
+    await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve))
+    const port = (service.address() as AddressInfo).port
+    const tls = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: ['tls-a', 'tls-b'].map((name) => `${name}:80:localhost:${port}`), command: 'http --upstream-tls' })
+    try {
+      await tls.urls()
+      const stats = (name: string) => gateway.edge.poolStats(gateway.registry.endpoints().find((e) => e.host === `${name}.localhost`)!.id)
+      const get = (name: string, path: string): Promise<string> => rawRequest(gateway.httpPort, `GET ${path} HTTP/1.1\r\nHost: ${name}.localhost\r\nConnection: close\r\n\r\n`)
+      // Two requests at once to tls-a: its pool opens the session's two streams, TLS over each, and keeps them idle.
+      const answers = await Promise.all([get('tls-a', '/t1'), get('tls-a', '/t2')])
+      expect(answers[0]).toMatch(/^HTTP\/1\.1 200[^]*tls at \/t1$/)
+      expect(answers[1]).toMatch(/^HTTP\/1\.1 200[^]*tls at \/t2$/)
+      expect(stats('tls-a')?.connected).toBe(2)
+      // tls-b needs one: one of tls-a's closes, and the dial is tried again once the agent has closed the channel.
+      expect(await get('tls-b', '/t3')).toMatch(/^HTTP\/1\.1 200[^]*tls at \/t3$/)
+      expect(stats('tls-a')?.connected).toBe(1)
+    } finally {
+      await tls.kill()
+      service.closeAllConnections()
+      service.close()
+    }
   })
 })
