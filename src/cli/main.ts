@@ -77,7 +77,7 @@ Flags (also PORTHOLE_<NAME> env vars and kebab-case keys in a YAML --config file
                            each body are kept in memory, per owner, for the user's inspector and the admin API)
   --inspect-memory-mib N   memory for captured requests in all, in MiB (default 256; per owner: 500 records, 8 MiB)
   --inspect-max-owners N   owners whose captured requests are kept (default 1000; the least recently active go first)
-  --fast-h1=false          send every plain-HTTP/1.1 request through node's HTTP server and undici (default: those
+  --fast-h1=false          send every HTTP/1.1 request through node's HTTP server and undici (default: those
                            to endpoints with no policy or module take the fast path, for less CPU per request)
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (default info)
   --events-log             log one line per event (ngrok's shapes: http_request_complete.v0, tcp_connection_closed.v0,

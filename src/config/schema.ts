@@ -221,9 +221,9 @@ export const configSchema = z.strictObject({
   /** Capture every HTTP request (heads and the first 64 KiB of each body) for the owners' inspectors and the
    *  admin API; false: nothing is captured for any endpoint, whatever the endpoint's --inspect. */
   inspect: z.boolean().default(true),
-  /** The HTTP/1.1 fast path on the plain HTTP listener (src/edge/fast-h1.ts): requests to endpoints with no policy
-   *  or module are relayed (and captured) without node's HTTP server and undici, for less CPU per request. Plain HTTP
-   *  only (HTTPS takes the usual path); a pipelined request ends its connection. false: every request takes the usual path. */
+  /** The HTTP/1.1 fast path (src/edge/fast-h1.ts), plain HTTP and HTTPS: requests to endpoints with no policy or
+   *  module are relayed (and captured) without node's HTTP server and undici, for less CPU per request. HTTP/1.1
+   *  only (HTTP/2 takes the usual path); a pipelined request ends its connection. false: every request takes the usual path. */
   fastH1: z.boolean().default(true),
   /** Memory for captured requests in all, in MiB (each owner keeps at most 500 records and 8 MiB; past the total,
    *  the least recently active owner's records go first). */

@@ -1,5 +1,6 @@
-// The HTTP/1.1 fast path (--fast-h1, issue 13): a public connection whose requests need nothing of the edge but
-// routing, forwarding and capture is relayed over a tunnel stream it holds while it goes to one endpoint, parsed
+// The HTTP/1.1 fast path (--fast-h1, issue 13): a public connection, plain or over TLS once its handshake chose
+// HTTP/1.1 (tls-edge.ts), whose requests need nothing of the edge but routing, forwarding and capture is relayed
+// over a tunnel stream it holds while it goes to one endpoint, parsed
 // both ways with node's own llhttp (llhttp.ts) instead of going through node's HTTP server and undici, which cost
 // half of a keep-alive request. Between exchanges a stream goes back to a pool per endpoint (tunnel-pool.ts), for the
 // next connection to that endpoint, or this one's next request there, as undici's pools keep their connections.
@@ -7,8 +8,9 @@
 // It takes a request only when the usual path would do nothing more with it (HttpEdge.fastEndpoint decides for
 // the endpoint: no policy or module, no Host rewrite, plain upstream): an HTTP/1.1 request in origin-form with one
 // good Host, no Upgrade, CONNECT or Expect, no porthole-hop or porthole-replay. Anything else, and any head
-// llhttp refuses, goes to node's HTTP server with the bytes already read, at the start of a request; from then on
-// the connection is the server's. What goes upstream is what the usual path sends: the
+// llhttp refuses, goes to node's HTTP server (over TLS, node's HTTPS server code) with the bytes already read, at
+// the start of a request; from then on the connection is the server's. Over TLS, a host the connection was not
+// made for (its SNI names another endpoint) goes there too, for its 421. What goes upstream is what the usual path sends: the
 // same headers (headers.ts), the loop mark, the body re-framed; what comes back is the upstream's status and
 // fields less those of its hop, and the body as it came (chunks re-framed, trailers kept but porthole-error-code).
 // Captured records (RelayCapture) are the usual path's.
@@ -17,6 +19,7 @@
 // before the last was answered (pipelining, which no browser does) ends the connection after that answer, and
 // the client retries it (RFC 9112 9.3.2).
 import { createServer, type Server as NetServer, type Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import type { Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
@@ -26,16 +29,19 @@ import { addHop, connectionValue, headerLines, relayedResponseHead, upstreamRequ
 import { rawError, sendRawError } from './error-response.js'
 import { closeParser, HTTPParser, METHODS, newParser, type HeadersComplete, type HttpParser, type ParseError } from './llhttp.js'
 import { dialWithRoom, idleLimitOf, TunnelPool, type Tunnel, type TunnelUser } from './tunnel-pool.js'
-import { requestTarget } from './request-target.js'
+import { requestTarget, type Scheme } from './request-target.js'
 import { reportRequest } from './response-watch.js'
 import { checkingIntervalMs, closeSoon } from '../net/listen.js'
 import { RelayCapture, type InspectOptions } from '../inspect/capture.js'
 
 export interface FastH1Options {
-  /** Takes every connection (or the rest of one) the fast path does not. */
+  /** Takes every plain-HTTP connection (or the rest of one) the fast path does not. */
   readonly server: Server
-  /** The endpoint a request for `host` may go to on the fast path, or undefined (the usual path takes it). */
-  readonly fastEndpoint: (host: string) => Endpoint | undefined
+  /**
+   * The endpoint a request for `host` may go to on the fast path, or undefined (the usual path takes it). Over
+   * HTTPS, `servername` is the TLS connection's (SNI): the usual path answers a host it was not made for (421).
+   */
+  readonly fastEndpoint: (host: string, scheme: Scheme, servername: string | undefined) => Endpoint | undefined
   /** Closes an idle stream of `endpoint`'s agent session, whose stream cap refused one (HttpEdge.makeRoom). */
   readonly makeRoom: (endpoint: Endpoint) => Promise<void> | undefined
   /** The edge's loop mark (headers.ts). */
@@ -113,7 +119,9 @@ export class FastH1 {
     const sweepIntervalMs = checkingIntervalMs(Math.min(options.headerTimeoutMs, options.idleTimeoutMs))
     this.pool = new TunnelPool(options.maxStreamsPerEndpoint, options.maxResponseHeaderSize, sweepIntervalMs)
     // noDelay as node's HTTP server sets it: each response leaves when written, not after the client's delayed ACK.
-    this.listener = createServer({ noDelay: true }, (socket) => { this.#connections.add(new FastConnection(this, socket)) })
+    this.listener = createServer({ noDelay: true }, (socket) => {
+      this.#connections.add(new FastConnection(this, socket, 'http', undefined, (whole) => options.server.emit('connection', whole)))
+    })
     this.#sweeper = setInterval(() => this.#sweep(), sweepIntervalMs).unref()
   }
 
@@ -134,6 +142,15 @@ export class FastH1 {
   detach (endpoint: Endpoint): void {
     if (!this.pool.dropAll(endpoint)) return
     for (const connection of this.#connections) connection.detach(endpoint)
+  }
+
+  /**
+   * An HTTPS connection whose handshake chose HTTP/1.1 (tls-edge.ts): relayed here as plain HTTP's are; what the
+   * fast path does not take goes to `server` (node's HTTPS server code for the connection, given it whole).
+   */
+  acceptTls (socket: TLSSocket, server: (socket: TLSSocket) => void): void {
+    const servername = typeof socket.servername === 'string' ? socket.servername : undefined
+    this.#connections.add(new FastConnection(this, socket, 'https', servername, server as (socket: Socket) => void))
   }
 
   forget (connection: FastConnection): void {
@@ -162,6 +179,11 @@ class FastConnection implements TunnelUser {
   readonly #parser: HttpParser
   readonly #clientIp: string
   readonly #clientPort: number
+  /** 'https': a TLS connection (its plain-text side), made for `#servername` (its SNI). */
+  readonly #scheme: Scheme
+  readonly #servername: string | undefined
+  /** Takes the connection for node's server: what the fast path does not take, from the start of a request. */
+  readonly #server: (socket: Socket) => void
   /** The bytes since the current request began, while it began at the start of a chunk; else null. */
   #pending: Buffer[] | null = null
   /** No request in progress: the next byte begins one. */
@@ -202,9 +224,12 @@ class FastConnection implements TunnelUser {
   #toClient: Array<string | Buffer> = []
   #toUpstream: Array<string | Buffer> = []
 
-  constructor (front: FastH1, socket: Socket) {
+  constructor (front: FastH1, socket: Socket, scheme: Scheme, servername: string | undefined, server: (socket: Socket) => void) {
     this.#front = front
     this.#socket = socket
+    this.#scheme = scheme
+    this.#servername = servername
+    this.#server = server
     this.#clientIp = socket.remoteAddress ?? ''
     this.#clientPort = socket.remotePort ?? 0
     this.#headStartedAt = this.#quietSince = performance.now() // a new connection: its first head is due headerTimeout after it opened
@@ -311,11 +336,11 @@ class FastConnection implements TunnelUser {
       if (name === 'transfer-encoding') chunked = true // llhttp (strict) took it only with chunked last, and no Content-Length
       else if (name === 'content-length') length = raw[i + 1]
     }
-    const target = requestTarget({ method, url, rawHeaders: raw, httpVersionMajor: 1, headers: {} }, 'http')
+    const target = requestTarget({ method, url, rawHeaders: raw, httpVersionMajor: 1, headers: {} }, this.#scheme)
     if ('code' in target || target.host === '') return null
     const options = this.#front.options
     if (options.acme && target.path.startsWith(ACME_PREFIX)) return null
-    const endpoint = options.fastEndpoint(target.host)
+    const endpoint = options.fastEndpoint(target.host, this.#scheme, this.#servername)
     if (endpoint === undefined) return null
     if (this.#channelEndpoint !== endpoint) {
       // Another endpoint than the last request's (a proxy in front, with many names): the stream goes back to the
@@ -324,7 +349,7 @@ class FastConnection implements TunnelUser {
       if (!this.#useEndpoint(endpoint)) return null
     }
     this.#channelReusable = false
-    const headers = upstreamRequestHeaders({ rawHeaders: raw, headers: { connection: connectionValue(raw) } }, this.#clientIp, 'http', target.authority)
+    const headers = upstreamRequestHeaders({ rawHeaders: raw, headers: { connection: connectionValue(raw) } }, this.#clientIp, this.#scheme, target.authority)
     addHop(headers, options.hop)
     const head = `${method} ${target.path} HTTP/1.1\r\n${headerLines(headers)}${chunked ? 'transfer-encoding: chunked\r\n\r\n' : '\r\n'}`
     const started = performance.now()
@@ -540,7 +565,7 @@ class FastConnection implements TunnelUser {
     const durationMs = performance.now() - exchange.started
     exchange.capture?.finish(exchange.responseHead, exchange.status, exchange.errorCode, durationMs)
     reportRequest(exchange.endpoint, {
-      scheme: 'http',
+      scheme: this.#scheme,
       httpVersion: '1.1',
       method: exchange.method,
       host: exchange.authority,
@@ -692,7 +717,7 @@ class FastConnection implements TunnelUser {
     // back on the socket instead, the bytes would have made it read them all through 'data' events, which cost
     // a policy endpoint's requests a fifth more). The bytes already read reach its parser as the one 'data'
     // event it would have had for them, now, before the event loop reads more.
-    this.#front.options.server.emit('connection', socket)
+    this.#server(socket)
     socket.emit('data', chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks))
   }
 

@@ -316,7 +316,7 @@ export class HttpEdge {
     this.#fast = options.fastH1 === true
       ? new FastH1({
         server: this.server,
-        fastEndpoint: (host) => this.#fastEndpoint(host),
+        fastEndpoint: (host, scheme, servername) => this.#fastEndpoint(host, scheme, servername),
         makeRoom: (endpoint) => this.#makeRoom(endpoint),
         hop: this.#hop,
         acme: options.acmeChallenge !== undefined,
@@ -333,16 +333,18 @@ export class HttpEdge {
   }
 
   /**
-   * The endpoint a plain-HTTP request for `host` may take the fast path to: bound, http, and nothing of the
-   * usual path but routing, forwarding and capture would act on it (no policy step or module, no Host rewrite, a
-   * plain HTTP/1.1 upstream). Asked for every request, so a change (a rebind with a policy) is seen at the next one.
+   * The endpoint an HTTP/1.1 request for `host` may take the fast path to: bound, http, served on this scheme, and
+   * nothing of the usual path but routing, forwarding and capture would act on it (no policy step or module, no
+   * Host rewrite, a plain HTTP/1.1 upstream); over HTTPS, only a host the TLS connection was made for (the usual
+   * path answers any other 421). Asked for every request, so a change (a rebind with a policy) is seen at the next one.
    */
-  #fastEndpoint (host: string): Endpoint | undefined {
+  #fastEndpoint (host: string, scheme: Scheme, servername: string | undefined): Endpoint | undefined {
     const found = this.#registry.lookup(host)
     if (found.state !== 'bound') return undefined
     const { endpoint } = found
     const { spec } = endpoint
-    if (spec.proto !== 'http' || !spec.schemes.http || spec.hostHeader !== undefined || spec.upstream.tls || spec.upstream.protocol !== 'http1') return undefined
+    if (spec.proto !== 'http' || !spec.schemes[scheme] || spec.hostHeader !== undefined || spec.upstream.tls || spec.upstream.protocol !== 'http1') return undefined
+    if (scheme === 'https' && this.#misdirected(servername, host, found) !== undefined) return undefined
     const policy = this.#upstreams.get(endpoint.id)?.policy
     if (policy === undefined || policy.onTcpConnect !== null || policy.onHttpRequest !== null || policy.onHttpResponse !== null || policy.needsBody) return undefined
     return endpoint
@@ -360,6 +362,15 @@ export class HttpEdge {
     const address = await listenOn(this.#fast?.listener ?? this.server, host, port)
     this.#portSuffix = address.port === 80 ? '' : `:${address.port}`
     return address
+  }
+
+  /**
+   * An HTTPS connection whose handshake chose HTTP/1.1 (tls-edge.ts): to the fast path, which gives `server` (node's
+   * HTTPS server code) what it does not take; all to `server` with --fast-h1=false.
+   */
+  acceptTls (socket: TLSSocket, server: (socket: TLSSocket) => void): void {
+    if (this.#fast === null) server(socket)
+    else this.#fast.acceptTls(socket, server)
   }
 
   /** Requests the fast path (--fast-h1) has taken so far. */
@@ -432,7 +443,8 @@ export class HttpEdge {
     const { host } = target
     const found = this.#registry.lookup(host)
     if (scheme === 'https') {
-      const misdirected = this.#misdirected(req.socket as TLSSocket, host, found)
+      const { servername } = req.socket as TLSSocket
+      const misdirected = this.#misdirected(typeof servername === 'string' ? servername : undefined, host, found)
       if (misdirected !== undefined) return { code: 'PH_3015', detail: misdirected }
     }
     const upstream = found.state === 'bound' ? this.#upstreams.get(found.endpoint.id) : undefined
@@ -451,8 +463,8 @@ export class HttpEdge {
    * connection when the certificate covers them). Any other host would reach an endpoint, its policy and its
    * certificate through a connection made for someone else's: 421, which browsers retry on a new connection.
    */
-  #misdirected (socket: TLSSocket, host: string, found: Lookup): string | undefined {
-    const sni = routingHost(typeof socket.servername === 'string' ? socket.servername : undefined)
+  #misdirected (servername: string | undefined, host: string, found: Lookup): string | undefined {
+    const sni = routingHost(servername)
     if (sni !== '' && sni === host) return undefined
     const served = sni === '' ? undefined : this.#registry.lookup(sni)
     if (served?.state === 'bound' && found.state === 'bound' && served.endpoint === found.endpoint) return undefined

@@ -5,6 +5,7 @@
 // name, garbage) is closed, and no certificate is ever issued for a name nobody bound.
 import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from 'node:http2'
 import type { Duplex } from 'node:stream'
+import type { TLSSocket } from 'node:tls'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
@@ -110,6 +111,16 @@ export class TlsEdge {
       onCut: (reason, session) => this.#log.debug({ client: session.socket?.remoteAddress, reason }, 'http2 session closed'),
     })
     this.#https.on('session', (session: ServerHttp2Session) => this.#h2.watch(session))
+    // After the handshake, node's HTTP/2 server code (its one 'secureConnection' listener) serves HTTP/2 and,
+    // with allowHTTP1, HTTP/1.1; an HTTP/1.1 connection goes to the fast path first (HttpEdge.acceptTls), which
+    // hands that same code what it does not take.
+    const [serve] = this.#https.listeners('secureConnection') as Array<(socket: TLSSocket) => void>
+    if (serve === undefined) throw new Error('node\'s HTTP/2 server has no secureConnection listener')
+    this.#https.removeAllListeners('secureConnection')
+    this.#https.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.alpnProtocol === 'h2') serve.call(this.#https, socket)
+      else options.http.acceptTls(socket, (whole) => serve.call(this.#https, whole))
+    })
     this.#https.on('request', (req, res) => options.http.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse, 'https'))
     this.#https.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => options.http.handleUpgrade(req, socket, head, 'https'))
     this.#https.on('connect', (req: IncomingMessage, to: Socket | ServerResponse) => options.http.refuseConnect(req, to))

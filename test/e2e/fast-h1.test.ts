@@ -10,7 +10,7 @@ import { Readable } from 'node:stream'
 import { Client } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CertStore } from '../../src/certs/cert-store.js'
-import { connect, eventually, rawConnect, sleep, rawRequest, startRawUpstream, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
+import { connect, eventually, h2Session, h2Status, rawConnect, sleep, rawRequest, startRawUpstream, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
 
 /** A chunked body's data and trailer section (each chunk's size line checked). */
 function dechunk (text: string): { body: string, trailers: string } {
@@ -116,6 +116,31 @@ describe('http fast path (--fast-h1)', () => {
     // Only Porthole says porthole-error-code.
     expect((await get(client, host, '/spoof')).headers['porthole-error-code']).toBeUndefined()
     await clients[0]!.waitFor(/GET \/two\?x=1 200 \d+ms/)
+  })
+
+  it('takes HTTP/1.1 over TLS too: https upstream headers; a host the connection was not made for goes to the usual path (421)', async () => {
+    const before = gateway.edge.fastRelayed
+    const tls = new Client(`https://127.0.0.1:${gateway.httpsPort}`, { pipelining: 1, connect: { servername: host, ca: gateway.caPem, ALPNProtocols: ['http/1.1'] } })
+    closers.push(() => tls.close())
+    for (const path of ['/s1', '/s2']) {
+      const res = await get(tls, host, path)
+      expect(res.status).toBe(200)
+      expect(JSON.parse(res.body).headers).toMatchObject({ host, 'x-forwarded-proto': 'https', 'x-forwarded-host': host })
+    }
+    expect(gateway.edge.fastRelayed - before).toBe(2)
+    await clients[0]!.waitFor(/GET \/s2 200 \d+ms/)
+    // Another endpoint's host on a connection made for plain.localhost (undici would open a new one): the usual path's 421.
+    const misdirected = await rawRequest(gateway.httpsPort, 'GET /elsewhere HTTP/1.1\r\nHost: other.localhost\r\nConnection: close\r\n\r\n', { servername: host, ca: gateway.caPem, ALPNProtocols: ['http/1.1'] })
+    expect(misdirected).toMatch(/^HTTP\/1\.1 421 [^]*porthole-error-code: PH_3015/)
+    expect(gateway.edge.fastRelayed - before).toBe(2)
+    // HTTP/2 stays on the usual path.
+    const session = h2Session(gateway, host)
+    try {
+      expect(await h2Status(session, host, '/h2')).toBe(200)
+    } finally {
+      session.close()
+    }
+    expect(gateway.edge.fastRelayed - before).toBe(2)
   })
 
   it('never takes an endpoint with a module: basic auth is asked for on every request', async () => {
@@ -393,19 +418,21 @@ describe('http fast path: parked streams and the session\'s max-streams-per-sess
     expect(await close('/a3')).toMatch(/at \/a3$/)
   })
 
-  it('the same over HTTPS (the usual path): an idle stream of another endpoint\'s pool closes for room', async () => {
+  it('the same over HTTPS: HTTP/1.1 over TLS takes the fast path too, and its parked streams give way alike', async () => {
+    const parked = (name: string): number => gateway.edge.fastParked(gateway.registry.endpoints().find((e) => e.host === `${name}.localhost`)!.id)
     const over = (name: string, path: string): Promise<string> => rawRequest(gateway.httpsPort,
       `GET ${path} HTTP/1.1\r\nHost: ${name}.localhost\r\nConnection: close\r\n\r\n`, { servername: `${name}.localhost`, ca: gateway.caPem, ALPNProtocols: ['http/1.1'] })
-    await eventually(() => gateway.edge.fastParked(gateway.registry.endpoints().find((e) => e.host === 'room-a.localhost')!.id) === 0
-      && gateway.edge.fastParked(gateway.registry.endpoints().find((e) => e.host === 'room-b.localhost')!.id) === 0, 8000)
-    // Two requests at once to room-a: its pool opens the session's two streams and keeps them idle (30 s).
+    await eventually(() => parked('room-a') === 0 && parked('room-b') === 0, 8000)
+    const before = gateway.edge.fastRelayed
+    // Two requests at once to room-a: the session's two streams, both parked once their connections end.
     const answers = await Promise.all([over('room-a', '/s1'), over('room-a', '/s2')])
     expect(answers[0]).toMatch(/^HTTP\/1\.1 200[^]*at \/s1$/)
     expect(answers[1]).toMatch(/^HTTP\/1\.1 200[^]*at \/s2$/)
-    expect(gateway.edge.poolStats(gateway.registry.endpoints().find((e) => e.host === 'room-a.localhost')!.id)?.connected).toBe(2)
-    // room-b needs one: one of room-a's idle streams closes for it.
+    await eventually(() => parked('room-a') === 2)
+    // room-b needs one: one of room-a's parked streams closes for it.
     expect(await over('room-b', '/s3')).toMatch(/^HTTP\/1\.1 200[^]*at \/s3$/)
-    expect(gateway.edge.poolStats(gateway.registry.endpoints().find((e) => e.host === 'room-a.localhost')!.id)?.connected).toBe(1)
+    expect(gateway.edge.fastRelayed - before).toBe(3)
+    expect(parked('room-a')).toBe(1)
   })
 
   it('the same with a TLS upstream (--upstream-tls): the room is there once the agent has closed the stream under the TLS', async () => {
