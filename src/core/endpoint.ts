@@ -58,7 +58,7 @@ export type Dialer = (client: ClientAddress) => Promise<Duplex>
  */
 export class StreamsFullError extends PortholeError {
   constructor (limit: number) {
-    super('PH_3002', `more than ${limit} open streams on this tunnel`)
+    super('PH_3002', `${limit} streams already open on this agent session (the gateway's max-streams-per-session)`)
   }
 }
 
