@@ -29,7 +29,7 @@ import { addHop, connectionValue, headerLines, relayedResponseHead, upstreamRequ
 import { rawError, sendRawError } from './error-response.js'
 import { closeParser, HTTPParser, METHODS, newParser, type HeadersComplete, type HttpParser, type ParseError } from './llhttp.js'
 import { dialWithRoom, idleLimitOf, TunnelPool, type Tunnel, type TunnelUser } from './tunnel-pool.js'
-import { requestTarget, type Scheme } from './request-target.js'
+import { requestTarget, serverNameOf, type Scheme } from './request-target.js'
 import { reportRequest } from './response-watch.js'
 import { checkingIntervalMs, closeSoon } from '../net/listen.js'
 import { RelayCapture, type InspectOptions } from '../inspect/capture.js'
@@ -149,8 +149,7 @@ export class FastH1 {
    * fast path does not take goes to `server` (node's HTTPS server code for the connection, given it whole).
    */
   acceptTls (socket: TLSSocket, server: (socket: TLSSocket) => void): void {
-    const servername = typeof socket.servername === 'string' ? socket.servername : undefined
-    this.#connections.add(new FastConnection(this, socket, 'https', servername, server as (socket: Socket) => void))
+    this.#connections.add(new FastConnection(this, socket, 'https', serverNameOf(socket), server as (socket: Socket) => void))
   }
 
   forget (connection: FastConnection): void {

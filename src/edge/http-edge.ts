@@ -21,7 +21,7 @@ import { Upstream } from './upstream.js'
 import { checkingIntervalMs, closeSoon, listenOn } from '../net/listen.js'
 import { proxyUpgrade } from './upgrade.js'
 import { FastH1 } from './fast-h1.js'
-import { requestTarget, routingHost, type RequestTarget, type Scheme } from './request-target.js'
+import { requestTarget, routingHost, serverNameOf, type RequestTarget, type Scheme } from './request-target.js'
 import { hasRequestBody, watchResponse, type ResponseWithCode } from './response-watch.js'
 import { readReplayMark, REPLAY_HEADER, RequestCapture, UpgradeCapture, type InspectOptions } from '../inspect/capture.js'
 
@@ -443,8 +443,7 @@ export class HttpEdge {
     const { host } = target
     const found = this.#registry.lookup(host)
     if (scheme === 'https') {
-      const { servername } = req.socket as TLSSocket
-      const misdirected = this.#misdirected(typeof servername === 'string' ? servername : undefined, host, found)
+      const misdirected = this.#misdirected(serverNameOf(req.socket as TLSSocket), host, found)
       if (misdirected !== undefined) return { code: 'PH_3015', detail: misdirected }
     }
     const upstream = found.state === 'bound' ? this.#upstreams.get(found.endpoint.id) : undefined

@@ -6,6 +6,7 @@
 // HTTP/2 (RFC 9113 8.3.1): `:authority` names the authority; a Host that names another one is malformed.
 // A port in any authority must be a port (1-65535).
 import type { IncomingMessage } from 'node:http'
+import type { TLSSocket } from 'node:tls'
 import type { ErrorCode } from '../core/errors.js'
 
 export type Scheme = 'http' | 'https'
@@ -53,6 +54,11 @@ export function routingHost (value: string | undefined): string {
   if (!value) return ''
   const parsed = parseAuthority(value, 'Host')
   return 'code' in parsed ? '' : routingName(parsed.host)
+}
+
+/** The server name a TLS connection was made for (its SNI), as the client sent it; undefined without one. */
+export function serverNameOf (socket: TLSSocket): string | undefined {
+  return typeof socket.servername === 'string' ? socket.servername : undefined
 }
 
 const DEFAULT_PORT = { http: 80, https: 443 } as const

@@ -10,7 +10,13 @@ import { Readable } from 'node:stream'
 import { Client } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CertStore } from '../../src/certs/cert-store.js'
+import type { Endpoint } from '../../src/core/endpoint.js'
 import { connect, eventually, h2Session, h2Status, rawConnect, sleep, rawRequest, startRawUpstream, startTestGateway, startUpstream, type SshClient, type TestGateway } from './harness.js'
+
+/** The endpoint bound as `name`.localhost. */
+function endpointNamed (gateway: TestGateway, name: string): Endpoint {
+  return gateway.registry.endpoints().find((e) => e.host === `${name}.localhost`)!
+}
 
 /** A chunked body's data and trailer section (each chunk's size line checked). */
 function dechunk (text: string): { body: string, trailers: string } {
@@ -48,8 +54,7 @@ describe('http fast path (--fast-h1)', () => {
     return { status: res.statusCode, headers: res.headers, body: await res.body.text() }
   }
 
-  /** The id of the endpoint bound as `name`.localhost. */
-  const idOf = (name: string): string => gateway.registry.endpoints().find((e) => e.host === `${name}.localhost`)!.id
+  const idOf = (name: string): string => endpointNamed(gateway, name).id
   /** An upstream that answers with what it was sent, and counts its connections (one per tunnel stream). */
   let echo: { port: number, connections: number }
   let host: string
@@ -183,7 +188,7 @@ describe('http fast path (--fast-h1)', () => {
   })
 
   it('captures what it relays for the inspector, as the usual path does: heads both ways, bodies, error codes', async () => {
-    const owner = gateway.registry.endpoints().find((e) => e.host === host)!.owner.id
+    const owner = endpointNamed(gateway, 'plain').owner.id
     const before = gateway.edge.fastRelayed
     const client = keepAlive()
     const posted = await client.request({ method: 'POST', path: '/captured?q=1', headers: { host, 'content-type': 'text/plain', 'x-mine': 'yes' }, body: 'hello capture' })
@@ -376,7 +381,7 @@ describe('http fast path (--fast-h1)', () => {
     expect(await rawRequest(gateway.httpPort, 'GET /two HTTP/1.1\r\nHost: leaving.localhost\r\nConnection: close\r\n\r\n')).toMatch(/at \/two$/)
     await eventually(() => gateway.edge.fastParked(leaving) === 1) // a second stream, parked for the next connection
     expect(open.size).toBe(2)
-    gateway.registry.unbind(gateway.registry.endpoints().find((e) => e.host === 'leaving.localhost')!)
+    gateway.registry.unbind(endpointNamed(gateway, 'leaving'))
     await eventually(() => open.size === 0)
     // The same public connection goes on: the name is held for its owner but not bound, and says so.
     expect(gateway.edge.fastParked(leaving)).toBe(0)
@@ -402,7 +407,7 @@ describe('http fast path: parked streams and the session\'s max-streams-per-sess
   })
 
   it('a stream parked for one endpoint gives way to another endpoint of the same session at the cap, instead of a 502', async () => {
-    const parkedA = (): number => gateway.edge.fastParked(gateway.registry.endpoints().find((e) => e.host === 'room-a.localhost')!.id)
+    const parkedA = (): number => gateway.edge.fastParked(endpointNamed(gateway, 'room-a').id)
     // Two requests at once to room-a: two streams, the session's two; both parked once their connections end.
     const close = (path: string): Promise<string> => rawRequest(gateway.httpPort, `GET ${path} HTTP/1.1\r\nHost: room-a.localhost\r\nConnection: close\r\n\r\n`)
     const answers = await Promise.all([close('/a1'), close('/a2')])
@@ -419,7 +424,7 @@ describe('http fast path: parked streams and the session\'s max-streams-per-sess
   })
 
   it('the same over HTTPS: HTTP/1.1 over TLS takes the fast path too, and its parked streams give way alike', async () => {
-    const parked = (name: string): number => gateway.edge.fastParked(gateway.registry.endpoints().find((e) => e.host === `${name}.localhost`)!.id)
+    const parked = (name: string): number => gateway.edge.fastParked(endpointNamed(gateway, name).id)
     const over = (name: string, path: string): Promise<string> => rawRequest(gateway.httpsPort,
       `GET ${path} HTTP/1.1\r\nHost: ${name}.localhost\r\nConnection: close\r\n\r\n`, { servername: `${name}.localhost`, ca: gateway.caPem, ALPNProtocols: ['http/1.1'] })
     await eventually(() => parked('room-a') === 0 && parked('room-b') === 0, 8000)
@@ -443,7 +448,7 @@ describe('http fast path: parked streams and the session\'s max-streams-per-sess
     const tls = connect({ kind: 'openssh', port: gateway.sshPort, key: gateway.key('alice', 'openssh'), forwards: ['tls-a', 'tls-b'].map((name) => `${name}:80:localhost:${port}`), command: 'http --upstream-tls' })
     try {
       await tls.urls()
-      const stats = (name: string) => gateway.edge.poolStats(gateway.registry.endpoints().find((e) => e.host === `${name}.localhost`)!.id)
+      const stats = (name: string) => gateway.edge.poolStats(endpointNamed(gateway, name).id)
       const get = (name: string, path: string): Promise<string> => rawRequest(gateway.httpPort, `GET ${path} HTTP/1.1\r\nHost: ${name}.localhost\r\nConnection: close\r\n\r\n`)
       // Two requests at once to tls-a: its pool opens the session's two streams, TLS over each, and keeps them idle.
       const answers = await Promise.all([get('tls-a', '/t1'), get('tls-a', '/t2')])
